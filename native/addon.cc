@@ -1,0 +1,214 @@
+// The addon's JavaScript surface: spawn(options, listener) -> ProcessHandle. Declared for
+// TypeScript in src/native/binding.ts; only src/native/ loads this module.
+#include <napi.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "log_writer.h"
+#include "reactor.h"
+#include "spawn.h"
+
+namespace jw {
+namespace {
+
+// Per Node environment (main thread or a worker thread).
+struct AddonState {
+  std::unique_ptr<Reactor> reactor;
+  Napi::FunctionReference process_handle_class;
+};
+
+void destroy_reactor(void* data) { static_cast<AddonState*>(data)->reactor.reset(); }
+
+Reactor& reactor_for(Napi::Env env) {
+  AddonState* state = env.GetInstanceData<AddonState>();
+  if (!state->reactor) {
+    try {
+      state->reactor = std::make_unique<Reactor>(env);
+    } catch (int err) {
+      throw Napi::Error::New(env, std::string("cannot start the capture thread: ") + strerror(err));
+    }
+    // Registered after the reactor's thread-safe function, so it runs before that is torn down.
+    napi_add_env_cleanup_hook(env, destroy_reactor, state);
+  }
+  return *state->reactor;
+}
+
+Napi::Error errno_error(Napi::Env env, int err, const std::string& what) {
+  const char* name = strerrorname_np(err);
+  Napi::Error error = Napi::Error::New(env, what + ": " + (name ? name : "errno") + " (" + strerror(err) + ")");
+  error.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, err));
+  return error;
+}
+
+class ProcessHandle : public Napi::ObjectWrap<ProcessHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ProcessHandle",
+                       {
+                           InstanceAccessor<&ProcessHandle::Pid>("pid"),
+                           InstanceAccessor<&ProcessHandle::LogBytes>("logBytes"),
+                           InstanceAccessor<&ProcessHandle::GatedFork>("gatedFork"),
+                           InstanceMethod<&ProcessHandle::Kill>("kill"),
+                           InstanceMethod<&ProcessHandle::CloseCapture>("closeCapture"),
+                           InstanceMethod<&ProcessHandle::WatchOutput>("watchOutput"),
+                       });
+  }
+
+  explicit ProcessHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessHandle>(info) {}
+  std::shared_ptr<Job> job;
+
+ private:
+  Napi::Value Pid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), job->pid); }
+  Napi::Value LogBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(job->log->committed()));
+  }
+  Napi::Value GatedFork(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), job->gated_fork); }
+
+  // kill(signal) -> true if delivered, false if the process is already gone.
+  Napi::Value Kill(const Napi::CallbackInfo& info) {
+    int signal = info[0].As<Napi::Number>().Int32Value();
+    try {
+      return Napi::Boolean::New(info.Env(), job->kill(signal));
+    } catch (int err) {
+      throw errno_error(info.Env(), err, "pidfd_send_signal");
+    }
+  }
+
+  // Stop capturing: read the pipes dry and close them (their remaining writers then get SIGPIPE).
+  Napi::Value CloseCapture(const Napi::CallbackInfo& info) {
+    AddonState* state = info.Env().GetInstanceData<AddonState>();
+    if (state->reactor) state->reactor->close_capture(job);
+    return info.Env().Undefined();
+  }
+
+  // watchOutput(true) asks for coalesced "output" events as the log grows.
+  Napi::Value WatchOutput(const Napi::CallbackInfo& info) {
+    job->watch_output.store(info[0].As<Napi::Boolean>().Value(), std::memory_order_release);
+    return info.Env().Undefined();
+  }
+};
+
+std::vector<std::string> string_array(Napi::Object options, const char* key) {
+  std::vector<std::string> out;
+  Napi::Value value = options.Get(key);
+  if (value.IsUndefined()) return out;
+  if (!value.IsArray()) throw Napi::TypeError::New(options.Env(), std::string(key) + " must be an array of strings");
+  Napi::Array array = value.As<Napi::Array>();
+  out.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); i++) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString()) throw Napi::TypeError::New(options.Env(), std::string(key) + " must be an array of strings");
+    std::string s = item.As<Napi::String>().Utf8Value();
+    if (s.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(options.Env(), std::string(key) + " must not contain NUL bytes");
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+long long optional_integer(Napi::Object options, const char* key, long long fallback) {
+  Napi::Value value = options.Get(key);
+  if (value.IsUndefined() || value.IsNull()) return fallback;
+  if (!value.IsNumber()) throw Napi::TypeError::New(options.Env(), std::string(key) + " must be a number");
+  return value.As<Napi::Number>().Int64Value();
+}
+
+// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, logPath, logMaxBytes, uid?, gid?,
+//         groups?, nofileSoft?, forceGatedFork? }, listener(type, info)) -> ProcessHandle
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsFunction())
+    throw Napi::TypeError::New(env, "spawn(options, listener): options object and listener function required");
+  Napi::Object options = info[0].As<Napi::Object>();
+
+  SpawnRequest req;
+  req.exec_candidates = string_array(options, "execCandidates");
+  req.argv = string_array(options, "argv");
+  req.envp = string_array(options, "env");
+  if (req.exec_candidates.empty() || req.argv.empty())
+    throw Napi::TypeError::New(env, "execCandidates and argv must not be empty");
+  Napi::Value cwd = options.Get("cwd");
+  if (cwd.IsString()) req.cwd = cwd.As<Napi::String>().Utf8Value();
+  req.cgroup_fd = static_cast<int>(optional_integer(options, "cgroupFd", -1));
+  Napi::Value join = options.Get("joinProcsFds");
+  if (join.IsArray()) {
+    Napi::Array fds = join.As<Napi::Array>();
+    for (uint32_t i = 0; i < fds.Length(); i++) req.join_procs_fds.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
+  }
+  req.uid = optional_integer(options, "uid", -1);
+  req.gid = optional_integer(options, "gid", -1);
+  Napi::Value groups = options.Get("groups");
+  if (groups.IsArray()) {
+    req.set_groups = true;
+    Napi::Array list = groups.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) req.groups.push_back(list.Get(i).As<Napi::Number>().Uint32Value());
+  }
+  req.nofile_soft = optional_integer(options, "nofileSoft", -1);
+  req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
+  Napi::Value log_path = options.Get("logPath");
+  if (!log_path.IsString()) throw Napi::TypeError::New(env, "logPath must be a string");
+  uint64_t log_max = static_cast<uint64_t>(optional_integer(options, "logMaxBytes", 1LL << 40));
+
+  Reactor& reactor = reactor_for(env);
+
+  // The log first: a job must never run without the file that keeps its output.
+  std::unique_ptr<LogWriter> log;
+  try {
+    log = std::make_unique<LogWriter>(log_path.As<Napi::String>().Utf8Value(), log_max);
+  } catch (int err) {
+    Napi::Error error = errno_error(env, err, "cannot create the log file " + log_path.As<Napi::String>().Utf8Value());
+    error.Set("stage", Napi::String::New(env, "log"));
+    throw error;
+  }
+
+  SpawnedChild child;
+  try {
+    child = spawn_process(req);
+  } catch (const SpawnFailure& failure) {
+    std::string what = std::string("spawn failed at ") + spawn_stage_name(failure.stage);
+    if (failure.stage == SpawnStage::kExec && failure.candidate >= 0)
+      what += " of " + req.exec_candidates[failure.candidate];
+    if (failure.stage == SpawnStage::kChdir) what += " to " + req.cwd;
+    Napi::Error error = errno_error(env, failure.err, what);
+    error.Set("stage", Napi::String::New(env, spawn_stage_name(failure.stage)));
+    if (failure.candidate >= 0)
+      error.Set("path", Napi::String::New(env, req.exec_candidates[failure.candidate]));
+    log->finish();
+    throw error;
+  }
+
+  auto job = std::make_shared<Job>(std::move(child), std::move(log));
+  try {
+    reactor.add(job);
+  } catch (int err) {
+    job->kill_and_reap();  // it cannot be watched, so it must not run unobserved
+    job->log->finish();
+    throw errno_error(env, err, "epoll_ctl");
+  }
+  napi_create_reference(env, info[1], 1, &job->listener);
+
+  AddonState* state = env.GetInstanceData<AddonState>();
+  Napi::Object handle = state->process_handle_class.New({});
+  ProcessHandle::Unwrap(handle)->job = job;
+  return handle;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* state = new AddonState();
+  env.SetInstanceData<AddonState>(state);
+  Napi::Function handle_class = ProcessHandle::Define(env);
+  state->process_handle_class = Napi::Persistent(handle_class);
+  exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("ProcessHandle", handle_class);
+  return exports;
+}
+
+}  // namespace
+}  // namespace jw
+
+static Napi::Object InitJobworker(Napi::Env env, Napi::Object exports) { return jw::Init(env, exports); }
+NODE_API_MODULE(jobworker, InitJobworker)

@@ -1,0 +1,163 @@
+#include "log_writer.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "log_format.h"
+
+namespace jw {
+
+uint64_t realtime_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+LogWriter::LogWriter(const std::string& path, uint64_t max_bytes) : max_bytes_(max_bytes) {
+  file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!file_.valid()) throw errno;
+  dev_null_.reset(open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (!dev_null_.valid()) throw errno;
+  uint8_t header[kFileHeaderSize];
+  encode_file_header(header);
+  if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
+  offset_ = kFileHeaderSize;
+  committed_.store(offset_, std::memory_order_release);
+  if (max_bytes_ < offset_ + kRecordHeaderSize + kMarkerReserve) max_bytes_ = offset_ + kRecordHeaderSize + kMarkerReserve;
+}
+
+void LogWriter::note_error(int err) {
+  if (first_error_ == 0) first_error_ = err;
+}
+
+bool LogWriter::write_record(uint8_t stream, const char* payload, size_t len) {
+  uint8_t header[kRecordHeaderSize];
+  encode_record_header(header, stream, static_cast<uint32_t>(len), realtime_ns());
+  struct iovec iov[2] = {{header, sizeof header}, {const_cast<char*>(payload), len}};
+  ssize_t n = pwritev(file_.get(), iov, 2, static_cast<off_t>(offset_));
+  if (n != static_cast<ssize_t>(sizeof header + len)) {
+    note_error(n < 0 ? errno : ENOSPC);
+    return false;
+  }
+  offset_ += n;
+  committed_.store(offset_, std::memory_order_release);
+  return true;
+}
+
+bool LogWriter::write_marker(const std::string& json) { return write_record(kMarker, json.data(), json.size()); }
+
+std::string LogWriter::dropped_marker() const {
+  const char* name = first_error_ ? strerrorname_np(first_error_) : nullptr;
+  char json[160];
+  snprintf(json, sizeof json, "{\"event\":\"dropped\",\"reason\":\"write-error\",\"error\":\"%s\",\"bytes\":%llu}",
+           name ? name : "EIO", static_cast<unsigned long long>(dropped_since_error_));
+  return json;
+}
+
+// Header first, with the exact length FIONREAD promised; then the payload straight from the pipe.
+// A short splice (disk full) rewrites the header with what really landed. Returns the bytes taken
+// out of the pipe; *kept says how many of them are now in a committed record (all or none).
+size_t LogWriter::splice_record(int pipe_fd, uint8_t stream, size_t take, size_t* kept) {
+  *kept = 0;
+  uint8_t header[kRecordHeaderSize];
+  uint64_t time_ns = realtime_ns();
+  encode_record_header(header, stream, static_cast<uint32_t>(take), time_ns);
+  if (pwrite(file_.get(), header, sizeof header, static_cast<off_t>(offset_)) != static_cast<ssize_t>(sizeof header)) {
+    note_error(errno ? errno : ENOSPC);
+    return 0;
+  }
+  loff_t pos = static_cast<loff_t>(offset_ + kRecordHeaderSize);
+  size_t moved = 0;
+  while (moved < take) {
+    ssize_t n = splice(pipe_fd, nullptr, file_.get(), &pos, take - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      moved += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      note_error(n < 0 ? errno : EIO);
+      break;
+    }
+  }
+  // Nothing landed: the header stays beyond the committed offset and is overwritten or cut later.
+  if (moved == 0) return 0;
+  if (moved < take) {
+    encode_record_header(header, stream, static_cast<uint32_t>(moved), time_ns);
+    if (pwrite(file_.get(), header, sizeof header, static_cast<off_t>(offset_)) != static_cast<ssize_t>(sizeof header))
+      return moved;
+  }
+  offset_ += kRecordHeaderSize + moved;
+  committed_.store(offset_, std::memory_order_release);
+  *kept = moved;
+  return moved;
+}
+
+void LogWriter::discard(int pipe_fd, size_t count) {
+  while (count > 0) {
+    ssize_t n = splice(pipe_fd, nullptr, dev_null_.get(), nullptr, count, SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL) {  // no splice to /dev/null: read into a scratch buffer instead
+      char scratch[16384];
+      n = read(pipe_fd, scratch, count < sizeof scratch ? count : sizeof scratch);
+      if (n < 0 && errno == EINTR) continue;
+    }
+    if (n <= 0) return;
+    count -= static_cast<size_t>(n);
+  }
+}
+
+size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available) {
+  if (truncated_ || !file_.valid()) {
+    discard(pipe_fd, available);
+    dropped_ += available;
+    return available;
+  }
+  if (dropped_since_error_ > 0) {
+    if (!write_marker(dropped_marker())) {
+      discard(pipe_fd, available);
+      dropped_ += available;
+      dropped_since_error_ += available;
+      return available;
+    }
+    dropped_since_error_ = 0;
+  }
+  uint64_t limit = max_bytes_ - kMarkerReserve;
+  uint64_t room = offset_ + kRecordHeaderSize < limit ? limit - offset_ - kRecordHeaderSize : 0;
+  size_t take = available < room ? available : static_cast<size_t>(room);
+  size_t kept = 0;
+  size_t consumed = take > 0 ? splice_record(pipe_fd, stream, take, &kept) : 0;
+  discard(pipe_fd, available - consumed);
+  size_t lost = available - kept;
+  if (lost > 0) {
+    dropped_ += lost;
+    if (kept < take) {
+      dropped_since_error_ += lost;  // a write failed: a marker says so once writes work again
+    } else {
+      truncated_ = true;
+      char json[128];
+      snprintf(json, sizeof json, "{\"event\":\"truncated\",\"limitBytes\":%llu}",
+               static_cast<unsigned long long>(max_bytes_));
+      write_marker(json);
+    }
+  }
+  return available;
+}
+
+void LogWriter::finish() {
+  if (!file_.valid()) return;
+  if (dropped_since_error_ > 0) {
+    if (write_marker(dropped_marker())) dropped_since_error_ = 0;
+  }
+  // A failed record may have left bytes past the last complete one: cut them.
+  if (ftruncate(file_.get(), static_cast<off_t>(offset_)) < 0) note_error(errno);
+  file_.reset();
+  dev_null_.reset();
+}
+
+}  // namespace jw

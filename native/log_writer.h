@@ -1,0 +1,56 @@
+// Appends a job's output to its log file as framed records (log_format.h), moving the bytes from the
+// pipe with splice(2) so they never pass through user space. Owned by the reactor thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "unique_fd.h"
+
+namespace jw {
+
+class LogWriter {
+ public:
+  // Creates (truncates) the file and writes its header. Throws int errno on failure.
+  LogWriter(const std::string& path, uint64_t max_bytes);
+
+  // Moves `available` bytes (FIONREAD) from the pipe into one record of `stream`. Bytes that cannot
+  // be kept (size cap reached, disk full) are still consumed from the pipe, so the job never blocks
+  // on a full pipe, and are counted in dropped_bytes(). Returns the bytes consumed from the pipe.
+  size_t append_from_pipe(int pipe_fd, uint8_t stream, size_t available);
+
+  // Called once capture ends: records what was dropped, cuts any torn tail, closes the file.
+  void finish();
+
+  // Bytes of complete records, readable by anyone: only complete records are ever below this offset.
+  uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
+  uint64_t dropped_bytes() const { return dropped_; }
+  bool truncated() const { return truncated_; }
+  int first_error() const { return first_error_; }  // errno of the first failed write, 0 if none
+
+ private:
+  bool write_record(uint8_t stream, const char* payload, size_t len);
+  bool write_marker(const std::string& json);
+  size_t splice_record(int pipe_fd, uint8_t stream, size_t take, size_t* kept);
+  std::string dropped_marker() const;
+  void discard(int pipe_fd, size_t count);
+  void note_error(int err);
+
+  UniqueFd file_;
+  UniqueFd dev_null_;
+  uint64_t max_bytes_;
+  uint64_t offset_ = 0;  // where the next record goes (== committed_)
+  std::atomic<uint64_t> committed_{0};
+  uint64_t dropped_ = 0;
+  uint64_t dropped_since_error_ = 0;  // dropped because writes failed, not yet reported by a marker
+  bool truncated_ = false;
+  int first_error_ = 0;
+};
+
+// Room kept below the cap for the marker that says output was truncated.
+constexpr uint64_t kMarkerReserve = 256;
+
+uint64_t realtime_ns();
+
+}  // namespace jw

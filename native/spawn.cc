@@ -1,0 +1,412 @@
+// The child side of a spawn, and the two ways of creating it.
+//
+// Fast path (x86_64, kernel >= 5.7): clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_INTO_CGROUP
+// | CLONE_CLEAR_SIGHAND) on a small private stack. No page tables are copied, so the cost does not
+// grow with the daemon's heap; the child is in its cgroup from its first instruction; the parent
+// thread sleeps until the child execs or exits, and reads any failure from memory they share.
+//
+// Fallback (clone3 refused by seccomp or an old kernel, other architectures): a fork-like
+// clone(CLONE_PIDFD) whose child waits on a gate pipe until the parent has written its pid into the
+// cgroup's cgroup.procs; failures come back over a close-on-exec pipe.
+//
+// Everything in child_main runs between clone and exec: only async-signal-safe calls, no allocation,
+// no locks. Under CLONE_VM the child shares the parent's memory, so it must not touch anything the
+// parent's other threads could be holding.
+#include "spawn.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "clone3_vm.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace jw {
+namespace {
+
+constexpr size_t kChildStackSize = 64 * 1024;
+
+// Everything the child needs, prepared by the parent (the child must not allocate).
+struct ChildArgs {
+  const char* const* candidates;
+  size_t candidate_count;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // nullptr: inherit
+  const int* join_fds;
+  size_t join_count;
+  int stdin_fd, stdout_fd, stderr_fd;
+  int gate_fd;         // fallback only: read end of the gate pipe, else -1
+  int gate_write_fd;   // fallback only: the parent's end, closed at once in the child
+  int error_fd;        // fallback only: write end of the error pipe, else -1
+  int error_read_fd;   // fallback only: the parent's end
+  bool set_nofile;
+  struct rlimit nofile;
+  long long uid, gid;
+  bool set_groups;
+  const gid_t* groups;
+  size_t group_count;
+  int fd_scan_limit;   // if close_range is missing: close up to this fd number
+  // Written by the child under CLONE_VM, read by the parent after the vfork returns.
+  volatile int fail_stage;
+  volatile int fail_errno;
+  volatile int fail_candidate;
+};
+
+struct ErrorMessage {
+  int stage;
+  int err;
+  int candidate;
+};
+
+[[noreturn]] void child_fail(ChildArgs* a, SpawnStage stage, int err, int candidate = -1) {
+  if (a->error_fd >= 0) {
+    ErrorMessage msg{static_cast<int>(stage), err, candidate};
+    ssize_t n;
+    do n = write(a->error_fd, &msg, sizeof msg);
+    while (n < 0 && errno == EINTR);
+  } else {
+    a->fail_stage = static_cast<int>(stage);
+    a->fail_errno = err;
+    a->fail_candidate = candidate;
+  }
+  _exit(127);
+}
+
+// Moves fd to a number >= 3 so the dup2 onto 0..2 cannot clobber another source (libuv does the same).
+int above_stdio(ChildArgs* a, int fd) {
+  if (fd >= 3) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (moved < 0) child_fail(a, SpawnStage::kStdio, errno);
+  return moved;
+}
+
+int child_main(void* arg) {
+  ChildArgs* a = static_cast<ChildArgs*>(arg);
+
+  // Signals arrive blocked (the parent blocked them all around the clone). Reset every disposition:
+  // CLONE_CLEAR_SIGHAND resets handlers but keeps SIG_IGN, and Node ignores SIGPIPE and SIGXFSZ,
+  // which would otherwise survive exec. The fallback has no CLONE_CLEAR_SIGHAND at all.
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);  // EINVAL for glibc's own: fine
+  }
+
+  if (a->gate_fd >= 0) {
+    // Fallback: wait until the parent has placed us in the job's cgroup.
+    close(a->gate_write_fd);
+    close(a->error_read_fd);
+    char go;
+    ssize_t n;
+    do n = read(a->gate_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) child_fail(a, SpawnStage::kCgroup, n < 0 ? errno : ECANCELED);
+  }
+
+  // Own session and process group, so a terminal's signals and the daemon's group never reach it.
+  if (setsid() < 0) child_fail(a, SpawnStage::kSession, errno);
+
+  // v1 controller hierarchies (hybrid and legacy hosts): join before exec, so the job's code never
+  // runs outside its limits.
+  for (size_t i = 0; i < a->join_count; i++) {
+    ssize_t n;
+    do n = write(a->join_fds[i], "0", 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) child_fail(a, SpawnStage::kCgroup, n < 0 ? errno : EIO);
+  }
+
+  int in = above_stdio(a, a->stdin_fd);
+  int out = above_stdio(a, a->stdout_fd);
+  int err = above_stdio(a, a->stderr_fd);
+  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(a, SpawnStage::kStdio, errno);
+
+  // Node raises RLIMIT_NOFILE to the hard limit; give the job an ordinary soft limit back.
+  if (a->set_nofile && setrlimit(RLIMIT_NOFILE, &a->nofile) < 0) child_fail(a, SpawnStage::kRlimit, errno);
+
+  // Raw syscalls: glibc's set*id wrappers signal every thread of the process (SIGSETXID), and under
+  // CLONE_VM those threads are the daemon's.
+  if (a->set_groups && syscall(SYS_setgroups, a->group_count, a->groups) < 0)
+    child_fail(a, SpawnStage::kCredentials, errno);
+  if (a->gid >= 0 && syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0)
+    child_fail(a, SpawnStage::kCredentials, errno);
+  if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+    child_fail(a, SpawnStage::kCredentials, errno);
+
+  // Nothing but 0..2 may reach the job. Mark the rest close-on-exec rather than closing them, so the
+  // fallback's error pipe still works until exec.
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    if (errno != ENOSYS && errno != EINVAL) child_fail(a, SpawnStage::kCloseFds, errno);
+    for (int fd = 3; fd < a->fd_scan_limit; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+
+  if (a->cwd != nullptr && chdir(a->cwd) < 0) child_fail(a, SpawnStage::kChdir, errno);
+
+  // Dispositions are default now, so unblocking cannot run one of the daemon's handlers here.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  // execvp's rules: skip candidates that do not exist; remember EACCES; stop at any other error.
+  int reported = ENOENT;
+  int reported_candidate = a->candidate_count > 0 ? 0 : -1;
+  bool saw_eacces = false;
+  for (size_t i = 0; i < a->candidate_count; i++) {
+    execve(a->candidates[i], a->argv, a->envp);
+    int e = errno;
+    if (e == EACCES) {
+      if (!saw_eacces) reported_candidate = static_cast<int>(i);
+      saw_eacces = true;
+    } else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT) {
+      reported = e;
+      reported_candidate = static_cast<int>(i);
+      saw_eacces = false;
+      break;
+    }
+  }
+  child_fail(a, SpawnStage::kExec, saw_eacces ? EACCES : reported, reported_candidate);
+}
+
+// Holds the parent's signal mask fully blocked for its lifetime: a child must not run one of the
+// daemon's handlers before it has reset its dispositions.
+class BlockAllSignals {
+ public:
+  BlockAllSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved_);
+  }
+  ~BlockAllSignals() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+
+ private:
+  sigset_t saved_;
+};
+
+void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) throw SpawnFailure{SpawnStage::kPipes, errno};
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
+}
+
+void reap(int pidfd) {
+  siginfo_t info;
+  while (syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED, nullptr) < 0 && errno == EINTR) {
+  }
+}
+
+// Set once clone3 into a cgroup proved unsupported here (seccomp ENOSYS, or E2BIG before 5.7).
+std::atomic<bool> fast_path_unsupported{false};
+
+#if JW_HAVE_CLONE3_VM
+// Returns -errno when clone3 itself failed; otherwise the pid (the child has exec'd or failed).
+long spawn_vfork(ChildArgs& args, int cgroup_fd, int* pidfd_out) {
+  void* stack = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (stack == MAP_FAILED) throw SpawnFailure{SpawnStage::kClone, errno};
+
+  struct clone_args ca;
+  std::memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+  ca.pidfd = reinterpret_cast<uint64_t>(pidfd_out);
+  ca.exit_signal = SIGCHLD;
+  ca.stack = reinterpret_cast<uint64_t>(stack);
+  ca.stack_size = kChildStackSize;
+  if (cgroup_fd >= 0) {
+    ca.flags |= CLONE_INTO_CGROUP;
+    ca.cgroup = static_cast<uint64_t>(cgroup_fd);
+  }
+  long ret;
+  {
+    BlockAllSignals blocked;
+    ret = clone3_vm(&ca, sizeof ca, child_main, &args);
+  }
+  munmap(stack, kChildStackSize);
+  return ret;
+}
+#endif
+
+// The fallback. Returns the pid; failures are thrown.
+pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
+  UniqueFd gate_read, gate_write, error_read, error_write;
+  make_pipe(gate_read, gate_write);
+  make_pipe(error_read, error_write);
+  args.gate_fd = gate_read.get();
+  args.gate_write_fd = gate_write.get();
+  args.error_fd = error_write.get();
+  args.error_read_fd = error_read.get();
+
+  UniqueFd procs;
+  if (cgroup_fd >= 0) {
+    procs.reset(openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+    if (!procs.valid()) throw SpawnFailure{SpawnStage::kCgroup, errno};
+  }
+
+  int child_pidfd = -1;
+  long pid;
+  {
+    BlockAllSignals blocked;
+    // Fork-like: the child gets a copy of this stack and returns 0 here.
+    pid = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, nullptr, &child_pidfd, nullptr, nullptr);
+    if (pid == 0) _exit(child_main(&args));
+  }
+  if (pid < 0) throw SpawnFailure{SpawnStage::kClone, errno};
+  pidfd.reset(child_pidfd);
+  gate_read.reset();
+  error_write.reset();
+
+  if (procs.valid()) {
+    char text[24];
+    int len = snprintf(text, sizeof text, "%ld", pid);
+    if (write(procs.get(), text, len) != len) {
+      int e = errno;
+      syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      reap(pidfd.get());
+      throw SpawnFailure{SpawnStage::kCgroup, e};
+    }
+  }
+  if (write(gate_write.get(), "1", 1) != 1) {
+    int e = errno;
+    syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    reap(pidfd.get());
+    throw SpawnFailure{SpawnStage::kClone, e};
+  }
+  gate_write.reset();
+
+  // EOF: the child exec'd (the pipe was close-on-exec). A message: it failed and exits.
+  ErrorMessage msg;
+  ssize_t n;
+  do n = read(error_read.get(), &msg, sizeof msg);
+  while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof msg)) {
+    reap(pidfd.get());
+    throw SpawnFailure{static_cast<SpawnStage>(msg.stage), msg.err, msg.candidate};
+  }
+  return static_cast<pid_t>(pid);
+}
+
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+const char* spawn_stage_name(SpawnStage stage) {
+  switch (stage) {
+    case SpawnStage::kNone: return "none";
+    case SpawnStage::kPipes: return "pipes";
+    case SpawnStage::kClone: return "clone";
+    case SpawnStage::kCgroup: return "cgroup";
+    case SpawnStage::kSession: return "session";
+    case SpawnStage::kStdio: return "stdio";
+    case SpawnStage::kRlimit: return "rlimit";
+    case SpawnStage::kCredentials: return "credentials";
+    case SpawnStage::kCloseFds: return "close-fds";
+    case SpawnStage::kChdir: return "chdir";
+    case SpawnStage::kExec: return "exec";
+  }
+  return "unknown";
+}
+
+SpawnedChild spawn_process(const SpawnRequest& req) {
+  SpawnedChild child;
+  UniqueFd stdout_write, stderr_write;
+  make_pipe(child.stdout_read, stdout_write);
+  make_pipe(child.stderr_read, stderr_write);
+  if (fcntl(child.stdout_read.get(), F_SETFL, O_NONBLOCK) < 0 ||
+      fcntl(child.stderr_read.get(), F_SETFL, O_NONBLOCK) < 0)
+    throw SpawnFailure{SpawnStage::kPipes, errno};
+  UniqueFd dev_null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!dev_null.valid()) throw SpawnFailure{SpawnStage::kPipes, errno};
+
+  std::vector<const char*> candidates;
+  for (const auto& c : req.exec_candidates) candidates.push_back(c.c_str());
+  std::vector<char*> argv = c_strings(req.argv);
+  std::vector<char*> envp = c_strings(req.envp);
+
+  struct rlimit current;
+  getrlimit(RLIMIT_NOFILE, &current);
+
+  ChildArgs args;
+  std::memset(&args, 0, sizeof args);
+  args.candidates = candidates.data();
+  args.candidate_count = candidates.size();
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  args.join_fds = req.join_procs_fds.data();
+  args.join_count = req.join_procs_fds.size();
+  args.stdin_fd = dev_null.get();
+  args.stdout_fd = stdout_write.get();
+  args.stderr_fd = stderr_write.get();
+  args.gate_fd = args.gate_write_fd = args.error_fd = args.error_read_fd = -1;
+  args.set_nofile = req.nofile_soft >= 0;
+  args.nofile.rlim_max = current.rlim_max;
+  args.nofile.rlim_cur = req.nofile_soft >= 0 && static_cast<rlim_t>(req.nofile_soft) < current.rlim_max
+                             ? static_cast<rlim_t>(req.nofile_soft)
+                             : current.rlim_max;
+  args.uid = req.uid;
+  args.gid = req.gid;
+  args.set_groups = req.set_groups;
+  args.groups = req.groups.data();
+  args.group_count = req.groups.size();
+  args.fd_scan_limit = current.rlim_cur > 65536 ? 65536 : static_cast<int>(current.rlim_cur);
+
+  bool use_fast_path = JW_HAVE_CLONE3_VM && !req.force_gated_fork && !fast_path_unsupported.load();
+#if JW_HAVE_CLONE3_VM
+  if (use_fast_path) {
+    int pidfd = -1;
+    long ret = spawn_vfork(args, req.cgroup_fd, &pidfd);
+    if (ret > 0) {
+      child.pid = static_cast<pid_t>(ret);
+      child.pidfd.reset(pidfd);
+      if (args.fail_stage != 0) {
+        reap(pidfd);
+        throw SpawnFailure{static_cast<SpawnStage>(args.fail_stage), args.fail_errno, args.fail_candidate};
+      }
+      return child;
+    }
+    int e = static_cast<int>(-ret);
+    if (e == ENOSYS || e == E2BIG) {
+      fast_path_unsupported.store(true);  // this kernel or seccomp profile will not change its mind
+    } else if (e != EINVAL) {
+      throw SpawnFailure{SpawnStage::kClone, e};
+    }
+    // EINVAL: maybe only this request's flags; try the fallback, whose error is more specific.
+  }
+#else
+  (void)use_fast_path;
+#endif
+  child.pid = spawn_gated(args, req.cgroup_fd, child.pidfd);
+  child.gated_fork = true;
+  return child;
+}
+
+}  // namespace jw

@@ -1,0 +1,97 @@
+// One Limits type and one driver interface; the worker never knows which cgroup version runs below.
+// (Shape after opencontainers/cgroups: Resources + Manager{Apply, Set, GetStats, Destroy}.)
+
+export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
+
+/** Disk IO limits for one device, given as a device node or any path on the device. */
+export interface IoLimit {
+  /** "/dev/vda", "/dev/vda1" (a partition means its whole disk), "MAJ:MIN", or any path on the disk. Default: the disk behind the job's working directory. */
+  device?: string;
+  readBps?: number;
+  writeBps?: number;
+  readIops?: number;
+  writeIops?: number;
+}
+
+/** Every limit is optional; an absent one means "no limit" (pids has a default, see DEFAULT_PIDS_MAX). */
+export interface Limits {
+  /** CPU quota as a number of CPUs: 0.5 = half of one CPU, 2 = two CPUs. */
+  cpu?: number;
+  /** Relative CPU weight, 1..10000 (cgroup v2 scale, 100 = default). */
+  cpuWeight?: number;
+  /** Hard memory limit in bytes; exceeding it OOM-kills the whole job. Swap is not allowed. */
+  memoryBytes?: number;
+  /** Soft memory limit in bytes: above it the job is throttled and reclaimed hard. */
+  memoryHighBytes?: number;
+  /** Maximum number of processes/threads in the job. */
+  pids?: number;
+  io?: IoLimit[];
+}
+
+export interface IoDeviceStats {
+  /** "MAJ:MIN" */
+  device: string;
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+/** A snapshot of a job's resource use, read from its cgroup. */
+export interface CgroupStats {
+  cpuUsageMicros: number;
+  cpuUserMicros: number;
+  cpuSystemMicros: number;
+  /** CFS periods in which the job was throttled, and for how long in total. */
+  cpuThrottledPeriods: number;
+  cpuThrottledMicros: number;
+  memoryCurrentBytes: number;
+  /** Highest memory use seen; null where the kernel does not keep it. */
+  memoryPeakBytes: number | null;
+  /** Times the kernel's OOM killer killed a process of the job (memory.events oom_kill). */
+  oomKills: number;
+  pidsCurrent: number;
+  io: IoDeviceStats[];
+}
+
+/** What the native spawn needs to place a process in the job's cgroups from birth. */
+export interface SpawnPlacement {
+  /** cgroup v2 directory fd (clone3 CLONE_INTO_CGROUP target). */
+  cgroupFd: number;
+  /** v1 cgroup.procs fds the child writes "0" to before exec (hybrid/legacy hosts). */
+  joinProcsFds: number[];
+}
+
+export interface JobCgroup {
+  readonly id: string;
+  /** The unified-hierarchy directory (the one holding cgroup.procs/cgroup.kill/cgroup.events). */
+  readonly path: string;
+  /** Opens the fds for a spawn; close them with the returned release() right after spawning. */
+  openPlacement(): { placement: SpawnPlacement; release(): void };
+  stats(): Promise<CgroupStats>;
+  /** Sends `signal` to every process in the job; returns how many were signalled. */
+  signalAll(signal: NodeJS.Signals): Promise<number>;
+  /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */
+  kill(): Promise<void>;
+  /** Resolves true once no process is left (cgroup.events "populated 0"), false on timeout. */
+  waitEmpty(timeoutMs: number): Promise<boolean>;
+  /** Kills what is left, waits until empty, removes the directories (every hierarchy). Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface CgroupDriver {
+  readonly mode: CgroupMode;
+  /** Where job cgroups are created (unified hierarchy path). */
+  readonly jobsRoot: string;
+  /** Validates and resolves limits without touching any cgroup (throws ValidationError). */
+  validate(limits: Limits, cwd: string): Promise<void>;
+  /** Creates the job's cgroup(s) and writes its limits. On any failure nothing is left behind. */
+  create(id: string, limits: Limits, cwd: string): Promise<JobCgroup>;
+  /** Ids of job cgroups that exist under the root (for finding orphans after a crash). */
+  listJobIds(): Promise<string[]>;
+  /** A handle on an existing job cgroup (for recovery), or undefined if it does not exist. */
+  open(id: string): Promise<JobCgroup | undefined>;
+}
+
+/** Default pids.max, so a fork bomb in one job cannot exhaust the host's pids. */
+export const DEFAULT_PIDS_MAX = 4096;

@@ -1,0 +1,72 @@
+// The one error hierarchy. Every layer throws these; src/server maps `kind` to a gRPC status code
+// and src/cli to an exit code. Messages are written for the person who made the request.
+
+export type ErrorKind =
+  | 'invalid-argument'
+  | 'not-found'
+  | 'already-exists'
+  | 'failed-precondition'
+  | 'resource-exhausted'
+  | 'permission-denied'
+  | 'unavailable'
+  | 'internal';
+
+export class JobworkerError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A request or option that is wrong; `field` names it (e.g. `limits.memoryBytes`). */
+export class ValidationError extends JobworkerError {
+  constructor(
+    readonly field: string,
+    reason: string,
+  ) {
+    super('invalid-argument', `${field}: ${reason}`);
+  }
+}
+
+export class NotFoundError extends JobworkerError {
+  constructor(message: string) {
+    super('not-found', message);
+  }
+}
+
+/** A system call failed; says what was being done, where, and the errno. */
+export class SystemError extends JobworkerError {
+  constructor(
+    readonly operation: string,
+    readonly path: string | undefined,
+    readonly code: string,
+    options?: { cause?: unknown; kind?: ErrorKind; detail?: string },
+  ) {
+    const where = path === undefined ? '' : ` ${path}`;
+    const detail = options?.detail === undefined ? '' : `: ${options.detail}`;
+    super(options?.kind ?? 'internal', `${operation}${where}: ${code}${detail}`, options);
+  }
+}
+
+/** Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. */
+export function systemError(
+  operation: string,
+  path: string | undefined,
+  cause: unknown,
+  kind: ErrorKind = 'internal',
+): SystemError {
+  const code = errorCode(cause) ?? 'EUNKNOWN';
+  return new SystemError(operation, path, code, { cause, kind });
+}
+
+export function errorCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}

@@ -1,0 +1,91 @@
+// Reads a log file's records from a record boundary, in large sequential reads, never holding more
+// than one read buffer (plus one oversized record) in memory.
+import { open, type FileHandle } from 'node:fs/promises';
+
+import {
+  CorruptLogError,
+  FILE_HEADER_SIZE,
+  RECORD_HEADER_SIZE,
+  checkFileHeader,
+  decodeRecordHeader,
+  type StreamName,
+} from './format';
+
+export interface LogRecord {
+  /** Byte offset of this record in the file: a valid `from` for a later read. */
+  offset: number;
+  /** Offset of the record after it. */
+  nextOffset: number;
+  stream: StreamName;
+  timeNs: bigint;
+  data: Buffer;
+}
+
+export interface ReadRange {
+  /** A record boundary (0 or FILE_HEADER_SIZE: the first record). */
+  from?: number;
+  /** Stop before this offset (the committed size); default: the file's size when reading starts. */
+  until?: number;
+}
+
+const READ_SIZE = 1 << 20;
+
+/** Opens a log and checks its header. */
+export async function openLog(path: string): Promise<FileHandle> {
+  const file = await open(path, 'r');
+  try {
+    const header = Buffer.alloc(FILE_HEADER_SIZE);
+    const { bytesRead } = await file.read(header, 0, FILE_HEADER_SIZE, 0);
+    checkFileHeader(header.subarray(0, bytesRead));
+    return file;
+  } catch (error) {
+    await file.close();
+    throw error;
+  }
+}
+
+/**
+ * Yields the complete records in [from, until). A record cut short by `until` or the end of the file
+ * (a torn tail after a crash) ends the iteration; its offset is where a follower resumes.
+ */
+export async function* readRecords(file: FileHandle, range: ReadRange = {}): AsyncGenerator<LogRecord> {
+  let offset = Math.max(range.from ?? FILE_HEADER_SIZE, FILE_HEADER_SIZE);
+  const until = range.until ?? (await file.stat()).size;
+  let buf = Buffer.alloc(0);
+  let start = 0; // buf[start..end) holds file bytes from `offset`
+  let end = 0;
+  while (offset < until) {
+    if (end - start < RECORD_HEADER_SIZE) {
+      if (!(await refill(RECORD_HEADER_SIZE))) return;
+    }
+    const header = decodeRecordHeader(buf, start, offset);
+    const size = RECORD_HEADER_SIZE + header.length;
+    if (offset + size > until) return;
+    if (end - start < size && !(await refill(size))) return;
+    // A view, not a copy: refill() never writes into a buffer it has handed out.
+    const data = buf.subarray(start + RECORD_HEADER_SIZE, start + size);
+    yield { offset, nextOffset: offset + size, stream: header.stream, timeNs: header.timeNs, data };
+    start += size;
+    offset += size;
+  }
+
+  // Makes at least `need` bytes available at buf[start..]; false at the end of the file.
+  async function refill(need: number): Promise<boolean> {
+    const have = end - start;
+    const fresh = Buffer.allocUnsafe(Math.max(READ_SIZE, need));
+    buf.copy(fresh, 0, start, end);
+    buf = fresh;
+    start = 0;
+    end = have;
+    while (end < need) {
+      const want = Math.min(buf.length - end, until - (offset + end));
+      if (want <= 0) return false;
+      const { bytesRead } = await file.read(buf, end, want, offset + end);
+      if (bytesRead === 0) return false;
+      end += bytesRead;
+    }
+    return true;
+  }
+}
+
+export { CorruptLogError };

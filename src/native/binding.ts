@@ -1,0 +1,63 @@
+// The addon's whole surface, declared once. Only this folder loads the addon.
+import * as path from 'node:path';
+
+export interface BindingSpawnOptions {
+  execCandidates: string[];
+  argv: string[];
+  env: string[];
+  cwd?: string;
+  cgroupFd?: number;
+  joinProcsFds?: number[];
+  logPath: string;
+  logMaxBytes?: number;
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+  nofileSoft?: number;
+  forceGatedFork?: boolean;
+}
+
+export interface BindingExitInfo {
+  code: number | null;
+  signal: number | null;
+  coreDumped: boolean;
+  userCpuMicros: number;
+  systemCpuMicros: number;
+  exitedAtMs: number;
+  logBytes: number;
+}
+
+export interface BindingCloseInfo {
+  logBytes: number;
+  droppedBytes: number;
+  truncated: boolean;
+  writeError: string | null;
+}
+
+export interface BindingProcessHandle {
+  readonly pid: number;
+  readonly logBytes: number;
+  readonly gatedFork: boolean;
+  kill(signal: number): boolean;
+  closeCapture(): void;
+  watchOutput(on: boolean): void;
+}
+
+/** What the addon throws when a spawn fails: `stage` names the step, `code` the errno. */
+export interface BindingSpawnErrorFields {
+  code?: string;
+  errno?: number;
+  stage?: string;
+  path?: string;
+}
+
+export interface Binding {
+  spawn(
+    options: BindingSpawnOptions,
+    listener: (type: string, info: Record<string, unknown>) => void,
+  ): BindingProcessHandle;
+}
+
+const addonPath = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'jobworker.node');
+
+export const binding: Binding = require(addonPath) as Binding;

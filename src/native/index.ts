@@ -1,0 +1,12 @@
+export { execCandidates, DEFAULT_PATH } from './exec-path';
+export {
+  NativeProcess,
+  SpawnError,
+  signalName,
+  signalNumber,
+  spawnProcess,
+  type CloseInfo,
+  type ExitInfo,
+  type SpawnOptions,
+  type SpawnStage,
+} from './process';

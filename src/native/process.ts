@@ -1,0 +1,207 @@
+// A typed face over the addon: spawn a process into a cgroup with its output captured to a log
+// file, learn when it exited and when its capture closed, signal it through its pidfd.
+import { constants } from 'node:os';
+
+import { JobworkerError, type ErrorKind } from '../errors';
+import {
+  binding,
+  type BindingCloseInfo,
+  type BindingExitInfo,
+  type BindingProcessHandle,
+  type BindingSpawnErrorFields,
+} from './binding';
+import { execCandidates } from './exec-path';
+
+export interface SpawnOptions {
+  /** Program to run: a path, or a name looked up in `env.PATH` (or the default PATH). */
+  command: string;
+  args?: readonly string[];
+  /** argv[0] seen by the program; defaults to `command`. */
+  argv0?: string;
+  /** The job's whole environment; nothing of the daemon's is inherited. */
+  env?: Readonly<Record<string, string>>;
+  cwd?: string;
+  /** A cgroup v2 directory fd: the process is born inside it. */
+  cgroupFd?: number;
+  /** v1 `cgroup.procs` fds (hybrid and legacy hosts) the child joins before exec. */
+  joinProcsFds?: readonly number[];
+  logPath: string;
+  /** Cap on the log file; output beyond it is dropped after a "truncated" marker. */
+  logMaxBytes?: number;
+  uid?: number;
+  gid?: number;
+  groups?: readonly number[];
+  /** RLIMIT_NOFILE soft limit for the job (Node raises its own to the hard limit). */
+  nofileSoft?: number;
+  /** Tests only: take the fallback (gated fork) path. */
+  forceGatedFork?: boolean;
+}
+
+export interface ExitInfo {
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  coreDumped: boolean;
+  userCpuMicros: number;
+  systemCpuMicros: number;
+  exitedAt: Date;
+  /** Log size once the pipes were read dry after the exit: everything the process wrote. */
+  logBytes: number;
+}
+
+export interface CloseInfo {
+  logBytes: number;
+  /** Output not kept: beyond the size cap, or lost to a failed write (see writeError). */
+  droppedBytes: number;
+  truncated: boolean;
+  /** errno name of the first failed log write (e.g. ENOSPC), or null. */
+  writeError: string | null;
+}
+
+export type SpawnStage =
+  | 'log'
+  | 'pipes'
+  | 'clone'
+  | 'cgroup'
+  | 'session'
+  | 'stdio'
+  | 'rlimit'
+  | 'credentials'
+  | 'close-fds'
+  | 'chdir'
+  | 'exec';
+
+/** The process never ran: `stage` says which step failed, `code` the errno name. */
+export class SpawnError extends JobworkerError {
+  constructor(
+    message: string,
+    readonly stage: SpawnStage,
+    readonly code: string,
+    readonly path: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(spawnErrorKind(stage, code), message, options);
+  }
+}
+
+// The request's fault (no such program, bad cwd) is an invalid argument; a busy host is exhaustion.
+function spawnErrorKind(stage: SpawnStage, code: string): ErrorKind {
+  if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
+  if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
+  return 'internal';
+}
+
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
+);
+
+export function signalName(signal: number): NodeJS.Signals {
+  return signalNames.get(signal) ?? (`SIG${signal}` as NodeJS.Signals);
+}
+
+export function signalNumber(signal: NodeJS.Signals | number): number {
+  if (typeof signal === 'number') return signal;
+  const number = (constants.signals as Record<string, number | undefined>)[signal];
+  if (number === undefined) throw new JobworkerError('invalid-argument', `unknown signal ${signal}`);
+  return number;
+}
+
+export class NativeProcess {
+  readonly pid: number;
+  /** Created by the fallback path (clone3 unavailable), not clone3 into the cgroup. */
+  readonly gatedFork: boolean;
+  /** Resolves once the process has exited and all it wrote is in the log. */
+  readonly exited: Promise<ExitInfo>;
+  /** Resolves once capture has ended (no writer holds the pipes, or closeCapture()). */
+  readonly closed: Promise<CloseInfo>;
+
+  #handle: BindingProcessHandle;
+  #outputListener: ((logBytes: number) => void) | null = null;
+
+  /** @internal use spawnProcess() */
+  constructor(options: SpawnOptions) {
+    let resolveExit!: (info: ExitInfo) => void;
+    let resolveClose!: (info: CloseInfo) => void;
+    this.exited = new Promise((resolve) => (resolveExit = resolve));
+    this.closed = new Promise((resolve) => (resolveClose = resolve));
+    const env = options.env ?? {};
+    try {
+      this.#handle = binding.spawn(
+        {
+          execCandidates: execCandidates(options.command, env.PATH),
+          argv: [options.argv0 ?? options.command, ...(options.args ?? [])],
+          env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
+          cwd: options.cwd,
+          cgroupFd: options.cgroupFd,
+          joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
+          logPath: options.logPath,
+          logMaxBytes: options.logMaxBytes,
+          uid: options.uid,
+          gid: options.gid,
+          groups: options.groups ? [...options.groups] : undefined,
+          nofileSoft: options.nofileSoft,
+          forceGatedFork: options.forceGatedFork,
+        },
+        (type, info) => {
+          if (type === 'output') this.#outputListener?.(info.logBytes as number);
+          else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo));
+          else if (type === 'close') resolveClose({ ...(info as unknown as BindingCloseInfo) });
+        },
+      );
+    } catch (error) {
+      throw toSpawnError(error);
+    }
+    this.pid = this.#handle.pid;
+    this.gatedFork = this.#handle.gatedFork;
+  }
+
+  /** Bytes of complete records in the log right now. */
+  get logBytes(): number {
+    return this.#handle.logBytes;
+  }
+
+  /** Signals the process through its pidfd. False if it has already exited (no pid reuse risk). */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    return this.#handle.kill(signalNumber(signal));
+  }
+
+  /** Ends capture: reads the pipes dry and closes them. For writers that outlive the cgroup. */
+  closeCapture(): void {
+    this.#handle.closeCapture();
+  }
+
+  /** Calls `listener` (coalesced) as the log grows; null stops the calls. */
+  watchOutput(listener: ((logBytes: number) => void) | null): void {
+    this.#outputListener = listener;
+    this.#handle.watchOutput(listener !== null);
+  }
+}
+
+export function spawnProcess(options: SpawnOptions): NativeProcess {
+  return new NativeProcess(options);
+}
+
+function toExitInfo(info: BindingExitInfo): ExitInfo {
+  return {
+    code: info.code,
+    signal: info.signal === null ? null : signalName(info.signal),
+    coreDumped: info.coreDumped,
+    userCpuMicros: info.userCpuMicros,
+    systemCpuMicros: info.systemCpuMicros,
+    exitedAt: new Date(info.exitedAtMs),
+    logBytes: info.logBytes,
+  };
+}
+
+function toSpawnError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const fields = error as Error & BindingSpawnErrorFields;
+  if (fields.stage === undefined) return error;
+  return new SpawnError(
+    error.message,
+    fields.stage as SpawnStage,
+    fields.code ?? 'EUNKNOWN',
+    fields.path,
+    { cause: error },
+  );
+}

@@ -1,0 +1,23 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Children of this process that are zombies (exited, not reaped). */
+export function zombieChildren(): number[] {
+  const zombies: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' && Number(fields[1]) === process.pid) zombies.push(Number(entry));
+  }
+  return zombies;
+}

@@ -1,0 +1,393 @@
+// The native core against real processes and a real cgroup (root: creates cgroups).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+
+import { openLog, readRecords } from '../../src/logs/reader';
+import { SpawnError, spawnProcess, type NativeProcess, type SpawnOptions } from '../../src/native';
+import { readCapturedOutput } from '../helpers/log';
+import { openFdCount, zombieChildren } from '../helpers/proc';
+import { requireRoot } from '../helpers/root';
+import { hasV1Controller, TestCgroup, TestV1Cgroup } from '../helpers/test-cgroup';
+
+const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
+let dir: string;
+let seq = 0;
+
+function logPath(): string {
+  return path.join(dir, `job-${seq++}.log`);
+}
+
+function run(options: Omit<SpawnOptions, 'logPath'> & { logPath?: string }) {
+  const log = options.logPath ?? logPath();
+  const proc = spawnProcess({ env: ENV, ...options, logPath: log });
+  return { proc, log };
+}
+
+async function runToEnd(options: Omit<SpawnOptions, 'logPath'>) {
+  const { proc, log } = run(options);
+  const exit = await proc.exited;
+  const close = await proc.closed;
+  return { proc, exit, close, output: await readCapturedOutput(log) };
+}
+
+/** Resolves once the job's stdout contains `text` (awaits log growth events, no polling). */
+function waitForStdout(proc: NativeProcess, log: string, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let running = false;
+    let again = false; // growth seen while a check was running: check once more, never lose a wake-up
+    const check = async (): Promise<void> => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          const { stdout } = await readCapturedOutput(log);
+          if (stdout.includes(text)) {
+            proc.watchOutput(null);
+            resolve();
+            return;
+          }
+        } while (again);
+      } catch (error) {
+        reject(error);
+      } finally {
+        running = false;
+      }
+    };
+    proc.watchOutput(() => void check());
+    void check();
+  });
+}
+
+before(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'jobworker-native-'));
+});
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('spawn', () => {
+  it('runs the command with exactly the argv and environment given', async () => {
+    const { exit, output } = await runToEnd({
+      command: 'sh',
+      args: ['-c', 'printf "%s|" "$0" "$@"; echo; env | sort', 'zero', 'a b', ''],
+      env: { PATH: ENV.PATH, ONLY: 'this' },
+    });
+    assert.equal(exit.code, 0);
+    // `sh` adds PWD and may add SHLVL itself; nothing of the daemon's environment (HOME, USER…) leaks.
+    const lines = output.stdout.toString().split('\n');
+    assert.equal(lines[0]!.split('|').slice(0, 3).join('|'), 'zero|a b|');
+    const names = lines.slice(1).join('\n').split('\n').filter(Boolean).map((l) => l.split('=')[0]);
+    for (const name of names) assert.ok(['ONLY', 'PATH', 'PWD', 'SHLVL'].includes(name!), `unexpected ${name}`);
+    assert.match(output.stdout.toString(), /^ONLY=this$/m);
+  });
+
+  it('resolves the command against the job PATH, as execvp does', async () => {
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'hello-tool'), '#!/bin/sh\necho from-path\n', { mode: 0o755 });
+    const { exit, output } = await runToEnd({ command: 'hello-tool', env: { PATH: `/nonexistent:${bin}:/bin` } });
+    assert.equal(exit.code, 0);
+    assert.equal(output.stdout.toString(), 'from-path\n');
+  });
+
+  it('gives the job only fds 0-2, default signal dispositions and an empty signal mask', async () => {
+    const { output } = await runToEnd({
+      command: 'sh',
+      args: ['-c', 'ls /proc/self/fd; grep -E "^Sig(Blk|Ign)" /proc/self/status'],
+    });
+    const lines = output.stdout.toString().trim().split('\n');
+    // ls itself holds fd 3 open on the directory it lists.
+    assert.deepEqual(lines.slice(0, -2), ['0', '1', '2', '3']);
+    assert.match(lines.at(-2)!, /^SigBlk:\s+0+$/);
+    assert.match(lines.at(-1)!, /^SigIgn:\s+0+$/);
+  });
+
+  it('reads stdin from /dev/null and sets the RLIMIT_NOFILE soft limit asked for', async () => {
+    const { output } = await runToEnd({ command: 'sh', args: ['-c', 'cat; ulimit -n'], nofileSoft: 1024 });
+    assert.equal(output.stdout.toString(), '1024\n');
+  });
+
+  it('runs the job in its own session and process group', async () => {
+    const { proc, output } = await runToEnd({ command: 'sh', args: ['-c', 'ps -o pid=,pgid=,sid= -p $$'] });
+    const [pid, pgid, sid] = output.stdout.toString().trim().split(/\s+/).map(Number);
+    assert.equal(pid, proc.pid);
+    assert.equal(pgid, proc.pid);
+    assert.equal(sid, proc.pid);
+  });
+
+  it('switches to the uid and gid asked for', requireRoot, async () => {
+    const { output } = await runToEnd({ command: 'sh', args: ['-c', 'id -u; id -g'], uid: 65534, gid: 65534, groups: [] });
+    assert.equal(output.stdout.toString(), '65534\n65534\n');
+    const groups = await runToEnd({ command: 'id', args: ['-G'], uid: 65534, gid: 65534, groups: [] });
+    assert.equal(groups.output.stdout.toString(), '65534\n');
+  });
+});
+
+describe('spawn failures are typed errors, and no job runs', () => {
+  it('missing binary: ENOENT at exec', () => {
+    assert.throws(
+      () => run({ command: '/nonexistent/tool' }),
+      (error: unknown) =>
+        error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' &&
+        error.path === '/nonexistent/tool' && error.kind === 'invalid-argument',
+    );
+  });
+
+  it('a name not on PATH: ENOENT', () => {
+    assert.throws(() => run({ command: 'no-such-command-here' }), { stage: 'exec', code: 'ENOENT' });
+  });
+
+  it('not executable: EACCES', () => {
+    const file = path.join(dir, 'not-executable');
+    writeFileSync(file, '#!/bin/sh\necho hi\n', { mode: 0o644 });
+    assert.throws(() => run({ command: file }), { stage: 'exec', code: 'EACCES', path: file });
+  });
+
+  it('executable without a known format: ENOEXEC, never run through a shell', () => {
+    const file = path.join(dir, 'no-shebang');
+    writeFileSync(file, 'echo would-run-in-a-shell\n');
+    chmodSync(file, 0o755);
+    assert.throws(() => run({ command: file }), { stage: 'exec', code: 'ENOEXEC' });
+  });
+
+  it('bad working directory: ENOENT at chdir', () => {
+    assert.throws(() => run({ command: 'true', cwd: '/nonexistent/dir' }), { stage: 'chdir', code: 'ENOENT' });
+  });
+
+  it('an unwritable log path: the job is not started', () => {
+    assert.throws(() => run({ command: 'true', logPath: '/nonexistent/dir/out.log' }), { stage: 'log', code: 'ENOENT' });
+  });
+
+  it('the fallback path reports the same errors', () => {
+    assert.throws(() => run({ command: '/nonexistent/tool', forceGatedFork: true }), { stage: 'exec', code: 'ENOENT' });
+    assert.throws(() => run({ command: 'true', cwd: '/nonexistent', forceGatedFork: true }), { stage: 'chdir' });
+  });
+
+  it('leaves no zombie behind after failures', () => {
+    for (let i = 0; i < 20; i++) assert.throws(() => run({ command: '/nonexistent/tool' }));
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+describe('capture', () => {
+  it('captures stdout and stderr byte-exact and separately tagged', async () => {
+    const script = 'for i in 1 2 3; do echo out$i; echo err$i >&2; done; printf "no newline"';
+    const { exit, output, close } = await runToEnd({ command: 'sh', args: ['-c', script] });
+    assert.equal(exit.code, 0);
+    assert.equal(output.stdout.toString(), 'out1\nout2\nout3\nno newline');
+    assert.equal(output.stderr.toString(), 'err1\nerr2\nerr3\n');
+    assert.equal(close.droppedBytes, 0);
+    assert.equal(close.writeError, null);
+  });
+
+  it('an empty output gives an empty log of records', async () => {
+    const { output, exit } = await runToEnd({ command: 'true' });
+    assert.equal(exit.code, 0);
+    assert.equal(output.records, 0);
+  });
+
+  for (const size of [1, 65535, 65536, 65537, 3 * 1024 * 1024 + 7]) {
+    it(`captures ${size} bytes of binary data exactly`, async () => {
+      const { exit, output } = await runToEnd({ command: 'head', args: ['-c', String(size), '/dev/urandom'] });
+      assert.equal(exit.code, 0);
+      assert.equal(output.stdout.length, size);
+    });
+  }
+
+  it('captures 1 GiB of binary output byte-exact (checked by SHA-256)', { timeout: 300_000 }, async () => {
+    // The job writes 1 GiB of pseudo-random bytes to stdout and their SHA-256 to stderr.
+    const script = [
+      'import hashlib, os, sys',
+      'h = hashlib.sha256(); out = sys.stdout.buffer; block = os.urandom(1 << 20)',
+      'for i in range(1024):',
+      '    chunk = hashlib.sha256(block + i.to_bytes(4, "little")).digest() * 32768',
+      '    h.update(chunk); out.write(chunk)',
+      'out.flush(); sys.stderr.write(h.hexdigest())',
+    ].join('\n');
+    const { proc, log } = run({ command: 'python3', args: ['-c', script] });
+    const exit = await proc.exited;
+    await proc.closed;
+    assert.equal(exit.code, 0);
+    const file = await openLog(log);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let expected = '';
+    for await (const record of readRecords(file)) {
+      if (record.stream === 'stdout') {
+        hash.update(record.data);
+        bytes += record.data.length;
+      } else expected += record.data.toString();
+    }
+    await file.close();
+    assert.equal(bytes, 1 << 30);
+    assert.equal(hash.digest('hex'), expected);
+  });
+
+  it('stops capturing at the size cap with a marker, and keeps draining so the job is not blocked', async () => {
+    const { exit, close, output } = await runToEnd({
+      command: 'head',
+      args: ['-c', String(4 << 20), '/dev/zero'],
+      logMaxBytes: 256 * 1024,
+    } as Omit<SpawnOptions, 'logPath'>);
+    assert.equal(exit.code, 0);
+    assert.equal(close.truncated, true);
+    assert.ok(output.stdout.length > 0 && output.stdout.length < 256 * 1024);
+    assert.equal(close.droppedBytes, (4 << 20) - output.stdout.length);
+    assert.deepEqual(output.markers.map((m) => JSON.parse(m).event), ['truncated']);
+  });
+});
+
+describe('exit', () => {
+  it('reports the exit code', async () => {
+    const { exit } = await runToEnd({ command: 'sh', args: ['-c', 'exit 42'] });
+    assert.equal(exit.code, 42);
+    assert.equal(exit.signal, null);
+  });
+
+  it('reports death by signal', async () => {
+    const { exit } = await runToEnd({ command: 'sh', args: ['-c', 'kill -KILL $$'] });
+    assert.equal(exit.code, null);
+    assert.equal(exit.signal, 'SIGKILL');
+  });
+
+  it('"exited" means all of the output is on disk', async () => {
+    const { proc, log } = run({ command: 'head', args: ['-c', String(5 << 20), '/dev/zero'] });
+    const exit = await proc.exited;
+    const { stdout } = await readCapturedOutput(log);
+    assert.equal(stdout.length, 5 << 20);
+    assert.equal(exit.logBytes, proc.logBytes);
+    await proc.closed;
+  });
+
+  it('reports the exit of a job whose grandchild keeps stdout open; closeCapture ends capture', requireRoot, async () => {
+    const cgroup = new TestCgroup('grandchild');
+    try {
+      const { proc, log } = run({ command: 'sh', args: ['-c', 'sleep 1000 & echo started'], cgroupFd: cgroup.fd });
+      const exit = await proc.exited;
+      assert.equal(exit.code, 0);
+      assert.equal((await readCapturedOutput(log)).stdout.toString(), 'started\n');
+      assert.equal(cgroup.procs().length, 1, 'the grandchild is still running');
+      proc.closeCapture();
+      const close = await proc.closed;
+      assert.equal(close.logBytes, exit.logBytes);
+    } finally {
+      await cgroup.remove();
+    }
+  });
+});
+
+describe('signals', () => {
+  it('delivers a signal through the pidfd to a job that traps it', async () => {
+    const { proc, log } = run({
+      command: 'sh',
+      args: ['-c', 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done'],
+    });
+    await waitForStdout(proc, log, 'ready');
+    assert.equal(proc.kill('SIGTERM'), true);
+    const exit = await proc.exited;
+    assert.equal(exit.code, 7);
+    await proc.closed;
+    assert.equal((await readCapturedOutput(log)).stdout.toString(), 'ready\ngot-term\n');
+  });
+
+  it('kill after the exit reports false and signals nothing', async () => {
+    const { proc } = run({ command: 'true' });
+    await proc.exited;
+    assert.equal(proc.kill('SIGKILL'), false);
+    await proc.closed;
+  });
+
+  it('rejects an unknown signal name', async () => {
+    const { proc } = run({ command: 'true' });
+    assert.throws(() => proc.kill('SIGNOPE' as NodeJS.Signals), /unknown signal SIGNOPE/);
+    await proc.closed;
+  });
+});
+
+describe('placement in cgroups', requireRoot, () => {
+  for (const forceGatedFork of [false, true]) {
+    const label = forceGatedFork ? 'gated fork (fallback)' : 'clone3 into the cgroup';
+    it(`${label}: the job is in its cgroup from the start`, async () => {
+      const cgroup = new TestCgroup('placement');
+      try {
+        // cat reads /proc/self/cgroup as the first thing it does after exec.
+        const { proc, exit, output } = await runToEnd({
+          command: 'cat',
+          args: ['/proc/self/cgroup'],
+          cgroupFd: cgroup.fd,
+          forceGatedFork,
+        });
+        assert.equal(exit.code, 0);
+        assert.equal(proc.gatedFork, forceGatedFork);
+        const expected = cgroup.dir.slice(cgroup.dir.indexOf('/jobworker-test-'));
+        assert.match(output.stdout.toString(), new RegExp(`^0::.*${expected}$`, 'm'));
+      } finally {
+        await cgroup.remove();
+      }
+    });
+  }
+
+  it('joins the v1 cgroups given before exec (hybrid hosts)', { skip: !hasV1Controller('pids') && 'no v1 pids hierarchy on this host' }, async () => {
+    const cgroup = new TestCgroup('v1join');
+    const pids = new TestV1Cgroup('pids', 'v1join');
+    try {
+      const { exit, output } = await runToEnd({
+        command: 'cat',
+        args: ['/proc/self/cgroup'],
+        cgroupFd: cgroup.fd,
+        joinProcsFds: [pids.procsFd],
+      });
+      assert.equal(exit.code, 0);
+      const name = path.basename(pids.dir);
+      assert.match(output.stdout.toString(), new RegExp(`^\\d+:pids:.*/${name}$`, 'm'));
+    } finally {
+      await pids.remove();
+      await cgroup.remove();
+    }
+  });
+});
+
+describe('no leaks', () => {
+  it('1,000 concurrent jobs are all reaped and leave no fd behind', { timeout: 120_000 }, async () => {
+    await runToEnd({ command: 'true' }); // warm up: the capture thread's own fds exist from here on
+    const fdsBefore = openFdCount();
+    const procs: NativeProcess[] = [];
+    for (let i = 0; i < 1000; i++) {
+      procs.push(run({ command: 'sh', args: ['-c', `echo job ${i}`], logPath: path.join(dir, `many-${i}.log`) }).proc);
+    }
+    const exits = await Promise.all(procs.map((p) => p.exited));
+    await Promise.all(procs.map((p) => p.closed));
+    assert.ok(exits.every((e) => e.code === 0));
+    const sample = await readCapturedOutput(path.join(dir, 'many-999.log'));
+    assert.equal(sample.stdout.toString(), 'job 999\n');
+    assert.equal(openFdCount(), fdsBefore);
+    assert.deepEqual(zombieChildren(), []);
+  });
+
+  it('a worker thread that spawns and is terminated mid-job does not take the process down', async () => {
+    const nativeIndex = require.resolve('../../src/native');
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      const { spawnProcess } = require(${JSON.stringify(nativeIndex)});
+      const p = spawnProcess({ command: 'sleep', args: ['1000'], env: { PATH: '/bin:/usr/bin' }, logPath: ${JSON.stringify(path.join(dir, 'worker.log'))} });
+      parentPort.postMessage(p.pid);
+    `;
+    const worker = new Worker(code, { eval: true });
+    const pid = await new Promise<number>((resolve) => worker.once('message', resolve));
+    assert.ok(pid > 0);
+    assert.ok(existsSync(`/proc/${pid}`), 'the job runs while the worker lives');
+    await worker.terminate();
+    // Teardown killed and reaped the worker's job: no process, no zombie, and this process lives on.
+    assert.equal(existsSync(`/proc/${pid}`), false);
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
