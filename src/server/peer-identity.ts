@@ -1,0 +1,121 @@
+// The identity of the client behind a gRPC call, from its TLS client certificate.
+//
+// grpc-js exposes the peer certificate on every server call and on the call seen by server
+// interceptors (gRFC L35, grpc-node#2920, 2025; present in the installed 1.14.7):
+// `call.getAuthContext()` returns `{ transportSecurityType: 'ssl', sslPeerCertificate }`, the
+// latter Node's `tls.PeerCertificate` (with `.raw` DER), and only when the TLS socket is
+// `authorized`, i.e. the chain verified against the server's CA (server-interceptors.ts:1040). Interceptors run before the handler is even started, so an unauthenticated
+// call never reaches service code.
+import type { PeerCertificate } from 'node:tls';
+import {
+  Metadata,
+  ServerInterceptingCall,
+  status as GrpcStatus,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
+
+import {
+  CertificateIdentityError,
+  identityFromCertificate,
+  type CertificateIdentity,
+} from '../pki/identity';
+
+export { CertificateIdentityError, identityFromCertificate };
+export type PeerIdentity = CertificateIdentity;
+
+/** The part of any grpc-js server call (handler or interceptor view) this module needs. */
+export interface CallWithAuthContext {
+  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: PeerCertificate } | null;
+}
+
+/** DER of the client certificate, or null if the call has none (plaintext, or not verified). */
+export function peerCertificateOf(call: CallWithAuthContext): Buffer | null {
+  const context = call.getAuthContext();
+  if (context?.transportSecurityType !== 'ssl') return null;
+  return context.sslPeerCertificate?.raw ?? null;
+}
+
+// Parsing a certificate costs more than the rest of a small call; one client presents the same
+// certificate on every call, so identities are cached by the certificate's SHA-256 fingerprint.
+const CACHE_LIMIT = 1024;
+const cache = new Map<string, PeerIdentity>();
+
+/**
+ * The verified identity of the caller. Throws CertificateIdentityError (answer UNAUTHENTICATED)
+ * if there is no verified certificate, it names no identity, or it expired since the connection
+ * was made (connections outlive certificates; calls must not).
+ */
+export function peerIdentityOf(call: CallWithAuthContext, now: Date = new Date()): PeerIdentity {
+  const context = call.getAuthContext();
+  const certificate = context?.transportSecurityType === 'ssl' ? context.sslPeerCertificate : undefined;
+  if (certificate?.raw === undefined) {
+    throw new CertificateIdentityError('no verified client certificate on this connection');
+  }
+  const key = certificate.fingerprint256;
+  let identity = cache.get(key);
+  if (identity === undefined) {
+    identity = identityFromCertificate(certificate.raw);
+    if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);
+    cache.set(key, identity);
+  }
+  if (now > identity.notAfter) {
+    throw new CertificateIdentityError(
+      `the certificate of ${identity.name} expired on ${identity.notAfter.toISOString()}; reconnect with a renewed one`,
+    );
+  }
+  if (now < identity.notBefore) {
+    throw new CertificateIdentityError(`the certificate of ${identity.name} is not valid yet`);
+  }
+  return identity;
+}
+
+/** A refusal: the gRPC status code and message to answer with. */
+export interface CallRefusal {
+  code: GrpcStatus;
+  details: string;
+}
+
+export interface AuthenticationInterceptorOptions {
+  /**
+   * Called with the method path ("/jobworker.v1.JobService/StartJob") and the caller's identity
+   * before the handler runs; return a refusal (e.g. PERMISSION_DENIED) to stop the call. RBAC
+   * plugs in here.
+   */
+  authorize?: (methodPath: string, identity: PeerIdentity) => CallRefusal | null;
+  /** Told about every refused call (for audit logs). */
+  onRefused?: (methodPath: string, refusal: CallRefusal, identity: PeerIdentity | null) => void;
+}
+
+/**
+ * A server interceptor that answers UNAUTHENTICATED to any call without a usable client
+ * certificate, then applies `authorize`. Handlers get the identity again with `peerIdentityOf(call)`
+ * (cached, cheap): identity is derived from the TLS session, never passed in metadata a client
+ * could forge.
+ */
+export function createAuthenticationInterceptor(options: AuthenticationInterceptorOptions = {}): ServerInterceptor {
+  return (methodDescriptor, call: ServerInterceptingCallInterface) =>
+    new ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, pass) => {
+            let identity: PeerIdentity | null = null;
+            let refusal: CallRefusal | null;
+            try {
+              identity = peerIdentityOf(call);
+              refusal = options.authorize?.(methodDescriptor.path, identity) ?? null;
+            } catch (error) {
+              if (!(error instanceof CertificateIdentityError)) throw error;
+              refusal = { code: GrpcStatus.UNAUTHENTICATED, details: error.message };
+            }
+            if (refusal === null) {
+              pass(metadata);
+              return;
+            }
+            options.onRefused?.(methodDescriptor.path, refusal, identity);
+            call.sendStatus({ ...refusal, metadata: new Metadata() });
+          },
+        });
+      },
+    });
+}
