@@ -1,6 +1,8 @@
 // Which cgroup a process is in, per hierarchy, from /proc/<pid>/cgroup.
 import { readFileSync } from 'node:fs';
 
+import { JobworkerError } from '../errors';
+
 export interface ProcCgroupEntry {
   hierarchyId: number;
   /** Controllers bound to the hierarchy ("cpu,cpuacct", "name=systemd"); empty for cgroup v2. */
@@ -16,7 +18,7 @@ export function parseProcCgroup(text: string): ProcCgroupEntry[] {
     if (line === '') continue;
     const first = line.indexOf(':');
     const second = line.indexOf(':', first + 1);
-    if (first < 0 || second < 0) throw new Error(`unexpected /proc/self/cgroup line: ${line}`);
+    if (first < 0 || second < 0) throw new JobworkerError('internal', `unexpected /proc/<pid>/cgroup line: ${line}`);
     const controllers = line.slice(first + 1, second);
     entries.push({
       hierarchyId: Number(line.slice(0, first)),

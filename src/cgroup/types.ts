@@ -56,15 +56,15 @@ export interface CgroupStats {
 
 /** What the native spawn needs to place a process in the job's cgroups from birth. */
 export interface SpawnPlacement {
-  /** cgroup v2 directory fd (clone3 CLONE_INTO_CGROUP target). */
-  cgroupFd: number;
+  /** cgroup v2 directory fd (clone3 CLONE_INTO_CGROUP target); absent on legacy (v1-only) hosts. */
+  cgroupFd?: number;
   /** v1 cgroup.procs fds the child writes "0" to before exec (hybrid/legacy hosts). */
   joinProcsFds: number[];
 }
 
 export interface JobCgroup {
   readonly id: string;
-  /** The unified-hierarchy directory (the one holding cgroup.procs/cgroup.kill/cgroup.events). */
+  /** The unified-hierarchy directory (the one holding cgroup.procs/cgroup.kill/cgroup.events); on legacy hosts, the v1 freezer one. */
   readonly path: string;
   /** Opens the fds for a spawn; close them with the returned release() right after spawning. */
   openPlacement(): { placement: SpawnPlacement; release(): void };

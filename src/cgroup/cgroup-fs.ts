@@ -1,0 +1,193 @@
+// Every directory and control-file operation on a cgroup filesystem goes through a CgroupFs, so that
+// each failure says what was being done, where, and the errno; and so unit tests can put a fake
+// kernel (a temporary directory tree) in its place.
+import { constants, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+
+import { errorCode, JobworkerError, systemError, type ErrorKind, type SystemError } from '../errors';
+
+export interface CgroupFs {
+  /** Creates one cgroup (the kernel fills it with control files). */
+  mkdir(dir: string): Promise<void>;
+  /** Removes one empty cgroup. */
+  rmdir(dir: string): Promise<void>;
+  read(file: string): Promise<string>;
+  /** Writes `value` into an existing control file with a single write(2); never creates the file. */
+  write(file: string, value: string): Promise<void>;
+  /** Names of the child cgroups (sub-directories) of a cgroup. */
+  children(dir: string): Promise<string[]>;
+}
+
+/** The real thing. */
+export const nodeCgroupFs: CgroupFs = {
+  async mkdir(dir) {
+    await fsp.mkdir(dir);
+  },
+  async rmdir(dir) {
+    await fsp.rmdir(dir);
+  },
+  async read(file) {
+    return fsp.readFile(file, 'utf8');
+  },
+  async write(file, value) {
+    // O_WRONLY without O_CREAT: a missing control file is ENOENT (O_CREAT would say EACCES on
+    // cgroupfs), and write-only files such as cgroup.kill refuse O_RDWR.
+    const handle = await fsp.open(file, constants.O_WRONLY);
+    try {
+      // The kernel parses each write(2) on its own: the value must go in one call.
+      await handle.write(value);
+    } finally {
+      await handle.close();
+    }
+  },
+  async children(dir) {
+    const entries = await fsp.readdir(dir, { withFileTypes: true });
+    return entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+  },
+};
+
+/** One value to write into one control file of a cgroup. */
+export interface ControlWrite {
+  file: string;
+  value: string;
+  /** Skip silently when the kernel does not have the file (e.g. memory.swap.max without swap accounting). */
+  optional?: boolean;
+}
+
+/** Maps an errno to how the server should report it. */
+export function kindOfErrno(code: string | undefined): ErrorKind {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return 'permission-denied';
+    case 'EEXIST':
+      return 'already-exists';
+    case 'ENOENT':
+      return 'not-found';
+    case 'EAGAIN':
+    case 'ENOSPC':
+    case 'ENOMEM':
+      return 'resource-exhausted';
+    default:
+      return 'internal';
+  }
+}
+
+/** A SystemError for a failed cgroupfs operation, its kind taken from the errno. */
+export function cgroupFsError(operation: string, where: string, cause: unknown): SystemError {
+  return systemError(operation, where, cause, kindOfErrno(errorCode(cause)));
+}
+
+export async function makeCgroup(fs: CgroupFs, dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir);
+  } catch (error) {
+    throw cgroupFsError('create cgroup', dir, error);
+  }
+}
+
+/** Creates `dir` and any missing parents; existing ones are fine. Returns the ones it created, top first. */
+export async function makeCgroupPath(fs: CgroupFs, dir: string): Promise<string[]> {
+  try {
+    await fs.mkdir(dir);
+    return [dir];
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'EEXIST') return [];
+    if (code !== 'ENOENT') throw cgroupFsError('create cgroup', dir, error);
+  }
+  const created = await makeCgroupPath(fs, path.dirname(dir));
+  try {
+    await fs.mkdir(dir);
+    return [...created, dir];
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return created; // someone else was quicker
+    throw cgroupFsError('create cgroup', dir, error);
+  }
+}
+
+export async function readControl(fs: CgroupFs, dir: string, file: string): Promise<string> {
+  const where = path.join(dir, file);
+  try {
+    return await fs.read(where);
+  } catch (error) {
+    throw cgroupFsError('read', where, error);
+  }
+}
+
+/** Reads a control file, or returns undefined when the kernel does not have it. */
+export async function readOptionalControl(fs: CgroupFs, dir: string, file: string): Promise<string | undefined> {
+  const where = path.join(dir, file);
+  try {
+    return await fs.read(where);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw cgroupFsError('read', where, error);
+  }
+}
+
+export async function writeControl(fs: CgroupFs, dir: string, write: ControlWrite): Promise<void> {
+  const where = path.join(dir, write.file);
+  try {
+    await fs.write(where, write.value);
+  } catch (error) {
+    const code = errorCode(error);
+    if (write.optional === true && code === 'ENOENT') return;
+    // EINVAL from a limit file means the kernel refused the value itself: name it.
+    throw cgroupFsError(`write "${write.value}" to`, where, error);
+  }
+}
+
+export async function writeControls(fs: CgroupFs, dir: string, writes: readonly ControlWrite[]): Promise<void> {
+  for (const write of writes) await writeControl(fs, dir, write);
+}
+
+export async function listChildren(fs: CgroupFs, dir: string): Promise<string[]> {
+  try {
+    return await fs.children(dir);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw cgroupFsError('list cgroups in', dir, error);
+  }
+}
+
+const RMDIR_BUSY_RETRY_MS = 3000;
+
+/**
+ * Removes a cgroup; true if it was there. EBUSY is retried briefly: right after the last process
+ * exits, v1 hierarchies may still count a dying task for a moment. A missing cgroup is fine
+ * (idempotent destroy).
+ */
+export async function removeCgroup(fs: CgroupFs, dir: string): Promise<boolean> {
+  const deadline = Date.now() + RMDIR_BUSY_RETRY_MS;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      await fs.rmdir(dir);
+      return true;
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT') return false;
+      if (code !== 'EBUSY' || Date.now() >= deadline) throw cgroupFsError('remove cgroup', dir, error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** Parses "key value" lines (cpu.stat, memory.events, memory.oom_control…). */
+export function parseFlatKeyed(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const [key, value] = line.trim().split(/\s+/);
+    if (key === undefined || key === '' || value === undefined) continue;
+    values.set(key, value === 'max' ? Number.POSITIVE_INFINITY : Number(value));
+  }
+  return values;
+}
+
+/** Parses a single-number file ("1234\n"). */
+export function parseSingleNumber(text: string, where: string): number {
+  const value = Number(text.trim());
+  if (!Number.isFinite(value)) throw new JobworkerError('internal', `unexpected content in ${where}: ${JSON.stringify(text)}`);
+  return value;
+}

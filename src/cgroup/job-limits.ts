@@ -1,0 +1,45 @@
+// What every driver does before writing a limit: validate it, check the host has the controller it
+// needs, resolve disk devices. Shared by the v2 and v1 drivers.
+import { JobworkerError, ValidationError } from '../errors';
+import { resolveIoLimits } from './devices';
+import { resolvedLimits, validateLimits, type ResolvedLimits } from './limits';
+import type { Limits } from './types';
+
+/** The resource controllers jobworker uses, by their cgroup v2 names (v1: io is "blkio"). */
+export type ResourceController = 'cpu' | 'memory' | 'io' | 'pids';
+export const RESOURCE_CONTROLLERS: readonly ResourceController[] = ['cpu', 'memory', 'io', 'pids'];
+
+function requireController(available: ReadonlySet<ResourceController>, controller: ResourceController, field: string): void {
+  if (!available.has(controller)) {
+    throw new JobworkerError('failed-precondition', `${field}: the ${controller} controller is not available on this host`);
+  }
+}
+
+/** Validates `limits` for a host with `available` controllers and resolves its devices against `cwd`. */
+export async function prepareLimits(
+  limits: Limits,
+  cwd: string,
+  available: ReadonlySet<ResourceController>,
+  sysRoot: string | undefined,
+): Promise<ResolvedLimits> {
+  validateLimits(limits);
+  if (limits.cpu !== undefined) requireController(available, 'cpu', 'limits.cpu');
+  if (limits.cpuWeight !== undefined) requireController(available, 'cpu', 'limits.cpuWeight');
+  if (limits.memoryBytes !== undefined) requireController(available, 'memory', 'limits.memoryBytes');
+  if (limits.memoryHighBytes !== undefined) requireController(available, 'memory', 'limits.memoryHighBytes');
+  if (limits.pids !== undefined) requireController(available, 'pids', 'limits.pids');
+  if (limits.io !== undefined && limits.io.length > 0) requireController(available, 'io', 'limits.io');
+  const io = await resolveIoLimits(limits.io, cwd, sysRoot === undefined ? {} : { sysRoot });
+  return resolvedLimits(limits, io);
+}
+
+/** Job ids become directory names: keep them to what cannot collide with a cgroup control file. */
+export function checkJobId(id: string): void {
+  if (!isJobId(id)) {
+    throw new ValidationError('id', `must be 1-128 letters, digits, "-" or "_" (starting with a letter or digit), got ${JSON.stringify(id)}`);
+  }
+}
+
+export function isJobId(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(name);
+}

@@ -1,0 +1,54 @@
+// A job's processes through its v1 freezer cgroup (legacy hosts, no cgroup2 at all). v1 has no
+// cgroup.kill and no emptiness event, so: freeze-kill-thaw, and polling cgroup.procs.
+import * as path from 'node:path';
+
+import { errorCode } from '../../errors';
+import { cgroupFsError, readControl, writeControl, type CgroupFs } from '../cgroup-fs';
+import { delay, freezeKillThaw, parsePids, type JobProcesses } from '../job-processes';
+
+const FREEZE_TIMEOUT_MS = 1000;
+const POLL_MS = 20;
+
+export class FreezerProcesses implements JobProcesses {
+  constructor(
+    private readonly fs: CgroupFs,
+    readonly dir: string,
+  ) {}
+
+  async list(): Promise<number[]> {
+    try {
+      return parsePids(await this.fs.read(path.join(this.dir, 'cgroup.procs')));
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return [];
+      throw cgroupFsError('read', path.join(this.dir, 'cgroup.procs'), error);
+    }
+  }
+
+  async populated(): Promise<boolean> {
+    return (await this.list()).length > 0;
+  }
+
+  async freeze(): Promise<boolean> {
+    await writeControl(this.fs, this.dir, { file: 'freezer.state', value: 'FROZEN' });
+    // FREEZING until every task has stopped; no event tells us when.
+    for (const deadline = Date.now() + FREEZE_TIMEOUT_MS; Date.now() < deadline; await delay(5)) {
+      if ((await readControl(this.fs, this.dir, 'freezer.state')).trim() === 'FROZEN') return true;
+    }
+    return false;
+  }
+
+  async thaw(): Promise<void> {
+    await writeControl(this.fs, this.dir, { file: 'freezer.state', value: 'THAWED' });
+  }
+
+  async killAll(): Promise<void> {
+    if ((await this.list()).length > 0) await freezeKillThaw(this);
+  }
+
+  async waitEmpty(timeoutMs: number): Promise<boolean> {
+    for (const deadline = Date.now() + timeoutMs; ; await delay(POLL_MS)) {
+      if (!(await this.populated())) return true;
+      if (Date.now() >= deadline) return false;
+    }
+  }
+}
