@@ -155,7 +155,7 @@ export async function loadTlsMaterial(use: TlsUse, paths: TlsFilePaths, options:
   const daysLeft = Math.floor((leaf.cert.notAfter.getTime() - now.getTime()) / DAY_MS);
   if (daysLeft < EXPIRY_WARNING_DAYS) {
     warnings.push(
-      `${certLabel} ${paths.certificatePath}: expires on ${day(leaf.cert.notAfter)} (in ${daysLeft} days); ${REMEDY[use]}`,
+      `${certLabel} ${paths.certificatePath}: expires on ${day(leaf.cert.notAfter)} (in ${daysLeft} day${daysLeft === 1 ? '' : 's'}); ${REMEDY[use]}`,
     );
   }
   const keyMode = (await stat(paths.privateKeyPath)).mode & 0o777;
