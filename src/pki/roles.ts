@@ -10,7 +10,7 @@
 //  - asn1js (under @peculiar/x509) encodes it but decodes it to "2.25.{hex}" and re-encodes that as
 //    plain "2.25", silently (PeculiarVentures/ASN1.js#174): the issued extension would be lost;
 //  - Go's crypto/x509 (cryptobyte readBase128Int) rejects arcs >= 2^31 and so the whole
-//    certificate: grpcurl could not load a client certificate carrying it;
+//    certificate: Go programs such as grpcurl would fail to parse a client certificate carrying it;
 //  - RFC 5280 only asks implementations to handle arcs up to 2^28-1. Every arc here is < 2^24.
 // Non-critical because RFC 5280 obliges every verifier that does not know a critical extension to
 // reject the certificate (OpenSSL, hence Node's TLS, does: X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION);
