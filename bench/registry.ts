@@ -1,0 +1,8 @@
+// Every benchmark, in the order they run. Adding one: write a module exporting a `Benchmark`
+// (see harness.ts) and list it here.
+import { captureBenchmark } from './capture';
+import type { Benchmark } from './harness';
+import { spawnBenchmark } from './spawn';
+import { spawnHeapBenchmark } from './spawn-heap';
+
+export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark];

@@ -1,0 +1,99 @@
+// The ways to spawn /bin/true and wait for its exit that the spawn benchmarks compare. Shared by the
+// benchmarking process and the big-heap child (spawn-heap-child.ts).
+import { spawn as spawnChild, execFile } from 'node:child_process';
+import * as path from 'node:path';
+
+import { spawnProcess } from '../src/native';
+import { timeEach, type Contender } from './harness';
+
+export const TRUE_PATH = '/bin/true';
+/** The job's whole environment, the same for every contender. */
+export const JOB_ENV: Readonly<Record<string, string>> = { PATH: '/usr/local/bin:/usr/bin:/bin' };
+
+export const LABEL_ADDON = 'addon';
+export const LABEL_CP_PIPE = 'child_process.spawn(stdio:pipe)';
+export const LABEL_CP_IGNORE = 'child_process.spawn(stdio:ignore)';
+export const LABEL_POSIX_SPAWN = 'posix_spawn (C loop, floor)';
+export const LABEL_POSIX_SPAWN_LOG = 'posix_spawn + log file (C loop)';
+
+/**
+ * spawnProcess() then `await exited` (the process is reaped and its pipes read dry). Each spawn gets
+ * a new log file in `logDir`, as a job does. The files are not removed here: on ext4, deleting
+ * files makes creating the next ones slower for minutes (recently deleted inodes are skipped, one
+ * by one), so the caller removes the whole directory once measuring is over.
+ */
+export function addonContender(logDir: string): Contender {
+  let seq = 0;
+  return {
+    label: LABEL_ADDON,
+    async run(iterations) {
+      const closes: Promise<unknown>[] = [];
+      const samples = await timeEach(iterations, async () => {
+        const logPath = path.join(logDir, `spawn-${seq++}.log`);
+        const proc = spawnProcess({ command: TRUE_PATH, env: JOB_ENV, logPath });
+        const exit = await proc.exited;
+        closes.push(proc.closed);
+        if (exit.code !== 0) throw new Error(`${TRUE_PATH} exited with ${exit.code ?? exit.signal}`);
+      });
+      await Promise.all(closes);
+      return samples;
+    },
+  };
+}
+
+/**
+ * child_process.spawn() then its 'close' event (exited and stdio closed). With 'pipe', stdout and
+ * stderr are read (and discarded), as a capturing caller would; 'ignore' is the cheapest it gets.
+ */
+export function childProcessContender(stdio: 'pipe' | 'ignore'): Contender {
+  const discard = (): void => {};
+  return {
+    label: stdio === 'pipe' ? LABEL_CP_PIPE : LABEL_CP_IGNORE,
+    run(iterations) {
+      return timeEach(
+        iterations,
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const child = spawnChild(TRUE_PATH, [], { stdio: ['ignore', stdio, stdio], env: JOB_ENV });
+            child.stdout?.on('data', discard);
+            child.stderr?.on('data', discard);
+            child.once('error', reject);
+            child.once('close', (code, signal) => {
+              if (code === 0) resolve();
+              else reject(new Error(`${TRUE_PATH} exited with ${code ?? signal}`));
+            });
+          }),
+      );
+    },
+  };
+}
+
+/**
+ * The compiled C loop (posix-spawn-floor.c): it times each of its own spawns. With `logDir`, each
+ * spawn also creates, writes and closes a new log file there, as the addon does.
+ */
+export function posixSpawnContender(binary: string, logDir?: string): Contender {
+  const logArgs = logDir === undefined ? [] : ['-l', logDir];
+  return {
+    label: logDir === undefined ? LABEL_POSIX_SPAWN : LABEL_POSIX_SPAWN_LOG,
+    run(iterations) {
+      return new Promise((resolve, reject) => {
+        execFile(binary, [...logArgs, String(iterations), TRUE_PATH], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout) => {
+          if (error) {
+            reject(error);
+            return;
+          }
+          const samples = stdout
+            .split('\n')
+            .filter((line) => line.length > 0)
+            .map(Number);
+          if (samples.length !== iterations || samples.some((n) => !Number.isFinite(n))) {
+            reject(new Error(`posix-spawn-floor printed ${samples.length} samples, expected ${iterations}`));
+            return;
+          }
+          resolve(samples);
+        });
+      });
+    },
+  };
+}
