@@ -87,7 +87,7 @@ class ProcessHandle : public Napi::ObjectWrap<ProcessHandle> {
 
   // watchOutput(true) asks for coalesced "output" events as the log grows.
   Napi::Value WatchOutput(const Napi::CallbackInfo& info) {
-    job->watch_output.store(info[0].As<Napi::Boolean>().Value(), std::memory_order_release);
+    job->watch_output.store(info[0].As<Napi::Boolean>().Value());  // seq_cst: see request_output_event
     return info.Env().Undefined();
   }
 };

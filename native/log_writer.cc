@@ -28,7 +28,7 @@ LogWriter::LogWriter(const std::string& path, uint64_t max_bytes) : max_bytes_(m
   encode_file_header(header);
   if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
   offset_ = kFileHeaderSize;
-  committed_.store(offset_, std::memory_order_release);
+  committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   if (max_bytes_ < offset_ + kRecordHeaderSize + kMarkerReserve) max_bytes_ = offset_ + kRecordHeaderSize + kMarkerReserve;
 }
 
@@ -46,7 +46,7 @@ bool LogWriter::write_record(uint8_t stream, const char* payload, size_t len) {
     return false;
   }
   offset_ += n;
-  committed_.store(offset_, std::memory_order_release);
+  committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   return true;
 }
 
@@ -93,7 +93,7 @@ size_t LogWriter::splice_record(int pipe_fd, uint8_t stream, size_t take, size_t
       return moved;
   }
   offset_ += kRecordHeaderSize + moved;
-  committed_.store(offset_, std::memory_order_release);
+  committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   *kept = moved;
   return moved;
 }

@@ -24,7 +24,7 @@ class LogWriter {
   void finish();
 
   // Bytes of complete records, readable by anyone: only complete records are ever below this offset.
-  uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
+  uint64_t committed() const { return committed_.load(); }
   uint64_t dropped_bytes() const { return dropped_; }
   bool truncated() const { return truncated_; }
   int first_error() const { return first_error_; }  // errno of the first failed write, 0 if none

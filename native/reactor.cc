@@ -284,8 +284,11 @@ void Reactor::finish_if_done(Job* job) {
   finished_in_batch_.push_back(std::move(owned));
 }
 
+// Store-then-load on both sides, sequentially consistent: the capture thread commits then reads the
+// watch flag; JS sets the flag then reads the committed size. At least one of them sees the other's
+// store, so a follower that starts watching never misses growth (no lost wake-up).
 void Reactor::request_output_event(Job* job) {
-  if (!job->watch_output.load(std::memory_order_acquire)) return;
+  if (!job->watch_output.load()) return;
   if (job->output_event_pending.exchange(true)) return;
   enqueue(owner(job), EventType::kOutput);
 }
@@ -352,7 +355,7 @@ void Reactor::dispatch(napi_env env) {
     napi_create_object(env, &info);
     const char* type = "output";
     if (event.type == EventType::kOutput) {
-      job->output_event_pending.store(false, std::memory_order_release);  // before reading the size
+      job->output_event_pending.store(false);  // seq_cst, before reading the size
       set_number(env, info, "logBytes", static_cast<double>(job->log->committed()));
     } else if (event.type == EventType::kExit) {
       type = "exit";

@@ -28,7 +28,8 @@ export interface ReadRange {
   until?: number;
 }
 
-const READ_SIZE = 1 << 20;
+/** Largest single read. Reads never go past `until`, so a follower close behind a job reads little. */
+const READ_SIZE = 256 << 10;
 
 /** Opens a log and checks its header. */
 export async function openLog(path: string): Promise<FileHandle> {
@@ -72,7 +73,9 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
   // Makes at least `need` bytes available at buf[start..]; false at the end of the file.
   async function refill(need: number): Promise<boolean> {
     const have = end - start;
-    const fresh = Buffer.allocUnsafe(Math.max(READ_SIZE, need));
+    // Sized to what is left to read, so a follower near the end of a log holds a small buffer.
+    const left = until - offset;
+    const fresh = Buffer.allocUnsafe(Math.max(need, Math.min(READ_SIZE, left)));
     buf.copy(fresh, 0, start, end);
     buf = fresh;
     start = 0;

@@ -21,3 +21,14 @@ export function zombieChildren(): number[] {
   }
   return zombies;
 }
+
+/** True if the process exists and is not a zombie (a killed orphan may wait a moment for init). */
+export function isRunning(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+}

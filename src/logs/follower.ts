@@ -1,0 +1,83 @@
+// Follows a log: catches up from disk, then waits for growth, and ends exactly when the log is
+// complete and its last byte delivered. Pull-based: a slow consumer just stops pulling, so nothing is
+// buffered for it beyond the one read in progress (back-pressure, not buffers).
+import { ValidationError } from '../errors';
+import { CorruptLogError, FILE_HEADER_SIZE, type StreamName } from './format';
+import { openLog, readRecords, type LogRecord } from './reader';
+
+/** A log that may still be growing. */
+export interface LogSource {
+  readonly path: string;
+  /** Size of the complete records now; never decreases. */
+  committed(): number;
+  /** True once nothing more will ever be written. Set only after the final committed size. */
+  isComplete(): boolean;
+  /** Resolves once committed() > offset, or the log is complete, or `signal` aborts. */
+  waitBeyond(offset: number, signal?: AbortSignal): Promise<void>;
+}
+
+export interface FollowOptions {
+  /** A record boundary to start from (default: the first record). */
+  from?: number;
+  /** Keep waiting for new output until the log is complete (default false: stop at the current end). */
+  follow?: boolean;
+  /** Which streams to deliver (default both). Markers are always delivered: they explain gaps. */
+  streams?: readonly ('stdout' | 'stderr')[];
+  /** Skip records captured before this time (nanoseconds since the epoch). */
+  sinceNs?: bigint;
+  signal?: AbortSignal;
+}
+
+export async function* followLog(source: LogSource, options: FollowOptions = {}): AsyncGenerator<LogRecord> {
+  const wanted = new Set<StreamName>([...(options.streams ?? ['stdout', 'stderr']), 'marker']);
+  let offset = options.from ?? FILE_HEADER_SIZE;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new ValidationError('from', 'must be a non-negative integer');
+  if (offset < FILE_HEADER_SIZE) offset = FILE_HEADER_SIZE;
+  if (offset > source.committed()) throw new ValidationError('from', `offset ${offset} is beyond the end of the log (${source.committed()} bytes)`);
+
+  const file = await openLog(source.path);
+  let first = true;
+  try {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      // Read `complete` before the size: a log that is complete now has its final size already.
+      const complete = source.isComplete();
+      const until = source.committed();
+      try {
+        for await (const record of readRecords(file, { from: offset, until })) {
+          first = false;
+          offset = record.nextOffset;
+          if (!wanted.has(record.stream)) continue;
+          if (options.sinceNs !== undefined && record.timeNs < options.sinceNs) continue;
+          yield record;
+        }
+      } catch (error) {
+        if (first && error instanceof CorruptLogError && error.offset === offset) {
+          throw new ValidationError('from', `offset ${offset} is not the start of a record`);
+        }
+        throw error;
+      }
+      if (!options.follow || (complete && offset >= until)) return;
+      if (offset >= until) await source.waitBeyond(offset, options.signal);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** A log that will not grow any more (a finished job's, or one read after a restart). */
+export class CompleteLog implements LogSource {
+  constructor(
+    readonly path: string,
+    readonly size: number,
+  ) {}
+  committed(): number {
+    return this.size;
+  }
+  isComplete(): boolean {
+    return true;
+  }
+  waitBeyond(): Promise<void> {
+    return Promise.resolve();
+  }
+}

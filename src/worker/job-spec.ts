@@ -1,0 +1,128 @@
+// What a job is asked to be, and the checks at the library's boundary. Every input is bounded.
+import * as path from 'node:path';
+
+import type { Limits } from '../cgroup/types';
+import { ValidationError } from '../errors';
+
+export interface JobUser {
+  uid: number;
+  gid: number;
+  /** Supplementary groups; default none. */
+  groups?: number[];
+}
+
+export interface JobSpec {
+  /** Program: a path, or a name looked up in the job's PATH (never run through a shell). */
+  command: string;
+  args?: string[];
+  /** The job's whole environment (nothing of the daemon's is inherited). Default: PATH only. */
+  env?: Record<string, string>;
+  /** Absolute working directory; default "/". */
+  cwd?: string;
+  limits?: Limits;
+  /** Identity the job belongs to (the gRPC server passes the caller's certificate name). */
+  owner?: string;
+  /** Run as this user instead of the daemon's (root). */
+  user?: JobUser;
+}
+
+/** A spec with every default applied, as stored in job.json. */
+export interface ResolvedJobSpec {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+  limits: Limits;
+  owner: string;
+  user: JobUser | null;
+}
+
+export const SPEC_BOUNDS = {
+  commandBytes: 4096,
+  argCount: 4096,
+  /** Linux refuses any single argv/env string longer than this (MAX_ARG_STRLEN). */
+  stringBytes: 128 * 1024,
+  /** argv + env together: well under the kernel's ARG_MAX with the default 8 MiB stack. */
+  totalBytes: 1024 * 1024,
+  envCount: 4096,
+  envNameBytes: 1024,
+  pathBytes: 4096,
+  ownerBytes: 256,
+  groups: 64,
+} as const;
+
+export const DEFAULT_JOB_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function bytes(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
+function checkString(field: string, value: unknown, maxBytes: number, allowEmpty = true): string {
+  if (typeof value !== 'string') throw new ValidationError(field, 'must be a string');
+  if (!allowEmpty && value.length === 0) throw new ValidationError(field, 'must not be empty');
+  if (value.includes('\0')) throw new ValidationError(field, 'must not contain NUL bytes');
+  if (bytes(value) > maxBytes) throw new ValidationError(field, `is longer than ${maxBytes} bytes`);
+  return value;
+}
+
+function checkId(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xfffffffe) {
+    throw new ValidationError(field, 'must be an integer from 0 to 4294967294');
+  }
+  return value;
+}
+
+/** Validates everything but the limits (the cgroup driver validates those) and applies defaults. */
+export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
+  if (typeof spec !== 'object' || spec === null) throw new ValidationError('spec', 'must be an object');
+  const command = checkString('command', spec.command, SPEC_BOUNDS.commandBytes, false);
+  let total = bytes(command);
+
+  const argsIn = spec.args ?? [];
+  if (!Array.isArray(argsIn)) throw new ValidationError('args', 'must be an array of strings');
+  if (argsIn.length > SPEC_BOUNDS.argCount) throw new ValidationError('args', `has more than ${SPEC_BOUNDS.argCount} entries`);
+  const args = argsIn.map((arg, i) => {
+    const checked = checkString(`args[${i}]`, arg, SPEC_BOUNDS.stringBytes);
+    total += bytes(checked) + 1;
+    return checked;
+  });
+
+  const envIn = spec.env ?? { PATH: DEFAULT_JOB_PATH };
+  if (typeof envIn !== 'object' || envIn === null || Array.isArray(envIn)) {
+    throw new ValidationError('env', 'must be an object of NAME: value strings');
+  }
+  const entries = Object.entries(envIn);
+  if (entries.length > SPEC_BOUNDS.envCount) throw new ValidationError('env', `has more than ${SPEC_BOUNDS.envCount} variables`);
+  const env: Record<string, string> = {};
+  for (const [name, value] of entries) {
+    checkString('env name', name, SPEC_BOUNDS.envNameBytes, false);
+    if (name.includes('=')) throw new ValidationError(`env.${name}`, 'name must not contain "="');
+    env[name] = checkString(`env.${name}`, value, SPEC_BOUNDS.stringBytes);
+    total += bytes(name) + bytes(value) + 2;
+  }
+  if (total > SPEC_BOUNDS.totalBytes) {
+    throw new ValidationError('args', `argv and env together exceed ${SPEC_BOUNDS.totalBytes} bytes`);
+  }
+
+  const cwd = checkString('cwd', spec.cwd ?? '/', SPEC_BOUNDS.pathBytes, false);
+  if (!path.isAbsolute(cwd)) throw new ValidationError('cwd', 'must be an absolute path');
+
+  const owner = checkString('owner', spec.owner ?? '', SPEC_BOUNDS.ownerBytes);
+
+  let user: JobUser | null = null;
+  if (spec.user !== undefined && spec.user !== null) {
+    const groups = spec.user.groups ?? [];
+    if (!Array.isArray(groups) || groups.length > SPEC_BOUNDS.groups) {
+      throw new ValidationError('user.groups', `must be an array of at most ${SPEC_BOUNDS.groups} group ids`);
+    }
+    user = {
+      uid: checkId('user.uid', spec.user.uid),
+      gid: checkId('user.gid', spec.user.gid),
+      groups: groups.map((g, i) => checkId(`user.groups[${i}]`, g)),
+    };
+  }
+
+  const limits = spec.limits ?? {};
+  if (typeof limits !== 'object' || limits === null) throw new ValidationError('limits', 'must be an object');
+  return { command, args, env, cwd, limits: { ...limits }, owner, user };
+}

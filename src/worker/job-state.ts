@@ -1,0 +1,68 @@
+// The job lifecycle, in one place (docs/library.md draws it):
+//
+//   starting ──▶ running ──▶ exited    the process ended by itself with code 0
+//                   │   └──▶ failed    … with another code, a signal, or killed by the OOM killer
+//                   ├──────▶ stopped   a stop request ended it (whatever the exit status)
+//                   └──────▶ lost      the daemon stopped tracking it (crash/restart) — see recovery
+//
+// A start that fails (bad command, cgroup error) never becomes a job: start() throws and leaves
+// nothing behind. The reason for a final state is kept separately in `JobOutcome`.
+
+export type JobState = 'starting' | 'running' | 'exited' | 'failed' | 'stopped' | 'lost';
+
+export const FINAL_STATES: readonly JobState[] = ['exited', 'failed', 'stopped', 'lost'];
+
+export function isFinal(state: JobState): boolean {
+  return FINAL_STATES.includes(state);
+}
+
+const allowed: Record<JobState, readonly JobState[]> = {
+  starting: ['running', 'lost'],
+  running: ['exited', 'failed', 'stopped', 'lost'],
+  exited: [],
+  failed: [],
+  stopped: [],
+  lost: [],
+};
+
+export function canTransition(from: JobState, to: JobState): boolean {
+  return allowed[from].includes(to);
+}
+
+/** How a finished job ended. */
+export interface JobOutcome {
+  /** Exit code of the main process, or null if a signal ended it (or it is unknown: lost). */
+  exitCode: number | null;
+  /** Signal that ended the main process, e.g. "SIGKILL". */
+  signal: NodeJS.Signals | null;
+  /** The kernel's OOM killer killed a process of the job (from the cgroup's counter, not a guess). */
+  oomKilled: boolean;
+  /** Who asked for the stop, when the state is `stopped`. */
+  stoppedBy: string | null;
+  /** One line for people: "exited with code 0", "killed by SIGKILL (out of memory)", … */
+  reason: string;
+}
+
+export interface ExitFacts {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  oomKilled: boolean;
+  stoppedBy: string | null;
+}
+
+/** Pure: the final state and outcome from what happened. */
+export function finalStateOf(facts: ExitFacts): { state: JobState; outcome: JobOutcome } {
+  const how =
+    facts.signal !== null
+      ? `killed by ${facts.signal}${facts.oomKilled ? ' (out of memory)' : ''}`
+      : `exited with code ${facts.exitCode}${facts.oomKilled ? ' (a process was killed: out of memory)' : ''}`;
+  if (facts.stoppedBy !== null) {
+    return { state: 'stopped', outcome: { ...facts, reason: `stopped by ${facts.stoppedBy}: ${how}` } };
+  }
+  const clean = facts.signal === null && facts.exitCode === 0 && !facts.oomKilled;
+  return { state: clean ? 'exited' : 'failed', outcome: { ...facts, reason: how } };
+}
+
+export function lostOutcome(why: string): JobOutcome {
+  return { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, reason: `lost: ${why}` };
+}

@@ -1,0 +1,38 @@
+// One worker per state directory: a second one would mark the first one's running jobs as lost and
+// kill them. The lock file holds the owner's pid; a lock whose process is gone is stale and taken over.
+import { existsSync } from 'node:fs';
+import { open, readFile, rm } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { JobworkerError, errorCode, systemError } from '../errors';
+
+export class StateLock {
+  private constructor(readonly path: string) {}
+
+  static async acquire(stateDir: string): Promise<StateLock> {
+    const lockPath = path.join(stateDir, 'worker.lock');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const file = await open(lockPath, 'wx', 0o600);
+        await file.writeFile(`${process.pid}\n`);
+        await file.close();
+        return new StateLock(lockPath);
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw systemError('create lock file', lockPath, error);
+      }
+      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(holder) && holder > 0 && existsSync(`/proc/${holder}`)) {
+        throw new JobworkerError(
+          'failed-precondition',
+          `state directory ${stateDir} is in use by process ${holder} (if that is not a jobworker, remove ${lockPath})`,
+        );
+      }
+      await rm(lockPath, { force: true }); // stale: its process is gone
+    }
+    throw new JobworkerError('failed-precondition', `could not lock state directory ${stateDir}`);
+  }
+
+  async release(): Promise<void> {
+    await rm(this.path, { force: true });
+  }
+}

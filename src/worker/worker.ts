@@ -1,0 +1,242 @@
+// The Worker: the library the daemon serves and Node programs embed. Owns the job registry, the
+// state directory and the cgroup driver.
+import { randomUUID } from 'node:crypto';
+
+import { openCgroupDriver, type CgroupDriverOptions } from '../cgroup';
+import type { CgroupDriver, Limits } from '../cgroup/types';
+import { JobworkerError, NotFoundError, ValidationError } from '../errors';
+import { Job, type JobContext, type JobStatus, type StopResult } from './job';
+import { resolveJobSpec, type JobSpec } from './job-spec';
+import { isFinal, type JobState } from './job-state';
+import { recover, type RecoveryReport } from './recovery';
+import { StateLock } from './state-lock';
+import { StateStore } from './state-store';
+
+export interface WorkerDefaults {
+  /** Limits applied where a job's own limits leave a field unset. */
+  limits?: Limits;
+  /** Cap on each job's log file. Default 1 GiB. */
+  logMaxBytes?: number;
+  /** RLIMIT_NOFILE soft limit for jobs (the hard limit is inherited). Default 1024, like systemd. */
+  nofileSoft?: number;
+  /** Grace period of stop() before the cgroup is killed. Default 10 s. */
+  stopGraceMs?: number;
+}
+
+export interface RetentionPolicy {
+  /** Finished jobs kept (oldest removed first). Default 1000. */
+  maxFinishedJobs?: number;
+  /** Finished jobs older than this are removed. Default: kept until removed or pushed out by the count. */
+  maxAgeMs?: number;
+}
+
+export interface WorkerOptions {
+  /** Job records and logs live in <stateDir>/jobs/<id>/. */
+  stateDir: string;
+  /**
+   * Where job cgroups go: `root` (a delegated cgroup path, the same in every hierarchy) or
+   * `rootName` (created beneath this process's own cgroup; default "jobworker"). See docs/cgroups.md.
+   */
+  cgroup?: CgroupDriverOptions;
+  /** Or a cgroup driver of your own (unusual hosts). */
+  cgroupDriver?: CgroupDriver;
+  defaults?: WorkerDefaults;
+  retention?: RetentionPolicy;
+  /** Jobs running at once; start() beyond it fails with resource-exhausted. Default 10,000. */
+  maxRunningJobs?: number;
+  /** Where warnings go (structured); default: process.emitWarning. */
+  warn?: (message: string, details: Record<string, unknown>) => void;
+}
+
+export interface ListFilter {
+  owner?: string;
+  states?: readonly JobState[];
+}
+
+export interface JobEvent {
+  status: JobStatus;
+  previousState: JobState;
+  /** For `running`: milliseconds from start() to the process running. */
+  startLatencyMs?: number;
+}
+
+const DEFAULTS = {
+  logMaxBytes: 1 << 30,
+  nofileSoft: 1024,
+  stopGraceMs: 10_000,
+  maxFinishedJobs: 1000,
+  maxRunningJobs: 10_000,
+};
+
+function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
+  return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
+}
+
+export class Worker {
+  readonly stateDir: string;
+  /** What the last open() found and cleaned up. */
+  readonly recovery: RecoveryReport;
+  /** The cgroup driver jobs run under (mode, root). */
+  readonly cgroupDriver: CgroupDriver;
+  #store: StateStore;
+  #lock: StateLock;
+  #options: WorkerOptions;
+  #jobs = new Map<string, Job>();
+  #startTimes = new Map<string, bigint>();
+  #listeners = new Set<(event: JobEvent) => void>();
+  #running = 0;
+  #closing = false;
+  #ctx: JobContext;
+
+  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: CgroupDriver, recovery: RecoveryReport) {
+    this.stateDir = options.stateDir;
+    this.#options = options;
+    this.#store = store;
+    this.#lock = lock;
+    this.cgroupDriver = driver;
+    this.recovery = recovery;
+    const warn = warnerOf(options);
+    this.#ctx = {
+      store,
+      driver,
+      logMaxBytes: options.defaults?.logMaxBytes ?? DEFAULTS.logMaxBytes,
+      nofileSoft: options.defaults?.nofileSoft ?? DEFAULTS.nofileSoft,
+      defaultGraceMs: options.defaults?.stopGraceMs ?? DEFAULTS.stopGraceMs,
+      onStateChange: (job, previous) => this.#stateChanged(job, previous),
+      warn,
+    };
+    for (const record of recovery.records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
+  }
+
+  /** Opens the state directory (one worker per directory), recovers from a crash, sweeps orphans. */
+  static async open(options: WorkerOptions): Promise<Worker> {
+    if (typeof options?.stateDir !== 'string' || options.stateDir === '') {
+      throw new ValidationError('stateDir', 'is required');
+    }
+    const store = new StateStore(options.stateDir);
+    await store.init();
+    const lock = await StateLock.acquire(options.stateDir);
+    try {
+      const driver = options.cgroupDriver ?? (await openCgroupDriver(options.cgroup));
+      const recovery = await recover(store, driver, warnerOf(options));
+      const worker = new Worker(options, store, lock, driver, recovery);
+      await worker.#applyRetention();
+      return worker;
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  /** Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing. */
+  async start(spec: JobSpec): Promise<Job> {
+    if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
+    const resolved = resolveJobSpec(spec);
+    resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
+    const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
+    if (this.#running >= max) {
+      throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);
+    }
+    const id = randomUUID();
+    this.#running++;
+    this.#startTimes.set(id, process.hrtime.bigint());
+    try {
+      return await Job.launch(this.#ctx, id, resolved, (job) => this.#jobs.set(id, job));
+    } catch (error) {
+      this.#jobs.delete(id);
+      this.#startTimes.delete(id);
+      this.#running--;
+      throw error;
+    }
+  }
+
+  get(id: string): Job | undefined {
+    return this.#jobs.get(id);
+  }
+
+  /** Like get(), but throws NotFoundError. */
+  job(id: string): Job {
+    const job = this.#jobs.get(id);
+    if (job === undefined) throw new NotFoundError(`job ${id} not found`);
+    return job;
+  }
+
+  /** Jobs, oldest first, optionally filtered. */
+  list(filter: ListFilter = {}): Job[] {
+    const jobs: Job[] = [];
+    for (const job of this.#jobs.values()) {
+      if (filter.owner !== undefined && job.owner !== filter.owner) continue;
+      if (filter.states !== undefined && !filter.states.includes(job.state)) continue;
+      jobs.push(job);
+    }
+    return jobs;
+  }
+
+  /** Removes a finished job's record and log. */
+  async remove(id: string): Promise<void> {
+    const job = this.job(id);
+    if (!isFinal(job.state)) {
+      throw new JobworkerError('failed-precondition', `job ${id} is ${job.state}; stop it before removing it`);
+    }
+    this.#jobs.delete(id);
+    await this.#store.remove(id);
+  }
+
+  /** Calls `listener` after every job state change (persisted first). Returns the unsubscribe. */
+  subscribe(listener: (event: JobEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get runningJobs(): number {
+    return this.#running;
+  }
+
+  /**
+   * Stops accepting jobs; by default stops every running job (recorded as stopped by
+   * "worker shutdown"). With `stopJobs: false` they keep running and are recovered as lost (and
+   * killed) by the next open().
+   */
+  async close(options: { stopJobs?: boolean; graceMs?: number } = {}): Promise<StopResult[]> {
+    this.#closing = true;
+    let results: StopResult[] = [];
+    if (options.stopJobs ?? true) {
+      const active = [...this.#jobs.values()].filter((job) => !isFinal(job.state));
+      results = await Promise.all(
+        active.map((job) => job.stop({ by: 'worker shutdown', graceMs: options.graceMs }).catch(() => job.wait().then((status) => ({ alreadyFinished: true, status })))),
+      );
+    }
+    await this.#lock.release();
+    return results;
+  }
+
+  #stateChanged(job: Job, previousState: JobState): void {
+    const event: JobEvent = { status: job.status(), previousState };
+    if (job.state === 'running') {
+      const started = this.#startTimes.get(job.id);
+      if (started !== undefined) event.startLatencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      this.#startTimes.delete(job.id);
+    }
+    if (isFinal(job.state) && !isFinal(previousState)) {
+      this.#running--;
+      void this.#applyRetention();
+    }
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  async #applyRetention(): Promise<void> {
+    const maxCount = this.#options.retention?.maxFinishedJobs ?? DEFAULTS.maxFinishedJobs;
+    const maxAge = this.#options.retention?.maxAgeMs;
+    const finished = [...this.#jobs.values()]
+      .filter((job) => isFinal(job.state))
+      .sort((a, b) => (a.finishedAt?.getTime() ?? 0) - (b.finishedAt?.getTime() ?? 0));
+    const now = Date.now();
+    const excess = finished.length - maxCount;
+    for (const [index, job] of finished.entries()) {
+      const tooOld = maxAge !== undefined && now - (job.finishedAt?.getTime() ?? now) > maxAge;
+      if (index >= excess && !tooOld) continue;
+      this.#jobs.delete(job.id);
+      await this.#store.remove(job.id).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: job.id, error: String(error) }));
+    }
+  }
+}

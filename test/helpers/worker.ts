@@ -1,0 +1,51 @@
+// A Worker on a temporary state directory and its own cgroup root, removed afterwards.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+import type { OpenedCgroupDriver } from '../../src/cgroup';
+import { Worker, type WorkerOptions } from '../../src/worker';
+
+let counter = 0;
+
+export interface TestWorker {
+  worker: Worker;
+  stateDir: string;
+  /** Options to reopen the same state directory and cgroup root. */
+  options: WorkerOptions;
+  /** Closes the worker (stopping jobs), checks no job cgroup is left, removes the state dir. */
+  cleanup(): Promise<void>;
+}
+
+export function testWorkerOptions(label: string, extra: Partial<WorkerOptions> = {}): WorkerOptions {
+  const stateDir = mkdtempSync(path.join(tmpdir(), `jobworker-${label}-`));
+  return {
+    stateDir,
+    cgroup: { rootName: `jobworker-test-${process.pid}-${label}-${counter++}` },
+    warn: (message, details) => console.error(`worker warning: ${message}`, details),
+    ...extra,
+  };
+}
+
+export async function openTestWorker(label: string, extra: Partial<WorkerOptions> = {}): Promise<TestWorker> {
+  const options = testWorkerOptions(label, extra);
+  const worker = await Worker.open(options);
+  return {
+    worker,
+    stateDir: options.stateDir,
+    options,
+    async cleanup() {
+      await worker.close({ graceMs: 1000 });
+      const leftover = await worker.cgroupDriver.listJobIds();
+      await releaseCgroupRoot(worker);
+      rmSync(options.stateDir, { recursive: true, force: true });
+      assert.deepEqual(leftover, [], 'job cgroups left behind');
+    },
+  };
+}
+
+/** Removes the test's cgroup root (tests only: a daemon keeps its root). */
+export async function releaseCgroupRoot(worker: Worker): Promise<void> {
+  await (worker.cgroupDriver as OpenedCgroupDriver).releaseRoot();
+}

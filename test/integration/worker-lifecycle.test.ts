@@ -1,0 +1,222 @@
+// The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+
+import { JobworkerError, ValidationError } from '../../src/errors';
+import { SpawnError } from '../../src/native';
+import { Worker, type Job } from '../../src/worker';
+import { requireRoot } from '../helpers/root';
+import { openTestWorker, type TestWorker } from '../helpers/worker';
+
+let t: TestWorker;
+
+before(async () => {
+  if (requireRoot.skip === undefined) t = await openTestWorker('lifecycle');
+});
+after(async () => {
+  await t?.cleanup();
+});
+
+async function text(job: Job, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
+  let out = '';
+  for await (const record of job.logs({ streams: [stream] })) if (record.stream === stream) out += record.data.toString();
+  return out;
+}
+
+/** Resolves once the job's stdout contains `needle` (follows the live log: no polling). */
+async function outputContains(job: Job, needle: string): Promise<void> {
+  let seen = '';
+  for await (const record of job.logs({ follow: true, streams: ['stdout'] })) {
+    seen += record.data.toString();
+    if (seen.includes(needle)) return;
+  }
+  throw new Error(`job ended without printing ${needle}`);
+}
+
+describe('worker lifecycle', requireRoot, () => {
+  it('starting → running → exited, with output, owner, times and final stats', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'echo hello; echo oops >&2'], owner: 'alice' });
+    assert.equal(job.state, 'running');
+    assert.ok(job.status().pid! > 0);
+    const status = await job.wait();
+    assert.equal(status.state, 'exited');
+    assert.deepEqual(
+      { exitCode: status.outcome?.exitCode, signal: status.outcome?.signal, oom: status.outcome?.oomKilled, by: status.outcome?.stoppedBy },
+      { exitCode: 0, signal: null, oom: false, by: null },
+    );
+    assert.equal(status.outcome?.reason, 'exited with code 0');
+    assert.equal(status.owner, 'alice');
+    assert.ok(status.startedAt! >= status.createdAt && status.finishedAt! >= status.startedAt!);
+    assert.ok(status.stats !== null, 'final stats snapshot taken before the cgroup was removed');
+    assert.ok(status.log.bytes > 0);
+    assert.equal(await text(job), 'hello\n');
+    assert.equal(await text(job, 'stderr'), 'oops\n');
+  });
+
+  it('a non-zero exit code is failed, with the code', async () => {
+    const status = await (await t.worker.start({ command: 'sh', args: ['-c', 'exit 3'] })).wait();
+    assert.equal(status.state, 'failed');
+    assert.equal(status.outcome?.exitCode, 3);
+    assert.equal(status.outcome?.reason, 'exited with code 3');
+  });
+
+  it('death by a signal is failed, with the signal', async () => {
+    const status = await (await t.worker.start({ command: 'sh', args: ['-c', 'kill -SEGV $$'] })).wait();
+    assert.equal(status.state, 'failed');
+    assert.equal(status.outcome?.signal, 'SIGSEGV');
+    assert.equal(status.outcome?.exitCode, null);
+  });
+
+  it('an OOM kill is reported from the cgroup counter', async () => {
+    const job = await t.worker.start({
+      command: 'python3',
+      args: ['-c', 'x = bytearray(512 << 20); print("survived")'],
+      limits: { memoryBytes: 64 << 20 },
+    });
+    const status = await job.wait();
+    assert.equal(status.state, 'failed');
+    assert.equal(status.outcome?.oomKilled, true);
+    assert.equal(status.outcome?.signal, 'SIGKILL');
+    assert.match(status.outcome!.reason, /out of memory/);
+    assert.ok(status.stats!.oomKills >= 1);
+  });
+
+  it('a job under its memory limit is not reported as OOM', async () => {
+    const job = await t.worker.start({
+      command: 'python3',
+      args: ['-c', 'x = bytearray(8 << 20); print("ok")'],
+      limits: { memoryBytes: 64 << 20 },
+    });
+    const status = await job.wait();
+    assert.equal(status.state, 'exited');
+    assert.equal(status.outcome?.oomKilled, false);
+  });
+
+  it('kills what the main process leaves behind, then removes the cgroup', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', '(sleep 1000 &) ; (setsid sleep 1000 &) ; echo $$'] });
+    const status = await job.wait();
+    assert.equal(status.state, 'exited');
+    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+  });
+
+  it('stats are live while running', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'echo ready; while :; do :; done'] });
+    await outputContains(job, 'ready');
+    const stats = await job.stats();
+    assert.ok(stats !== null && stats.pidsCurrent >= 1);
+    await job.stop({ graceMs: 0 });
+  });
+});
+
+describe('start failures leave nothing behind', requireRoot, () => {
+  const cases: [string, Parameters<TestWorker['worker']['start']>[0], (e: unknown) => boolean][] = [
+    ['missing binary', { command: '/nonexistent/tool' }, (e) => e instanceof SpawnError && e.code === 'ENOENT'],
+    ['bad cwd', { command: 'true', cwd: '/nonexistent' }, (e) => e instanceof SpawnError && e.stage === 'chdir'],
+    ['empty command', { command: '' }, (e) => e instanceof ValidationError && e.field === 'command'],
+    ['NUL in an argument', { command: 'echo', args: ['a\0b'] }, (e) => e instanceof ValidationError && e.field === 'args[0]'],
+    ['relative cwd', { command: 'true', cwd: 'tmp' }, (e) => e instanceof ValidationError && e.field === 'cwd'],
+    ['"=" in an env name', { command: 'true', env: { 'A=B': 'c' } }, (e) => e instanceof ValidationError],
+    ['negative memory limit', { command: 'true', limits: { memoryBytes: -1 } }, (e) => e instanceof ValidationError],
+  ];
+  for (const [name, spec, check] of cases) {
+    it(name, async () => {
+      const before = t.worker.list().length;
+      await assert.rejects(t.worker.start(spec), check);
+      assert.equal(t.worker.list().length, before);
+      assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+    });
+  }
+});
+
+describe('stop', requireRoot, () => {
+  it('SIGTERM to a job that handles it: stopped, by whom, after the process is gone', async () => {
+    const job = await t.worker.start({
+      command: 'sh',
+      args: ['-c', 'trap "echo bye; exit 0" TERM; echo ready; while :; do sleep 0.05; done'],
+    });
+    await outputContains(job, 'ready');
+    const result = await job.stop({ by: 'bob', graceMs: 10_000 });
+    assert.equal(result.alreadyFinished, false);
+    assert.equal(result.status.state, 'stopped');
+    assert.equal(result.status.outcome?.stoppedBy, 'bob');
+    assert.match(result.status.outcome!.reason, /^stopped by bob/);
+    assert.equal(existsSync(`/proc/${result.status.pid}`), false);
+    assert.equal(await text(job), 'ready\nbye\n');
+  });
+
+  it('a job that ignores SIGTERM is killed when the grace period ends', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'trap "" TERM; echo ready; while :; do sleep 0.05; done'] });
+    await outputContains(job, 'ready');
+    const started = Date.now();
+    const result = await job.stop({ graceMs: 300 });
+    assert.ok(Date.now() - started >= 300);
+    assert.equal(result.status.state, 'stopped');
+    assert.equal(result.status.outcome?.signal, 'SIGKILL');
+  });
+
+  it('stop with another signal', async () => {
+    const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
+    const result = await job.stop({ signal: 'SIGINT' });
+    assert.equal(result.status.outcome?.signal, 'SIGINT');
+  });
+
+  it('stopping a finished job is a no-op that says so', async () => {
+    const job = await t.worker.start({ command: 'true' });
+    await job.wait();
+    const result = await job.stop();
+    assert.equal(result.alreadyFinished, true);
+    assert.equal(result.status.state, 'exited');
+  });
+
+  it('two concurrent stops are one', async () => {
+    const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
+    const first = job.stop({ by: 'one' });
+    const second = job.stop({ by: 'two' });
+    assert.equal(first, second);
+    const [a, b] = await Promise.all([first, second]);
+    assert.equal(a.status.outcome?.stoppedBy, 'one');
+    assert.deepEqual(a, b);
+  });
+
+  it('stop during start: the job is stopped as soon as it runs', async () => {
+    const starting = t.worker.start({ command: 'sleep', args: ['1000'], owner: 'carol' });
+    const job = t.worker.list({ owner: 'carol', states: ['starting'] })[0];
+    assert.ok(job, 'the job is visible while starting');
+    const stopping = job.stop({ by: 'carol' });
+    await starting;
+    const result = await stopping;
+    assert.equal(result.status.state, 'stopped');
+  });
+
+  it('a double-forking daemon is fully gone after stop', async () => {
+    const job = await t.worker.start({
+      command: 'sh',
+      args: ['-c', '(setsid sh -c "trap \\"\\" TERM; while :; do sleep 1; done" &); echo ready; sleep 1000'],
+    });
+    await outputContains(job, 'ready');
+    const result = await job.stop({ graceMs: 200 });
+    assert.equal(result.status.state, 'stopped');
+    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+  });
+});
+
+describe('registry', requireRoot, () => {
+  it('lists by owner and state, removes finished jobs only', async () => {
+    const a = await t.worker.start({ command: 'true', owner: 'dora' });
+    const b = await t.worker.start({ command: 'sleep', args: ['1000'], owner: 'dora' });
+    await a.wait();
+    assert.deepEqual(t.worker.list({ owner: 'dora', states: ['running'] }).map((j) => j.id), [b.id]);
+    assert.deepEqual(t.worker.list({ owner: 'dora' }).map((j) => j.id).sort(), [a.id, b.id].sort());
+    await assert.rejects(t.worker.remove(b.id), (e: unknown) => e instanceof JobworkerError && e.kind === 'failed-precondition');
+    await b.stop({ graceMs: 0 });
+    await t.worker.remove(a.id);
+    assert.equal(t.worker.get(a.id), undefined);
+    assert.equal(existsSync(`${t.stateDir}/jobs/${a.id}`), false);
+    await assert.rejects(t.worker.remove(a.id), (e: unknown) => e instanceof JobworkerError && e.kind === 'not-found');
+  });
+
+  it('a second worker on the same state directory is refused', async () => {
+    await assert.rejects(Worker.open(t.options), /in use by process/);
+  });
+});

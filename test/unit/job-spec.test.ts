@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { ValidationError } from '../../src/errors';
+import { DEFAULT_JOB_PATH, resolveJobSpec, SPEC_BOUNDS, type JobSpec } from '../../src/worker/job-spec';
+
+function rejects(spec: unknown, field: string, reason: RegExp): void {
+  assert.throws(
+    () => resolveJobSpec(spec as JobSpec),
+    (e: unknown) => e instanceof ValidationError && e.field === field && reason.test(e.message),
+  );
+}
+
+describe('job spec validation', () => {
+  it('applies defaults', () => {
+    assert.deepEqual(resolveJobSpec({ command: 'true' }), {
+      command: 'true',
+      args: [],
+      env: { PATH: DEFAULT_JOB_PATH },
+      cwd: '/',
+      limits: {},
+      owner: '',
+      user: null,
+    });
+  });
+
+  it('refuses bad input, naming the field', () => {
+    rejects({ command: '' }, 'command', /must not be empty/);
+    rejects({ command: 'a\0b' }, 'command', /NUL/);
+    rejects({ command: 7 }, 'command', /must be a string/);
+    rejects({ command: 'x'.repeat(SPEC_BOUNDS.commandBytes + 1) }, 'command', /longer than 4096 bytes/);
+    rejects({ command: 'echo', args: 'nope' }, 'args', /array/);
+    rejects({ command: 'echo', args: ['ok', 'bad\0'] }, 'args[1]', /NUL/);
+    rejects({ command: 'echo', args: Array(SPEC_BOUNDS.argCount + 1).fill('') }, 'args', /more than 4096 entries/);
+    rejects({ command: 'echo', args: ['x'.repeat(SPEC_BOUNDS.stringBytes + 1)] }, 'args[0]', /longer than/);
+    rejects({ command: 'echo', args: Array(16).fill('x'.repeat(100_000)) }, 'args', /together exceed/);
+    rejects({ command: 'echo', env: { 'A=B': '1' } }, 'env.A=B', /must not contain "="/);
+    rejects({ command: 'echo', env: { '': '1' } }, 'env name', /must not be empty/);
+    rejects({ command: 'echo', env: { A: 'x\0' } }, 'env.A', /NUL/);
+    rejects({ command: 'echo', env: ['A=1'] }, 'env', /object/);
+    rejects({ command: 'echo', cwd: 'relative' }, 'cwd', /absolute/);
+    rejects({ command: 'echo', user: { uid: -1, gid: 0 } }, 'user.uid', /integer/);
+    rejects({ command: 'echo', user: { uid: 0, gid: 1.5 } }, 'user.gid', /integer/);
+  });
+
+  it('counts bytes, not characters', () => {
+    const fourByteChars = '😀'.repeat(1025); // 4100 bytes, 2050 UTF-16 units
+    rejects({ command: fourByteChars }, 'command', /longer than 4096 bytes/);
+  });
+});

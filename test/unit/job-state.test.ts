@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { canTransition, finalStateOf, isFinal } from '../../src/worker/job-state';
+
+describe('job state machine', () => {
+  it('allows only the documented transitions', () => {
+    assert.ok(canTransition('starting', 'running'));
+    assert.ok(canTransition('starting', 'lost'));
+    for (const to of ['exited', 'failed', 'stopped', 'lost'] as const) assert.ok(canTransition('running', to));
+    assert.ok(!canTransition('running', 'starting'));
+    for (const from of ['exited', 'failed', 'stopped', 'lost'] as const) {
+      assert.ok(isFinal(from));
+      assert.ok(!canTransition(from, 'running'));
+    }
+  });
+
+  const cases = [
+    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: null }, 'exited', 'exited with code 0'],
+    [{ exitCode: 2, signal: null, oomKilled: false, stoppedBy: null }, 'failed', 'exited with code 2'],
+    [{ exitCode: null, signal: 'SIGKILL', oomKilled: true, stoppedBy: null }, 'failed', 'killed by SIGKILL (out of memory)'],
+    [{ exitCode: 0, signal: null, oomKilled: true, stoppedBy: null }, 'failed', 'exited with code 0 (a process was killed: out of memory)'],
+    [{ exitCode: null, signal: 'SIGTERM', oomKilled: false, stoppedBy: 'alice' }, 'stopped', 'stopped by alice: killed by SIGTERM'],
+    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: 'bob' }, 'stopped', 'stopped by bob: exited with code 0'],
+  ] as const;
+  for (const [facts, state, reason] of cases) {
+    it(`${JSON.stringify(facts)} → ${state}`, () => {
+      const result = finalStateOf(facts);
+      assert.equal(result.state, state);
+      assert.equal(result.outcome.reason, reason);
+    });
+  }
+});

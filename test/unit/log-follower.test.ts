@@ -1,0 +1,176 @@
+// The log reader and follower against hand-made log files (no native code, no root).
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { crc32 } from 'node:zlib';
+
+import { ValidationError } from '../../src/errors';
+import { CompleteLog, followLog, type LogSource } from '../../src/logs/follower';
+import { CorruptLogError, FILE_MAGIC, RECORD_MAGIC } from '../../src/logs/format';
+import { openLog, readRecords } from '../../src/logs/reader';
+import { repairLog } from '../../src/logs/repair';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-logs-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function fileHeader(): Buffer {
+  const h = Buffer.alloc(16);
+  FILE_MAGIC.copy(h);
+  h.writeUInt32LE(16, 8);
+  h.writeUInt32LE(1, 12);
+  return h;
+}
+
+function record(stream: 1 | 2 | 3, data: string | Buffer, timeNs = 1n): Buffer {
+  const payload = Buffer.isBuffer(data) ? data : Buffer.from(data);
+  const h = Buffer.alloc(24);
+  h.writeUInt32LE(RECORD_MAGIC, 0);
+  h[4] = stream;
+  h.writeUInt32LE(payload.length, 8);
+  h.writeBigUInt64LE(timeNs, 12);
+  h.writeUInt32LE(crc32(h.subarray(0, 20)), 20);
+  return Buffer.concat([h, payload]);
+}
+
+let n = 0;
+function logFile(...records: Buffer[]): string {
+  const file = path.join(dir, `log-${n++}`);
+  writeFileSync(file, Buffer.concat([fileHeader(), ...records]));
+  return file;
+}
+
+async function collect(source: LogSource, options: Parameters<typeof followLog>[1] = {}): Promise<string[]> {
+  const out: string[] = [];
+  for await (const r of followLog(source, options)) out.push(`${r.stream}:${r.data.toString()}`);
+  return out;
+}
+
+/** A log someone appends to, with followers woken like the worker's LiveLog does. */
+class GrowingLog implements LogSource {
+  size: number;
+  done = false;
+  waiters: (() => void)[] = [];
+  constructor(readonly path: string) {
+    this.size = 16;
+  }
+  committed(): number {
+    return this.size;
+  }
+  isComplete(): boolean {
+    return this.done;
+  }
+  waitBeyond(offset: number): Promise<void> {
+    if (this.done || this.size > offset) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  append(buf: Buffer): void {
+    appendFileSync(this.path, buf);
+    this.size += buf.length;
+    this.waiters.splice(0).forEach((w) => w());
+  }
+  finish(): void {
+    this.done = true;
+    this.waiters.splice(0).forEach((w) => w());
+  }
+}
+
+describe('log reader', () => {
+  it('decodes records of every stream, including empty and binary payloads', async () => {
+    const binary = Buffer.from([0, 255, 10, 13, 0]);
+    const file = logFile(record(1, 'out'), record(2, ''), record(3, '{"event":"x"}'), record(1, binary));
+    const handle = await openLog(file);
+    const records = [];
+    for await (const r of readRecords(handle)) records.push(r);
+    await handle.close();
+    assert.deepEqual(records.map((r) => r.stream), ['stdout', 'stderr', 'marker', 'stdout']);
+    assert.deepEqual(records[3]!.data, binary);
+    assert.equal(records[1]!.offset, 16 + 24 + 3);
+    assert.equal(records[1]!.nextOffset, records[2]!.offset);
+  });
+
+  it('reads records larger than its read buffer', async () => {
+    const big = Buffer.alloc(3 << 20, 7);
+    const file = logFile(record(1, 'a'), record(1, big), record(2, 'z'));
+    assert.deepEqual((await collect(new CompleteLog(file, 16 + 24 * 3 + 1 + big.length + 1))).map((s) => s.length), [
+      'stdout:a'.length,
+      'stdout:'.length + big.length,
+      'stderr:z'.length,
+    ]);
+  });
+
+  it('refuses a file that is not a log, and corrupt headers', async () => {
+    const notLog = path.join(dir, 'not-a-log');
+    writeFileSync(notLog, 'hello world, not a log at all');
+    await assert.rejects(openLog(notLog), CorruptLogError);
+    const bad = record(1, 'x');
+    bad[21] ^= 0xff; // break the CRC
+    const file = logFile(record(1, 'ok'), bad);
+    await assert.rejects(collect(new CompleteLog(file, 16 + 26 + 25)), /checksum mismatch/);
+  });
+
+  it('stops at a torn tail, and repair cuts it off', async () => {
+    const whole = record(1, 'complete');
+    const torn = record(1, 'this record was cut short').subarray(0, 30);
+    const file = logFile(whole, torn);
+    const scan = await repairLog(file);
+    assert.equal(scan.validBytes, 16 + whole.length);
+    assert.equal(scan.fileBytes, 16 + whole.length + torn.length);
+    assert.deepEqual(await collect(new CompleteLog(file, scan.validBytes)), ['stdout:complete']);
+    assert.equal((await repairLog(file)).fileBytes, scan.validBytes);
+  });
+});
+
+describe('log follower', () => {
+  it('filters streams but always delivers markers, and skips records before `since`', async () => {
+    const file = logFile(record(1, 'o', 10n), record(2, 'e', 20n), record(3, '{}', 30n), record(1, 'late', 40n));
+    const source = new CompleteLog(file, 16 + 25 + 25 + 26 + 28);
+    assert.deepEqual(await collect(source, { streams: ['stderr'] }), ['stderr:e', 'marker:{}']);
+    assert.deepEqual(await collect(source, { sinceNs: 25n }), ['marker:{}', 'stdout:late']);
+  });
+
+  it('refuses bad offsets with a validation error', async () => {
+    const file = logFile(record(1, 'hello'));
+    const source = new CompleteLog(file, 16 + 29);
+    await assert.rejects(collect(source, { from: 18 }), (e: unknown) => e instanceof ValidationError && e.field === 'from');
+    await assert.rejects(collect(source, { from: 1000 }), /beyond the end/);
+    await assert.rejects(collect(source, { from: -1 }), /non-negative/);
+    assert.deepEqual(await collect(source, { from: 16 + 29 }), []);
+  });
+
+  it('follows growth without gaps or duplicates and ends when complete', async () => {
+    const file = logFile();
+    const log = new GrowingLog(file);
+    const seen = collect(log, { follow: true });
+    for (let i = 0; i < 100; i++) {
+      log.append(record(i % 2 === 0 ? 1 : 2, `${i},`));
+      if (i % 7 === 0) await new Promise((r) => setImmediate(r));
+    }
+    log.finish();
+    const out = await seen;
+    assert.equal(out.map((s) => s.split(':')[1]).join(''), Array.from({ length: 100 }, (_, i) => `${i},`).join(''));
+  });
+
+  it('without follow, stops at the current end', async () => {
+    const file = logFile(record(1, 'first'));
+    const log = new GrowingLog(file);
+    log.size = 16 + 29;
+    assert.deepEqual(await collect(log), ['stdout:first']);
+  });
+
+  it('an aborted follower stops waiting', async () => {
+    const file = logFile();
+    const controller = new AbortController();
+    const log: LogSource = {
+      path: file,
+      committed: () => 16,
+      isComplete: () => false,
+      waitBeyond: (_offset, signal) =>
+        new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true })),
+    };
+    const following = collect(log, { follow: true, signal: controller.signal });
+    controller.abort(new Error('client went away'));
+    await assert.rejects(following, /client went away/);
+  });
+});
