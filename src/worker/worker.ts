@@ -84,6 +84,7 @@ export class Worker {
   #jobs = new Map<string, Job>();
   #startTimes = new Map<string, bigint>();
   #listeners = new Set<(event: JobEvent) => void>();
+  #releaseRoot: (() => Promise<void>) | undefined;
   #running = 0;
   #closing = false;
   #ctx: JobContext;
@@ -117,9 +118,11 @@ export class Worker {
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);
     try {
-      const driver = options.cgroupDriver ?? (await openCgroupDriver(options.cgroup));
+      const opened = options.cgroupDriver === undefined ? await openCgroupDriver(options.cgroup) : undefined;
+      const driver = options.cgroupDriver ?? opened!;
       const recovery = await recover(store, driver, warnerOf(options));
       const worker = new Worker(options, store, lock, driver, recovery);
+      worker.#releaseRoot = opened && (() => opened.releaseRoot());
       await worker.#applyRetention();
       return worker;
     } catch (error) {
@@ -194,8 +197,8 @@ export class Worker {
 
   /**
    * Stops accepting jobs; by default stops every running job (recorded as stopped by
-   * "worker shutdown"). With `stopJobs: false` they keep running and are recovered as lost (and
-   * killed) by the next open().
+   * "worker shutdown") and removes the (then empty) cgroup root. With `stopJobs: false` they keep
+   * running and are recovered as lost (and killed) by the next open().
    */
   async close(options: { stopJobs?: boolean; graceMs?: number } = {}): Promise<StopResult[]> {
     this.#closing = true;
@@ -205,6 +208,10 @@ export class Worker {
       results = await Promise.all(
         active.map((job) => job.stop({ by: 'worker shutdown', graceMs: options.graceMs }).catch(() => job.wait().then((status) => ({ alreadyFinished: true, status })))),
       );
+    }
+    if ((options.stopJobs ?? true) && this.#releaseRoot !== undefined) {
+      // A clean shutdown leaves no cgroup behind, not even the (empty) root.
+      await this.#releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
     }
     await this.#lock.release();
     return results;

@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import type { OpenedCgroupDriver } from '../../src/cgroup';
 import { Worker, type WorkerOptions } from '../../src/worker';
 
 let counter = 0;
@@ -36,16 +35,10 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
     stateDir: options.stateDir,
     options,
     async cleanup() {
-      await worker.close({ graceMs: 1000 });
       const leftover = await worker.cgroupDriver.listJobIds();
-      await releaseCgroupRoot(worker);
+      await worker.close({ graceMs: 1000 }); // stops jobs and removes the cgroup root
       rmSync(options.stateDir, { recursive: true, force: true });
       assert.deepEqual(leftover, [], 'job cgroups left behind');
     },
   };
-}
-
-/** Removes the test's cgroup root (tests only: a daemon keeps its root). */
-export async function releaseCgroupRoot(worker: Worker): Promise<void> {
-  await (worker.cgroupDriver as OpenedCgroupDriver).releaseRoot();
 }
