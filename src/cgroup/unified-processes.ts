@@ -61,7 +61,13 @@ export function waitForEvents(
         checking = false;
       }
     };
-    const timer = setTimeout(() => finish(false), Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
+    // At the deadline, one last look: a zero timeout still answers for the present state.
+    const timer = setTimeout(() => {
+      fs.read(file).then(
+        (text) => finish(test(parseFlatKeyed(text))),
+        (error: unknown) => finish(errorCode(error) === 'ENOENT' ? ifGone : cgroupFsError('read', file, error)),
+      );
+    }, Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
     try {
       watcher = watch(file, { persistent: true }, () => void check());
       // The file vanishing (cgroup removed) ends the watch with an error: the read then says ENOENT.

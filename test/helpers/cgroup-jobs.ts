@@ -1,0 +1,168 @@
+// Real job cgroups for integration tests: a driver rooted at a per-test-process cgroup
+// (jobworker-test-<pid>, beneath this process's own cgroup in every hierarchy), processes spawned
+// into a job by the native core, and a sweep that proves nothing was left behind.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+import { nodeCgroupFs, removeCgroup } from '../../src/cgroup/cgroup-fs';
+import { openCgroupDriver, type JobCgroup, type OpenedCgroupDriver } from '../../src/cgroup/index';
+import { UnifiedProcesses } from '../../src/cgroup/unified-processes';
+import { spawnProcess, type NativeProcess } from '../../src/native';
+import { readCapturedOutput } from './log';
+
+export const TEST_ROOT_NAME = `jobworker-test-${process.pid}`;
+export const JOB_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
+
+/**
+ * The driver under test. On a cgroup v2 host whose test process shares its cgroup with others
+ * (the test runner), controllers cannot be enabled beneath it: JOBWORKER_TEST_CGROUP_ROOT then
+ * names a delegated cgroup (a cgroup path such as /jobworker-ci) to use instead.
+ */
+export async function openTestDriver(): Promise<OpenedCgroupDriver> {
+  await sweepDeadTestRoots();
+  const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
+  return delegated === undefined || delegated === ''
+    ? openCgroupDriver({ rootName: TEST_ROOT_NAME })
+    : openCgroupDriver({ root: path.posix.join(delegated, TEST_ROOT_NAME) });
+}
+
+/**
+ * Removes what test processes that died mid-run (killed, or crashed before their `after` hook)
+ * left of their jobworker-test-<pid> roots: kills the processes in them, then removes the
+ * cgroups deepest first. Only roots of exactly that name whose process is gone are touched.
+ */
+export async function sweepDeadTestRoots(): Promise<void> {
+  const stale = findCgroupDirs('/jobworker-test-').filter((dir) => {
+    const match = /\/jobworker-test-(\d+)(\/|$)/.exec(dir);
+    return match !== null && !existsSync(`/proc/${match[1]}`);
+  });
+  for (const dir of stale) {
+    if (!existsSync(path.join(dir, 'cgroup.kill'))) continue; // v1 hierarchies: the unified kill covers them
+    const processes = new UnifiedProcesses(nodeCgroupFs, dir);
+    if (await processes.populated()) {
+      await processes.killAll();
+      await processes.waitEmpty(5000);
+    }
+  }
+  for (const dir of stale.sort((a, b) => b.split('/').length - a.split('/').length)) {
+    await removeCgroup(nodeCgroupFs, dir).catch(() => undefined);
+  }
+}
+
+/** Destroys every job cgroup left under the driver's root, then removes the root. */
+export async function closeTestDriver(driver: OpenedCgroupDriver | undefined): Promise<void> {
+  if (driver === undefined) return;
+  for (const id of await driver.listJobIds()) await (await driver.open(id))?.destroy();
+  await driver.releaseRoot();
+}
+
+export class JobLogs {
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cgroup-test-'));
+  #seq = 0;
+
+  next(): string {
+    return path.join(this.dir, `job-${this.#seq++}.log`);
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface RunningJob {
+  proc: NativeProcess;
+  log: string;
+}
+
+/** Spawns `command` born in the job's cgroups (and joined to its v1 ones before exec). */
+export function runInJob(job: JobCgroup, logs: JobLogs, command: string, args: string[], cwd?: string): RunningJob {
+  const log = logs.next();
+  const { placement, release } = job.openPlacement();
+  try {
+    const proc = spawnProcess({ command, args, env: JOB_ENV, logPath: log, ...placement, ...(cwd === undefined ? {} : { cwd }) });
+    return { proc, log };
+  } finally {
+    release();
+  }
+}
+
+export async function outputOf(job: RunningJob): Promise<{ stdout: string; stderr: string }> {
+  const { stdout, stderr } = await readCapturedOutput(job.log);
+  return { stdout: stdout.toString(), stderr: stderr.toString() };
+}
+
+/** Resolves once the job's stdout contains `text` (awaits log growth, no polling). */
+export function waitForStdout({ proc, log }: RunningJob, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let running = false;
+    let again = false; // growth seen while a check ran: check once more, never lose a wake-up
+    const check = async (): Promise<void> => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          const { stdout } = await readCapturedOutput(log);
+          if (stdout.includes(text)) {
+            proc.watchOutput(null);
+            resolve();
+            return;
+          }
+        } while (again);
+      } catch (error) {
+        reject(error);
+      } finally {
+        running = false;
+      }
+    };
+    proc.watchOutput(() => void check());
+    void proc.exited.then(() => void check());
+    void check();
+  });
+}
+
+/** Every cgroup directory on the host whose path contains `name` (all hierarchies). */
+export function findCgroupDirs(name: string, root = '/sys/fs/cgroup'): string[] {
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // removed meanwhile (other tests run at the same time)
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue; // also skips the cpu -> cpu,cpuacct symlinks
+      const child = path.join(dir, entry.name);
+      if (child.includes(name)) found.push(child);
+      walk(child);
+    }
+  };
+  walk(root);
+  return found;
+}
+
+/** The kernel's start time of a pid (field 22 of /proc/<pid>/stat), to tell a pid from a reused one. */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** True if the process that had `startTime` still exists (and is not a zombie). */
+export function stillRunning(pid: number, startTime: string | undefined): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] === startTime && fields[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
