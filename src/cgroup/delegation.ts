@@ -5,7 +5,7 @@
 // no-internal-processes rule): so the daemon first moves itself into a leaf, <base>/daemon.
 import * as path from 'node:path';
 
-import { errorCode, JobworkerError, ValidationError } from '../errors';
+import { errorCode, JobworkerError, SystemError, ValidationError } from '../errors';
 import {
   cgroupFsError,
   listChildren,
@@ -15,7 +15,8 @@ import {
   type CgroupFs,
 } from './cgroup-fs';
 import { dirOf, type Hierarchy } from './host';
-import { RESOURCE_CONTROLLERS, type ResourceController } from './job-limits';
+import { RESOURCE_CONTROLLERS } from './job-limits';
+import type { ResourceController } from './types';
 
 export const DEFAULT_ROOT_NAME = 'jobworker';
 export const JOBS_DIR = 'jobs';
@@ -41,18 +42,17 @@ export function checkRootChoice(root: string | undefined, rootName: string | und
 }
 
 /**
- * The daemon's own cgroup as it was before it moved into its leaf: a driver opened again by the
- * same process (or a re-exec) finds itself in <own>/<rootName>/daemon and must not nest a new root.
+ * The daemon's own cgroup as it was before it moved into a leaf. A process that opens a driver
+ * again (after a re-exec, for the same root, or for a second root name) finds itself in
+ * <own>/<name>/daemon and must not nest new roots inside its leaf. A leaf is known by its name and
+ * by its parent: our root name, or a cgroup with a jobs/ directory beside the leaf (`jobsBeside`).
  */
-export function ownCgroupBeforeLeaf(ownPath: string, choice: RootChoice): string {
-  if (choice.explicitRoot !== undefined) {
-    return ownPath === path.posix.join(choice.explicitRoot, DAEMON_LEAF) ? choice.explicitRoot : ownPath;
-  }
-  const parent = path.posix.dirname(ownPath);
-  if (path.posix.basename(ownPath) === DAEMON_LEAF && path.posix.basename(parent) === choice.rootName) {
-    return path.posix.dirname(parent);
-  }
-  return ownPath;
+export function ownCgroupBeforeLeaf(ownPath: string, choice: RootChoice, jobsBeside: boolean): string {
+  if (path.posix.basename(ownPath) !== DAEMON_LEAF) return ownPath;
+  const base = path.posix.dirname(ownPath);
+  if (choice.explicitRoot !== undefined) return base === choice.explicitRoot ? base : ownPath;
+  if (base === '/') return ownPath;
+  return path.posix.basename(base) === choice.rootName || jobsBeside ? path.posix.dirname(base) : ownPath;
 }
 
 /** The base cgroup path (jobs go in <base>/jobs) in a hierarchy where the daemon is at ownPath. */
@@ -79,10 +79,12 @@ export interface V2Root {
  * but that is not delegated to us is an error naming it.
  */
 export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: RootChoice, daemonPid: number): Promise<V2Root> {
-  const own = ownCgroupBeforeLeaf(unified.ownPath, choice);
+  const dir = (cgroupPath: string): string => dirOf(unified, cgroupPath);
+  const leafParent = path.posix.dirname(unified.ownPath);
+  const jobsBeside = (await listChildren(fs, dir(leafParent))).includes(JOBS_DIR);
+  const own = ownCgroupBeforeLeaf(unified.ownPath, choice, jobsBeside);
   const base = basePath(choice, own);
   const jobs = path.posix.join(base, JOBS_DIR);
-  const dir = (cgroupPath: string): string => dirOf(unified, cgroupPath);
   const inKernel = words(await readControl(fs, unified.mountPoint, 'cgroup.controllers'));
   const wanted = RESOURCE_CONTROLLERS.filter((controller) => inKernel.includes(controller));
 
@@ -106,7 +108,16 @@ export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: Ro
       await fs.write(path.join(dir(cgroupPath), 'cgroup.subtree_control'), value).catch(() => undefined);
     }
     if (moved !== undefined) {
-      await writeProcs(fs, dir(moved.from), daemonPid);
+      try {
+        await writeProcs(fs, dir(moved.from), daemonPid);
+      } catch (error) {
+        if (!(error instanceof SystemError && error.code === 'EBUSY')) throw error;
+        throw new JobworkerError(
+          'failed-precondition',
+          `cannot move the daemon back into ${dir(moved.from)}: another cgroup root beneath it still has controllers enabled; release that one first`,
+          { cause: error },
+        );
+      }
       await removeCgroup(fs, dir(moved.leaf));
     }
     for (const cgroupDir of removeDirs) await removeCgroup(fs, cgroupDir);

@@ -4,8 +4,7 @@ import { JobworkerError } from '../errors';
 import { nodeCgroupFs, type CgroupFs } from './cgroup-fs';
 import { checkRootChoice, prepareV2Root, preparePlainRoot, type PlainRoot } from './delegation';
 import { discoverHost, v1HierarchyOf, type CgroupHost, type Hierarchy } from './host';
-import type { ResourceController } from './job-limits';
-import type { CgroupDriver } from './types';
+import type { CgroupDriver, ResourceController } from './types';
 import { V1Driver, type V1Layout } from './v1/driver';
 import { V2Driver } from './v2/driver';
 
@@ -13,7 +12,7 @@ export * from './types';
 export { validateLimits, type DeviceIoLimit, type ResolvedLimits } from './limits';
 export { resolveBlockDevice, resolveIoLimits, deviceId, type BlockDevice } from './devices';
 export { discoverHost, type CgroupHost } from './host';
-export { RESOURCE_CONTROLLERS, type ResourceController } from './job-limits';
+export { RESOURCE_CONTROLLERS } from './job-limits';
 export { DEFAULT_ROOT_NAME } from './delegation';
 export type { CgroupFs } from './cgroup-fs';
 

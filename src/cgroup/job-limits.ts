@@ -1,12 +1,10 @@
 // What every driver does before writing a limit: validate it, check the host has the controller it
 // needs, resolve disk devices. Shared by the v2 and v1 drivers.
-import { JobworkerError, ValidationError } from '../errors';
+import { JobworkerError } from '../errors';
 import { resolveIoLimits } from './devices';
 import { resolvedLimits, validateLimits, type ResolvedLimits } from './limits';
-import type { Limits } from './types';
+import type { Limits, ResourceController } from './types';
 
-/** The resource controllers jobworker uses, by their cgroup v2 names (v1: io is "blkio"). */
-export type ResourceController = 'cpu' | 'memory' | 'io' | 'pids';
 export const RESOURCE_CONTROLLERS: readonly ResourceController[] = ['cpu', 'memory', 'io', 'pids'];
 
 function requireController(available: ReadonlySet<ResourceController>, controller: ResourceController, field: string): void {
@@ -31,15 +29,4 @@ export async function prepareLimits(
   if (limits.io !== undefined && limits.io.length > 0) requireController(available, 'io', 'limits.io');
   const io = await resolveIoLimits(limits.io, cwd, sysRoot === undefined ? {} : { sysRoot });
   return resolvedLimits(limits, io);
-}
-
-/** Job ids become directory names: keep them to what cannot collide with a cgroup control file. */
-export function checkJobId(id: string): void {
-  if (!isJobId(id)) {
-    throw new ValidationError('id', `must be 1-128 letters, digits, "-" or "_" (starting with a letter or digit), got ${JSON.stringify(id)}`);
-  }
-}
-
-export function isJobId(name: string): boolean {
-  return /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(name);
 }

@@ -3,6 +3,9 @@
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
+/** The resource controllers jobworker uses, by their cgroup v2 names (on v1, io is "blkio"). */
+export type ResourceController = 'cpu' | 'memory' | 'io' | 'pids';
+
 /** Disk IO limits for one device, given as a device node or any path on the device. */
 export interface IoLimit {
   /** "/dev/vda", "/dev/vda1" (a partition means its whole disk), "MAJ:MIN", or any path on the disk. Default: the disk behind the job's working directory. */
@@ -83,7 +86,10 @@ export interface CgroupDriver {
   readonly mode: CgroupMode;
   /** Where job cgroups are created (unified hierarchy path). */
   readonly jobsRoot: string;
-  /** Validates and resolves limits without touching any cgroup (throws ValidationError). */
+  /**
+   * Validates and resolves limits without touching any cgroup: ValidationError for a bad value or
+   * device, JobworkerError 'failed-precondition' for a limit whose controller this host lacks.
+   */
   validate(limits: Limits, cwd: string): Promise<void>;
   /** Creates the job's cgroup(s) and writes its limits. On any failure nothing is left behind. */
   create(id: string, limits: Limits, cwd: string): Promise<JobCgroup>;

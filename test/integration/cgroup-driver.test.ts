@@ -158,6 +158,11 @@ describe('cgroup driver on this host', requireRoot, () => {
     await job.destroy();
     assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${id}`), []);
     assert.equal(await driver.open(id), undefined);
+    // A handle on a removed job does no harm.
+    assert.equal(await job.signalAll('SIGTERM'), 0);
+    await job.kill();
+    assert.equal(await job.waitEmpty(0), true);
+    await assert.rejects(job.stats(), (error: unknown) => error instanceof JobworkerError && error.kind === 'not-found');
   });
 
   it('orphans after a daemon crash: a new driver lists them, opens them, kills and removes them', async () => {

@@ -111,9 +111,13 @@ describe('root choice', () => {
 
   it('a daemon already in its leaf finds the same root again', () => {
     const choice = checkRootChoice(undefined, 'jobworker');
-    assert.equal(ownCgroupBeforeLeaf('/svc/jobworker/daemon', choice), '/svc');
-    assert.equal(ownCgroupBeforeLeaf('/svc', choice), '/svc');
-    assert.equal(ownCgroupBeforeLeaf('/svc/other/daemon', choice), '/svc/other/daemon');
-    assert.equal(ownCgroupBeforeLeaf('/r/daemon', checkRootChoice('/r', undefined)), '/r');
+    assert.equal(ownCgroupBeforeLeaf('/svc/jobworker/daemon', choice, false), '/svc');
+    assert.equal(ownCgroupBeforeLeaf('/svc', choice, false), '/svc');
+    assert.equal(ownCgroupBeforeLeaf('/svc/other/daemon', choice, false), '/svc/other/daemon');
+    // The leaf of another root of ours (a jobs/ beside it): the same own cgroup, no nesting.
+    assert.equal(ownCgroupBeforeLeaf('/svc/other/daemon', choice, true), '/svc');
+    assert.equal(ownCgroupBeforeLeaf('/daemon', choice, true), '/daemon');
+    assert.equal(ownCgroupBeforeLeaf('/r/daemon', checkRootChoice('/r', undefined), false), '/r');
+    assert.equal(ownCgroupBeforeLeaf('/q/daemon', checkRootChoice('/r', undefined), true), '/q/daemon');
   });
 });

@@ -100,6 +100,22 @@ describe('cgroup v2 delegation', () => {
     assert.equal(again.jobsRoot, cg(`${SERVICE}/jobworker/jobs`));
   });
 
+  it('a second root name in the same process: beside the first, not nested in its leaf; released in any order', async () => {
+    await boot();
+    const first = await openCgroupDriver({ host: host(SERVICE), fs: kernel, daemonPid: DAEMON, sysRoot: sys, rootName: 'jw-a' });
+    // This process now sits in the first root's leaf, and /proc/self/cgroup says so.
+    const second = await openCgroupDriver({ host: host(`${SERVICE}/jw-a/daemon`), fs: kernel, daemonPid: DAEMON, sysRoot: sys, rootName: 'jw-b' });
+    assert.equal(second.jobsRoot, cg(`${SERVICE}/jw-b/jobs`));
+    await second.create('j', { memoryBytes: 8 << 20 }, '/');
+    assert.equal(await kernel.control(cg(`${SERVICE}/jw-b/jobs/j`), 'memory.max'), String(8 << 20));
+    await assert.rejects(first.releaseRoot(), /cannot move the daemon back into .*jobworker.service: another cgroup root beneath it/);
+    await (await second.open('j'))!.destroy();
+    await second.releaseRoot();
+    await first.releaseRoot();
+    assert.equal(await kernel.control(cg(SERVICE), 'cgroup.procs'), String(DAEMON));
+    assert.deepEqual(await kernel.children(cg(SERVICE)), []);
+  });
+
   it('controllers the kernel has but did not delegate: a clear error naming them, nothing changed', async () => {
     await boot({ delegated: ['cpu', 'memory'] });
     await assert.rejects(open(), (error: unknown) =>

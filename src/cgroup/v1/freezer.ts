@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 
 import { errorCode } from '../../errors';
-import { cgroupFsError, readControl, writeControl, type CgroupFs } from '../cgroup-fs';
+import { cgroupFsError, readControl, type CgroupFs } from '../cgroup-fs';
 import { delay, freezeKillThaw, parsePids, type JobProcesses } from '../job-processes';
 
 const FREEZE_TIMEOUT_MS = 1000;
@@ -29,7 +29,7 @@ export class FreezerProcesses implements JobProcesses {
   }
 
   async freeze(): Promise<boolean> {
-    await writeControl(this.fs, this.dir, { file: 'freezer.state', value: 'FROZEN' });
+    if (!(await this.setState('FROZEN'))) return false;
     // FREEZING until every task has stopped; no event tells us when.
     for (const deadline = Date.now() + FREEZE_TIMEOUT_MS; Date.now() < deadline; await delay(5)) {
       if ((await readControl(this.fs, this.dir, 'freezer.state')).trim() === 'FROZEN') return true;
@@ -38,7 +38,7 @@ export class FreezerProcesses implements JobProcesses {
   }
 
   async thaw(): Promise<void> {
-    await writeControl(this.fs, this.dir, { file: 'freezer.state', value: 'THAWED' });
+    await this.setState('THAWED');
   }
 
   async killAll(): Promise<void> {
@@ -49,6 +49,18 @@ export class FreezerProcesses implements JobProcesses {
     for (const deadline = Date.now() + timeoutMs; ; await delay(POLL_MS)) {
       if (!(await this.populated())) return true;
       if (Date.now() >= deadline) return false;
+    }
+  }
+
+  /** False when the cgroup is gone (a destroyed job has nothing to freeze). */
+  private async setState(state: 'FROZEN' | 'THAWED'): Promise<boolean> {
+    const file = path.join(this.dir, 'freezer.state');
+    try {
+      await this.fs.write(file, state);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw cgroupFsError(`write "${state}" to`, file, error);
     }
   }
 }
