@@ -84,7 +84,7 @@ export interface JobCgroup {
 
 export interface CgroupDriver {
   readonly mode: CgroupMode;
-  /** Where job cgroups are created (unified hierarchy path). */
+  /** Where job cgroups are created: in the unified hierarchy (on legacy hosts, the v1 freezer one). */
   readonly jobsRoot: string;
   /**
    * Validates and resolves limits without touching any cgroup: ValidationError for a bad value or
