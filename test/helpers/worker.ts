@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
+import type { CgroupDriverOptions } from '../../src/cgroup';
 import { Worker, type WorkerOptions } from '../../src/worker';
 
 let counter = 0;
@@ -21,7 +22,7 @@ export function testWorkerOptions(label: string, extra: Partial<WorkerOptions> =
   const stateDir = mkdtempSync(path.join(tmpdir(), `jobworker-${label}-`));
   return {
     stateDir,
-    cgroup: { rootName: `jobworker-test-${process.pid}-${label}-${counter++}` },
+    cgroup: testCgroupOptions(`jobworker-test-${process.pid}-${label}-${counter++}`),
     warn: (message, details) => console.error(`worker warning: ${message}`, details),
     ...extra,
   };
@@ -41,4 +42,14 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
       assert.deepEqual(leftover, [], 'job cgroups left behind');
     },
   };
+}
+
+/**
+ * Where a test's job cgroups go: beneath this process's own cgroup, or, when
+ * JOBWORKER_TEST_CGROUP_ROOT names a delegated cgroup (pure v2 hosts, where the test runner shares
+ * the test's cgroup and controllers cannot be enabled beneath it), beneath that one.
+ */
+export function testCgroupOptions(name: string): CgroupDriverOptions {
+  const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
+  return delegated === undefined || delegated === '' ? { rootName: name } : { root: path.posix.join(delegated, name) };
 }

@@ -16,7 +16,7 @@ import { testWorkerOptions } from '../helpers/worker';
 describe('crash recovery', requireRoot, () => {
   it('jobs of a killed worker become lost, their cgroups go, their logs stay whole', { timeout: 60_000 }, async () => {
     const options = testWorkerOptions('recovery');
-    const holder = spawn(process.execPath, [path.join(__dirname, '..', 'helpers', 'worker-holder.js'), options.stateDir, options.cgroup!.rootName!], {
+    const holder = spawn(process.execPath, [path.join(__dirname, '..', 'helpers', 'worker-holder.js'), options.stateDir, JSON.stringify(options.cgroup)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const [line] = (await once(createInterface({ input: holder.stdout! }), 'line')) as [string];
