@@ -105,8 +105,12 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
               identity = peerIdentityOf(call);
               refusal = options.authorize?.(methodDescriptor.path, identity) ?? null;
             } catch (error) {
-              if (!(error instanceof CertificateIdentityError)) throw error;
-              refusal = { code: GrpcStatus.UNAUTHENTICATED, details: error.message };
+              // Never let an exception escape into grpc-js's listener (it would be uncaught):
+              // a certificate problem is UNAUTHENTICATED, anything else (a bug in authorize) INTERNAL.
+              refusal =
+                error instanceof CertificateIdentityError
+                  ? { code: GrpcStatus.UNAUTHENTICATED, details: error.message }
+                  : { code: GrpcStatus.INTERNAL, details: 'authorization failed' };
             }
             if (refusal === null) {
               pass(metadata);

@@ -1,7 +1,9 @@
 // Mutual TLS 1.3 over loopback against a real grpc-js server: who gets in, who is refused, what
 // identity the server sees, and certificate reload without dropping a stream.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
+import { promisify } from 'node:util';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { ChannelCredentials, ServerCredentials, status as GrpcStatus, type Client } from '@grpc/grpc-js';
@@ -19,6 +21,8 @@ import {
   whoAmI,
   type EchoServer,
 } from '../helpers/pki-echo-service';
+
+const execFileAsync = promisify(execFile);
 
 let pki: TestPki;
 let otherPki: TestPki;
@@ -91,8 +95,10 @@ before(async () => {
   serverPaths = await pki.server(undefined, 'server');
   credentials = createServerCredentials(await loadServerTlsMaterial(serverPaths));
   server = await startEchoServer(credentials, {
-    authorize: (methodPath, identity) =>
-      identity.name === 'denied' ? { code: GrpcStatus.PERMISSION_DENIED, details: `no ${methodPath} for you` } : null,
+    authorize: (methodPath, identity) => {
+      if (identity.name === 'buggy') throw new Error('a bug in the RBAC table');
+      return identity.name === 'denied' ? { code: GrpcStatus.PERMISSION_DENIED, details: `no ${methodPath} for you` } : null;
+    },
   });
 });
 
@@ -141,6 +147,15 @@ describe('accepted clients', () => {
     const error = await serviceErrorOf(whoAmI(client));
     assert.equal(error.code, GrpcStatus.PERMISSION_DENIED);
     assert.match(error.details, /no \/jobworker\.test\.Echo\/WhoAmI for you/);
+    assert.equal(server.handlerCalls, before);
+  });
+
+  it('an exception in the authorize hook answers INTERNAL and does not reach the handler', async () => {
+    const client = await clientFor(await pki.client({ name: 'buggy', roles: ['admin'] }));
+    const before = server.handlerCalls;
+    const error = await serviceErrorOf(whoAmI(client));
+    assert.equal(error.code, GrpcStatus.INTERNAL);
+    assert.equal(error.details, 'authorization failed');
     assert.equal(server.handlerCalls, before);
   });
 
@@ -225,6 +240,37 @@ describe('refused clients', () => {
     );
     assert.ok(error, 'the TLS 1.2 handshake must fail');
     assert.match(error.message, /protocol version|unsupported protocol|wrong version/i);
+  });
+
+  it('TLS 1.2 from another TLS stack (openssl s_client -tls1_2), with TLS 1.3 as control', async (t) => {
+    const openssl = await execFileAsync('openssl', ['version']).catch(() => undefined);
+    if (openssl === undefined) {
+      t.skip('openssl not installed');
+      return;
+    }
+    const alice = await pki.client({ name: 'alice-openssl', roles: ['reader'] });
+    const sClient = (version: string) => {
+      const run = execFileAsync(
+        'openssl',
+        [
+          's_client', '-connect', `127.0.0.1:${server.port}`, '-servername', 'localhost', version,
+          '-CAfile', pki.caPath, '-cert', alice.certificatePath, '-key', alice.privateKeyPath,
+          '-alpn', 'h2', '-verify_return_error', '-brief',
+        ],
+        { timeout: 10_000 },
+      );
+      run.child.stdin?.end(); // s_client quits at end of input, right after the handshake
+      return run.then(
+        (r) => ({ ok: true, output: r.stdout + r.stderr }),
+        (e: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
+      );
+    };
+    const tls13 = await sClient('-tls1_3');
+    assert.ok(tls13.ok, tls13.output);
+    assert.match(tls13.output, /Protocol version: TLSv1\.3/);
+    const tls12 = await sClient('-tls1_2');
+    assert.equal(tls12.ok, false, tls12.output);
+    assert.match(tls12.output, /protocol version|no protocols available|handshake failure/i);
   });
 
   it('a client offering only groups outside the pinned set (X448)', async () => {
