@@ -7,6 +7,7 @@ export type ErrorKind =
   | 'already-exists'
   | 'failed-precondition'
   | 'resource-exhausted'
+  | 'unauthenticated'
   | 'permission-denied'
   | 'unavailable'
   | 'internal';

@@ -27,13 +27,10 @@ export interface CertificateIdentity {
   notAfter: Date;
 }
 
-/**
- * The certificate cannot identify a client. Maps to gRPC UNAUTHENTICATED in src/server (kind
- * 'permission-denied' is the closest ErrorKind; the interceptor sets the gRPC code itself).
- */
+/** The certificate cannot identify a client (gRPC UNAUTHENTICATED). */
 export class CertificateIdentityError extends JobworkerError {
   constructor(reason: string) {
-    super('permission-denied', `client certificate rejected: ${reason}`);
+    super('unauthenticated', `client certificate rejected: ${reason}`);
   }
 }
 

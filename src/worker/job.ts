@@ -241,6 +241,14 @@ export class Job {
     return this.#record.spec.owner;
   }
 
+  get createdAt(): Date {
+    return new Date(this.#record.createdAt);
+  }
+
+  get logPath(): string {
+    return this.#ctx.store.logPath(this.id);
+  }
+
   get finishedAt(): Date | null {
     return this.#record.finishedAt === null ? null : new Date(this.#record.finishedAt);
   }

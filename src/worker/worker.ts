@@ -106,7 +106,9 @@ export class Worker {
       onStateChange: (job, previous) => this.#stateChanged(job, previous),
       warn,
     };
-    for (const record of recovery.records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
+    // Oldest first, as list() promises.
+    const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+    for (const record of records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
   }
 
   /** Opens the state directory (one worker per directory), recovers from a crash, sweeps orphans. */

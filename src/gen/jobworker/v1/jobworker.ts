@@ -388,8 +388,8 @@ export interface StreamLogsRequest {
   follow: boolean;
   /** Streams to send; empty: stdout and stderr. Markers are always sent. */
   streams: Stream[];
-  /** Only output captured at or after this time (nanoseconds since the Unix epoch); 0: all. */
-  sinceUnixNanos: number;
+  /** Only output captured at or after this time (microseconds since the Unix epoch); 0: all. */
+  sinceUnixMicros: number;
   /**
    * Start this many lines before the end of the output present now (per selected streams); 0: off.
    * At most 100000. Combined with from_offset, the later of the two starts.
@@ -410,8 +410,11 @@ export interface LogChunk {
   stream: Stream;
   /** The bytes, exactly as the job wrote them. */
   data: Buffer;
-  /** Capture time, nanoseconds since the Unix epoch. */
-  timeUnixNanos: number;
+  /**
+   * Capture time, microseconds since the Unix epoch (the log keeps nanoseconds; microseconds fit
+   * every language's native integers and JavaScript's numbers).
+   */
+  timeUnixMicros: number;
   /** Offset of this chunk's record in the log. */
   offset: number;
   /** Offset right after it: resume from here. */
@@ -2579,7 +2582,7 @@ export const ListJobsResponse: MessageFns<ListJobsResponse> = {
 };
 
 function createBaseStreamLogsRequest(): StreamLogsRequest {
-  return { jobId: "", fromOffset: 0, follow: false, streams: [], sinceUnixNanos: 0, tailLines: 0 };
+  return { jobId: "", fromOffset: 0, follow: false, streams: [], sinceUnixMicros: 0, tailLines: 0 };
 }
 
 export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
@@ -2600,8 +2603,8 @@ export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
       }
       writer.join();
     }
-    if (message.sinceUnixNanos !== 0) {
-      writer.uint32(40).int64(message.sinceUnixNanos);
+    if (message.sinceUnixMicros !== 0) {
+      writer.uint32(40).int64(message.sinceUnixMicros);
     }
     if (message.tailLines !== 0) {
       writer.uint32(48).uint32(message.tailLines);
@@ -2669,7 +2672,7 @@ export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
               break;
             }
 
-            message.sinceUnixNanos = longToNumber(reader.int64());
+            message.sinceUnixMicros = longToNumber(reader.int64());
             continue;
           }
           case 6: {
@@ -2706,10 +2709,10 @@ export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
         : 0,
       follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
       streams: globalThis.Array.isArray(object?.streams) ? object.streams.map((e: any) => streamFromJSON(e)) : [],
-      sinceUnixNanos: isSet(object.sinceUnixNanos)
-        ? globalThis.Number(object.sinceUnixNanos)
-        : isSet(object.since_unix_nanos)
-        ? globalThis.Number(object.since_unix_nanos)
+      sinceUnixMicros: isSet(object.sinceUnixMicros)
+        ? globalThis.Number(object.sinceUnixMicros)
+        : isSet(object.since_unix_micros)
+        ? globalThis.Number(object.since_unix_micros)
         : 0,
       tailLines: isSet(object.tailLines)
         ? globalThis.Number(object.tailLines)
@@ -2733,8 +2736,8 @@ export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
     if (message.streams?.length) {
       obj.streams = message.streams.map((e) => streamToJSON(e));
     }
-    if (message.sinceUnixNanos !== 0) {
-      obj.sinceUnixNanos = Math.round(message.sinceUnixNanos);
+    if (message.sinceUnixMicros !== 0) {
+      obj.sinceUnixMicros = Math.round(message.sinceUnixMicros);
     }
     if (message.tailLines !== 0) {
       obj.tailLines = Math.round(message.tailLines);
@@ -2751,7 +2754,7 @@ export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
     message.fromOffset = object.fromOffset ?? 0;
     message.follow = object.follow ?? false;
     message.streams = object.streams?.map((e) => e) || [];
-    message.sinceUnixNanos = object.sinceUnixNanos ?? 0;
+    message.sinceUnixMicros = object.sinceUnixMicros ?? 0;
     message.tailLines = object.tailLines ?? 0;
     return message;
   },
@@ -2849,7 +2852,7 @@ export const StreamLogsResponse: MessageFns<StreamLogsResponse> = {
 };
 
 function createBaseLogChunk(): LogChunk {
-  return { stream: 0, data: Buffer.alloc(0), timeUnixNanos: 0, offset: 0, nextOffset: 0 };
+  return { stream: 0, data: Buffer.alloc(0), timeUnixMicros: 0, offset: 0, nextOffset: 0 };
 }
 
 export const LogChunk: MessageFns<LogChunk> = {
@@ -2860,8 +2863,8 @@ export const LogChunk: MessageFns<LogChunk> = {
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
     }
-    if (message.timeUnixNanos !== 0) {
-      writer.uint32(24).int64(message.timeUnixNanos);
+    if (message.timeUnixMicros !== 0) {
+      writer.uint32(24).int64(message.timeUnixMicros);
     }
     if (message.offset !== 0) {
       writer.uint32(32).uint64(message.offset);
@@ -2906,7 +2909,7 @@ export const LogChunk: MessageFns<LogChunk> = {
               break;
             }
 
-            message.timeUnixNanos = longToNumber(reader.int64());
+            message.timeUnixMicros = longToNumber(reader.int64());
             continue;
           }
           case 4: {
@@ -2941,10 +2944,10 @@ export const LogChunk: MessageFns<LogChunk> = {
     return {
       stream: isSet(object.stream) ? streamFromJSON(object.stream) : 0,
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
-      timeUnixNanos: isSet(object.timeUnixNanos)
-        ? globalThis.Number(object.timeUnixNanos)
-        : isSet(object.time_unix_nanos)
-        ? globalThis.Number(object.time_unix_nanos)
+      timeUnixMicros: isSet(object.timeUnixMicros)
+        ? globalThis.Number(object.timeUnixMicros)
+        : isSet(object.time_unix_micros)
+        ? globalThis.Number(object.time_unix_micros)
         : 0,
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
       nextOffset: isSet(object.nextOffset)
@@ -2963,8 +2966,8 @@ export const LogChunk: MessageFns<LogChunk> = {
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
     }
-    if (message.timeUnixNanos !== 0) {
-      obj.timeUnixNanos = Math.round(message.timeUnixNanos);
+    if (message.timeUnixMicros !== 0) {
+      obj.timeUnixMicros = Math.round(message.timeUnixMicros);
     }
     if (message.offset !== 0) {
       obj.offset = Math.round(message.offset);
@@ -2982,7 +2985,7 @@ export const LogChunk: MessageFns<LogChunk> = {
     const message = createBaseLogChunk();
     message.stream = object.stream ?? 0;
     message.data = object.data ?? Buffer.alloc(0);
-    message.timeUnixNanos = object.timeUnixNanos ?? 0;
+    message.timeUnixMicros = object.timeUnixMicros ?? 0;
     message.offset = object.offset ?? 0;
     message.nextOffset = object.nextOffset ?? 0;
     return message;

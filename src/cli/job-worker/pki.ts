@@ -1,0 +1,125 @@
+// `job-worker pki …`: create a CA, server certificates and client certificates carrying roles.
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { Command, Option } from 'clipanion';
+import * as t from 'typanion';
+
+import { BaseCommand, flagError } from '../run';
+import {
+  createCa,
+  issueClientCertificate,
+  issueServerCertificate,
+  loadCa,
+  ROLES,
+  writePemFile,
+  writePemFiles,
+  type Role,
+} from '../../pki';
+
+const isDays = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1), t.isAtMost(36500)]);
+
+function caPaths(dir: string) {
+  return { certificatePath: path.join(dir, 'ca.pem'), privateKeyPath: path.join(dir, 'ca-key.pem') };
+}
+
+abstract class PkiCommand extends BaseCommand {
+  out = Option.String('--out', '.', { description: 'directory to write the files to (created 0700 if missing)' });
+  days = Option.String('--days', { validator: isDays, description: 'validity in days' });
+  force = Option.Boolean('--force', false, { description: 'overwrite existing files' });
+
+  protected async outDir(): Promise<string> {
+    await mkdir(this.out, { recursive: true, mode: 0o700 });
+    return this.out;
+  }
+
+  protected say(text: string): void {
+    this.context.stdout.write(`${text}\n`);
+  }
+}
+
+export class PkiCaCommand extends PkiCommand {
+  static override paths = [['pki', 'ca']];
+  static override usage = Command.Usage({
+    category: 'PKI',
+    description: 'Create a certificate authority',
+    details: 'Writes ca.pem and ca-key.pem (0600). ECDSA P-256, valid 10 years by default. Keep ca-key.pem offline if you can.',
+    examples: [['Create a CA in /etc/jobworker/pki', '$0 pki ca --out /etc/jobworker/pki']],
+  });
+  name = Option.String('--name', 'jobworker CA', { description: 'subject common name' });
+
+  async run(): Promise<number> {
+    const dir = await this.outDir();
+    const ca = await createCa({ commonName: this.name, ...(this.days === undefined ? {} : { validityDays: this.days }) });
+    const paths = caPaths(dir);
+    await writePemFiles(ca, paths, { overwrite: this.force });
+    this.say(`CA written: ${paths.certificatePath} (certificate), ${paths.privateKeyPath} (private key, 0600)`);
+    return 0;
+  }
+}
+
+export class PkiServerCommand extends PkiCommand {
+  static override paths = [['pki', 'server']];
+  static override usage = Command.Usage({
+    category: 'PKI',
+    description: 'Issue a server certificate for the daemon',
+    details: 'Writes NAME.pem and NAME-key.pem (0600), signed by the CA in --ca-dir. Clients check the host name or IP they dial against the names given here.',
+    examples: [['A server certificate for worker1.example.com and 10.0.0.5', '$0 pki server --ca-dir /etc/jobworker/pki --host worker1.example.com --ip 10.0.0.5 --out /etc/jobworker/pki']],
+  });
+  caDir = Option.String('--ca-dir', { required: true, description: 'directory holding ca.pem and ca-key.pem' });
+  hosts = Option.Array('--host', [], { description: 'DNS name the server answers to (repeatable)' });
+  ips = Option.Array('--ip', [], { description: 'IP address the server answers on (repeatable)' });
+  name = Option.String('--name', 'server', { description: 'file name stem' });
+
+  async run(): Promise<number> {
+    const ca = await loadCa(caPaths(this.caDir));
+    const issued = await issueServerCertificate(ca, {
+      dnsNames: this.hosts,
+      ipAddresses: this.ips,
+      ...(this.days === undefined ? {} : { validityDays: this.days }),
+    });
+    const dir = await this.outDir();
+    const paths = { certificatePath: path.join(dir, `${this.name}.pem`), privateKeyPath: path.join(dir, `${this.name}-key.pem`) };
+    await writePemFiles(issued, paths, { overwrite: this.force });
+    this.say(`server certificate written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600)`);
+    return 0;
+  }
+}
+
+export class PkiClientCommand extends PkiCommand {
+  static override paths = [['pki', 'client']];
+  static override usage = Command.Usage({
+    category: 'PKI',
+    description: 'Issue a client certificate with roles',
+    details: `
+      The certificate's subject CN is the identity (--name): jobs it starts belong to it. Roles
+      (${ROLES.join(', ')}) are stored in jobworker's roles extension and nowhere else. Writes
+      NAME.pem, NAME-key.pem (0600) and ca.pem: the three files job-cli needs.
+    `,
+    examples: [
+      ['A writer certificate for alice', '$0 pki client --ca-dir /etc/jobworker/pki --name alice --role writer --out ./alice'],
+      ['A read-only dashboard for alice', '$0 pki client --ca-dir /etc/jobworker/pki --name alice --role reader --out ./alice-dashboard'],
+    ],
+  });
+  caDir = Option.String('--ca-dir', { required: true, description: 'directory holding ca.pem and ca-key.pem' });
+  name = Option.String('--name', { required: true, description: 'identity (subject CN)' });
+  roles = Option.Array('--role', [], { description: `role to grant (repeatable): ${ROLES.join(', ')}` });
+
+  async run(): Promise<number> {
+    for (const role of this.roles) {
+      if (!(ROLES as readonly string[]).includes(role)) throw flagError('--role', `unknown role ${role}; expected ${ROLES.join(', ')}`);
+    }
+    const ca = await loadCa(caPaths(this.caDir));
+    const issued = await issueClientCertificate(ca, {
+      name: this.name,
+      roles: this.roles as Role[],
+      ...(this.days === undefined ? {} : { validityDays: this.days }),
+    });
+    const dir = await this.outDir();
+    const paths = { certificatePath: path.join(dir, `${this.name}.pem`), privateKeyPath: path.join(dir, `${this.name}-key.pem`) };
+    await writePemFiles(issued, paths, { overwrite: this.force });
+    await writePemFile(path.join(dir, 'ca.pem'), ca.certificatePem, { mode: 0o644, overwrite: true });
+    this.say(`client certificate for ${this.name} (${this.roles.join(', ')}) written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600), ${path.join(dir, 'ca.pem')}`);
+    return 0;
+  }
+}

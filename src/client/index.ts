@@ -1,0 +1,2 @@
+export { ClientError, JobworkerClient, type ConnectOptions } from './client';
+export { createChannelCredentials, loadChannelCredentials } from './credentials';

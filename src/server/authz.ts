@@ -1,0 +1,58 @@
+// Role-based access: which role may call which method (checked by the interceptor before any
+// handler runs), and which jobs an identity may see (checked by the handlers: others' jobs answer
+// NOT_FOUND, so ids cannot be probed). Pure; see docs/security.md for the matrix.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+import type { Role } from '../pki/roles';
+import type { CallRefusal, PeerIdentity } from './peer-identity';
+
+export type Permission = 'read' | 'start' | 'stop' | 'remove' | 'service-info';
+
+const SERVICE = '/jobworker.v1.JobService/';
+
+/** Every method this server serves, and what it needs. Anything else answers UNIMPLEMENTED. */
+export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
+  [`${SERVICE}StartJob`]: 'start',
+  [`${SERVICE}StopJob`]: 'stop',
+  [`${SERVICE}RemoveJob`]: 'remove',
+  [`${SERVICE}GetJob`]: 'read',
+  [`${SERVICE}ListJobs`]: 'read',
+  [`${SERVICE}StreamLogs`]: 'read',
+  [`${SERVICE}WatchJobs`]: 'read',
+  // Health checks and reflection: any authenticated client (still mTLS: no anonymous access).
+  '/grpc.health.v1.Health/Check': 'service-info',
+  '/grpc.health.v1.Health/Watch': 'service-info',
+  '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': 'service-info',
+  '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': 'service-info',
+};
+
+export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
+  reader: ['read', 'service-info'],
+  writer: ['read', 'start', 'stop', 'remove', 'service-info'],
+  admin: ['read', 'start', 'stop', 'remove', 'service-info'],
+};
+
+export function permits(roles: readonly Role[], permission: Permission): boolean {
+  return roles.some((role) => ROLE_PERMISSIONS[role].includes(permission));
+}
+
+/** The interceptor's check: null lets the call through. */
+export function authorizeMethod(methodPath: string, identity: PeerIdentity): CallRefusal | null {
+  const permission = METHOD_PERMISSIONS[methodPath];
+  if (permission === undefined) return null; // grpc-js answers UNIMPLEMENTED
+  if (permits(identity.roles, permission)) return null;
+  const roles = identity.roles.length === 0 ? 'no role' : `role ${identity.roles.join(', ')}`;
+  return {
+    code: GrpcStatus.PERMISSION_DENIED,
+    details: `${identity.name} (${roles}) may not call ${methodPath.slice(methodPath.lastIndexOf('/') + 1)}`,
+  };
+}
+
+/** Admins see every job; everyone else only the jobs they own. */
+export function canSeeJob(identity: PeerIdentity, owner: string): boolean {
+  return identity.roles.includes('admin') || owner === identity.name;
+}
+
+export function seesAllJobs(identity: PeerIdentity): boolean {
+  return identity.roles.includes('admin');
+}

@@ -1,0 +1,161 @@
+// The daemon's configuration: built-in defaults, then the config file (JSON), then environment
+// variables, then command-line flags — each overriding the one before. Unknown keys and wrong types
+// are errors that name the key and the file, so a typo never silently means "default".
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+import * as t from 'typanion';
+
+import { JobworkerError, errorCode } from '../errors';
+import type { LogFormat, LogLevel } from '../logger';
+import { DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR } from '../paths';
+import type { TlsFilePaths } from '../pki/load';
+
+export interface DaemonConfig {
+  listen: string;
+  /** null: no metrics listener. */
+  metricsListen: string | null;
+  stateDir: string;
+  /** A delegated cgroup path for jobs; default: beneath the daemon's own cgroup (`cgroupRootName`). */
+  cgroupRoot: string | null;
+  cgroupRootName: string;
+  tls: TlsFilePaths | null;
+  defaults: {
+    cpu?: number;
+    memoryBytes?: number;
+    pids?: number;
+    logMaxBytes?: number;
+    stopGraceMs?: number;
+  };
+  retention: { maxFinishedJobs?: number; maxAgeMs?: number };
+  maxRunningJobs?: number;
+  log: { level: LogLevel; format: LogFormat | null };
+  /** On SIGTERM: stop running jobs (recorded as stopped) or leave them to be recovered as lost. */
+  shutdown: { stopJobs: boolean; graceMs: number };
+}
+
+const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
+const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+
+const isFileConfig = t.isObject(
+  {
+    listen: t.isOptional(t.isString()),
+    metricsListen: t.isOptional(t.isNullable(t.isString())),
+    stateDir: t.isOptional(t.isString()),
+    cgroupRoot: t.isOptional(t.isNullable(t.isString())),
+    cgroupRootName: t.isOptional(t.isString()),
+    tls: t.isOptional(t.isObject({ ca: t.isString(), cert: t.isString(), key: t.isString() })),
+    defaults: t.isOptional(
+      t.isObject({
+        cpu: t.isOptional(t.isNumber()),
+        memoryBytes: t.isOptional(isPositiveInteger),
+        pids: t.isOptional(isPositiveInteger),
+        logMaxBytes: t.isOptional(isPositiveInteger),
+        stopGraceMs: t.isOptional(isNonNegativeInteger),
+      }),
+    ),
+    retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
+    maxRunningJobs: t.isOptional(isPositiveInteger),
+    log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
+    shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
+  },
+);
+
+export type FileConfig = NonNullable<t.InferType<typeof isFileConfig>>;
+
+export function defaultConfig(): DaemonConfig {
+  return {
+    listen: DEFAULT_LISTEN,
+    metricsListen: DEFAULT_METRICS_LISTEN,
+    stateDir: DEFAULT_STATE_DIR,
+    cgroupRoot: null,
+    cgroupRootName: 'jobworker',
+    tls: null,
+    defaults: {},
+    retention: {},
+    log: { level: 'info', format: null },
+    shutdown: { stopJobs: true, graceMs: 10_000 },
+  };
+}
+
+/** Reads and checks a config file; paths in it are relative to the file. */
+export function readConfigFile(file: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new JobworkerError('invalid-argument', `config file ${file}: cannot read it (${errorCode(error) ?? String(error)})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new JobworkerError('invalid-argument', `config file ${file}: not valid JSON (${(error as Error).message})`);
+  }
+  const errors: string[] = [];
+  if (!isFileConfig(value, { errors })) {
+    throw new JobworkerError('invalid-argument', `config file ${file}: ${errors.map((e) => e.replace(/^\./, '')).join('; ')}`);
+  }
+  const dir = path.dirname(path.resolve(file));
+  const resolve = (p: string) => path.resolve(dir, p);
+  if (value.tls) value.tls = { ca: resolve(value.tls.ca), cert: resolve(value.tls.cert), key: resolve(value.tls.key) };
+  if (value.stateDir) value.stateDir = resolve(value.stateDir);
+  return value;
+}
+
+export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonConfig {
+  return {
+    listen: file.listen ?? config.listen,
+    metricsListen: file.metricsListen === undefined ? config.metricsListen : file.metricsListen,
+    stateDir: file.stateDir ?? config.stateDir,
+    cgroupRoot: file.cgroupRoot === undefined ? config.cgroupRoot : file.cgroupRoot,
+    cgroupRootName: file.cgroupRootName ?? config.cgroupRootName,
+    tls: file.tls ? { caPath: file.tls.ca, certificatePath: file.tls.cert, privateKeyPath: file.tls.key } : config.tls,
+    defaults: { ...config.defaults, ...file.defaults },
+    retention: { ...config.retention, ...file.retention },
+    maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
+    log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
+    shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
+  };
+}
+
+/** The environment variables the daemon reads, and what each sets. */
+export const ENV_VARIABLES = {
+  JOBWORKER_LISTEN: 'listen address, HOST:PORT',
+  JOBWORKER_METRICS_LISTEN: 'metrics listen address, HOST:PORT, or "off"',
+  JOBWORKER_STATE_DIR: 'state directory',
+  JOBWORKER_CGROUP_ROOT: 'delegated cgroup path for jobs',
+  JOBWORKER_TLS_CA: 'CA certificate (PEM) clients are verified against',
+  JOBWORKER_TLS_CERT: 'server certificate (PEM)',
+  JOBWORKER_TLS_KEY: 'server private key (PEM)',
+  JOBWORKER_LOG_LEVEL: 'debug, info, warn or error',
+  JOBWORKER_LOG_FORMAT: 'json or text',
+} as const;
+
+export function applyEnvironment(config: DaemonConfig, env: NodeJS.ProcessEnv): DaemonConfig {
+  const out = structuredClone(config);
+  const get = (name: keyof typeof ENV_VARIABLES) => (env[name] === undefined || env[name] === '' ? undefined : env[name]);
+  out.listen = get('JOBWORKER_LISTEN') ?? out.listen;
+  const metrics = get('JOBWORKER_METRICS_LISTEN');
+  if (metrics !== undefined) out.metricsListen = metrics === 'off' ? null : metrics;
+  out.stateDir = get('JOBWORKER_STATE_DIR') ?? out.stateDir;
+  out.cgroupRoot = get('JOBWORKER_CGROUP_ROOT') ?? out.cgroupRoot;
+  const tls = [get('JOBWORKER_TLS_CA'), get('JOBWORKER_TLS_CERT'), get('JOBWORKER_TLS_KEY')];
+  if (tls.some((v) => v !== undefined)) {
+    if (tls.some((v) => v === undefined)) {
+      throw new JobworkerError('invalid-argument', 'JOBWORKER_TLS_CA, JOBWORKER_TLS_CERT and JOBWORKER_TLS_KEY must be set together');
+    }
+    out.tls = { caPath: tls[0]!, certificatePath: tls[1]!, privateKeyPath: tls[2]! };
+  }
+  const level = get('JOBWORKER_LOG_LEVEL');
+  if (level !== undefined) {
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new JobworkerError('invalid-argument', `JOBWORKER_LOG_LEVEL: expected debug, info, warn or error, got ${level}`);
+    out.log.level = level as LogLevel;
+  }
+  const format = get('JOBWORKER_LOG_FORMAT');
+  if (format !== undefined) {
+    if (format !== 'json' && format !== 'text') throw new JobworkerError('invalid-argument', `JOBWORKER_LOG_FORMAT: expected json or text, got ${format}`);
+    out.log.format = format;
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+// job-worker: open the Worker, serve it, and handle the process's signals (SIGTERM/SIGINT: graceful
+// shutdown; SIGHUP: reload the TLS files without dropping jobs or connections).
+import * as path from 'node:path';
+
+import { JobworkerError } from '../errors';
+import { Logger } from '../logger';
+import { configDir, stateHome } from '../paths';
+import { ensureDevPki } from '../pki/dev';
+import { loadServerTlsMaterial } from '../pki/load';
+import { Worker } from '../worker';
+import type { DaemonConfig } from './config';
+import { JobworkerServer } from './server';
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  /** Development mode: a dev PKI made on first run, a per-user state directory. */
+  dev: boolean;
+  /** Which of the config values were given explicitly (dev mode fills in only the others). */
+  explicit: { stateDir: boolean; tls: boolean };
+}
+
+export interface RunningDaemon {
+  server: JobworkerServer;
+  worker: Worker;
+  logger: Logger;
+  /** Stops serving and, per config, stops the jobs; resolves when done. */
+  shutdown(reason: string): Promise<void>;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const config = structuredClone(options.config);
+  const logger = new Logger({ level: config.log.level, ...(config.log.format === null ? {} : { format: config.log.format }) });
+
+  if (options.dev) {
+    if (!options.explicit.stateDir) config.stateDir = path.join(stateHome(), 'dev');
+    if (!options.explicit.tls) {
+      const pki = await ensureDevPki(configDir());
+      config.tls = pki.server;
+      if (pki.created.length > 0) logger.info('dev PKI created', { files: pki.created });
+      if (pki.installedClient !== null) logger.info('dev admin client certificate ready for job-cli', { dir: configDir() });
+      else logger.warn('dev client certificate not installed', { reason: pki.notInstalledReason });
+    }
+  }
+  if (config.tls === null) {
+    throw new JobworkerError('invalid-argument', 'no TLS files configured: give --tls-ca/--tls-cert/--tls-key, a config file with "tls", or run with --dev');
+  }
+  // Refuse to start on bad certificates before touching cgroups or the state directory.
+  await loadServerTlsMaterial(config.tls);
+
+  const worker = await Worker.open({
+    stateDir: config.stateDir,
+    cgroup: config.cgroupRoot === null ? { rootName: config.cgroupRootName } : { root: config.cgroupRoot },
+    defaults: {
+      limits: {
+        ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
+        ...(config.defaults.memoryBytes === undefined ? {} : { memoryBytes: config.defaults.memoryBytes }),
+        ...(config.defaults.pids === undefined ? {} : { pids: config.defaults.pids }),
+      },
+      ...(config.defaults.logMaxBytes === undefined ? {} : { logMaxBytes: config.defaults.logMaxBytes }),
+      ...(config.defaults.stopGraceMs === undefined ? {} : { stopGraceMs: config.defaults.stopGraceMs }),
+    },
+    retention: config.retention,
+    ...(config.maxRunningJobs === undefined ? {} : { maxRunningJobs: config.maxRunningJobs }),
+    warn: (message, details) => logger.warn(message, details),
+  });
+  const recovery = worker.recovery;
+  if (recovery.lost.length + recovery.orphanCgroupsRemoved.length + recovery.incompleteStartsRemoved.length > 0) {
+    logger.warn('recovered after an unclean stop', {
+      lostJobs: recovery.lost,
+      orphanCgroupsRemoved: recovery.orphanCgroupsRemoved,
+      incompleteStartsRemoved: recovery.incompleteStartsRemoved,
+    });
+  }
+
+  let server: JobworkerServer;
+  try {
+    server = await JobworkerServer.start({ worker, tls: config.tls, listen: config.listen, metricsListen: config.metricsListen, logger });
+  } catch (error) {
+    await worker.close({ stopJobs: true, graceMs: 0 });
+    throw error;
+  }
+  logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info('shutting down', { reason, stopJobs: config.shutdown.stopJobs, runningJobs: worker.runningJobs });
+      await server.shutdown(Math.min(config.shutdown.graceMs, 5000));
+      const results = await worker.close({ stopJobs: config.shutdown.stopJobs, graceMs: config.shutdown.graceMs });
+      logger.info('stopped', { jobsStopped: results.filter((r) => !r.alreadyFinished).length });
+    })();
+    return stopping;
+  };
+  return { server, worker, logger, shutdown };
+}
+
+/** Wires the process signals to a running daemon. */
+export function handleSignals(daemon: RunningDaemon): void {
+  const onStop = (signal: NodeJS.Signals) => {
+    daemon.shutdown(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        daemon.logger.error('shutdown failed', { error: String(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => {
+    daemon.server.reloadTls().catch((error: unknown) => daemon.logger.error('TLS reload failed; still serving the previous certificates', { error: error instanceof Error ? error.message : String(error) }));
+  });
+}

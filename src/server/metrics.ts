@@ -1,0 +1,86 @@
+// Prometheus metrics, served on their own plain-HTTP listener (loopback by default: they are not
+// authenticated). prom-client does the exposition format.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import { FINAL_STATES, type JobState, type Worker } from '../worker';
+
+const STATES: readonly JobState[] = ['starting', 'running', ...FINAL_STATES];
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly starts: Counter<'result'>;
+  readonly stops: Counter<'result'>;
+  readonly startLatency: Histogram;
+  readonly activeStreams: Gauge<'rpc'>;
+  readonly requests: Counter<'method' | 'code'>;
+  #finishedLogBytes = 0;
+  #reportedLogBytes = 0;
+
+  constructor(worker: Worker) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'jobworker_' });
+    const registers = [this.registry];
+    new Gauge({
+      name: 'jobworker_jobs',
+      help: 'Jobs known to the daemon, by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map<JobState, number>(STATES.map((s) => [s, 0]));
+        for (const job of worker.list()) counts.set(job.state, (counts.get(job.state) ?? 0) + 1);
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+    this.starts = new Counter({ name: 'jobworker_job_starts_total', help: 'StartJob calls, by result', labelNames: ['result'], registers });
+    this.stops = new Counter({ name: 'jobworker_job_stops_total', help: 'StopJob calls, by result', labelNames: ['result'], registers });
+    this.startLatency = new Histogram({
+      name: 'jobworker_job_start_latency_seconds',
+      help: 'Time from a start request to the job running (cgroup set-up, spawn, record)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.activeStreams = new Gauge({ name: 'jobworker_active_streams', help: 'Open server streams, by RPC', labelNames: ['rpc'], registers });
+    this.requests = new Counter({ name: 'jobworker_grpc_requests_total', help: 'Finished RPCs, by method and status code', labelNames: ['method', 'code'], registers });
+    const metrics = this;
+    new Counter({
+      name: 'jobworker_log_bytes_written_total',
+      help: 'Bytes of job output written to logs',
+      registers,
+      collect() {
+        let total = metrics.#finishedLogBytes;
+        for (const job of worker.list({ states: ['running'] })) total += job.status().log.bytes;
+        if (total > metrics.#reportedLogBytes) {
+          this.inc(total - metrics.#reportedLogBytes);
+          metrics.#reportedLogBytes = total;
+        }
+      },
+    });
+    worker.subscribe((event) => {
+      if (event.startLatencyMs !== undefined) this.startLatency.observe(event.startLatencyMs / 1000);
+      if (event.status.state !== 'running' && event.status.state !== 'starting' && event.previousState === 'running') {
+        this.#finishedLogBytes += event.status.log.bytes;
+      }
+    });
+  }
+}
+
+/** Serves GET /metrics; resolves once listening. */
+export async function startMetricsListener(metrics: ServerMetrics, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

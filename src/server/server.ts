@@ -1,0 +1,171 @@
+// The daemon's gRPC server: mutual TLS 1.3, authentication and RBAC in an interceptor before any
+// handler, the job service, standard health checking and reflection, metrics on their own listener.
+import type { Server as HttpServer } from 'node:http';
+
+import { Server, status as GrpcStatus } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+
+import { JobworkerError } from '../errors';
+import { JobServiceService } from '../gen/jobworker/v1/jobworker';
+import type { Logger } from '../logger';
+import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
+import type { Worker } from '../worker';
+import { authorizeMethod } from './authz';
+import { withSafeDecoding } from './decoding';
+import { createJobService } from './job-service';
+import { ServerMetrics, startMetricsListener } from './metrics';
+import { createAuthenticationInterceptor } from './peer-identity';
+import { createReflectionService } from './reflection';
+import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from './tls';
+
+export interface JobworkerServerOptions {
+  worker: Worker;
+  tls: TlsFilePaths;
+  /** "host:port"; port 0 picks a free one (see `port`). */
+  listen: string;
+  /** "host:port" of the metrics listener, or null for none. */
+  metricsListen: string | null;
+  logger: Logger;
+  /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
+  maxRequestBytes?: number;
+}
+
+const JOB_SERVICE = 'jobworker.v1.JobService';
+
+export function splitHostPort(address: string, field: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new JobworkerError('invalid-argument', `${field}: expected HOST:PORT, got ${JSON.stringify(address)}`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+export class JobworkerServer {
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  readonly metricsPort: number | null;
+  readonly metrics: ServerMetrics;
+  #server: Server;
+  #credentials: ReloadableServerCredentials;
+  #health: HealthImplementation;
+  #metricsServer: HttpServer | null;
+  #streams: Set<AbortController>;
+  #shuttingDown: { value: boolean };
+  #logger: Logger;
+
+  private constructor(fields: {
+    server: Server;
+    port: number;
+    credentials: ReloadableServerCredentials;
+    health: HealthImplementation;
+    metrics: ServerMetrics;
+    metricsServer: HttpServer | null;
+    metricsPort: number | null;
+    streams: Set<AbortController>;
+    shuttingDown: { value: boolean };
+    logger: Logger;
+  }) {
+    this.#server = fields.server;
+    this.port = fields.port;
+    this.#credentials = fields.credentials;
+    this.#health = fields.health;
+    this.metrics = fields.metrics;
+    this.#metricsServer = fields.metricsServer;
+    this.metricsPort = fields.metricsPort;
+    this.#streams = fields.streams;
+    this.#shuttingDown = fields.shuttingDown;
+    this.#logger = fields.logger;
+  }
+
+  /** Validates the TLS files (refusing to start with a clear message), binds, serves. */
+  static async start(options: JobworkerServerOptions): Promise<JobworkerServer> {
+    const { host, port } = splitHostPort(options.listen, 'listen');
+    const material = await loadServerTlsMaterial(options.tls);
+    for (const warning of material.warnings) options.logger.warn(warning, { file: options.tls.certificatePath });
+    const credentials = createServerCredentials(material);
+    const logger = options.logger.child({ component: 'server' });
+    const audit = logger.child({ audit: true });
+
+    const metrics = new ServerMetrics(options.worker);
+    const interceptor = createAuthenticationInterceptor({
+      authorize: authorizeMethod,
+      onRefused: (method, refusal, identity) => {
+        metrics.requests.inc({ method: method.slice(method.lastIndexOf('/') + 1), code: GrpcStatus[refusal.code] });
+        audit.info('call refused', { who: identity?.name ?? null, method, code: GrpcStatus[refusal.code], reason: refusal.details });
+      },
+    });
+    const maxRequest = options.maxRequestBytes ?? 2 << 20;
+    const server = new Server({
+      interceptors: [interceptor],
+      'grpc.max_receive_message_length': maxRequest,
+      // Find dead peers (half-open connections) and drop them: a ping every 30 s, 10 s to answer.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    });
+    const shuttingDown = { value: false };
+    const streams = new Set<AbortController>();
+    server.addService(
+      withSafeDecoding(JobServiceService),
+      createJobService({ worker: options.worker, logger, metrics, shuttingDown: () => shuttingDown.value, streams }),
+    );
+    const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
+    health.addToServer(server);
+    createReflectionService().addToServer(server);
+
+    const boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (error, bound) => {
+        if (error) reject(new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${error.message}`));
+        else resolve(bound);
+      });
+    });
+
+    let metricsServer: HttpServer | null = null;
+    let metricsPort: number | null = null;
+    if (options.metricsListen !== null) {
+      const address = splitHostPort(options.metricsListen, 'metrics listen');
+      try {
+        ({ server: metricsServer, port: metricsPort } = await startMetricsListener(metrics, address.host, address.port));
+      } catch (error) {
+        server.forceShutdown();
+        throw new JobworkerError('unavailable', `cannot serve metrics on ${options.metricsListen}: ${(error as Error).message}`);
+      }
+    }
+    logger.info('serving', { listen: `${host}:${boundPort}`, metrics: metricsPort === null ? null : `${options.metricsListen?.replace(/:\d+$/, '')}:${metricsPort}` });
+    return new JobworkerServer({ server, port: boundPort, credentials, health, metrics, metricsServer, metricsPort, streams, shuttingDown, logger });
+  }
+
+  /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
+  async reloadTls(): Promise<void> {
+    const material = await reloadServerCredentials(this.#credentials);
+    for (const warning of material.warnings) this.#logger.warn(warning, { file: material.paths.certificatePath });
+    this.#logger.info('TLS certificates reloaded', { certificate: material.paths.certificatePath });
+  }
+
+  /**
+   * Stops accepting calls (new ones answer UNAVAILABLE), ends open streams with UNAVAILABLE, waits
+   * up to `graceMs` for unary calls in progress, then closes every connection.
+   */
+  async shutdown(graceMs = 5000): Promise<void> {
+    if (this.#shuttingDown.value) return;
+    this.#shuttingDown.value = true;
+    this.#health.setStatus('', 'NOT_SERVING');
+    this.#health.setStatus(JOB_SERVICE, 'NOT_SERVING');
+    for (const stream of this.#streams) stream.abort(new JobworkerError('unavailable', 'the daemon is shutting down'));
+    const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([graceful, timeout]);
+    clearTimeout(timer);
+    if (this.#metricsServer !== null) {
+      const metricsServer = this.#metricsServer;
+      metricsServer.closeAllConnections();
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    }
+  }
+}

@@ -1,0 +1,38 @@
+// Errors to gRPC statuses: one mapping for every handler, with messages a client can act on.
+import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+
+import { JobworkerError, ValidationError, type ErrorKind } from '../errors';
+import { CorruptLogError } from '../logs/format';
+import { protoFieldPath } from './convert';
+
+const CODES: Record<ErrorKind, GrpcStatus> = {
+  'invalid-argument': GrpcStatus.INVALID_ARGUMENT,
+  'not-found': GrpcStatus.NOT_FOUND,
+  'already-exists': GrpcStatus.ALREADY_EXISTS,
+  'failed-precondition': GrpcStatus.FAILED_PRECONDITION,
+  'resource-exhausted': GrpcStatus.RESOURCE_EXHAUSTED,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  'permission-denied': GrpcStatus.PERMISSION_DENIED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  internal: GrpcStatus.INTERNAL,
+};
+
+export interface StatusError {
+  code: GrpcStatus;
+  details: string;
+}
+
+/** The status for any error thrown by a handler. Unknown errors are INTERNAL with a generic message. */
+export function statusOf(error: unknown): StatusError {
+  if (error instanceof ValidationError) {
+    const reason = error.message.slice(error.field.length + 2);
+    return { code: GrpcStatus.INVALID_ARGUMENT, details: `${protoFieldPath(error.field)}: ${reason}` };
+  }
+  if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };
+  if (error instanceof CorruptLogError) return { code: GrpcStatus.DATA_LOSS, details: error.message };
+  return { code: GrpcStatus.INTERNAL, details: 'internal error (see the daemon log)' };
+}
+
+export function serviceError(status: StatusError): Partial<ServiceError> {
+  return { code: status.code, details: status.details, message: status.details };
+}
