@@ -121,7 +121,9 @@ export async function sampleInterleaved(
       const taken = await contender.run(contender.perRound ?? plan.perRound);
       samples.get(contender.label)!.push(...taken);
     }
-    progress(`  round ${round + 1}/${plan.rounds}`);
+    if ((round + 1) % Math.ceil(plan.rounds / 10) === 0 || round + 1 === plan.rounds) {
+      progress(`  round ${round + 1}/${plan.rounds}`);
+    }
   }
   return samples;
 }

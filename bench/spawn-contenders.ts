@@ -17,12 +17,18 @@ export const LABEL_POSIX_SPAWN = 'posix_spawn (C loop, floor)';
 export const LABEL_POSIX_SPAWN_LOG = 'posix_spawn + log file (C loop)';
 
 /**
+ * Where a contender also records how long the spawn call itself took (ns): both return once the
+ * child has exec'd (vfork semantics for the addon, libuv's exec-status pipe for child_process).
+ */
+export type SpawnCallTimes = number[];
+
+/**
  * spawnProcess() then `await exited` (the process is reaped and its pipes read dry). Each spawn gets
  * a new log file in `logDir`, as a job does. The files are not removed here: on ext4, deleting
  * files makes creating the next ones slower for minutes (recently deleted inodes are skipped, one
  * by one), so the caller removes the whole directory once measuring is over.
  */
-export function addonContender(logDir: string): Contender {
+export function addonContender(logDir: string, spawnCall?: SpawnCallTimes): Contender {
   let seq = 0;
   return {
     label: LABEL_ADDON,
@@ -30,7 +36,9 @@ export function addonContender(logDir: string): Contender {
       const closes: Promise<unknown>[] = [];
       const samples = await timeEach(iterations, async () => {
         const logPath = path.join(logDir, `spawn-${seq++}.log`);
+        const start = process.hrtime.bigint();
         const proc = spawnProcess({ command: TRUE_PATH, env: JOB_ENV, logPath });
+        spawnCall?.push(Number(process.hrtime.bigint() - start));
         const exit = await proc.exited;
         closes.push(proc.closed);
         if (exit.code !== 0) throw new Error(`${TRUE_PATH} exited with ${exit.code ?? exit.signal}`);
@@ -45,7 +53,7 @@ export function addonContender(logDir: string): Contender {
  * child_process.spawn() then its 'close' event (exited and stdio closed). With 'pipe', stdout and
  * stderr are read (and discarded), as a capturing caller would; 'ignore' is the cheapest it gets.
  */
-export function childProcessContender(stdio: 'pipe' | 'ignore'): Contender {
+export function childProcessContender(stdio: 'pipe' | 'ignore', spawnCall?: SpawnCallTimes): Contender {
   const discard = (): void => {};
   return {
     label: stdio === 'pipe' ? LABEL_CP_PIPE : LABEL_CP_IGNORE,
@@ -54,7 +62,9 @@ export function childProcessContender(stdio: 'pipe' | 'ignore'): Contender {
         iterations,
         () =>
           new Promise<void>((resolve, reject) => {
+            const start = process.hrtime.bigint();
             const child = spawnChild(TRUE_PATH, [], { stdio: ['ignore', stdio, stdio], env: JOB_ENV });
+            spawnCall?.push(Number(process.hrtime.bigint() - start));
             child.stdout?.on('data', discard);
             child.stderr?.on('data', discard);
             child.once('error', reject);

@@ -24,6 +24,9 @@ export interface HeapChildReport {
   addonSamples: number;
   childProcessMedianNs: number;
   childProcessSamples: number;
+  /** Just the spawn call (until the child has exec'd), big heap. */
+  addonCallMedianNs: number;
+  childProcessCallMedianNs: number;
   /** The same two, measured in this process before its heap was filled. */
   smallHeap: { rssBytes: number; addonMedianNs: number; childProcessMedianNs: number };
 }
@@ -93,10 +96,13 @@ async function main(): Promise<void> {
       `${countMappings()} mappings`,
   );
 
-  const childProcess = childProcessContender('pipe');
+  const addonCalls: number[] = [];
+  const childProcessCalls: number[] = [];
+  const bigHeapAddon = addonContender(config.logDir, addonCalls);
+  const childProcess = childProcessContender('pipe', childProcessCalls);
   childProcess.perRound = config.childProcessPerRound;
   childProcess.warmup = config.childProcessWarmup;
-  const samples = await sampleInterleaved([addon, childProcess], config.plan, progress);
+  const samples = await sampleInterleaved([bigHeapAddon, childProcess], config.plan, progress);
 
   collect();
   const after = process.memoryUsage();
@@ -108,6 +114,9 @@ async function main(): Promise<void> {
     addonSamples: samples.get(LABEL_ADDON)!.length,
     childProcessMedianNs: median(samples.get(LABEL_CP_PIPE)!),
     childProcessSamples: samples.get(LABEL_CP_PIPE)!.length,
+    // The call times were recorded during the warm-up too: keep those of the measured rounds.
+    addonCallMedianNs: median(addonCalls.slice(-samples.get(LABEL_ADDON)!.length)),
+    childProcessCallMedianNs: median(childProcessCalls.slice(-samples.get(LABEL_CP_PIPE)!.length)),
     smallHeap: {
       rssBytes: smallRss,
       addonMedianNs: median(small.get(LABEL_ADDON)!),

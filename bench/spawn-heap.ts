@@ -20,8 +20,8 @@ export const spawnHeapBenchmark: Benchmark = {
     const config: HeapChildConfig = {
       fillMiB,
       logDir: await mkdtemp(path.join(dataDir, 'jobworker-bench-spawn-heap-')),
-      plan: quick ? { warmup: 5, rounds: 2, perRound: 20 } : { warmup: 50, rounds: 6, perRound: 100 },
-      childProcessPerRound: quick ? 3 : 8,
+      plan: quick ? { warmup: 5, rounds: 2, perRound: 20 } : { warmup: 50, rounds: 24, perRound: 25 },
+      childProcessPerRound: quick ? 3 : 2,
       childProcessWarmup: quick ? 1 : 3,
     };
     removeAtExit(config.logDir);
@@ -40,6 +40,17 @@ export const spawnHeapBenchmark: Benchmark = {
         note:
           `measured in a Node process holding ${heapNote}; medians of ${report.addonSamples} (addon) ` +
           `and ${report.childProcessSamples} (child_process) spawns`,
+      }),
+      compare({
+        name: 'spawn-heap.spawn-call-addon-vs-child_process',
+        unit: 'us/op',
+        better: 'lower',
+        value: report.addonCallMedianNs / NS_PER_US,
+        baseline: `${LABEL_CP_PIPE} call, same heap`,
+        baselineValue: report.childProcessCallMedianNs / NS_PER_US,
+        note:
+          'the spawn call alone (returns once the child has exec\'d), same spawns: ' +
+          'what the heap costs a spawn without /bin/true\'s own run time; no target',
       }),
       compare({
         name: 'spawn-heap.addon-vs-addon-small-heap',

@@ -27,7 +27,9 @@ export const spawnBenchmark: Benchmark = {
     removeAtExit(addonLogs);
     const floorLogs = await mkdtemp(path.join(dataDir, 'jobworker-bench-spawn-floor-'));
     removeAtExit(floorLogs);
-    const plan = quick ? { warmup: 10, rounds: 2, perRound: 20 } : { warmup: 200, rounds: 15, perRound: 200 };
+    // Short rounds, many of them: the load from other work on the machine changes from second to
+    // second, and every contender should see the same mix of it.
+    const plan = quick ? { warmup: 10, rounds: 2, perRound: 20 } : { warmup: 200, rounds: 100, perRound: 30 };
     const samples = await sampleInterleaved(
       [
         addonContender(addonLogs),
