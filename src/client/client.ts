@@ -11,6 +11,7 @@ import {
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
 import { loadChannelCredentials } from './credentials';
+import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 
 export interface ConnectOptions {
   /** "host:port" of the daemon. */
@@ -67,6 +68,9 @@ export class JobworkerClient {
     const { credentials, material } = await loadChannelCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
     const stub = new pb.JobServiceClient(options.address, credentials, {
       'grpc.max_receive_message_length': 8 << 20,
+      // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
+      // a larger one lets output flow at disk speed (the server still bounds what it has in flight).
+      'grpc-node.flow_control_window': 4 << 20,
       // A dead daemon is noticed instead of a stream hanging forever.
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -87,6 +91,26 @@ export class JobworkerClient {
     return new Promise((resolve, reject) => {
       const options = timeoutMs === undefined ? this.#options() : { deadline: Date.now() + timeoutMs };
       method.call(this.#stub, request, new Metadata(), options, (error, response) => (error ? reject(toClientError(error)) : resolve(response)));
+    });
+  }
+
+  /**
+   * Connects (if not yet connected) and asks the daemon's health service. Fails within `timeoutMs`
+   * (default: the call timeout): UNAVAILABLE at once when the connection fails (its reason in the
+   * details: refused, TLS refused…), DEADLINE_EXCEEDED when nothing answers. Streams have no
+   * deadline, so call this first to bound the time to connect.
+   */
+  checkHealth(timeoutMs?: number): Promise<ServingStatus> {
+    return new Promise((resolve, reject) => {
+      this.#stub.makeUnaryRequest(
+        HEALTH_CHECK_PATH,
+        (service: string) => encodeHealthCheckRequest(service),
+        (bytes: Buffer) => decodeHealthCheckResponse(bytes),
+        '',
+        new Metadata(),
+        { deadline: Date.now() + (timeoutMs ?? this.#timeoutMs) },
+        (error, status) => (error ? reject(toClientError(error)) : resolve(status!)),
+      );
     });
   }
 

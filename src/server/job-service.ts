@@ -30,7 +30,7 @@ export const REQUEST_BOUNDS = {
   defaultPageSize: 100,
   maxTailLines: 100_000,
   /** A StreamLogs message carries at most this much output. */
-  maxMessageBytes: 128 << 10,
+  maxMessageBytes: 256 << 10,
   /** Messages of one stream handed to grpc-js and not yet flushed: the memory a slow client costs. */
   maxMessagesInFlight: 4,
 } as const;
@@ -231,8 +231,12 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
       while (inFlight >= REQUEST_BOUNDS.maxMessagesInFlight) {
         signal.throwIfAborted();
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          const onAbort = () => resolve();
+          wake = () => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
         });
       }
       signal.throwIfAborted();
@@ -346,8 +350,12 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
           // One job watched and it is final: nothing more will come.
           if (request.jobId !== '' && FINAL_STATES.includes(worker.get(request.jobId)?.state ?? 'lost')) return;
           await new Promise<void>((resolve) => {
-            wake = resolve;
-            signal.addEventListener('abort', () => resolve(), { once: true });
+            const onAbort = () => resolve();
+            wake = () => {
+              signal.removeEventListener('abort', onAbort);
+              resolve();
+            };
+            signal.addEventListener('abort', onAbort, { once: true });
           });
           wake = null;
           signal.throwIfAborted();

@@ -1,0 +1,113 @@
+// The RBAC matrix: every RPC × every role × own / another identity's job, with the exact status.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { ClientError, type JobworkerClient } from '../../src/client';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { craftCertificate, rawChannelCredentials } from '../helpers/pki';
+import { requireRoot } from '../helpers/root';
+import { codeOf, startTestServer, type TestServer } from '../helpers/test-server';
+
+let t: TestServer;
+let alice: JobworkerClient; // writer
+let aliceReader: JobworkerClient; // same identity, reader role only
+let bob: JobworkerClient; // writer
+let admin: JobworkerClient;
+let alicesJob: pb.Job;
+let bobsJob: pb.Job;
+
+async function firstMessage(client: JobworkerClient, jobId: string): Promise<pb.StreamLogsResponse> {
+  for await (const message of client.streamLogs({ jobId, follow: false })) return message;
+  throw new Error('no message');
+}
+
+async function firstWatch(client: JobworkerClient, jobId: string): Promise<pb.WatchJobsResponse> {
+  for await (const message of client.watchJobs({ jobId })) return message;
+  throw new Error('no message');
+}
+
+describe('role-based access', requireRoot, () => {
+  before(async () => {
+    t = await startTestServer('rbac');
+    alice = await t.client('alice', ['writer']);
+    aliceReader = await t.client('alice', ['reader']);
+    bob = await t.client('bob', ['writer']);
+    admin = await t.client('root-admin', ['admin']);
+    alicesJob = await alice.startJob({ command: 'sleep', args: ['1000'] });
+    bobsJob = await bob.startJob({ command: 'sleep', args: ['1000'] });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('StartJob: writer and admin may, reader may not', async () => {
+    assert.equal(await codeOf(aliceReader.startJob({ command: 'true' })), 'PERMISSION_DENIED');
+    const byAdmin = await admin.startJob({ command: 'true' });
+    assert.equal(byAdmin.owner, 'root-admin');
+    assert.equal(alicesJob.owner, 'alice');
+  });
+
+  it('the refusal says who, which role, and what', async () => {
+    const error = await aliceReader.startJob({ command: 'true' }).catch((e: unknown) => e);
+    assert.ok(error instanceof ClientError);
+    assert.equal(error.details, 'alice (role reader) may not call StartJob');
+  });
+
+  const reads: [string, (c: JobworkerClient, id: string) => Promise<unknown>][] = [
+    ['GetJob', (c, id) => c.getJob(id)],
+    ['StreamLogs', (c, id) => firstMessage(c, id)],
+    ['WatchJobs', (c, id) => firstWatch(c, id)],
+  ];
+  for (const [rpc, call] of reads) {
+    it(`${rpc}: own job for reader and writer, any job for admin, NOT_FOUND for others' jobs`, async () => {
+      assert.equal(await codeOf(call(alice, alicesJob.id)), 'OK');
+      assert.equal(await codeOf(call(aliceReader, alicesJob.id)), 'OK');
+      assert.equal(await codeOf(call(admin, alicesJob.id)), 'OK');
+      assert.equal(await codeOf(call(bob, alicesJob.id)), 'NOT_FOUND');
+      assert.equal(await codeOf(call(aliceReader, bobsJob.id)), 'NOT_FOUND');
+      // Unknown ids answer exactly like others' jobs: ids cannot be probed.
+      assert.equal(await codeOf(call(bob, '00000000-0000-4000-8000-000000000000')), 'NOT_FOUND');
+    });
+  }
+
+  it('ListJobs: non-admins see only their own jobs, whatever owner they ask for; admins see all', async () => {
+    const ids = (jobs: pb.Job[]) => jobs.map((j) => j.id);
+    assert.ok(ids((await alice.listJobs()).jobs).includes(alicesJob.id));
+    assert.ok(!ids((await alice.listJobs()).jobs).includes(bobsJob.id));
+    assert.deepEqual((await aliceReader.listJobs()).jobs.every((j) => j.owner === 'alice'), true);
+    assert.deepEqual((await alice.listJobs({ owner: 'bob' })).jobs, []);
+    const all = ids(await admin.listAllJobs());
+    assert.ok(all.includes(alicesJob.id) && all.includes(bobsJob.id));
+    assert.deepEqual(ids((await admin.listJobs({ owner: 'bob' })).jobs), [bobsJob.id]);
+  });
+
+  it('StopJob: reader never, writer only its own (others: NOT_FOUND), admin any', async () => {
+    assert.equal(await codeOf(aliceReader.stopJob(alicesJob.id, { graceMs: 0 })), 'PERMISSION_DENIED');
+    assert.equal(await codeOf(bob.stopJob(alicesJob.id, { graceMs: 0 })), 'NOT_FOUND');
+    const own = await alice.stopJob(alicesJob.id, { graceMs: 0 });
+    assert.equal(own.job?.state, pb.JobState.JOB_STATE_STOPPED);
+    assert.equal(own.job?.stoppedBy, 'alice');
+    const byAdmin = await admin.stopJob(bobsJob.id, { graceMs: 0 });
+    assert.equal(byAdmin.job?.stoppedBy, 'root-admin');
+  });
+
+  it('RemoveJob: reader never, writer only its own, admin any', async () => {
+    const done = await alice.startJob({ command: 'true' });
+    const bobsDone = await bob.startJob({ command: 'true' });
+    await firstMessage(alice, done.id); // finished jobs only can be removed: wait for the end
+    for await (const _ of alice.streamLogs({ jobId: done.id, follow: true })) void _;
+    for await (const _ of bob.streamLogs({ jobId: bobsDone.id, follow: true })) void _;
+    assert.equal(await codeOf(aliceReader.removeJob(done.id)), 'PERMISSION_DENIED');
+    assert.equal(await codeOf(bob.removeJob(done.id)), 'NOT_FOUND');
+    assert.equal(await codeOf(alice.removeJob(done.id)), 'OK');
+    assert.equal(await codeOf(alice.getJob(done.id)), 'NOT_FOUND');
+    assert.equal(await codeOf(admin.removeJob(bobsDone.id)), 'OK');
+  });
+
+  it('a certificate without roles may call nothing on the job service', async () => {
+    const noRoles = await craftCertificate({ subject: [{ CN: ['nobody'] }], issuer: t.pki.ca });
+    const stub = t.stub(rawChannelCredentials({ ca: t.pki.ca.certificatePem, cert: noRoles.certificatePem, key: noRoles.privateKeyPem }));
+    const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '' }, (e) => resolve(e?.code ?? 0)));
+    assert.equal(code, 7); // PERMISSION_DENIED
+  });
+});

@@ -1,0 +1,121 @@
+// StreamLogs over real mTLS: many clients get identical bytes; options; no leak when clients vanish.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+
+import type { JobworkerClient } from '../../src/client';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { requireRoot } from '../helpers/root';
+import { startTestServer, type TestServer } from '../helpers/test-server';
+
+let t: TestServer;
+let client: JobworkerClient;
+
+interface Received {
+  stdout: string;
+  stderr: string;
+  final: pb.Job | undefined;
+  hash: string;
+  bytes: number;
+}
+
+async function receive(c: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }): Promise<Received> {
+  const hash = createHash('sha256');
+  let stdout = '';
+  let stderr = '';
+  let bytes = 0;
+  let final: pb.Job | undefined;
+  for await (const message of c.streamLogs(request)) {
+    for (const chunk of message.chunks) {
+      if (chunk.stream === pb.Stream.STREAM_STDOUT) {
+        hash.update(chunk.data);
+        bytes += chunk.data.length;
+        if (bytes < 1 << 16) stdout += chunk.data.toString();
+      } else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr += chunk.data.toString();
+    }
+    if (message.finalStatus) final = message.finalStatus;
+  }
+  return { stdout, stderr, final, hash: hash.digest('hex'), bytes };
+}
+
+function activeStreams(): Promise<number> {
+  return t.server.metrics.registry.getSingleMetricAsString('jobworker_active_streams').then((text) => {
+    return [...text.matchAll(/^jobworker_active_streams\{rpc="StreamLogs"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  });
+}
+
+describe('streaming output', requireRoot, () => {
+  before(async () => {
+    t = await startTestServer('streaming');
+    client = await t.client('streamer', ['writer']);
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('50 concurrent clients streaming one job from the beginning get identical bytes and the final status', { timeout: 120_000 }, async () => {
+    const job = await client.startJob({ command: 'head', args: ['-c', String(20 << 20), '/dev/urandom'] });
+    const clients = await Promise.all(Array.from({ length: 50 }, (_, i) => t.client(`streamer`, ['reader']).then((c) => ({ c, i }))));
+    const results = await Promise.all(clients.map(({ c }) => receive(c, { jobId: job.id, follow: true })));
+    for (const result of results) {
+      assert.equal(result.bytes, 20 << 20);
+      assert.equal(result.hash, results[0]!.hash);
+      assert.equal(result.final?.state, pb.JobState.JOB_STATE_EXITED);
+      assert.equal(result.final?.exitCode, 0);
+    }
+    assert.equal(await activeStreams(), 0);
+  });
+
+  it('selects streams, resumes from an offset, tails lines, and filters by time', async () => {
+    const job = await client.startJob({ command: 'sh', args: ['-c', 'for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.05; done'] });
+    const all = await receive(client, { jobId: job.id, follow: true });
+    assert.equal(all.stdout, 'out1\nout2\nout3\nout4\nout5\n');
+    assert.equal(all.stderr, 'err1\nerr2\nerr3\nerr4\nerr5\n');
+    const onlyErr = await receive(client, { jobId: job.id, streams: [pb.Stream.STREAM_STDERR] });
+    assert.equal(onlyErr.stdout, '');
+    assert.equal(onlyErr.stderr, all.stderr);
+    const tail = await receive(client, { jobId: job.id, tailLines: 2, streams: [pb.Stream.STREAM_STDOUT] });
+    assert.equal(tail.stdout, 'out4\nout5\n');
+
+    const chunks: pb.LogChunk[] = [];
+    for await (const message of client.streamLogs({ jobId: job.id })) chunks.push(...message.chunks);
+    const third = chunks[2]!;
+    const resumed = await receive(client, { jobId: job.id, fromOffset: third.offset });
+    assert.equal(resumed.stdout + resumed.stderr, chunks.slice(2).filter((c) => c.stream === pb.Stream.STREAM_STDOUT).map((c) => c.data.toString()).join('') + chunks.slice(2).filter((c) => c.stream === pb.Stream.STREAM_STDERR).map((c) => c.data.toString()).join(''));
+    const since = await receive(client, { jobId: job.id, sinceUnixMicros: chunks.at(-1)!.timeUnixMicros });
+    assert.ok(since.stdout.length + since.stderr.length <= 5);
+    assert.ok(chunks.every((c) => c.timeUnixMicros > 1.7e15 && c.nextOffset > c.offset));
+  });
+
+  it('a client that disconnects mid-stream leaves no stream behind, and the job is unaffected', async () => {
+    const job = await client.startJob({ command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.01; done'] });
+    const quitter = await t.client('streamer', ['reader']);
+    let seen = 0;
+    for await (const message of quitter.streamLogs({ jobId: job.id, follow: true })) {
+      seen += message.chunks.length;
+      if (seen >= 3) break; // cancels the call
+    }
+    quitter.close(); // and the whole connection, like a killed client
+    // The server notices and ends its side: wait for the metric to drop (events, not time).
+    for (let i = 0; (await activeStreams()) !== 0; i++) {
+      assert.ok(i < 200, 'the stream was never cleaned up');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal((await client.getJob(job.id)).state, pb.JobState.JOB_STATE_RUNNING);
+    await client.stopJob(job.id, { graceMs: 0 });
+  });
+
+  it('following a running job ends with its final status when it is stopped', async () => {
+    const job = await client.startJob({ command: 'sh', args: ['-c', 'echo started; exec sleep 1000'] });
+    const following = receive(client, { jobId: job.id, follow: true });
+    const stopper = await t.client('streamer', ['writer']);
+    for await (const message of stopper.streamLogs({ jobId: job.id, follow: true })) {
+      if (message.chunks.some((c) => c.data.toString().includes('started'))) break;
+    }
+    await stopper.stopJob(job.id, { graceMs: 0 });
+    const result = await following;
+    assert.equal(result.stdout, 'started\n');
+    assert.equal(result.final?.state, pb.JobState.JOB_STATE_STOPPED);
+    assert.equal(result.final?.signal, 'SIGTERM');
+  });
+});

@@ -1,0 +1,141 @@
+// Bad requests: each answers its documented code and a message naming the field; nothing starts.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+
+import { makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
+
+import { ClientError, type JobworkerClient } from '../../src/client';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { rawChannelCredentials } from '../helpers/pki';
+import { requireRoot } from '../helpers/root';
+import { startTestServer, type TestServer } from '../helpers/test-server';
+
+let t: TestServer;
+let client: JobworkerClient;
+let finishedJob: pb.Job;
+
+async function rejection(promise: Promise<unknown>): Promise<{ code: string; details: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ClientError) return { code: error.codeName, details: error.details };
+    throw error;
+  }
+  throw new Error('expected the call to fail');
+}
+
+async function drain(iterable: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of iterable) void _;
+}
+
+const big = 'x'.repeat(128 * 1024 + 1);
+
+const startCases: [string, Partial<pb.StartJobRequest>, string, RegExp][] = [
+  ['empty command', { command: '' }, 'INVALID_ARGUMENT', /^command: must not be empty$/],
+  ['NUL in the command', { command: 'a\0b' }, 'INVALID_ARGUMENT', /^command: must not contain NUL bytes$/],
+  ['NUL in an argument', { command: 'echo', args: ['ok', 'b\0d'] }, 'INVALID_ARGUMENT', /^args\[1\]: must not contain NUL bytes$/],
+  ['an argument over 128 KiB', { command: 'echo', args: [big] }, 'INVALID_ARGUMENT', /^args\[0\]: is longer than 131072 bytes$/],
+  ['too many arguments', { command: 'echo', args: Array(4097).fill('a') }, 'INVALID_ARGUMENT', /^args: has more than 4096 entries$/],
+  ['"=" in an env name', { command: 'env', env: { 'A=B': 'x' } }, 'INVALID_ARGUMENT', /^env\.A=B: name must not contain "="$/],
+  ['relative cwd', { command: 'pwd', cwd: 'tmp' }, 'INVALID_ARGUMENT', /^cwd: must be an absolute path$/],
+  ['missing program', { command: '/nonexistent/tool' }, 'INVALID_ARGUMENT', /exec of \/nonexistent\/tool: ENOENT/],
+  ['cwd that does not exist', { command: 'true', cwd: '/nonexistent' }, 'INVALID_ARGUMENT', /chdir to \/nonexistent: ENOENT/],
+  ['negative-looking huge cpu', { command: 'true', limits: { cpu: -1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be between/],
+  ['NaN cpu', { command: 'true', limits: { cpu: Number.NaN, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be a finite number$/],
+  ['memory below 1 MiB', { command: 'true', limits: { memoryBytes: 1000, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_bytes: must be between 1048576/],
+  ['memory high above max', { command: 'true', limits: { memoryBytes: 64 << 20, memoryHighBytes: 128 << 20, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_high_bytes: must not exceed/],
+  ['cpu weight 0', { command: 'true', limits: { cpuWeight: 0, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu_weight: must be between 1 and 10000/],
+  ['pids 0', { command: 'true', limits: { pids: 0, io: [] } }, 'INVALID_ARGUMENT', /^limits\.pids: must be between/],
+  ['io limit with no rate', { command: 'true', limits: { io: [{ device: '/dev/vda' }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]: needs at least one of/],
+  ['io on a virtual device', { command: 'true', limits: { io: [{ device: '/dev/null', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /limits\.io\[0\]\.device/],
+  ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
+];
+
+describe('request validation', requireRoot, () => {
+  before(async () => {
+    t = await startTestServer('validation');
+    client = await t.client('val', ['admin']);
+    finishedJob = await client.startJob({ command: 'echo', args: ['hello'] });
+    await drain(client.streamLogs({ jobId: finishedJob.id, follow: true }));
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  for (const [name, request, code, message] of startCases) {
+    it(`StartJob, ${name}: ${code}, and nothing starts`, async () => {
+      const before = (await client.listAllJobs()).length;
+      const error = await rejection(client.startJob({ command: '', ...request }));
+      assert.equal(error.code, code);
+      assert.match(error.details, message);
+      assert.equal((await client.listAllJobs()).length, before);
+      assert.deepEqual(await t.worker.worker.cgroupDriver.listJobIds(), []);
+    });
+  }
+
+  const otherCases: [string, () => Promise<unknown>, string, RegExp][] = [
+    ['StopJob with a malformed id', () => client.stopJob('../../etc'), 'INVALID_ARGUMENT', /^job_id: must be a job id/],
+    ['StopJob with an unknown signal', () => client.stopJob(finishedJob.id, { signal: 'SIGBOGUS' }), 'INVALID_ARGUMENT', /^signal: unknown signal "SIGBOGUS"/],
+    ['StopJob with a grace over an hour', () => client.stopJob(finishedJob.id, { graceMs: 3_600_001 }), 'INVALID_ARGUMENT', /^grace_ms: must be at most 3600000$/],
+    ['StopJob of a finished job', () => client.stopJob(finishedJob.id), 'OK', /.*/],
+    ['GetJob of an unknown job', () => client.getJob('00000000-0000-4000-8000-000000000000'), 'NOT_FOUND', /not found/],
+    ['ListJobs with a page of 1001', () => client.listJobs({ pageSize: 1001 }), 'INVALID_ARGUMENT', /^page_size: must be at most 1000$/],
+    ['ListJobs with a forged page token', () => client.listJobs({ pageToken: 'bm9wZQ' }), 'INVALID_ARGUMENT', /^page_token: is not a token/],
+    ['ListJobs with an unknown state', () => client.listJobs({ states: [42 as pb.JobState] }), 'INVALID_ARGUMENT', /^states\[0\]: 42 is not a job state$/],
+    ['StreamLogs from a non-boundary offset', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 17 })), 'INVALID_ARGUMENT', /^from: offset 17 is not the start of a record$/],
+    ['StreamLogs beyond the end', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 1 << 30 })), 'INVALID_ARGUMENT', /beyond the end of the log/],
+    ['StreamLogs with too many tail lines', () => drain(client.streamLogs({ jobId: finishedJob.id, tailLines: 100_001 })), 'INVALID_ARGUMENT', /^tail_lines: must be at most 100000$/],
+    ['RemoveJob of a running job', async () => {
+      const running = await client.startJob({ command: 'sleep', args: ['1000'] });
+      try {
+        await client.removeJob(running.id);
+      } finally {
+        await client.stopJob(running.id, { graceMs: 0 });
+      }
+    }, 'FAILED_PRECONDITION', /is running; stop it before removing it/],
+  ];
+  for (const [name, call, code, message] of otherCases) {
+    it(`${name}: ${code}`, async () => {
+      if (code === 'OK') {
+        await call();
+        return;
+      }
+      const error = await rejection(call());
+      assert.equal(error.code, code);
+      assert.match(error.details, message);
+    });
+  }
+
+  it('a malformed protobuf message: INVALID_ARGUMENT, not INTERNAL', async () => {
+    const files = await t.pki.client({ name: 'raw', roles: ['admin'] });
+    const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
+    const Raw = makeGenericClientConstructor(
+      {
+        startJob: {
+          path: '/jobworker.v1.JobService/StartJob',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'Raw',
+    );
+    const raw = new Raw(t.address, credentials) as unknown as { startJob: (b: Buffer, md: Metadata, cb: (e: ServiceError | null) => void) => void; close(): void };
+    const garbage = [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Buffer.from([0xff, 0xff, 0xff]), Buffer.from([0x0a, 0x05, 0x61])];
+    for (const bytes of garbage) {
+      const error = await new Promise<ServiceError | null>((resolve) => raw.startJob(bytes, new Metadata(), resolve));
+      assert.equal(error?.code, 3, `${bytes.toString('hex')}: ${error?.details}`);
+      assert.match(error!.details, /^request: not a valid protobuf message/);
+    }
+    raw.close();
+  });
+
+  it('a request over the size cap: RESOURCE_EXHAUSTED', async () => {
+    const error = await rejection(client.startJob({ command: 'echo', args: Array(20).fill('y'.repeat(120_000)) }));
+    assert.equal(error.code, 'RESOURCE_EXHAUSTED');
+  });
+});
