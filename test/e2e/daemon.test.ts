@@ -1,0 +1,210 @@
+// The whole daemon as a process: refusing bad TLS files, health and reflection, metrics, SIGHUP
+// reload, SIGTERM shutdown and restart, SIGKILL and recovery.
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+
+import { credentials as grpcCredentials, loadPackageDefinition, Metadata, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+
+import { JobworkerClient } from '../../src/client';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { rawChannelCredentials, createTestPki, craftCertificate, type TestPki } from '../helpers/pki';
+import { isRunning } from '../helpers/proc';
+import { requireRoot } from '../helpers/root';
+import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
+
+let pki: TestPki;
+let dir: string;
+let seq = 0;
+
+function setup(extra: { stateDir?: string; tls?: Awaited<ReturnType<TestPki['server']>> } = {}) {
+  return {
+    stateDir: extra.stateDir ?? mkdtempSync(path.join(dir, 'state-')),
+    cgroupRootName: `jobworker-test-${process.pid}-daemon-${seq++}`,
+    configDir: dir,
+  };
+}
+
+async function clientFor(port: number, name = 'ops', roles: ('admin' | 'writer' | 'reader')[] = ['admin']): Promise<JobworkerClient> {
+  return JobworkerClient.connect({ address: `localhost:${port}`, tls: await pki.client({ name, roles }) });
+}
+
+function loadService(file: string, includeDir: string, pkg: string[], service: string): ServiceClientConstructor {
+  const definition = loadPackageDefinition(loadSync(file, { includeDirs: [includeDir], enums: String }));
+  let node: GrpcObject = definition;
+  for (const part of pkg) node = node[part] as GrpcObject;
+  return node[service] as unknown as ServiceClientConstructor;
+}
+
+describe('the daemon process', requireRoot, () => {
+  before(async () => {
+    pki = await createTestPki();
+    dir = mkdtempSync(path.join(tmpdir(), 'jobworker-daemon-test-'));
+  });
+  after(() => {
+    pki?.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start on missing, expired or mismatched TLS files, naming the file', async () => {
+    const good = await pki.server();
+    const expired = await pki.write(
+      await craftCertificate({ subject: [{ CN: ['localhost'] }], issuer: pki.ca, extendedKeyUsages: ['1.3.6.1.5.5.7.3.1'], notBefore: new Date(Date.now() - 10 * 86400e3), notAfter: new Date(Date.now() - 86400e3) }),
+      'expired-server',
+    );
+    const other = await pki.server();
+    const cases = [
+      { tls: { ...good, certificatePath: path.join(dir, 'nope.pem') }, message: /nope\.pem/ },
+      { tls: expired, message: /expired-server\.pem.*expired/ },
+      { tls: { ...good, privateKeyPath: other.privateKeyPath }, message: /does not match|key/ },
+    ];
+    for (const { tls, message } of cases) {
+      const daemon = startDaemonProcess({ ...setup(), tls });
+      const exit = await daemon.exited;
+      assert.equal(exit.code, 1, daemon.stderrText);
+      assert.match(daemon.stderrText, message);
+    }
+  });
+
+  describe('a running daemon', () => {
+    let daemon: SpawnedDaemon;
+    let port: number;
+    let serverFiles: Awaited<ReturnType<TestPki['server']>>;
+
+    before(async () => {
+      serverFiles = await pki.server(undefined, 'live-server');
+      daemon = startDaemonProcess({ ...setup(), tls: serverFiles });
+      port = await daemon.port();
+    });
+    after(async () => {
+      await daemon?.stop();
+    });
+
+    it('answers standard health checks and reflection', async () => {
+      const Health = loadService('health/v1/health.proto', path.join(__dirname, '..', '..', '..', 'node_modules', 'grpc-health-check', 'proto'), ['grpc', 'health', 'v1'], 'Health');
+      const files = await pki.client({ name: 'probe', roles: ['reader'] });
+      const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
+      const health = new Health(`localhost:${port}`, credentials) as unknown as { check(req: object, cb: (e: Error | null, r: { status: string }) => void): void; close(): void };
+      for (const service of ['', 'jobworker.v1.JobService']) {
+        const response = await new Promise<{ status: string }>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))));
+        assert.equal(response.status, 'SERVING');
+      }
+      health.close();
+
+      const Reflection = loadService('grpc/reflection/v1/reflection.proto', path.join(__dirname, '..', '..', '..', 'node_modules', '@grpc', 'reflection', 'build', 'proto'), ['grpc', 'reflection', 'v1'], 'ServerReflection');
+      const reflection = new Reflection(`localhost:${port}`, credentials) as unknown as { serverReflectionInfo(): NodeJS.ReadWriteStream & { write(m: object): void; end(): void }; close(): void };
+      const call = reflection.serverReflectionInfo();
+      call.write({ listServices: '' });
+      const [response] = (await once(call, 'data')) as [{ listServicesResponse: { service: { name: string }[] } }];
+      call.end();
+      reflection.close();
+      const names = response.listServicesResponse.service.map((s) => s.name);
+      assert.ok(names.includes('jobworker.v1.JobService'), names.join(','));
+    });
+
+    it('refuses a plaintext client', async () => {
+      const stub = new pb.JobServiceClient(`localhost:${port}`, grpcCredentials.createInsecure());
+      const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '' }, new Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e?.code ?? 0)));
+      stub.close();
+      assert.equal(code, 14); // UNAVAILABLE: no TLS, no connection
+    });
+
+    it('serves Prometheus metrics', async () => {
+      const metrics = await daemon.waitFor((l) => l.msg === 'serving');
+      const response = await fetch(`http://${String(metrics.metrics)}/metrics`);
+      assert.equal(response.status, 200);
+      assert.match(await response.text(), /^jobworker_jobs\{state="running"\} \d+$/m);
+    });
+
+    it('SIGHUP reloads the certificate for new connections; jobs and open streams are kept', async () => {
+      const client = await clientFor(port);
+      const job = await client.startJob({ command: 'sleep', args: ['1000'] });
+      const serialBefore = await peerSerial(port);
+      const fresh = await pki.server(undefined, 'fresh-server');
+      copyFileSync(fresh.certificatePath, serverFiles.certificatePath);
+      copyFileSync(fresh.privateKeyPath, serverFiles.privateKeyPath);
+      const reloads = daemon.lines.filter((l) => l.msg === 'TLS certificates reloaded').length;
+      daemon.child.kill('SIGHUP');
+      await daemon.waitFor((l) => l.msg === 'TLS certificates reloaded' && daemon.lines.filter((x) => x.msg === l.msg).length > reloads);
+      const serialAfter = await peerSerial(port);
+      assert.notEqual(serialAfter, serialBefore);
+      assert.equal(serialAfter, fresh.issued.certificate.serialNumber.toUpperCase());
+      assert.equal((await client.getJob(job.id)).state, pb.JobState.JOB_STATE_RUNNING); // same connection, same job
+      await client.stopJob(job.id, { graceMs: 0 });
+      client.close();
+    });
+  });
+
+  it('SIGTERM stops running jobs (recorded as stopped), ends streams, removes cgroups; a restart keeps the history', async () => {
+    const base = setup();
+    const tls = await pki.server();
+    const daemon = startDaemonProcess({ ...base, tls });
+    const port = await daemon.port();
+    const client = await clientFor(port);
+    const job = await client.startJob({ command: 'sleep', args: ['1000'] });
+    const following = (async () => {
+      try {
+        for await (const _ of client.streamLogs({ jobId: job.id, follow: true })) void _;
+        return 'ended';
+      } catch (error) {
+        return (error as { codeName?: string }).codeName ?? String(error);
+      }
+    })();
+    await daemon.waitFor((l) => l.msg === 'job started');
+    const exit = await daemon.stop('SIGTERM');
+    assert.equal(exit.code, 0);
+    assert.ok(['UNAVAILABLE', 'ended'].includes(await following));
+    assert.equal(isRunning(job.pid), false);
+    client.close();
+
+    const again = startDaemonProcess({ ...base, tls });
+    const client2 = await clientFor(await again.port());
+    const after = await client2.getJob(job.id);
+    assert.equal(after.state, pb.JobState.JOB_STATE_STOPPED);
+    assert.equal(after.stoppedBy, 'worker shutdown');
+    client2.close();
+    await again.stop();
+  });
+
+  it('after SIGKILL, a restart marks running jobs lost and kills them', async () => {
+    const base = setup();
+    const tls = await pki.server();
+    const daemon = startDaemonProcess({ ...base, tls });
+    const client = await clientFor(await daemon.port());
+    const job = await client.startJob({ command: 'sh', args: ['-c', 'echo written-before-the-crash; exec sleep 1000'] });
+    for await (const message of client.streamLogs({ jobId: job.id, follow: true })) {
+      if (message.chunks.some((c) => c.data.toString().includes('written'))) break;
+    }
+    client.close();
+    await daemon.stop('SIGKILL');
+    assert.equal(isRunning(job.pid), true, 'jobs outlive a killed daemon');
+
+    const again = startDaemonProcess({ ...base, tls });
+    const client2 = await clientFor(await again.port());
+    const lost = await client2.getJob(job.id);
+    assert.equal(lost.state, pb.JobState.JOB_STATE_LOST);
+    assert.equal(isRunning(job.pid), false);
+    let text = '';
+    for await (const message of client2.streamLogs({ jobId: job.id })) for (const c of message.chunks) text += c.data.toString();
+    assert.equal(text, 'written-before-the-crash\n');
+    client2.close();
+    await again.stop();
+  });
+});
+
+/** The serial number of the certificate the server presents to a new connection. */
+function peerSerial(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      const serial = socket.getPeerCertificate().serialNumber;
+      socket.destroy();
+      resolve(serial);
+    });
+    socket.on('error', reject);
+  });
+}
