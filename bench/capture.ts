@@ -16,7 +16,7 @@ export const captureBenchmark: Benchmark = {
   description: 'a job writing 2 GiB to stdout into its log vs dd | dd of=FILE beside it',
   async run({ quick, dataDir, removeAtExit, progress }) {
     const mib = quick ? 256 : 2048;
-    const rounds = quick ? 1 : 7;
+    const rounds = quick ? 1 : 9;
     const bytes = mib * MIB;
     const fsInfo = await statfs(dataDir);
     const free = fsInfo.bavail * fsInfo.bsize;
@@ -47,6 +47,7 @@ export const captureBenchmark: Benchmark = {
       await rm(dir, { recursive: true, force: true });
     }
     const gibPerSecond = (seconds: number[]): number => bytes / GIB / median(seconds);
+    const bestGibPerSecond = (seconds: number[]): number => bytes / GIB / Math.min(...seconds);
     return [
       compare({
         name: 'capture.addon-vs-dd-pipe',
@@ -57,6 +58,17 @@ export const captureBenchmark: Benchmark = {
         baselineValue: gibPerSecond(floorSeconds),
         target: { minRatio: 0.8, text: '>= 80% of floor' },
         note: `${mib} MiB of zeros per run, median of ${rounds} runs each; both files on the filesystem of ${dataDir}`,
+      }),
+      compare({
+        name: 'capture.best-addon-vs-dd-pipe',
+        unit: 'GiB/s',
+        better: 'higher',
+        value: bestGibPerSecond(addonSeconds),
+        baseline: `${FLOOR_LABEL}, best run`,
+        baselineValue: bestGibPerSecond(floorSeconds),
+        note:
+          `the fastest of the ${rounds} runs of each: other work on the machine only ever slows a run ` +
+          'down, so the best run is the least disturbed one; no target',
       }),
     ];
   },
