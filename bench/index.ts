@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 
 import { met, SkipBenchmark, type Benchmark, type Result, type Row } from './harness';
 import { benchmarks } from './registry';
@@ -27,27 +28,37 @@ const USAGE = `usage: npm run bench -- [options] [NAME...]
   --list      list the benchmarks and exit
 `;
 
-function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { json: false, quick: false, check: false, list: false, dataDir: tmpdir(), names: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--json') options.json = true;
-    else if (arg === '--quick') options.quick = true;
-    else if (arg === '--check') options.check = true;
-    else if (arg === '--list') options.list = true;
-    else if (arg === '--dir') {
-      const dir = argv[++i];
-      if (dir === undefined) throw new UsageError('--dir needs a directory');
-      options.dataDir = path.resolve(dir);
-    } else if (arg.startsWith('--dir=')) options.dataDir = path.resolve(arg.slice('--dir='.length));
-    else if (arg === '--help' || arg === '-h') {
-      process.stdout.write(USAGE);
-      process.exit(0);
-    } else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
-    else options.names.push(arg);
+/** Options through node:util's parseArgs (no hand-written parser); a bad one is a UsageError. */
+function parseOptions(argv: readonly string[]): Options {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTION_SPEC; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTION_SPEC, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
-  return options;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  return {
+    json: values.json ?? false,
+    quick: values.quick ?? false,
+    check: values.check ?? false,
+    list: values.list ?? false,
+    dataDir: values.dir === undefined ? tmpdir() : path.resolve(values.dir),
+    names: positionals,
+  };
 }
+
+const OPTION_SPEC = {
+  json: { type: 'boolean' },
+  quick: { type: 'boolean' },
+  check: { type: 'boolean' },
+  list: { type: 'boolean' },
+  dir: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
 class UsageError extends Error {}
 
@@ -135,7 +146,7 @@ async function main(): Promise<number> {
   let options: Options;
   let selected: Benchmark[];
   try {
-    options = parseArgs(process.argv.slice(2));
+    options = parseOptions(process.argv.slice(2));
     selected = select(options.names);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;

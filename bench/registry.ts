@@ -4,5 +4,7 @@ import { captureBenchmark } from './capture';
 import type { Benchmark } from './harness';
 import { spawnBenchmark } from './spawn';
 import { spawnHeapBenchmark } from './spawn-heap';
+import { workerBenchmark } from './worker';
+import { workerMemoryBenchmark } from './worker-memory';
 
-export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark];
+export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, workerBenchmark, workerMemoryBenchmark];

@@ -1,7 +1,7 @@
 // Every directory and control-file operation on a cgroup filesystem goes through a CgroupFs, so that
 // each failure says what was being done, where, and the errno; and so unit tests can put a fake
 // kernel (a temporary directory tree) in its place.
-import { constants, promises as fsp } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { errorCode, JobworkerError, systemError, type ErrorKind, type SystemError } from '../errors';
@@ -18,31 +18,38 @@ export interface CgroupFs {
   children(dir: string): Promise<string[]>;
 }
 
-/** The real thing. */
+/**
+ * The real thing. Synchronous system calls behind the promise interface, on purpose: cgroupfs
+ * operations are in-kernel bookkeeping that take microseconds, while a trip through libuv's
+ * threadpool costs tens of microseconds and queues behind the state directory's fsyncs on the same
+ * four threads. (Migrations, which can wait for an RCU grace period, are done by the native
+ * core in the child, not here; the only one here is the daemon's own move at start-up.)
+ */
 export const nodeCgroupFs: CgroupFs = {
   async mkdir(dir) {
-    await fsp.mkdir(dir);
+    mkdirSync(dir);
   },
   async rmdir(dir) {
-    await fsp.rmdir(dir);
+    rmdirSync(dir);
   },
   async read(file) {
-    return fsp.readFile(file, 'utf8');
+    return readFileSync(file, 'utf8');
   },
   async write(file, value) {
     // O_WRONLY without O_CREAT: a missing control file is ENOENT (O_CREAT would say EACCES on
     // cgroupfs), and write-only files such as cgroup.kill refuse O_RDWR.
-    const handle = await fsp.open(file, constants.O_WRONLY);
+    const fd = openSync(file, constants.O_WRONLY);
     try {
       // The kernel parses each write(2) on its own: the value must go in one call.
-      await handle.write(value);
+      writeSync(fd, value);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   },
   async children(dir) {
-    const entries = await fsp.readdir(dir, { withFileTypes: true });
-    return entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
   },
 };
 

@@ -137,6 +137,9 @@ export class Job {
     try {
       cgroup = await driver.create(this.id, spec.limits, spec.cwd);
       const { placement, release } = cgroup.openPlacement();
+      // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
+      // spawnProcess() even returns.
+      const startedAt = new Date();
       try {
         this.#native = spawnProcess({
           command: spec.command,
@@ -158,7 +161,7 @@ export class Job {
       this.#cgroup = cgroup;
       this.#log = new LiveLog(store.logPath(this.id), this.#native);
       this.#record.pid = this.#native.pid;
-      this.#record.startedAt = new Date().toISOString();
+      this.#record.startedAt = startedAt.toISOString();
       // Not fsynced: if the host dies, so do its jobs; after a daemon crash the page cache still has
       // it, and a job recorded as starting is recovered exactly like a running one (lost).
       await this.#transition('running', false);
