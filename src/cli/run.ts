@@ -60,17 +60,25 @@ export abstract class BaseCommand extends Command {
   }
 }
 
+export interface RunCliOptions {
+  /** A hint for a command line that does not parse (e.g. "put -- before the job's command"). */
+  parseHint?: (args: readonly string[]) => string | undefined;
+}
+
 /** Parses (a bad command line is exit 2 with a one-line message), then runs the command. */
-export async function runCli(cli: Cli<BaseContext>, args: string[], context: Partial<BaseContext> = {}): Promise<number> {
+export async function runCli(cli: Cli<BaseContext>, args: string[], context: Partial<BaseContext> = {}, options: RunCliOptions = {}): Promise<number> {
   const stderr = context.stderr ?? process.stderr;
   let command: Command<BaseContext>;
   try {
     command = cli.process(args, context);
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
-    // clipanion's parse errors are multi-line with candidate commands; the first line says what is wrong.
-    const line = text.split('\n').find((l) => l.trim() !== '')?.trim() ?? text;
-    stderr.write(`${cli.binaryName}: ${line}\n(run "${cli.binaryName} --help" for usage)\n`);
+    // clipanion's parse errors are multi-line with candidate commands; the first line says what is wrong,
+    // unless it only announces the candidates.
+    let line = text.split('\n').find((l) => l.trim() !== '')?.trim() ?? text;
+    if (/^Command not found/.test(line)) line = `no command takes these arguments: ${args.join(' ')}`;
+    const hint = options.parseHint?.(args);
+    stderr.write(`${cli.binaryName}: ${line}\n${hint === undefined ? '' : `hint: ${hint}\n`}(run "${cli.binaryName} --help" for usage)\n`);
     return EXIT_USAGE;
   }
   return cli.run(command, context);

@@ -1,0 +1,125 @@
+// Text for people, from the same views --json prints: tables, a job's details, command lines. Pure.
+import type { JobView } from './job-view';
+import { formatAgo, formatBytes, formatDuration, formatPercent, formatRate } from './units';
+
+/** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** A command line a POSIX shell would read back as the same words. */
+export function shellQuote(words: readonly string[]): string {
+  return words.map((word) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/** Shortens to `max` characters with an ellipsis. */
+export function truncate(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
+}
+
+/** The EXIT column: the code, the signal, or "-" while running. */
+export function exitCell(job: JobView): string {
+  if (job.exitCode !== null) return String(job.exitCode);
+  if (job.signal !== null) return job.oomKilled ? `${job.signal} (OOM)` : job.signal;
+  return '-';
+}
+
+export function commandLine(job: Pick<JobView, 'command' | 'args'>): string {
+  return shellQuote([job.command, ...job.args]);
+}
+
+export function formatLimits(limits: JobView['limits']): string {
+  const parts: string[] = [];
+  if (limits.cpu !== null) parts.push(`cpu ${limits.cpu}`);
+  if (limits.cpuWeight !== null) parts.push(`cpu weight ${limits.cpuWeight}`);
+  if (limits.memoryBytes !== null) parts.push(`memory ${formatBytes(limits.memoryBytes)}`);
+  if (limits.memoryHighBytes !== null) parts.push(`memory high ${formatBytes(limits.memoryHighBytes)}`);
+  if (limits.pids !== null) parts.push(`pids ${limits.pids}`);
+  for (const io of limits.io) {
+    const device = io.device === '' ? 'working dir disk' : io.device;
+    if (io.readBytesPerSecond !== null) parts.push(`${device} read ${formatBytes(io.readBytesPerSecond)}/s`);
+    if (io.writeBytesPerSecond !== null) parts.push(`${device} write ${formatBytes(io.writeBytesPerSecond)}/s`);
+    if (io.readIops !== null) parts.push(`${device} read ${io.readIops} IOPS`);
+    if (io.writeIops !== null) parts.push(`${device} write ${io.writeIops} IOPS`);
+  }
+  return parts.length === 0 ? 'none' : parts.join(', ');
+}
+
+/** CPU use averaged over the job's run, as a percentage of one CPU; null before it started. */
+export function averageCpuPercent(job: JobView): number | null {
+  if (job.stats === null || job.durationMs === null || job.durationMs <= 0) return null;
+  return (job.stats.cpuUsageMicros / 1000 / job.durationMs) * 100;
+}
+
+function time(iso: string | null, now: Date): string {
+  return iso === null ? '-' : `${iso} (${formatAgo(new Date(iso), now)})`;
+}
+
+/** `query`: one "Label  value" line per fact. */
+export function renderJobDetails(job: JobView, now: Date): string {
+  const rows: [string, string][] = [
+    ['ID', job.id],
+    ['State', job.state === 'running' && job.pid !== null ? `running (pid ${job.pid})` : job.state],
+  ];
+  if (job.reason !== null) rows.push(['Result', job.reason]);
+  if (job.oomKilled) rows.push(['OOM', 'the kernel killed a process of the job for exceeding its memory limit']);
+  rows.push(
+    ['Command', commandLine(job)],
+    ['Owner', job.owner],
+    ['Directory', job.cwd],
+    ['Created', time(job.createdAt, now)],
+    ['Started', time(job.startedAt, now)],
+    ['Finished', time(job.finishedAt, now)],
+    ['Duration', job.durationMs === null ? '-' : formatDuration(job.durationMs)],
+    ['Limits', formatLimits(job.limits)],
+  );
+  const stats = job.stats;
+  if (stats !== null) {
+    const average = averageCpuPercent(job);
+    let cpu = `${formatDuration(stats.cpuUsageMicros / 1000)} (user ${formatDuration(stats.cpuUserMicros / 1000)}, system ${formatDuration(stats.cpuSystemMicros / 1000)})`;
+    if (average !== null) cpu += `, ${formatPercent(average)} of one CPU on average`;
+    if (stats.cpuThrottledPeriods > 0) cpu += `; throttled ${stats.cpuThrottledPeriods} times for ${formatDuration(stats.cpuThrottledMicros / 1000)}`;
+    rows.push(['CPU', cpu]);
+    const memory: string[] = [];
+    if (job.state === 'running' || job.state === 'starting') memory.push(`${formatBytes(stats.memoryCurrentBytes)} now`);
+    if (stats.memoryPeakBytes !== null) memory.push(`${formatBytes(stats.memoryPeakBytes)} peak`);
+    if (stats.oomKills > 0) memory.push(`${stats.oomKills} OOM kill${stats.oomKills === 1 ? '' : 's'}`);
+    rows.push(['Memory', memory.length === 0 ? '-' : memory.join(', ')]);
+    if (job.state === 'running') rows.push(['Processes', String(stats.pidsCurrent)]);
+    const seconds = job.durationMs === null || job.durationMs <= 0 ? null : job.durationMs / 1000;
+    const rate = (bytes: number) => (seconds === null ? '' : ` (${formatRate(bytes / seconds)} on average)`);
+    for (const io of stats.io) {
+      rows.push([`IO ${io.device}`, `read ${formatBytes(io.readBytes)}${rate(io.readBytes)}, written ${formatBytes(io.writeBytes)}${rate(io.writeBytes)}; ${io.readOps} reads, ${io.writeOps} writes`]);
+    }
+  }
+  let output = formatBytes(job.log.sizeBytes);
+  if (job.log.truncated) output += ', truncated at the size cap';
+  if (job.log.droppedBytes > 0) output += `, ${formatBytes(job.log.droppedBytes)} dropped`;
+  if (job.log.writeError !== null) output += ` (write error ${job.log.writeError})`;
+  rows.push(['Output', output]);
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
+}
+
+/** `list`: the table; `hosts` adds a HOST column first. */
+export function renderJobTable(jobs: readonly (JobView & { context?: string })[], now: Date, hosts = false): string {
+  const headers = [...(hosts ? ['HOST'] : []), 'ID', 'STATE', 'EXIT', 'CREATED', 'DURATION', 'OWNER', 'COMMAND'];
+  const rows = jobs.map((job) => [
+    ...(hosts ? [job.context ?? ''] : []),
+    job.id,
+    job.state,
+    exitCell(job),
+    job.createdAt === null ? '-' : formatAgo(new Date(job.createdAt), now),
+    job.durationMs === null ? '-' : formatDuration(job.durationMs),
+    job.owner,
+    truncate(commandLine(job), 48),
+  ]);
+  return renderTable(headers, rows);
+}

@@ -1,0 +1,147 @@
+// A job's output on our own stdout and stderr (each stream to its namesake, with back-pressure),
+// optionally with a timestamp at the start of each line; or, with --json, one JSON object per
+// line for each chunk and marker, then the job's status. Shared by `stream` and `run`.
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+
+import type { JobworkerClient } from '../../client';
+import * as pb from '../../gen/jobworker/v1/jobworker';
+import { toJobView, type JobView } from './job-view';
+import { formatBytes } from './units';
+
+/** RFC 3339 with microseconds, UTC: 2024-05-01T10:00:00.123456Z. */
+export function formatMicros(micros: number): string {
+  const iso = new Date(Math.floor(micros / 1000)).toISOString();
+  return `${iso.slice(0, -1)}${String(micros % 1000).padStart(3, '0')}Z`;
+}
+
+/** Inserts `prefix` at each line start in `data`; `atLineStart` says whether data begins a line. */
+export function prefixLines(data: Uint8Array, prefix: string, atLineStart: boolean): { output: Buffer; atLineStart: boolean } {
+  const pieces: Buffer[] = [];
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const prefixBytes = Buffer.from(prefix);
+  let start = 0;
+  let lineStart = atLineStart;
+  while (start < bytes.length) {
+    if (lineStart) pieces.push(prefixBytes);
+    const newline = bytes.indexOf(10, start);
+    if (newline < 0) {
+      pieces.push(bytes.subarray(start));
+      lineStart = false;
+      break;
+    }
+    pieces.push(bytes.subarray(start, newline + 1));
+    lineStart = true;
+    start = newline + 1;
+  }
+  return { output: Buffer.concat(pieces), atLineStart: lineStart };
+}
+
+/** A marker record (jobworker's own note in the log) as a sentence. */
+export function describeMarker(data: Uint8Array): string {
+  let event: Record<string, unknown>;
+  try {
+    event = JSON.parse(Buffer.from(data).toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return `log marker: ${Buffer.from(data).toString('utf8')}`;
+  }
+  if (event.event === 'truncated') {
+    const limit = typeof event.limitBytes === 'number' ? ` (${formatBytes(event.limitBytes)})` : '';
+    return `the job's log reached its size cap${limit}; later output was not kept`;
+  }
+  if (event.event === 'dropped') {
+    const bytes = typeof event.bytes === 'number' ? `${formatBytes(event.bytes)} of ` : '';
+    const why = typeof event.error === 'string' ? ` (write error ${event.error})` : '';
+    return `${bytes}the job's output could not be written to its log${why}`;
+  }
+  return `log marker: ${JSON.stringify(event)}`;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** One --json line for a chunk. `dataBase64` is there only when the bytes are not valid UTF-8. */
+export function chunkJson(chunk: pb.LogChunk): Record<string, unknown> {
+  const base = { time: formatMicros(chunk.timeUnixMicros), offset: chunk.offset, nextOffset: chunk.nextOffset };
+  if (chunk.stream === pb.Stream.STREAM_MARKER) {
+    let event: unknown;
+    try {
+      event = JSON.parse(Buffer.from(chunk.data).toString('utf8'));
+    } catch {
+      event = Buffer.from(chunk.data).toString('utf8');
+    }
+    return { type: 'marker', ...base, event };
+  }
+  const stream = chunk.stream === pb.Stream.STREAM_STDERR ? 'stderr' : 'stdout';
+  try {
+    return { type: 'output', stream, ...base, data: utf8.decode(chunk.data) };
+  } catch {
+    return { type: 'output', stream, ...base, data: Buffer.from(chunk.data).toString('utf8'), dataBase64: Buffer.from(chunk.data).toString('base64') };
+  }
+}
+
+export interface LogPrinterOptions {
+  stdout: Writable;
+  stderr: Writable;
+  json: boolean;
+  timestamps: boolean;
+  /** A line of our own on stderr (markers). */
+  note: (text: string) => void;
+}
+
+export class LogPrinter {
+  #options: LogPrinterOptions;
+  #atLineStart = { stdout: true, stderr: true };
+
+  constructor(options: LogPrinterOptions) {
+    this.#options = options;
+  }
+
+  async chunk(chunk: pb.LogChunk): Promise<void> {
+    const { stdout, stderr, json, timestamps } = this.#options;
+    if (json) return write(stdout, `${JSON.stringify(chunkJson(chunk))}\n`);
+    if (chunk.stream === pb.Stream.STREAM_MARKER) {
+      this.#options.note(describeMarker(chunk.data));
+      return;
+    }
+    const name = chunk.stream === pb.Stream.STREAM_STDERR ? 'stderr' : 'stdout';
+    const target = name === 'stderr' ? stderr : stdout;
+    if (!timestamps) return write(target, chunk.data);
+    const { output, atLineStart } = prefixLines(chunk.data, `${formatMicros(chunk.timeUnixMicros)} `, this.#atLineStart[name]);
+    this.#atLineStart[name] = atLineStart;
+    return write(target, output);
+  }
+
+  /** With --json, a last line with the job's status. */
+  async status(job: JobView): Promise<void> {
+    if (this.#options.json) await write(this.#options.stdout, `${JSON.stringify({ type: 'status', job })}\n`);
+  }
+}
+
+/** Writes, waiting for 'drain' when the stream's buffer is full (a slow reader slows the stream down). */
+async function write(stream: Writable, data: Uint8Array | string): Promise<void> {
+  if (data.length === 0) return;
+  if (!stream.write(data)) await once(stream, 'drain');
+}
+
+/**
+ * Prints a job's output as it streams; resolves with the job's status from the stream's last
+ * message (null if the stream was cancelled before that).
+ */
+export async function printLogs(
+  client: JobworkerClient,
+  request: Partial<pb.StreamLogsRequest> & { jobId: string },
+  printer: LogPrinter,
+  signal?: AbortSignal,
+): Promise<JobView | null> {
+  let final: JobView | null = null;
+  try {
+    for await (const message of client.streamLogs(request, signal)) {
+      for (const chunk of message.chunks) await printer.chunk(chunk);
+      if (message.finalStatus !== undefined) final = toJobView(message.finalStatus);
+    }
+  } catch (error) {
+    if (signal?.aborted === true) return final; // we cancelled it
+    throw error;
+  }
+  return final;
+}

@@ -1,0 +1,67 @@
+// Entry point of bin/job-cli.
+import { Builtins, Cli } from 'clipanion';
+
+import { runCli } from '../run';
+import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
+import { ListCommand } from './list';
+import { QueryCommand } from './query';
+import { RemoveCommand } from './remove';
+import { RunCommand } from './run';
+import { StartCommand } from './start';
+import { StopCommand } from './stop';
+import { StreamCommand } from './stream';
+import { TopCommand } from './top';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version } = require('../../../../package.json') as { version: string };
+
+export function createJobCli(): Cli {
+  const cli = new Cli({ binaryName: 'job-cli', binaryLabel: 'jobworker command-line client', binaryVersion: version, enableColors: process.stdout.isTTY === true });
+  for (const command of [
+    RunCommand,
+    StartCommand,
+    StopCommand,
+    QueryCommand,
+    StreamCommand,
+    ListCommand,
+    TopCommand,
+    RemoveCommand,
+    ContextAddCommand,
+    ContextUseCommand,
+    ContextListCommand,
+    ContextRemoveCommand,
+    ContextShowCommand,
+  ]) {
+    cli.register(command);
+  }
+  cli.register(Builtins.HelpCommand);
+  cli.register(Builtins.VersionCommand);
+  return cli;
+}
+
+/**
+ * grpc-js sends the dialled host as the TLS server name; when that is an IP address (--addr
+ * 10.0.0.5:50051, valid when the server certificate lists the IP), Node warns once with DEP0123,
+ * which the user can do nothing about. Only that warning is dropped; others print as usual.
+ */
+function dropIpServerNameWarning(): void {
+  const printers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => {
+    if (warning.code === 'DEP0123') return;
+    for (const print of printers) print(warning);
+  });
+}
+
+/** `job-cli start ls -la`: the job's own options need a "--" before the command. */
+function parseHint(args: readonly string[]): string | undefined {
+  if ((args[0] === 'start' || args[0] === 'run') && !args.includes('--')) {
+    return `put "--" before the job's command: job-cli ${args[0]} [flags] -- COMMAND [ARGS...]`;
+  }
+  return undefined;
+}
+
+export async function main(args: string[]): Promise<void> {
+  dropIpServerNameWarning();
+  process.exitCode = await runCli(createJobCli(), args, {}, { parseHint });
+}

@@ -1,0 +1,101 @@
+// What `start` and `run` send: the job's command, environment, working directory and limits, from
+// their shared flags. The mapping is pure (buildStartRequest); the flags live on JobSpecCommand.
+import { Option } from 'clipanion';
+
+import type * as pb from '../../gen/jobworker/v1/jobworker';
+import { flagError } from '../run';
+import { ClientCommand, parseFlag } from './client-command';
+import { parseDeviceValue, parseInteger, parsePositiveNumber, parseSize } from './units';
+
+export interface JobSpecFlags {
+  command: string[];
+  cpu?: string | undefined;
+  cpuWeight?: string | undefined;
+  memory?: string | undefined;
+  memoryHigh?: string | undefined;
+  pids?: string | undefined;
+  ioReadBps?: string[] | undefined;
+  ioWriteBps?: string[] | undefined;
+  ioReadIops?: string[] | undefined;
+  ioWriteIops?: string[] | undefined;
+  env?: string[] | undefined;
+  cwd?: string | undefined;
+}
+
+export type StartRequest = Partial<pb.StartJobRequest> & { command: string; args: string[]; env: Record<string, string>; cwd: string; limits: pb.Limits };
+
+const MAX_UINT32 = 4_294_967_295;
+const IO_FLAGS = [
+  ['ioReadBps', '--io-read-bps', 'readBytesPerSecond', parseSize],
+  ['ioWriteBps', '--io-write-bps', 'writeBytesPerSecond', parseSize],
+  ['ioReadIops', '--io-read-iops', 'readIops', (text: string) => parseInteger(text, 1, Number.MAX_SAFE_INTEGER)],
+  ['ioWriteIops', '--io-write-iops', 'writeIops', (text: string) => parseInteger(text, 1, Number.MAX_SAFE_INTEGER)],
+] as const;
+
+/** The request for the flags given; a bad value is a usage error naming its flag. */
+export function buildStartRequest(flags: JobSpecFlags): StartRequest {
+  const [command, ...args] = flags.command;
+  if (command === undefined || command === '') throw flagError('COMMAND', 'give the command to run after "--", e.g. `-- sleep 10`');
+
+  const limits: pb.Limits = { io: [] };
+  if (flags.cpu !== undefined) limits.cpu = parseFlag('--cpu', flags.cpu, parsePositiveNumber);
+  if (flags.cpuWeight !== undefined) limits.cpuWeight = parseFlag('--cpu-weight', flags.cpuWeight, (text) => parseInteger(text, 1, 10_000));
+  if (flags.memory !== undefined) limits.memoryBytes = parseFlag('--memory', flags.memory, parseSize);
+  if (flags.memoryHigh !== undefined) limits.memoryHighBytes = parseFlag('--memory-high', flags.memoryHigh, parseSize);
+  if (flags.pids !== undefined) limits.pids = parseFlag('--pids', flags.pids, (text) => parseInteger(text, 1, MAX_UINT32));
+  for (const [key, flag, field, parse] of IO_FLAGS) {
+    for (const text of flags[key] ?? []) {
+      const { device, value } = parseFlag(flag, text, (t) => parseDeviceValue(t, parse));
+      let entry = limits.io.find((io) => io.device === device);
+      if (entry === undefined) {
+        entry = { device };
+        limits.io.push(entry);
+      }
+      if (entry[field] !== undefined) throw flagError(flag, `device ${device === '' ? '(the working directory\'s disk)' : device} is given twice`);
+      entry[field] = value;
+    }
+  }
+
+  const env: Record<string, string> = {};
+  for (const entry of flags.env ?? []) {
+    const at = entry.indexOf('=');
+    if (at <= 0) throw flagError('--env', `expected NAME=VALUE, got ${JSON.stringify(entry)}`);
+    const name = entry.slice(0, at);
+    if (name in env) throw flagError('--env', `${name} is given twice`);
+    env[name] = entry.slice(at + 1);
+  }
+
+  if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
+    throw flagError('--cwd', `must be an absolute path on the daemon's host, got ${JSON.stringify(flags.cwd)}`);
+  }
+  return { command, args, env, cwd: flags.cwd ?? '', limits };
+}
+
+/** The flags of `start` and `run`. */
+export abstract class JobSpecCommand extends ClientCommand {
+  cpu = Option.String('--cpu', { description: 'CPU quota in CPUs: 0.5 is half of one CPU, 2 is two' });
+  cpuWeight = Option.String('--cpu-weight', { description: 'relative CPU weight, 1..10000 (default 100)' });
+  memory = Option.String('--memory', { description: 'hard memory limit, e.g. 256M (1024-based); above it the job is OOM-killed' });
+  memoryHigh = Option.String('--memory-high', { description: 'soft memory limit: above it the job is throttled and reclaimed' });
+  pids = Option.String('--pids', { description: 'most processes and threads at once' });
+  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE per device, e.g. /dev/sda=10M (repeatable)' });
+  ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
+  ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
+  ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
+  env = Option.Array('--env', { description: 'environment variable NAME=VALUE (repeatable); these are the whole environment (none: just PATH)' });
+  cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
+  command = Option.Rest({ name: 'COMMAND' });
+
+  protected startRequest(): StartRequest {
+    return buildStartRequest(this);
+  }
+}
+
+/** The part of `--help` about limits, shared by start and run. */
+export const LIMITS_DETAILS = `
+      Sizes are 1024-based: 256M is 256 MiB (K, M, G, T; KiB, MiB… also work; KB, MB are refused
+      as ambiguous). IO flags take DEV=VALUE, where DEV is a device node (/dev/sda), MAJ:MIN, or any
+      path on the disk; VALUE alone means the disk behind the job's working directory. Limits not
+      given take the daemon's defaults. The command runs directly, not through a shell (use sh -c
+      for one); its environment is exactly the --env variables (with none, just a default PATH).
+`;

@@ -1,0 +1,34 @@
+import { Command } from 'clipanion';
+
+import { toJobView } from './job-view';
+import { JobSpecCommand, LIMITS_DETAILS } from './start-request';
+
+export class StartCommand extends JobSpecCommand {
+  static override paths = [['start']];
+  static override usage = Command.Usage({
+    description: 'Start a job and print its id',
+    details: `
+      Starts COMMAND as a job under the limits given and prints the job's id (with --json, its
+      whole status). The job keeps running after job-cli exits: follow it with \`job-cli stream\`,
+      stop it with \`job-cli stop\`.
+${LIMITS_DETAILS}
+      Exit status: 0 started, 1 error, 2 usage error (a bad flag value, or a limit the daemon refuses).
+    `,
+    examples: [
+      ['Start a job', '$0 start -- sleep 60'],
+      ['With limits: half a CPU, 256 MiB, 100 processes', '$0 start --cpu 0.5 --memory 256M --pids 100 -- make -j4'],
+      ['With an environment and a working directory', '$0 start --env LANG=C.UTF-8 --env DEBUG=1 --cwd /srv/app -- ./build.sh'],
+      ['Limit disk bandwidth per device', '$0 start --io-read-bps /dev/sda=10M --io-write-bps /dev/sda=5M -- tar czf /tmp/x.tgz /srv'],
+      ['Keep the id in a shell variable', 'id=$($0 start -- sh -c "echo hi; sleep 5")'],
+    ],
+  });
+
+  async runCommand(): Promise<number> {
+    const request = this.startRequest();
+    const client = await this.connect();
+    const job = toJobView(await client.startJob(request));
+    if (this.json) this.printJson(job);
+    else this.print(job.id);
+    return 0;
+  }
+}
