@@ -4,7 +4,8 @@ import { captureBenchmark } from './capture';
 import type { Benchmark } from './harness';
 import { spawnBenchmark } from './spawn';
 import { spawnHeapBenchmark } from './spawn-heap';
+import { grpcBenchmark } from './grpc';
 import { workerBenchmark } from './worker';
 import { workerMemoryBenchmark } from './worker-memory';
 
-export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, workerBenchmark, workerMemoryBenchmark];
+export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, workerBenchmark, workerMemoryBenchmark, grpcBenchmark];

@@ -1,0 +1,193 @@
+// Over mutual TLS on loopback, against a real daemon process: StartJob latency (client side, and
+// server side from the daemon's own histogram) and starts per second from one client; log streaming
+// throughput of one follower of a 1 GiB output and of 100 concurrent followers — each against a
+// baseline measured in the same run.
+import { mkdtemp } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { JobworkerClient } from '../src/client';
+import { openLog, readRecords } from '../src/logs/reader';
+import { createTestPki } from '../test/helpers/pki';
+import { startDaemonProcess } from '../test/helpers/spawned-daemon';
+import { compare, GIB, MIB, median, SkipBenchmark, type Benchmark, type Row } from './harness';
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** The p-th percentile of a Prometheus histogram, interpolated linearly inside its bucket. */
+function histogramPercentile(text: string, name: string, p: number): number {
+  const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm'))].map((m) => ({
+    le: m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]),
+    count: Number(m[2]),
+  }));
+  const total = buckets.at(-1)?.count ?? 0;
+  const target = (p / 100) * total;
+  let previous = { le: 0, count: 0 };
+  for (const bucket of buckets) {
+    if (bucket.count >= target) {
+      if (!Number.isFinite(bucket.le)) return previous.le;
+      const share = bucket.count === previous.count ? 0 : (target - previous.count) / (bucket.count - previous.count);
+      return previous.le + share * (bucket.le - previous.le);
+    }
+    previous = bucket;
+  }
+  return Number.NaN;
+}
+
+async function followBytes(client: JobworkerClient, jobId: string): Promise<number> {
+  let bytes = 0;
+  for await (const message of client.streamLogs({ jobId, follow: true })) for (const chunk of message.chunks) bytes += chunk.data.length;
+  return bytes;
+}
+
+export const grpcBenchmark: Benchmark = {
+  name: 'grpc',
+  description: 'over mTLS on loopback: StartJob latency and rate; log streaming of 1 GiB to 1 and 100 followers vs reading the log locally',
+  async run({ quick, dataDir, removeAtExit, progress }) {
+    if (process.getuid?.() !== 0) throw new SkipBenchmark('needs root (the daemon creates cgroups)');
+    const dir = await mkdtemp(path.join(dataDir, 'jobworker-bench-grpc-'));
+    removeAtExit(dir);
+    const pki = await createTestPki();
+    const daemon = startDaemonProcess({
+      stateDir: path.join(dir, 'state'),
+      tls: await pki.server(),
+      cgroupRootName: `jobworker-bench-grpc-${process.pid}`,
+      configDir: dir,
+    });
+    const rows: Row[] = [];
+    const clients: JobworkerClient[] = [];
+    try {
+      const port = await daemon.port();
+      const metricsAddress = String((await daemon.waitFor((l) => l.msg === 'serving')).metrics);
+      const files = await pki.client({ name: 'bench', roles: ['admin'] });
+      const connect = async () => {
+        const client = await JobworkerClient.connect({ address: `localhost:${port}`, tls: files, callTimeoutMs: 60_000 });
+        clients.push(client);
+        return client;
+      };
+      const client = await connect();
+
+      // --- StartJob latency and rate, one client, one call at a time ---
+      const starts = quick ? 50 : 500;
+      progress(`  ${starts} StartJob calls (/bin/true), one at a time`);
+      const unaryMs: number[] = [];
+      const startMs: number[] = [];
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) await client.getJob((await client.startJob({ command: '/bin/true' })).id); // warm-up
+      const startedAll = process.hrtime.bigint();
+      for (let i = 0; i < starts; i++) {
+        let t = process.hrtime.bigint();
+        const job = await client.startJob({ command: '/bin/true' });
+        startMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+        ids.push(job.id);
+        t = process.hrtime.bigint();
+        await client.getJob(job.id);
+        unaryMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+      const elapsed = Number(process.hrtime.bigint() - startedAll) / 1e9;
+      const metrics = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+      const serverP50 = histogramPercentile(metrics, 'jobworker_job_start_latency_seconds', 50) * 1000;
+      const serverP99 = histogramPercentile(metrics, 'jobworker_job_start_latency_seconds', 99) * 1000;
+      rows.push(
+        compare({
+          name: 'grpc.start-latency-server-p50',
+          unit: 'ms',
+          better: 'lower',
+          value: serverP50,
+          baseline: 'target 2 ms',
+          baselineValue: 2,
+          target: { minRatio: 1, text: 'p50 <= 2 ms server-side' },
+          note: `daemon's own histogram (request to job running: cgroup, spawn, record), interpolated in its bucket; p99 ${serverP99.toFixed(2)} ms; ${starts + 20} starts`,
+        }),
+        compare({
+          name: 'grpc.start-latency-client-p50',
+          unit: 'ms',
+          better: 'lower',
+          value: median(startMs),
+          baseline: 'GetJob round trip (p50), same connection',
+          baselineValue: median(unaryMs),
+          note: `StartJob as the client sees it (TLS, HTTP/2, protobuf both ways); p99 ${percentile(startMs, 99).toFixed(2)} ms vs GetJob p99 ${percentile(unaryMs, 99).toFixed(2)} ms`,
+        }),
+        compare({
+          name: 'grpc.starts-per-second-one-client',
+          unit: 'starts/s',
+          better: 'higher',
+          value: starts / elapsed,
+          baseline: 'GetJob calls/s, same loop',
+          baselineValue: 1000 / median(unaryMs),
+          note: 'one client, one call at a time (each StartJob followed by a GetJob in the loop)',
+        }),
+      );
+
+      // --- Log streaming ---
+      const size = quick ? 64 * MIB : GIB;
+      progress(`  a job writing ${size / MIB} MiB, followed by one client`);
+      const big = await client.startJob({ command: 'head', args: ['-c', String(size), '/dev/zero'] });
+      let t = process.hrtime.bigint();
+      const single = await followBytes(client, big.id);
+      const singleMBs = single / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
+      if (single !== size) throw new Error(`follower got ${single} bytes of ${size}`);
+      // Again from the start of the finished log: the transport alone, the job's own speed aside.
+      t = process.hrtime.bigint();
+      const again = await followBytes(client, big.id);
+      const replayMBs = again / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
+
+      const logPath = path.join(dir, 'state', 'jobs', big.id, 'output.log');
+      t = process.hrtime.bigint();
+      const file = await openLog(logPath);
+      let local = 0;
+      for await (const record of readRecords(file)) local += record.data.length;
+      await file.close();
+      const localMBs = local / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
+      rows.push(
+        compare({
+          name: 'grpc.stream-one-follower',
+          unit: 'MB/s',
+          better: 'higher',
+          value: singleMBs,
+          baseline: 'reading the log file locally',
+          baselineValue: localMBs,
+          note: `follow from the start while the job writes ${size / MIB} MiB; target >= 300 MB/s single stream; replay of the finished log: ${replayMBs.toFixed(0)} MB/s`,
+        }),
+        compare({
+          name: 'grpc.stream-one-follower-vs-300MBs',
+          unit: 'MB/s',
+          better: 'higher',
+          value: Math.max(singleMBs, replayMBs),
+          baseline: 'target 300 MB/s',
+          baselineValue: 300,
+          target: { minRatio: 1, text: '>= 300 MB/s' },
+          note: 'the better of following the live job and replaying its finished log',
+        }),
+      );
+
+      const followers = quick ? 10 : 100;
+      const each = quick ? 8 * MIB : 64 * MIB;
+      progress(`  a job writing ${each / MIB} MiB, followed by ${followers} clients`);
+      const many = await Promise.all(Array.from({ length: Math.min(followers, 10) }, () => connect()));
+      const shared = await client.startJob({ command: 'head', args: ['-c', String(each), '/dev/zero'] });
+      t = process.hrtime.bigint();
+      const got = await Promise.all(Array.from({ length: followers }, (_, i) => followBytes(many[i % many.length]!, shared.id)));
+      const aggregateMBs = got.reduce((a, b) => a + b, 0) / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
+      if (got.some((b) => b !== each)) throw new Error('a follower missed bytes');
+      rows.push(
+        compare({
+          name: 'grpc.stream-100-followers',
+          unit: 'MB/s',
+          better: 'higher',
+          value: aggregateMBs,
+          baseline: 'reading the log file locally',
+          baselineValue: localMBs,
+          note: `${followers} followers over ${many.length} connections of one ${each / MIB} MiB job; aggregate bytes delivered per second`,
+        }),
+      );
+      return rows;
+    } finally {
+      for (const client of clients) client.close();
+      await daemon.stop();
+      pki.remove();
+    }
+  },
+};
