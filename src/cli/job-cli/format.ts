@@ -99,11 +99,11 @@ export function renderJobDetails(job: JobView, now: Date): string {
       rows.push([`IO ${io.device}`, `read ${formatBytes(io.readBytes)}${rate(io.readBytes)}, written ${formatBytes(io.writeBytes)}${rate(io.writeBytes)}; ${io.readOps} reads, ${io.writeOps} writes`]);
     }
   }
-  let output = formatBytes(job.log.sizeBytes);
+  let output = formatBytes(job.log.sizeBytes); // the log file: output plus a small header per record
   if (job.log.truncated) output += ', truncated at the size cap';
   if (job.log.droppedBytes > 0) output += `, ${formatBytes(job.log.droppedBytes)} dropped`;
   if (job.log.writeError !== null) output += ` (write error ${job.log.writeError})`;
-  rows.push(['Output', output]);
+  rows.push(['Log', output]);
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
 }
