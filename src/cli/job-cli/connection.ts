@@ -79,7 +79,7 @@ export function resolveConnection(inputs: ConnectionInputs): ResolvedConnection 
   else if (contexts.current !== undefined) [context, contextSource] = [contexts.current, 'the current context'];
   const entry = context === DEFAULT_CONTEXT ? undefined : contexts.contexts[context];
   if (context !== DEFAULT_CONTEXT && entry === undefined) {
-    const known = Object.keys(contexts.contexts);
+    const known = Object.keys(contexts.contexts).sort();
     const list = known.length === 0 ? 'none is defined' : `known: ${[DEFAULT_CONTEXT, ...known].join(', ')}`;
     throw new CliError(
       `${contextSource}: no context named ${JSON.stringify(context)} (${list})`,

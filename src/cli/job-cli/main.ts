@@ -61,7 +61,17 @@ function parseHint(args: readonly string[]): string | undefined {
   return undefined;
 }
 
+/** Resolves once everything written to `stream` so far has been handed to the OS. */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
+
 export async function main(args: string[]): Promise<void> {
   dropIpServerNameWarning();
-  process.exitCode = await runCli(createJobCli(), args, {}, { parseHint });
+  const code = await runCli(createJobCli(), args, {}, { parseHint });
+  // Exit once our output is out, rather than when the event loop empties: a connection attempt
+  // that never completed (a server that accepts and never answers) can keep grpc-js's socket
+  // open after the channel is closed, and the command's answer is already given.
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
 }

@@ -1,0 +1,84 @@
+// job-cli's command line: --help with examples for every command, and bad flags as usage errors
+// (exit 2, one line naming the flag) before anything is contacted. No daemon needed.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { runCli, show, type CliResult } from '../helpers/cli';
+
+let home: string;
+
+function cli(args: string[]): Promise<CliResult> {
+  // An address nothing listens on: a usage error must come before any attempt to connect.
+  return runCli(args, { home, env: { JOBWORKER_ADDR: 'localhost:1' } });
+}
+
+const COMMANDS = [
+  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'],
+  ['context', 'add'], ['context', 'use'], ['context', 'ls'], ['context', 'rm'], ['context', 'show'],
+];
+
+describe('job-cli usage', { concurrency: 8 }, () => {
+  before(() => {
+    home = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-usage-'));
+  });
+  after(() => rmSync(home, { recursive: true, force: true }));
+
+  it('--help lists every command; each command has --help with examples', async () => {
+    const top = await cli(['--help']);
+    assert.equal(top.code, 0, show(top));
+    for (const command of COMMANDS) {
+      if (command[0] !== 'status' && command[0] !== 'logs') assert.ok(top.stdout.includes(`job-cli ${command.join(' ')}`), `${command.join(' ')} missing from --help`);
+      const help = await cli([...command, '--help']);
+      assert.equal(help.code, 0, show(help));
+      assert.match(help.stdout, /\nExamples\n/, `${command.join(' ')} --help has no examples`);
+      assert.match(help.stdout, /\$ job-cli /);
+    }
+    const version = await cli(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+  });
+
+  const usageErrors: [string[], RegExp][] = [
+    [['start', '--memory', '12X', '--', 'true'], /^job-cli: --memory: unknown size unit "X"/],
+    [['start', '--memory', '256MB', '--', 'true'], /^job-cli: --memory: "MB" is ambiguous: write M or MiB/],
+    [['run', '--cpu', 'half', '--', 'true'], /^job-cli: --cpu: expected a number/],
+    [['run', '--cpu=0', '--', 'true'], /^job-cli: --cpu: must be more than 0/],
+    [['start', '--cpu-weight', '0', '--', 'true'], /^job-cli: --cpu-weight: must be from 1 to 10000/],
+    [['start', '--pids', '1.5', '--', 'true'], /^job-cli: --pids: expected a whole number/],
+    [['start', '--io-read-bps', '=1M', '--', 'true'], /^job-cli: --io-read-bps: the device before "=" is empty/],
+    [['start', '--io-write-iops', '/dev/sda=fast', '--', 'true'], /^job-cli: --io-write-iops: expected a whole number/],
+    [['start', '--io-read-bps', '/dev/sda=1M', '--io-read-bps', '/dev/sda=2M', '--', 'true'], /^job-cli: --io-read-bps: device \/dev\/sda is given twice/],
+    [['start', '--env', 'NOEQUALS', '--', 'true'], /^job-cli: --env: expected NAME=VALUE/],
+    [['start', '--cwd', 'relative/dir', '--', 'true'], /^job-cli: --cwd: must be an absolute path/],
+    [['start'], /^job-cli: COMMAND: give the command to run/],
+    [['start', 'ls', '-la'], /^job-cli: .*\nhint: put "--" before the job's command/],
+    [['start', '--bogus', '--', 'true'], /^job-cli: Unsupported option name \("--bogus"\)/],
+    [['stop', '--grace', '10', '00000000-0000-4000-8000-000000000000'], /^job-cli: --grace: .*add a unit/],
+    [['stop', '--grace', '2h', '00000000-0000-4000-8000-000000000000'], /^job-cli: --grace: must be at most 1h/],
+    [['stop', '--signal', 'NOPE', '00000000-0000-4000-8000-000000000000'], /^job-cli: --signal: unknown signal "NOPE"/],
+    [['stop'], /^job-cli: /],
+    [['stream', '--tail', 'abc', '00000000-0000-4000-8000-000000000000'], /^job-cli: --tail: expected a whole number/],
+    [['stream', '--since', 'yesterday', '00000000-0000-4000-8000-000000000000'], /^job-cli: --since: expected a duration like 10m or an RFC 3339 time/],
+    [['list', '--state', 'sleeping'], /^job-cli: --state: unknown state "sleeping"/],
+    [['list', '--all', '--state', 'running'], /^job-cli: --all: .*cannot be combined with --state/],
+    [['top', '--interval', '10ms'], /^job-cli: --interval: must be at least 100ms/],
+    [['list', '--timeout', 'soon'], /^job-cli: --timeout: expected a duration/],
+    [['list', '--addr', 'localhost:99999'], /^job-cli: --addr: the port must be from 1 to 65535/],
+    [['list', '--addr', '::1'], /^job-cli: --addr: an IPv6 address needs brackets/],
+    [['query', '--context', 'a', '--context', 'b', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: give one context/],
+    [['query', '--context', 'nowhere', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: no context named "nowhere"/],
+    [['frobnicate'], /^job-cli: no command takes these arguments: frobnicate/],
+  ];
+
+  for (const [args, message] of usageErrors) {
+    it(`exit 2: job-cli ${args.join(' ')}`, async () => {
+      const result = await cli(args);
+      assert.equal(result.code, 2, show(result));
+      assert.match(result.stderr, message, show(result));
+      assert.equal(result.stdout, '');
+    });
+  }
+});
