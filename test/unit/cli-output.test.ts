@@ -1,0 +1,172 @@
+// job-cli's output: the job view --json prints, the text rendered from it, exit statuses, log
+// lines with timestamps, markers, and top's rates. Pure functions, no daemon.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { commandLine, exitCell, renderJobDetails, renderJobTable, renderTable, shellQuote, truncate } from '../../src/cli/job-cli/format';
+import { exitStatusOf, toJobView } from '../../src/cli/job-cli/job-view';
+import { chunkJson, describeMarker, formatMicros, prefixLines } from '../../src/cli/job-cli/log-output';
+import { renderTop, topRows, type Reading } from '../../src/cli/job-cli/top';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+
+const NOW = new Date('2024-05-01T12:00:10Z');
+
+function pbJob(over: Partial<pb.Job> = {}): pb.Job {
+  return pb.Job.fromPartial({
+    id: '3f2a9c1e-0000-4000-8000-000000000001',
+    owner: 'alice',
+    command: 'sh',
+    args: ['-c', "echo 'hi there'"],
+    cwd: '/',
+    state: pb.JobState.JOB_STATE_RUNNING,
+    pid: 4242,
+    createdAt: new Date('2024-05-01T12:00:00Z'),
+    startedAt: new Date('2024-05-01T12:00:00Z'),
+    limits: { cpu: 0.5, memoryBytes: 128 * 2 ** 20, io: [{ device: '/dev/sda', readBytesPerSecond: 10 * 2 ** 20 }] },
+    log: { sizeBytes: 100 },
+    stats: { cpuUsageMicros: 2_000_000, cpuUserMicros: 1_500_000, cpuSystemMicros: 500_000, memoryCurrentBytes: 64 * 2 ** 20, memoryPeakBytes: 80 * 2 ** 20, pidsCurrent: 3, io: [{ device: '8:0', readBytes: 10_000_000, writeBytes: 0 }] },
+    ...over,
+  });
+}
+
+describe('the job view', () => {
+  it('has every field, null where it does not apply', () => {
+    const view = toJobView(pbJob(), NOW);
+    assert.equal(view.state, 'running');
+    assert.equal(view.exitCode, null);
+    assert.equal(view.signal, null);
+    assert.equal(view.stoppedBy, null);
+    assert.equal(view.finishedAt, null);
+    assert.equal(view.durationMs, 10_000);
+    assert.deepEqual(view.limits, {
+      cpu: 0.5, cpuWeight: null, memoryBytes: 128 * 2 ** 20, memoryHighBytes: null, pids: null,
+      io: [{ device: '/dev/sda', readBytesPerSecond: 10 * 2 ** 20, writeBytesPerSecond: null, readIops: null, writeIops: null }],
+    });
+    assert.deepEqual(JSON.parse(JSON.stringify(view)), view, 'JSON-safe');
+    const fresh = toJobView(pb.Job.fromPartial({ id: 'x', state: pb.JobState.JOB_STATE_STARTING }), NOW);
+    assert.deepEqual([fresh.pid, fresh.startedAt, fresh.durationMs, fresh.stats, fresh.reason], [null, null, null, null, null]);
+  });
+
+  it('exit status: the code, 128 + the signal, 1 for a lost job', () => {
+    assert.equal(exitStatusOf({ exitCode: 0, signal: null }), 0);
+    assert.equal(exitStatusOf({ exitCode: 7, signal: null }), 7);
+    assert.equal(exitStatusOf({ exitCode: null, signal: 'SIGKILL' }), 137);
+    assert.equal(exitStatusOf({ exitCode: null, signal: 'SIGTERM' }), 143);
+    assert.equal(exitStatusOf({ exitCode: null, signal: 'SIGINT' }), 130);
+    assert.equal(exitStatusOf({ exitCode: null, signal: null }), 1);
+  });
+});
+
+describe('text for people', () => {
+  it('tables pad columns, never the last', () => {
+    assert.equal(renderTable(['A', 'LONG HEADER', 'C'], [['xx', 'y', 'last cell'], ['', 'z', '']]), 'A   LONG HEADER  C\nxx  y            last cell\n    z\n');
+  });
+
+  it('quotes command lines the way a shell reads them back', () => {
+    assert.equal(shellQuote(['sh', '-c', "echo 'hi'; ls"]), `sh -c 'echo '\\''hi'\\''; ls'`);
+    assert.equal(shellQuote(['ls', '-la', '/tmp/a=b,c']), 'ls -la /tmp/a=b,c');
+    assert.equal(shellQuote(['printf', '']), "printf ''");
+    assert.equal(truncate('a\nb  c', 10), 'a b c');
+    assert.equal(truncate('abcdefghijkl', 6), 'abcde…');
+  });
+
+  it('renders the EXIT column', () => {
+    const base = toJobView(pbJob(), NOW);
+    assert.equal(exitCell(base), '-');
+    assert.equal(exitCell({ ...base, exitCode: 3 }), '3');
+    assert.equal(exitCell({ ...base, signal: 'SIGKILL', oomKilled: true }), 'SIGKILL (OOM)');
+  });
+
+  it('query: facts with units people read', () => {
+    const text = renderJobDetails(toJobView(pbJob(), NOW), NOW);
+    assert.match(text, /^ID +3f2a9c1e-0000-4000-8000-000000000001$/m);
+    assert.match(text, /^State +running \(pid 4242\)$/m);
+    assert.match(text, /^Command +sh -c 'echo '\\''hi there'\\'''$/m);
+    assert.match(text, /^Started +2024-05-01T12:00:00.000Z \(10s ago\)$/m);
+    assert.match(text, /^Limits +cpu 0.5, memory 128 MiB, \/dev\/sda read 10 MiB\/s$/m);
+    assert.match(text, /^CPU +2s \(user 1.5s, system 500ms\), 20% of one CPU on average$/m);
+    assert.match(text, /^Memory +64 MiB now, 80 MiB peak$/m);
+    assert.match(text, /^Processes +3$/m);
+    assert.match(text, /^IO 8:0 +read 9.54 MiB \(1 MB\/s on average\), written 0 B \(0 B\/s on average\); 0 reads, 0 writes$/m);
+    const ended = renderJobDetails(
+      toJobView(pbJob({ state: pb.JobState.JOB_STATE_FAILED, signal: 'SIGKILL', oomKilled: true, reason: 'killed by SIGKILL (out of memory)', finishedAt: new Date('2024-05-01T12:00:04Z') }), NOW),
+      NOW,
+    );
+    assert.match(ended, /^State +failed$/m);
+    assert.match(ended, /^Result +killed by SIGKILL \(out of memory\)$/m);
+    assert.match(ended, /^OOM +the kernel killed/m);
+    assert.match(ended, /^Duration +4s$/m);
+    assert.doesNotMatch(ended, /now/);
+  });
+
+  it('list: one row per job, a HOST column for several hosts', () => {
+    const job = toJobView(pbJob(), NOW);
+    const text = renderJobTable([{ ...job, context: 'east' }], NOW, true);
+    assert.equal(
+      text,
+      'HOST  ID                                    STATE    EXIT  CREATED  DURATION  OWNER  COMMAND\n' +
+        `east  ${job.id}  running  -     10s ago  10s       alice  ${commandLine(job)}\n`,
+    );
+  });
+});
+
+describe('log output', () => {
+  it('timestamps with microseconds', () => {
+    assert.equal(formatMicros(1_714_564_800_123_456), '2024-05-01T12:00:00.123456Z');
+    assert.equal(formatMicros(1_714_564_800_000_007), '2024-05-01T12:00:00.000007Z');
+  });
+
+  it('prefixes each line start, across chunks', () => {
+    const first = prefixLines(Buffer.from('a\nb'), 'T ', true);
+    assert.equal(first.output.toString(), 'T a\nT b');
+    assert.equal(first.atLineStart, false);
+    const second = prefixLines(Buffer.from('c\n\nd\n'), 'U ', first.atLineStart);
+    assert.equal(second.output.toString(), 'c\nU \nU d\n');
+    assert.equal(second.atLineStart, true);
+    assert.equal(prefixLines(Buffer.alloc(0), 'T ', true).output.length, 0);
+  });
+
+  it('markers as sentences', () => {
+    assert.equal(describeMarker(Buffer.from('{"event":"truncated","limitBytes":1048576}')), "the job's log reached its size cap (1 MiB); later output was not kept");
+    assert.equal(describeMarker(Buffer.from('{"event":"dropped","reason":"write-error","error":"ENOSPC","bytes":10}')), "10 B of the job's output could not be written to its log (write error ENOSPC)");
+    assert.equal(describeMarker(Buffer.from('{"event":"new"}')), 'log marker: {"event":"new"}');
+  });
+
+  it('--json chunks: text when it is UTF-8, base64 too when it is not', () => {
+    const base = { timeUnixMicros: 1_714_564_800_000_000, offset: 0, nextOffset: 30 };
+    assert.deepEqual(chunkJson({ ...base, stream: pb.Stream.STREAM_STDERR, data: Buffer.from('héllo\n') }), {
+      type: 'output', stream: 'stderr', time: '2024-05-01T12:00:00.000000Z', offset: 0, nextOffset: 30, data: 'héllo\n',
+    });
+    const binary = chunkJson({ ...base, stream: pb.Stream.STREAM_STDOUT, data: Buffer.from([0xff, 0x00, 0x41]) });
+    assert.equal(binary.dataBase64, '/wBB');
+    assert.deepEqual(chunkJson({ ...base, stream: pb.Stream.STREAM_MARKER, data: Buffer.from('{"event":"truncated","limitBytes":5}') }).event, { event: 'truncated', limitBytes: 5 });
+  });
+});
+
+describe('top', () => {
+  const reading = (job: Partial<pb.Job>, atMs: number): Reading => ({ job: toJobView(pbJob(job), NOW), atMs });
+
+  it('CPU and disk rates over the interval; none on a first reading', () => {
+    const before = reading({}, 0);
+    const later = reading({ stats: { ...pbJob().stats!, cpuUsageMicros: 2_500_000, io: [{ device: '8:0', readBytes: 12_000_000, writeBytes: 1000, readOps: 0, writeOps: 0 }] } }, 2000);
+    const [first] = topRows(new Map(), [before]);
+    assert.equal(first!.cpuPercent, null);
+    assert.equal(first!.ioReadBytesPerSecond, null);
+    const [row] = topRows(new Map([[before.job.id, before]]), [later]);
+    assert.equal(row!.cpuPercent, 25); // 0.5 s of CPU in 2 s
+    assert.equal(row!.memoryBytes, 64 * 2 ** 20);
+    assert.equal(row!.memoryPercent, 50);
+    assert.equal(row!.ioReadBytesPerSecond, 1_000_000);
+    assert.equal(row!.ioWriteBytesPerSecond, 500);
+    const text = renderTop([row!]);
+    assert.match(text, /^ID +CPU % +MEM USAGE \/ LIMIT +MEM % +PIDS +DISK READ\/WRITE +COMMAND\n/);
+    assert.match(text, /25% +64 MiB \/ 128 MiB +50% +3 +1 MB\/s \/ 500 B\/s +sh -c/);
+  });
+
+  it('a job without a memory limit has no MEM %', () => {
+    const [row] = topRows(new Map(), [reading({ limits: { io: [] } }, 0)]);
+    assert.equal(row!.memoryLimitBytes, null);
+    assert.equal(row!.memoryPercent, null);
+  });
+});
+
