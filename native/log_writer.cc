@@ -22,8 +22,6 @@ uint64_t realtime_ns() {
 LogWriter::LogWriter(const std::string& path, uint64_t max_bytes) : max_bytes_(max_bytes) {
   file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   if (!file_.valid()) throw errno;
-  dev_null_.reset(open("/dev/null", O_WRONLY | O_CLOEXEC));
-  if (!dev_null_.valid()) throw errno;
   uint8_t header[kFileHeaderSize];
   encode_file_header(header);
   if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
@@ -99,10 +97,12 @@ size_t LogWriter::splice_record(int pipe_fd, uint8_t stream, size_t take, size_t
 }
 
 void LogWriter::discard(int pipe_fd, size_t count) {
+  // Opened on first use: most jobs never drop a byte, and every open costs each spawn.
+  if (count > 0 && !dev_null_.valid()) dev_null_.reset(open("/dev/null", O_WRONLY | O_CLOEXEC));
   while (count > 0) {
     ssize_t n = splice(pipe_fd, nullptr, dev_null_.get(), nullptr, count, SPLICE_F_NONBLOCK);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EINVAL) {  // no splice to /dev/null: read into a scratch buffer instead
+    if (n < 0 && (errno == EINVAL || errno == EBADF)) {  // no splice to /dev/null (or no /dev/null fd): read into a scratch buffer
       char scratch[16384];
       n = read(pipe_fd, scratch, count < sizeof scratch ? count : sizeof scratch);
       if (n < 0 && errno == EINTR) continue;
