@@ -2,13 +2,14 @@
 // command. Each command's happy path, --json shapes, exit codes (the job's own for run and stream),
 // stdout/stderr separation, roles, and the errors people see.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { TlsFilePaths } from '../../src/pki';
-import { runCli, show, spawnCli, type CliResult } from '../helpers/cli';
+import { runCli, show, spawnCli, spawnCliOnTerminal, type CliResult } from '../helpers/cli';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
@@ -35,6 +36,16 @@ function credentials(files: TlsFilePaths): Record<string, string> {
 function cli(args: string[], as: TlsFilePaths = admin): Promise<CliResult> {
   return runCli(args, { home, env: credentials(as) });
 }
+
+const hasScript = (() => {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const onTerminal = hasScript ? {} : { skip: 'needs util-linux `script` for a pseudo-terminal' };
 
 function expectExit(result: CliResult, code: number): void {
   assert.equal(result.code, code, show(result));
@@ -129,6 +140,33 @@ describe('job-cli against a daemon', requireRoot, () => {
       const job = await jobJson(id);
       assert.equal(job.state, 'stopped');
       assert.equal(job.stoppedBy, 'ada');
+    });
+
+    it('on a terminal, Ctrl-C asks; "d" detaches and leaves the job running', onTerminal, async () => {
+      const run = spawnCliOnTerminal(['run', '--', 'sh', '-c', 'echo ready; exec sleep 60'], { home, env: credentials(admin) });
+      await run.waitFor('ready');
+      run.child.stdin!.write('\x03');
+      await run.waitFor('[S/d] ');
+      run.child.stdin!.write('d\r');
+      const result = await run.result;
+      expectExit(result, 0);
+      const id = /detached; job ([0-9a-f-]{36}) keeps running/.exec(result.stdout)?.[1];
+      assert.ok(id, show(result));
+      assert.equal((await jobJson(id)).state, 'running');
+      expectExit(await cli(['stop', id]), 0);
+    });
+
+    it('on a terminal, a second Ctrl-C while asking stops the job', onTerminal, async () => {
+      const run = spawnCliOnTerminal(['run', '--', 'sh', '-c', 'echo ready; exec sleep 60'], { home, env: credentials(admin) });
+      await run.waitFor('ready');
+      run.child.stdin!.write('\x03');
+      await run.waitFor('[S/d] ');
+      run.child.stdin!.write('\x03');
+      const result = await run.result;
+      expectExit(result, 143);
+      const id = /stopping job ([0-9a-f-]{36})/.exec(result.stdout)?.[1];
+      assert.ok(id, show(result));
+      assert.equal((await jobJson(id)).state, 'stopped');
     });
 
     it('a command that cannot be executed is an error, not a job', async () => {

@@ -24,6 +24,8 @@ export interface CliOptions {
   /** Killed (and the test failed) after this long. Default 60 s. */
   timeoutMs?: number;
   cwd?: string;
+  /** Give the process a stdin pipe (child.stdin) instead of none. */
+  stdin?: boolean;
 }
 
 /** Our environment minus what would change the CLI's behaviour, with HOME set. */
@@ -53,7 +55,7 @@ export class CliProcess {
     this.child = spawn(command, args, {
       cwd: options.cwd ?? REPO_ROOT,
       env: cliEnvironment(options.home, options.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     this.child.stdout!.setEncoding('utf8').on('data', (data: string) => this.#append('stdout', data));
     this.child.stderr!.setEncoding('utf8').on('data', (data: string) => this.#append('stderr', data));
@@ -101,6 +103,16 @@ export function spawnCli(args: string[], options: CliOptions): CliProcess {
 /** Runs `job-cli ARGS…` to its end. */
 export function runCli(args: string[], options: CliOptions): Promise<CliResult> {
   return spawnCli(args, options).result;
+}
+
+/**
+ * `job-cli ARGS…` on a pseudo-terminal (util-linux `script`), so that it sees a TTY on stdin and
+ * stderr; what is written to child.stdin is typed on that terminal (\x03 is Ctrl-C).
+ */
+export function spawnCliOnTerminal(args: string[], options: CliOptions): CliProcess {
+  const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, CLI_BIN, ...args].map(quote).join(' ');
+  return new CliProcess('script', ['--quiet', '--return', '--command', command, '/dev/null'], { ...options, stdin: true });
 }
 
 /** Runs a shell command line (e.g. one copied from the README) to its end. */
