@@ -1,0 +1,85 @@
+#!/bin/busybox sh
+# PID 1 of the cgroup v2 test VM (packed into its initramfs by run-v2.ts, next to a static busybox
+# and the kernel modules listed in /modules, numbered in load order).
+#
+# Builds the test system: the host's root over 9p (read-only) under a tmpfs overlay, so everything
+# is writable and nothing reaches the host; the VM's own /proc, /sys, /dev; ONLY cgroup2 at
+# /sys/fs/cgroup; tmpfs on /tmp and /run; the control directory (read-write 9p) at
+# /run/jobworker-vm; the scratch filesystem (partition 1 of the disk with serial jobworker-fs) at
+# /var/tmp; loopback up. Then it chroots
+# and runs /run/jobworker-vm/start.sh (written by the host), and powers off. Any failure here
+# powers off at once: the host then finds no summary.json and reports the run as failed.
+#
+# Names shared with protocol.ts: the mount tags "host" and "ctl", the serial "jobworker-fs", the
+# mount points, and the console marker.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+MARKER='##jobworker-vm##'
+NEW=/newroot
+CTL=/run/jobworker-vm
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+
+verbose=
+grep -q 'jobworker.verbose=1' /proc/cmdline && verbose=1
+say() { [ -n "$verbose" ] && echo "[vm-init $(cut -d' ' -f1 /proc/uptime)s] $*"; return 0; }
+fatal() {
+  echo "$MARKER fatal: $*"
+  sync
+  poweroff -f
+  sleep 10
+  echo o >/proc/sysrq-trigger
+}
+
+say "loading modules"
+for module in /modules/*.ko; do
+  insmod "$module" || fatal "insmod $module failed"
+done
+
+say "mounting the host root (9p, read-only) under a tmpfs overlay"
+mkdir -p /lower /rw "$NEW"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 host /lower || fatal "9p mount of the host root failed"
+mount -t tmpfs -o mode=755 rw /rw || fatal "tmpfs for the overlay failed"
+mkdir -p /rw/upper /rw/work
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay "$NEW" || fatal "overlay mount failed"
+
+say "mounting /proc /sys /dev, cgroup2, tmpfs"
+mount -t proc proc "$NEW/proc" || fatal "proc"
+mount -t sysfs sys "$NEW/sys" || fatal "sysfs"
+# The options systemd uses on pure v2 hosts.
+mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 "$NEW/sys/fs/cgroup" || fatal "cgroup2 mount failed"
+mount -t devtmpfs dev "$NEW/dev" || fatal "devtmpfs"
+mkdir -p "$NEW/dev/pts" "$NEW/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$NEW/dev/pts" || fatal "devpts"
+mount -t tmpfs -o mode=1777 shm "$NEW/dev/shm" || fatal "shm"
+mount -t tmpfs -o mode=1777 tmp "$NEW/tmp" || fatal "tmpfs /tmp"
+mount -t tmpfs -o mode=755 run "$NEW/run" || fatal "tmpfs /run"
+mkdir -p "$NEW$CTL"
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 ctl "$NEW$CTL" || fatal "9p mount of the control directory failed"
+
+fsdisk=
+for disk in /sys/block/vd*; do
+  [ "$(cat "$disk/serial" 2>/dev/null)" = jobworker-fs ] && fsdisk=/dev/${disk##*/}
+done
+[ -n "$fsdisk" ] || fatal "no virtio disk with serial jobworker-fs"
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b "${fsdisk}1" ] && break; sleep 0.5; done
+mount -t ext4 "${fsdisk}1" "$NEW/var/tmp" || fatal "mounting the scratch filesystem ${fsdisk}1 failed"
+chmod 1777 "$NEW/var/tmp"
+
+ip link set lo up || fatal "loopback"
+hostname jobworker-v2
+
+say "running the test runner"
+chroot "$NEW" /bin/sh "$CTL/start.sh"
+echo "$?" >"$NEW$CTL/start-exit"
+dmesg >"$NEW$CTL/dmesg.txt"
+umount "$NEW/var/tmp"
+sync
+say "powering off"
+poweroff -f
+sleep 10
+echo o >/proc/sysrq-trigger
