@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { TlsFilePaths } from '../../src/pki';
-import { runCli, show, spawnCli, spawnCliOnTerminal, type CliResult } from '../helpers/cli';
+import { CLI_BIN, runCli, runShell, show, spawnCli, spawnCliOnTerminal, type CliResult } from '../helpers/cli';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
-import { createTestPki, type TestPki } from '../helpers/pki';
+import { craftCertificate, createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -167,6 +167,30 @@ describe('job-cli against a daemon', requireRoot, () => {
       const id = /stopping job ([0-9a-f-]{36})/.exec(result.stdout)?.[1];
       assert.ok(id, show(result));
       assert.equal((await jobJson(id)).state, 'stopped');
+    });
+
+    it('passes binary output through exactly, at pipe speed', async () => {
+      // The job checksums 4 MiB of random bytes on stderr and writes them on stdout; the pipe's checksum must match.
+      const job = 'f=$(mktemp); head -c 4194304 /dev/urandom > $f; sha256sum < $f >&2; cat $f; rm -f $f';
+      const result = await runShell(`'${process.execPath}' '${CLI_BIN}' run -- sh -c '${job}' | sha256sum`, { home, env: credentials(admin) });
+      expectExit(result, 0);
+      assert.match(result.stdout, /^[0-9a-f]{64} {2}-\n$/);
+      assert.equal(result.stderr, result.stdout, 'checksum of what the job wrote = checksum of what job-cli printed');
+    });
+
+    it('when its reader goes away, run stops the job and exits 141; stream just leaves with 141', async () => {
+      const cliLine = `'${process.execPath}' '${CLI_BIN}'`;
+      const run = await runShell(`{ ${cliLine} run -- yes; echo "status=$?" >&2; } | head -c 100000 > /dev/null`, { home, env: credentials(admin) });
+      assert.match(run.stderr, /^status=141$/m, show(run));
+      const id = /^job-cli: stopping job ([0-9a-f-]{36})…$/m.exec(run.stderr)?.[1];
+      assert.ok(id, show(run));
+      assert.equal((await jobJson(id)).state, 'stopped');
+
+      const running = await startJob(['yes']);
+      const stream = await runShell(`{ ${cliLine} stream ${running}; echo "status=$?" >&2; } | head -c 100000 > /dev/null`, { home, env: credentials(admin) });
+      assert.match(stream.stderr, /^status=141$/m, show(stream));
+      assert.equal((await jobJson(running)).state, 'running');
+      expectExit(await cli(['stop', running]), 0);
     });
 
     it('a command that cannot be executed is an error, not a job', async () => {
@@ -417,6 +441,22 @@ describe('job-cli against a daemon', requireRoot, () => {
       const malformed = await cli(['stop', 'not-a-job']);
       expectExit(malformed, 2);
       assert.match(malformed.stderr, /JOB: expected a job id/);
+    });
+
+    it('dialling an IP address works without Node\'s TLS server-name warning', async () => {
+      const result = await runCli(['list', '--addr', `127.0.0.1:${daemon.port}`], { home, env: { ...credentials(admin), JOBWORKER_ADDR: undefined } });
+      expectExit(result, 0);
+      assert.doesNotMatch(result.stderr, /DEP0123|Warning/);
+    });
+
+    it('a certificate that expires soon works, with a warning', async () => {
+      const soon = await pki.write(
+        await craftCertificate({ subject: [{ CN: ['soon'] }], issuer: pki.ca, roles: ['reader'], notAfter: new Date(Date.now() + 3 * 86_400_000) }),
+        'expiring-client',
+      );
+      const result = await cli(['list'], soon);
+      expectExit(result, 0);
+      assert.match(result.stderr, /^job-cli: warning: client certificate \S+expiring-client\.pem: expires on \S+ \(in 2 days\); issue a new one with `job-worker pki client \.\.\.`$/m);
     });
 
     it('a limit the daemon refuses is a usage error naming the flag', async () => {

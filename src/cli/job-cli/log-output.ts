@@ -1,7 +1,6 @@
 // A job's output on our own stdout and stderr (each stream to its namesake, with back-pressure),
 // optionally with a timestamp at the start of each line; or, with --json, one JSON object per
 // line for each chunk and marker, then the job's status. Shared by `stream` and `run`.
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 
 import type { JobworkerClient } from '../../client';
@@ -117,10 +116,25 @@ export class LogPrinter {
   }
 }
 
-/** Writes, waiting for 'drain' when the stream's buffer is full (a slow reader slows the stream down). */
+/**
+ * Writes, waiting for 'drain' when the stream's buffer is full (a slow reader slows the stream
+ * down). Once the stream is closed or failed (EPIPE: our reader went away), output is dropped; the
+ * command learns of it from the stream's 'error' event.
+ */
 async function write(stream: Writable, data: Uint8Array | string): Promise<void> {
-  if (data.length === 0) return;
-  if (!stream.write(data)) await once(stream, 'drain');
+  if (data.length === 0 || stream.destroyed || stream.writableEnded) return;
+  if (stream.write(data)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+    stream.on('error', done);
+  });
 }
 
 /**

@@ -49,7 +49,6 @@ ${LIMITS_DETAILS}
     const client = await this.connect();
     const started = toJobView(await client.startJob(request));
     const id = started.id;
-    if (this.json) this.print(JSON.stringify({ type: 'started', job: started }));
 
     const abort = new AbortController();
     let phase: Phase = 'running';
@@ -110,10 +109,16 @@ ${LIMITS_DETAILS}
 
     let final: JobView | null;
     const printer = new LogPrinter({ stdout: this.context.stdout, stderr: this.context.stderr, json: this.json, timestamps: this.timestamps, note: (text) => this.note(text) });
+    // Our reader went away (`job-cli run … | head`): the job was tied to this run, so stop it,
+    // dropping its output meanwhile, and exit 141 like a process killed by SIGPIPE.
+    let pipeBroken = false;
     const onPipeError = (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE') leave(EXIT_BROKEN_PIPE);
+      if (error.code !== 'EPIPE' || pipeBroken) return;
+      pipeBroken = true;
+      if (phase === 'running' || phase === 'asking') stop();
     };
     this.context.stdout.on('error', onPipeError);
+    if (this.json) this.print(JSON.stringify({ type: 'started', job: started }));
     try {
       final = await printLogs(client, { jobId: id, follow: true }, printer, abort.signal);
     } catch (error) {
@@ -130,6 +135,7 @@ ${LIMITS_DETAILS}
     const ended = phase as Phase;
     if (ended === 'detached') return 0;
     if (ended === 'left') return leftWith;
+    if (pipeBroken) return EXIT_BROKEN_PIPE;
     if (final === null || !isFinished(final)) throw new CliError(`the stream ended before job ${id} did`, `\`job-cli query ${id}\` shows it`);
     await printer.status(final);
     return exitOfFollowedJob(final, (text) => this.note(text));
