@@ -25,14 +25,15 @@ export class RunCommand extends JobSpecCommand {
       Ctrl-C: on a terminal, asks once whether to stop the job or to detach and leave it running
       (a second Ctrl-C while asking stops it). Without a terminal (scripts, CI), or on SIGTERM, it
       stops the job. While the job is being stopped, another Ctrl-C leaves at once (the daemon
-      finishes the stop).
+      finishes the stop). If the reader of its output goes away (\`job-cli run … | head\`), it
+      stops the job and exits 141.
 ${LIMITS_DETAILS}
       With --json, the first line of stdout is {"type":"started","job":{…}}, then the output as
       \`stream --json\` prints it, and last {"type":"status","job":{…}}.
 
       Exit status: the job's own: its exit code, or 128 + the signal's number if a signal ended it
       (143 after a stop with SIGTERM, 137 for SIGKILL and OOM kills); 0 after detaching; 130 when
-      interrupted while stopping. 1 for an error of job-cli's (printed on stderr, starting
+      interrupted while stopping; 141 when its reader went away. 1 for an error of job-cli's (printed on stderr, starting
       "job-cli:"), 2 for a usage error (then no job was started).
     `,
     examples: [
