@@ -77,6 +77,8 @@ say "running the test runner"
 chroot "$NEW" /bin/sh "$CTL/start.sh"
 echo "$?" >"$NEW$CTL/start-exit"
 dmesg >"$NEW$CTL/dmesg.txt"
+# What was written outside the tmpfs and scratch mounts (into the overlay, discarded at power-off).
+(cd /rw/upper && find . -mindepth 1 -type f) >"$NEW$CTL/overlay-writes.txt" 2>/dev/null
 umount "$NEW/var/tmp"
 sync
 say "powering off"

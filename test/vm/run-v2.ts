@@ -35,7 +35,7 @@ import {
 } from './assets';
 import { globFiles } from './glob';
 import { LAYOUTS, isLayout, type FileResult, type Layout, type VmConfig, type VmSummary } from './protocol';
-import { bootVm, defaultCpuModel, type VmOutcome } from './qemu';
+import { bootVm, defaultCpuModel, qemuArgs, type VmOutcome, type VmSpec } from './qemu';
 import { V2_SUITES } from './suites';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -93,6 +93,14 @@ function chooseAccel(): 'kvm' | 'tcg' {
   if (forced) throw new HarnessError(`JOBWORKER_V2_ACCEL=${forced}: expected kvm or tcg`);
   const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
   return existsSync('/dev/kvm') && /\b(vmx|svm)\b/.test(flags) ? 'kvm' : 'tcg';
+}
+
+function readIfExists(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -176,25 +184,23 @@ async function main(): Promise<number> {
   const memoryMiB = envNumber('JOBWORKER_V2_MEMORY_MB', 4096);
   const timeoutMs = envNumber('JOBWORKER_V2_TIMEOUT_S', 720) * 1000;
   log(`booting: ${cpus} vCPUs (${accel === 'kvm' ? 'KVM' : `TCG emulation, no KVM, -cpu ${cpuModel}`}), ${memoryMiB} MiB, deadline ${timeoutMs / 1000} s; run dir ${path.relative(REPO, runDir)}`);
-  const outcome: VmOutcome = await bootVm(
-    qemu,
-    {
-      kernel: kernel.vmlinuz,
-      initramfs,
-      controlDir,
-      rawDisk: disks.raw,
-      fsDisk: disks.fs,
-      cpus,
-      memoryMiB,
-      accel,
-      cpuModel,
-      verbose: process.env.JOBWORKER_V2_VERBOSE === '1',
-      timeoutMs,
-      shutdownGraceMs: 60_000,
-      consoleLog: path.join(runDir, 'console.log'),
-    },
-    (line) => process.stdout.write(`${line}\n`),
-  );
+  const spec: VmSpec = {
+    kernel: kernel.vmlinuz,
+    initramfs,
+    controlDir,
+    rawDisk: disks.raw,
+    fsDisk: disks.fs,
+    cpus,
+    memoryMiB,
+    accel,
+    cpuModel,
+    verbose: process.env.JOBWORKER_V2_VERBOSE === '1',
+    timeoutMs,
+    shutdownGraceMs: 60_000,
+    consoleLog: path.join(runDir, 'console.log'),
+  };
+  if (spec.verbose) log(`${qemu} ${qemuArgs(spec).map(shellQuote).join(' ')}`);
+  const outcome: VmOutcome = await bootVm(qemu, spec, (line) => process.stdout.write(`${line}\n`));
   // The disk images and the initramfs are big and rebuilt every run; logs stay for a look afterwards.
   for (const file of [disks.raw, disks.fs, initramfs]) rmSync(file, { force: true });
 
@@ -209,12 +215,24 @@ async function main(): Promise<number> {
   if (outcome.fatal) problems.push(`VM init failed: ${outcome.fatal}`);
   if (!summary) problems.push('the VM produced no summary.json');
   else {
-    if (!summary.complete && !outcome.timedOut) problems.push(`the runner in the VM stopped early: ${summary.error ?? 'it ended without finishing'}`);
+    if (!summary.complete && !outcome.timedOut) {
+      problems.push(
+        summary.error
+          ? `the runner in the VM stopped early: ${summary.error}`
+          : `the VM went down before the runner finished (qemu exit ${outcome.exitCode ?? outcome.signal}): see the console above (kernel panic?)`,
+      );
+    }
     const expected = files.length * layouts.length;
     if (summary.results.length !== expected) problems.push(`${summary.results.length} of ${expected} file runs reported`);
     const failed = summary.results.filter((r) => !r.passed);
     if (failed.length > 0) problems.push(`${failed.length} file runs failed: ${failed.map((r) => `${r.file} (${r.layout})`).join(', ')}`);
     if (summary.results.length > 0) printReport(summary.results);
+  }
+
+  // Files written into the overlay (the host root, read-only underneath): nothing should need that.
+  const overlayWrites = readIfExists(path.join(controlDir, 'overlay-writes.txt')).split('\n').filter(Boolean);
+  if (overlayWrites.length > 0) {
+    log(`note: ${overlayWrites.length} files written outside /tmp, /var/tmp and /run (into the discarded overlay): ${overlayWrites.slice(0, 8).join(' ')}${overlayWrites.length > 8 ? ' …' : ''}`);
   }
 
   const testsMs = outcome.doneMs !== undefined && outcome.readyMs !== undefined ? outcome.doneMs - outcome.readyMs : undefined;
