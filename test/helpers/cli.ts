@@ -59,6 +59,8 @@ export class CliProcess {
     });
     this.child.stdout!.setEncoding('utf8').on('data', (data: string) => this.#append('stdout', data));
     this.child.stderr!.setEncoding('utf8').on('data', (data: string) => this.#append('stderr', data));
+    // A failed spawn (EAGAIN under load…) shows in the result instead of as a bare wrong exit code.
+    this.child.on('error', (error) => this.#append('stderr', `[spawn error: ${error.message}]\n`));
     const timeoutMs = options.timeoutMs ?? 60_000;
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
     this.result = once(this.child, 'close').then(([code, signal]) => {
