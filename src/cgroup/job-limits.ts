@@ -1,6 +1,8 @@
 // What every driver does before writing a limit: validate it, check the host has the controller it
 // needs, resolve disk devices. Shared by the v2 and v1 drivers.
-import { JobworkerError } from '../errors';
+import { availableParallelism } from 'node:os';
+
+import { JobworkerError, ValidationError } from '../errors';
 import { resolveIoLimits } from './devices';
 import { resolvedLimits, validateLimits, type ResolvedLimits } from './limits';
 import type { Limits, ResourceController } from './types';
@@ -21,7 +23,12 @@ export async function prepareLimits(
   sysRoot: string | undefined,
 ): Promise<ResolvedLimits> {
   validateLimits(limits);
-  if (limits.cpu !== undefined) requireController(available, 'cpu', 'limits.cpu');
+  if (limits.cpu !== undefined) {
+    requireController(available, 'cpu', 'limits.cpu');
+    // Like `docker run --cpus`: a quota above the CPUs there are limits nothing and is a mistake.
+    const cpus = availableParallelism();
+    if (limits.cpu > cpus) throw new ValidationError('limits.cpu', `must be at most ${cpus} (the CPUs of this host), got ${limits.cpu}`);
+  }
   if (limits.cpuWeight !== undefined) requireController(available, 'cpu', 'limits.cpuWeight');
   if (limits.memoryBytes !== undefined) requireController(available, 'memory', 'limits.memoryBytes');
   if (limits.memoryHighBytes !== undefined) requireController(available, 'memory', 'limits.memoryHighBytes');

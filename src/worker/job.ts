@@ -315,7 +315,8 @@ export class Job {
    * Stopping a finished job is a no-op that says so; concurrent stops share one.
    */
   stop(options: StopOptions = {}): Promise<StopResult> {
-    if (this.#stopping !== null) return this.#stopping;
+    // A stop in progress is joined; a stop of a job already over (even by an earlier stop) is a no-op.
+    if (this.#stopping !== null && !isFinal(this.#record.state)) return this.#stopping;
     if (isFinal(this.#record.state) || this.#exitSeen) {
       return this.wait().then((status) => ({ alreadyFinished: true, status }));
     }

@@ -1,6 +1,7 @@
 // Bad requests: each answers its documented code and a message naming the field; nothing starts.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 
 import { makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -42,6 +43,7 @@ const startCases: [string, Partial<pb.StartJobRequest>, string, RegExp][] = [
   ['missing program', { command: '/nonexistent/tool' }, 'INVALID_ARGUMENT', /exec of \/nonexistent\/tool: ENOENT/],
   ['cwd that does not exist', { command: 'true', cwd: '/nonexistent' }, 'INVALID_ARGUMENT', /chdir to \/nonexistent: ENOENT/],
   ['negative-looking huge cpu', { command: 'true', limits: { cpu: -1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be between/],
+  ['more CPUs than the host has', { command: 'true', limits: { cpu: availableParallelism() + 1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be at most \d+ \(the CPUs of this host\)/],
   ['NaN cpu', { command: 'true', limits: { cpu: Number.NaN, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be a finite number$/],
   ['memory below 1 MiB', { command: 'true', limits: { memoryBytes: 1000, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_bytes: must be between 1048576/],
   ['memory high above max', { command: 'true', limits: { memoryBytes: 64 << 20, memoryHighBytes: 128 << 20, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_high_bytes: must not exceed/],

@@ -169,6 +169,15 @@ describe('stop', requireRoot, () => {
     assert.equal(result.status.state, 'exited');
   });
 
+  it('stopping a job that an earlier stop already ended says it was already finished', async () => {
+    const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
+    const first = await job.stop({ graceMs: 0 });
+    assert.equal(first.alreadyFinished, false);
+    const second = await job.stop({ graceMs: 0 });
+    assert.equal(second.alreadyFinished, true);
+    assert.equal(second.status.state, 'stopped');
+  });
+
   it('two concurrent stops are one', async () => {
     const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
     const first = job.stop({ by: 'one' });

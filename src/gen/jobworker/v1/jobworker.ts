@@ -147,7 +147,10 @@ export function streamToJSON(object: Stream): string {
  * (for pids: a finite default, so a fork bomb cannot take the host down).
  */
 export interface Limits {
-  /** CPU quota as a number of CPUs: 0.5 is half of one CPU, 2 is two CPUs. Range (0, host CPUs]. */
+  /**
+   * CPU quota as a number of CPUs: 0.5 is half of one CPU, 2 is two CPUs. From 0.01 to the number
+   * of CPUs of the host.
+   */
   cpu?:
     | number
     | undefined;
