@@ -132,11 +132,11 @@ function aptDownload(pkg: string, scratch: string): string {
   return path.join(dir, deb);
 }
 
-/** Unpacks a package into `target` (atomically: concurrent runs never see half a tree). */
+/** Downloads a package and unpacks it into `target` (atomically: concurrent runs never see half a tree). */
 function downloadAndExtract(pkg: string, cacheDir: string, target: string): void {
   const scratch = mkdtempSync(path.join(cacheDir, '.tmp-'));
   try {
-    const deb = withFreshLists(() => aptDownload(pkg, scratch));
+    const deb = aptDownload(pkg, scratch);
     const tree = path.join(scratch, 'tree');
     run('dpkg-deb', ['-x', deb, tree]);
     try {
@@ -184,23 +184,34 @@ function cachedKernelPackages(kernelCache: string): string[] {
 export function ensureKernel(cacheDir: string): Kernel {
   const kernelCache = path.join(cacheDir, 'kernel');
   mkdirSync(kernelCache, { recursive: true });
+  const resolve = (): string => process.env.JOBWORKER_V2_KERNEL_PKG || withFreshLists(kernelPackageFromApt);
   let pkg = process.env.JOBWORKER_V2_KERNEL_PKG;
   if (!pkg) {
     const cached = cachedKernelPackages(kernelCache);
     if (!hasPackageLists() && cached.length > 0) pkg = cached.at(-1)!;
     else {
       requireApt('the kernel package name');
-      pkg = withFreshLists(kernelPackageFromApt);
+      pkg = resolve();
     }
   }
-  const target = path.join(kernelCache, pkg);
   let downloaded = false;
-  if (!existsSync(target)) {
+  if (!existsSync(path.join(kernelCache, pkg))) {
     requireApt(pkg);
     log(`downloading ${pkg} (apt-get download, dpkg-deb -x)`);
-    downloadAndExtract(pkg, kernelCache, target);
+    try {
+      downloadAndExtract(pkg, kernelCache, path.join(kernelCache, pkg));
+    } catch (error) {
+      // Stale lists name an ABI the mirror no longer has: update, resolve again, retry once.
+      if (aptUpdated) throw error;
+      aptUpdate();
+      pkg = resolve();
+      if (!existsSync(path.join(kernelCache, pkg))) downloadAndExtract(pkg, kernelCache, path.join(kernelCache, pkg));
+    }
     downloaded = true;
+    // One kernel in the cache (~400 MB each): the one just fetched.
+    for (const old of cachedKernelPackages(kernelCache)) if (old !== pkg) rmSync(path.join(kernelCache, old), { recursive: true, force: true });
   }
+  const target = path.join(kernelCache, pkg);
   const boot = path.join(target, 'boot');
   const vmlinuz = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
   if (!vmlinuz) throw new HarnessError(`${pkg} has no boot/vmlinuz-*`);
@@ -221,7 +232,7 @@ export function ensureBusybox(cacheDir: string): { path: string; downloaded: boo
   if (existsSync(binary)) return { path: binary, downloaded: false };
   requireApt('busybox-static');
   log('downloading busybox-static (apt-get download, dpkg-deb -x)');
-  downloadAndExtract('busybox-static', cacheDir, target);
+  withFreshLists(() => downloadAndExtract('busybox-static', cacheDir, target));
   if (!existsSync(binary)) throw new HarnessError('busybox-static has no bin/busybox');
   return { path: binary, downloaded: true };
 }

@@ -339,7 +339,7 @@ async function runFile(config: VmConfig, layout: Layout, index: number, file: st
   const c = result.counts;
   say(
     `━━ [${layout} ${index + 1}/${config.files.length}] ${passed ? 'PASS' : 'FAIL'} ${file} in ${(durationMs / 1000).toFixed(1)} s` +
-      ` (exit ${exitCode ?? signal}${c ? `; tests ${c.tests}, pass ${c.pass}, fail ${c.fail}, skipped ${c.skipped}` : ''})`,
+      ` (exit ${exitCode ?? signal}${c ? `; tests ${c.tests}, pass ${c.pass}, fail ${c.fail}, skipped ${c.skipped}${c.cancelled ? `, cancelled ${c.cancelled}` : ''}` : ''})`,
   );
   return { ...result, passed };
 }

@@ -91,6 +91,6 @@ export function fileResultPassed(r: Omit<FileResult, 'passed'>): boolean {
     !r.timedOut &&
     r.strayProcesses.length === 0 &&
     r.leftoverCgroups.every((c) => !c.populated) &&
-    (r.counts === null || r.counts.fail === 0)
+    (r.counts === null || (r.counts.fail === 0 && r.counts.cancelled === 0))
   );
 }

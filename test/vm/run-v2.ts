@@ -111,7 +111,7 @@ function printReport(results: readonly FileResult[]): void {
   log('results:');
   for (const r of results) {
     const c = r.counts;
-    const what = c ? `${c.tests} tests, ${c.pass} pass, ${c.fail} fail, ${c.skipped} skipped` : 'no test summary';
+    const what = c ? `${c.tests} tests, ${c.pass} pass, ${c.fail} fail, ${c.skipped} skipped${c.cancelled ? `, ${c.cancelled} cancelled` : ''}` : 'no test summary';
     const exit = r.timedOut ? 'TIMED OUT' : r.exitCode === 0 ? '' : `exit ${r.exitCode ?? r.signal}`;
     const extra = [
       exit,
@@ -248,10 +248,15 @@ async function main(): Promise<number> {
 
   const all = summary?.results ?? [];
   const totals = all.reduce(
-    (acc, r) => ({ tests: acc.tests + (r.counts?.tests ?? 0), fail: acc.fail + (r.counts?.fail ?? 0), skipped: acc.skipped + (r.counts?.skipped ?? 0) }),
-    { tests: 0, fail: 0, skipped: 0 },
+    (acc, r) => ({
+      tests: acc.tests + (r.counts?.tests ?? 0),
+      fail: acc.fail + (r.counts?.fail ?? 0),
+      cancelled: acc.cancelled + (r.counts?.cancelled ?? 0),
+      skipped: acc.skipped + (r.counts?.skipped ?? 0),
+    }),
+    { tests: 0, fail: 0, cancelled: 0, skipped: 0 },
   );
-  const scope = `${all.filter((r) => r.passed).length}/${files.length * layouts.length} file runs passed (${files.length} files × ${layouts.join(' + ')}), ${totals.tests} tests, ${totals.fail} failed, ${totals.skipped} skipped, kernel ${summary?.kernel ?? kernel.release}, pure cgroup v2`;
+  const scope = `${all.filter((r) => r.passed).length}/${files.length * layouts.length} file runs passed (${files.length} files × ${layouts.join(' + ')}), ${totals.tests} tests, ${totals.fail} failed, ${totals.cancelled} cancelled, ${totals.skipped} skipped, kernel ${summary?.kernel ?? kernel.release}, pure cgroup v2`;
   if (problems.length > 0) {
     for (const p of problems) log(`FAILURE: ${p}`);
     log(`test:v2 FAILED: ${scope}`);
