@@ -197,7 +197,6 @@ const COUNT_NAMES = ['tests', 'pass', 'fail', 'skipped', 'todo', 'cancelled'] as
 
 /** The spec reporter's closing "ℹ tests 12" … lines. */
 export function parseCounts(output: string): TestCounts | null {
-  // eslint-disable-next-line no-control-regex
   const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
   const counts: TestCounts = { tests: 0, pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
   let seen = 0;
