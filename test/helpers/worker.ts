@@ -1,10 +1,11 @@
 // A Worker on a temporary state directory and its own cgroup root, removed afterwards.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import type { CgroupDriverOptions } from '../../src/cgroup';
+import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
 import { Worker, type WorkerOptions } from '../../src/worker';
 
 let counter = 0;
@@ -52,4 +53,40 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
 export function testCgroupOptions(name: string): CgroupDriverOptions {
   const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
   return delegated === undefined || delegated === '' ? { rootName: name } : { root: path.posix.join(delegated, name) };
+}
+
+const CGROUP2_MAGIC = 0x63677270;
+
+/**
+ * A cgroup root that this process AND processes it starts can all open workers on. The usual root
+ * (beneath our own cgroup) is fine on hybrid hosts and where our cgroup is the root one. On pure
+ * cgroup v2 with this process in a non-root cgroup (the VM's delegated layout), a worker in a child
+ * process would have to enable controllers in the cgroup we share with it, which cgroup v2 refuses
+ * (only leaves hold processes): there, this process moves into a leaf of its own and the workers
+ * get an explicit root beside it. cleanup() undoes all of it.
+ */
+export function sharedCgroupRoot(name: string): { cgroup: CgroupDriverOptions; cleanup(): void } {
+  const own = unifiedPathOf(readProcCgroup()) ?? '/';
+  const mount = '/sys/fs/cgroup';
+  if (statfsSync(mount).type !== CGROUP2_MAGIC || own === '/' || process.env.JOBWORKER_TEST_CGROUP_ROOT) {
+    return { cgroup: testCgroupOptions(name), cleanup: () => undefined };
+  }
+  const ownDir = path.join(mount, own);
+  const leaf = path.join(ownDir, `jobworker-test-runner-${process.pid}`);
+  mkdirSync(leaf);
+  writeFileSync(path.join(leaf, 'cgroup.procs'), String(process.pid));
+  const offered = readFileSync(path.join(ownDir, 'cgroup.controllers'), 'utf8').split(/\s+/);
+  const enabled = readFileSync(path.join(ownDir, 'cgroup.subtree_control'), 'utf8').split(/\s+/);
+  const toEnable = ['cpu', 'memory', 'io', 'pids'].filter((c) => offered.includes(c) && !enabled.includes(c));
+  if (toEnable.length > 0) writeFileSync(path.join(ownDir, 'cgroup.subtree_control'), toEnable.map((c) => `+${c}`).join(' '));
+  return {
+    cgroup: { root: path.posix.join(own, name) },
+    cleanup() {
+      const base = path.join(ownDir, name);
+      if (existsSync(base)) rmdirSync(base);
+      if (toEnable.length > 0) writeFileSync(path.join(ownDir, 'cgroup.subtree_control'), toEnable.map((c) => `-${c}`).join(' '));
+      writeFileSync(path.join(ownDir, 'cgroup.procs'), String(process.pid));
+      rmdirSync(leaf);
+    },
+  };
 }

@@ -12,6 +12,7 @@ import { SpawnError, spawnProcess, type NativeProcess, type SpawnOptions } from 
 import { readCapturedOutput } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
+import { scaled } from '../helpers/scale';
 import { hasV1Controller, TestCgroup, TestV1Cgroup } from '../helpers/test-cgroup';
 
 const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
@@ -203,12 +204,13 @@ describe('capture', () => {
     });
   }
 
-  it('captures 1 GiB of binary output byte-exact (checked by SHA-256)', { timeout: 300_000 }, async () => {
+  const bigMiB = scaled(1024, 64);
+  it(`captures ${bigMiB} MiB of binary output byte-exact (checked by SHA-256)`, { timeout: 300_000 }, async () => {
     // The job writes 1 GiB of pseudo-random bytes to stdout and their SHA-256 to stderr.
     const script = [
       'import hashlib, os, sys',
       'h = hashlib.sha256(); out = sys.stdout.buffer; block = os.urandom(1 << 20)',
-      'for i in range(1024):',
+      `for i in range(${bigMiB}):`,
       '    chunk = hashlib.sha256(block + i.to_bytes(4, "little")).digest() * 32768',
       '    h.update(chunk); out.write(chunk)',
       'out.flush(); sys.stderr.write(h.hexdigest())',
@@ -228,7 +230,7 @@ describe('capture', () => {
       } else expected += record.data.toString();
     }
     await file.close();
-    assert.equal(bytes, 1 << 30);
+    assert.equal(bytes, bigMiB << 20);
     assert.equal(hash.digest('hex'), expected);
   });
 
@@ -357,18 +359,19 @@ describe('placement in cgroups', requireRoot, () => {
 });
 
 describe('no leaks', () => {
-  it('1,000 concurrent jobs are all reaped and leave no fd behind', { timeout: 120_000 }, async () => {
+  const many = scaled(1000, 200);
+  it(`${many} concurrent jobs are all reaped and leave no fd behind`, { timeout: 120_000 }, async () => {
     await runToEnd({ command: 'true' }); // warm up: the capture thread's own fds exist from here on
     const fdsBefore = openFdCount();
     const procs: NativeProcess[] = [];
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < many; i++) {
       procs.push(run({ command: 'sh', args: ['-c', `echo job ${i}`], logPath: path.join(dir, `many-${i}.log`) }).proc);
     }
     const exits = await Promise.all(procs.map((p) => p.exited));
     await Promise.all(procs.map((p) => p.closed));
     assert.ok(exits.every((e) => e.code === 0));
-    const sample = await readCapturedOutput(path.join(dir, 'many-999.log'));
-    assert.equal(sample.stdout.toString(), 'job 999\n');
+    const sample = await readCapturedOutput(path.join(dir, `many-${many - 1}.log`));
+    assert.equal(sample.stdout.toString(), `job ${many - 1}\n`);
     assert.equal(openFdCount(), fdsBefore);
     assert.deepEqual(zombieChildren(), []);
   });

@@ -7,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ValidationError } from '../../src/errors';
 import type { Job } from '../../src/worker';
 import { requireRoot } from '../helpers/root';
+import { scaled } from '../helpers/scale';
 import { openTestWorker, type TestWorker } from '../helpers/worker';
 
 let t: TestWorker;
@@ -68,11 +69,12 @@ describe('reading logs', requireRoot, () => {
 });
 
 describe('followers', requireRoot, () => {
-  it('100 followers started at random moments of a 200 MB job all receive byte-identical output', { timeout: 300_000 }, async () => {
-    const size = 200 * 1000 * 1000;
+  const followerCount = scaled(100, 20);
+  const size = scaled(200 * 1000 * 1000, 20 * 1000 * 1000);
+  it(`${followerCount} followers started at random moments of a ${size / 1e6} MB job all receive byte-identical output`, { timeout: 300_000 }, async () => {
     const job = await t.worker.start({ command: 'head', args: ['-c', String(size), '/dev/urandom'] });
     const followers: Promise<{ hash: string; bytes: number }>[] = [];
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < followerCount; i++) {
       await delay(Math.random() * 15);
       followers.push(digest(job, { follow: true }));
     }
@@ -83,7 +85,7 @@ describe('followers', requireRoot, () => {
   });
 
   it('a follower that stops reading does not grow memory (back-pressure, not buffers)', { timeout: 120_000 }, async () => {
-    const size = 600 << 20;
+    const size = scaled(600 << 20, 100 << 20);
     const job = await t.worker.start({ command: 'head', args: ['-c', String(size), '/dev/zero'] });
     const iterator = job.logs({ follow: true })[Symbol.asyncIterator]();
     await iterator.next(); // attached and reading
@@ -95,7 +97,7 @@ describe('followers', requireRoot, () => {
     for (let r = await iterator.next(); !r.done; r = await iterator.next()) bytes += r.value.data.length;
     assert.ok(bytes > 0);
     const growth = rssDuring - rssBefore;
-    assert.ok(growth < 64 << 20, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB while 600 MiB were written`);
+    assert.ok(growth < 64 << 20, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB while ${size >> 20} MiB were written`);
   });
 
   it('the size cap: capture stops with a marker, followers end cleanly', async () => {

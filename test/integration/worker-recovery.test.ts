@@ -11,11 +11,13 @@ import { describe, it } from 'node:test';
 import { Worker, type JobStatus } from '../../src/worker';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
-import { testWorkerOptions } from '../helpers/worker';
+import { sharedCgroupRoot, testWorkerOptions } from '../helpers/worker';
 
 describe('crash recovery', requireRoot, () => {
   it('jobs of a killed worker become lost, their cgroups go, their logs stay whole', { timeout: 60_000 }, async () => {
-    const options = testWorkerOptions('recovery');
+    // The worker lives in a child process and is reopened here: both must be able to use the root.
+    const shared = sharedCgroupRoot(`jobworker-test-${process.pid}-recovery`);
+    const options = testWorkerOptions('recovery', { cgroup: shared.cgroup });
     const holder = spawn(process.execPath, [path.join(__dirname, '..', 'helpers', 'worker-holder.js'), options.stateDir, JSON.stringify(options.cgroup)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -50,6 +52,7 @@ describe('crash recovery', requireRoot, () => {
       assert.equal((await fresh.wait()).state, 'exited');
     } finally {
       await worker.close();
+      shared.cleanup();
       rmSync(options.stateDir, { recursive: true, force: true });
     }
   });
