@@ -1,6 +1,7 @@
 // A typed client over the generated stubs: promises for unary calls, async iterables for streams,
 // errors as ClientError carrying the gRPC code and the server's message. Prints nothing.
 import {
+  makeGenericClientConstructor,
   Metadata,
   status as GrpcStatus,
   type CallOptions,
@@ -8,6 +9,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 
+import { decodeStreamLogsResponse } from '../api/stream-logs-codec';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
 import { loadChannelCredentials } from './credentials';
@@ -46,6 +48,15 @@ function toClientError(error: unknown): unknown {
   return error;
 }
 
+// The generated client, but StreamLogs messages are decoded without copying each payload.
+const StreamingClient = makeGenericClientConstructor(
+  {
+    ...pb.JobServiceService,
+    streamLogs: { ...pb.JobServiceService.streamLogs, responseDeserialize: decodeStreamLogsResponse },
+  },
+  'jobworker.v1.JobService',
+) as unknown as typeof pb.JobServiceClient;
+
 export class JobworkerClient {
   readonly address: string;
   /** The identity our certificate presents (its CN) and its roles. */
@@ -66,7 +77,7 @@ export class JobworkerClient {
   /** Loads and checks the TLS files (errors name the file and the fix), then creates the channel. */
   static async connect(options: ConnectOptions): Promise<JobworkerClient> {
     const { credentials, material } = await loadChannelCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
-    const stub = new pb.JobServiceClient(options.address, credentials, {
+    const stub = new StreamingClient(options.address, credentials, {
       'grpc.max_receive_message_length': 8 << 20,
       // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
       // a larger one lets output flow at disk speed (the server still bounds what it has in flight).

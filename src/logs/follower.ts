@@ -25,6 +25,11 @@ export interface FollowOptions {
   streams?: readonly ('stdout' | 'stderr')[];
   /** Skip records captured before this time (nanoseconds since the epoch). */
   sinceNs?: bigint;
+  /**
+   * Read into one reused buffer: each record's `data` is then valid only until the next record is
+   * asked for. For consumers that copy the bytes at once (the gRPC stream).
+   */
+  reuseBuffer?: boolean;
   signal?: AbortSignal;
 }
 
@@ -36,6 +41,7 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
   if (offset > source.committed()) throw new ValidationError('from', `offset ${offset} is beyond the end of the log (${source.committed()} bytes)`);
 
   const file = await openLog(source.path);
+  const scratch = options.reuseBuffer ? { buffer: Buffer.alloc(0) } : undefined;
   let first = true;
   try {
     for (;;) {
@@ -44,7 +50,7 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
       const complete = source.isComplete();
       const until = source.committed();
       try {
-        for await (const record of readRecords(file, { from: offset, until })) {
+        for await (const record of readRecords(file, { from: offset, until, ...(scratch === undefined ? {} : { scratch }) })) {
           first = false;
           offset = record.nextOffset;
           if (!wanted.has(record.stream)) continue;

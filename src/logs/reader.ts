@@ -26,6 +26,12 @@ export interface ReadRange {
   from?: number;
   /** Stop before this offset (the committed size); default: the file's size when reading starts. */
   until?: number;
+  /**
+   * Reuse this buffer for reading (it is replaced by a bigger one when needed). Then a record's
+   * `data` is only valid until the next record is asked for: for consumers that copy it at once,
+   * so a stream of hundreds of MB/s does not allocate (and make the GC collect) a buffer per read.
+   */
+  scratch?: { buffer: Buffer };
 }
 
 /** Largest single read. Reads never go past `until`, so a follower close behind a job reads little. */
@@ -52,7 +58,8 @@ export async function openLog(path: string): Promise<FileHandle> {
 export async function* readRecords(file: FileHandle, range: ReadRange = {}): AsyncGenerator<LogRecord> {
   let offset = Math.max(range.from ?? FILE_HEADER_SIZE, FILE_HEADER_SIZE);
   const until = range.until ?? (await file.stat()).size;
-  let buf = Buffer.alloc(0);
+  const scratch = range.scratch;
+  let buf = scratch?.buffer ?? Buffer.alloc(0);
   let start = 0; // buf[start..end) holds file bytes from `offset`
   let end = 0;
   while (offset < until) {
@@ -63,7 +70,8 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
     const size = RECORD_HEADER_SIZE + header.length;
     if (offset + size > until) return;
     if (end - start < size && !(await refill(size))) return;
-    // A view, not a copy: refill() never writes into a buffer it has handed out.
+    // A view, not a copy: without a scratch buffer, refill() never writes into a buffer it has
+    // handed out; with one, the consumer has promised to be done with it by the next record.
     const data = buf.subarray(start + RECORD_HEADER_SIZE, start + size);
     yield { offset, nextOffset: offset + size, stream: header.stream, timeNs: header.timeNs, data };
     start += size;
@@ -75,9 +83,15 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
     const have = end - start;
     // Sized to what is left to read, so a follower near the end of a log holds a small buffer.
     const left = until - offset;
-    const fresh = Buffer.allocUnsafe(Math.max(need, Math.min(READ_SIZE, left)));
-    buf.copy(fresh, 0, start, end);
-    buf = fresh;
+    const size = Math.max(need, Math.min(READ_SIZE, left));
+    if (scratch !== undefined && scratch.buffer.length >= size) {
+      buf.copyWithin(0, start, end);
+    } else {
+      const fresh = Buffer.allocUnsafe(scratch === undefined ? size : Math.max(size, READ_SIZE));
+      buf.copy(fresh, 0, start, end);
+      buf = fresh;
+      if (scratch !== undefined) scratch.buffer = fresh;
+    }
     start = 0;
     end = have;
     while (end < need) {

@@ -19,6 +19,7 @@ import { signalNumber } from '../native';
 import { FINAL_STATES, isFinal, type Job, type JobState, type Worker } from '../worker';
 import { canSeeJob, seesAllJobs } from './authz';
 import { jobToPb, limitsFromPb, stateFromPb, stateToPb, streamToPb } from './convert';
+import { ChunkBatch } from '../api/stream-logs-codec';
 import { decoded } from './decoding';
 import type { ServerMetrics } from './metrics';
 import { peerIdentityOf, type PeerIdentity } from './peer-identity';
@@ -223,11 +224,14 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
     }
   }
 
-  /** Writes with back-pressure: at most maxMessagesInFlight messages not yet flushed. */
+  /**
+   * Writes with back-pressure: at most maxMessagesInFlight messages not yet flushed. `sent` is
+   * called once grpc-js is done with the message.
+   */
   function writer<Res>(call: ServerWritableStream<unknown, Res>, signal: AbortSignal) {
     let inFlight = 0;
     let wake: (() => void) | null = null;
-    return async (message: Res): Promise<void> => {
+    return async (message: Res, sent?: () => void): Promise<void> => {
       while (inFlight >= REQUEST_BOUNDS.maxMessagesInFlight) {
         signal.throwIfAborted();
         await new Promise<void>((resolve) => {
@@ -242,6 +246,7 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
       signal.throwIfAborted();
       inFlight++;
       call.write(message, () => {
+        sent?.();
         inFlight--;
         const w = wake;
         wake = null;
@@ -276,35 +281,44 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
         streams: selected,
         sinceNs: request.sinceUnixMicros > 0 ? BigInt(request.sinceUnixMicros) * 1000n : undefined,
         signal,
+        reuseBuffer: true, // each record is copied into a message before the next one is read
       });
-      const write = writer(call, signal);
-      let chunks: pb.LogChunk[] = [];
-      let bytes = 0;
-      const flush = async () => {
-        if (chunks.length === 0) return;
-        const message = { chunks, finalStatus: undefined };
-        chunks = [];
-        bytes = 0;
-        await write(message);
+      // Messages are encoded as records arrive (ChunkBatch) and handed to grpc-js already encoded.
+      const write = writer(call as unknown as ServerWritableStream<unknown, Buffer | pb.StreamLogsResponse>, signal);
+      const batch = new ChunkBatch(REQUEST_BOUNDS.maxMessageBytes);
+      const flush = async (): Promise<void> => {
+        if (batch.empty) return;
+        const { bytes, release } = batch.take();
+        await write(bytes, release);
+      };
+      const add = async (record: LogRecord): Promise<void> => {
+        let data = skip > 0 ? record.data.subarray(skip) : record.data;
+        skip = 0;
+        const stream = streamToPb(record.stream);
+        const micros = Number(record.timeNs / 1000n);
+        for (;;) {
+          const taken = batch.append(stream, data, micros, record.offset, record.nextOffset);
+          if (taken === null) {
+            await flush();
+            continue;
+          }
+          data = data.subarray(taken);
+          if (data.length === 0) return;
+        }
       };
       const iterator = records[Symbol.asyncIterator]();
       try {
         let next = iterator.next();
         for (;;) {
           // Batch what is already readable; flush as soon as the follower has to wait for more.
-          const result = chunks.length === 0 ? await next : await Promise.race([next, nextTurn(undefined)]);
+          const result = batch.empty ? await next : await Promise.race([next, nextTurn(undefined)]);
           if (result === undefined) {
             await flush();
             continue;
           }
           if (result.done) break;
+          await add(result.value); // copied out before the reader may reuse its buffer
           next = iterator.next();
-          for (const chunk of toChunks(result.value, skip)) {
-            if (bytes + chunk.data.length > REQUEST_BOUNDS.maxMessageBytes) await flush();
-            chunks.push(chunk);
-            bytes += chunk.data.length;
-          }
-          skip = 0;
         }
         await flush();
       } finally {
@@ -365,23 +379,6 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
       }
     });
   }
-}
-
-function toChunks(record: LogRecord, skip: number): pb.LogChunk[] {
-  const data = skip > 0 ? record.data.subarray(skip) : record.data;
-  const chunks: pb.LogChunk[] = [];
-  // A record may be larger than one message allows: split it (offsets stay the record's).
-  for (let at = 0; at < data.length || (at === 0 && data.length === 0); at += REQUEST_BOUNDS.maxMessageBytes) {
-    chunks.push({
-      stream: streamToPb(record.stream),
-      data: data.subarray(at, at + REQUEST_BOUNDS.maxMessageBytes),
-      timeUnixMicros: Number(record.timeNs / 1000n),
-      offset: record.offset,
-      nextOffset: record.nextOffset,
-    });
-    if (data.length === 0) break;
-  }
-  return chunks;
 }
 
 /** Sort key of a job in listings: creation time, then id. */

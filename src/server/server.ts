@@ -5,6 +5,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server, status as GrpcStatus } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 
+import { serializeStreamLogsResponse } from '../api/stream-logs-codec';
 import { JobworkerError } from '../errors';
 import { JobServiceService } from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
@@ -105,8 +106,10 @@ export class JobworkerServer {
     });
     const shuttingDown = { value: false };
     const streams = new Set<AbortController>();
+    const decoding = withSafeDecoding(JobServiceService);
+    const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
     server.addService(
-      withSafeDecoding(JobServiceService),
+      service,
       createJobService({ worker: options.worker, logger, metrics, shuttingDown: () => shuttingDown.value, streams }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
