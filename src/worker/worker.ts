@@ -85,6 +85,9 @@ export class Worker {
   #startTimes = new Map<string, bigint>();
   #listeners = new Set<(event: JobEvent) => void>();
   #releaseRoot: (() => Promise<void>) | undefined;
+  /** Ids of finished jobs, the earliest finished first (ids removed since are skipped lazily). */
+  #finished: string[] = [];
+  #finishedCount = 0;
   #running = 0;
   #closing = false;
   #ctx: JobContext;
@@ -109,6 +112,9 @@ export class Worker {
     // Oldest first, as list() promises.
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
     for (const record of records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
+    const byFinish = records.filter((r) => r.finishedAt !== null).sort((a, b) => (a.finishedAt! < b.finishedAt! ? -1 : a.finishedAt! > b.finishedAt! ? 1 : 0));
+    this.#finished = byFinish.map((r) => r.id);
+    this.#finishedCount = this.#finished.length;
   }
 
   /** Opens the state directory (one worker per directory), recovers from a crash, sweeps orphans. */
@@ -184,6 +190,7 @@ export class Worker {
       throw new JobworkerError('failed-precondition', `job ${id} is ${job.state}; stop it before removing it`);
     }
     this.#jobs.delete(id);
+    this.#finishedCount--; // its id leaves #finished lazily
     await this.#store.remove(id);
   }
 
@@ -228,24 +235,32 @@ export class Worker {
     }
     if (isFinal(job.state) && !isFinal(previousState)) {
       this.#running--;
+      this.#finished.push(job.id);
+      this.#finishedCount++;
       void this.#applyRetention();
     }
     for (const listener of this.#listeners) listener(event);
   }
 
-  async #applyRetention(): Promise<void> {
+  /** Removes the oldest finished jobs beyond the count limit, and those past the age limit. */
+  #applyRetention(): Promise<unknown> {
+    const removals: Promise<unknown>[] = [];
     const maxCount = this.#options.retention?.maxFinishedJobs ?? DEFAULTS.maxFinishedJobs;
     const maxAge = this.#options.retention?.maxAgeMs;
-    const finished = [...this.#jobs.values()]
-      .filter((job) => isFinal(job.state))
-      .sort((a, b) => (a.finishedAt?.getTime() ?? 0) - (b.finishedAt?.getTime() ?? 0));
     const now = Date.now();
-    const excess = finished.length - maxCount;
-    for (const [index, job] of finished.entries()) {
-      const tooOld = maxAge !== undefined && now - (job.finishedAt?.getTime() ?? now) > maxAge;
-      if (index >= excess && !tooOld) continue;
-      this.#jobs.delete(job.id);
-      await this.#store.remove(job.id).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: job.id, error: String(error) }));
+    while (this.#finished.length > 0) {
+      const oldest = this.#jobs.get(this.#finished[0]!);
+      if (oldest === undefined) {
+        this.#finished.shift(); // removed meanwhile
+        continue;
+      }
+      const tooOld = maxAge !== undefined && now - (oldest.finishedAt?.getTime() ?? now) > maxAge;
+      if (this.#finishedCount <= maxCount && !tooOld) break;
+      this.#finished.shift();
+      this.#finishedCount--;
+      this.#jobs.delete(oldest.id);
+      removals.push(this.#store.remove(oldest.id).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: oldest.id, error: String(error) })));
     }
+    return Promise.all(removals);
   }
 }

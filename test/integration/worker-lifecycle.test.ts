@@ -229,3 +229,54 @@ describe('registry', requireRoot, () => {
     await assert.rejects(Worker.open(t.options), /in use by process/);
   });
 });
+
+describe('retention', requireRoot, () => {
+  it('keeps the newest finished jobs up to the count limit', async () => {
+    const r = await openTestWorker('retention', { retention: { maxFinishedJobs: 3 } });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const job = await r.worker.start({ command: 'true' });
+        await job.wait();
+        ids.push(job.id);
+      }
+      assert.deepEqual(r.worker.list().map((j) => j.id), ids.slice(2));
+      assert.equal(existsSync(`${r.stateDir}/jobs/${ids[0]}`), false);
+      assert.equal(existsSync(`${r.stateDir}/jobs/${ids[4]}`), true);
+      await r.worker.remove(ids[4]!); // removing one makes room: the next finish removes nothing
+      const more = await r.worker.start({ command: 'true' });
+      await more.wait();
+      assert.deepEqual(r.worker.list().map((j) => j.id), [ids[2], ids[3], more.id]);
+    } finally {
+      await r.cleanup();
+    }
+  });
+
+  it('drops finished jobs past the age limit when a worker opens', async () => {
+    const r = await openTestWorker('retention-age');
+    const job = await r.worker.start({ command: 'true' });
+    await job.wait();
+    await r.worker.close();
+    const reopened = await Worker.open({ ...r.options, retention: { maxAgeMs: 1 } });
+    try {
+      assert.equal(reopened.get(job.id), undefined);
+      assert.equal(existsSync(`${r.stateDir}/jobs/${job.id}`), false);
+    } finally {
+      await reopened.close();
+      await r.cleanup().catch(() => undefined); // already closed: only the directory is left
+    }
+  });
+
+  it('a running job is never removed by retention', async () => {
+    const r = await openTestWorker('retention-running', { retention: { maxFinishedJobs: 0 } });
+    try {
+      const running = await r.worker.start({ command: 'sleep', args: ['1000'] });
+      const done = await r.worker.start({ command: 'true' });
+      await done.wait();
+      assert.deepEqual(r.worker.list().map((j) => j.id), [running.id]);
+      await running.stop({ graceMs: 0 });
+    } finally {
+      await r.cleanup();
+    }
+  });
+});
