@@ -53,7 +53,13 @@ export class SystemError extends JobworkerError {
   }
 }
 
-/** Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. */
+/** Errno names that mean the host ran out of something, not that jobworker has a bug. */
+const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. A full
+ * disk (ENOSPC, EDQUOT) is `resource-exhausted` whatever `kind` says: it is the host's state, not a bug.
+ */
 export function systemError(
   operation: string,
   path: string | undefined,
@@ -61,7 +67,7 @@ export function systemError(
   kind: ErrorKind = 'internal',
 ): SystemError {
   const code = errorCode(cause) ?? 'EUNKNOWN';
-  return new SystemError(operation, path, code, { cause, kind });
+  return new SystemError(operation, path, code, { cause, kind: EXHAUSTION_CODES.has(code) ? 'resource-exhausted' : kind });
 }
 
 export function errorCode(error: unknown): string | undefined {

@@ -84,10 +84,12 @@ export class SpawnError extends JobworkerError {
   }
 }
 
-// The request's fault (no such program, bad cwd) is an invalid argument; a busy host is exhaustion.
+// The request's fault (no such program, bad cwd) is an invalid argument; a busy host (or a full
+// disk under the state directory: the log file cannot be created) is exhaustion.
 function spawnErrorKind(stage: SpawnStage, code: string): ErrorKind {
   if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
   if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
   return 'internal';
 }
 
