@@ -1,0 +1,297 @@
+// The reliability suite's view of a real daemon process (bin/job-worker.js): started with a test
+// PKI, its own state directory and cgroup root, and a config; watched from outside through
+// /proc/<pid>, its metrics listener and the cgroup filesystem, so that leaks are measured where
+// they would show in production, not inside the process under test.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import { JobworkerClient } from '../../src/client';
+import type { Role } from '../../src/pki';
+import { findCgroupDirs } from './cgroup-jobs';
+import { createTestPki, type TestPki } from './pki';
+import { SpawnedDaemon, WORKER_BIN } from './spawned-daemon';
+
+/** Every cgroup and temporary directory of a reliability run carries this prefix and the runner's pid. */
+export const RELIABILITY_PREFIX = `jobworker-rel-${process.pid}`;
+
+export interface DaemonConfigFile {
+  retention?: { maxFinishedJobs?: number; maxAgeMs?: number };
+  maxRunningJobs?: number;
+  defaults?: { cpu?: number; memoryBytes?: number; pids?: number; logMaxBytes?: number; stopGraceMs?: number };
+  shutdown?: { stopJobs?: boolean; graceMs?: number };
+}
+
+export interface ReliabilityDaemonOptions {
+  /** Short name, part of the cgroup root and directory names. */
+  label: string;
+  /** Parent of the state directory (default: a fresh directory under `workDir`). */
+  stateDir?: string;
+  config?: DaemonConfigFile;
+  /** Added to the daemon's environment. */
+  env?: NodeJS.ProcessEnv;
+  pki?: TestPki;
+}
+
+export interface ProcSample {
+  fds: number;
+  rssBytes: number;
+  threads: number;
+}
+
+let seq = 0;
+
+/**
+ * A daemon process for reliability scenarios. `restart()` starts a new process on the same state
+ * directory, cgroup root and certificates (after a crash or a clean stop).
+ */
+export class ReliabilityDaemon {
+  readonly label: string;
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly cgroupRootName: string;
+  readonly pki: TestPki;
+  #ownsPki: boolean;
+  #configPath: string;
+  #env: NodeJS.ProcessEnv;
+  #serverFiles!: Awaited<ReturnType<TestPki['server']>>;
+  #clients: JobworkerClient[] = [];
+  process!: SpawnedDaemon;
+  port = 0;
+  metricsAddress = '';
+
+  private constructor(workDir: string, options: ReliabilityDaemonOptions, pki: TestPki, ownsPki: boolean) {
+    this.label = options.label;
+    this.dir = mkdtempSync(path.join(workDir, `${options.label}-`));
+    this.stateDir = options.stateDir ?? path.join(this.dir, 'state');
+    this.cgroupRootName = `${RELIABILITY_PREFIX}-${options.label}-${seq++}`;
+    this.pki = pki;
+    this.#ownsPki = ownsPki;
+    this.#env = options.env ?? {};
+    this.#configPath = path.join(this.dir, 'config.json');
+    const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
+    const placement = delegated === undefined || delegated === '' ? { cgroupRootName: this.cgroupRootName } : { cgroupRoot: path.posix.join(delegated, this.cgroupRootName) };
+    writeFileSync(this.#configPath, JSON.stringify({ ...placement, ...options.config }, null, 2));
+  }
+
+  static async start(workDir: string, options: ReliabilityDaemonOptions): Promise<ReliabilityDaemon> {
+    const pki = options.pki ?? (await createTestPki());
+    const daemon = new ReliabilityDaemon(workDir, options, pki, options.pki === undefined);
+    daemon.#serverFiles = await pki.server(undefined, `server-${daemon.label}`);
+    await daemon.#spawn();
+    return daemon;
+  }
+
+  get pid(): number {
+    return this.process.child.pid!;
+  }
+
+  get alive(): boolean {
+    return this.process.child.exitCode === null && this.process.child.signalCode === null;
+  }
+
+  async #spawn(): Promise<void> {
+    const child = spawn(
+      process.execPath,
+      [
+        WORKER_BIN,
+        '--config', this.#configPath,
+        '--listen', '127.0.0.1:0',
+        '--metrics-listen', '127.0.0.1:0',
+        '--state-dir', this.stateDir,
+        '--tls-ca', this.#serverFiles.caPath,
+        '--tls-cert', this.#serverFiles.certificatePath,
+        '--tls-key', this.#serverFiles.privateKeyPath,
+        '--log-format', 'json',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...this.#env } },
+    );
+    this.process = new SpawnedDaemon(child);
+    const serving = await withTimeout(this.process.waitFor((l) => l.msg === 'serving'), 60_000, 'daemon start');
+    await withTimeout(this.process.waitFor((l) => l.msg === 'ready'), 60_000, 'daemon ready');
+    this.port = Number(String(serving.listen).split(':').pop());
+    this.metricsAddress = String(serving.metrics);
+  }
+
+  /** A new daemon process on the same state directory (the old one must be gone). */
+  async restart(): Promise<void> {
+    if (this.alive) throw new Error('restart: the daemon is still running');
+    await this.#spawn();
+  }
+
+  /** A connected client with a certificate for `name` carrying `roles`; closed by stop(). */
+  async client(name: string, roles: Role[], callTimeoutMs = 60_000): Promise<JobworkerClient> {
+    const files = await this.pki.client({ name, roles });
+    const client = await JobworkerClient.connect({ address: `localhost:${this.port}`, tls: files, callTimeoutMs });
+    this.#clients.push(client);
+    return client;
+  }
+
+  /** Certificate files for `name` (for clients run in other processes). */
+  clientFiles(name: string, roles: Role[]): ReturnType<TestPki['client']> {
+    return this.pki.client({ name, roles });
+  }
+
+  closeClients(): void {
+    for (const client of this.#clients.splice(0)) client.close();
+  }
+
+  /** The daemon's open fds, resident memory and threads, read from /proc. */
+  sample(): ProcSample {
+    return procSample(this.pid);
+  }
+
+  /** The daemon's Prometheus metrics: `name{labels}` → value. */
+  async metrics(): Promise<Map<string, number>> {
+    const response = await fetch(`http://${this.metricsAddress}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    return parseMetrics(await response.text());
+  }
+
+  async activeStreams(): Promise<number> {
+    return sumMetric(await this.metrics(), 'jobworker_active_streams');
+  }
+
+  /** Children of the daemon that are zombies. */
+  zombies(): number[] {
+    return zombiesOf(this.pid);
+  }
+
+  /** Job cgroup directories (in any hierarchy) beneath this daemon's cgroup root. */
+  jobCgroups(): string[] {
+    return findCgroupDirs(`/${this.cgroupRootName}/jobs/`);
+  }
+
+  /** Every cgroup directory of this daemon's root, the root included. */
+  allCgroups(): string[] {
+    return findCgroupDirs(`/${this.cgroupRootName}`);
+  }
+
+  /** Sends `signal` and waits for the process to end. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.closeClients();
+    if (this.alive) this.process.child.kill(signal);
+    const exit = await Promise.race([this.process.exited, delay(timeoutMs).then(() => undefined)]);
+    if (exit === undefined) {
+      this.process.child.kill('SIGKILL');
+      throw new Error(`daemon ${this.label} did not exit within ${timeoutMs} ms of ${signal}`);
+    }
+    return exit;
+  }
+
+  /**
+   * Stops the daemon (SIGTERM: jobs stopped, cgroup root removed) and removes its directories.
+   * Returns the cgroups that were left behind (none expected).
+   */
+  async close(): Promise<string[]> {
+    try {
+      if (this.alive) await this.stop('SIGTERM');
+    } catch {
+      // already reported by stop(); the sweep below still runs
+    }
+    const left = this.allCgroups();
+    if (this.#ownsPki) this.pki.remove();
+    rmSync(this.dir, { recursive: true, force: true });
+    return left;
+  }
+
+  /** Daemon log lines with this message. */
+  linesWith(msg: string): Record<string, unknown>[] {
+    return this.process.lines.filter((l) => l.msg === msg);
+  }
+}
+
+export function procSample(pid: number): ProcSample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { fds: readdirSync(`/proc/${pid}/fd`).length, rssBytes: field('VmRSS') * 1024, threads: field('Threads') };
+}
+
+export function parseMetrics(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+/** Sum of every series of metric `name` (all label sets). */
+export function sumMetric(metrics: Map<string, number>, name: string): number {
+  let total = 0;
+  for (const [key, value] of metrics) if (key === name || key.startsWith(`${name}{`)) total += value;
+  return total;
+}
+
+/** Children of `pid` in state Z (exited, not reaped). */
+export function zombiesOf(pid: number): number[] {
+  const zombies: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' && Number(fields[1]) === pid) zombies.push(Number(entry));
+  }
+  return zombies;
+}
+
+/** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([
+      promise,
+      delay(ms, undefined, { signal: timer.signal }).then(() => {
+        throw new Error(`${what}: no result within ${ms} ms`);
+      }),
+    ]);
+  } finally {
+    timer.abort();
+  }
+}
+
+/** Polls `check` every `everyMs` until it returns true or `ms` pass; returns its last answer. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms: number, everyMs = 100): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() >= until) return false;
+    await delay(everyMs);
+  }
+}
+
+/** Runs `worker(i)` for i in [0, count) with at most `concurrency` at once. */
+export async function pool(count: number, concurrency: number, worker: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) await worker(next++);
+    }),
+  );
+}
+
+/** A deterministic PRNG (mulberry32), so a failing run can be replayed with its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+export function makeWorkDir(parent: string, label: string): string {
+  return mkdtempSync(path.join(parent, `${label}-`));
+}

@@ -1,0 +1,10 @@
+// Every scenario of the reliability suite, in the order they run.
+import { attachDetach } from './attach-detach';
+import { daemonSigkill } from './daemon-sigkill';
+import { diskFull } from './disk-full';
+import { loadJobs } from './load-jobs';
+import { manyFollowers } from './many-followers';
+import type { Scenario } from './scenario';
+import { vanishingClients } from './vanishing-clients';
+
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull];
