@@ -134,7 +134,7 @@ export const grpcBenchmark: Benchmark = {
       const again = await followBytes(client, big.id);
       const replayMBs = again / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
 
-      const logPath = path.join(dir, 'state', 'jobs', big.id, 'output.log');
+      const logPath = path.join(dir, 'state', 'logs', `${big.id}.log`);
       t = process.hrtime.bigint();
       const file = await openLog(logPath);
       let local = 0;

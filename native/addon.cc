@@ -117,15 +117,20 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
   return value.As<Napi::Number>().Int64Value();
 }
 
-// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, logPath, logMaxBytes, uid?, gid?,
-//         groups?, nofileSoft?, forceGatedFork? }, listener(type, info)) -> ProcessHandle
-Napi::Value Spawn(const Napi::CallbackInfo& info) {
+// What spawn() and spawnAsync() are asked for.
+struct SpawnCall {
+  SpawnRequest req;
+  std::string log_path;
+  uint64_t log_max = 0;
+};
+
+SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsFunction())
-    throw Napi::TypeError::New(env, "spawn(options, listener): options object and listener function required");
+    throw Napi::TypeError::New(env, std::string(name) + "(options, listener): options object and listener function required");
   Napi::Object options = info[0].As<Napi::Object>();
-
-  SpawnRequest req;
+  SpawnCall call;
+  SpawnRequest& req = call.req;
   req.exec_candidates = string_array(options, "execCandidates");
   req.argv = string_array(options, "argv");
   req.envp = string_array(options, "env");
@@ -151,50 +156,121 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
   Napi::Value log_path = options.Get("logPath");
   if (!log_path.IsString()) throw Napi::TypeError::New(env, "logPath must be a string");
-  uint64_t log_max = static_cast<uint64_t>(optional_integer(options, "logMaxBytes", 1LL << 40));
+  call.log_path = log_path.As<Napi::String>().Utf8Value();
+  call.log_max = static_cast<uint64_t>(optional_integer(options, "logMaxBytes", 1LL << 40));
+  return call;
+}
 
-  Reactor& reactor = reactor_for(env);
-
-  // The log first: a job must never run without the file that keeps its output.
+// The outcome of the part of a spawn that may run on any thread: the log file, then the process.
+struct SpawnOutcome {
   std::unique_ptr<LogWriter> log;
+  SpawnedChild child;
+  int log_errno = 0;
+  bool spawned = false;
+  SpawnFailure failure{SpawnStage::kNone, 0};
+};
+
+void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
+  // The log first: a job must never run without the file that keeps its output.
   try {
-    log = std::make_unique<LogWriter>(log_path.As<Napi::String>().Utf8Value(), log_max);
+    out.log = std::make_unique<LogWriter>(call.log_path, call.log_max);
   } catch (int err) {
-    Napi::Error error = errno_error(env, err, "cannot create the log file " + log_path.As<Napi::String>().Utf8Value());
+    out.log_errno = err;
+    return;
+  }
+  try {
+    out.child = spawn_process(call.req);
+    out.spawned = true;
+  } catch (const SpawnFailure& failure) {
+    out.failure = failure;
+    out.log->finish();
+  }
+}
+
+// JS thread: the typed error for a failed spawn, or the handle of a running one.
+Napi::Value adopt_outcome(Napi::Env env, const SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
+  if (out.log_errno != 0) {
+    Napi::Error error = errno_error(env, out.log_errno, "cannot create the log file " + call.log_path);
     error.Set("stage", Napi::String::New(env, "log"));
     throw error;
   }
-
-  SpawnedChild child;
-  try {
-    child = spawn_process(req);
-  } catch (const SpawnFailure& failure) {
+  if (!out.spawned) {
+    const SpawnFailure& failure = out.failure;
     std::string what = std::string("spawn failed at ") + spawn_stage_name(failure.stage);
     if (failure.stage == SpawnStage::kExec && failure.candidate >= 0)
-      what += " of " + req.exec_candidates[failure.candidate];
-    if (failure.stage == SpawnStage::kChdir) what += " to " + req.cwd;
+      what += " of " + call.req.exec_candidates[failure.candidate];
+    if (failure.stage == SpawnStage::kChdir) what += " to " + call.req.cwd;
     Napi::Error error = errno_error(env, failure.err, what);
     error.Set("stage", Napi::String::New(env, spawn_stage_name(failure.stage)));
     if (failure.candidate >= 0)
-      error.Set("path", Napi::String::New(env, req.exec_candidates[failure.candidate]));
-    log->finish();
+      error.Set("path", Napi::String::New(env, call.req.exec_candidates[failure.candidate]));
     throw error;
   }
-
-  auto job = std::make_shared<Job>(std::move(child), std::move(log));
+  auto job = std::make_shared<Job>(std::move(out.child), std::move(out.log));
+  // The listener first: the reactor may deliver events as soon as the job is added.
+  napi_create_reference(env, listener, 1, &job->listener);
   try {
-    reactor.add(job);
+    reactor_for(env).add(job);
   } catch (int err) {
+    napi_delete_reference(env, job->listener);
+    job->listener = nullptr;
     job->kill_and_reap();  // it cannot be watched, so it must not run unobserved
     job->log->finish();
     throw errno_error(env, err, "epoll_ctl");
   }
-  napi_create_reference(env, info[1], 1, &job->listener);
-
   AddonState* state = env.GetInstanceData<AddonState>();
   Napi::Object handle = state->process_handle_class.New({});
   ProcessHandle::Unwrap(handle)->job = job;
   return handle;
+}
+
+// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, logPath, logMaxBytes, uid?, gid?,
+//         groups?, nofileSoft?, forceGatedFork? }, listener(type, info)) -> ProcessHandle
+// On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  SpawnCall call = parse_spawn_call(info, "spawn");
+  reactor_for(info.Env());
+  SpawnOutcome out;
+  run_spawn(call, out);
+  return adopt_outcome(info.Env(), call, out, info[1]);
+}
+
+// spawnAsync(options, listener) -> Promise<ProcessHandle>: the same on a libuv threadpool thread, so
+// the JS thread goes on serving while the child gets to exec (on a loaded host that is most of a
+// spawn). Exec failures reject the promise; the job is never "started" before it runs.
+class SpawnWork : public Napi::AsyncWorker {
+ public:
+  SpawnWork(Napi::Env env, SpawnCall call, Napi::Function listener)
+      : Napi::AsyncWorker(env, "jobworker.spawn"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
+    listener_ = Napi::Persistent(listener);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { run_spawn(call_, out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(adopt_outcome(env, call_, out_, listener_.Value()));
+    } catch (const Napi::Error& error) {
+      deferred_.Reject(error.Value());
+    }
+  }
+
+ private:
+  SpawnCall call_;
+  SpawnOutcome out_;
+  Napi::FunctionReference listener_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
+  SpawnCall call = parse_spawn_call(info, "spawnAsync");
+  reactor_for(info.Env());
+  auto* work = new SpawnWork(info.Env(), std::move(call), info[1].As<Napi::Function>());
+  Napi::Promise promise = work->promise();
+  work->Queue();  // the AsyncWorker deletes itself after OnOK
+  return promise;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -203,6 +279,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function handle_class = ProcessHandle::Define(env);
   state->process_handle_class = Napi::Persistent(handle_class);
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync, "spawnAsync"));
   exports.Set("ProcessHandle", handle_class);
   return exports;
 }

@@ -17,7 +17,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * when the cgroup does not exist. Waits on inotify (the kernel notifies cgroup.events changes),
  * not by polling.
  */
-export function waitForEvents(
+export async function waitForEvents(
   fs: CgroupFs,
   dir: string,
   test: (events: Map<string, number>) => boolean,
@@ -25,6 +25,13 @@ export function waitForEvents(
   ifGone: boolean,
 ): Promise<boolean> {
   const file = path.join(dir, 'cgroup.events');
+  // Usually it already holds (a reaped job's cgroup is empty by then): no watch, no timer.
+  try {
+    if (test(parseFlatKeyed(await fs.read(file)))) return true;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return ifGone;
+    throw cgroupFsError('read', file, error);
+  }
   return new Promise<boolean>((resolve, reject) => {
     let settled = false;
     let watcher: FSWatcher | undefined;

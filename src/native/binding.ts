@@ -51,11 +51,13 @@ export interface BindingSpawnErrorFields {
   path?: string;
 }
 
+export type BindingListener = (type: string, info: Record<string, unknown>) => void;
+
 export interface Binding {
-  spawn(
-    options: BindingSpawnOptions,
-    listener: (type: string, info: Record<string, unknown>) => void,
-  ): BindingProcessHandle;
+  /** On the calling thread: returns once the child has exec'd (or throws why it could not). */
+  spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
+  /** The same on a libuv threadpool thread. */
+  spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
 }
 
 const addonPath = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'jobworker.node');

@@ -5,6 +5,7 @@ export {
   signalName,
   signalNumber,
   spawnProcess,
+  spawnProcessAsync,
   type CloseInfo,
   type ExitInfo,
   type SpawnOptions,

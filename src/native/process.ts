@@ -7,8 +7,10 @@ import {
   binding,
   type BindingCloseInfo,
   type BindingExitInfo,
+  type BindingListener,
   type BindingProcessHandle,
   type BindingSpawnErrorFields,
+  type BindingSpawnOptions,
 } from './binding';
 import { execCandidates } from './exec-path';
 
@@ -118,43 +120,16 @@ export class NativeProcess {
   readonly closed: Promise<CloseInfo>;
 
   #handle: BindingProcessHandle;
-  #outputListener: ((logBytes: number) => void) | null = null;
+  #events: ProcessEvents;
 
-  /** @internal use spawnProcess() */
-  constructor(options: SpawnOptions) {
-    let resolveExit!: (info: ExitInfo) => void;
-    let resolveClose!: (info: CloseInfo) => void;
-    this.exited = new Promise((resolve) => (resolveExit = resolve));
-    this.closed = new Promise((resolve) => (resolveClose = resolve));
-    const env = options.env ?? {};
-    try {
-      this.#handle = binding.spawn(
-        {
-          execCandidates: execCandidates(options.command, env.PATH),
-          argv: [options.argv0 ?? options.command, ...(options.args ?? [])],
-          env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
-          cwd: options.cwd,
-          cgroupFd: options.cgroupFd,
-          joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
-          logPath: options.logPath,
-          logMaxBytes: options.logMaxBytes,
-          uid: options.uid,
-          gid: options.gid,
-          groups: options.groups ? [...options.groups] : undefined,
-          nofileSoft: options.nofileSoft,
-          forceGatedFork: options.forceGatedFork,
-        },
-        (type, info) => {
-          if (type === 'output') this.#outputListener?.(info.logBytes as number);
-          else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo));
-          else if (type === 'close') resolveClose({ ...(info as unknown as BindingCloseInfo) });
-        },
-      );
-    } catch (error) {
-      throw toSpawnError(error);
-    }
-    this.pid = this.#handle.pid;
-    this.gatedFork = this.#handle.gatedFork;
+  /** @internal use spawnProcess() or spawnProcessAsync() */
+  constructor(handle: BindingProcessHandle, events: ProcessEvents) {
+    this.#handle = handle;
+    this.#events = events;
+    this.pid = handle.pid;
+    this.gatedFork = handle.gatedFork;
+    this.exited = events.exited;
+    this.closed = events.closed;
   }
 
   /** Bytes of complete records in the log right now. */
@@ -174,13 +149,73 @@ export class NativeProcess {
 
   /** Calls `listener` (coalesced) as the log grows; null stops the calls. */
   watchOutput(listener: ((logBytes: number) => void) | null): void {
-    this.#outputListener = listener;
+    this.#events.output = listener;
     this.#handle.watchOutput(listener !== null);
   }
 }
 
+/** The addon's events for one process, turned into promises and a callback. */
+class ProcessEvents {
+  readonly exited: Promise<ExitInfo>;
+  readonly closed: Promise<CloseInfo>;
+  output: ((logBytes: number) => void) | null = null;
+  readonly listener: BindingListener;
+
+  constructor() {
+    let resolveExit!: (info: ExitInfo) => void;
+    let resolveClose!: (info: CloseInfo) => void;
+    this.exited = new Promise((resolve) => (resolveExit = resolve));
+    this.closed = new Promise((resolve) => (resolveClose = resolve));
+    this.listener = (type, info) => {
+      if (type === 'output') this.output?.(info.logBytes as number);
+      else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo));
+      else if (type === 'close') resolveClose({ ...(info as unknown as BindingCloseInfo) });
+    };
+  }
+}
+
+function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
+  const env = options.env ?? {};
+  return {
+    execCandidates: execCandidates(options.command, env.PATH),
+    argv: [options.argv0 ?? options.command, ...(options.args ?? [])],
+    env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
+    cwd: options.cwd,
+    cgroupFd: options.cgroupFd,
+    joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
+    logPath: options.logPath,
+    logMaxBytes: options.logMaxBytes,
+    uid: options.uid,
+    gid: options.gid,
+    groups: options.groups ? [...options.groups] : undefined,
+    nofileSoft: options.nofileSoft,
+    forceGatedFork: options.forceGatedFork,
+  };
+}
+
+/** Spawns on this thread: returns once the child has exec'd; throws SpawnError if it could not. */
 export function spawnProcess(options: SpawnOptions): NativeProcess {
-  return new NativeProcess(options);
+  const events = new ProcessEvents();
+  try {
+    return new NativeProcess(binding.spawn(bindingOptions(options), events.listener), events);
+  } catch (error) {
+    throw toSpawnError(error);
+  }
+}
+
+/**
+ * Spawns on a libuv threadpool thread, so this thread goes on while the child gets to exec.
+ * Resolves once it has exec'd; rejects with SpawnError if it could not (nothing ran).
+ */
+export async function spawnProcessAsync(options: SpawnOptions): Promise<NativeProcess> {
+  const events = new ProcessEvents();
+  let handle: BindingProcessHandle;
+  try {
+    handle = await binding.spawnAsync(bindingOptions(options), events.listener);
+  } catch (error) {
+    throw toSpawnError(error);
+  }
+  return new NativeProcess(handle, events);
 }
 
 function toExitInfo(info: BindingExitInfo): ExitInfo {

@@ -26,7 +26,7 @@ export interface JobSpec {
   user?: JobUser;
 }
 
-/** A spec with every default applied, as stored in job.json. */
+/** A spec with every default applied, as stored in the job's record. */
 export interface ResolvedJobSpec {
   command: string;
   args: string[];

@@ -5,7 +5,7 @@ import type { CgroupDriver, CgroupStats, JobCgroup, Limits } from '../cgroup/typ
 import { JobworkerError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions, type LogSource } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { spawnProcess, type ExitInfo, type NativeProcess } from '../native';
+import { spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import type { ResolvedJobSpec } from './job-spec';
 import { finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
@@ -132,7 +132,6 @@ export class Job {
   async #start(): Promise<void> {
     const { store, driver } = this.#ctx;
     const spec = this.#record.spec;
-    await store.createJobDir(this.id);
     let cgroup: JobCgroup | undefined;
     try {
       cgroup = await driver.create(this.id, spec.limits, spec.cwd);
@@ -141,7 +140,8 @@ export class Job {
       // spawnProcess() even returns.
       const startedAt = new Date();
       try {
-        this.#native = spawnProcess({
+        // Off the JS thread: the daemon goes on serving while the child gets to exec.
+        this.#native = await spawnProcessAsync({
           command: spec.command,
           args: spec.args,
           env: spec.env,

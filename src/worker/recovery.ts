@@ -1,8 +1,8 @@
 // After a crash or restart: jobs recorded as starting/running cannot be captured any more (the pipe
 // readers died with the old daemon), so they become `lost`: their cgroups are killed and removed,
-// their logs cut at the last complete record and kept. Cgroups that no record owns are orphans and
-// go the same way. Finished jobs keep their history.
-import { existsSync } from 'node:fs';
+// their logs cut at the last complete record and kept. Cgroups and logs that no record owns are
+// orphans and go too. Finished jobs keep their history.
+import { rm } from 'node:fs/promises';
 
 import type { CgroupDriver, CgroupStats } from '../cgroup/types';
 import { repairLog } from '../logs/repair';
@@ -13,47 +13,44 @@ export interface RecoveryReport {
   records: JobRecord[];
   lost: string[];
   orphanCgroupsRemoved: string[];
+  /** Logs of starts that crashed before they were recorded (their callers never got an id). */
   incompleteStartsRemoved: string[];
-  unreadable: { id: string; error: string }[];
+  /** Journal lines that failed their check (a torn last line after a crash, or damage). */
+  damagedJournalLines: number;
 }
 
+/**
+ * Works out the state after a crash or restart; the caller persists `records` (it rewrites the
+ * journal with them). Touches cgroups and log files, never the journal.
+ */
 export async function recover(
   store: StateStore,
   driver: CgroupDriver,
   warn: (message: string, details: Record<string, unknown>) => void,
 ): Promise<RecoveryReport> {
-  const report: RecoveryReport = { records: [], lost: [], orphanCgroupsRemoved: [], incompleteStartsRemoved: [], unreadable: [] };
-  const { records, unreadable } = await store.readAll();
+  const { records, damagedLines, orphanLogs } = await store.readAll();
+  const report: RecoveryReport = { records, lost: [], orphanCgroupsRemoved: [], incompleteStartsRemoved: [], damagedJournalLines: damagedLines };
+  if (damagedLines > 0) warn('journal lines failed their check and were skipped (a crash mid-write?)', { lines: damagedLines });
 
   for (const record of records) {
-    if (!isFinal(record.state)) {
-      report.lost.push(record.id);
-      record.stats = await killAndRemove(driver, record.id, warn);
-      record.state = 'lost';
-      record.outcome = lostOutcome('the daemon stopped while the job was running; its processes were killed');
-      record.finishedAt = new Date().toISOString();
-      try {
-        const scan = await repairLog(store.logPath(record.id));
-        record.log = { ...record.log, bytes: scan.validBytes };
-      } catch (error) {
-        warn('log of a lost job could not be read', { job: record.id, error: String(error) });
-      }
-      await store.write(record, true);
+    if (isFinal(record.state)) continue;
+    report.lost.push(record.id);
+    record.stats = await killAndRemove(driver, record.id, warn);
+    record.state = 'lost';
+    record.outcome = lostOutcome('the daemon stopped while the job was running; its processes were killed');
+    record.finishedAt = new Date().toISOString();
+    try {
+      const scan = await repairLog(store.logPath(record.id));
+      record.log = { ...record.log, bytes: scan.validBytes };
+    } catch (error) {
+      warn('log of a lost job could not be read', { job: record.id, error: String(error) });
     }
-    report.records.push(record);
   }
 
-  for (const entry of unreadable) {
-    if (!existsSync(`${store.jobDir(entry.id)}/job.json`)) {
-      // Crashed between creating the directory and recording the start: the caller never got this
-      // job's id, so there is nothing to keep.
-      await killAndRemove(driver, entry.id, warn);
-      await store.remove(entry.id);
-      report.incompleteStartsRemoved.push(entry.id);
-    } else {
-      warn('job record unreadable; left in place', { job: entry.id, error: entry.error });
-      report.unreadable.push(entry);
-    }
+  for (const id of orphanLogs) {
+    await killAndRemove(driver, id, warn);
+    await rm(store.logPath(id), { force: true });
+    report.incompleteStartsRemoved.push(id);
   }
 
   // Nothing runs yet, so every job cgroup still present is an orphan: a lost job's whose removal

@@ -31,7 +31,7 @@ export interface RetentionPolicy {
 }
 
 export interface WorkerOptions {
-  /** Job records and logs live in <stateDir>/jobs/<id>/. */
+  /** Job records (a journal) and logs live here: see state-store.ts. */
   stateDir: string;
   /**
    * Where job cgroups go: `root` (a delegated cgroup path, the same in every hierarchy) or
@@ -129,11 +129,13 @@ export class Worker {
       const opened = options.cgroupDriver === undefined ? await openCgroupDriver(options.cgroup) : undefined;
       const driver = options.cgroupDriver ?? opened!;
       const recovery = await recover(store, driver, warnerOf(options));
+      await store.rewrite(recovery.records); // lost jobs recorded, the journal compacted
       const worker = new Worker(options, store, lock, driver, recovery);
       worker.#releaseRoot = opened && (() => opened.releaseRoot());
       await worker.#applyRetention();
       return worker;
     } catch (error) {
+      await store.close();
       await lock.release();
       throw error;
     }
@@ -222,6 +224,7 @@ export class Worker {
       // A clean shutdown leaves no cgroup behind, not even the (empty) root.
       await this.#releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
     }
+    await this.#store.close();
     await this.#lock.release();
     return results;
   }

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
 import { openLog, readRecords } from '../../src/logs/reader';
-import { SpawnError, spawnProcess, type NativeProcess, type SpawnOptions } from '../../src/native';
+import { SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
 import { readCapturedOutput } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -391,6 +391,54 @@ describe('no leaks', () => {
     await worker.terminate();
     // Teardown killed and reaped the worker's job: no process, no zombie, and this process lives on.
     assert.equal(existsSync(`/proc/${pid}`), false);
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+describe('spawnProcessAsync (on a threadpool thread)', () => {
+  it('runs the command and captures it like spawnProcess', async () => {
+    const log = logPath();
+    const proc = await spawnProcessAsync({ command: 'sh', args: ['-c', 'echo async; echo err >&2; exit 4'], env: ENV, logPath: log });
+    const exit = await proc.exited;
+    await proc.closed;
+    assert.equal(exit.code, 4);
+    const output = await readCapturedOutput(log);
+    assert.equal(output.stdout.toString(), 'async\n');
+    assert.equal(output.stderr.toString(), 'err\n');
+  });
+
+  it('rejects with the same typed errors, and nothing runs', async () => {
+    await assert.rejects(spawnProcessAsync({ command: '/nonexistent/tool', env: ENV, logPath: logPath() }), {
+      stage: 'exec',
+      code: 'ENOENT',
+      path: '/nonexistent/tool',
+    });
+    await assert.rejects(spawnProcessAsync({ command: 'true', cwd: '/nonexistent', env: ENV, logPath: logPath() }), { stage: 'chdir' });
+    await assert.rejects(spawnProcessAsync({ command: 'true', env: ENV, logPath: '/nonexistent/x.log' }), { stage: 'log' });
+    assert.deepEqual(zombieChildren(), []);
+  });
+
+  it('places the job in its cgroup from the start', requireRoot, async () => {
+    const cgroup = new TestCgroup('async-placement');
+    try {
+      const log = logPath();
+      const proc = await spawnProcessAsync({ command: 'cat', args: ['/proc/self/cgroup'], env: ENV, logPath: log, cgroupFd: cgroup.fd });
+      await proc.closed;
+      const expected = cgroup.dir.slice(cgroup.dir.indexOf('/jobworker-test-'));
+      assert.match((await readCapturedOutput(log)).stdout.toString(), new RegExp(`^0::.*${expected}$`, 'm'));
+    } finally {
+      await cgroup.remove();
+    }
+  });
+
+  it('many concurrent async spawns are all reaped and leave no fd behind', async () => {
+    await (await spawnProcessAsync({ command: 'true', env: ENV, logPath: logPath() })).closed;
+    const fdsBefore = openFdCount();
+    const procs = await Promise.all(Array.from({ length: 200 }, (_, i) => spawnProcessAsync({ command: 'sh', args: ['-c', `echo ${i}`], env: ENV, logPath: logPath() })));
+    const exits = await Promise.all(procs.map((p) => p.exited));
+    await Promise.all(procs.map((p) => p.closed));
+    assert.ok(exits.every((e) => e.code === 0));
+    assert.equal(openFdCount(), fdsBefore);
     assert.deepEqual(zombieChildren(), []);
   });
 });

@@ -221,7 +221,7 @@ describe('registry', requireRoot, () => {
     await b.stop({ graceMs: 0 });
     await t.worker.remove(a.id);
     assert.equal(t.worker.get(a.id), undefined);
-    assert.equal(existsSync(`${t.stateDir}/jobs/${a.id}`), false);
+    assert.equal(existsSync(`${t.stateDir}/logs/${a.id}.log`), false);
     await assert.rejects(t.worker.remove(a.id), (e: unknown) => e instanceof JobworkerError && e.kind === 'not-found');
   });
 
@@ -241,8 +241,8 @@ describe('retention', requireRoot, () => {
         ids.push(job.id);
       }
       assert.deepEqual(r.worker.list().map((j) => j.id), ids.slice(2));
-      assert.equal(existsSync(`${r.stateDir}/jobs/${ids[0]}`), false);
-      assert.equal(existsSync(`${r.stateDir}/jobs/${ids[4]}`), true);
+      assert.equal(existsSync(`${r.stateDir}/logs/${ids[0]}.log`), false);
+      assert.equal(existsSync(`${r.stateDir}/logs/${ids[4]}.log`), true);
       await r.worker.remove(ids[4]!); // removing one makes room: the next finish removes nothing
       const more = await r.worker.start({ command: 'true' });
       await more.wait();
@@ -260,7 +260,7 @@ describe('retention', requireRoot, () => {
     const reopened = await Worker.open({ ...r.options, retention: { maxAgeMs: 1 } });
     try {
       assert.equal(reopened.get(job.id), undefined);
-      assert.equal(existsSync(`${r.stateDir}/jobs/${job.id}`), false);
+      assert.equal(existsSync(`${r.stateDir}/logs/${job.id}.log`), false);
     } finally {
       await reopened.close();
       await r.cleanup().catch(() => undefined); // already closed: only the directory is left

@@ -29,7 +29,9 @@ describe('crash recovery', requireRoot, () => {
     await once(holder, 'exit');
     assert.ok(isRunning(before.quiet.pid!), 'jobs outlive the killed worker');
     // A crash can leave a torn record at the end of a log: simulate one.
-    appendFileSync(path.join(options.stateDir, 'jobs', before.chatty.id, 'output.log'), Buffer.from('JWR1\x01\x00\x00\x00garbage'));
+    appendFileSync(path.join(options.stateDir, 'logs', `${before.chatty.id}.log`), Buffer.from('JWR1\x01\x00\x00\x00garbage'));
+    // …and a torn last journal line.
+    appendFileSync(path.join(options.stateDir, 'journal'), '0badc0de {"op":"put","rec');
 
     const worker = await Worker.open(options);
     try {
