@@ -2,9 +2,12 @@
 import { attachDetach } from './attach-detach';
 import { daemonSigkill } from './daemon-sigkill';
 import { diskFull } from './disk-full';
+import { fuzzRequests } from './fuzz';
 import { loadJobs } from './load-jobs';
 import { manyFollowers } from './many-followers';
+import { oddJobs } from './odd-jobs';
 import type { Scenario } from './scenario';
+import { security } from './security';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security];

@@ -1,0 +1,235 @@
+// Attackers and leaks, against the real daemon process.
+// - TLS probed from outside the Node stack (openssl s_client; testssl.sh when installed): TLS 1.2,
+//   1.1 and 1.0, weak and CCM suites, finite-field groups, no client certificate, one from another
+//   CA, a self-signed one: all refused; the protocol, suite, key exchange and key type of a good
+//   connection reported. (test/integration/tls.test.ts covers the same policy from Node.)
+// - Privilege (test/e2e/server-rbac.test.ts covers the full matrix in-process): a reader cannot
+//   start or stop; a writer cannot touch another identity's jobs or learn they exist; roles cannot
+//   be forged by putting "admin" anywhere in the subject.
+// - The job's environment: the daemon's environment, fds and signal state do not leak into jobs.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+import { ClientError, JobworkerClient } from '../../src/client';
+import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { craftCertificate, createTestPki } from '../helpers/pki';
+import { ReliabilityDaemon } from '../helpers/reliability';
+import type { Scenario, ScenarioContext } from './scenario';
+
+const execFileAsync = promisify(execFile);
+
+interface Probe {
+  served: boolean;
+  output: string;
+}
+
+/** openssl s_client: sends an HTTP/2 preface; served = the server answered with an HTTP/2 SETTINGS frame. */
+function sClient(port: number, args: string[]): Promise<Probe> {
+  return new Promise((resolve) => {
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-alpn', 'h2', '-brief', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    const timer = setTimeout(() => child.stdin.end(), 1500);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.on('close', () => {
+      clearTimeout(timer);
+      clearTimeout(kill);
+      const stdout = Buffer.concat(out);
+      resolve({ served: stdout.length >= 9 && stdout[3] === 0x04, output: err });
+    });
+  });
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'OK';
+  } catch (error) {
+    if (error instanceof ClientError) return error.codeName;
+    throw error;
+  }
+}
+
+async function detailsOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'OK';
+  } catch (error) {
+    return error instanceof ClientError ? `${error.codeName} ${error.details}` : String(error);
+  }
+}
+
+async function drain(iterable: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of iterable) void _;
+}
+
+export const security: Scenario = {
+  name: 'security',
+  group: 'security',
+  title: 'TLS probed from outside, privilege separation, nothing of the daemon leaks into jobs',
+  timeoutMs: () => 8 * 60_000,
+  async run(ctx: ScenarioContext) {
+    const secret = `daemon-secret-${ctx.seed}`;
+    const daemon = await ReliabilityDaemon.start(ctx.workDir, { label: 'security', env: { JOBWORKER_RELIABILITY_SECRET: secret } });
+    ctx.defer(async () => assert.deepEqual(await daemon.close(), [], 'cgroups left'));
+    const port = daemon.port;
+    const pki = daemon.pki;
+
+    // --- TLS from outside the Node stack --------------------------------------------------------------
+    const good = await pki.client({ name: 'probe', roles: ['reader'] });
+    const cert = ['-CAfile', pki.caPath, '-cert', good.certificatePath, '-key', good.privateKeyPath];
+    const ok = await sClient(port, ['-tls1_3', ...cert]);
+    assert.ok(ok.served, `a good client was not served:\n${ok.output}`);
+    const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(ok.output)?.[1] ?? '?';
+    ctx.figure('good connection', `${field('Protocol version')}, ${field('Ciphersuite')}, key exchange ${field('Server Temp Key')}, signature ${field('(?:Peer signature type|Signature type)')}`);
+    const keyText = (await execFileAsync('openssl', ['x509', '-noout', '-text', '-in', pki.caPath])).stdout;
+    ctx.figure('CA key', /ASN1 OID: (\S+)/.exec(keyText)?.[1] ?? '?');
+
+    const other = await createTestPki();
+    ctx.defer(() => other.remove());
+    const foreign = await other.client({ name: 'probe', roles: ['admin'] });
+    const selfSigned = await pki.write(await craftCertificate({ subject: [{ CN: ['mallory'] }], roles: ['admin'] }), 'self-signed');
+    const refusals: [string, string[]][] = [
+      ['TLS 1.2', ['-tls1_2', ...cert]],
+      ['TLS 1.1', ['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', ...cert]],
+      ['TLS 1.0', ['-tls1', '-cipher', 'DEFAULT:@SECLEVEL=0', ...cert]],
+      ['TLS 1.2 weak ciphers', ['-tls1_2', '-cipher', 'RC4:3DES:DES:NULL:EXPORT:aNULL:eNULL:@SECLEVEL=0', ...cert]],
+      ['TLS 1.3 CCM suites', ['-tls1_3', '-ciphersuites', 'TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256', ...cert]],
+      ['TLS 1.3 finite-field DH only', ['-tls1_3', '-groups', 'ffdhe2048:ffdhe3072', ...cert]],
+      ['no client certificate', ['-tls1_3', '-CAfile', pki.caPath]],
+      ['client certificate from another CA', ['-tls1_3', '-CAfile', pki.caPath, '-cert', foreign.certificatePath, '-key', foreign.privateKeyPath]],
+      ['self-signed client certificate', ['-tls1_3', '-CAfile', pki.caPath, '-cert', selfSigned.certificatePath, '-key', selfSigned.privateKeyPath]],
+    ];
+    for (const [what, args] of refusals) {
+      const probe = await sClient(port, args);
+      assert.equal(probe.served, false, `${what} was served:\n${probe.output}`);
+    }
+    ctx.figure('openssl refusals', `${refusals.length}/${refusals.length}`);
+
+    const testssl = await execFileAsync('sh', ['-c', 'command -v testssl || command -v testssl.sh']).then((r) => r.stdout.trim(), () => '');
+    if (testssl === '') {
+      ctx.figure('testssl.sh', 'not installed (apt-get install testssl.sh)');
+    } else {
+      const run = await execFileAsync(testssl, ['--quiet', '--color', '0', '--warnings', 'batch', '--protocols', '--server-preference', `127.0.0.1:${port}`], { timeout: 300_000, maxBuffer: 8 << 20 }).then(
+        (r) => `${r.stdout}${r.stderr}`,
+        (e: { stdout?: string; stderr?: string; message?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}${e.message ?? ''}`,
+      );
+      const line = (label: string) => new RegExp(`^\\s*${label}\\s+(.*)$`, 'm').exec(run)?.[1]?.trim();
+      if (line('TLS 1\\.3') === undefined) {
+        // No verdict (testssl.sh could not run its checks here): say why, do not guess.
+        ctx.figure('testssl.sh', `no verdict: ${run.trim().split('\n').slice(-3).join(' / ').slice(0, 200)}`);
+      } else {
+        const protocols = ['SSLv2', 'SSLv3', 'TLS 1', 'TLS 1\\.1', 'TLS 1\\.2', 'TLS 1\\.3'].map((p) => `${p.replace('\\', '')}: ${line(p === 'TLS 1' ? 'TLS 1 ' : p) ?? '?'}`);
+        ctx.figure('testssl.sh protocols', protocols.join('; '));
+        for (const p of ['SSLv2', 'SSLv3', 'TLS 1 ', 'TLS 1\\.1', 'TLS 1\\.2']) assert.match(line(p) ?? '', /not offered/, `testssl: ${p} ${line(p)}`);
+        assert.match(line('TLS 1\\.3') ?? '', /offered/);
+        ctx.figure('testssl.sh server cipher order', /Has server cipher order\?\s+(.*)/.exec(run)?.[1]?.trim() ?? '?');
+      }
+    }
+
+    // --- Privilege -----------------------------------------------------------------------------------
+    const address = `localhost:${port}`;
+    const connect = async (files: { caPath: string; certificatePath: string; privateKeyPath: string }) => {
+      const c = await JobworkerClient.connect({ address, tls: files });
+      ctx.defer(() => c.close());
+      return c;
+    };
+    const alice = await daemon.client('alice', ['writer']);
+    const bob = await daemon.client('bob', ['writer']);
+    const reader = await daemon.client('alice', ['reader']);
+    const bobsJob = await bob.startJob({ command: 'sleep', args: ['600'] });
+    const alicesJob = await alice.startJob({ command: 'sleep', args: ['600'] });
+    let refused = 0;
+    assert.equal(await codeOf(reader.startJob({ command: 'true' })), 'PERMISSION_DENIED');
+    assert.equal(await codeOf(reader.stopJob(alicesJob.id)), 'PERMISSION_DENIED');
+    assert.equal(await codeOf(reader.removeJob(alicesJob.id)), 'PERMISSION_DENIED');
+    assert.equal((await reader.getJob(alicesJob.id)).state, pb.JobState.JOB_STATE_RUNNING, 'a reader sees its own jobs');
+    refused += 3;
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const same = (a: string, b: string) => assert.equal(a.replaceAll(bobsJob.id, 'ID'), b.replaceAll(unknown, 'ID'), 'another identity\'s job must look exactly like an unknown one');
+    same(await detailsOf(alice.getJob(bobsJob.id)), await detailsOf(alice.getJob(unknown)));
+    same(await detailsOf(alice.stopJob(bobsJob.id)), await detailsOf(alice.stopJob(unknown)));
+    same(await detailsOf(alice.removeJob(bobsJob.id)), await detailsOf(alice.removeJob(unknown)));
+    same(await detailsOf(drain(alice.streamLogs({ jobId: bobsJob.id }))), await detailsOf(drain(alice.streamLogs({ jobId: unknown }))));
+    same(await detailsOf(drain(alice.watchJobs({ jobId: bobsJob.id }))), await detailsOf(drain(alice.watchJobs({ jobId: unknown }))));
+    refused += 5;
+    assert.deepEqual((await alice.listAllJobs({ owner: 'bob' })).map((j) => j.owner), ['alice'].filter(() => false), 'ListJobs owner=bob');
+    assert.deepEqual([...new Set((await alice.listAllJobs()).map((j) => j.owner))], ['alice']);
+    // A watcher sees nothing of another identity's new jobs.
+    const watched: string[] = [];
+    const watchAbort = new AbortController();
+    const watching = (async () => {
+      try {
+        for await (const event of alice.watchJobs({}, watchAbort.signal)) watched.push(event.job!.owner);
+      } catch {
+        // cancelled
+      }
+    })();
+    const bobsSecond = await bob.startJob({ command: 'true' });
+    await new Promise((r) => setTimeout(r, 1000));
+    watchAbort.abort();
+    await watching;
+    assert.ok(watched.every((o) => o === 'alice'), `alice's watch saw jobs of ${[...new Set(watched)].join(', ')}`);
+    assert.equal((await bob.getJob(bobsJob.id)).state, pb.JobState.JOB_STATE_RUNNING, 'bob\'s job untouched');
+    void bobsSecond;
+
+    // Forged roles: "admin" in the CN, OU, O or title grants nothing; only the roles extension counts.
+    const forged = [
+      { subject: [{ CN: ['admin'] }], roles: undefined },
+      { subject: [{ CN: ['mallory'], OU: ['admin'], O: ['admin'] }], roles: undefined },
+      { subject: [{ CN: ['mallory'], OU: ['admin'], L: ['admin'] }], roles: ['reader'] },
+      { subject: [{ CN: ['role=admin, OU=admin'] }], roles: ['reader'] },
+    ];
+    for (const [i, f] of forged.entries()) {
+      const issued = await craftCertificate({ subject: f.subject, issuer: pki.ca, ...(f.roles === undefined ? {} : { roles: f.roles }) });
+      const files = await pki.write(issued, `forged-${i}`);
+      const c = await connect(files);
+      assert.equal(await codeOf(c.startJob({ command: 'true' })), 'PERMISSION_DENIED', `forged ${JSON.stringify(f.subject)}`);
+      assert.equal(await codeOf(c.stopJob(bobsJob.id)), f.roles === undefined ? 'PERMISSION_DENIED' : 'PERMISSION_DENIED');
+      assert.equal(await codeOf(c.getJob(bobsJob.id)), f.roles === undefined ? 'PERMISSION_DENIED' : 'NOT_FOUND');
+      refused += 3;
+    }
+    ctx.figure('privilege checks refused', refused);
+    ctx.figure('forged-subject certificates', forged.length);
+    await bob.stopJob(bobsJob.id, { graceMs: 0 });
+
+    // --- The job's environment -----------------------------------------------------------------------
+    // Other jobs run meanwhile (their pipes and logs are open in the daemon).
+    const noisy = await alice.startJob({ command: 'sh', args: ['-c', 'while :; do echo noise; sleep 0.05; done'] });
+    const probe = await alice.startJob({
+      command: 'sh',
+      args: ['-c', 'ls -l /proc/$$/fd | sed -n "s/.* \\([0-9]*\\) -> \\(.*\\)/\\1 \\2/p"; echo ---; tr "\\0" "\\n" < /proc/$$/environ; echo ---; grep -E "^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs):" /proc/$$/status; echo ---; ulimit -n; echo ---; cut -d" " -f6 /proc/$$/stat; echo $$'],
+      env: { PATH: '/usr/bin:/bin', GIVEN: 'only this' },
+    });
+    let text = '';
+    for await (const message of alice.streamLogs({ jobId: probe.id, follow: true })) for (const c of message.chunks) text += c.data.toString();
+    const [fds, environ, status, nofile, session] = text.split('---\n');
+    const fdLines = fds!.trim().split('\n');
+    assert.deepEqual(fdLines.map((l) => l.split(' ')[0]), ['0', '1', '2'], `job fds:\n${fds}`);
+    assert.match(fdLines[0]!, /^0 \/dev\/null$/);
+    assert.match(fdLines[1]!, /^1 pipe:/);
+    assert.match(fdLines[2]!, /^2 pipe:/);
+    assert.deepEqual(environ!.trim().split('\n').sort(), ['GIVEN=only this', 'PATH=/usr/bin:/bin']);
+    assert.ok(!text.includes(secret), 'the daemon\'s environment leaked into the job');
+    assert.match(status!, /^SigBlk:\s+0+$/m);
+    assert.match(status!, /^SigIgn:\s+0+$/m);
+    assert.equal(nofile!.trim(), '1024');
+    const [sid, pid] = session!.trim().split('\n');
+    assert.equal(sid, pid, 'the job leads its own session');
+    const uid = /^Uid:\s+(\d+)/m.exec(status!)?.[1];
+    ctx.figure('job fds', '0 (/dev/null), 1, 2 (pipes)');
+    ctx.figure('job environment', 'exactly the given variables');
+    ctx.figure('job signals blocked/ignored', '0/0');
+    ctx.figure('job credentials', `uid ${uid} (the daemon's, by design: the API has no user field), own session, RLIMIT_NOFILE 1024`);
+    const daemonFds = readFileSync(`/proc/${daemon.pid}/status`, 'utf8') && daemon.sample().fds;
+    ctx.figure('daemon fds at the time', daemonFds);
+    await alice.stopJob(noisy.id, { graceMs: 0 });
+    await alice.stopJob(alicesJob.id, { graceMs: 0 });
+  },
+};
