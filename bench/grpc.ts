@@ -55,6 +55,7 @@ export const grpcBenchmark: Benchmark = {
       tls: await pki.server(),
       cgroupRootName: `jobworker-bench-grpc-${process.pid}`,
       configDir: dir,
+      config: { defaults: { logMaxBytes: 2 * GIB } }, // the default cap is 1 GiB: the job writes that much
     });
     const rows: Row[] = [];
     const clients: JobworkerClient[] = [];

@@ -2,7 +2,7 @@
 // the process hold per idle running job? N `sleep` jobs through child_process.spawn first (the
 // baseline), then N through the Worker, each measured as the RSS growth after a full GC.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { Worker, type Job } from '../src/worker';
@@ -14,6 +14,8 @@ export interface MemoryChildConfig {
 
 export interface MemoryChildReport {
   jobs: number;
+  /** Asked for; more than `jobs` when the fd limit could not be raised. */
+  requested: number;
   workerBytesPerJob: number;
   childProcessBytesPerJob: number;
   workerStartSeconds: number;
@@ -27,19 +29,27 @@ function settledRss(): number {
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2]!) as MemoryChildConfig;
-  // Four fds per job (pidfd, two pipes, the log): raise this process's own limit (root may).
-  execFileSync('prlimit', [`--pid=${process.pid}`, `--nofile=${config.jobs * 6 + 4096}`]);
+  // Four fds per job (pidfd, two pipes, the log): raise this process's own limit. Root may, unless
+  // it lacks CAP_SYS_RESOURCE (some containers): then as many jobs as the hard limit allows.
+  let jobs = config.jobs;
+  try {
+    execFileSync('prlimit', [`--pid=${process.pid}`, `--nofile=${jobs * 6 + 4096}`], { stdio: 'ignore' });
+  } catch {
+    const hard = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 1024);
+    execFileSync('prlimit', [`--pid=${process.pid}`, `--nofile=${hard}:${hard}`]);
+    jobs = Math.min(jobs, Math.floor((hard - 1024) / 5));
+  }
 
   const env = { PATH: '/usr/bin:/bin' };
   let before = settledRss();
   const children: ChildProcess[] = [];
-  for (let i = 0; i < config.jobs; i++) {
+  for (let i = 0; i < jobs; i++) {
     const child = spawn('sleep', ['3600'], { stdio: ['ignore', 'pipe', 'pipe'], env });
     child.stdout!.resume();
     child.stderr!.resume();
     children.push(child);
   }
-  const childProcessBytesPerJob = (settledRss() - before) / config.jobs;
+  const childProcessBytesPerJob = (settledRss() - before) / jobs;
   await Promise.all(children.map((child) => new Promise((resolve) => {
     child.once('close', resolve);
     child.kill('SIGKILL');
@@ -50,20 +60,20 @@ async function main(): Promise<void> {
   const worker = await Worker.open({ stateDir, cgroup: { rootName: `jobworker-bench-memory-${process.pid}` } });
   try {
     before = settledRss();
-    const started = process.hrtime.bigint();
-    const jobs: Job[] = [];
+    const startedAt = process.hrtime.bigint();
+    const running: Job[] = [];
     let next = 0;
     await Promise.all(
       Array.from({ length: 32 }, async () => {
-        while (next < config.jobs) {
+        while (next < jobs) {
           next++;
-          jobs.push(await worker.start({ command: 'sleep', args: ['3600'], env }));
+          running.push(await worker.start({ command: 'sleep', args: ['3600'], env }));
         }
       }),
     );
-    const workerStartSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const workerBytesPerJob = (settledRss() - before) / config.jobs;
-    const report: MemoryChildReport = { jobs: config.jobs, workerBytesPerJob, childProcessBytesPerJob, workerStartSeconds };
+    const workerStartSeconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
+    const workerBytesPerJob = (settledRss() - before) / jobs;
+    const report: MemoryChildReport = { jobs, requested: config.jobs, workerBytesPerJob, childProcessBytesPerJob, workerStartSeconds };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     await worker.close({ graceMs: 0 });

@@ -74,6 +74,8 @@ export interface DaemonSetup {
   configDir: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** More keys for the daemon's config file (e.g. { defaults: { logMaxBytes: … } }). */
+  config?: Record<string, unknown>;
 }
 
 export function startDaemonProcess(setup: DaemonSetup): SpawnedDaemon {
@@ -82,9 +84,12 @@ export function startDaemonProcess(setup: DaemonSetup): SpawnedDaemon {
   writeFileSync(
     config,
     JSON.stringify(
-      delegated === undefined || delegated === ''
-        ? { cgroupRootName: setup.cgroupRootName }
-        : { cgroupRoot: path.posix.join(delegated, setup.cgroupRootName) },
+      {
+        ...setup.config,
+        ...(delegated === undefined || delegated === ''
+          ? { cgroupRootName: setup.cgroupRootName }
+          : { cgroupRoot: path.posix.join(delegated, setup.cgroupRootName) }),
+      },
     ),
   );
   const child = spawn(
