@@ -2,7 +2,7 @@
 // PKI, its own state directory and cgroup root, and a config; watched from outside through
 // /proc/<pid>, its metrics listener and the cgroup filesystem, so that leaks are measured where
 // they would show in production, not inside the process under test.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -239,6 +239,39 @@ export function zombiesOf(pid: number): number[] {
     if (fields[0] === 'Z' && Number(fields[1]) === pid) zombies.push(Number(entry));
   }
   return zombies;
+}
+
+/**
+ * Socket fds of `pid` that the kernel no longer lists as live TCP or unix sockets: the peer is gone
+ * and the connection closed, but the process never closed its end.
+ */
+export function deadSockets(pid: number): string[] {
+  const live = new Set<string>();
+  for (const table of ['tcp', 'tcp6', 'unix']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const inode = table === 'unix' ? fields[6] : fields[9];
+      if (inode !== undefined && inode !== '0') live.add(inode);
+    }
+  }
+  const dead: string[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && !live.has(inode)) dead.push(fd);
+  }
+  return dead;
 }
 
 /** Rejects with a message naming `what` when `promise` takes longer than `ms`. */

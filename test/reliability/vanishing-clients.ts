@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 
 import type { JobworkerClient } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
-import { eventually, mib, ReliabilityDaemon, withTimeout, type ProcSample } from '../helpers/reliability';
+import { deadSockets, eventually, mib, ReliabilityDaemon, withTimeout, type ProcSample } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { readSession } from './streams';
 
@@ -206,8 +206,11 @@ export const vanishingClients: Scenario = {
       after = daemon.sample();
     }
     ctx.figure('fds back after (s)', ((Date.now() - fdWait) / 1000).toFixed(0));
+    const dead = deadSockets(daemon.pid);
+    ctx.figure('sockets closed by the peer but still open in the daemon', dead.length);
     ctx.figure('fds before/after', `${before.fds}/${after.fds}`);
     ctx.figure('RSS before/after', `${mib(before.rssBytes)}/${mib(after.rssBytes)}`);
+    assert.deepEqual(dead, [], `the daemon still holds ${dead.length} socket(s) whose connection is gone (docs/reliability.md, findings)`);
     assert.ok(after.fds <= before.fds, `fds: ${before.fds} before, ${after.fds} after`);
     assert.deepEqual(daemon.zombies(), []);
   },
