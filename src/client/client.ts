@@ -81,7 +81,7 @@ export class JobworkerClient {
       'grpc.max_receive_message_length': 8 << 20,
       // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
       // a larger one lets output flow at disk speed (the server still bounds what it has in flight).
-      'grpc-node.flow_control_window': 4 << 20,
+      'grpc-node.flow_control_window': 1 << 20,
       // A dead daemon is noticed instead of a stream hanging forever.
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,

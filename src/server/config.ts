@@ -29,6 +29,8 @@ export interface DaemonConfig {
   };
   retention: { maxFinishedJobs?: number; maxAgeMs?: number };
   maxRunningJobs?: number;
+  /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
+  maxStreamsPerIdentity?: number;
   log: { level: LogLevel; format: LogFormat | null };
   /** On SIGTERM: stop running jobs (recorded as stopped) or leave them to be recovered as lost. */
   shutdown: { stopJobs: boolean; graceMs: number };
@@ -56,6 +58,7 @@ const isFileConfig = t.isObject(
     ),
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
+    maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
   },
@@ -114,6 +117,7 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     defaults: { ...config.defaults, ...file.defaults },
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
+    maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
   };

@@ -74,7 +74,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   let server: JobworkerServer;
   try {
-    server = await JobworkerServer.start({ worker, tls: config.tls, listen: config.listen, metricsListen: config.metricsListen, logger });
+    server = await JobworkerServer.start({
+      worker,
+      tls: config.tls,
+      listen: config.listen,
+      metricsListen: config.metricsListen,
+      logger,
+      ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+    });
   } catch (error) {
     await worker.close({ stopJobs: true, graceMs: 0 });
     throw error;

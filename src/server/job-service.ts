@@ -46,6 +46,11 @@ export interface JobServiceDeps {
   shuttingDown(): boolean;
   /** Streams register here so shutdown can end them. */
   streams: Set<AbortController>;
+  /**
+   * Open streams (StreamLogs + WatchJobs) one identity may hold: each costs up to ~2 MiB when its
+   * client stops reading (the client's 1 MiB HTTP/2 window plus what is in flight here).
+   */
+  maxStreamsPerIdentity: number;
 }
 
 function checkJobId(field: string, id: string): string {
@@ -56,6 +61,7 @@ function checkJobId(field: string, id: string): string {
 export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
   const { worker, logger, metrics } = deps;
   const audit = logger.child({ audit: true });
+  const streamsByIdentity = new Map<string, number>();
 
   function checkAvailable(): void {
     if (deps.shuttingDown()) throw new JobworkerError('unavailable', 'the daemon is shutting down');
@@ -201,9 +207,16 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
     call.on('error', onCancel);
     deps.streams.add(abort);
     metrics.activeStreams.inc({ rpc });
+    let counted: string | undefined;
     try {
       const identity = peerIdentityOf(call);
       checkAvailable();
+      const open = streamsByIdentity.get(identity.name) ?? 0;
+      if (open >= deps.maxStreamsPerIdentity) {
+        throw new JobworkerError('resource-exhausted', `${identity.name} has ${open} streams open, the limit is ${deps.maxStreamsPerIdentity}`);
+      }
+      streamsByIdentity.set(identity.name, open + 1);
+      counted = identity.name;
       await body(decoded(call.request), identity, abort.signal);
       metrics.requests.inc({ method: rpc, code: 'OK' });
       call.end();
@@ -218,6 +231,11 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
         call.emit('error', serviceError(status));
       }
     } finally {
+      if (counted !== undefined) {
+        const left = (streamsByIdentity.get(counted) ?? 1) - 1;
+        if (left === 0) streamsByIdentity.delete(counted);
+        else streamsByIdentity.set(counted, left);
+      }
       deps.streams.delete(abort);
       metrics.activeStreams.dec({ rpc });
       call.off('cancelled', onCancel);

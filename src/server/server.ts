@@ -29,6 +29,8 @@ export interface JobworkerServerOptions {
   logger: Logger;
   /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
   maxRequestBytes?: number;
+  /** Open StreamLogs/WatchJobs streams per identity. Default 1024. */
+  maxStreamsPerIdentity?: number;
 }
 
 const JOB_SERVICE = 'jobworker.v1.JobService';
@@ -110,7 +112,14 @@ export class JobworkerServer {
     const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
     server.addService(
       service,
-      createJobService({ worker: options.worker, logger, metrics, shuttingDown: () => shuttingDown.value, streams }),
+      createJobService({
+        worker: options.worker,
+        logger,
+        metrics,
+        shuttingDown: () => shuttingDown.value,
+        streams,
+        maxStreamsPerIdentity: options.maxStreamsPerIdentity ?? 1024,
+      }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
     health.addToServer(server);

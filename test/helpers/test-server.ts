@@ -22,12 +22,19 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(label: string, options: { logLines?: string[] } = {}): Promise<TestServer> {
+export async function startTestServer(label: string, options: { logLines?: string[]; maxStreamsPerIdentity?: number } = {}): Promise<TestServer> {
   const pki = await createTestPki();
   const worker = await openTestWorker(label, { defaults: { stopGraceMs: 2000 } });
   const serverFiles = await pki.server();
   const logger = new Logger({ level: 'info', format: 'json', write: (line) => options.logLines?.push(line) });
-  const server = await JobworkerServer.start({ worker: worker.worker, tls: serverFiles, listen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logger });
+  const server = await JobworkerServer.start({
+    worker: worker.worker,
+    tls: serverFiles,
+    listen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logger,
+    ...(options.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: options.maxStreamsPerIdentity }),
+  });
   const address = `localhost:${server.port}`;
   const clients: JobworkerClient[] = [];
   const stubs: pb.JobServiceClient[] = [];
