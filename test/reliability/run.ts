@@ -4,6 +4,7 @@
 // and exits non-zero if any scenario failed or anything was left behind.
 //
 //   node dist/test/reliability/run.js [--soak] [--only a,b] [--skip a,b] [--seed N] [--json FILE] [--markdown] [--list]
+import { parseArgs as parseCliArgs } from 'node:util';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -35,26 +36,32 @@ interface Args {
   list: boolean;
 }
 
+/** Options through node:util's parseArgs (no hand-written parser). */
 function parseArgs(argv: string[]): Args {
-  const args: Args = { soak: false, only: null, skip: [], seed: Date.now() % 2 ** 31, json: null, markdown: false, list: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value`);
-      return v;
-    };
-    if (arg === '--soak') args.soak = true;
-    else if (arg === '--only') args.only = value().split(',');
-    else if (arg === '--skip') args.skip = value().split(',');
-    else if (arg === '--seed') args.seed = Number(value());
-    else if (arg === '--json') args.json = value();
-    else if (arg === '--markdown') args.markdown = true;
-    else if (arg === '--list') args.list = true;
-    else throw new Error(`unknown argument ${arg} (see the header of test/reliability/run.ts)`);
-  }
-  if (process.env.JOBWORKER_RELIABILITY_SOAK === '1') args.soak = true;
-  return args;
+  const { values } = parseCliArgs({
+    args: argv,
+    options: {
+      soak: { type: 'boolean' },
+      only: { type: 'string' },
+      skip: { type: 'string' },
+      seed: { type: 'string' },
+      json: { type: 'string' },
+      markdown: { type: 'boolean' },
+      list: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
+  if (!Number.isSafeInteger(seed)) throw new Error(`--seed: expected an integer, got ${values.seed}`);
+  return {
+    soak: (values.soak ?? false) || process.env.JOBWORKER_RELIABILITY_SOAK === '1',
+    only: values.only === undefined ? null : values.only.split(','),
+    skip: values.skip === undefined ? [] : values.skip.split(','),
+    seed,
+    json: values.json ?? null,
+    markdown: values.markdown ?? false,
+    list: values.list ?? false,
+  };
 }
 
 async function runScenario(scenario: Scenario, args: Args, runDir: string): Promise<Outcome> {
