@@ -1,6 +1,6 @@
-// The README's quick start, exactly as written: a dev daemon as `npm start` runs it, on its default
-// address, with HOME in a fresh temporary directory (no certificates, no config), then the README's
-// `npx job-cli run …` line, verbatim, through a shell in the repository.
+// The README's quick start, exactly as written: a dev daemon as `npm start` runs it, with HOME in a
+// fresh temporary directory (no certificates, no config), then the README's `npx job-cli run …`
+// line, verbatim, through a shell in the repository.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,14 +48,20 @@ describe('README quick start', requireRoot, () => {
     assert.ok(line, 'the README has an `npx job-cli run …` line in a code block');
 
     // `npm start` runs `node bin/job-worker.js --dev`; the test adds only what keeps it from
-    // colliding with other tests: no metrics listener, its own cgroup root, JSON logs to read.
-    // It listens on the default address, which the CLI dials by default.
-    daemon = await startDevDaemon('cli-readme', home, null);
-    assert.equal(daemon.port, 50051);
+    // colliding with other tests: no metrics listener, its own cgroup root, JSON logs to read, and
+    // a free port instead of 50051 — the README has `npm start` and `npm test` side by side, so a
+    // developer's own dev daemon may well hold 50051 while this runs. JOBWORKER_ADDR points the
+    // line at it; the line itself runs exactly as written.
+    daemon = await startDevDaemon('cli-readme', home);
     for (const file of ['ca.pem', 'cert.pem', 'key.pem']) assert.ok(existsSync(path.join(home, '.config', 'jobworker', file)), `dev PKI installed ${file}`);
 
     // The line as written; npm is only kept off the network (no update check, offline).
-    const result = await runShell(line, { home, cwd: REPO_ROOT, env: { npm_config_update_notifier: 'false', npm_config_offline: 'true' }, timeoutMs: 120_000 });
+    const result = await runShell(line, {
+      home,
+      cwd: REPO_ROOT,
+      env: { JOBWORKER_ADDR: `localhost:${daemon.port}`, npm_config_update_notifier: 'false', npm_config_offline: 'true' },
+      timeoutMs: 120_000,
+    });
     assert.equal(result.code, 0, show(result));
     assert.equal(result.stdout, 'hello\nbye\n', show(result));
   });
