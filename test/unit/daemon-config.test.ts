@@ -1,0 +1,72 @@
+// The daemon's configuration: defaults < file < environment (< flags, tested end to end).
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+import { applyEnvironment, applyFileConfig, defaultConfig, readConfigFile } from '../../src/server/config';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: unknown): string {
+  const p = path.join(dir, name);
+  writeFileSync(p, typeof content === 'string' ? content : JSON.stringify(content));
+  return p;
+}
+
+describe('daemon configuration', () => {
+  it('defaults: loopback on 50051, metrics on 9464, /var/lib/jobworker, jobs stopped on shutdown', () => {
+    const c = defaultConfig();
+    assert.equal(c.listen, '127.0.0.1:50051');
+    assert.equal(c.metricsListen, '127.0.0.1:9464');
+    assert.equal(c.stateDir, '/var/lib/jobworker');
+    assert.deepEqual(c.shutdown, { stopJobs: true, graceMs: 10_000 });
+    assert.equal(c.tls, null);
+  });
+
+  it('a file overrides the defaults; its relative paths are relative to it', () => {
+    const p = file('good.json', {
+      listen: '0.0.0.0:6000',
+      metricsListen: null,
+      stateDir: 'state',
+      tls: { ca: 'pki/ca.pem', cert: '/abs/server.pem', key: 'pki/key.pem' },
+      defaults: { memoryBytes: 1 << 30, pids: 100 },
+      maxStreamsPerIdentity: 64,
+    });
+    const c = applyFileConfig(defaultConfig(), readConfigFile(p));
+    assert.equal(c.listen, '0.0.0.0:6000');
+    assert.equal(c.metricsListen, null);
+    assert.equal(c.stateDir, path.join(dir, 'state'));
+    assert.deepEqual(c.tls, { caPath: path.join(dir, 'pki/ca.pem'), certificatePath: '/abs/server.pem', privateKeyPath: path.join(dir, 'pki/key.pem') });
+    assert.deepEqual(c.defaults, { memoryBytes: 1 << 30, pids: 100 });
+    assert.equal(c.maxStreamsPerIdentity, 64);
+  });
+
+  it('refuses unknown keys, wrong types and bad JSON, naming the file and the key', () => {
+    assert.throws(() => readConfigFile(file('typo.json', { listn: 'x' })), /typo\.json: .*listn.*Extraneous/);
+    assert.throws(() => readConfigFile(file('type.json', { defaults: { pids: 'many' } })), /type\.json: defaults\.pids/);
+    assert.throws(() => readConfigFile(file('bad.json', '{ nope')), /bad\.json: not valid JSON/);
+    assert.throws(() => readConfigFile(path.join(dir, 'missing.json')), /missing\.json: cannot read it \(ENOENT\)/);
+  });
+
+  it('the environment overrides the file', () => {
+    const c = applyEnvironment(defaultConfig(), {
+      JOBWORKER_LISTEN: '127.0.0.1:7000',
+      JOBWORKER_METRICS_LISTEN: 'off',
+      JOBWORKER_STATE_DIR: '/srv/jw',
+      JOBWORKER_TLS_CA: '/a',
+      JOBWORKER_TLS_CERT: '/b',
+      JOBWORKER_TLS_KEY: '/c',
+      JOBWORKER_LOG_LEVEL: 'debug',
+    });
+    assert.equal(c.listen, '127.0.0.1:7000');
+    assert.equal(c.metricsListen, null);
+    assert.equal(c.stateDir, '/srv/jw');
+    assert.deepEqual(c.tls, { caPath: '/a', certificatePath: '/b', privateKeyPath: '/c' });
+    assert.equal(c.log.level, 'debug');
+    assert.throws(() => applyEnvironment(defaultConfig(), { JOBWORKER_TLS_CA: '/a' }), /must be set together/);
+    assert.throws(() => applyEnvironment(defaultConfig(), { JOBWORKER_LOG_LEVEL: 'loud' }), /JOBWORKER_LOG_LEVEL/);
+  });
+});
