@@ -28,6 +28,8 @@ export interface DaemonConfig {
     stopGraceMs?: number;
   };
   retention: { maxFinishedJobs?: number; maxAgeMs?: number };
+  /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
+  jobUser: { uid: number; gid: number; groups?: number[] } | null;
   maxRunningJobs?: number;
   /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
   maxStreamsPerIdentity?: number;
@@ -59,6 +61,7 @@ const isFileConfig = t.isObject(
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
+    jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
   },
@@ -76,6 +79,7 @@ export function defaultConfig(): DaemonConfig {
     tls: null,
     defaults: {},
     retention: {},
+    jobUser: null,
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
   };
@@ -118,6 +122,7 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
+    jobUser: file.jobUser === undefined ? config.jobUser : file.jobUser,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
   };

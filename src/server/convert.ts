@@ -115,6 +115,7 @@ export function jobToPb(status: JobStatus, liveStats?: CgroupStats | null): pb.J
       writeError: status.log.writeError ?? '',
     },
     stats: statsToPb(liveStats === undefined ? status.stats : liveStats),
+    user: status.user === null ? undefined : { uid: status.user.uid, gid: status.user.gid, groups: status.user.groups ?? [] },
   };
 }
 

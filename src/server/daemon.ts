@@ -58,6 +58,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
       ...(config.defaults.logMaxBytes === undefined ? {} : { logMaxBytes: config.defaults.logMaxBytes }),
       ...(config.defaults.stopGraceMs === undefined ? {} : { stopGraceMs: config.defaults.stopGraceMs }),
+      ...(config.jobUser === null ? {} : { user: config.jobUser }),
     },
     retention: config.retention,
     ...(config.maxRunningJobs === undefined ? {} : { maxRunningJobs: config.maxRunningJobs }),

@@ -100,6 +100,10 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
 
   return {
     startJob: unary<pb.StartJobRequest, pb.StartJobResponse>('StartJob', async (request, identity) => {
+      // Choosing the user is choosing privileges: only admins may; everyone else gets the default.
+      if (request.user !== undefined && !seesAllJobs(identity)) {
+        throw new JobworkerError('permission-denied', `${identity.name} may not choose the user a job runs as (admins only)`);
+      }
       try {
         const job = await worker.start({
           command: request.command,
@@ -108,6 +112,7 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
           cwd: request.cwd === '' ? undefined : request.cwd,
           limits: limitsFromPb(request.limits),
           owner: identity.name,
+          ...(request.user === undefined ? {} : { user: { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups } }),
         });
         metrics.starts.inc({ result: 'ok' });
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });

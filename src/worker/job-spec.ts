@@ -72,6 +72,20 @@ function checkId(field: string, value: unknown): number {
   return value;
 }
 
+/** Checks a user's ids (`field` names it in errors); groups default to none. */
+export function resolveJobUser(field: string, user: JobUser): JobUser {
+  if (typeof user !== 'object' || user === null) throw new ValidationError(field, 'must be an object with uid and gid');
+  const groups = user.groups ?? [];
+  if (!Array.isArray(groups) || groups.length > SPEC_BOUNDS.groups) {
+    throw new ValidationError(`${field}.groups`, `must be an array of at most ${SPEC_BOUNDS.groups} group ids`);
+  }
+  return {
+    uid: checkId(`${field}.uid`, user.uid),
+    gid: checkId(`${field}.gid`, user.gid),
+    groups: groups.map((g, i) => checkId(`${field}.groups[${i}]`, g)),
+  };
+}
+
 /** Validates everything but the limits (the cgroup driver validates those) and applies defaults. */
 export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
   if (typeof spec !== 'object' || spec === null) throw new ValidationError('spec', 'must be an object');
@@ -109,18 +123,7 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
 
   const owner = checkString('owner', spec.owner ?? '', SPEC_BOUNDS.ownerBytes);
 
-  let user: JobUser | null = null;
-  if (spec.user !== undefined && spec.user !== null) {
-    const groups = spec.user.groups ?? [];
-    if (!Array.isArray(groups) || groups.length > SPEC_BOUNDS.groups) {
-      throw new ValidationError('user.groups', `must be an array of at most ${SPEC_BOUNDS.groups} group ids`);
-    }
-    user = {
-      uid: checkId('user.uid', spec.user.uid),
-      gid: checkId('user.gid', spec.user.gid),
-      groups: groups.map((g, i) => checkId(`user.groups[${i}]`, g)),
-    };
-  }
+  const user = spec.user === undefined || spec.user === null ? null : resolveJobUser('user', spec.user);
 
   const limits = spec.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw new ValidationError('limits', 'must be an object');

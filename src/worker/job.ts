@@ -6,7 +6,7 @@ import { JobworkerError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions, type LogSource } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
-import type { ResolvedJobSpec } from './job-spec';
+import type { JobUser, ResolvedJobSpec } from './job-spec';
 import { finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import type { JobLogInfo, JobRecord, StateStore } from './state-store';
@@ -19,6 +19,8 @@ export interface JobStatus {
   args: string[];
   cwd: string;
   limits: Limits;
+  /** The user the job runs as; null: the daemon's own. */
+  user: JobUser | null;
   state: JobState;
   pid: number | null;
   /** How it ended; null until the state is final. */
@@ -266,6 +268,7 @@ export class Job {
       args: [...r.spec.args],
       cwd: r.spec.cwd,
       limits: structuredClone(r.spec.limits),
+      user: r.spec.user === null ? null : { ...r.spec.user, groups: [...(r.spec.user.groups ?? [])] },
       state: r.state,
       pid: r.pid,
       outcome: r.outcome === null ? null : { ...r.outcome },

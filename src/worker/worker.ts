@@ -6,7 +6,7 @@ import { openCgroupDriver, type CgroupDriverOptions } from '../cgroup';
 import type { CgroupDriver, Limits } from '../cgroup/types';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
-import { resolveJobSpec, type JobSpec } from './job-spec';
+import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
 import { StateLock } from './state-lock';
@@ -21,6 +21,8 @@ export interface WorkerDefaults {
   nofileSoft?: number;
   /** Grace period of stop() before the cgroup is killed. Default 10 s. */
   stopGraceMs?: number;
+  /** The user jobs run as unless their spec names one. Default: this process's own (root). */
+  user?: JobUser;
 }
 
 export interface RetentionPolicy {
@@ -87,6 +89,7 @@ export class Worker {
   #releaseRoot: (() => Promise<void>) | undefined;
   /** Ids of finished jobs, the earliest finished first (ids removed since are skipped lazily). */
   #finished: string[] = [];
+  #defaultUser: JobUser | null;
   #finishedCount = 0;
   #running = 0;
   #closing = false;
@@ -100,6 +103,7 @@ export class Worker {
     this.cgroupDriver = driver;
     this.recovery = recovery;
     const warn = warnerOf(options);
+    this.#defaultUser = options.defaults?.user === undefined ? null : resolveJobUser('defaults.user', options.defaults.user);
     this.#ctx = {
       store,
       driver,
@@ -122,6 +126,7 @@ export class Worker {
     if (typeof options?.stateDir !== 'string' || options.stateDir === '') {
       throw new ValidationError('stateDir', 'is required');
     }
+    if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
     const store = new StateStore(options.stateDir);
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);
@@ -146,6 +151,7 @@ export class Worker {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
+    if (resolved.user === null) resolved.user = this.#defaultUser;
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);

@@ -230,6 +230,24 @@ describe('registry', requireRoot, () => {
   });
 });
 
+describe('job user', requireRoot, () => {
+  it('jobs run as the default user unless their spec names one; a bad default is refused at open', async () => {
+    const u = await openTestWorker('job-user', { defaults: { user: { uid: 65534, gid: 65534 } } });
+    try {
+      const byDefault = await u.worker.start({ command: 'sh', args: ['-c', 'id -u; id -g'] });
+      await byDefault.wait();
+      assert.equal(await text(byDefault), '65534\n65534\n');
+      assert.deepEqual(byDefault.status().user, { uid: 65534, gid: 65534, groups: [] });
+      const asRoot = await u.worker.start({ command: 'id', args: ['-u'], user: { uid: 0, gid: 0 } });
+      await asRoot.wait();
+      assert.equal(await text(asRoot), '0\n');
+    } finally {
+      await u.cleanup();
+    }
+    await assert.rejects(openTestWorker('bad-user', { defaults: { user: { uid: -1, gid: 0 } } }), (e: unknown) => e instanceof ValidationError && e.field === 'defaults.user.uid');
+  });
+});
+
 describe('retention', requireRoot, () => {
   it('keeps the newest finished jobs up to the count limit', async () => {
     const r = await openTestWorker('retention', { retention: { maxFinishedJobs: 3 } });

@@ -172,6 +172,13 @@ describe('the start request from flags', () => {
     usageError(() => buildStartRequest({ command: ['x'], ioWriteIops: ['1', '2'] }), /^--io-write-iops: device \(the working directory's disk\) is given twice/);
     usageError(() => buildStartRequest({ command: ['x'], cwd: '.' }), /^--cwd: must be an absolute path/);
     usageError(() => buildStartRequest({ command: ['x'], pids: '0' }), /^--pids: must be from 1/);
+    usageError(() => buildStartRequest({ command: ['x'], user: 'nobody' }), /^--user: expected UID or UID:GID/);
+    usageError(() => buildStartRequest({ command: ['x'], user: '1:99999999999' }), /^--user: expected UID or UID:GID/);
+  });
+
+  it('--user takes UID or UID:GID', () => {
+    assert.deepEqual(buildStartRequest({ command: ['x'], user: '65534' }).user, { uid: 65534, gid: 65534, groups: [] });
+    assert.deepEqual(buildStartRequest({ command: ['x'], user: '1000:100' }).user, { uid: 1000, gid: 100, groups: [] });
   });
 
   it('reads signals by name, with or without SIG, in any case, or by number', () => {

@@ -34,6 +34,7 @@ describe('daemon configuration', () => {
       tls: { ca: 'pki/ca.pem', cert: '/abs/server.pem', key: 'pki/key.pem' },
       defaults: { memoryBytes: 1 << 30, pids: 100 },
       maxStreamsPerIdentity: 64,
+      jobUser: { uid: 65534, gid: 65534 },
     });
     const c = applyFileConfig(defaultConfig(), readConfigFile(p));
     assert.equal(c.listen, '0.0.0.0:6000');
@@ -42,6 +43,7 @@ describe('daemon configuration', () => {
     assert.deepEqual(c.tls, { caPath: path.join(dir, 'pki/ca.pem'), certificatePath: '/abs/server.pem', privateKeyPath: path.join(dir, 'pki/key.pem') });
     assert.deepEqual(c.defaults, { memoryBytes: 1 << 30, pids: 100 });
     assert.equal(c.maxStreamsPerIdentity, 64);
+    assert.deepEqual(c.jobUser, { uid: 65534, gid: 65534 });
   });
 
   it('refuses unknown keys, wrong types and bad JSON, naming the file and the key', () => {

@@ -5,7 +5,7 @@ import { Option } from 'clipanion';
 import type * as pb from '../../gen/jobworker/v1/jobworker';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
-import { parseDeviceValue, parseInteger, parsePositiveNumber, parseSize } from './units';
+import { parseDeviceValue, parseInteger, parsePositiveNumber, parseSize, UnitError } from './units';
 
 export interface JobSpecFlags {
   command: string[];
@@ -20,6 +20,7 @@ export interface JobSpecFlags {
   ioWriteIops?: string[] | undefined;
   env?: string[] | undefined;
   cwd?: string | undefined;
+  user?: string | undefined;
 }
 
 export type StartRequest = Partial<pb.StartJobRequest> & { command: string; args: string[]; env: Record<string, string>; cwd: string; limits: pb.Limits };
@@ -68,7 +69,18 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
     throw flagError('--cwd', `must be an absolute path on the daemon's host, got ${JSON.stringify(flags.cwd)}`);
   }
-  return { command, args, env, cwd: flags.cwd ?? '', limits };
+  const request: StartRequest = { command, args, env, cwd: flags.cwd ?? '', limits };
+  if (flags.user !== undefined) request.user = parseFlag('--user', flags.user, parseUser);
+  return request;
+}
+
+/** "UID" or "UID:GID" (numbers: the daemon's host may not know our names); GID defaults to UID. */
+function parseUser(text: string): pb.JobUser {
+  const match = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(text);
+  const uid = Number(match?.[1]);
+  const gid = match?.[2] === undefined ? uid : Number(match[2]);
+  if (!match || uid > MAX_UINT32 - 1 || gid > MAX_UINT32 - 1) throw new UnitError(`expected UID or UID:GID (numbers), got ${JSON.stringify(text)}`);
+  return { uid, gid, groups: [] };
 }
 
 /** The flags of `start` and `run`. */
@@ -84,6 +96,7 @@ export abstract class JobSpecCommand extends ClientCommand {
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
   env = Option.Array('--env', { description: 'environment variable NAME=VALUE (repeatable); these are the whole environment (none: just PATH)' });
   cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
+  user = Option.String('--user', { description: 'run as UID[:GID] instead of the daemon\'s job user (admins only)' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {

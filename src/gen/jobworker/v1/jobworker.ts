@@ -246,7 +246,11 @@ export interface Job {
     | LogInfo
     | undefined;
   /** Resource use: live while running (GetJob), the final snapshot once finished. */
-  stats: ResourceStats | undefined;
+  stats:
+    | ResourceStats
+    | undefined;
+  /** The user it runs as; absent when it runs as the daemon's own user. */
+  user: JobUser | undefined;
 }
 
 /** A job's output log. */
@@ -317,12 +321,29 @@ export interface StartJobRequest {
   /** Absolute working directory; empty means "/". */
   cwd: string;
   /** Resource limits; absent fields take the daemon's defaults. */
-  limits: Limits | undefined;
+  limits:
+    | Limits
+    | undefined;
+  /**
+   * The user to run the job as. Admins only; absent: the daemon's job user (its config's
+   * `jobUser`, else the daemon's own user).
+   */
+  user: JobUser | undefined;
 }
 
 export interface StartJobRequest_EnvEntry {
   key: string;
   value: string;
+}
+
+/** A Unix user and groups, by number. */
+export interface JobUser {
+  /** User id, 0..4294967294. */
+  uid: number;
+  /** Primary group id, 0..4294967294. */
+  gid: number;
+  /** Supplementary group ids (at most 64); empty: none. */
+  groups: number[];
 }
 
 export interface StartJobResponse {
@@ -793,6 +814,7 @@ function createBaseJob(): Job {
     finishedAt: undefined,
     log: undefined,
     stats: undefined,
+    user: undefined,
   };
 }
 
@@ -851,6 +873,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.stats !== undefined) {
       ResourceStats.encode(message.stats, writer.uint32(146).fork()).join();
+    }
+    if (message.user !== undefined) {
+      JobUser.encode(message.user, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -1012,6 +1037,14 @@ export const Job: MessageFns<Job> = {
             message.stats = ResourceStats.decode(reader, reader.uint32());
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.user = JobUser.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1068,6 +1101,7 @@ export const Job: MessageFns<Job> = {
         : undefined,
       log: isSet(object.log) ? LogInfo.fromJSON(object.log) : undefined,
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
+      user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
     };
   },
 
@@ -1127,6 +1161,9 @@ export const Job: MessageFns<Job> = {
     if (message.stats !== undefined) {
       obj.stats = ResourceStats.toJSON(message.stats);
     }
+    if (message.user !== undefined) {
+      obj.user = JobUser.toJSON(message.user);
+    }
     return obj;
   },
 
@@ -1157,6 +1194,7 @@ export const Job: MessageFns<Job> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? ResourceStats.fromPartial(object.stats)
       : undefined;
+    message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
     return message;
   },
 };
@@ -1702,7 +1740,7 @@ export const IoStats: MessageFns<IoStats> = {
 };
 
 function createBaseStartJobRequest(): StartJobRequest {
-  return { command: "", args: [], env: {}, cwd: "", limits: undefined };
+  return { command: "", args: [], env: {}, cwd: "", limits: undefined, user: undefined };
 }
 
 export const StartJobRequest: MessageFns<StartJobRequest> = {
@@ -1721,6 +1759,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     }
     if (message.limits !== undefined) {
       Limits.encode(message.limits, writer.uint32(42).fork()).join();
+    }
+    if (message.user !== undefined) {
+      JobUser.encode(message.user, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1781,6 +1822,14 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.limits = Limits.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.user = JobUser.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1813,6 +1862,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         : {},
       cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
       limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
+      user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
     };
   },
 
@@ -1839,6 +1889,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.limits !== undefined) {
       obj.limits = Limits.toJSON(message.limits);
     }
+    if (message.user !== undefined) {
+      obj.user = JobUser.toJSON(message.user);
+    }
     return obj;
   },
 
@@ -1862,6 +1915,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? Limits.fromPartial(object.limits)
       : undefined;
+    message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
     return message;
   },
 };
@@ -1947,6 +2001,121 @@ export const StartJobRequest_EnvEntry: MessageFns<StartJobRequest_EnvEntry> = {
     const message = createBaseStartJobRequest_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseJobUser(): JobUser {
+  return { uid: 0, gid: 0, groups: [] };
+}
+
+export const JobUser: MessageFns<JobUser> = {
+  encode(message: JobUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uid !== 0) {
+      writer.uint32(8).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(16).uint32(message.gid);
+    }
+    if (message.groups.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.groups) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobUser {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.groups.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.groups.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobUser {
+    return {
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: JobUser): unknown {
+    const obj: any = {};
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JobUser>, I>>(base?: I): JobUser {
+    return JobUser.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JobUser>, I>>(object: I): JobUser {
+    const message = createBaseJobUser();
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.groups = object.groups?.map((e) => e) || [];
     return message;
   },
 };
