@@ -1,7 +1,10 @@
 // The processes of one job, as a cgroup sees them: list, freeze, kill, wait until none is left.
 // Two implementations: a cgroup2 directory (unified and hybrid hosts: cgroup.kill, cgroup.freeze,
 // cgroup.events) and a v1 freezer cgroup (legacy hosts).
+import * as path from 'node:path';
+
 import { errorCode, systemError } from '../errors';
+import { cgroupFsError, type CgroupFs } from './cgroup-fs';
 
 export interface JobProcesses {
   /** Pids of every process in the job now. */
@@ -30,6 +33,17 @@ export function signalPid(pid: number, signal: NodeJS.Signals): boolean {
 
 export function parsePids(text: string): number[] {
   return text.split('\n').filter((line) => line !== '').map(Number);
+}
+
+/** The pids in a cgroup's cgroup.procs (v1 or v2); none if the cgroup is gone. */
+export async function listProcs(fs: CgroupFs, dir: string): Promise<number[]> {
+  const file = path.join(dir, 'cgroup.procs');
+  try {
+    return parsePids(await fs.read(file));
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw cgroupFsError('read', file, error);
+  }
 }
 
 const KILL_ROUNDS = 100;

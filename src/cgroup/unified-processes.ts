@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { errorCode } from '../errors';
 import { cgroupFsError, parseFlatKeyed, type CgroupFs } from './cgroup-fs';
-import { freezeKillThaw, parsePids, type JobProcesses } from './job-processes';
+import { freezeKillThaw, listProcs, type JobProcesses } from './job-processes';
 
 /** How long a freeze may take before we signal anyway (a task in uninterruptible sleep delays it). */
 const FREEZE_TIMEOUT_MS = 1000;
@@ -93,13 +93,8 @@ export class UnifiedProcesses implements JobProcesses {
     readonly dir: string,
   ) {}
 
-  async list(): Promise<number[]> {
-    try {
-      return parsePids(await this.fs.read(path.join(this.dir, 'cgroup.procs')));
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return [];
-      throw cgroupFsError('read', path.join(this.dir, 'cgroup.procs'), error);
-    }
+  list(): Promise<number[]> {
+    return listProcs(this.fs, this.dir);
   }
 
   async populated(): Promise<boolean> {

@@ -9,7 +9,7 @@ import { nodeCgroupFs, removeCgroup } from '../../src/cgroup/cgroup-fs';
 import { openCgroupDriver, type JobCgroup, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { UnifiedProcesses } from '../../src/cgroup/unified-processes';
 import { spawnProcess, type NativeProcess } from '../../src/native';
-import { readCapturedOutput } from './log';
+import { readCapturedOutput, waitForStdout as waitForLogStdout } from './log';
 
 export const TEST_ROOT_NAME = `jobworker-test-${process.pid}`;
 export const JOB_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
@@ -94,35 +94,7 @@ export async function outputOf(job: RunningJob): Promise<{ stdout: string; stder
 
 /** Resolves once the job's stdout contains `text` (awaits log growth, no polling). */
 export function waitForStdout({ proc, log }: RunningJob, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let running = false;
-    let again = false; // growth seen while a check ran: check once more, never lose a wake-up
-    const check = async (): Promise<void> => {
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      try {
-        do {
-          again = false;
-          const { stdout } = await readCapturedOutput(log);
-          if (stdout.includes(text)) {
-            proc.watchOutput(null);
-            resolve();
-            return;
-          }
-        } while (again);
-      } catch (error) {
-        reject(error);
-      } finally {
-        running = false;
-      }
-    };
-    proc.watchOutput(() => void check());
-    void proc.exited.then(() => void check());
-    void check();
-  });
+  return waitForLogStdout(proc, log, text);
 }
 
 /** Every cgroup directory on the host whose path contains `name` (all hierarchies). */

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 
 import { openLog, readRecords } from '../../src/logs/reader';
 import { SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
-import { readCapturedOutput } from '../helpers/log';
+import { readCapturedOutput, waitForStdout } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
 import { scaled } from '../helpers/scale';
@@ -34,38 +34,6 @@ async function runToEnd(options: Omit<SpawnOptions, 'logPath'>) {
   const exit = await proc.exited;
   const close = await proc.closed;
   return { proc, exit, close, output: await readCapturedOutput(log) };
-}
-
-/** Resolves once the job's stdout contains `text` (awaits log growth events, no polling). */
-function waitForStdout(proc: NativeProcess, log: string, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let running = false;
-    let again = false; // growth seen while a check was running: check once more, never lose a wake-up
-    const check = async (): Promise<void> => {
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      try {
-        do {
-          again = false;
-          const { stdout } = await readCapturedOutput(log);
-          if (stdout.includes(text)) {
-            proc.watchOutput(null);
-            resolve();
-            return;
-          }
-        } while (again);
-      } catch (error) {
-        reject(error);
-      } finally {
-        running = false;
-      }
-    };
-    proc.watchOutput(() => void check());
-    void check();
-  });
 }
 
 before(() => {

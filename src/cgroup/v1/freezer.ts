@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { errorCode } from '../../errors';
 import { cgroupFsError, readControl, type CgroupFs } from '../cgroup-fs';
-import { delay, freezeKillThaw, parsePids, type JobProcesses } from '../job-processes';
+import { delay, freezeKillThaw, listProcs, type JobProcesses } from '../job-processes';
 
 const FREEZE_TIMEOUT_MS = 1000;
 const POLL_MS = 20;
@@ -15,13 +15,8 @@ export class FreezerProcesses implements JobProcesses {
     readonly dir: string,
   ) {}
 
-  async list(): Promise<number[]> {
-    try {
-      return parsePids(await this.fs.read(path.join(this.dir, 'cgroup.procs')));
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return [];
-      throw cgroupFsError('read', path.join(this.dir, 'cgroup.procs'), error);
-    }
+  list(): Promise<number[]> {
+    return listProcs(this.fs, this.dir);
   }
 
   async populated(): Promise<boolean> {
