@@ -74,6 +74,7 @@ export function renderJobDetails(job: JobView, now: Date): string {
     ['Command', commandLine(job)],
     ['Owner', job.owner],
     ['Directory', job.cwd],
+    ['User', job.user === null ? "the daemon's" : `uid ${job.user.uid}, gid ${job.user.gid}`],
     ['Created', time(job.createdAt, now)],
     ['Started', time(job.startedAt, now)],
     ['Finished', time(job.finishedAt, now)],

@@ -69,6 +69,8 @@ export interface JobView {
   command: string;
   args: string[];
   cwd: string;
+  /** The user it runs as; null: the daemon's own. */
+  user: { uid: number; gid: number; groups: number[] } | null;
   state: JobStateName | 'unknown';
   /** Process id of the main process; null before it runs. */
   pid: number | null;
@@ -103,6 +105,7 @@ export function toJobView(job: pb.Job, now: Date = new Date()): JobView {
     command: job.command,
     args: [...job.args],
     cwd: job.cwd,
+    user: job.user === undefined ? null : { uid: job.user.uid, gid: job.user.gid, groups: [...job.user.groups] },
     state: STATE_NAMES[job.state] ?? 'unknown',
     pid: job.pid === 0 ? null : job.pid,
     exitCode: orNull(job.exitCode),
