@@ -113,8 +113,11 @@ export function runCli(args: string[], options: CliOptions): Promise<CliResult> 
  */
 export function spawnCliOnTerminal(args: string[], options: CliOptions): CliProcess {
   const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
-  const command = [process.execPath, CLI_BIN, ...args].map(quote).join(' ');
-  return new CliProcess('script', ['--quiet', '--return', '--command', command, '/dev/null'], { ...options, stdin: true });
+  // script(1) runs the command through $SHELL; `exec` makes the CLI the terminal's foreground process itself.
+  // Without it dash stays in between, takes the Ctrl-C too and exits 130 on its own (bash happens to exec).
+  const command = `exec ${[process.execPath, CLI_BIN, ...args].map(quote).join(' ')}`;
+  const env = { ...options.env, SHELL: '/bin/sh' };
+  return new CliProcess('script', ['--quiet', '--return', '--command', command, '/dev/null'], { ...options, env, stdin: true });
 }
 
 /** Runs a shell command line (e.g. one copied from the README) to its end. */
