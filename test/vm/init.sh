@@ -10,7 +10,7 @@
 # and runs /run/jobworker-vm/start.sh (written by the host), and powers off. Any failure here
 # powers off at once: the host then finds no summary.json and reports the run as failed.
 #
-# Names shared with protocol.ts: the mount tags "host" and "ctl", the serial "jobworker-fs", the
+# Names shared with protocol.ts: the mount tags "host", "ctl" and "repo", the serial "jobworker-fs", the
 # mount points, and the console marker.
 
 /bin/busybox --install -s /bin
@@ -61,6 +61,14 @@ mount -t tmpfs -o mode=755 run "$NEW/run" || fatal "tmpfs /run"
 mkdir -p "$NEW$CTL"
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,msize=512000 ctl "$NEW$CTL" || fatal "9p mount of the control directory failed"
 
+# The checkout again, at its own path, writable through its own overlay: a clone under /tmp (or any
+# path the mounts above cover) would otherwise be hidden by the VM's tmpfs. The host names it in
+# $CTL/repo-dir.
+repo=$(cat "$NEW$CTL/repo-dir") || fatal "no repo-dir in the control directory"
+mkdir -p /repo-lower /rw/repo-upper /rw/repo-work "$NEW$repo"
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 repo /repo-lower || fatal "9p mount of the checkout failed"
+mount -t overlay -o lowerdir=/repo-lower,upperdir=/rw/repo-upper,workdir=/rw/repo-work overlay "$NEW$repo" || fatal "overlay mount of the checkout failed"
+
 fsdisk=
 for disk in /sys/block/vd*; do
   [ "$(cat "$disk/serial" 2>/dev/null)" = jobworker-fs ] && fsdisk=/dev/${disk##*/}
@@ -78,7 +86,10 @@ chroot "$NEW" /bin/sh "$CTL/start.sh"
 echo "$?" >"$NEW$CTL/start-exit"
 dmesg >"$NEW$CTL/dmesg.txt"
 # What was written outside the tmpfs and scratch mounts (into the overlay, discarded at power-off).
-(cd /rw/upper && find . -mindepth 1 -type f) >"$NEW$CTL/overlay-writes.txt" 2>/dev/null
+{
+  (cd /rw/upper && find . -mindepth 1 -type f)
+  (cd /rw/repo-upper && find . -mindepth 1 -type f | sed "s|^\.|.$repo|")
+} >"$NEW$CTL/overlay-writes.txt" 2>/dev/null
 umount "$NEW/var/tmp"
 sync
 say "powering off"

@@ -9,6 +9,8 @@ export interface VmSpec {
   kernel: string;
   initramfs: string;
   controlDir: string;
+  /** The checkout, exported on its own: it may sit under a path the VM covers with a tmpfs (/tmp). */
+  repoDir: string;
   rawDisk: string;
   fsDisk: string;
   cpus: number;
@@ -73,6 +75,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-device', 'virtio-9p-pci,fsdev=host,mount_tag=host',
     '-fsdev', `local,id=ctl,path=${spec.controlDir},security_model=passthrough`,
     '-device', 'virtio-9p-pci,fsdev=ctl,mount_tag=ctl',
+    '-fsdev', `local,id=repo,path=${spec.repoDir},security_model=passthrough,readonly=on,multidevs=remap`,
+    '-device', 'virtio-9p-pci,fsdev=repo,mount_tag=repo',
     '-drive', `file=${spec.rawDisk},if=none,id=raw,format=raw,cache=unsafe`,
     '-device', `virtio-blk-pci,drive=raw,serial=${RAW_DISK_SERIAL}`,
     '-drive', `file=${spec.fsDisk},if=none,id=fs,format=raw,cache=unsafe`,

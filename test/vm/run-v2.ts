@@ -174,6 +174,8 @@ async function main(): Promise<number> {
     extraEnv: passThroughEnv(),
   };
   writeFileSync(path.join(controlDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  // init.sh mounts the checkout at this path (busybox sh reads a plain file more easily than JSON).
+  writeFileSync(path.join(controlDir, 'repo-dir'), REPO);
   // Runs inside the VM, chrooted into the host's root, from init.sh.
   writeFileSync(
     path.join(controlDir, 'start.sh'),
@@ -188,6 +190,7 @@ async function main(): Promise<number> {
     kernel: kernel.vmlinuz,
     initramfs,
     controlDir,
+    repoDir: REPO,
     rawDisk: disks.raw,
     fsDisk: disks.fs,
     cpus,
