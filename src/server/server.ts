@@ -1,5 +1,7 @@
 // The daemon's gRPC server: mutual TLS 1.3, authentication and RBAC in an interceptor before any
 // handler, the job service, standard health checking and reflection, metrics on their own listener.
+// Connections are accepted by our own listener (./listener.ts), which closes the sockets of dead
+// connections that Node's HTTP/2 sessions do not.
 import type { Server as HttpServer } from 'node:http';
 
 import { Server, status as GrpcStatus } from '@grpc/grpc-js';
@@ -14,6 +16,7 @@ import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
 import { createJobService } from './job-service';
+import { GrpcListener } from './listener';
 import { ServerMetrics, startMetricsListener } from './metrics';
 import { createAuthenticationInterceptor } from './peer-identity';
 import { createReflectionService } from './reflection';
@@ -48,6 +51,7 @@ export class JobworkerServer {
   readonly metricsPort: number | null;
   readonly metrics: ServerMetrics;
   #server: Server;
+  #listener: GrpcListener;
   #credentials: ReloadableServerCredentials;
   #health: HealthImplementation;
   #metricsServer: HttpServer | null;
@@ -57,6 +61,7 @@ export class JobworkerServer {
 
   private constructor(fields: {
     server: Server;
+    listener: GrpcListener;
     port: number;
     credentials: ReloadableServerCredentials;
     health: HealthImplementation;
@@ -68,6 +73,7 @@ export class JobworkerServer {
     logger: Logger;
   }) {
     this.#server = fields.server;
+    this.#listener = fields.listener;
     this.port = fields.port;
     this.#credentials = fields.credentials;
     this.#health = fields.health;
@@ -125,12 +131,20 @@ export class JobworkerServer {
     health.addToServer(server);
     createReflectionService().addToServer(server);
 
-    const boundPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (error, bound) => {
-        if (error) reject(new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${error.message}`));
-        else resolve(bound);
+    // Our own TCP listener, not server.bindAsync: it holds the connections' sockets and closes
+    // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).
+    let listener: GrpcListener;
+    try {
+      listener = await GrpcListener.start(server, credentials, {
+        host,
+        port,
+        onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
       });
-    });
+    } catch (error) {
+      server.forceShutdown();
+      throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
+    }
+    const boundPort = listener.port;
 
     let metricsServer: HttpServer | null = null;
     let metricsPort: number | null = null;
@@ -140,11 +154,12 @@ export class JobworkerServer {
         ({ server: metricsServer, port: metricsPort } = await startMetricsListener(metrics, address.host, address.port));
       } catch (error) {
         server.forceShutdown();
+        listener.close();
         throw new JobworkerError('unavailable', `cannot serve metrics on ${options.metricsListen}: ${(error as Error).message}`);
       }
     }
     logger.info('serving', { listen: `${host}:${boundPort}`, metrics: metricsPort === null ? null : `${options.metricsListen?.replace(/:\d+$/, '')}:${metricsPort}` });
-    return new JobworkerServer({ server, port: boundPort, credentials, health, metrics, metricsServer, metricsPort, streams, shuttingDown, logger });
+    return new JobworkerServer({ server, listener, port: boundPort, credentials, health, metrics, metricsServer, metricsPort, streams, shuttingDown, logger });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
@@ -163,6 +178,7 @@ export class JobworkerServer {
     this.#shuttingDown.value = true;
     this.#health.setStatus('', 'NOT_SERVING');
     this.#health.setStatus(JOB_SERVICE, 'NOT_SERVING');
+    this.#listener.stopAccepting();
     for (const stream of this.#streams) stream.abort(new JobworkerError('unavailable', 'the daemon is shutting down'));
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
@@ -174,6 +190,7 @@ export class JobworkerServer {
     });
     await Promise.race([graceful, timeout]);
     clearTimeout(timer);
+    this.#listener.close(); // sockets a session could not close (src/server/listener.ts)
     if (this.#metricsServer !== null) {
       const metricsServer = this.#metricsServer;
       metricsServer.closeAllConnections();
