@@ -228,10 +228,23 @@ export const security: Scenario = {
     const [sid, pid] = session!.trim().split('\n');
     assert.equal(sid, pid, 'the job leads its own session');
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    // Least privilege: a writer may not choose the user; an admin may, and the job then really runs
+    // as that user with only the groups given (no root group left over from the daemon).
+    const statusArgs = { command: 'grep', args: ['-E', '^(Uid|Gid|Groups):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } };
+    const nobody = { uid: 65534, gid: 65534, groups: [] };
+    assert.equal(await codeOf(alice.startJob({ ...statusArgs, user: nobody })), 'PERMISSION_DENIED');
+    const root = await daemon.client('root-admin', ['admin']);
+    const dropped = await root.startJob({ ...statusArgs, user: nobody });
+    let droppedStatus = '';
+    for await (const message of root.streamLogs({ jobId: dropped.id, follow: true })) for (const c of message.chunks) droppedStatus += c.data.toString();
+    assert.match(droppedStatus, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
+    assert.match(droppedStatus, /^Gid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
+    assert.match(droppedStatus, /^Groups:\s*$/m, droppedStatus);
+    ctx.figure('job as another user', 'writer: PERMISSION_DENIED; admin: uid/gid 65534 (all four ids), no supplementary groups');
     ctx.figure('job fds', '0 (/dev/null), 1, 2 (pipes)');
     ctx.figure('job environment', 'exactly the given variables');
     ctx.figure('job signals blocked/ignored', '0/0');
-    ctx.figure('job credentials', `uid ${uid} (the daemon's, by design: the API has no user field), own session, RLIMIT_NOFILE 1024`);
+    ctx.figure('job credentials', `uid ${uid} (the daemon's: this daemon sets no jobUser and the job asked for no user; docs/security.md), own session, RLIMIT_NOFILE 1024`);
     const daemonFds = readFileSync(`/proc/${daemon.pid}/status`, 'utf8') && daemon.sample().fds;
     ctx.figure('daemon fds at the time', daemonFds);
     await alice.stopJob(noisy.id, { graceMs: 0 });
