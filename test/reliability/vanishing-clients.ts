@@ -181,7 +181,8 @@ export const vanishingClients: Scenario = {
     ctx.figure('200 MiB read by another client meanwhile (s)', (wholeMs / 1000).toFixed(1));
     // Bounded: a few messages per stream, not the 200 MiB each of them asked for, and not growing.
     assert.ok(perStream < 8 << 20, `${mib(perStream)} per never-reading stream`);
-    assert.ok(stalledLate.rssBytes - stalledEarly.rssBytes < 32 << 20, 'memory grows while clients stall');
+    // 32 MiB per 50 stalled streams (the soak stalls 5x as many): what is still settling, not growth.
+    assert.ok(stalledLate.rssBytes - stalledEarly.rssBytes < (32 << 20) * scale, 'memory grows while clients stall');
 
     // 4. Half-open: the never-reading clients freeze (SIGSTOP): their connections stay up but answer
     // nothing, not even HTTP/2 pings. Keepalive (30 s + 10 s) must find them and end their streams.
