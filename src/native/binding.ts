@@ -58,6 +58,8 @@ export interface Binding {
   spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
   /** The same on a libuv threadpool thread. */
   spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
+  /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
+  trimNativeHeap(): boolean;
 }
 
 const addonPath = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'jobworker.node');

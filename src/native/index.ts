@@ -1,3 +1,5 @@
+import { binding } from './binding';
+
 export { execCandidates, DEFAULT_PATH } from './exec-path';
 export {
   NativeProcess,
@@ -11,3 +13,8 @@ export {
   type SpawnOptions,
   type SpawnStage,
 } from './process';
+
+/** Gives the C allocator's free memory back to the kernel (glibc malloc_trim); true if any was. */
+export function trimNativeHeap(): boolean {
+  return binding.trimNativeHeap();
+}

@@ -9,7 +9,7 @@ import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
 import { Worker } from '../worker';
 import type { DaemonConfig } from './config';
-import { HeapReserveReleaser } from './heap-reserve';
+import { IdleMemoryReleaser } from './idle-memory';
 import { JobworkerServer } from './server';
 
 export interface DaemonOptions {
@@ -90,15 +90,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
-  const heapReserve = new HeapReserveReleaser({
-    onRelease: (before, after) => logger.debug('released idle heap', { heapMiB: `${mib(before.heapTotal)} → ${mib(after.heapTotal)}`, liveMiB: mib(after.heapUsed) }),
+  const idleMemory = new IdleMemoryReleaser({
+    onRelease: (before, after, reason) =>
+      logger.debug('released memory grown in a burst', { reason, rssMiB: `${mib(before.rss)} → ${mib(after.rss)}`, heapMiB: `${mib(before.heapTotal)} → ${mib(after.heapTotal)}`, liveHeapMiB: mib(after.heapUsed) }),
   });
 
   let stopping: Promise<void> | null = null;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       logger.info('shutting down', { reason, stopJobs: config.shutdown.stopJobs, runningJobs: worker.runningJobs });
-      heapReserve.stop();
+      idleMemory.stop();
       await server.shutdown(Math.min(config.shutdown.graceMs, 5000));
       const results = await worker.close({ stopJobs: config.shutdown.stopJobs, graceMs: config.shutdown.graceMs });
       logger.info('stopped', { jobsStopped: results.filter((r) => !r.alreadyFinished).length });
