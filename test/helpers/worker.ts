@@ -31,7 +31,13 @@ export function testWorkerOptions(label: string, extra: Partial<WorkerOptions> =
 
 export async function openTestWorker(label: string, extra: Partial<WorkerOptions> = {}): Promise<TestWorker> {
   const options = testWorkerOptions(label, extra);
-  const worker = await Worker.open(options);
+  let worker: Worker;
+  try {
+    worker = await Worker.open(options);
+  } catch (error) {
+    rmSync(options.stateDir, { recursive: true, force: true }); // a refused open leaves no directory behind
+    throw error;
+  }
   return {
     worker,
     stateDir: options.stateDir,
