@@ -6,6 +6,11 @@ export function openFdCount(): number {
 
 /** Children of this process that are zombies (exited, not reaped). */
 export function zombieChildren(): number[] {
+  return zombiesOf(process.pid);
+}
+
+/** Children of `pid` that are zombies (exited, not reaped). */
+export function zombiesOf(pid: number): number[] {
   const zombies: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -17,7 +22,7 @@ export function zombieChildren(): number[] {
     }
     // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so split after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' && Number(fields[1]) === process.pid) zombies.push(Number(entry));
+    if (fields[0] === 'Z' && Number(fields[1]) === pid) zombies.push(Number(entry));
   }
   return zombies;
 }

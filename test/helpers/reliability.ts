@@ -11,6 +11,9 @@ import { JobworkerClient } from '../../src/client';
 import type { Role } from '../../src/pki';
 import { findCgroupDirs } from './cgroup-jobs';
 import { createTestPki, type TestPki } from './pki';
+import { zombiesOf } from './proc';
+
+export { eventually } from './poll';
 import { SpawnedDaemon, WORKER_BIN } from './spawned-daemon';
 
 /** Every cgroup and temporary directory of a reliability run carries this prefix and the runner's pid. */
@@ -224,23 +227,6 @@ export function sumMetric(metrics: Map<string, number>, name: string): number {
   return total;
 }
 
-/** Children of `pid` in state Z (exited, not reaped). */
-export function zombiesOf(pid: number): number[] {
-  const zombies: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' && Number(fields[1]) === pid) zombies.push(Number(entry));
-  }
-  return zombies;
-}
-
 /**
  * Socket fds of `pid` that the kernel no longer lists as live TCP or unix sockets: the peer is gone
  * and the connection closed, but the process never closed its end.
@@ -286,16 +272,6 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
     ]);
   } finally {
     timer.abort();
-  }
-}
-
-/** Polls `check` every `everyMs` until it returns true or `ms` pass; returns its last answer. */
-export async function eventually(check: () => boolean | Promise<boolean>, ms: number, everyMs = 100): Promise<boolean> {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() >= until) return false;
-    await delay(everyMs);
   }
 }
 

@@ -15,6 +15,7 @@ import { startTimeOf } from '../helpers/cgroup-jobs';
 import { isRunning } from '../helpers/proc';
 import { eventually, ReliabilityDaemon, withTimeout } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
+import { jobOutput } from './streams';
 
 interface Tracked {
   job: pb.Job;
@@ -36,11 +37,7 @@ async function follow(client: JobworkerClient, jobId: string, into: string[], in
 }
 
 async function stdoutOf(client: JobworkerClient, jobId: string): Promise<string> {
-  let text = '';
-  for await (const message of client.streamLogs({ jobId })) {
-    for (const chunk of message.chunks) if (chunk.stream === pb.Stream.STREAM_STDOUT) text += chunk.data.toString();
-  }
-  return text;
+  return (await jobOutput(client, { jobId })).stdout.toString();
 }
 
 function sequence(prefix: string, n: number): string {

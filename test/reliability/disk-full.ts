@@ -13,6 +13,7 @@ import { ClientError, type JobworkerClient } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { eventually, ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
+import { jobOutput } from './streams';
 
 function seqText(from: number, to: number): string {
   let text = '';
@@ -52,15 +53,8 @@ function fill(file: string, leave: number): void {
 }
 
 async function output(client: JobworkerClient, jobId: string): Promise<{ stdout: string; stderr: string; markers: string[] }> {
-  const result = { stdout: '', stderr: '', markers: [] as string[] };
-  for await (const message of client.streamLogs({ jobId })) {
-    for (const chunk of message.chunks) {
-      if (chunk.stream === pb.Stream.STREAM_STDOUT) result.stdout += chunk.data.toString();
-      else if (chunk.stream === pb.Stream.STREAM_STDERR) result.stderr += chunk.data.toString();
-      else result.markers.push(chunk.data.toString());
-    }
-  }
-  return result;
+  const { stdout, stderr, markers } = await jobOutput(client, { jobId });
+  return { stdout: stdout.toString(), stderr: stderr.toString(), markers };
 }
 
 export const diskFull: Scenario = {

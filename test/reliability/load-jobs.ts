@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { JobworkerClient } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { isRunning } from '../helpers/proc';
-import { mib, pool, prng, ReliabilityDaemon, sumMetric, type ProcSample } from '../helpers/reliability';
+import { eventually, mib, pool, prng, ReliabilityDaemon, sumMetric, type ProcSample } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 
 type Kind = 'exit' | 'long' | 'signal' | 'stopped' | 'stderr';
@@ -198,14 +198,12 @@ export const loadJobs: Scenario = {
     await pool(listed.length, 20, async (i) => admin.removeJob(listed[i]!.id));
     assert.equal((await admin.listAllJobs()).length, 0);
     let after = daemon.sample();
-    // V8 gives back the heap it grew under load only after further GCs, which a daemon that does
-    // nothing at all never runs: wait up to 90 s with the light traffic a monitored daemon sees
-    // (a metrics scrape a second). The heap figures below tell V8's reserve from native memory.
-    for (let i = 0; i < 90 && !(within(after.fds, before.fds, 0.1) && within(after.rssBytes, before.rssBytes, 0.1)); i++) {
-      await delay(1000);
-      await daemon.metrics();
+    // The daemon gives back memory grown in a burst after 30 s of idleness (src/server/idle-memory.ts):
+    // wait up to 90 s. The heap figures below tell V8's heap from native memory.
+    await eventually(() => {
       after = daemon.sample();
-    }
+      return within(after.fds, before.fds, 0.1) && within(after.rssBytes, before.rssBytes, 0.1);
+    }, 90_000, 1000);
     ctx.figure('fds before/after', `${before.fds}/${after.fds}`);
     ctx.figure('RSS before/peak/after', `${mib(before.rssBytes)}/${mib(peak.rssBytes)}/${mib(after.rssBytes)}`);
     const metricsAfter = await daemon.metrics();

@@ -12,6 +12,7 @@ import { startTimeOf } from '../helpers/cgroup-jobs';
 import { isRunning } from '../helpers/proc';
 import { ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
+import { jobOutput } from './streams';
 
 interface Result {
   stdout: Buffer;
@@ -25,18 +26,9 @@ async function run(client: JobworkerClient, args: string[], limits: Partial<pb.L
 }
 
 async function collect(client: JobworkerClient, jobId: string): Promise<Result> {
-  const stdout: Buffer[] = [];
-  const stderr: Buffer[] = [];
-  let final: pb.Job | undefined;
-  for await (const message of client.streamLogs({ jobId, follow: true })) {
-    for (const chunk of message.chunks) {
-      if (chunk.stream === pb.Stream.STREAM_STDOUT) stdout.push(Buffer.from(chunk.data));
-      else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr.push(Buffer.from(chunk.data));
-    }
-    if (message.finalStatus !== undefined) final = message.finalStatus;
-  }
+  const { stdout, stderr, final } = await jobOutput(client, { jobId, follow: true });
   assert.ok(final !== undefined, 'no final status');
-  return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), final };
+  return { stdout, stderr, final };
 }
 
 /** The AES-128-CTR keystream `openssl enc` produces from zeros: deterministic binary of every byte value. */

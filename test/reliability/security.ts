@@ -17,6 +17,7 @@ import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { craftCertificate, createTestPki } from '../helpers/pki';
 import { ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
+import { jobOutput } from './streams';
 
 const execFileAsync = promisify(execFile);
 
@@ -207,14 +208,13 @@ export const security: Scenario = {
       args: ['-c', 'ls -l /proc/$$/fd | sed -n "s/.* \\([0-9]*\\) -> \\(.*\\)/\\1 \\2/p"; echo ---; tr "\\0" "\\n" < /proc/$$/environ; echo ---; echo "(status: from a job of its own)"; echo ---; ulimit -n; echo ---; cut -d" " -f6 /proc/$$/stat; echo $$'],
       env: { PATH: '/usr/bin:/bin', GIVEN: 'only this' },
     });
-    let text = '';
-    for await (const message of alice.streamLogs({ jobId: probe.id, follow: true })) for (const c of message.chunks) text += c.data.toString();
+    const probeOutput = await jobOutput(alice, { jobId: probe.id, follow: true });
+    const text = probeOutput.stdout.toString() + probeOutput.stderr.toString();
     const [fds, environ, , nofile, session] = text.split('---\n');
     // Signal state and credentials from a process exec'd by the daemon that reads its own status
     // at once: a shell's own status is no good (dash blocks every signal while it waits for a child).
     const statusJob = await alice.startJob({ command: 'grep', args: ['-E', '^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } });
-    let status = '';
-    for await (const message of alice.streamLogs({ jobId: statusJob.id, follow: true })) for (const c of message.chunks) status += c.data.toString();
+    const status = (await jobOutput(alice, { jobId: statusJob.id, follow: true })).stdout.toString();
     const fdLines = fds!.trim().split('\n');
     assert.deepEqual(fdLines.map((l) => l.split(' ')[0]), ['0', '1', '2'], `job fds:\n${fds}`);
     assert.match(fdLines[0]!, /^0 \/dev\/null$/);
@@ -235,8 +235,7 @@ export const security: Scenario = {
     assert.equal(await codeOf(alice.startJob({ ...statusArgs, user: nobody })), 'PERMISSION_DENIED');
     const root = await daemon.client('root-admin', ['admin']);
     const dropped = await root.startJob({ ...statusArgs, user: nobody });
-    let droppedStatus = '';
-    for await (const message of root.streamLogs({ jobId: dropped.id, follow: true })) for (const c of message.chunks) droppedStatus += c.data.toString();
+    const droppedStatus = (await jobOutput(root, { jobId: dropped.id, follow: true })).stdout.toString();
     assert.match(droppedStatus, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
     assert.match(droppedStatus, /^Gid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
     assert.match(droppedStatus, /^Groups:\s*$/m, droppedStatus);

@@ -34,6 +34,32 @@ export interface SessionOptions {
   signal?: AbortSignal;
 }
 
+export interface JobOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+  /** Marker records (cap reached, bytes dropped…) as text, in order. */
+  markers: string[];
+  final: pb.Job | undefined;
+}
+
+/** The whole output of one StreamLogs call: each stream's bytes joined, markers, the final status. */
+export async function jobOutput(client: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }): Promise<JobOutput> {
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  const output: JobOutput = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), markers: [], final: undefined };
+  for await (const message of client.streamLogs(request)) {
+    for (const chunk of message.chunks) {
+      if (chunk.stream === pb.Stream.STREAM_STDOUT) stdout.push(Buffer.from(chunk.data));
+      else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr.push(Buffer.from(chunk.data));
+      else output.markers.push(Buffer.from(chunk.data).toString());
+    }
+    if (message.finalStatus !== undefined) output.final = message.finalStatus;
+  }
+  output.stdout = Buffer.concat(stdout);
+  output.stderr = Buffer.concat(stderr);
+  return output;
+}
+
 /** Reads one StreamLogs call into digests; never throws for a stream error (see `end`). */
 export async function readSession(client: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }, options: SessionOptions = {}): Promise<Session> {
   const session: Session = { from: request.fromOffset ?? 0, records: [], stdout: createHash('sha256'), stderr: createHash('sha256'), bytes: 0, final: undefined, end: 'end' };

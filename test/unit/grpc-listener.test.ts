@@ -6,33 +6,27 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as http2Connect } from 'node:http2';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
-import { setTimeout as delay } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 
 import { connectionGone, GrpcListener } from '../../src/server/listener';
-
-async function until(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await delay(20)) if (check()) return true;
-  return check();
-}
+import { eventually } from '../helpers/poll';
 
 describe('connectionGone', () => {
   it('is false while connected, true once the peer reset a socket nobody reads', async () => {
-    const accepted: Socket[] = [];
-    const server = createServer({ pauseOnConnect: true }, (socket) => accepted.push(socket));
+    const server = createServer({ pauseOnConnect: true });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     try {
+      const accepted = once(server, 'connection') as Promise<[Socket]>;
       const client = netConnect((server.address() as { port: number }).port, '127.0.0.1');
       await once(client, 'connect');
-      assert.ok(await until(() => accepted.length === 1, 2000));
-      const socket = accepted[0]!;
+      const [socket] = await accepted;
       assert.equal(connectionGone(socket), false);
       client.resetAndDestroy();
       // Paused: Node does not read, so it does not learn of the reset; the kernel does.
-      assert.ok(await until(() => connectionGone(socket), 2000), 'the kernel reports the connection gone');
+      assert.ok(await eventually(() => connectionGone(socket), 2000, 20), 'the kernel reports the connection gone');
       assert.equal(socket.destroyed, false);
       socket.destroy();
       assert.equal(connectionGone(socket), false, 'a destroyed socket has no handle to ask');
@@ -74,7 +68,7 @@ describe('GrpcListener', () => {
       listener.close();
       server.forceShutdown();
       await closed;
-      assert.ok(await until(() => listener.connections === 0, 2000));
+      assert.ok(await eventually(() => listener.connections === 0, 2000, 20));
     } finally {
       listener.close();
       server.forceShutdown();
