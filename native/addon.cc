@@ -1,5 +1,6 @@
 // The addon's JavaScript surface: spawn(options, listener) -> ProcessHandle. Declared for
 // TypeScript in src/native/binding.ts; only src/native/ loads this module.
+#include <fcntl.h>
 #include <malloc.h>
 #include <napi.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <memory>
 
+#include "cgroup_ops.h"
 #include "log_writer.h"
 #include "reactor.h"
 #include "spawn.h"
@@ -118,11 +120,47 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
   return value.As<Napi::Number>().Int64Value();
 }
 
+// [{ op: 'mkdir'|'rmdir'|'write'|'read', path, value?, optional? }] -> ops (see cgroup_ops.h).
+std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Array list, const std::string& where) {
+  std::vector<CgroupOp> ops;
+  ops.reserve(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, where + ": each op must be an object");
+    Napi::Object object = item.As<Napi::Object>();
+    std::string kind = object.Get("op").ToString().Utf8Value();
+    CgroupOp op;
+    if (kind == "mkdir") op.kind = CgroupOpKind::kMkdir;
+    else if (kind == "rmdir") op.kind = CgroupOpKind::kRmdir;
+    else if (kind == "write") op.kind = CgroupOpKind::kWrite;
+    else if (kind == "read") op.kind = CgroupOpKind::kRead;
+    else throw Napi::TypeError::New(env, where + ": unknown op " + kind);
+    Napi::Value path = object.Get("path");
+    if (!path.IsString()) throw Napi::TypeError::New(env, where + ": path must be a string");
+    op.path = path.As<Napi::String>().Utf8Value();
+    if (op.kind == CgroupOpKind::kWrite) {
+      Napi::Value value = object.Get("value");
+      if (!value.IsString()) throw Napi::TypeError::New(env, where + ": a write needs a string value");
+      op.value = value.As<Napi::String>().Utf8Value();
+    }
+    op.optional = object.Get("optional").ToBoolean().Value();
+    if (op.path.find('\0') != std::string::npos || op.value.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(env, where + ": paths and values must not contain NUL bytes");
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
 // What spawn() and spawnAsync() are asked for.
 struct SpawnCall {
   SpawnRequest req;
   std::string log_path;
   uint64_t log_max = 0;
+  // Placement by path: opened on the spawning thread, closed once the child has exec'd.
+  std::string cgroup_path;
+  std::vector<std::string> join_procs_paths;
+  // cgroupfs ops run first, on the same thread (creating the job's cgroups and writing its limits).
+  std::vector<CgroupOp> setup;
 };
 
 SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
@@ -155,6 +193,13 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   }
   req.nofile_soft = optional_integer(options, "nofileSoft", -1);
   req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
+  Napi::Value cgroup_path = options.Get("cgroupPath");
+  if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
+  call.join_procs_paths = string_array(options, "joinProcsPaths");
+  Napi::Value setup = options.Get("setupOps");
+  if (setup.IsArray()) call.setup = parse_cgroup_ops(env, setup.As<Napi::Array>(), "setupOps");
+  if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
+    throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
   if (!log_path.IsString()) throw Napi::TypeError::New(env, "logPath must be a string");
   call.log_path = log_path.As<Napi::String>().Utf8Value();
@@ -167,11 +212,47 @@ struct SpawnOutcome {
   std::unique_ptr<LogWriter> log;
   SpawnedChild child;
   int log_errno = 0;
+  int placement_errno = 0;
+  std::string placement_path;  // the cgroup file that could not be opened
+  CgroupOpsOutcome setup;      // setup.err != 0: the setup op at setup.completed failed (undone)
   bool spawned = false;
   SpawnFailure failure{SpawnStage::kNone, 0};
 };
 
+// Opens the placement given by path; false (and out.placement_*) if one cannot be opened.
+bool open_placement(const SpawnCall& call, SpawnRequest& req, std::vector<UniqueFd>& opened, SpawnOutcome& out) {
+  auto open_one = [&](const std::string& path, int flags) {
+    UniqueFd fd(open(path.c_str(), flags | O_CLOEXEC));
+    if (!fd.valid()) {
+      out.placement_errno = errno;
+      out.placement_path = path;
+      return -1;
+    }
+    opened.push_back(std::move(fd));
+    return opened.back().get();
+  };
+  if (!call.cgroup_path.empty()) {
+    req.cgroup_fd = open_one(call.cgroup_path, O_RDONLY | O_DIRECTORY);
+    if (req.cgroup_fd < 0) return false;
+  }
+  for (const std::string& path : call.join_procs_paths) {
+    int fd = open_one(path, O_WRONLY);
+    if (fd < 0) return false;
+    req.join_procs_fds.push_back(fd);
+  }
+  return true;
+}
+
 void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
+  if (!call.setup.empty()) {
+    run_cgroup_ops(call.setup, out.setup);
+    if (out.setup.err != 0) {
+      // Undo what was created, newest first; the failure is what gets reported.
+      for (size_t i = out.setup.completed; i-- > 0;)
+        if (call.setup[i].kind == CgroupOpKind::kMkdir && !out.setup.skipped[i]) rmdir(call.setup[i].path.c_str());
+      return;
+    }
+  }
   // The log first: a job must never run without the file that keeps its output.
   try {
     out.log = std::make_unique<LogWriter>(call.log_path, call.log_max);
@@ -179,8 +260,14 @@ void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
     out.log_errno = err;
     return;
   }
+  SpawnRequest req = call.req;
+  std::vector<UniqueFd> placement;  // closed on return: the child has exec'd (or failed) by then
+  if (!open_placement(call, req, placement, out)) {
+    out.log->finish();
+    return;
+  }
   try {
-    out.child = spawn_process(call.req);
+    out.child = spawn_process(req);
     out.spawned = true;
   } catch (const SpawnFailure& failure) {
     out.failure = failure;
@@ -190,9 +277,23 @@ void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
 
 // JS thread: the typed error for a failed spawn, or the handle of a running one.
 Napi::Value adopt_outcome(Napi::Env env, const SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
+  if (out.setup.err != 0) {
+    const CgroupOp& op = call.setup[out.setup.completed];
+    Napi::Error error = errno_error(env, out.setup.err, "setup failed at " + op.path);
+    error.Set("stage", Napi::String::New(env, "setup"));
+    error.Set("setupIndex", Napi::Number::New(env, static_cast<double>(out.setup.completed)));
+    error.Set("path", Napi::String::New(env, op.path));
+    throw error;
+  }
   if (out.log_errno != 0) {
     Napi::Error error = errno_error(env, out.log_errno, "cannot create the log file " + call.log_path);
     error.Set("stage", Napi::String::New(env, "log"));
+    throw error;
+  }
+  if (out.placement_errno != 0) {
+    Napi::Error error = errno_error(env, out.placement_errno, "cannot open the cgroup file " + out.placement_path);
+    error.Set("stage", Napi::String::New(env, "cgroup"));
+    error.Set("path", Napi::String::New(env, out.placement_path));
     throw error;
   }
   if (!out.spawned) {
@@ -274,6 +375,53 @@ Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// cgroupOps([{ op: 'mkdir'|'rmdir'|'write'|'read', path, value?, optional? }])
+//   -> Promise<{ completed, reads: (string|null)[], code?, errno? }>
+// Runs the ops in order on a libuv threadpool thread and stops at the first failure, which is
+// reported (not thrown): the caller needs `completed` to undo what was done.
+class CgroupOpsWork : public Napi::AsyncWorker {
+ public:
+  CgroupOpsWork(Napi::Env env, std::vector<CgroupOp> ops)
+      : Napi::AsyncWorker(env, "jobworker.cgroupOps"), ops_(std::move(ops)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { run_cgroup_ops(ops_, out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("completed", Napi::Number::New(env, static_cast<double>(out_.completed)));
+    Napi::Array reads = Napi::Array::New(env, ops_.size());
+    for (size_t i = 0; i < ops_.size(); i++) {
+      bool has_text = ops_[i].kind == CgroupOpKind::kRead && i < out_.completed && !out_.skipped[i];
+      reads.Set(static_cast<uint32_t>(i), has_text ? Napi::String::New(env, out_.reads[i]) : env.Null());
+    }
+    result.Set("reads", reads);
+    if (out_.err != 0) {
+      const char* name = strerrorname_np(out_.err);
+      result.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
+      result.Set("errno", Napi::Number::New(env, out_.err));
+      result.Set("message", Napi::String::New(env, strerror(out_.err)));
+    }
+    deferred_.Resolve(result);
+  }
+
+ private:
+  std::vector<CgroupOp> ops_;
+  CgroupOpsOutcome out_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value CgroupOps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "cgroupOps(ops): an array of ops is required");
+  std::vector<CgroupOp> ops = parse_cgroup_ops(env, info[0].As<Napi::Array>(), "cgroupOps");
+  auto* work = new CgroupOpsWork(env, std::move(ops));
+  Napi::Promise promise = work->promise();
+  work->Queue();  // deletes itself after OnOK
+  return promise;
+}
+
 // Returns the allocator's free memory to the kernel (glibc malloc_trim): after a burst, freed
 // buffers stay in malloc's arenas, counted in RSS, until trimmed. True if memory was released.
 Napi::Value TrimNativeHeap(const Napi::CallbackInfo& info) {
@@ -292,6 +440,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync, "spawnAsync"));
   exports.Set("ProcessHandle", handle_class);
+  exports.Set("cgroupOps", Napi::Function::New(env, CgroupOps, "cgroupOps"));
   exports.Set("trimNativeHeap", Napi::Function::New(env, TrimNativeHeap, "trimNativeHeap"));
   return exports;
 }

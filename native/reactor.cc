@@ -129,6 +129,7 @@ void Reactor::add(const std::shared_ptr<Job>& job) {
 }
 
 void Reactor::close_capture(const std::shared_ptr<Job>& job) {
+  if (job->capture_closed.load()) return;  // the usual case after an exit: no need to wake the thread
   {
     std::lock_guard<std::mutex> lock(mutex_);
     close_requests_.push_back(job);
@@ -273,6 +274,7 @@ void Reactor::finish_if_done(Job* job) {
   if (job->finished || !job->reaped || job->pipes[0].valid() || job->pipes[1].valid()) return;
   job->finished = true;
   job->log->finish();
+  job->capture_closed.store(true);
   std::shared_ptr<Job> owned;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -55,6 +55,7 @@ class Job {
   std::unique_ptr<LogWriter> log;
   std::atomic<bool> watch_output{false};          // JS wants "output" events
   std::atomic<bool> output_event_pending{false};  // one queued "output" event at most
+  std::atomic<bool> capture_closed{false};        // the log is finished: closeCapture() has nothing to do
   ExitStatus status;                               // written before the exit event is queued
 
   // Reactor thread.

@@ -3,10 +3,21 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { JobworkerError, systemError } from '../errors';
-import { removeCgroup, type CgroupFs } from './cgroup-fs';
+import { errorCode, JobworkerError, systemError } from '../errors';
+import {
+  cgroupOpError,
+  childPath,
+  parseFlatKeyed,
+  prefetchedFs,
+  prefetchReads,
+  removeCgroup,
+  runCgroupOps,
+  type CgroupFs,
+  type CgroupOp,
+  type ControlWrite,
+} from './cgroup-fs';
 import { signalPid, type JobProcesses } from './job-processes';
-import type { CgroupStats, JobCgroup, SpawnPlacement } from './types';
+import type { CgroupStats, JobCgroup, SettledCgroup, SpawnPlacement, SpawnPlacementPaths } from './types';
 
 /** How long destroy() waits for killed processes to go (only a task stuck in the kernel takes long). */
 export const DESTROY_WAIT_MS = 10_000;
@@ -23,7 +34,54 @@ export interface JobCgroupParts {
   joins: string[];
   /** Every directory of the job, in the order they are removed. */
   dirs: string[];
-  readStats(): Promise<CgroupStats>;
+  /** cgroup2 cgroup.events of the job (absent on legacy hosts: the freezer has none). */
+  eventsFile?: string;
+  /** Every control file readStats() reads, so that they can be read in one batch first. */
+  statFiles: string[];
+  /** Builds the stats from the control files, read through `fs`. */
+  readStats(fs: CgroupFs): Promise<CgroupStats>;
+}
+
+/** One directory of a job's cgroup and the limits written into it. */
+export interface JobDirPlan {
+  dir: string;
+  writes: readonly ControlWrite[];
+}
+
+/** The ops that create a job's directories and write their limits, in order. */
+export function createOpsOf(plan: readonly JobDirPlan[]): CgroupOp[] {
+  const ops: CgroupOp[] = [];
+  for (const { dir, writes } of plan) {
+    ops.push({ op: 'mkdir', path: dir });
+    for (const write of writes) {
+      ops.push({ op: 'write', path: childPath(dir, write.file), value: write.value, optional: write.optional === true });
+    }
+  }
+  return ops;
+}
+
+/** The error to report when the create ops of job `id` stopped at `index` with `cause`. */
+export function creationError(id: string, ops: readonly CgroupOp[], index: number, cause: unknown): Error {
+  const failed = ops[index];
+  if (failed === undefined) return new JobworkerError('internal', `job ${id}: cgroup creation failed: ${String(cause)}`);
+  const error = cgroupOpError(failed, cause);
+  if (failed.op === 'mkdir' && error.kind === 'already-exists') {
+    return new JobworkerError('already-exists', `a cgroup for job ${id} already exists at ${failed.path}`, { cause: error });
+  }
+  return error;
+}
+
+/** Runs create ops in one batch; on a failure removes what they created and throws why. */
+export async function runCreateOps(fs: CgroupFs, id: string, ops: readonly CgroupOp[]): Promise<void> {
+  const result = await runCgroupOps(fs, ops);
+  if (result.error === undefined) return;
+  const undo: CgroupOp[] = ops
+    .slice(0, result.completed)
+    .filter((op) => op.op === 'mkdir')
+    .reverse()
+    .map((op) => ({ op: 'rmdir', path: op.path, optional: true }));
+  await runCgroupOps(fs, undo); // best effort: the failure below is the one to report
+  throw creationError(id, ops, result.completed, result.error);
 }
 
 export class CgroupOfJob implements JobCgroup {
@@ -61,8 +119,37 @@ export class CgroupOfJob implements JobCgroup {
     return { placement, release };
   }
 
-  stats(): Promise<CgroupStats> {
-    return this.#parts.readStats();
+  placementPaths(): SpawnPlacementPaths {
+    const { bornInto, joins } = this.#parts;
+    const paths: SpawnPlacementPaths = { joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) };
+    if (bornInto !== undefined) paths.cgroupPath = bornInto;
+    return paths;
+  }
+
+  async stats(): Promise<CgroupStats> {
+    const { fs, statFiles, readStats } = this.#parts;
+    return readStats(await prefetchReads(fs, statFiles));
+  }
+
+  async settle(): Promise<SettledCgroup> {
+    const { fs, statFiles, readStats, eventsFile, processes, dirs } = this.#parts;
+    if (eventsFile === undefined) {
+      // Legacy hosts: the freezer has no cgroup.events, so no single batch either.
+      return { empty: !(await processes.populated()), stats: await this.stats(), removed: false };
+    }
+    const reads: CgroupOp[] = [eventsFile, ...statFiles].map((file) => ({ op: 'read', path: file, optional: true }));
+    // Stats first, then the removal, which fails with EBUSY (and stops there) if a process is left.
+    const ops: CgroupOp[] = [...reads, ...dirs.map((dir): CgroupOp => ({ op: 'rmdir', path: dir, optional: true }))];
+    const result = await runCgroupOps(fs, ops);
+    if (result.error !== undefined && result.completed < reads.length) throw cgroupOpError(ops[result.completed]!, result.error);
+    const events = result.reads[0];
+    if (events === null || events === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.path} is gone`);
+    const texts = new Map(statFiles.map((file, i) => [file, result.reads[i + 1] ?? null]));
+    return {
+      empty: parseFlatKeyed(events).get('populated') === 0,
+      stats: await readStats(prefetchedFs(fs, texts)),
+      removed: result.error === undefined,
+    };
   }
 
   async signalAll(signal: NodeJS.Signals): Promise<number> {
@@ -97,6 +184,14 @@ export class CgroupOfJob implements JobCgroup {
 
   async #destroy(): Promise<void> {
     const { processes, fs, dirs } = this.#parts;
+    // Usually the job is over and its cgroups are empty: remove them in one batch. A process left
+    // (EBUSY) or a removal that failed otherwise takes the careful path below.
+    const removal = await runCgroupOps(
+      fs,
+      dirs.map((dir) => ({ op: 'rmdir', path: dir, optional: true })),
+    );
+    if (removal.error === undefined) return;
+    if (errorCode(removal.error) !== 'EBUSY') throw cgroupOpError({ op: 'rmdir', path: dirs[removal.completed]! }, removal.error);
     if (await processes.populated()) await processes.killAll();
     if (!(await processes.waitEmpty(DESTROY_WAIT_MS))) {
       throw new JobworkerError(
@@ -104,6 +199,6 @@ export class CgroupOfJob implements JobCgroup {
         `job ${this.id}: processes still in ${this.path} ${DESTROY_WAIT_MS / 1000} s after kill (stuck in uninterruptible sleep?); not removed`,
       );
     }
-    for (const dir of dirs) await removeCgroup(fs, dir);
+    for (const dir of dirs.slice(removal.completed)) await removeCgroup(fs, dir);
   }
 }

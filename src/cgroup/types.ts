@@ -1,5 +1,6 @@
 // One Limits type and one driver interface; the worker never knows which cgroup version runs below.
 // (Shape after opencontainers/cgroups: Resources + Manager{Apply, Set, GetStats, Destroy}.)
+import type { CgroupOp } from './cgroup-fs';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
@@ -65,13 +66,35 @@ export interface SpawnPlacement {
   joinProcsFds: number[];
 }
 
+/** The same placement as paths, for the addon to open (and close) off the JS thread. */
+export interface SpawnPlacementPaths {
+  cgroupPath?: string;
+  joinProcsPaths: string[];
+}
+
+/** What a job's cgroup looked like when its main process was gone. */
+export interface SettledCgroup {
+  /** No process left (nothing outlived the main process). */
+  empty: boolean;
+  /** Read before any removal. */
+  stats: CgroupStats;
+  /** The directories are gone (they were empty); otherwise destroy() is still to be called. */
+  removed: boolean;
+}
+
 export interface JobCgroup {
   readonly id: string;
   /** The unified-hierarchy directory (the one holding cgroup.procs/cgroup.kill/cgroup.events); on legacy hosts, the v1 freezer one. */
   readonly path: string;
   /** Opens the fds for a spawn; close them with the returned release() right after spawning. */
   openPlacement(): { placement: SpawnPlacement; release(): void };
+  placementPaths(): SpawnPlacementPaths;
   stats(): Promise<CgroupStats>;
+  /**
+   * After the main process exited: whether any process is left and the stats, read in one go, and
+   * the directories removed in the same go if nothing is left.
+   */
+  settle(): Promise<SettledCgroup>;
   /** Sends `signal` to every process in the job; returns how many were signalled. */
   signalAll(signal: NodeJS.Signals): Promise<number>;
   /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */
@@ -80,6 +103,15 @@ export interface JobCgroup {
   waitEmpty(timeoutMs: number): Promise<boolean>;
   /** Kills what is left, waits until empty, removes the directories (every hierarchy). Idempotent. */
   destroy(): Promise<void>;
+}
+
+/** A job's cgroup before it exists: the ops that create it, and its handle for once they have run. */
+export interface PlannedJobCgroup {
+  /** mkdirs and limit writes, in order (the Worker has the addon run them in the spawn's own trip). */
+  createOps: CgroupOp[];
+  cgroup: JobCgroup;
+  /** The error to report when createOps stopped at `index` with `cause` (after undoing what they did). */
+  creationError(index: number, cause: unknown): Error;
 }
 
 export interface CgroupDriver {
@@ -93,6 +125,8 @@ export interface CgroupDriver {
   validate(limits: Limits, cwd: string): Promise<void>;
   /** Creates the job's cgroup(s) and writes its limits. On any failure nothing is left behind. */
   create(id: string, limits: Limits, cwd: string): Promise<JobCgroup>;
+  /** Validates the limits and says how create() would do it, without touching any cgroup. */
+  plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup>;
   /** Ids of job cgroups that exist under the root (for finding orphans after a crash). */
   listJobIds(): Promise<string[]>;
   /** A handle on an existing job cgroup (for recovery), or undefined if it does not exist. */

@@ -8,6 +8,11 @@ export interface BindingSpawnOptions {
   cwd?: string;
   cgroupFd?: number;
   joinProcsFds?: number[];
+  /** Placement by path instead of fd: opened (and closed) by the addon on the spawning thread. */
+  cgroupPath?: string;
+  joinProcsPaths?: string[];
+  /** cgroupfs ops run first on the same thread (undone if one fails: stage "setup", setupIndex). */
+  setupOps?: BindingCgroupOp[];
   logPath: string;
   logMaxBytes?: number;
   uid?: number;
@@ -49,6 +54,25 @@ export interface BindingSpawnErrorFields {
   errno?: number;
   stage?: string;
   path?: string;
+  /** stage "setup": the index of the setup op that failed. */
+  setupIndex?: number;
+}
+
+export interface BindingCgroupOp {
+  op: 'mkdir' | 'rmdir' | 'write' | 'read';
+  path: string;
+  value?: string;
+  optional?: boolean;
+}
+
+export interface BindingCgroupOpsResult {
+  /** Ops done; when `code` is set, the index of the op that failed. */
+  completed: number;
+  /** Per op: what a read returned; null for other ops and skipped optional ones. */
+  reads: (string | null)[];
+  code?: string;
+  errno?: number;
+  message?: string;
 }
 
 export type BindingListener = (type: string, info: Record<string, unknown>) => void;
@@ -58,6 +82,8 @@ export interface Binding {
   spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
   /** The same on a libuv threadpool thread. */
   spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
+  /** Runs cgroupfs ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
+  cgroupOps(ops: BindingCgroupOp[]): Promise<BindingCgroupOpsResult>;
   /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
   trimNativeHeap(): boolean;
 }

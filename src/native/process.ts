@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import { JobworkerError, type ErrorKind } from '../errors';
 import {
   binding,
+  type BindingCgroupOp,
   type BindingCloseInfo,
   type BindingExitInfo,
   type BindingListener,
@@ -13,6 +14,11 @@ import {
   type BindingSpawnOptions,
 } from './binding';
 import { execCandidates } from './exec-path';
+
+/** One cgroupfs step run by the addon (cgroupOps(), SpawnOptions.setupOps); `optional`: ENOENT skips it. */
+export type NativeCgroupOp =
+  | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
+  | { op: 'write'; path: string; value: string; optional?: boolean };
 
 export interface SpawnOptions {
   /** Program to run: a path, or a name looked up in `env.PATH` (or the default PATH). */
@@ -27,6 +33,14 @@ export interface SpawnOptions {
   cgroupFd?: number;
   /** v1 `cgroup.procs` fds (hybrid and legacy hosts) the child joins before exec. */
   joinProcsFds?: readonly number[];
+  /** The same placement by path: the addon opens the files off the JS thread (not with the fds). */
+  cgroupPath?: string;
+  joinProcsPaths?: readonly string[];
+  /**
+   * cgroupfs ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
+   * If one fails, those done are undone (mkdirs removed) and the spawn rejects with stage "setup".
+   */
+  setupOps?: readonly NativeCgroupOp[];
   logPath: string;
   /** Cap on the log file; output beyond it is dropped after a "truncated" marker. */
   logMaxBytes?: number;
@@ -61,6 +75,7 @@ export interface CloseInfo {
 }
 
 export type SpawnStage =
+  | 'setup'
   | 'log'
   | 'pipes'
   | 'clone'
@@ -80,10 +95,14 @@ export class SpawnError extends JobworkerError {
     readonly stage: SpawnStage,
     readonly code: string,
     readonly path: string | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; setupIndex?: number },
   ) {
     super(spawnErrorKind(stage, code), message, options);
+    this.setupIndex = options?.setupIndex;
   }
+
+  /** Stage "setup": which of SpawnOptions.setupOps failed. */
+  readonly setupIndex: number | undefined;
 }
 
 // The request's fault (no such program, bad cwd) is an invalid argument; a busy host (or a full
@@ -183,6 +202,9 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     cwd: options.cwd,
     cgroupFd: options.cgroupFd,
     joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
+    cgroupPath: options.cgroupPath,
+    joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
+    setupOps: options.setupOps ? (options.setupOps as BindingCgroupOp[]) : undefined,
     logPath: options.logPath,
     logMaxBytes: options.logMaxBytes,
     uid: options.uid,
@@ -239,6 +261,6 @@ function toSpawnError(error: unknown): unknown {
     fields.stage as SpawnStage,
     fields.code ?? 'EUNKNOWN',
     fields.path,
-    { cause: error },
+    { cause: error, setupIndex: fields.setupIndex },
   );
 }

@@ -1,11 +1,12 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits } from '../cgroup/types';
+import type { CgroupOp } from '../cgroup/cgroup-fs';
+import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup } from '../cgroup/types';
 import { JobworkerError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions, type LogSource } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import type { JobUser, ResolvedJobSpec } from './job-spec';
 import { finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
@@ -54,6 +55,11 @@ export type LogOptions = FollowOptions;
 export interface JobContext {
   store: StateStore;
   driver: CgroupDriver;
+  /**
+   * The driver works on the real cgroupfs: its create ops can run in the spawn's own threadpool
+   * trip. (Not with a cgroup filesystem of the caller's, which the addon cannot see.)
+   */
+  createInSpawn: boolean;
   logMaxBytes: number;
   nofileSoft: number;
   defaultGraceMs: number;
@@ -136,20 +142,28 @@ export class Job {
     const spec = this.#record.spec;
     let cgroup: JobCgroup | undefined;
     try {
-      cgroup = await driver.create(this.id, spec.limits, spec.cwd);
-      const { placement, release } = cgroup.openPlacement();
+      let setupOps: readonly CgroupOp[] | undefined;
+      let planned: PlannedJobCgroup | undefined;
+      if (this.#ctx.createInSpawn) {
+        planned = await driver.plan(this.id, spec.limits, spec.cwd);
+        setupOps = planned.createOps;
+      } else {
+        cgroup = await driver.create(this.id, spec.limits, spec.cwd);
+      }
+      const placement = (planned?.cgroup ?? cgroup!).placementPaths();
       // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
       // spawnProcess() even returns.
       const startedAt = new Date();
+      // Off the JS thread, in one threadpool trip: the cgroups are created (unless done above), the
+      // log file, the process is born into them, and the daemon goes on serving meanwhile.
       try {
-        // Off the JS thread: the daemon goes on serving while the child gets to exec.
         this.#native = await spawnProcessAsync({
           command: spec.command,
           args: spec.args,
           env: spec.env,
           cwd: spec.cwd,
-          cgroupFd: placement.cgroupFd,
-          joinProcsFds: placement.joinProcsFds,
+          setupOps,
+          ...placement,
           logPath: store.logPath(this.id),
           logMaxBytes: this.#ctx.logMaxBytes,
           nofileSoft: this.#ctx.nofileSoft,
@@ -157,9 +171,14 @@ export class Job {
           gid: spec.user?.gid,
           groups: spec.user ? (spec.user.groups ?? []) : undefined,
         });
-      } finally {
-        release();
+      } catch (error) {
+        if (planned !== undefined && error instanceof SpawnError && error.stage === 'setup') {
+          throw planned.creationError(error.setupIndex ?? -1, error); // the addon undid what it created
+        }
+        cgroup ??= planned?.cgroup;
+        throw error;
       }
+      cgroup ??= planned!.cgroup;
       this.#cgroup = cgroup;
       this.#log = new LiveLog(store.logPath(this.id), this.#native);
       this.#record.pid = this.#native.pid;
@@ -183,22 +202,32 @@ export class Job {
     this.#exitSeen = true;
     const cgroup = this.#cgroup!;
     let stats: CgroupStats | null = null;
+    let removed = false;
     try {
-      await cgroup.kill();
-      if (!(await cgroup.waitEmpty(KILL_WAIT_MS))) {
-        this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
+      // Usually nothing outlives the main process: one trip reads the final stats and removes the cgroup.
+      const settled = await cgroup.settle();
+      stats = settled.stats;
+      removed = settled.removed;
+      if (!settled.empty) {
+        await cgroup.kill();
+        if (!(await cgroup.waitEmpty(KILL_WAIT_MS))) {
+          this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
+        }
+        stats = await cgroup.stats();
       }
       native.closeCapture(); // writers outside the cgroup (fd passing) must not keep capture open
-      stats = await cgroup.stats();
     } catch (error) {
       this.#ctx.warn('could not clean up after a job', { job: this.id, error: String(error) });
+      native.closeCapture();
     }
     const close = await native.closed;
-    try {
-      await cgroup.destroy();
-    } catch (error) {
-      // The job is over either way; the next start's orphan sweep retries the removal.
-      this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
+    if (!removed) {
+      try {
+        await cgroup.destroy();
+      } catch (error) {
+        // The job is over either way; the next start's orphan sweep retries the removal.
+        this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
+      }
     }
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,

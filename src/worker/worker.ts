@@ -3,8 +3,10 @@
 import { randomUUID } from 'node:crypto';
 
 import { openCgroupDriver, type CgroupDriverOptions } from '../cgroup';
+import { nodeCgroupFs, type CgroupFs } from '../cgroup/cgroup-fs';
 import type { CgroupDriver, Limits } from '../cgroup/types';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
+import { cgroupOps } from '../native';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
 import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
 import { isFinal, type JobState } from './job-state';
@@ -70,6 +72,12 @@ const DEFAULTS = {
   maxRunningJobs: 10_000,
 };
 
+/**
+ * cgroupfs as the cgroup drivers see it, with batches run by the addon on the libuv threadpool: a
+ * job's cgroups are created, read and removed in three trips off the JS thread.
+ */
+const BATCHED_CGROUP_FS: CgroupFs = { ...nodeCgroupFs, batch: cgroupOps };
+
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
 }
@@ -107,6 +115,7 @@ export class Worker {
     this.#ctx = {
       store,
       driver,
+      createInSpawn: options.cgroupDriver === undefined && options.cgroup?.fs === undefined,
       logMaxBytes: options.defaults?.logMaxBytes ?? DEFAULTS.logMaxBytes,
       nofileSoft: options.defaults?.nofileSoft ?? DEFAULTS.nofileSoft,
       defaultGraceMs: options.defaults?.stopGraceMs ?? DEFAULTS.stopGraceMs,
@@ -131,7 +140,7 @@ export class Worker {
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);
     try {
-      const opened = options.cgroupDriver === undefined ? await openCgroupDriver(options.cgroup) : undefined;
+      const opened = options.cgroupDriver === undefined ? await openCgroupDriver({ fs: BATCHED_CGROUP_FS, ...options.cgroup }) : undefined;
       const driver = options.cgroupDriver ?? opened!;
       const recovery = await recover(store, driver, warnerOf(options));
       await store.rewrite(recovery.records); // lost jobs recorded, the journal compacted
@@ -236,10 +245,10 @@ export class Worker {
   }
 
   #stateChanged(job: Job, previousState: JobState): void {
-    const event: JobEvent = { status: job.status(), previousState };
+    let startLatencyMs: number | undefined;
     if (job.state === 'running') {
       const started = this.#startTimes.get(job.id);
-      if (started !== undefined) event.startLatencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      if (started !== undefined) startLatencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       this.#startTimes.delete(job.id);
     }
     if (isFinal(job.state) && !isFinal(previousState)) {
@@ -248,6 +257,9 @@ export class Worker {
       this.#finishedCount++;
       void this.#applyRetention();
     }
+    if (this.#listeners.size === 0) return; // a status snapshot is a deep copy: only for someone
+    const event: JobEvent = { status: job.status(), previousState };
+    if (startLatencyMs !== undefined) event.startLatencyMs = startLatencyMs;
     for (const listener of this.#listeners) listener(event);
   }
 

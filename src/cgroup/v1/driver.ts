@@ -3,16 +3,15 @@
 // joined by the child before exec. On hybrid hosts it also gets one in the controller-less
 // unified hierarchy: the clone3 target, and the home of cgroup.kill, cgroup.freeze and
 // cgroup.events, which v1 lacks.
-import * as path from 'node:path';
 
 import { JobworkerError } from '../../errors';
-import { listChildren, makeCgroup, readControl, removeCgroup, writeControls, type CgroupFs, type ControlWrite } from '../cgroup-fs';
-import { CgroupOfJob } from '../job-cgroup';
+import { childPath, listChildren, readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { CgroupOfJob, createOpsOf, creationError, runCreateOps, type JobDirPlan } from '../job-cgroup';
 import { checkJobId, isJobId } from '../job-id';
 import { prepareLimits } from '../job-limits';
 import type { JobProcesses } from '../job-processes';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits, ResourceController } from '../types';
+import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
 import { parseCpuStat } from '../v2/cpu';
 import { blkioWrites, readBlkioStats } from './blkio';
@@ -97,25 +96,19 @@ export class V1Driver implements CgroupDriver {
   }
 
   async create(id: string, limits: Limits, cwd: string): Promise<JobCgroup> {
+    const planned = await this.plan(id, limits, cwd);
+    await runCreateOps(this.fs, id, planned.createOps);
+    return planned.cgroup;
+  }
+
+  async plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup> {
     checkJobId(id);
     const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    const created: string[] = [];
-    try {
-      if (this.layout.unified !== undefined) {
-        await this.makeJobDir(id, this.layout.unified);
-        created.push(path.join(this.layout.unified, id));
-      }
-      for (const [jobsDir, writes] of v1Writes(this.layout, resolved)) {
-        const dir = path.join(jobsDir, id);
-        await this.makeJobDir(id, jobsDir);
-        created.push(dir);
-        await writeControls(this.fs, dir, writes);
-      }
-    } catch (error) {
-      for (const dir of created.reverse()) await removeCgroup(this.fs, dir).catch(() => undefined);
-      throw error;
-    }
-    return this.handle(id);
+    const dirs: JobDirPlan[] = [];
+    if (this.layout.unified !== undefined) dirs.push({ dir: childPath(this.layout.unified, id), writes: [] });
+    for (const [jobsDir, writes] of v1Writes(this.layout, resolved)) dirs.push({ dir: childPath(jobsDir, id), writes });
+    const createOps = createOpsOf(dirs);
+    return { createOps, cgroup: this.handle(id), creationError: (index, cause) => creationError(id, createOps, index, cause) };
   }
 
   /** Ids with a directory in any hierarchy: a crash half-way through create() leaves some. */
@@ -143,23 +136,11 @@ export class V1Driver implements CgroupDriver {
     return this.layout.unified === undefined ? this.#v1JobsDirs : [this.layout.unified, ...this.#v1JobsDirs];
   }
 
-  private async makeJobDir(id: string, jobsDir: string): Promise<void> {
-    const dir = path.join(jobsDir, id);
-    try {
-      await makeCgroup(this.fs, dir);
-    } catch (error) {
-      if (error instanceof JobworkerError && error.kind === 'already-exists') {
-        throw new JobworkerError('already-exists', `a cgroup for job ${id} already exists at ${dir}`, { cause: error });
-      }
-      throw error;
-    }
-  }
-
   private handle(id: string): JobCgroup {
     const { layout, fs } = this;
-    const at = (jobsDir: string | undefined): string | undefined => (jobsDir === undefined ? undefined : path.join(jobsDir, id));
+    const at = (jobsDir: string | undefined): string | undefined => (jobsDir === undefined ? undefined : childPath(jobsDir, id));
     const unified = at(layout.unified);
-    const joins = this.#v1JobsDirs.map((jobsDir) => path.join(jobsDir, id));
+    const joins = this.#v1JobsDirs.map((jobsDir) => childPath(jobsDir, id));
     const processes: JobProcesses =
       unified !== undefined ? new UnifiedProcesses(fs, unified) : new FreezerProcesses(fs, at(layout.freezer)!);
     const dirs = unified === undefined ? joins : [...joins, unified];
@@ -179,7 +160,9 @@ export class V1Driver implements CgroupDriver {
       ...(unified === undefined ? {} : { bornInto: unified }),
       joins,
       dirs,
-      readStats: () => readV1Stats(fs, stats),
+      ...(unified === undefined ? {} : { eventsFile: childPath(unified, 'cgroup.events') }),
+      statFiles: v1StatFiles(stats),
+      readStats: (prefetched) => readV1Stats(prefetched, stats),
     });
   }
 }
@@ -191,6 +174,21 @@ export interface V1StatsDirs {
   memory?: string | undefined;
   blkio?: string | undefined;
   pids?: string | undefined;
+}
+
+/** Every file readV1Stats() reads for these directories (so they can be read in one batch first). */
+export function v1StatFiles(dirs: V1StatsDirs): string[] {
+  const files: string[] = [];
+  const add = (dir: string | undefined, ...names: string[]): void => {
+    if (dir !== undefined) for (const name of names) files.push(childPath(dir, name));
+  };
+  if (dirs.unified !== undefined) add(dirs.unified, 'cpu.stat');
+  else add(dirs.cpuacct, 'cpuacct.usage', 'cpuacct.usage_user', 'cpuacct.usage_sys');
+  add(dirs.cpu, 'cpu.stat');
+  add(dirs.memory, 'memory.oom_control', 'memory.usage_in_bytes', 'memory.max_usage_in_bytes');
+  add(dirs.pids, 'pids.current');
+  add(dirs.blkio, 'blkio.throttle.io_service_bytes', 'blkio.throttle.io_serviced');
+  return files;
 }
 
 export async function readV1Stats(fs: CgroupFs, dirs: V1StatsDirs): Promise<CgroupStats> {

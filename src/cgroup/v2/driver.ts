@@ -2,14 +2,14 @@
 // the stats, the processes (born into it through clone3) and cgroup.kill.
 import * as path from 'node:path';
 
-import { errorCode, JobworkerError } from '../../errors';
-import { cgroupFsError, listChildren, makeCgroup, removeCgroup, writeControls, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { errorCode } from '../../errors';
+import { cgroupFsError, childPath, listChildren, type CgroupFs, type ControlWrite } from '../cgroup-fs';
 import type { V2Root } from '../delegation';
-import { CgroupOfJob } from '../job-cgroup';
+import { CgroupOfJob, createOpsOf, creationError, runCreateOps } from '../job-cgroup';
 import { checkJobId, isJobId } from '../job-id';
 import { prepareLimits } from '../job-limits';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits, ResourceController } from '../types';
+import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
 import { cpuWrites, readCpuStats } from './cpu';
 import { ioWrites, readIoStats } from './io';
@@ -24,6 +24,15 @@ export function v2Writes(limits: ResolvedLimits, controllers: ReadonlySet<Resour
     ...(controllers.has('io') ? ioWrites(limits) : []),
     ...(controllers.has('pids') ? pidsWrites(limits) : []),
   ];
+}
+
+/** Every file readV2Stats() reads (so they can be read in one batch first). */
+export function v2StatFiles(dir: string, controllers: ReadonlySet<ResourceController>): string[] {
+  const names = ['cpu.stat'];
+  if (controllers.has('memory')) names.push('memory.current', 'memory.peak', 'memory.events');
+  if (controllers.has('pids')) names.push('pids.current');
+  if (controllers.has('io')) names.push('io.stat');
+  return names.map((name) => childPath(dir, name));
 }
 
 export async function readV2Stats(fs: CgroupFs, dir: string, controllers: ReadonlySet<ResourceController>): Promise<CgroupStats> {
@@ -54,24 +63,16 @@ export class V2Driver implements CgroupDriver {
   }
 
   async create(id: string, limits: Limits, cwd: string): Promise<JobCgroup> {
+    const planned = await this.plan(id, limits, cwd);
+    await runCreateOps(this.fs, id, planned.createOps);
+    return planned.cgroup;
+  }
+
+  async plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup> {
     checkJobId(id);
     const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    const dir = path.join(this.jobsRoot, id);
-    try {
-      await makeCgroup(this.fs, dir);
-    } catch (error) {
-      if (error instanceof JobworkerError && error.kind === 'already-exists') {
-        throw new JobworkerError('already-exists', `a cgroup for job ${id} already exists at ${dir}`, { cause: error });
-      }
-      throw error;
-    }
-    try {
-      await writeControls(this.fs, dir, v2Writes(resolved, this.controllers));
-    } catch (error) {
-      await removeCgroup(this.fs, dir).catch(() => undefined); // the write error is the one to report
-      throw error;
-    }
-    return this.handle(id);
+    const createOps = createOpsOf([{ dir: childPath(this.jobsRoot, id), writes: v2Writes(resolved, this.controllers) }]);
+    return { createOps, cgroup: this.handle(id), creationError: (index, cause) => creationError(id, createOps, index, cause) };
   }
 
   async listJobIds(): Promise<string[]> {
@@ -95,7 +96,7 @@ export class V2Driver implements CgroupDriver {
   }
 
   private handle(id: string): JobCgroup {
-    const dir = path.join(this.jobsRoot, id);
+    const dir = childPath(this.jobsRoot, id);
     return new CgroupOfJob({
       id,
       path: dir,
@@ -104,7 +105,9 @@ export class V2Driver implements CgroupDriver {
       bornInto: dir,
       joins: [],
       dirs: [dir],
-      readStats: () => readV2Stats(this.fs, dir, this.controllers),
+      eventsFile: childPath(dir, 'cgroup.events'),
+      statFiles: v2StatFiles(dir, this.controllers),
+      readStats: (prefetched) => readV2Stats(prefetched, dir, this.controllers),
     });
   }
 }

@@ -1,0 +1,72 @@
+#include "cgroup_ops.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "unique_fd.h"
+
+namespace jw {
+
+int read_control_file(const std::string& path, std::string& out) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno;
+  out.clear();
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return 0;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+namespace {
+
+int write_control_file(const std::string& path, const std::string& value) {
+  // O_WRONLY without O_CREAT: a missing control file is ENOENT, and write-only files such as
+  // cgroup.kill refuse O_RDWR.
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno;
+  ssize_t n;
+  do n = write(fd.get(), value.data(), value.size());
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno;
+  return static_cast<size_t>(n) == value.size() ? 0 : EIO;
+}
+
+int run_one(const CgroupOp& op, std::string& read_into) {
+  switch (op.kind) {
+    case CgroupOpKind::kMkdir: return mkdir(op.path.c_str(), 0755) == 0 ? 0 : errno;
+    case CgroupOpKind::kRmdir: return rmdir(op.path.c_str()) == 0 ? 0 : errno;
+    case CgroupOpKind::kWrite: return write_control_file(op.path, op.value);
+    case CgroupOpKind::kRead: return read_control_file(op.path, read_into);
+  }
+  return EINVAL;
+}
+
+}  // namespace
+
+void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out) {
+  out.reads.assign(ops.size(), std::string());
+  out.skipped.assign(ops.size(), false);
+  for (out.completed = 0; out.completed < ops.size(); out.completed++) {
+    const CgroupOp& op = ops[out.completed];
+    int err = run_one(op, out.reads[out.completed]);
+    if (err == ENOENT && op.optional) {
+      out.skipped[out.completed] = true;
+      continue;
+    }
+    if (err != 0) {
+      out.err = err;
+      return;
+    }
+  }
+}
+
+}  // namespace jw

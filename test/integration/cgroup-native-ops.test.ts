@@ -1,0 +1,145 @@
+// The addon's cgroupfs batches against the real kernel (root): cgroupOps() and a spawn's setupOps,
+// which is how the Worker creates a job's cgroups, places the process in them and removes them.
+// cgroup.max.descendants is a core cgroup2 file, so this runs the same on hybrid and pure v2 hosts.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
+import { cgroupOps, SpawnError, spawnProcessAsync } from '../../src/native';
+import { readCapturedOutput } from '../helpers/log';
+import { requireRoot } from '../helpers/root';
+import { unifiedMount } from '../helpers/test-cgroup';
+
+const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
+let logs: string;
+let counter = 0;
+
+/** A fresh cgroup path beneath this process's own cgroup (not created). */
+function cgroupPath(label: string): string {
+  return path.join(unifiedMount(), unifiedPathOf(readProcCgroup()) ?? '/', `jobworker-test-${process.pid}-ops-${label}-${counter++}`);
+}
+
+before(() => {
+  logs = mkdtempSync(path.join(tmpdir(), 'jobworker-cgroup-ops-'));
+});
+after(() => {
+  rmSync(logs, { recursive: true, force: true });
+});
+
+describe('cgroupOps on the real cgroupfs', requireRoot, () => {
+  it('creates, writes, reads and removes in order; an optional missing file is skipped', async () => {
+    const dir = cgroupPath('basic');
+    const result = await cgroupOps([
+      { op: 'mkdir', path: dir },
+      { op: 'write', path: `${dir}/cgroup.max.descendants`, value: '5' },
+      { op: 'read', path: `${dir}/cgroup.max.descendants` },
+      { op: 'read', path: `${dir}/cgroup.events` },
+      { op: 'read', path: `${dir}/no.such.file`, optional: true },
+      { op: 'rmdir', path: dir },
+    ]);
+    assert.equal(result.error, undefined);
+    assert.equal(result.completed, 6);
+    assert.deepEqual(result.reads, [null, null, '5\n', 'populated 0\nfrozen 0\n', null, null]);
+    assert.equal(existsSync(dir), false);
+  });
+
+  it('stops at the first failure and reports its errno; what came before stays done', async () => {
+    const dir = cgroupPath('fail');
+    try {
+      const result = await cgroupOps([
+        { op: 'mkdir', path: dir },
+        { op: 'write', path: `${dir}/cgroup.max.descendants`, value: 'lots' },
+        { op: 'rmdir', path: dir },
+      ]);
+      assert.equal(result.completed, 1);
+      assert.equal((result.error as NodeJS.ErrnoException).code, 'EINVAL');
+      assert.match(result.error!.message, /cgroup\.max\.descendants/);
+      assert.ok(existsSync(dir), 'the rmdir after the failure did not run');
+    } finally {
+      await cgroupOps([{ op: 'rmdir', path: dir, optional: true }]);
+    }
+  });
+
+  it('a cgroup with a process in it is EBUSY to rmdir', async () => {
+    const dir = cgroupPath('busy');
+    const proc = await spawnProcessAsync({ command: 'sleep', args: ['1000'], env: ENV, logPath: path.join(logs, 'busy.log'), setupOps: [{ op: 'mkdir', path: dir }], cgroupPath: dir });
+    try {
+      const result = await cgroupOps([{ op: 'rmdir', path: dir }]);
+      assert.equal((result.error as NodeJS.ErrnoException).code, 'EBUSY');
+      assert.equal(result.completed, 0);
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.closed;
+      const removed = await cgroupOps([{ op: 'rmdir', path: dir }]);
+      assert.equal(removed.error, undefined);
+    }
+  });
+});
+
+describe('a spawn with setupOps', requireRoot, () => {
+  it('creates the cgroup and writes its settings before the process is born into it', async () => {
+    const dir = cgroupPath('setup');
+    const logPath = path.join(logs, 'setup.log');
+    const proc = await spawnProcessAsync({
+      command: 'sh',
+      args: ['-c', 'cat /proc/self/cgroup; cat "$0"/cgroup.max.descendants', dir],
+      env: ENV,
+      logPath,
+      setupOps: [
+        { op: 'mkdir', path: dir },
+        { op: 'write', path: `${dir}/cgroup.max.descendants`, value: '3' },
+      ],
+      cgroupPath: dir,
+    });
+    try {
+      const exit = await proc.exited;
+      await proc.closed;
+      assert.equal(exit.code, 0);
+      const stdout = (await readCapturedOutput(logPath)).stdout.toString();
+      assert.match(stdout, new RegExp(`^0::.*/${path.basename(dir)}$`, 'm'));
+      assert.match(stdout, /^3$/m);
+    } finally {
+      assert.equal((await cgroupOps([{ op: 'rmdir', path: dir }])).error, undefined);
+    }
+  });
+
+  it('a failed setup op: SpawnError "setup" naming the op, what it created undone, no log, nothing run', async () => {
+    const dir = cgroupPath('undo');
+    const logPath = path.join(logs, 'undo.log');
+    await assert.rejects(
+      spawnProcessAsync({
+        command: 'true',
+        env: ENV,
+        logPath,
+        setupOps: [
+          { op: 'mkdir', path: dir },
+          { op: 'mkdir', path: `${dir}/inner` },
+          { op: 'write', path: `${dir}/inner/cgroup.max.descendants`, value: 'lots' },
+        ],
+        cgroupPath: dir,
+      }),
+      (error) =>
+        error instanceof SpawnError &&
+        error.stage === 'setup' &&
+        error.setupIndex === 2 &&
+        error.code === 'EINVAL' &&
+        error.path === `${dir}/inner/cgroup.max.descendants`,
+    );
+    assert.equal(existsSync(dir), false, 'both directories were removed again');
+    assert.equal(existsSync(logPath), false, 'the log is created only after the setup');
+  });
+
+  it('a placement path that cannot be opened: SpawnError "cgroup" naming it, nothing run', async () => {
+    const dir = cgroupPath('missing');
+    const logPath = path.join(logs, 'missing.log');
+    await assert.rejects(
+      spawnProcessAsync({ command: 'true', env: ENV, logPath, cgroupPath: dir }),
+      (error) => error instanceof SpawnError && error.stage === 'cgroup' && error.code === 'ENOENT' && error.path === dir,
+    );
+    assert.equal(readFileSync(logPath).length > 0, true, 'the log exists (it comes first) and holds only its header');
+    assert.equal((await readCapturedOutput(logPath)).stdout.length, 0);
+  });
+});

@@ -1,0 +1,180 @@
+// Batched cgroupfs work against a fake kernel: the one-at-a-time fallback of runCgroupOps(), the
+// stats snapshot read in one batch (no parser reads behind its back), settle() (stats and removal in
+// one go, or not removed when a process is left), and create ops that undo themselves on failure.
+// The addon's own batch runs against the real cgroupfs in test/integration/native-cgroup-ops.test.ts.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+
+import { runCgroupOps, type CgroupFs, type CgroupOp } from '../../src/cgroup/cgroup-fs';
+import type { CgroupHost } from '../../src/cgroup/host';
+import { openCgroupDriver } from '../../src/cgroup/index';
+import { JobworkerError, SystemError } from '../../src/errors';
+import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
+
+let tmp: string;
+
+beforeEach(() => {
+  tmp = mkdtempSync(path.join(tmpdir(), 'jobworker-cgroup-batch-'));
+});
+afterEach(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The fake kernel, with a batch of its own that counts what it reads, and reads made outside batches. */
+class CountingFs implements CgroupFs {
+  batchedReads: string[] = [];
+  directReads: string[] = [];
+  constructor(readonly kernel: FakeCgroupKernel) {}
+  mkdir(dir: string): Promise<void> {
+    return this.kernel.mkdir(dir);
+  }
+  rmdir(dir: string): Promise<void> {
+    return this.kernel.rmdir(dir);
+  }
+  write(file: string, value: string): Promise<void> {
+    return this.kernel.write(file, value);
+  }
+  children(dir: string): Promise<string[]> {
+    return this.kernel.children(dir);
+  }
+  read(file: string): Promise<string> {
+    this.directReads.push(file);
+    return this.kernel.read(file);
+  }
+  batch(ops: readonly CgroupOp[]) {
+    for (const op of ops) if (op.op === 'read') this.batchedReads.push(op.path);
+    return runCgroupOps(this.kernel, ops);
+  }
+}
+
+async function hybridHost(): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost }> {
+  const mounts: [string, string[]][] = [
+    ['cpu,cpuacct', ['cpu', 'cpuacct']],
+    ['memory', ['memory']],
+    ['blkio', ['blkio']],
+    ['pids', ['pids']],
+    ['freezer', ['freezer']],
+  ];
+  const kernel = new FakeCgroupKernel([
+    ...mounts.map(([name, controllers]) => ({ mountPoint: path.join(tmp, name), version: 1 as const, controllers })),
+    { mountPoint: path.join(tmp, 'unified'), version: 2, controllers: [] },
+  ]);
+  await kernel.boot([1]);
+  const host: CgroupHost = {
+    mode: 'hybrid',
+    v1: mounts.map(([name, controllers]) => ({ controllers, mountPoint: path.join(tmp, name), mountRoot: '/', ownPath: '/' })),
+    unified: { mountPoint: path.join(tmp, 'unified'), mountRoot: '/', ownPath: '/' },
+  };
+  return { kernel, host };
+}
+
+async function unifiedHost(): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost }> {
+  const mountPoint = path.join(tmp, 'unified');
+  const kernel = new FakeCgroupKernel([{ mountPoint, version: 2, controllers: ['cpu', 'memory', 'io', 'pids'] }]);
+  await kernel.boot([]);
+  await kernel.makeCgroupTree(path.join(mountPoint, 'jobworker.service'), [process.pid]);
+  await kernel.setControllers(path.join(mountPoint, 'jobworker.service'), ['cpu', 'memory', 'io', 'pids']);
+  return { kernel, host: { mode: 'unified', v1: [], unified: { mountPoint, mountRoot: '/', ownPath: '/jobworker.service' } } };
+}
+
+describe('runCgroupOps without a batch of the filesystem', () => {
+  it('runs in order, skips an optional op on ENOENT, stops at the first failure and says which', async () => {
+    const { kernel } = await hybridHost();
+    const dir = path.join(tmp, 'pids', 'a');
+    const result = await runCgroupOps(kernel, [
+      { op: 'mkdir', path: dir },
+      { op: 'write', path: path.join(dir, 'pids.max'), value: '7' },
+      { op: 'read', path: path.join(dir, 'pids.max') },
+      { op: 'read', path: path.join(dir, 'no.such.file'), optional: true },
+      { op: 'write', path: path.join(dir, 'no.such.file'), value: '1' },
+      { op: 'rmdir', path: dir },
+    ]);
+    assert.equal(result.completed, 4);
+    assert.deepEqual(result.reads.slice(0, 4), [null, null, '7\n', null]);
+    assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'ENOENT');
+    assert.ok(existsSync(dir), 'the op after the failure did not run');
+  });
+});
+
+describe('stats and settle in one batch', () => {
+  for (const [mode, boot] of [
+    ['hybrid', hybridHost],
+    ['unified', unifiedHost],
+  ] as const) {
+    it(`${mode}: the snapshot is read in one batch, nothing behind its back`, async () => {
+      const { kernel, host } = await boot();
+      const fs = new CountingFs(kernel);
+      const driver = await openCgroupDriver({ host, fs, rootName: 'jw' });
+      const job = await driver.create('job-a', { memoryBytes: 64 << 20, pids: 10 }, '/');
+      fs.directReads = [];
+      const stats = await job.stats();
+      assert.equal(stats.oomKills, 0);
+      assert.deepEqual(fs.directReads, []);
+      assert.ok(fs.batchedReads.length >= 3);
+    });
+
+    it(`${mode}: settle() of an empty job reads the stats, then removes every directory`, async () => {
+      const { kernel, host } = await boot();
+      const fs = new CountingFs(kernel);
+      const driver = await openCgroupDriver({ host, fs, rootName: 'jw' });
+      const job = await driver.create('job-b', { pids: 10 }, '/');
+      fs.directReads = [];
+      const settled = await job.settle();
+      assert.equal(settled.empty, true);
+      assert.equal(settled.removed, true);
+      assert.equal(settled.stats.pidsCurrent, 0);
+      assert.deepEqual(fs.directReads, []);
+      assert.deepEqual(await driver.listJobIds(), []);
+      await job.destroy(); // idempotent after settle removed it
+    });
+  }
+
+  it('settle() with a process left: not removed, and destroy() still removes it once it is gone', async () => {
+    const { kernel, host } = await hybridHost();
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const job = await driver.create('job-c', {}, '/');
+    // A process that outlived the main one, as the kernel would show it.
+    writeFileSync(path.join(job.path, 'cgroup.events'), 'populated 1\nfrozen 0\n');
+    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', 'job-c', 'cgroup.procs'), '4242\n');
+    const settled = await job.settle();
+    assert.equal(settled.empty, false);
+    assert.equal(settled.removed, false);
+    assert.ok(existsSync(job.path));
+    writeFileSync(path.join(job.path, 'cgroup.events'), 'populated 0\nfrozen 0\n');
+    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', 'job-c', 'cgroup.procs'), '');
+    await job.destroy();
+    assert.deepEqual(await driver.listJobIds(), []);
+  });
+});
+
+describe('create ops', () => {
+  it('a limit the kernel refuses: the error names the file and value, and nothing is left', async () => {
+    const { kernel, host } = await hybridHost();
+    kernel.failWrites.set('pids.max', 'EINVAL');
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    await assert.rejects(driver.create('job-d', { memoryBytes: 64 << 20, pids: 10 }, '/'), (error) =>
+      error instanceof SystemError && /write "10" to .*pids\/jw\/jobs\/job-d\/pids.max/.test(error.message) && /EINVAL/.test(error.message));
+    assert.deepEqual(await driver.listJobIds(), []);
+  });
+
+  it('plan() touches nothing; its ops create the job; an existing cgroup is already-exists', async () => {
+    const { kernel, host } = await unifiedHost();
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const planned = await driver.plan('job-e', { cpu: 0.5 }, '/');
+    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(
+      planned.createOps.map((op) => `${op.op} ${path.basename(op.path)}`),
+      ['mkdir job-e', 'write cpu.max', 'write memory.oom.group', 'write pids.max'],
+    );
+    const result = await runCgroupOps(kernel, planned.createOps);
+    assert.equal(result.error, undefined);
+    assert.deepEqual(await driver.listJobIds(), ['job-e']);
+    const again = await runCgroupOps(kernel, planned.createOps);
+    const error = planned.creationError(again.completed, again.error);
+    assert.ok(error instanceof JobworkerError && error.kind === 'already-exists' && /job job-e already exists/.test(error.message), String(error));
+    await planned.cgroup.destroy();
+  });
+});
