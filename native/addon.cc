@@ -161,6 +161,11 @@ struct SpawnCall {
   std::vector<std::string> join_procs_paths;
   // cgroupfs ops run first, on the same thread (creating the job's cgroups and writing its limits).
   std::vector<CgroupOp> setup;
+  // cgroupfs ops the reactor runs when the process has exited (see Job::exit_ops).
+  std::vector<CgroupOp> exit_ops;
+  // An existing (emptied) file to rename to log_path: reusing an inode is much cheaper than
+  // allocating one on some filesystems (see src/worker/state-store.ts). Created anew if it fails.
+  std::string log_recycle_from;
 };
 
 SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
@@ -198,11 +203,15 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   call.join_procs_paths = string_array(options, "joinProcsPaths");
   Napi::Value setup = options.Get("setupOps");
   if (setup.IsArray()) call.setup = parse_cgroup_ops(env, setup.As<Napi::Array>(), "setupOps");
+  Napi::Value exit_ops = options.Get("exitOps");
+  if (exit_ops.IsArray()) call.exit_ops = parse_cgroup_ops(env, exit_ops.As<Napi::Array>(), "exitOps");
   if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
     throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
   if (!log_path.IsString()) throw Napi::TypeError::New(env, "logPath must be a string");
   call.log_path = log_path.As<Napi::String>().Utf8Value();
+  Napi::Value recycle = options.Get("logRecycleFrom");
+  if (recycle.IsString()) call.log_recycle_from = recycle.As<Napi::String>().Utf8Value();
   call.log_max = static_cast<uint64_t>(optional_integer(options, "logMaxBytes", 1LL << 40));
   return call;
 }
@@ -254,8 +263,9 @@ void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
     }
   }
   // The log first: a job must never run without the file that keeps its output.
+  bool reuse = !call.log_recycle_from.empty() && rename(call.log_recycle_from.c_str(), call.log_path.c_str()) == 0;
   try {
-    out.log = std::make_unique<LogWriter>(call.log_path, call.log_max);
+    out.log = std::make_unique<LogWriter>(call.log_path, call.log_max, reuse);
   } catch (int err) {
     out.log_errno = err;
     return;
@@ -276,7 +286,7 @@ void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
 }
 
 // JS thread: the typed error for a failed spawn, or the handle of a running one.
-Napi::Value adopt_outcome(Napi::Env env, const SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
+Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
   if (out.setup.err != 0) {
     const CgroupOp& op = call.setup[out.setup.completed];
     Napi::Error error = errno_error(env, out.setup.err, "setup failed at " + op.path);
@@ -309,6 +319,7 @@ Napi::Value adopt_outcome(Napi::Env env, const SpawnCall& call, SpawnOutcome& ou
     throw error;
   }
   auto job = std::make_shared<Job>(std::move(out.child), std::move(out.log));
+  job->exit_ops = std::move(call.exit_ops);  // before the reactor sees the job
   // The listener first: the reactor may deliver events as soon as the job is added.
   napi_create_reference(env, listener, 1, &job->listener);
   try {
@@ -389,21 +400,7 @@ class CgroupOpsWork : public Napi::AsyncWorker {
   void Execute() override { run_cgroup_ops(ops_, out_); }
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("completed", Napi::Number::New(env, static_cast<double>(out_.completed)));
-    Napi::Array reads = Napi::Array::New(env, ops_.size());
-    for (size_t i = 0; i < ops_.size(); i++) {
-      bool has_text = ops_[i].kind == CgroupOpKind::kRead && i < out_.completed && !out_.skipped[i];
-      reads.Set(static_cast<uint32_t>(i), has_text ? Napi::String::New(env, out_.reads[i]) : env.Null());
-    }
-    result.Set("reads", reads);
-    if (out_.err != 0) {
-      const char* name = strerrorname_np(out_.err);
-      result.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
-      result.Set("errno", Napi::Number::New(env, out_.err));
-      result.Set("message", Napi::String::New(env, strerror(out_.err)));
-    }
-    deferred_.Resolve(result);
+    deferred_.Resolve(Napi::Value(env, cgroup_ops_outcome_to_js(env, ops_, out_)));
   }
 
  private:

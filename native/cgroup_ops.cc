@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "unique_fd.h"
 
@@ -67,6 +68,31 @@ void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out) {
       return;
     }
   }
+}
+
+napi_value cgroup_ops_outcome_to_js(napi_env env, const std::vector<CgroupOp>& ops, const CgroupOpsOutcome& out) {
+  napi_value result, value, reads, null_value;
+  napi_create_object(env, &result);
+  napi_get_null(env, &null_value);
+  napi_create_double(env, static_cast<double>(out.completed), &value);
+  napi_set_named_property(env, result, "completed", value);
+  napi_create_array_with_length(env, ops.size(), &reads);
+  for (size_t i = 0; i < ops.size(); i++) {
+    bool has_text = ops[i].kind == CgroupOpKind::kRead && i < out.completed && !out.skipped[i];
+    if (has_text) napi_create_string_utf8(env, out.reads[i].data(), out.reads[i].size(), &value);
+    napi_set_element(env, reads, static_cast<uint32_t>(i), has_text ? value : null_value);
+  }
+  napi_set_named_property(env, result, "reads", reads);
+  if (out.err != 0) {
+    const char* name = strerrorname_np(out.err);
+    napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, result, "code", value);
+    napi_create_int32(env, out.err, &value);
+    napi_set_named_property(env, result, "errno", value);
+    napi_create_string_utf8(env, strerror(out.err), NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, result, "message", value);
+  }
+  return result;
 }
 
 }  // namespace jw

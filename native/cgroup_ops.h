@@ -3,6 +3,8 @@
 // hybrid host a job has five cgroup directories: ~35 system calls to create, read and remove them).
 #pragma once
 
+#include <node_api.h>
+
 #include <string>
 #include <vector>
 
@@ -26,6 +28,9 @@ struct CgroupOpsOutcome {
 
 // Runs `ops` in order and stops at the first failure. Any thread.
 void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out);
+
+// JS thread: { completed, reads: (string|null)[], code?, errno?, message? } for an outcome.
+napi_value cgroup_ops_outcome_to_js(napi_env env, const std::vector<CgroupOp>& ops, const CgroupOpsOutcome& out);
 
 // Reads a whole (small) control file. Returns 0 or an errno.
 int read_control_file(const std::string& path, std::string& out);

@@ -1,5 +1,7 @@
 #include "log_writer.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -19,12 +21,19 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-LogWriter::LogWriter(const std::string& path, uint64_t max_bytes) : max_bytes_(max_bytes) {
-  file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : max_bytes_(max_bytes) {
+  if (reuse) file_.reset(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!file_.valid()) file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   if (!file_.valid()) throw errno;
   uint8_t header[kFileHeaderSize];
   encode_file_header(header);
   if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
+  if (reuse) {
+    // Never let a longer file's old records pass for this job's.
+    struct stat st;
+    if (fstat(file_.get(), &st) != 0) throw errno;
+    if (st.st_size > static_cast<off_t>(kFileHeaderSize) && ftruncate(file_.get(), kFileHeaderSize) != 0) throw errno;
+  }
   offset_ = kFileHeaderSize;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   if (max_bytes_ < offset_ + kRecordHeaderSize + kMarkerReserve) max_bytes_ = offset_ + kRecordHeaderSize + kMarkerReserve;

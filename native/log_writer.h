@@ -13,7 +13,10 @@ namespace jw {
 class LogWriter {
  public:
   // Creates (truncates) the file and writes its header. Throws int errno on failure.
-  LogWriter(const std::string& path, uint64_t max_bytes);
+  // `reuse`: the file is an emptied log of ours (at most a header long, its first block still
+  // allocated): it is overwritten in place rather than truncated, so no block is freed and
+  // allocated again (each free is a synchronous discard on a filesystem mounted -o discard).
+  LogWriter(const std::string& path, uint64_t max_bytes, bool reuse = false);
 
   // Moves `available` bytes (FIONREAD) from the pipe into one record of `stream`. Bytes that cannot
   // be kept (size cap reached, disk full) are still consumed from the pipe, so the job never blocks

@@ -1,7 +1,7 @@
 // The cgroup layer's entry point: find out what the host has, set up the delegated root, and hand
 // back the one driver that fits. The worker codes against CgroupDriver and never learns which.
-import { JobworkerError } from '../errors';
-import { nodeCgroupFs, type CgroupFs } from './cgroup-fs';
+import { errorCode, JobworkerError } from '../errors';
+import { childPath, nodeCgroupFs, type CgroupFs } from './cgroup-fs';
 import { checkRootChoice, prepareV2Root, preparePlainRoot, type PlainRoot } from './delegation';
 import { discoverHost, v1HierarchyOf, type CgroupHost, type Hierarchy } from './host';
 import type { CgroupDriver, ResourceController } from './types';
@@ -46,6 +46,16 @@ export interface OpenedCgroupDriver extends CgroupDriver {
   releaseRoot(): Promise<void>;
 }
 
+/** Whether a cgroup has a control file; undefined if that cannot be told. */
+async function hasControlFile(fs: CgroupFs, dir: string, file: string): Promise<boolean | undefined> {
+  try {
+    await fs.read(childPath(dir, file));
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'ENOENT' ? false : undefined;
+  }
+}
+
 export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promise<OpenedCgroupDriver> {
   const choice = checkRootChoice(options.root, options.rootName);
   const host = options.host ?? discoverHost(options.fsRoot);
@@ -77,7 +87,7 @@ export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promi
   try {
     const legacy = host.mode === 'legacy';
     const layout: V1Layout = { mode: host.mode };
-    const set = async (key: Exclude<keyof V1Layout, 'mode'>, hierarchy: Hierarchy | undefined): Promise<void> => {
+    const set = async (key: Exclude<keyof V1Layout, 'mode' | 'memorySwapAccounting'>, hierarchy: Hierarchy | undefined): Promise<void> => {
       const dir = await jobsDirIn(hierarchy);
       if (dir !== undefined) layout[key] = dir;
     };
@@ -88,6 +98,7 @@ export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promi
     await set('blkio', v1HierarchyOf(host, 'blkio'));
     await set('pids', v1HierarchyOf(host, 'pids'));
     if (legacy) await set('freezer', v1HierarchyOf(host, 'freezer'));
+    if (layout.memory !== undefined) layout.memorySwapAccounting = await hasControlFile(fs, layout.memory, 'memory.memsw.limit_in_bytes');
     return new V1Driver(fs, layout, options.sysRoot, releaseAll);
   } catch (error) {
     await releaseAll().catch(() => undefined);

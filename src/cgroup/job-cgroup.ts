@@ -14,6 +14,7 @@ import {
   runCgroupOps,
   type CgroupFs,
   type CgroupOp,
+  type CgroupOpsResult,
   type ControlWrite,
 } from './cgroup-fs';
 import { signalPid, type JobProcesses } from './job-processes';
@@ -132,24 +133,38 @@ export class CgroupOfJob implements JobCgroup {
   }
 
   async settle(): Promise<SettledCgroup> {
-    const { fs, statFiles, readStats, eventsFile, processes, dirs } = this.#parts;
-    if (eventsFile === undefined) {
+    const ops = this.settleOps();
+    if (ops === undefined) {
       // Legacy hosts: the freezer has no cgroup.events, so no single batch either.
-      return { empty: !(await processes.populated()), stats: await this.stats(), removed: false };
+      return { empty: !(await this.#parts.processes.populated()), stats: await this.stats(), removed: false };
     }
-    const reads: CgroupOp[] = [eventsFile, ...statFiles].map((file) => ({ op: 'read', path: file, optional: true }));
-    // Stats first, then the removal, which fails with EBUSY (and stops there) if a process is left.
-    const ops: CgroupOp[] = [...reads, ...dirs.map((dir): CgroupOp => ({ op: 'rmdir', path: dir, optional: true }))];
-    const result = await runCgroupOps(fs, ops);
-    if (result.error !== undefined && result.completed < reads.length) throw cgroupOpError(ops[result.completed]!, result.error);
+    return this.settled(await runCgroupOps(this.#parts.fs, ops));
+  }
+
+  settleOps(): CgroupOp[] | undefined {
+    const { statFiles, eventsFile, dirs } = this.#parts;
+    if (eventsFile === undefined) return undefined;
+    // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
+    // stops there) if a process is left.
+    return [
+      { op: 'read', path: eventsFile, optional: true },
+      ...statFiles.map((file): CgroupOp => ({ op: 'read', path: file, optional: true })),
+      ...dirs.map((dir): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
+    ];
+  }
+
+  async settled(result: CgroupOpsResult): Promise<SettledCgroup> {
+    const { fs, statFiles, readStats, dirs } = this.#parts;
+    const reads = 1 + statFiles.length;
+    if (result.error !== undefined && result.completed < reads) {
+      const failed = result.completed === 0 ? this.#parts.eventsFile! : statFiles[result.completed - 1]!;
+      throw cgroupOpError({ op: 'read', path: failed }, result.error);
+    }
     const events = result.reads[0];
     if (events === null || events === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.path} is gone`);
     const texts = new Map(statFiles.map((file, i) => [file, result.reads[i + 1] ?? null]));
-    return {
-      empty: parseFlatKeyed(events).get('populated') === 0,
-      stats: await readStats(prefetchedFs(fs, texts)),
-      removed: result.error === undefined,
-    };
+    const removed = result.error === undefined && result.completed === reads + dirs.length;
+    return { empty: parseFlatKeyed(events).get('populated') === 0, stats: await readStats(prefetchedFs(fs, texts)), removed };
   }
 
   async signalAll(signal: NodeJS.Signals): Promise<number> {

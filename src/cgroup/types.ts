@@ -1,6 +1,6 @@
 // One Limits type and one driver interface; the worker never knows which cgroup version runs below.
 // (Shape after opencontainers/cgroups: Resources + Manager{Apply, Set, GetStats, Destroy}.)
-import type { CgroupOp } from './cgroup-fs';
+import type { CgroupOp, CgroupOpsResult } from './cgroup-fs';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
@@ -95,6 +95,13 @@ export interface JobCgroup {
    * the directories removed in the same go if nothing is left.
    */
   settle(): Promise<SettledCgroup>;
+  /**
+   * The one batch settle() runs, for whoever can run it sooner (the addon, on its capture thread,
+   * the moment the process is reaped); undefined where settling takes more than one batch (legacy).
+   */
+  settleOps(): CgroupOp[] | undefined;
+  /** settle()'s answer from the outcome of settleOps() run elsewhere. */
+  settled(result: CgroupOpsResult): Promise<SettledCgroup>;
   /** Sends `signal` to every process in the job; returns how many were signalled. */
   signalAll(signal: NodeJS.Signals): Promise<number>;
   /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */

@@ -13,7 +13,11 @@ export interface BindingSpawnOptions {
   joinProcsPaths?: string[];
   /** cgroupfs ops run first on the same thread (undone if one fails: stage "setup", setupIndex). */
   setupOps?: BindingCgroupOp[];
+  /** cgroupfs ops the capture thread runs once the process is reaped; the outcome comes with "exit". */
+  exitOps?: BindingCgroupOp[];
   logPath: string;
+  /** An emptied file renamed to logPath instead of creating one (a new one is created if that fails). */
+  logRecycleFrom?: string;
   logMaxBytes?: number;
   uid?: number;
   gid?: number;
@@ -30,6 +34,7 @@ export interface BindingExitInfo {
   systemCpuMicros: number;
   exitedAtMs: number;
   logBytes: number;
+  exitOps?: BindingCgroupOpsResult;
 }
 
 export interface BindingCloseInfo {

@@ -6,6 +6,7 @@ import { JobworkerError, type ErrorKind } from '../errors';
 import {
   binding,
   type BindingCgroupOp,
+  type BindingCgroupOpsResult,
   type BindingCloseInfo,
   type BindingExitInfo,
   type BindingListener,
@@ -19,6 +20,27 @@ import { execCandidates } from './exec-path';
 export type NativeCgroupOp =
   | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
   | { op: 'write'; path: string; value: string; optional?: boolean };
+
+/** What a list of NativeCgroupOps did: `completed` done; `error` (errno name in `code`) stopped the next. */
+export interface NativeCgroupOpsResult {
+  completed: number;
+  /** Per op: what a read returned; null for other ops and for skipped optional reads. */
+  reads: (string | null)[];
+  error?: Error;
+}
+
+/** The addon's report of a batch, with the failure (if any) as an Error naming the op. */
+export function toOpsResult(ops: readonly NativeCgroupOp[], result: BindingCgroupOpsResult): NativeCgroupOpsResult {
+  if (result.code === undefined) return { completed: result.completed, reads: result.reads };
+  const op = ops[result.completed];
+  const error = Object.assign(new Error(`${result.code}: ${result.message ?? 'failed'}, ${op?.op ?? 'op'} '${op?.path ?? '?'}'`), {
+    code: result.code,
+    errno: result.errno,
+    syscall: op?.op,
+    path: op?.path,
+  });
+  return { completed: result.completed, reads: result.reads, error };
+}
 
 export interface SpawnOptions {
   /** Program to run: a path, or a name looked up in `env.PATH` (or the default PATH). */
@@ -41,7 +63,14 @@ export interface SpawnOptions {
    * If one fails, those done are undone (mkdirs removed) and the spawn rejects with stage "setup".
    */
   setupOps?: readonly NativeCgroupOp[];
+  /**
+   * cgroupfs ops run on the capture thread as soon as the process has exited and its output is on
+   * disk (reading the final stats, removing the cgroup): ExitInfo.exitOps says what they did.
+   */
+  exitOps?: readonly NativeCgroupOp[];
   logPath: string;
+  /** An emptied file of ours to rename to logPath rather than allocating a new one (created if the rename fails). */
+  logRecycleFrom?: string;
   /** Cap on the log file; output beyond it is dropped after a "truncated" marker. */
   logMaxBytes?: number;
   uid?: number;
@@ -63,6 +92,8 @@ export interface ExitInfo {
   exitedAt: Date;
   /** Log size once the pipes were read dry after the exit: everything the process wrote. */
   logBytes: number;
+  /** What SpawnOptions.exitOps did (absent when none were given). */
+  exitOps?: NativeCgroupOpsResult;
 }
 
 export interface CloseInfo {
@@ -180,14 +211,14 @@ class ProcessEvents {
   output: ((logBytes: number) => void) | null = null;
   readonly listener: BindingListener;
 
-  constructor() {
+  constructor(exitOps: readonly NativeCgroupOp[] | undefined) {
     let resolveExit!: (info: ExitInfo) => void;
     let resolveClose!: (info: CloseInfo) => void;
     this.exited = new Promise((resolve) => (resolveExit = resolve));
     this.closed = new Promise((resolve) => (resolveClose = resolve));
     this.listener = (type, info) => {
       if (type === 'output') this.output?.(info.logBytes as number);
-      else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo));
+      else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo, exitOps));
       else if (type === 'close') resolveClose({ ...(info as unknown as BindingCloseInfo) });
     };
   }
@@ -205,7 +236,9 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     cgroupPath: options.cgroupPath,
     joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
     setupOps: options.setupOps ? (options.setupOps as BindingCgroupOp[]) : undefined,
+    exitOps: options.exitOps ? (options.exitOps as BindingCgroupOp[]) : undefined,
     logPath: options.logPath,
+    logRecycleFrom: options.logRecycleFrom,
     logMaxBytes: options.logMaxBytes,
     uid: options.uid,
     gid: options.gid,
@@ -217,7 +250,7 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
 
 /** Spawns on this thread: returns once the child has exec'd; throws SpawnError if it could not. */
 export function spawnProcess(options: SpawnOptions): NativeProcess {
-  const events = new ProcessEvents();
+  const events = new ProcessEvents(options.exitOps);
   try {
     return new NativeProcess(binding.spawn(bindingOptions(options), events.listener), events);
   } catch (error) {
@@ -230,7 +263,7 @@ export function spawnProcess(options: SpawnOptions): NativeProcess {
  * Resolves once it has exec'd; rejects with SpawnError if it could not (nothing ran).
  */
 export async function spawnProcessAsync(options: SpawnOptions): Promise<NativeProcess> {
-  const events = new ProcessEvents();
+  const events = new ProcessEvents(options.exitOps);
   let handle: BindingProcessHandle;
   try {
     handle = await binding.spawnAsync(bindingOptions(options), events.listener);
@@ -240,8 +273,8 @@ export async function spawnProcessAsync(options: SpawnOptions): Promise<NativePr
   return new NativeProcess(handle, events);
 }
 
-function toExitInfo(info: BindingExitInfo): ExitInfo {
-  return {
+function toExitInfo(info: BindingExitInfo, exitOps: readonly NativeCgroupOp[] | undefined): ExitInfo {
+  const exit: ExitInfo = {
     code: info.code,
     signal: info.signal === null ? null : signalName(info.signal),
     coreDumped: info.coreDumped,
@@ -250,6 +283,8 @@ function toExitInfo(info: BindingExitInfo): ExitInfo {
     exitedAt: new Date(info.exitedAtMs),
     logBytes: info.logBytes,
   };
+  if (info.exitOps !== undefined && exitOps !== undefined) exit.exitOps = toOpsResult(exitOps, info.exitOps);
+  return exit;
 }
 
 function toSpawnError(error: unknown): unknown {

@@ -151,6 +151,8 @@ export class Job {
         cgroup = await driver.create(this.id, spec.limits, spec.cwd);
       }
       const placement = (planned?.cgroup ?? cgroup!).placementPaths();
+      // With the real cgroupfs, the capture thread settles the cgroup the moment the process is reaped.
+      const exitOps = this.#ctx.createInSpawn ? planned!.cgroup.settleOps() : undefined;
       // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
       // spawnProcess() even returns.
       const startedAt = new Date();
@@ -163,8 +165,10 @@ export class Job {
           env: spec.env,
           cwd: spec.cwd,
           setupOps,
+          exitOps,
           ...placement,
           logPath: store.logPath(this.id),
+          logRecycleFrom: store.takeSpareLog(),
           logMaxBytes: this.#ctx.logMaxBytes,
           nofileSoft: this.#ctx.nofileSoft,
           uid: spec.user?.uid,
@@ -190,7 +194,7 @@ export class Job {
       this.#native?.kill('SIGKILL');
       await cgroup?.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await this.#native?.closed;
-      await store.remove(this.id).catch(() => undefined);
+      await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
       throw error;
     }
     const native = this.#native;
@@ -204,8 +208,9 @@ export class Job {
     let stats: CgroupStats | null = null;
     let removed = false;
     try {
-      // Usually nothing outlives the main process: one trip reads the final stats and removes the cgroup.
-      const settled = await cgroup.settle();
+      // Usually nothing outlives the main process: one batch (run by the capture thread at the exit,
+      // or here) read the final stats and removed the cgroup.
+      const settled = exit.exitOps !== undefined ? await cgroup.settled(exit.exitOps) : await cgroup.settle();
       stats = settled.stats;
       removed = settled.removed;
       if (!settled.empty) {
@@ -281,6 +286,11 @@ export class Job {
 
   get logPath(): string {
     return this.#ctx.store.logPath(this.id);
+  }
+
+  /** Size of the log: final once finished. */
+  get logBytes(): number {
+    return isFinal(this.#record.state) ? this.#record.log.bytes : this.#log.committed();
   }
 
   get finishedAt(): Date | null {

@@ -208,7 +208,7 @@ export class Worker {
     }
     this.#jobs.delete(id);
     this.#finishedCount--; // its id leaves #finished lazily
-    await this.#store.remove(id);
+    await this.#store.remove(id, job.logBytes);
   }
 
   /** Calls `listener` after every job state change (persisted first). Returns the unsubscribe. */
@@ -280,7 +280,7 @@ export class Worker {
       this.#finished.shift();
       this.#finishedCount--;
       this.#jobs.delete(oldest.id);
-      removals.push(this.#store.remove(oldest.id).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: oldest.id, error: String(error) })));
+      removals.push(this.#store.remove(oldest.id, oldest.logBytes).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: oldest.id, error: String(error) })));
     }
     return Promise.all(removals);
   }

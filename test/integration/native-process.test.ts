@@ -1,7 +1,7 @@
 // The native core against real processes and a real cgroup (root: creates cgroups).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -213,6 +213,30 @@ describe('capture', () => {
     assert.ok(output.stdout.length > 0 && output.stdout.length < 256 * 1024);
     assert.equal(close.droppedBytes, (4 << 20) - output.stdout.length);
     assert.deepEqual(output.markers.map((m) => JSON.parse(m).event), ['truncated']);
+  });
+});
+
+describe('log file reuse (logRecycleFrom)', () => {
+  it('takes the file over in place (same inode), with nothing of what it held before', async () => {
+    const spare = path.join(dir, `spare-${seq++}`);
+    // A spare as the Worker leaves one, and one it never would: longer than a header, with old bytes.
+    writeFileSync(spare, Buffer.concat([Buffer.from('JWLOG-old-header'), Buffer.alloc(300, 0x41)]));
+    const inode = statSync(spare).ino;
+    const log = logPath();
+    const proc = spawnProcess({ command: 'echo', args: ['fresh'], env: ENV, logPath: log, logRecycleFrom: spare });
+    await proc.exited;
+    const close = await proc.closed;
+    assert.equal(existsSync(spare), false);
+    assert.equal(statSync(log).ino, inode);
+    assert.equal(statSync(log).size, close.logBytes, 'no old bytes past the new records');
+    assert.equal((await readCapturedOutput(log)).stdout.toString(), 'fresh\n');
+  });
+
+  it('a spare that is gone: the log is created as usual', async () => {
+    const { proc, log } = run({ command: 'echo', args: ['ok'], logRecycleFrom: path.join(dir, 'no-such-spare') });
+    await proc.exited;
+    await proc.closed;
+    assert.equal((await readCapturedOutput(log)).stdout.toString(), 'ok\n');
   });
 });
 

@@ -1,9 +1,10 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 
 import { JobworkerError, ValidationError } from '../../src/errors';
+import { FILE_HEADER_SIZE } from '../../src/logs/format';
 import { SpawnError } from '../../src/native';
 import { Worker, type Job } from '../../src/worker';
 import { requireRoot } from '../helpers/root';
@@ -265,6 +266,34 @@ describe('retention', requireRoot, () => {
       const more = await r.worker.start({ command: 'true' });
       await more.wait();
       assert.deepEqual(r.worker.list().map((j) => j.id), [ids[2], ids[3], more.id]);
+    } finally {
+      await r.cleanup();
+    }
+  });
+
+  it("a removed job's log is cut to its header at once and taken over by the next job, without a trace of its output", async () => {
+    const r = await openTestWorker('spare-logs');
+    try {
+      const logs = `${r.stateDir}/logs`;
+      const spares = (): string[] => readdirSync(logs).filter((name) => name.startsWith('.spare-'));
+      const old = await r.worker.start({ command: 'sh', args: ['-c', 'printf "%0500d" 7'] });
+      await old.wait();
+      await r.worker.remove(old.id);
+      assert.equal(existsSync(old.logPath), false);
+      assert.equal(spares().length, 1);
+      const spare = statSync(`${logs}/${spares()[0]}`);
+      assert.equal(spare.size, FILE_HEADER_SIZE, 'the old output is gone from the disk, not only from the listing');
+      const next = await r.worker.start({ command: 'echo', args: ['new'] });
+      await next.wait();
+      assert.equal(statSync(next.logPath).ino, spare.ino, 'the new log is the spare, renamed');
+      assert.equal(await text(next), 'new\n');
+      assert.deepEqual(spares(), []);
+      // A big log is deleted, not kept as a spare.
+      const big = await r.worker.start({ command: 'head', args: ['-c', String(2 << 20), '/dev/zero'] });
+      await big.wait();
+      await r.worker.remove(big.id);
+      assert.deepEqual(spares(), []);
+      assert.equal(existsSync(big.logPath), false);
     } finally {
       await r.cleanup();
     }

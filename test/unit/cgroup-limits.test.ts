@@ -97,9 +97,8 @@ describe('cgroup v2 file values', () => {
 });
 
 describe('cgroup v1 file values', () => {
-  it('cpu: period before quota; weight mapped to shares with default to default', () => {
+  it('cpu: quota against the default period (not rewritten); weight mapped to shares with default to default', () => {
     assert.deepEqual(v1CpuWrites(limits), [
-      { file: 'cpu.cfs_period_us', value: '100000' },
       { file: 'cpu.cfs_quota_us', value: '20000' },
       { file: 'cpu.shares', value: '512' },
     ]);
@@ -115,6 +114,13 @@ describe('cgroup v1 file values', () => {
       { file: 'memory.swappiness', value: '0', optional: true },
       { file: 'memory.soft_limit_in_bytes', value: String(48 << 20) },
     ]);
+    // Known swap accounting: the memsw limit, required; known without: swappiness 0 instead.
+    assert.deepEqual(v1MemoryWrites(limits, true).map((write) => [write.file, write.optional ?? false]), [
+      ['memory.limit_in_bytes', false],
+      ['memory.memsw.limit_in_bytes', false],
+      ['memory.soft_limit_in_bytes', false],
+    ]);
+    assert.deepEqual(v1MemoryWrites(limits, false).map((write) => write.file), ['memory.limit_in_bytes', 'memory.swappiness', 'memory.soft_limit_in_bytes']);
   });
 
   it('blkio: one file per kind of rate', () => {
@@ -136,7 +142,7 @@ describe('cgroup v1 file values', () => {
     };
     const writes = v1Writes(layout, { cpu: 1, memoryBytes: 1 << 30, pids: 10, io: [] });
     assert.deepEqual([...writes.keys()], ['/cg/cpu,cpuacct/jw/jobs', '/cg/memory/jw/jobs', '/cg/pids/jw/jobs', '/cg/freezer/jw/jobs']);
-    assert.deepEqual(writes.get('/cg/cpu,cpuacct/jw/jobs')!.map((write) => write.file), ['cpu.cfs_period_us', 'cpu.cfs_quota_us']);
+    assert.deepEqual(writes.get('/cg/cpu,cpuacct/jw/jobs')!.map((write) => write.file), ['cpu.cfs_quota_us']);
     assert.deepEqual(writes.get('/cg/pids/jw/jobs'), [{ file: 'pids.max', value: '10' }]);
     assert.deepEqual(writes.get('/cg/freezer/jw/jobs'), []);
   });

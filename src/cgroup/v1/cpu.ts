@@ -3,6 +3,9 @@ import { parseFlatKeyed, readControl, type CgroupFs, type ControlWrite } from '.
 import { CPU_PERIOD_MICROS, cpuQuotaMicros, type ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
+/** cpu.cfs_period_us of a new v1 cgroup (kernel default_cfs_period()). */
+const KERNEL_DEFAULT_PERIOD_MICROS = 100_000;
+
 /** v1 cpu.shares bounds (kernel MIN_SHARES / MAX_SHARES). */
 const MIN_SHARES = 2;
 const MAX_SHARES = 262_144;
@@ -18,8 +21,9 @@ export function weightToShares(weight: number): number {
 export function cpuWrites(limits: ResolvedLimits): ControlWrite[] {
   const writes: ControlWrite[] = [];
   if (limits.cpu !== undefined) {
-    // Period first: the kernel checks quota against the period already in place.
-    writes.push({ file: 'cpu.cfs_period_us', value: String(CPU_PERIOD_MICROS) });
+    // The quota is checked against the period in place: a new cgroup starts with the kernel's
+    // default period (100 ms), which is ours, so only a different one would need writing first.
+    if (CPU_PERIOD_MICROS !== KERNEL_DEFAULT_PERIOD_MICROS) writes.push({ file: 'cpu.cfs_period_us', value: String(CPU_PERIOD_MICROS) });
     writes.push({ file: 'cpu.cfs_quota_us', value: String(cpuQuotaMicros(limits.cpu)) });
   }
   if (limits.cpuWeight !== undefined) writes.push({ file: 'cpu.shares', value: String(weightToShares(limits.cpuWeight)) });

@@ -34,6 +34,8 @@ export interface V1Layout {
   pids?: string;
   /** Legacy hosts only: the way to freeze and kill without cgroup.kill. */
   freezer?: string;
+  /** Whether the memory hierarchy has memory.memsw.* (swap accounting); unknown if absent. */
+  memorySwapAccounting?: boolean;
 }
 
 export function layoutControllers(layout: V1Layout): Set<ResourceController> {
@@ -58,7 +60,7 @@ export function v1Writes(layout: V1Layout, limits: ResolvedLimits): Map<string, 
     if (dir !== undefined) writes.get(dir)!.push(...more);
   };
   add(layout.cpu, cpuWrites(limits));
-  add(layout.memory, memoryWrites(limits));
+  add(layout.memory, memoryWrites(limits, layout.memorySwapAccounting));
   add(layout.blkio, blkioWrites(limits));
   add(layout.pids, pidsWrites(limits));
   return writes;

@@ -6,16 +6,20 @@ import { parseFlatKeyed, parseSingleNumber, readControl, type CgroupFs, type Con
 import type { ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
-export function memoryWrites(limits: ResolvedLimits): ControlWrite[] {
+/**
+ * `swapAccounting`: whether the kernel has memory.memsw.* (swapaccount=1), when known; unknown
+ * writes both the memsw limit and swappiness, each skipped where the file is missing.
+ */
+export function memoryWrites(limits: ResolvedLimits, swapAccounting?: boolean): ControlWrite[] {
   const writes: ControlWrite[] = [];
   if (limits.memoryBytes !== undefined) {
     const bytes = String(limits.memoryBytes);
     // limit_in_bytes first: the kernel refuses a memsw limit below the memory limit.
     writes.push({ file: 'memory.limit_in_bytes', value: bytes });
     // memory+swap = memory: no swap. The file exists only with swap accounting (swapaccount=1).
-    writes.push({ file: 'memory.memsw.limit_in_bytes', value: bytes, optional: true });
+    if (swapAccounting !== false) writes.push({ file: 'memory.memsw.limit_in_bytes', value: bytes, optional: swapAccounting === undefined });
     // Where memsw is missing, this at least keeps the job's pages out of swap.
-    writes.push({ file: 'memory.swappiness', value: '0', optional: true });
+    if (swapAccounting !== true) writes.push({ file: 'memory.swappiness', value: '0', optional: true });
   }
   // v1 has no memory.high; the soft limit is the nearest: reclaimed first under memory pressure.
   if (limits.memoryHighBytes !== undefined) writes.push({ file: 'memory.soft_limit_in_bytes', value: String(limits.memoryHighBytes) });
