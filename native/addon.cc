@@ -120,33 +120,32 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
   return value.As<Napi::Number>().Int64Value();
 }
 
-// [{ op: 'mkdir'|'rmdir'|'write'|'read', path, value?, optional? }] -> ops (see cgroup_ops.h).
-std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Array list, const std::string& where) {
+// Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
+// letter (k mkdir, d rmdir, w write, r read), '?' if optional or '!' if not, the path, NUL, the value
+// (empty but for writes), NUL. Written by encodeCgroupOps() in src/native/process.ts.
+std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Value value, const std::string& where) {
+  if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
+  std::string text = value.As<Napi::String>().Utf8Value();
   std::vector<CgroupOp> ops;
-  ops.reserve(list.Length());
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::Value item = list.Get(i);
-    if (!item.IsObject()) throw Napi::TypeError::New(env, where + ": each op must be an object");
-    Napi::Object object = item.As<Napi::Object>();
-    std::string kind = object.Get("op").ToString().Utf8Value();
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t path_end = text.find('\0', at);
+    size_t value_end = path_end == std::string::npos ? std::string::npos : text.find('\0', path_end + 1);
+    if (value_end == std::string::npos || path_end < at + 3) throw Napi::TypeError::New(env, where + ": malformed ops");
     CgroupOp op;
-    if (kind == "mkdir") op.kind = CgroupOpKind::kMkdir;
-    else if (kind == "rmdir") op.kind = CgroupOpKind::kRmdir;
-    else if (kind == "write") op.kind = CgroupOpKind::kWrite;
-    else if (kind == "read") op.kind = CgroupOpKind::kRead;
-    else throw Napi::TypeError::New(env, where + ": unknown op " + kind);
-    Napi::Value path = object.Get("path");
-    if (!path.IsString()) throw Napi::TypeError::New(env, where + ": path must be a string");
-    op.path = path.As<Napi::String>().Utf8Value();
-    if (op.kind == CgroupOpKind::kWrite) {
-      Napi::Value value = object.Get("value");
-      if (!value.IsString()) throw Napi::TypeError::New(env, where + ": a write needs a string value");
-      op.value = value.As<Napi::String>().Utf8Value();
+    switch (text[at]) {
+      case 'k': op.kind = CgroupOpKind::kMkdir; break;
+      case 'd': op.kind = CgroupOpKind::kRmdir; break;
+      case 'w': op.kind = CgroupOpKind::kWrite; break;
+      case 'r': op.kind = CgroupOpKind::kRead; break;
+      default: throw Napi::TypeError::New(env, where + ": unknown op " + text.substr(at, 1));
     }
-    op.optional = object.Get("optional").ToBoolean().Value();
-    if (op.path.find('\0') != std::string::npos || op.value.find('\0') != std::string::npos)
-      throw Napi::TypeError::New(env, where + ": paths and values must not contain NUL bytes");
+    if (text[at + 1] != '?' && text[at + 1] != '!') throw Napi::TypeError::New(env, where + ": malformed ops");
+    op.optional = text[at + 1] == '?';
+    op.path.assign(text, at + 2, path_end - at - 2);
+    op.value.assign(text, path_end + 1, value_end - path_end - 1);
     ops.push_back(std::move(op));
+    at = value_end + 1;
   }
   return ops;
 }
@@ -202,9 +201,9 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
   call.join_procs_paths = string_array(options, "joinProcsPaths");
   Napi::Value setup = options.Get("setupOps");
-  if (setup.IsArray()) call.setup = parse_cgroup_ops(env, setup.As<Napi::Array>(), "setupOps");
+  if (!setup.IsUndefined()) call.setup = parse_cgroup_ops(env, setup, "setupOps");
   Napi::Value exit_ops = options.Get("exitOps");
-  if (exit_ops.IsArray()) call.exit_ops = parse_cgroup_ops(env, exit_ops.As<Napi::Array>(), "exitOps");
+  if (!exit_ops.IsUndefined()) call.exit_ops = parse_cgroup_ops(env, exit_ops, "exitOps");
   if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
     throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
@@ -411,8 +410,7 @@ class CgroupOpsWork : public Napi::AsyncWorker {
 
 Napi::Value CgroupOps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "cgroupOps(ops): an array of ops is required");
-  std::vector<CgroupOp> ops = parse_cgroup_ops(env, info[0].As<Napi::Array>(), "cgroupOps");
+  std::vector<CgroupOp> ops = parse_cgroup_ops(env, info[0], "cgroupOps");
   auto* work = new CgroupOpsWork(env, std::move(ops));
   Napi::Promise promise = work->promise();
   work->Queue();  // deletes itself after OnOK

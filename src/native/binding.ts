@@ -11,10 +11,10 @@ export interface BindingSpawnOptions {
   /** Placement by path instead of fd: opened (and closed) by the addon on the spawning thread. */
   cgroupPath?: string;
   joinProcsPaths?: string[];
-  /** cgroupfs ops run first on the same thread (undone if one fails: stage "setup", setupIndex). */
-  setupOps?: BindingCgroupOp[];
+  /** cgroupfs ops (encodeCgroupOps) run first on the same thread (undone if one fails: stage "setup", setupIndex). */
+  setupOps?: string;
   /** cgroupfs ops the capture thread runs once the process is reaped; the outcome comes with "exit". */
-  exitOps?: BindingCgroupOp[];
+  exitOps?: string;
   logPath: string;
   /** An emptied file renamed to logPath instead of creating one (a new one is created if that fails). */
   logRecycleFrom?: string;
@@ -63,13 +63,6 @@ export interface BindingSpawnErrorFields {
   setupIndex?: number;
 }
 
-export interface BindingCgroupOp {
-  op: 'mkdir' | 'rmdir' | 'write' | 'read';
-  path: string;
-  value?: string;
-  optional?: boolean;
-}
-
 export interface BindingCgroupOpsResult {
   /** Ops done; when `code` is set, the index of the op that failed. */
   completed: number;
@@ -88,7 +81,7 @@ export interface Binding {
   /** The same on a libuv threadpool thread. */
   spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
   /** Runs cgroupfs ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
-  cgroupOps(ops: BindingCgroupOp[]): Promise<BindingCgroupOpsResult>;
+  cgroupOps(encodedOps: string): Promise<BindingCgroupOpsResult>;
   /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
   trimNativeHeap(): boolean;
 }

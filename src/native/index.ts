@@ -1,5 +1,5 @@
 import { binding } from './binding';
-import { toOpsResult, type NativeCgroupOp, type NativeCgroupOpsResult } from './process';
+import { encodeCgroupOps, toOpsResult, type NativeCgroupOp, type NativeCgroupOpsResult } from './process';
 
 export { execCandidates, DEFAULT_PATH } from './exec-path';
 export {
@@ -23,7 +23,7 @@ export {
  * `error` (errno name in `code`) says why the next one failed; `reads[i]` is what op i read.
  */
 export async function cgroupOps(ops: readonly NativeCgroupOp[]): Promise<NativeCgroupOpsResult> {
-  return toOpsResult(ops, await binding.cgroupOps(ops as NativeCgroupOp[]));
+  return toOpsResult(ops, await binding.cgroupOps(encodeCgroupOps(ops)));
 }
 
 /** Gives the C allocator's free memory back to the kernel (glibc malloc_trim); true if any was. */

@@ -5,7 +5,6 @@ import { constants } from 'node:os';
 import { JobworkerError, type ErrorKind } from '../errors';
 import {
   binding,
-  type BindingCgroupOp,
   type BindingCgroupOpsResult,
   type BindingCloseInfo,
   type BindingExitInfo,
@@ -27,6 +26,20 @@ export interface NativeCgroupOpsResult {
   /** Per op: what a read returned; null for other ops and for skipped optional reads. */
   reads: (string | null)[];
   error?: Error;
+}
+
+const OP_LETTERS = { mkdir: 'k', rmdir: 'd', write: 'w', read: 'r' } as const;
+
+/** The ops as the addon takes them: one string, so that passing 30 ops costs one conversion. */
+export function encodeCgroupOps(ops: readonly NativeCgroupOp[]): string {
+  let text = '';
+  for (const op of ops) {
+    if (op.path.includes('\0') || (op.op === 'write' && op.value.includes('\0'))) {
+      throw new JobworkerError('invalid-argument', `cgroup op ${op.op} ${JSON.stringify(op.path)}: NUL byte`);
+    }
+    text += `${OP_LETTERS[op.op]}${op.optional === true ? '?' : '!'}${op.path}\0${op.op === 'write' ? op.value : ''}\0`;
+  }
+  return text;
 }
 
 /** The addon's report of a batch, with the failure (if any) as an Error naming the op. */
@@ -235,8 +248,8 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
     cgroupPath: options.cgroupPath,
     joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
-    setupOps: options.setupOps ? (options.setupOps as BindingCgroupOp[]) : undefined,
-    exitOps: options.exitOps ? (options.exitOps as BindingCgroupOp[]) : undefined,
+    setupOps: options.setupOps ? encodeCgroupOps(options.setupOps) : undefined,
+    exitOps: options.exitOps ? encodeCgroupOps(options.exitOps) : undefined,
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,
     logMaxBytes: options.logMaxBytes,

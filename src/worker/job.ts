@@ -1,8 +1,7 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { CgroupOp } from '../cgroup/cgroup-fs';
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup } from '../cgroup/types';
+import type { CgroupDriver, CgroupStats, JobCgroup, Limits } from '../cgroup/types';
 import { JobworkerError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions, type LogSource } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
@@ -140,33 +139,26 @@ export class Job {
   async #start(): Promise<void> {
     const { store, driver } = this.#ctx;
     const spec = this.#record.spec;
-    let cgroup: JobCgroup | undefined;
+    let cgroup: JobCgroup | undefined; // ours once created: destroyed if the start fails
     try {
-      let setupOps: readonly CgroupOp[] | undefined;
-      let planned: PlannedJobCgroup | undefined;
-      if (this.#ctx.createInSpawn) {
-        planned = await driver.plan(this.id, spec.limits, spec.cwd);
-        setupOps = planned.createOps;
-      } else {
-        cgroup = await driver.create(this.id, spec.limits, spec.cwd);
-      }
-      const placement = (planned?.cgroup ?? cgroup!).placementPaths();
-      // With the real cgroupfs, the capture thread settles the cgroup the moment the process is reaped.
-      const exitOps = this.#ctx.createInSpawn ? planned!.cgroup.settleOps() : undefined;
+      // On the real cgroupfs the addon creates the cgroups in the spawn's own threadpool trip and
+      // settles them on its capture thread at the exit; with a cgroup filesystem of the caller's,
+      // the driver does it step by step.
+      const planned = this.#ctx.createInSpawn ? await driver.plan(this.id, spec.limits, spec.cwd) : undefined;
+      cgroup = planned?.cgroup ?? (await driver.create(this.id, spec.limits, spec.cwd));
       // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
       // spawnProcess() even returns.
       const startedAt = new Date();
-      // Off the JS thread, in one threadpool trip: the cgroups are created (unless done above), the
-      // log file, the process is born into them, and the daemon goes on serving meanwhile.
       try {
+        // Off the JS thread: the daemon goes on serving while the child gets to exec.
         this.#native = await spawnProcessAsync({
           command: spec.command,
           args: spec.args,
           env: spec.env,
           cwd: spec.cwd,
-          setupOps,
-          exitOps,
-          ...placement,
+          setupOps: planned?.createOps,
+          exitOps: planned?.cgroup.settleOps(),
+          ...cgroup.placementPaths(),
           logPath: store.logPath(this.id),
           logRecycleFrom: store.takeSpareLog(),
           logMaxBytes: this.#ctx.logMaxBytes,
@@ -177,12 +169,13 @@ export class Job {
         });
       } catch (error) {
         if (planned !== undefined && error instanceof SpawnError && error.stage === 'setup') {
-          throw planned.creationError(error.setupIndex ?? -1, error); // the addon undid what it created
+          // The addon undid what it created; what it did not create (a directory that was there
+          // already) is not ours to touch.
+          cgroup = undefined;
+          throw planned.creationError(error.setupIndex ?? -1, error);
         }
-        cgroup ??= planned?.cgroup;
         throw error;
       }
-      cgroup ??= planned!.cgroup;
       this.#cgroup = cgroup;
       this.#log = new LiveLog(store.logPath(this.id), this.#native);
       this.#record.pid = this.#native.pid;
