@@ -149,6 +149,7 @@ export class Job {
       // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
       // spawnProcess() even returns.
       const startedAt = new Date();
+      const spareLog = store.takeSpareLog();
       try {
         // Off the JS thread: the daemon goes on serving while the child gets to exec.
         this.#native = await spawnProcessAsync({
@@ -160,7 +161,7 @@ export class Job {
           exitOps: planned?.cgroup.settleOps(),
           ...cgroup.placementPaths(),
           logPath: store.logPath(this.id),
-          logRecycleFrom: store.takeSpareLog(),
+          logRecycleFrom: spareLog,
           logMaxBytes: this.#ctx.logMaxBytes,
           nofileSoft: this.#ctx.nofileSoft,
           uid: spec.user?.uid,
@@ -170,8 +171,9 @@ export class Job {
       } catch (error) {
         if (planned !== undefined && error instanceof SpawnError && error.stage === 'setup') {
           // The addon undid what it created; what it did not create (a directory that was there
-          // already) is not ours to touch.
+          // already) is not ours to touch. It stopped before taking the spare log over.
           cgroup = undefined;
+          if (spareLog !== undefined) store.returnSpareLog(spareLog);
           throw planned.creationError(error.setupIndex ?? -1, error);
         }
         throw error;

@@ -213,6 +213,11 @@ export class StateStore {
     return this.#spares.pop();
   }
 
+  /** Gives back a spare that takeSpareLog() handed out but the spawn did not use. */
+  returnSpareLog(spare: string): void {
+    this.#spares.push(spare);
+  }
+
   /** Renames the log to a spare and empties it; false if the rename did not work (then delete it). */
   async #recycle(log: string, logBytes: number): Promise<boolean> {
     const spare = `${this.logsDir}/.spare-${this.#nextSpare++}`;
