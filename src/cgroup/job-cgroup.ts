@@ -200,7 +200,7 @@ export class CgroupOfJob implements JobCgroup {
   async #destroy(): Promise<void> {
     const { processes, fs, dirs } = this.#parts;
     // Usually the job is over and its cgroups are empty: remove them in one batch. A process left
-    // (EBUSY) or a removal that failed otherwise takes the careful path below.
+    // (EBUSY) takes the careful path below; any other failure is reported as it is.
     const removal = await runCgroupOps(
       fs,
       dirs.map((dir) => ({ op: 'rmdir', path: dir, optional: true })),

@@ -150,8 +150,10 @@ export class StateStore {
     for (const name of await readdir(this.logsDir)) {
       const spare = SPARE_LOG.exec(name);
       if (spare !== null) {
-        this.#spares.push(`${this.logsDir}/${name}`);
         this.#nextSpare = Math.max(this.#nextSpare, Number(spare[1]) + 1);
+        // A crash between a removal's rename and its truncate leaves old output in a spare: cut it.
+        const file = `${this.logsDir}/${name}`;
+        if (await truncate(file, FILE_HEADER_SIZE).then(() => true, () => false)) this.#spares.push(file);
         continue;
       }
       const id = name.endsWith('.log') ? name.slice(0, -4) : '';

@@ -1,6 +1,6 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 
 import { JobworkerError, ValidationError } from '../../src/errors';
@@ -296,6 +296,24 @@ describe('retention', requireRoot, () => {
       assert.equal(existsSync(big.logPath), false);
     } finally {
       await r.cleanup();
+    }
+  });
+
+  it('a spare with old output in it (a crash mid-removal) is cut to its header when the worker opens', async () => {
+    const r = await openTestWorker('spare-crash');
+    await r.worker.close();
+    const spare = `${r.stateDir}/logs/.spare-7`;
+    writeFileSync(spare, Buffer.alloc(5000, 0x41));
+    const reopened = await Worker.open(r.options);
+    try {
+      assert.equal(statSync(spare).size, FILE_HEADER_SIZE);
+      const job = await reopened.start({ command: 'echo', args: ['after'] });
+      await job.wait();
+      assert.equal(existsSync(spare), false, 'taken over by the next job');
+      assert.equal(await text(job), 'after\n');
+    } finally {
+      await reopened.close();
+      await r.cleanup().catch(() => undefined); // already closed: only the directory is left
     }
   });
 
