@@ -18,7 +18,9 @@ import { execCandidates } from './exec-path';
 /** One cgroupfs step run by the addon (cgroupOps(), SpawnOptions.setupOps); `optional`: ENOENT skips it. */
 export type NativeCgroupOp =
   | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
-  | { op: 'write'; path: string; value: string; optional?: boolean };
+  | { op: 'write'; path: string; value: string; optional?: boolean }
+  /** A new empty file (O_CREAT | O_EXCL, mode 0640): EEXIST if the path is taken. */
+  | { op: 'create'; path: string; optional?: boolean };
 
 /** What a list of NativeCgroupOps did: `completed` done; `error` (errno name in `code`) stopped the next. */
 export interface NativeCgroupOpsResult {
@@ -28,7 +30,7 @@ export interface NativeCgroupOpsResult {
   error?: Error;
 }
 
-const OP_LETTERS = { mkdir: 'k', rmdir: 'd', write: 'w', read: 'r' } as const;
+const OP_LETTERS = { mkdir: 'k', rmdir: 'd', write: 'w', read: 'r', create: 'c' } as const;
 
 /** The ops as the addon takes them: one string, so that passing 30 ops costs one conversion. */
 export function encodeCgroupOps(ops: readonly NativeCgroupOp[]): string {

@@ -14,7 +14,9 @@
 // addon does it, off the JS thread) and overwritten in place. Allocating a new inode is the slow
 // part of creating a file on ext4 without a journal (`find_inode_bit` skips every inode freed in the
 // last minutes, one by one: ~0.1-0.25 ms per file here once files churn), and freeing a block is a
-// synchronous discard with -o discard; a rename takes ~10 µs. At most MAX_SPARE_LOGS are kept.
+// synchronous discard with -o discard; a rename takes ~10 µs. At most MAX_SPARE_LOGS are kept. When
+// few are left, new empty ones are made ahead, in one batch on the threadpool, so that a start does
+// not wait for an inode either.
 //
 // Atomicity: each entry is one line, written with one write(2) to a file opened O_APPEND, and carries
 // a CRC-32 of its JSON; a line cut short by a crash, or damaged, fails its check and is skipped, so
@@ -59,6 +61,9 @@ export interface JobRecord {
 type JournalEntry = { op: 'put'; record: JobRecord } | { op: 'remove'; id: string };
 
 const MAX_SPARE_LOGS = 64;
+/** When fewer spares than this are left, up to SPARES_MADE_AHEAD are made (see StateStoreOptions). */
+const SPARES_LOW = 4;
+const SPARES_MADE_AHEAD = 16;
 /** Bigger logs are deleted: their blocks get freed either way, and one spare block is what is worth keeping. */
 const RECYCLE_MAX_BYTES = 1 << 20;
 /** A log this small lives in its first block (the smallest ext4/xfs block size). */
@@ -88,6 +93,15 @@ export function decodeJournalLine(line: string): JournalEntry | undefined {
   return undefined;
 }
 
+export interface StateStoreOptions {
+  /**
+   * Creates new empty files, in order, stopping at the first failure (the Worker gives the addon's
+   * batch, run off the JS thread). With it, spare logs are also made ahead of need, so that a start
+   * never waits for a new inode; without it, spares come only from removed jobs.
+   */
+  createFiles?: (paths: readonly string[]) => Promise<{ completed: number }>;
+}
+
 export interface JournalContents {
   records: JobRecord[];
   /** Lines that failed their check (a torn last line after a crash, or damage). */
@@ -108,8 +122,12 @@ export class StateStore {
   /** Emptied logs of removed jobs, for new jobs to take over (see the header). */
   #spares: string[] = [];
   #nextSpare = 0;
+  #makingSpares: Promise<void> | null = null;
 
-  constructor(readonly stateDir: string) {
+  constructor(
+    readonly stateDir: string,
+    private readonly options: StateStoreOptions = {},
+  ) {
     this.logsDir = path.join(stateDir, 'logs');
     this.journalPath = path.join(stateDir, 'journal');
   }
@@ -212,7 +230,24 @@ export class StateStore {
 
   /** A spare log file for a new job's log to be renamed from, if there is one. */
   takeSpareLog(): string | undefined {
-    return this.#spares.pop();
+    const spare = this.#spares.pop();
+    if (this.#spares.length < SPARES_LOW && this.#makingSpares === null) {
+      this.#makingSpares = this.#makeSpares().finally(() => (this.#makingSpares = null));
+    }
+    return spare;
+  }
+
+  /** Makes empty spare logs ahead, in one batch off the JS thread, up to SPARES_MADE_AHEAD. */
+  async #makeSpares(): Promise<void> {
+    const create = this.options.createFiles;
+    if (create === undefined || this.#journal === null) return;
+    const paths = Array.from({ length: SPARES_MADE_AHEAD - this.#spares.length }, () => `${this.logsDir}/.spare-${this.#nextSpare++}`);
+    try {
+      const { completed } = await create(paths);
+      this.#spares.unshift(...paths.slice(0, completed)); // used after the recycled ones, which hold a block already
+    } catch {
+      // Only an optimization: a job then creates its log itself.
+    }
   }
 
   /** Gives back a spare that takeSpareLog() handed out but the spawn did not use. */
@@ -243,6 +278,7 @@ export class StateStore {
   }
 
   async close(): Promise<void> {
+    await this.#makingSpares;
     await this.#queue.catch(() => undefined);
     await this.#journal?.close();
     this.#journal = null;

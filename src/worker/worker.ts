@@ -136,7 +136,9 @@ export class Worker {
       throw new ValidationError('stateDir', 'is required');
     }
     if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
-    const store = new StateStore(options.stateDir);
+    const store = new StateStore(options.stateDir, {
+      createFiles: (paths) => cgroupOps(paths.map((file) => ({ op: 'create', path: file }))),
+    });
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);
     try {
