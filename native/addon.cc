@@ -121,7 +121,7 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
 }
 
 // Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
-// letter (k mkdir, d rmdir, w write, r read), '?' if optional or '!' if not, the path, NUL, the value
+// letter (k mkdir, d rmdir, w write, r read, c create), '?' if optional or '!' if not, the path, NUL, the value
 // (empty but for writes), NUL. Written by encodeCgroupOps() in src/native/process.ts.
 std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Value value, const std::string& where) {
   if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
@@ -138,6 +138,7 @@ std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Value value, const s
       case 'd': op.kind = CgroupOpKind::kRmdir; break;
       case 'w': op.kind = CgroupOpKind::kWrite; break;
       case 'r': op.kind = CgroupOpKind::kRead; break;
+      case 'c': op.kind = CgroupOpKind::kCreate; break;
       default: throw Napi::TypeError::New(env, where + ": unknown op " + text.substr(at, 1));
     }
     if (text[at + 1] != '?' && text[at + 1] != '!') throw Napi::TypeError::New(env, where + ": malformed ops");

@@ -41,12 +41,24 @@ int write_control_file(const std::string& path, const std::string& value) {
   return static_cast<size_t>(n) == value.size() ? 0 : EIO;
 }
 
+int create_file(const std::string& path, const std::string& contents) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640));
+  if (!fd.valid()) return errno;
+  if (contents.empty()) return 0;
+  ssize_t n;
+  do n = write(fd.get(), contents.data(), contents.size());
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno;
+  return static_cast<size_t>(n) == contents.size() ? 0 : ENOSPC;
+}
+
 int run_one(const CgroupOp& op, std::string& read_into) {
   switch (op.kind) {
     case CgroupOpKind::kMkdir: return mkdir(op.path.c_str(), 0755) == 0 ? 0 : errno;
     case CgroupOpKind::kRmdir: return rmdir(op.path.c_str()) == 0 ? 0 : errno;
     case CgroupOpKind::kWrite: return write_control_file(op.path, op.value);
     case CgroupOpKind::kRead: return read_control_file(op.path, read_into);
+    case CgroupOpKind::kCreate: return create_file(op.path, op.value);
   }
   return EINVAL;
 }

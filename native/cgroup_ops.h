@@ -1,6 +1,7 @@
 // Batched cgroupfs operations. A job's cgroups are created, read and removed in one trip to a
 // libuv threadpool thread instead of dozens of synchronous calls on the JavaScript thread (on a
 // hybrid host a job has five cgroup directories: ~35 system calls to create, read and remove them).
+// One more kind, kCreate, makes new empty files (the Worker's spare log files) in a batch.
 #pragma once
 
 #include <node_api.h>
@@ -10,12 +11,13 @@
 
 namespace jw {
 
-enum class CgroupOpKind { kMkdir, kRmdir, kWrite, kRead };
+enum class CgroupOpKind { kMkdir, kRmdir, kWrite, kRead, kCreate };
 
 struct CgroupOp {
   CgroupOpKind kind;
   std::string path;
-  std::string value;      // kWrite: written with a single write(2), as the kernel parses each on its own
+  std::string value;      // kWrite: written with a single write(2), as the kernel parses each on its own;
+                          // kCreate: the new file's contents (O_EXCL: never an existing file)
   bool optional = false;  // ENOENT is not a failure: the op is skipped (a file this kernel lacks)
 };
 

@@ -2,7 +2,7 @@
 // which is how the Worker creates a job's cgroups, places the process in them and removes them.
 // cgroup.max.descendants is a core cgroup2 file, so this runs the same on hybrid and pure v2 hosts.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -61,6 +61,16 @@ describe('cgroupOps on the real cgroupfs', requireRoot, () => {
     } finally {
       await cgroupOps([{ op: 'rmdir', path: dir, optional: true }]);
     }
+  });
+
+  it('create makes a new empty file, never an existing one', async () => {
+    const file = path.join(logs, 'created');
+    const first = await cgroupOps([{ op: 'create', path: file }]);
+    assert.equal(first.error, undefined);
+    assert.equal(statSync(file).size, 0);
+    assert.equal((statSync(file).mode & 0o777).toString(8), '640');
+    const again = await cgroupOps([{ op: 'create', path: file }]);
+    assert.equal((again.error as NodeJS.ErrnoException).code, 'EEXIST');
   });
 
   it('a cgroup with a process in it is EBUSY to rmdir', async () => {

@@ -290,6 +290,19 @@ describe('retention', requireRoot, () => {
     }
   });
 
+  it('empty spare logs are made ahead once few are left (by the addon, in one batch)', async () => {
+    const r = await openTestWorker('spares-ahead');
+    await (await r.worker.start({ command: 'true' })).wait();
+    await r.worker.close(); // waits for the batch the start set off
+    try {
+      const spares = readdirSync(`${r.stateDir}/logs`).filter((name) => name.startsWith('.spare-'));
+      assert.equal(spares.length, 16);
+      for (const name of spares) assert.equal(statSync(`${r.stateDir}/logs/${name}`).size, 0);
+    } finally {
+      await r.cleanup().catch(() => undefined); // already closed: only the directory is left
+    }
+  });
+
   it('a spare with old output in it (a crash mid-removal) is cut to its header when the worker opens', async () => {
     const r = await openTestWorker('spare-crash');
     await r.worker.close();
