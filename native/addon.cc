@@ -386,8 +386,8 @@ Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// cgroupOps([{ op: 'mkdir'|'rmdir'|'write'|'read', path, value?, optional? }])
-//   -> Promise<{ completed, reads: (string|null)[], code?, errno? }>
+// cgroupOps(encodedOps) -> Promise<{ completed, reads: (string|null)[], code?, errno?, message? }>
+// (encodedOps: see parse_cgroup_ops).
 // Runs the ops in order on a libuv threadpool thread and stops at the first failure, which is
 // reported (not thrown): the caller needs `completed` to undo what was done.
 class CgroupOpsWork : public Napi::AsyncWorker {
