@@ -252,7 +252,8 @@ bool open_placement(const SpawnCall& call, SpawnRequest& req, std::vector<Unique
   return true;
 }
 
-void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
+// Opens the placement into `call.req` for the spawn itself (no copy of the request on this path).
+void run_spawn(SpawnCall& call, SpawnOutcome& out) {
   if (!call.setup.empty()) {
     run_cgroup_ops(call.setup, out.setup);
     if (out.setup.err != 0) {
@@ -270,19 +271,22 @@ void run_spawn(const SpawnCall& call, SpawnOutcome& out) {
     out.log_errno = err;
     return;
   }
-  SpawnRequest req = call.req;
+  SpawnRequest& req = call.req;
   std::vector<UniqueFd> placement;  // closed on return: the child has exec'd (or failed) by then
-  if (!open_placement(call, req, placement, out)) {
+  if (open_placement(call, req, placement, out)) {
+    try {
+      out.child = spawn_process(req);
+      out.spawned = true;
+    } catch (const SpawnFailure& failure) {
+      out.failure = failure;
+      out.log->finish();
+    }
+  } else {
     out.log->finish();
-    return;
   }
-  try {
-    out.child = spawn_process(req);
-    out.spawned = true;
-  } catch (const SpawnFailure& failure) {
-    out.failure = failure;
-    out.log->finish();
-  }
+  // Those fds close with `placement`: leave none of their numbers in the request.
+  if (!call.cgroup_path.empty()) req.cgroup_fd = -1;
+  if (!call.join_procs_paths.empty()) req.join_procs_fds.clear();
 }
 
 // JS thread: the typed error for a failed spawn, or the handle of a running one.

@@ -11,6 +11,9 @@
 
 namespace jw {
 
+namespace {
+
+// Reads a whole (small) control file. Returns 0 or an errno.
 int read_control_file(const std::string& path, std::string& out) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return errno;
@@ -27,8 +30,6 @@ int read_control_file(const std::string& path, std::string& out) {
   }
 }
 
-namespace {
-
 int write_control_file(const std::string& path, const std::string& value) {
   // O_WRONLY without O_CREAT: a missing control file is ENOENT, and write-only files such as
   // cgroup.kill refuse O_RDWR.
@@ -41,15 +42,9 @@ int write_control_file(const std::string& path, const std::string& value) {
   return static_cast<size_t>(n) == value.size() ? 0 : EIO;
 }
 
-int create_file(const std::string& path, const std::string& contents) {
+int create_empty_file(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640));
-  if (!fd.valid()) return errno;
-  if (contents.empty()) return 0;
-  ssize_t n;
-  do n = write(fd.get(), contents.data(), contents.size());
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return errno;
-  return static_cast<size_t>(n) == contents.size() ? 0 : ENOSPC;
+  return fd.valid() ? 0 : errno;
 }
 
 int run_one(const CgroupOp& op, std::string& read_into) {
@@ -58,7 +53,7 @@ int run_one(const CgroupOp& op, std::string& read_into) {
     case CgroupOpKind::kRmdir: return rmdir(op.path.c_str()) == 0 ? 0 : errno;
     case CgroupOpKind::kWrite: return write_control_file(op.path, op.value);
     case CgroupOpKind::kRead: return read_control_file(op.path, read_into);
-    case CgroupOpKind::kCreate: return create_file(op.path, op.value);
+    case CgroupOpKind::kCreate: return create_empty_file(op.path);
   }
   return EINVAL;
 }

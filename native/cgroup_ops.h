@@ -1,7 +1,7 @@
 // Batched cgroupfs operations. A job's cgroups are created, read and removed in one trip to a
 // libuv threadpool thread instead of dozens of synchronous calls on the JavaScript thread (on a
 // hybrid host a job has five cgroup directories: ~35 system calls to create, read and remove them).
-// One more kind, kCreate, makes new empty files (the Worker's spare log files) in a batch.
+// One more kind, kCreate, makes a new empty file (O_EXCL, 0640): the Worker's spare log files.
 #pragma once
 
 #include <node_api.h>
@@ -16,8 +16,7 @@ enum class CgroupOpKind { kMkdir, kRmdir, kWrite, kRead, kCreate };
 struct CgroupOp {
   CgroupOpKind kind;
   std::string path;
-  std::string value;      // kWrite: written with a single write(2), as the kernel parses each on its own;
-                          // kCreate: the new file's contents (O_EXCL: never an existing file)
+  std::string value;      // kWrite: written with a single write(2), as the kernel parses each on its own
   bool optional = false;  // ENOENT is not a failure: the op is skipped (a file this kernel lacks)
 };
 
@@ -33,8 +32,5 @@ void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out);
 
 // JS thread: { completed, reads: (string|null)[], code?, errno?, message? } for an outcome.
 napi_value cgroup_ops_outcome_to_js(napi_env env, const std::vector<CgroupOp>& ops, const CgroupOpsOutcome& out);
-
-// Reads a whole (small) control file. Returns 0 or an errno.
-int read_control_file(const std::string& path, std::string& out);
 
 }  // namespace jw

@@ -56,7 +56,7 @@ export async function runCgroupOps(fs: CgroupFs, ops: readonly CgroupOp[]): Prom
   return { completed: ops.length, reads };
 }
 
-/** The error a failed op is reported with, worded as the one-at-a-time helpers below word theirs. */
+/** The error a failed op is reported with, worded as the helpers below word theirs. */
 export function cgroupOpError(op: CgroupOp, cause: unknown): SystemError {
   switch (op.op) {
     case 'mkdir':
@@ -64,6 +64,7 @@ export function cgroupOpError(op: CgroupOp, cause: unknown): SystemError {
     case 'rmdir':
       return cgroupFsError('remove cgroup', op.path, cause);
     case 'write':
+      // EINVAL from a limit file means the kernel refused the value itself: name it.
       return cgroupFsError(`write "${op.value}" to`, op.path, cause);
     case 'read':
       return cgroupFsError('read', op.path, cause);
@@ -176,14 +177,6 @@ export function cgroupFsError(operation: string, where: string, cause: unknown):
   return systemError(operation, where, cause, kindOfErrno(errorCode(cause)));
 }
 
-export async function makeCgroup(fs: CgroupFs, dir: string): Promise<void> {
-  try {
-    await fs.mkdir(dir);
-  } catch (error) {
-    throw cgroupFsError('create cgroup', dir, error);
-  }
-}
-
 /** Creates `dir` and any missing parents; existing ones are fine. Returns the ones it created, top first. */
 export async function makeCgroupPath(fs: CgroupFs, dir: string): Promise<string[]> {
   try {
@@ -222,22 +215,6 @@ export async function readOptionalControl(fs: CgroupFs, dir: string, file: strin
     if (errorCode(error) === 'ENOENT') return undefined;
     throw cgroupFsError('read', where, error);
   }
-}
-
-export async function writeControl(fs: CgroupFs, dir: string, write: ControlWrite): Promise<void> {
-  const where = childPath(dir, write.file);
-  try {
-    await fs.write(where, write.value);
-  } catch (error) {
-    const code = errorCode(error);
-    if (write.optional === true && code === 'ENOENT') return;
-    // EINVAL from a limit file means the kernel refused the value itself: name it.
-    throw cgroupFsError(`write "${write.value}" to`, where, error);
-  }
-}
-
-export async function writeControls(fs: CgroupFs, dir: string, writes: readonly ControlWrite[]): Promise<void> {
-  for (const write of writes) await writeControl(fs, dir, write);
 }
 
 export async function listChildren(fs: CgroupFs, dir: string): Promise<string[]> {

@@ -1,7 +1,6 @@
 // One job's cgroup(s), whatever the host: the drivers build it from a JobProcesses (how to see and
 // kill the processes), the directories to remove and the files a spawn must open.
 import { closeSync, constants, openSync } from 'node:fs';
-import * as path from 'node:path';
 
 import { errorCode, JobworkerError, systemError } from '../errors';
 import {
@@ -112,9 +111,9 @@ export class CgroupOfJob implements JobCgroup {
         throw systemError('open', file, error, 'internal');
       }
     };
-    const { bornInto, joins } = this.#parts;
-    const cgroupFd = bornInto === undefined ? undefined : open(bornInto, constants.O_RDONLY | constants.O_DIRECTORY);
-    const joinProcsFds = joins.map((dir) => open(path.join(dir, 'cgroup.procs'), constants.O_WRONLY));
+    const { cgroupPath, joinProcsPaths } = this.placementPaths();
+    const cgroupFd = cgroupPath === undefined ? undefined : open(cgroupPath, constants.O_RDONLY | constants.O_DIRECTORY);
+    const joinProcsFds = joinProcsPaths.map((file) => open(file, constants.O_WRONLY));
     const placement: SpawnPlacement = { joinProcsFds };
     if (cgroupFd !== undefined) placement.cgroupFd = cgroupFd;
     return { placement, release };
@@ -154,16 +153,14 @@ export class CgroupOfJob implements JobCgroup {
   }
 
   async settled(result: CgroupOpsResult): Promise<SettledCgroup> {
-    const { fs, statFiles, readStats, dirs } = this.#parts;
-    const reads = 1 + statFiles.length;
-    if (result.error !== undefined && result.completed < reads) {
-      const failed = result.completed === 0 ? this.#parts.eventsFile! : statFiles[result.completed - 1]!;
-      throw cgroupOpError({ op: 'read', path: failed }, result.error);
-    }
+    const { fs, statFiles, readStats } = this.#parts;
+    // A failed read is an error; a failed rmdir (EBUSY: a process is left) only means "not removed".
+    const failed = result.error === undefined ? undefined : this.settleOps()?.[result.completed];
+    if (failed?.op === 'read') throw cgroupOpError(failed, result.error);
     const events = result.reads[0];
     if (events === null || events === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.path} is gone`);
     const texts = new Map(statFiles.map((file, i) => [file, result.reads[i + 1] ?? null]));
-    const removed = result.error === undefined && result.completed === reads + dirs.length;
+    const removed = result.error === undefined;
     return { empty: parseFlatKeyed(events).get('populated') === 0, stats: await readStats(prefetchedFs(fs, texts)), removed };
   }
 

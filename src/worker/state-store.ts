@@ -119,7 +119,7 @@ export class StateStore {
   /** A durable append waiting for the next fdatasync, which they share. */
   #syncWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #syncScheduled = false;
-  /** Emptied logs of removed jobs, for new jobs to take over (see the header). */
+  /** Spare log files (removed jobs' logs cut to a header, or made empty ahead) for new jobs to take over. */
   #spares: string[] = [];
   #nextSpare = 0;
   #makingSpares: Promise<void> | null = null;
@@ -241,13 +241,17 @@ export class StateStore {
   async #makeSpares(): Promise<void> {
     const create = this.options.createFiles;
     if (create === undefined || this.#journal === null) return;
-    const paths = Array.from({ length: SPARES_MADE_AHEAD - this.#spares.length }, () => `${this.logsDir}/.spare-${this.#nextSpare++}`);
+    const paths = Array.from({ length: SPARES_MADE_AHEAD - this.#spares.length }, () => this.#newSpareName());
     try {
       const { completed } = await create(paths);
       this.#spares.unshift(...paths.slice(0, completed)); // used after the recycled ones, which hold a block already
     } catch {
       // Only an optimization: a job then creates its log itself.
     }
+  }
+
+  #newSpareName(): string {
+    return `${this.logsDir}/.spare-${this.#nextSpare++}`;
   }
 
   /** Gives back a spare that takeSpareLog() handed out but the spawn did not use. */
@@ -257,7 +261,7 @@ export class StateStore {
 
   /** Renames the log to a spare and empties it; false if the rename did not work (then delete it). */
   async #recycle(log: string, logBytes: number): Promise<boolean> {
-    const spare = `${this.logsDir}/.spare-${this.#nextSpare++}`;
+    const spare = this.#newSpareName();
     try {
       renameSync(log, spare); // ~10 µs: gone from its name at once
     } catch {

@@ -8,6 +8,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
 import type { CgroupFs } from '../../src/cgroup/cgroup-fs';
+import type { CgroupHost, V1Hierarchy } from '../../src/cgroup/host';
 
 function errnoError(code: string, file: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: ${file}`), { code });
@@ -244,4 +245,40 @@ export class FakeCgroupKernel implements CgroupFs {
     };
     await walk(hierarchy.mountPoint);
   }
+}
+
+/** The v1 hierarchies of the fake hosts: cpu and cpuacct co-mounted, freezer for legacy kills. */
+export const FAKE_V1_MOUNTS: [string, string[]][] = [
+  ['cpu,cpuacct', ['cpu', 'cpuacct']],
+  ['memory', ['memory']],
+  ['blkio', ['blkio']],
+  ['pids', ['pids']],
+  ['freezer', ['freezer']],
+];
+
+/**
+ * A legacy (v1 only) or hybrid (v1 plus a controller-less cgroup2) host under `dir`, booted with
+ * pid 1 in every root; `memoryOwn` is this process's own memory cgroup (created). `at(mount, p)` is
+ * the path of cgroup `p` in the hierarchy mounted at `dir/mount`.
+ */
+export async function bootFakeV1Host(
+  dir: string,
+  mode: 'legacy' | 'hybrid',
+  memoryOwn = '/',
+): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost; at: (mountName: string, p: string) => string }> {
+  const at = (mountName: string, p: string): string => path.join(dir, mountName, p);
+  const hierarchies: FakeHierarchy[] = FAKE_V1_MOUNTS.map(([name, controllers]) => ({ mountPoint: path.join(dir, name), version: 1, controllers }));
+  if (mode === 'hybrid') hierarchies.push({ mountPoint: path.join(dir, 'unified'), version: 2, controllers: [] });
+  const kernel = new FakeCgroupKernel(hierarchies);
+  await kernel.boot([1]);
+  const v1: V1Hierarchy[] = FAKE_V1_MOUNTS.map(([name, controllers]) => ({
+    controllers,
+    mountPoint: path.join(dir, name),
+    mountRoot: '/',
+    ownPath: name === 'memory' ? memoryOwn : '/',
+  }));
+  if (memoryOwn !== '/') await kernel.makeCgroupTree(at('memory', memoryOwn));
+  const host: CgroupHost = { mode, v1 };
+  if (mode === 'hybrid') host.unified = { mountPoint: path.join(dir, 'unified'), mountRoot: '/', ownPath: '/' };
+  return { kernel, host, at };
 }

@@ -12,9 +12,9 @@ import type { Role } from '../../src/pki';
 import { findCgroupDirs } from './cgroup-jobs';
 import { createTestPki, type TestPki } from './pki';
 import { zombiesOf } from './proc';
+import { SpawnedDaemon, WORKER_BIN } from './spawned-daemon';
 
 export { eventually } from './poll';
-import { SpawnedDaemon, WORKER_BIN } from './spawned-daemon';
 
 /** Every cgroup and temporary directory of a reliability run carries this prefix and the runner's pid. */
 export const RELIABILITY_PREFIX = `jobworker-rel-${process.pid}`;

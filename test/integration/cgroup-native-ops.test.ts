@@ -95,12 +95,13 @@ describe('a spawn with setupOps', requireRoot, () => {
     const logPath = path.join(logs, 'setup.log');
     const proc = await spawnProcessAsync({
       command: 'sh',
-      args: ['-c', 'cat /proc/self/cgroup; cat "$0"/cgroup.max.descendants', dir],
+      // The setting by its effect: with no descendants allowed, the job cannot make a child cgroup.
+      args: ['-c', 'cat /proc/self/cgroup; mkdir "$0/child" 2>/dev/null && echo made || echo refused', dir],
       env: ENV,
       logPath,
       setupOps: [
         { op: 'mkdir', path: dir },
-        { op: 'write', path: `${dir}/cgroup.max.descendants`, value: '3' },
+        { op: 'write', path: `${dir}/cgroup.max.descendants`, value: '0' },
       ],
       cgroupPath: dir,
     });
@@ -110,8 +111,9 @@ describe('a spawn with setupOps', requireRoot, () => {
       assert.equal(exit.code, 0);
       const stdout = (await readCapturedOutput(logPath)).stdout.toString();
       assert.match(stdout, new RegExp(`^0::.*/${path.basename(dir)}$`, 'm'));
-      assert.match(stdout, /^3$/m);
+      assert.match(stdout, /^refused$/m);
     } finally {
+      await cgroupOps([{ op: 'rmdir', path: `${dir}/child`, optional: true }]);
       assert.equal((await cgroupOps([{ op: 'rmdir', path: dir }])).error, undefined);
     }
   });

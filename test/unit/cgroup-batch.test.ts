@@ -12,7 +12,7 @@ import { runCgroupOps, type CgroupFs, type CgroupOp } from '../../src/cgroup/cgr
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError } from '../../src/errors';
-import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
+import { bootFakeV1Host, FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
 
@@ -50,25 +50,8 @@ class CountingFs implements CgroupFs {
   }
 }
 
-async function hybridHost(): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost }> {
-  const mounts: [string, string[]][] = [
-    ['cpu,cpuacct', ['cpu', 'cpuacct']],
-    ['memory', ['memory']],
-    ['blkio', ['blkio']],
-    ['pids', ['pids']],
-    ['freezer', ['freezer']],
-  ];
-  const kernel = new FakeCgroupKernel([
-    ...mounts.map(([name, controllers]) => ({ mountPoint: path.join(tmp, name), version: 1 as const, controllers })),
-    { mountPoint: path.join(tmp, 'unified'), version: 2, controllers: [] },
-  ]);
-  await kernel.boot([1]);
-  const host: CgroupHost = {
-    mode: 'hybrid',
-    v1: mounts.map(([name, controllers]) => ({ controllers, mountPoint: path.join(tmp, name), mountRoot: '/', ownPath: '/' })),
-    unified: { mountPoint: path.join(tmp, 'unified'), mountRoot: '/', ownPath: '/' },
-  };
-  return { kernel, host };
+function hybridHost() {
+  return bootFakeV1Host(tmp, 'hybrid');
 }
 
 async function unifiedHost(): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost }> {

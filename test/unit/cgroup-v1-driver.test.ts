@@ -7,10 +7,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
-import type { CgroupHost, V1Hierarchy } from '../../src/cgroup/host';
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError } from '../../src/errors';
-import { FakeCgroupKernel, type FakeHierarchy } from '../helpers/fake-cgroup-kernel';
+import { bootFakeV1Host, FAKE_V1_MOUNTS } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
 
@@ -21,30 +20,8 @@ afterEach(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const V1: [string, string[]][] = [
-  ['cpu,cpuacct', ['cpu', 'cpuacct']],
-  ['memory', ['memory']],
-  ['blkio', ['blkio']],
-  ['pids', ['pids']],
-  ['freezer', ['freezer']],
-];
-
-async function bootHost(mode: 'legacy' | 'hybrid', memoryOwn = '/'): Promise<{ kernel: FakeCgroupKernel; host: CgroupHost; at: (mountName: string, p: string) => string }> {
-  const at = (mountName: string, p: string): string => path.join(tmp, mountName, p);
-  const hierarchies: FakeHierarchy[] = V1.map(([name, controllers]) => ({ mountPoint: at(name, '/'), version: 1, controllers }));
-  if (mode === 'hybrid') hierarchies.push({ mountPoint: at('unified', '/'), version: 2, controllers: [] });
-  const kernel = new FakeCgroupKernel(hierarchies.map((h) => ({ ...h, mountPoint: h.mountPoint.replace(/\/$/, '') })));
-  await kernel.boot([1]);
-  const v1: V1Hierarchy[] = V1.map(([name, controllers]) => ({
-    controllers,
-    mountPoint: path.join(tmp, name),
-    mountRoot: '/',
-    ownPath: name === 'memory' ? memoryOwn : '/',
-  }));
-  if (memoryOwn !== '/') await kernel.makeCgroupTree(at('memory', memoryOwn));
-  const host: CgroupHost = { mode, v1 };
-  if (mode === 'hybrid') host.unified = { mountPoint: path.join(tmp, 'unified'), mountRoot: '/', ownPath: '/' };
-  return { kernel, host, at };
+function bootHost(mode: 'legacy' | 'hybrid', memoryOwn = '/') {
+  return bootFakeV1Host(tmp, mode, memoryOwn);
 }
 
 describe('legacy (v1 only) host', () => {
@@ -77,7 +54,7 @@ describe('legacy (v1 only) host', () => {
       assert.equal(placement.cgroupFd, undefined);
       // cpu,cpuacct are co-mounted: one directory, joined once.
       const joined = placement.joinProcsFds.map((fd) => fstatSync(fd).ino).sort();
-      const expected = V1.map(([name]) => statSync(at(name, '/jw/jobs/j2/cgroup.procs')).ino).sort();
+      const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/j2/cgroup.procs')).ino).sort();
       assert.deepEqual(joined, expected);
     } finally {
       release();
@@ -137,7 +114,7 @@ describe('legacy (v1 only) host', () => {
     await orphan.destroy();
     assert.deepEqual(await driver.listJobIds(), []);
     await driver.releaseRoot();
-    for (const [name] of V1) assert.deepEqual(await kernel.children(at(name, '/')), [], name);
+    for (const [name] of FAKE_V1_MOUNTS) assert.deepEqual(await kernel.children(at(name, '/')), [], name);
   });
 
   it('a failed write removes every directory already made', async () => {
@@ -154,7 +131,7 @@ describe('legacy (v1 only) host', () => {
     await assert.rejects(openCgroupDriver({ host, fs: kernel, rootName: 'jw' }), (error: unknown) =>
       error instanceof JobworkerError && error.kind === 'failed-precondition' && /without a freezer hierarchy/.test(error.message));
     // The roots made before the refusal are gone again.
-    for (const [name] of V1) assert.deepEqual(await kernel.children(path.join(tmp, name)), [], name);
+    for (const [name] of FAKE_V1_MOUNTS) assert.deepEqual(await kernel.children(path.join(tmp, name)), [], name);
   });
 });
 
