@@ -17,10 +17,12 @@ export interface CgroupFs {
   /** Names of the child cgroups (sub-directories) of a cgroup. */
   children(dir: string): Promise<string[]>;
   /**
-   * Optional: runs a batch of ops in one go (the Worker gives the addon's, which runs them on a
-   * libuv threadpool thread). Without it, runCgroupOps() does them one by one with the calls above.
+   * Runs ops in order and stops at the first failure, which is reported, not thrown: the one ops
+   * runner every batch goes through. The Worker gives the addon's (a libuv threadpool thread, and
+   * the same ops run inside a spawn and at a job's exit); tests give runOpsOneByOne() over a fake
+   * kernel.
    */
-  batch?(ops: readonly CgroupOp[]): Promise<CgroupOpsResult>;
+  run(ops: readonly CgroupOp[]): Promise<OpsReport>;
 }
 
 /** One step of a batch. `optional`: ENOENT skips it (a file this kernel lacks, a cgroup already gone). */
@@ -28,7 +30,8 @@ export type CgroupOp =
   | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
   | { op: 'write'; path: string; value: string; optional?: boolean };
 
-export interface CgroupOpsResult {
+/** What a runner did with a list of ops, by position (OpsResults reads it by file). */
+export interface OpsReport {
   /** Ops done; when `error` is set, the index of the op that failed. */
   completed: number;
   /** Per op: what a read returned; null for other ops and for skipped optional reads. */
@@ -37,9 +40,8 @@ export interface CgroupOpsResult {
   error?: Error;
 }
 
-/** Runs ops in order and stops at the first failure, which is reported, not thrown. */
-export async function runCgroupOps(fs: CgroupFs, ops: readonly CgroupOp[]): Promise<CgroupOpsResult> {
-  if (fs.batch !== undefined) return fs.batch(ops);
+/** A runner made of a CgroupFs's single calls: for fake kernels, and cgroupfs where no addon runs. */
+export async function runOpsOneByOne(fs: Omit<CgroupFs, 'run'>, ops: readonly CgroupOp[]): Promise<OpsReport> {
   const reads: (string | null)[] = ops.map(() => null);
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
@@ -56,6 +58,70 @@ export async function runCgroupOps(fs: CgroupFs, ops: readonly CgroupOp[]): Prom
   return { completed: ops.length, reads };
 }
 
+/**
+ * A batch's outcome read by file, not by position: every op of a plan is known by its path (a file
+ * is read at most once per batch), so interpreting a batch cannot drift from how it was built.
+ */
+export class OpsResults {
+  /** The op that stopped the batch, and why; undefined when every op ran (or was skipped). */
+  readonly failed: { op: CgroupOp; error: Error } | undefined;
+  #texts = new Map<string, string | null>();
+
+  constructor(ops: readonly CgroupOp[], report: OpsReport) {
+    for (let i = 0; i < Math.min(report.completed, ops.length); i++) {
+      const op = ops[i]!;
+      if (op.op === 'read') this.#texts.set(op.path, report.reads[i] ?? null);
+    }
+    const failedOp = ops[report.completed];
+    this.failed = report.error === undefined || failedOp === undefined ? undefined : { op: failedOp, error: report.error };
+  }
+
+  /** Whether the read of `file` ran: its text, null if it was skipped (ENOENT); undefined if it never ran. */
+  text(file: string): string | null | undefined {
+    return this.#texts.get(file);
+  }
+
+  /** The reads as control files for the stats parsers. */
+  files(): ControlFiles {
+    return {
+      required: (file) => {
+        const text = this.#texts.get(file);
+        if (text === undefined) throw new JobworkerError('internal', `${file} was not part of the batch that was read`);
+        if (text === null) throw cgroupFsError('read', file, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
+        return text;
+      },
+      optional: (file) => {
+        const text = this.#texts.get(file);
+        if (text === undefined) throw new JobworkerError('internal', `${file} was not part of the batch that was read`);
+        return text ?? undefined;
+      },
+    };
+  }
+}
+
+/** Control files already read (in one batch): the stats parsers read nothing themselves. */
+export interface ControlFiles {
+  /** A file the kernel always has: its text (an error naming it if it was missing). */
+  required(file: string): string;
+  /** A file of newer kernels or optional controllers: undefined where it is missing. */
+  optional(file: string): string | undefined;
+}
+
+/** One controller's share of a stats snapshot: the files it is read from and how (pure). */
+export interface StatsPart<T> {
+  /** File names inside the job's directory, all read in the snapshot's one batch. */
+  readonly files: readonly string[];
+  parse(files: ControlFiles, dir: string): T;
+}
+
+/** Reads `files` in one batch (each optional) and hands them to the parsers. */
+export async function readFiles(fs: CgroupFs, files: readonly string[]): Promise<ControlFiles> {
+  const ops: CgroupOp[] = files.map((file) => ({ op: 'read', path: file, optional: true }));
+  const results = new OpsResults(ops, await fs.run(ops));
+  if (results.failed !== undefined) throw cgroupOpError(results.failed.op, results.failed.error);
+  return results.files();
+}
+
 /** The error a failed op is reported with, worded as the helpers below word theirs. */
 export function cgroupOpError(op: CgroupOp, cause: unknown): SystemError {
   switch (op.op) {
@@ -69,36 +135,6 @@ export function cgroupOpError(op: CgroupOp, cause: unknown): SystemError {
     case 'read':
       return cgroupFsError('read', op.path, cause);
   }
-}
-
-/**
- * A CgroupFs whose reads of `files` come from one batch read up front (each file is read once);
- * other files, and files read again, go to `fs`. How a stats snapshot takes one trip, whatever the
- * parsers ask for and in what order.
- */
-export async function prefetchReads(fs: CgroupFs, files: readonly string[]): Promise<CgroupFs> {
-  const ops: CgroupOp[] = files.map((file) => ({ op: 'read', path: file, optional: true }));
-  const result = await runCgroupOps(fs, ops);
-  if (result.error !== undefined) throw cgroupOpError(ops[result.completed]!, result.error);
-  return prefetchedFs(fs, new Map(files.map((file, i) => [file, result.reads[i]!])));
-}
-
-/** A CgroupFs whose reads of the files in `texts` (null: the file does not exist) are answered from it, once each. */
-export function prefetchedFs(fs: CgroupFs, texts: Map<string, string | null>): CgroupFs {
-  return {
-    mkdir: (dir) => fs.mkdir(dir),
-    rmdir: (dir) => fs.rmdir(dir),
-    write: (file, value) => fs.write(file, value),
-    children: (dir) => fs.children(dir),
-    batch: (more) => runCgroupOps(fs, more),
-    async read(file) {
-      if (!texts.has(file)) return fs.read(file);
-      const text = texts.get(file)!;
-      texts.delete(file);
-      if (text === null) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), { code: 'ENOENT' });
-      return text;
-    },
-  };
 }
 
 /**
@@ -133,6 +169,9 @@ export const nodeCgroupFs: CgroupFs = {
     return readdirSync(dir, { withFileTypes: true })
       .filter((entry) => entry.isDirectory())
       .map((entry) => entry.name);
+  },
+  run(ops) {
+    return runOpsOneByOne(nodeCgroupFs, ops);
   },
 };
 

@@ -14,7 +14,7 @@ export { resolveBlockDevice, resolveIoLimits, deviceId, type BlockDevice } from 
 export { discoverHost, type CgroupHost } from './host';
 export { RESOURCE_CONTROLLERS } from './job-limits';
 export { DEFAULT_ROOT_NAME } from './delegation';
-export type { CgroupFs } from './cgroup-fs';
+export { nodeCgroupFs, runOpsOneByOne, OpsResults, type CgroupFs, type CgroupOp, type OpsReport } from './cgroup-fs';
 
 export interface CgroupDriverOptions {
   /**
@@ -30,7 +30,10 @@ export interface CgroupDriverOptions {
   sysRoot?: string;
   /** Tests: a described host instead of looking at this one. */
   host?: CgroupHost;
-  /** Tests: a fake kernel. */
+  /**
+   * The cgroupfs and the ops runner every batch goes through. Default: the real one, one op at a
+   * time (the Worker gives the addon's batch runner; tests give a fake kernel).
+   */
   fs?: CgroupFs;
   /** The process to move into the daemon leaf on cgroup v2. Default: this one. */
   daemonPid?: number;

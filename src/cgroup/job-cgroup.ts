@@ -1,26 +1,38 @@
-// One job's cgroup(s), whatever the host: the drivers build it from a JobProcesses (how to see and
-// kill the processes), the directories to remove and the files a spawn must open.
-import { closeSync, constants, openSync } from 'node:fs';
-
-import { errorCode, JobworkerError, systemError } from '../errors';
+// One job's cgroup(s), whatever the host. The drivers describe it (JobCgroupParts: its directories,
+// the limits written into them, how to see and kill its processes, the files its stats come from);
+// from that come the plan (pure data: ops to create and to settle, read back by file) and the live
+// handle (stats, signal, kill, wait, destroy).
+import { errorCode, JobworkerError } from '../errors';
 import {
   cgroupOpError,
   childPath,
+  OpsResults,
   parseFlatKeyed,
-  prefetchedFs,
-  prefetchReads,
+  readFiles,
   removeCgroup,
-  runCgroupOps,
   type CgroupFs,
   type CgroupOp,
-  type CgroupOpsResult,
+  type ControlFiles,
   type ControlWrite,
+  type OpsReport,
 } from './cgroup-fs';
 import { signalPid, type JobProcesses } from './job-processes';
-import type { CgroupStats, JobCgroup, SettledCgroup, SpawnPlacement, SpawnPlacementPaths } from './types';
+import type { CgroupStats, JobCgroup, JobCgroupPlan, Limits, SettledCgroup, SpawnPlacementPaths } from './types';
 
 /** How long destroy() waits for killed processes to go (only a task stuck in the kernel takes long). */
 export const DESTROY_WAIT_MS = 10_000;
+
+/** One directory of a job's cgroup and the limits written into it. */
+export interface JobDirPlan {
+  dir: string;
+  writes: readonly ControlWrite[];
+}
+
+/**
+ * The file that says whether a process is left: cgroup.events ("populated 0|1") where there is a
+ * cgroup2 directory; on legacy hosts the freezer's cgroup.procs (empty or not), v1 having no events.
+ */
+export type PopulatedFile = { kind: 'events'; file: string } | { kind: 'procs'; file: string };
 
 export interface JobCgroupParts {
   id: string;
@@ -28,24 +40,14 @@ export interface JobCgroupParts {
   path: string;
   fs: CgroupFs;
   processes: JobProcesses;
-  /** cgroup2 directory the process is born into (absent on legacy hosts). */
-  bornInto?: string;
-  /** v1 directories the child joins before exec (their cgroup.procs). */
-  joins: string[];
-  /** Every directory of the job, in the order they are removed. */
-  dirs: string[];
-  /** cgroup2 cgroup.events of the job (absent on legacy hosts: the freezer has none). */
-  eventsFile?: string;
-  /** Every control file readStats() reads, so that they can be read in one batch first. */
-  statFiles: string[];
-  /** Builds the stats from the control files, read through `fs`. */
-  readStats(fs: CgroupFs): Promise<CgroupStats>;
-}
-
-/** One directory of a job's cgroup and the limits written into it. */
-export interface JobDirPlan {
-  dir: string;
-  writes: readonly ControlWrite[];
+  /** Every directory of the job with its limits, in the order they are created. */
+  dirs: readonly JobDirPlan[];
+  placement: SpawnPlacementPaths;
+  populated: PopulatedFile;
+  /** Every control file readStats() reads. */
+  statFiles: readonly string[];
+  /** Builds the stats from the control files, read in one batch. Pure. */
+  readStats(files: ControlFiles): CgroupStats;
 }
 
 /** The ops that create a job's directories and write their limits, in order. */
@@ -60,28 +62,56 @@ export function createOpsOf(plan: readonly JobDirPlan[]): CgroupOp[] {
   return ops;
 }
 
-/** The error to report when the create ops of job `id` stopped at `index` with `cause`. */
-export function creationError(id: string, ops: readonly CgroupOp[], index: number, cause: unknown): Error {
-  const failed = ops[index];
-  if (failed === undefined) return new JobworkerError('internal', `job ${id}: cgroup creation failed: ${String(cause)}`);
-  const error = cgroupOpError(failed, cause);
-  if (failed.op === 'mkdir' && error.kind === 'already-exists') {
-    return new JobworkerError('already-exists', `a cgroup for job ${id} already exists at ${failed.path}`, { cause: error });
-  }
-  return error;
+/** Whether a process is left, from the text of the PopulatedFile. */
+function isPopulated(populated: PopulatedFile, text: string): boolean {
+  return populated.kind === 'events' ? parseFlatKeyed(text).get('populated') === 1 : text.trim() !== '';
 }
 
-/** Runs create ops in one batch; on a failure removes what they created and throws why. */
-export async function runCreateOps(fs: CgroupFs, id: string, ops: readonly CgroupOp[]): Promise<void> {
-  const result = await runCgroupOps(fs, ops);
-  if (result.error === undefined) return;
-  const undo: CgroupOp[] = ops
-    .slice(0, result.completed)
-    .filter((op) => op.op === 'mkdir')
-    .reverse()
-    .map((op) => ({ op: 'rmdir', path: op.path, optional: true }));
-  await runCgroupOps(fs, undo); // best effort: the failure below is the one to report
-  throw creationError(id, ops, result.completed, result.error);
+export class CgroupPlan implements JobCgroupPlan {
+  readonly id: string;
+  readonly limits: Limits;
+  readonly createOps: readonly CgroupOp[];
+  readonly settleOps: readonly CgroupOp[];
+  readonly placement: SpawnPlacementPaths;
+  readonly cgroup: CgroupOfJob;
+  #parts: JobCgroupParts;
+
+  constructor(parts: JobCgroupParts, limits: Limits) {
+    this.id = parts.id;
+    this.limits = limits;
+    this.#parts = parts;
+    this.placement = parts.placement;
+    this.createOps = createOpsOf(parts.dirs);
+    // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
+    // stops there) if a process is left. Reads are optional: a missing file is told apart from a
+    // failed read by the interpretation below.
+    this.settleOps = [
+      { op: 'read', path: parts.populated.file, optional: true },
+      ...parts.statFiles.map((file): CgroupOp => ({ op: 'read', path: file, optional: true })),
+      ...[...parts.dirs].reverse().map(({ dir }): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
+    ];
+    this.cgroup = new CgroupOfJob(parts);
+  }
+
+  creationError(report: OpsReport): Error {
+    const failed = new OpsResults(this.createOps, report).failed;
+    if (failed === undefined) return new JobworkerError('internal', `job ${this.id}: cgroup creation reported a failure without an error`);
+    const error = cgroupOpError(failed.op, failed.error);
+    if (failed.op.op === 'mkdir' && error.kind === 'already-exists') {
+      return new JobworkerError('already-exists', `a cgroup for job ${this.id} already exists at ${failed.op.path}`, { cause: error });
+    }
+    return error;
+  }
+
+  settled(report: OpsReport): SettledCgroup {
+    const results = new OpsResults(this.settleOps, report);
+    // A failed read is an error; a failed rmdir (EBUSY: a process is left) only means "not removed".
+    if (results.failed !== undefined && results.failed.op.op === 'read') throw cgroupOpError(results.failed.op, results.failed.error);
+    const { populated } = this.#parts;
+    const text = results.text(populated.file);
+    if (text === null || text === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.#parts.path} is gone`);
+    return { empty: !isPopulated(populated, text), stats: this.#parts.readStats(results.files()), removed: results.failed === undefined };
+  }
 }
 
 export class CgroupOfJob implements JobCgroup {
@@ -96,72 +126,9 @@ export class CgroupOfJob implements JobCgroup {
     this.#parts = parts;
   }
 
-  openPlacement(): { placement: SpawnPlacement; release(): void } {
-    const opened: number[] = [];
-    const release = (): void => {
-      for (const fd of opened.splice(0)) closeSync(fd);
-    };
-    const open = (file: string, flags: number): number => {
-      try {
-        const fd = openSync(file, flags);
-        opened.push(fd);
-        return fd;
-      } catch (error) {
-        release();
-        throw systemError('open', file, error, 'internal');
-      }
-    };
-    const { cgroupPath, joinProcsPaths } = this.placementPaths();
-    const cgroupFd = cgroupPath === undefined ? undefined : open(cgroupPath, constants.O_RDONLY | constants.O_DIRECTORY);
-    const joinProcsFds = joinProcsPaths.map((file) => open(file, constants.O_WRONLY));
-    const placement: SpawnPlacement = { joinProcsFds };
-    if (cgroupFd !== undefined) placement.cgroupFd = cgroupFd;
-    return { placement, release };
-  }
-
-  placementPaths(): SpawnPlacementPaths {
-    const { bornInto, joins } = this.#parts;
-    const paths: SpawnPlacementPaths = { joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) };
-    if (bornInto !== undefined) paths.cgroupPath = bornInto;
-    return paths;
-  }
-
   async stats(): Promise<CgroupStats> {
     const { fs, statFiles, readStats } = this.#parts;
-    return readStats(await prefetchReads(fs, statFiles));
-  }
-
-  async settle(): Promise<SettledCgroup> {
-    const ops = this.settleOps();
-    if (ops === undefined) {
-      // Legacy hosts: the freezer has no cgroup.events, so no single batch either.
-      return { empty: !(await this.#parts.processes.populated()), stats: await this.stats(), removed: false };
-    }
-    return this.settled(await runCgroupOps(this.#parts.fs, ops));
-  }
-
-  settleOps(): CgroupOp[] | undefined {
-    const { statFiles, eventsFile, dirs } = this.#parts;
-    if (eventsFile === undefined) return undefined;
-    // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
-    // stops there) if a process is left.
-    return [
-      { op: 'read', path: eventsFile, optional: true },
-      ...statFiles.map((file): CgroupOp => ({ op: 'read', path: file, optional: true })),
-      ...dirs.map((dir): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
-    ];
-  }
-
-  async settled(result: CgroupOpsResult): Promise<SettledCgroup> {
-    const { fs, statFiles, readStats } = this.#parts;
-    // A failed read is an error; a failed rmdir (EBUSY: a process is left) only means "not removed".
-    const failed = result.error === undefined ? undefined : this.settleOps()?.[result.completed];
-    if (failed?.op === 'read') throw cgroupOpError(failed, result.error);
-    const events = result.reads[0];
-    if (events === null || events === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.path} is gone`);
-    const texts = new Map(statFiles.map((file, i) => [file, result.reads[i + 1] ?? null]));
-    const removed = result.error === undefined;
-    return { empty: parseFlatKeyed(events).get('populated') === 0, stats: await readStats(prefetchedFs(fs, texts)), removed };
+    return readStats(await readFiles(fs, statFiles));
   }
 
   async signalAll(signal: NodeJS.Signals): Promise<number> {
@@ -195,13 +162,11 @@ export class CgroupOfJob implements JobCgroup {
   }
 
   async #destroy(): Promise<void> {
-    const { processes, fs, dirs } = this.#parts;
+    const { processes, fs } = this.#parts;
+    const dirs = [...this.#parts.dirs].reverse().map(({ dir }) => dir);
     // Usually the job is over and its cgroups are empty: remove them in one batch. A process left
     // (EBUSY) takes the careful path below; any other failure is reported as it is.
-    const removal = await runCgroupOps(
-      fs,
-      dirs.map((dir) => ({ op: 'rmdir', path: dir, optional: true })),
-    );
+    const removal = await fs.run(dirs.map((dir) => ({ op: 'rmdir', path: dir, optional: true })));
     if (removal.error === undefined) return;
     if (errorCode(removal.error) !== 'EBUSY') throw cgroupOpError({ op: 'rmdir', path: dirs[removal.completed]! }, removal.error);
     if (await processes.populated()) await processes.killAll();
@@ -213,4 +178,16 @@ export class CgroupOfJob implements JobCgroup {
     }
     for (const dir of dirs.slice(removal.completed)) await removeCgroup(fs, dir);
   }
+}
+
+/**
+ * The limits in force for a job: its own, with the pids default filled in and each disk limit
+ * naming the disk it applies to (the working directory's, when none was given).
+ */
+export function limitsInForce(limits: Limits, resolved: { pids: number; io: readonly { device: string }[] }): Limits {
+  const inForce: Limits = { ...limits, pids: resolved.pids };
+  if (limits.io !== undefined && limits.io.length > 0) {
+    inForce.io = limits.io.map((io, i) => ({ ...io, device: io.device ?? resolved.io[i]!.device }));
+  }
+  return inForce;
 }

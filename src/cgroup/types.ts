@@ -1,6 +1,6 @@
 // One Limits type and one driver interface; the worker never knows which cgroup version runs below.
 // (Shape after opencontainers/cgroups: Resources + Manager{Apply, Set, GetStats, Destroy}.)
-import type { CgroupOp, CgroupOpsResult } from './cgroup-fs';
+import type { CgroupFs, CgroupOp, OpsReport } from './cgroup-fs';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
@@ -58,17 +58,11 @@ export interface CgroupStats {
   io: IoDeviceStats[];
 }
 
-/** What the native spawn needs to place a process in the job's cgroups from birth. */
-export interface SpawnPlacement {
-  /** cgroup v2 directory fd (clone3 CLONE_INTO_CGROUP target); absent on legacy (v1-only) hosts. */
-  cgroupFd?: number;
-  /** v1 cgroup.procs fds the child writes "0" to before exec (hybrid/legacy hosts). */
-  joinProcsFds: number[];
-}
-
-/** The same placement as paths, for the addon to open (and close) off the JS thread. */
+/** Where a spawn puts the process, as paths the addon opens (and closes) off the JS thread. */
 export interface SpawnPlacementPaths {
+  /** cgroup v2 directory the process is born into (clone3 CLONE_INTO_CGROUP); absent on legacy (v1-only) hosts. */
   cgroupPath?: string;
+  /** v1 cgroup.procs files the child joins (writes "0" to) before exec: hybrid and legacy hosts. */
   joinProcsPaths: string[];
 }
 
@@ -82,26 +76,13 @@ export interface SettledCgroup {
   removed: boolean;
 }
 
+/** A job's cgroup while it exists: for reading, signalling and killing its processes, and removing it. */
 export interface JobCgroup {
   readonly id: string;
   /** The unified-hierarchy directory (the one holding cgroup.procs/cgroup.kill/cgroup.events); on legacy hosts, the v1 freezer one. */
   readonly path: string;
-  /** Opens the fds for a spawn; close them with the returned release() right after spawning. */
-  openPlacement(): { placement: SpawnPlacement; release(): void };
-  placementPaths(): SpawnPlacementPaths;
+  /** A snapshot of its resource use, read in one batch. */
   stats(): Promise<CgroupStats>;
-  /**
-   * After the main process exited: whether any process is left and the stats, read in one go, and
-   * the directories removed in the same go if nothing is left.
-   */
-  settle(): Promise<SettledCgroup>;
-  /**
-   * The one batch settle() runs, for whoever can run it sooner (the addon, on its capture thread,
-   * the moment the process is reaped); undefined where settling takes more than one batch (legacy).
-   */
-  settleOps(): CgroupOp[] | undefined;
-  /** settle()'s answer from the outcome of settleOps() run elsewhere. */
-  settled(result: CgroupOpsResult): Promise<SettledCgroup>;
   /** Sends `signal` to every process in the job; returns how many were signalled. */
   signalAll(signal: NodeJS.Signals): Promise<number>;
   /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */
@@ -112,28 +93,42 @@ export interface JobCgroup {
   destroy(): Promise<void>;
 }
 
-/** A job's cgroup before it exists: the ops that create it, and its handle for once they have run. */
-export interface PlannedJobCgroup {
-  /** mkdirs and limit writes, in order (the Worker has the addon run them in the spawn's own trip). */
-  createOps: CgroupOp[];
-  cgroup: JobCgroup;
-  /** The error to report when createOps stopped at `index` with `cause` (after undoing what they did). */
-  creationError(index: number, cause: unknown): Error;
+/**
+ * A job's cgroup before it exists, as data: the ops that create it (directories, then limits), the
+ * ops that settle it once its main process has exited (is anything left, the final stats, the
+ * removal), and where a spawn places the process. The Worker hands createOps and settleOps to the
+ * addon's spawn, which runs them in the spawn's own threadpool trip and right after the exit; the
+ * answers are read back here by file, not by position.
+ */
+export interface JobCgroupPlan {
+  readonly id: string;
+  /** The limits in force: the job's own, the pids default filled in, each disk named. */
+  readonly limits: Limits;
+  /** mkdirs and limit writes, in order. A runner that fails part-way must remove the directories it made. */
+  readonly createOps: readonly CgroupOp[];
+  /** Whether a process is left and the stats (reads), then the removal (rmdirs; EBUSY if a process is left). */
+  readonly settleOps: readonly CgroupOp[];
+  readonly placement: SpawnPlacementPaths;
+  /** The live handle, once createOps have run. */
+  readonly cgroup: JobCgroup;
+  /** Why createOps stopped where the report says (they failed: the report has an error). */
+  creationError(report: OpsReport): Error;
+  /** What settleOps found. */
+  settled(report: OpsReport): SettledCgroup;
 }
 
 export interface CgroupDriver {
   readonly mode: CgroupMode;
   /** Where job cgroups are created: in the unified hierarchy (on legacy hosts, the v1 freezer one). */
   readonly jobsRoot: string;
+  /** The ops runner this driver's batches go through (the same one a plan's ops are meant for). */
+  readonly fs: CgroupFs;
   /**
-   * Validates and resolves limits without touching any cgroup: ValidationError for a bad value or
-   * device, JobworkerError 'failed-precondition' for a limit whose controller this host lacks.
+   * Validates the limits and says how the job's cgroup is made and settled, without touching any
+   * cgroup: ValidationError for a bad value or device, JobworkerError 'failed-precondition' for a
+   * limit whose controller this host lacks.
    */
-  validate(limits: Limits, cwd: string): Promise<void>;
-  /** Creates the job's cgroup(s) and writes its limits. On any failure nothing is left behind. */
-  create(id: string, limits: Limits, cwd: string): Promise<JobCgroup>;
-  /** Validates the limits and says how create() would do it, without touching any cgroup. */
-  plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup>;
+  plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan>;
   /** Ids of job cgroups that exist under the root (for finding orphans after a crash). */
   listJobIds(): Promise<string[]>;
   /** A handle on an existing job cgroup (for recovery), or undefined if it does not exist. */

@@ -11,9 +11,7 @@ import {
 
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import type { StreamName } from '../logs/format';
 import type { LogRecord } from '../logs/reader';
-import { findTailStart } from '../logs/tail';
 import type { Logger } from '../logger';
 import { signalNumber } from '../native';
 import { FINAL_STATES, isFinal, type Job, type JobState, type Worker } from '../worker';
@@ -291,18 +289,12 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
       if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
       if (request.tailLines > REQUEST_BOUNDS.maxTailLines) throw new ValidationError('tail_lines', `must be at most ${REQUEST_BOUNDS.maxTailLines}`);
 
-      let from = request.fromOffset;
-      let skip = 0;
-      if (request.tailLines > 0) {
-        const status = job.status();
-        const tail = await findTailStart(job.logPath, status.log.bytes, request.tailLines, new Set<StreamName>(selected));
-        if (tail.from > from) ({ from, skip } = tail);
-      }
       const records = job.logs({
-        from,
+        from: request.fromOffset,
         follow: request.follow,
         streams: selected,
         sinceNs: request.sinceUnixMicros > 0 ? BigInt(request.sinceUnixMicros) * 1000n : undefined,
+        ...(request.tailLines > 0 ? { tailLines: request.tailLines } : {}),
         signal,
         reuseBuffer: true, // each record is copied into a message before the next one is read
       });
@@ -315,8 +307,7 @@ export function createJobService(deps: JobServiceDeps): pb.JobServiceServer {
         await write(bytes, release);
       };
       const add = async (record: LogRecord): Promise<void> => {
-        let data = skip > 0 ? record.data.subarray(skip) : record.data;
-        skip = 0;
+        let data = record.data;
         const stream = streamToPb(record.stream);
         const micros = Number(record.timeNs / 1000n);
         for (;;) {

@@ -1,7 +1,7 @@
 // What a job is asked to be, and the checks at the library's boundary. Every input is bounded.
 import * as path from 'node:path';
 
-import type { Limits } from '../cgroup/types';
+import type { Limits } from '../cgroup';
 import { ValidationError } from '../errors';
 
 export interface JobUser {

@@ -8,6 +8,8 @@
 // A start that fails (bad command, cgroup error) never becomes a job: start() throws and leaves
 // nothing behind. The reason for a final state is kept separately in `JobOutcome`.
 
+import { JobworkerError } from '../errors';
+
 export type JobState = 'starting' | 'running' | 'exited' | 'failed' | 'stopped' | 'lost';
 
 export const FINAL_STATES: readonly JobState[] = ['exited', 'failed', 'stopped', 'lost'];
@@ -27,6 +29,11 @@ const allowed: Record<JobState, readonly JobState[]> = {
 
 export function canTransition(from: JobState, to: JobState): boolean {
   return allowed[from].includes(to);
+}
+
+/** Throws (an internal error: a bug, not a user's mistake) unless `from → to` is a step of the lifecycle. */
+export function assertTransition(jobId: string, from: JobState, to: JobState): void {
+  if (!canTransition(from, to)) throw new JobworkerError('internal', `job ${jobId}: state ${from} cannot go to ${to} (a bug)`);
 }
 
 /** How a finished job ended. */

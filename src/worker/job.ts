@@ -1,14 +1,17 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
+import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits } from '../cgroup/types';
-import { JobworkerError } from '../errors';
-import { CompleteLog, followLog, type FollowOptions, type LogSource } from '../logs/follower';
+import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from '../cgroup';
+import { JobworkerError, ValidationError } from '../errors';
+import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import type { JobUser, ResolvedJobSpec } from './job-spec';
-import { finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
+import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
+import { findStart } from '../logs/tail';
+import type { SpareLogs } from './spare-logs';
 import type { JobLogInfo, JobRecord, StateStore } from './state-store';
 
 /** A job's status as callers see it: a snapshot, never a live object. */
@@ -18,6 +21,7 @@ export interface JobStatus {
   command: string;
   args: string[];
   cwd: string;
+  /** The limits in force: the job's own with the daemon's defaults filled in. */
   limits: Limits;
   /** The user the job runs as; null: the daemon's own. */
   user: JobUser | null;
@@ -34,8 +38,8 @@ export interface JobStatus {
 }
 
 export interface StopOptions {
-  /** First signal, sent to every process of the job. Default SIGTERM. */
-  signal?: NodeJS.Signals;
+  /** First signal, sent to every process of the job: a name such as "SIGTERM". Default SIGTERM. */
+  signal?: string;
   /** How long to wait after it before killing the whole cgroup. */
   graceMs?: number;
   /** Who asks (kept in the outcome: "stopped by …"). */
@@ -48,17 +52,20 @@ export interface StopResult {
   status: JobStatus;
 }
 
-export type LogOptions = FollowOptions;
+export interface LogOptions extends FollowOptions {
+  /**
+   * Start so that the last `tailLines` lines of the selected streams (as of now) come first, like
+   * `tail -n`. The first record may then be delivered from part-way through: its `data` starts at
+   * the line, its offsets are still the record's.
+   */
+  tailLines?: number;
+}
 
 /** What a job needs from its worker. */
 export interface JobContext {
   store: StateStore;
+  spareLogs: SpareLogs;
   driver: CgroupDriver;
-  /**
-   * The driver works on the real cgroupfs: its create ops can run in the spawn's own threadpool
-   * trip. (Not with a cgroup filesystem of the caller's, which the addon cannot see.)
-   */
-  createInSpawn: boolean;
   logMaxBytes: number;
   nofileSoft: number;
   defaultGraceMs: number;
@@ -68,6 +75,35 @@ export interface JobContext {
   warn(message: string, details: Record<string, unknown>): void;
 }
 
+/**
+ * Where a job is in its life, as the Job itself sees it (the public JobState says less):
+ *   launching ──▶ running ──▶ settling ──▶ finished
+ *        └──▶ never-started              (restored records start at finished)
+ */
+type Phase = 'launching' | 'never-started' | 'running' | 'settling' | 'finished';
+
+const NEXT_PHASES: Record<Phase, readonly Phase[]> = {
+  launching: ['running', 'never-started'],
+  'never-started': [],
+  running: ['settling'],
+  settling: ['finished'],
+  finished: [],
+};
+
+/** The log as followers read it: growing while the job runs, fixed once capture has ended. */
+type JobLog = { kind: 'live'; log: LiveLog } | { kind: 'complete'; log: CompleteLog };
+
+/** What exists only while the process runs. */
+interface Running {
+  native: NativeProcess;
+  plan: JobCgroupPlan;
+  cgroup: JobCgroup;
+}
+
+function isSignalName(name: string): name is NodeJS.Signals {
+  return Object.hasOwn(constants.signals, name);
+}
+
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
 const KILL_WAIT_MS = 10_000;
 
@@ -75,35 +111,36 @@ export class Job {
   readonly id: string;
   #ctx: JobContext;
   #record: JobRecord;
-  #native: NativeProcess | null = null;
-  #cgroup: JobCgroup | null = null;
-  #log: LogSource;
-  #exitSeen = false;
-  #stoppedBy: string | null = null;
-  #stopping: Promise<StopResult> | null = null;
-  #launched: Promise<void> = Promise.resolve();
+  #phase: Phase;
+  #running: Running | null = null;
+  #log: JobLog;
   #launchError: unknown = undefined;
+  /** Who asked for a stop (once one was asked for), and the stop everyone then shares. */
+  #stop: { by: string; done: Promise<StopResult> } | null = null;
+  #launched: Promise<void> = Promise.resolve();
   #finished: Promise<void>;
   #markFinished!: () => void;
 
-  private constructor(ctx: JobContext, record: JobRecord, log: LogSource) {
+  private constructor(ctx: JobContext, record: JobRecord, phase: Phase) {
     this.id = record.id;
     this.#ctx = ctx;
     this.#record = record;
-    this.#log = log;
+    this.#phase = phase;
+    this.#log = { kind: 'complete', log: new CompleteLog(ctx.store.logPath(record.id), record.log.bytes) };
     this.#finished = new Promise((resolve) => (this.#markFinished = resolve));
-    if (isFinal(record.state)) this.#markFinished();
+    if (phase === 'finished') this.#markFinished();
   }
 
   /** A job known from its record (finished, or recovered after a restart). */
   static restore(ctx: JobContext, record: JobRecord): Job {
-    return new Job(ctx, record, new CompleteLog(ctx.store.logPath(record.id), record.log.bytes));
+    if (!isFinal(record.state)) throw new JobworkerError('internal', `job ${record.id}: only finished jobs are restored (state ${record.state})`);
+    return new Job(ctx, record, 'finished');
   }
 
   /**
-   * Creates the cgroup, spawns the process into it and records the job as running. On any failure
-   * nothing is left behind and the error is thrown. `registered` is called as soon as the job
-   * exists (still starting), so a concurrent stop can find it.
+   * Plans the cgroup, spawns the process into it (the addon creates the cgroup in the same trip) and
+   * records the job as running. On any failure nothing is left behind and the error is thrown.
+   * `registered` is called as soon as the job exists (still starting), so a concurrent stop can find it.
    */
   static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, registered: (job: Job) => void): Promise<Job> {
     const now = new Date().toISOString();
@@ -120,7 +157,7 @@ export class Job {
       log: { bytes: 0, droppedBytes: 0, truncated: false, writeError: null },
       stats: null,
     };
-    const job = new Job(ctx, record, new CompleteLog(ctx.store.logPath(id), 0));
+    const job = new Job(ctx, record, 'launching');
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
@@ -128,6 +165,7 @@ export class Job {
       await job.#start();
     } catch (error) {
       job.#launchError = error;
+      job.#enter('never-started');
       job.#markFinished();
       throw error;
     } finally {
@@ -137,75 +175,78 @@ export class Job {
   }
 
   async #start(): Promise<void> {
-    const { store, driver } = this.#ctx;
+    const { store, spareLogs, driver } = this.#ctx;
     const spec = this.#record.spec;
-    let cgroup: JobCgroup | undefined; // ours once created: destroyed if the start fails
+    const plan = await driver.plan(this.id, spec.limits, spec.cwd);
+    spec.limits = plan.limits; // the record shows what is enforced, defaults included
+    // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
+    // the spawn even returns.
+    const startedAt = new Date();
+    const spareLog = spareLogs.take();
+    let native: NativeProcess;
     try {
-      // On the real cgroupfs the addon creates the cgroups in the spawn's own threadpool trip and
-      // settles them on its capture thread at the exit; with a cgroup filesystem of the caller's,
-      // the driver does it step by step.
-      const planned = this.#ctx.createInSpawn ? await driver.plan(this.id, spec.limits, spec.cwd) : undefined;
-      cgroup = planned?.cgroup ?? (await driver.create(this.id, spec.limits, spec.cwd));
-      // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
-      // spawnProcess() even returns.
-      const startedAt = new Date();
-      const spareLog = store.takeSpareLog();
-      try {
-        // Off the JS thread: the daemon goes on serving while the child gets to exec.
-        this.#native = await spawnProcessAsync({
-          command: spec.command,
-          args: spec.args,
-          env: spec.env,
-          cwd: spec.cwd,
-          setupOps: planned?.createOps,
-          exitOps: planned?.cgroup.settleOps(),
-          ...cgroup.placementPaths(),
-          logPath: store.logPath(this.id),
-          logRecycleFrom: spareLog,
-          logMaxBytes: this.#ctx.logMaxBytes,
-          nofileSoft: this.#ctx.nofileSoft,
-          uid: spec.user?.uid,
-          gid: spec.user?.gid,
-          groups: spec.user ? (spec.user.groups ?? []) : undefined,
-        });
-      } catch (error) {
-        if (planned !== undefined && error instanceof SpawnError && error.stage === 'setup') {
-          // The addon undid what it created; what it did not create (a directory that was there
-          // already) is not ours to touch. It stopped before taking the spare log over.
-          cgroup = undefined;
-          if (spareLog !== undefined) store.returnSpareLog(spareLog);
-          throw planned.creationError(error.setupIndex ?? -1, error);
-        }
-        throw error;
+      // Off the JS thread: the addon creates the cgroup (plan.createOps, undone if one fails), takes
+      // the spare log over, spawns; at the exit its capture side runs plan.settleOps.
+      native = await spawnProcessAsync({
+        command: spec.command,
+        args: spec.args,
+        env: spec.env,
+        cwd: spec.cwd,
+        setupOps: plan.createOps,
+        exitOps: plan.settleOps,
+        ...plan.placement,
+        logPath: store.logPath(this.id),
+        logRecycleFrom: spareLog,
+        logMaxBytes: this.#ctx.logMaxBytes,
+        nofileSoft: this.#ctx.nofileSoft,
+        uid: spec.user?.uid,
+        gid: spec.user?.gid,
+        groups: spec.user ? (spec.user.groups ?? []) : undefined,
+      });
+    } catch (error) {
+      if (error instanceof SpawnError && error.stage === 'setup') {
+        // The addon undid what it created and stopped before taking the spare log over; a
+        // directory that was there already is not ours to touch.
+        if (spareLog !== undefined) spareLogs.giveBack(spareLog);
+        throw plan.creationError({ completed: error.setupIndex ?? 0, reads: [], error });
       }
-      this.#cgroup = cgroup;
-      this.#log = new LiveLog(store.logPath(this.id), this.#native);
-      this.#record.pid = this.#native.pid;
-      this.#record.startedAt = startedAt.toISOString();
+      // The cgroup was made (the process may have run a few instructions in it): remove it.
+      await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
+      throw error;
+    }
+    this.#record.pid = native.pid;
+    this.#record.startedAt = startedAt.toISOString();
+    try {
       // Not fsynced: if the host dies, so do its jobs; after a daemon crash the page cache still has
       // it, and a job recorded as starting is recovered exactly like a running one (lost).
       await this.#transition('running', false);
     } catch (error) {
-      this.#native?.kill('SIGKILL');
-      await cgroup?.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await this.#native?.closed;
-      await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
+      // The state directory refused the record (full? read-only?): a job must not run unrecorded.
+      native.kill('SIGKILL');
+      await native.exited;
+      native.closeCapture();
+      await native.closed;
+      await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await store.remove(this.id, 0).catch(() => undefined);
       throw error;
     }
-    const native = this.#native;
-    void native.exited.then((exit) => this.#finish(native, exit));
+    this.#running = { native, plan, cgroup: plan.cgroup };
+    this.#log = { kind: 'live', log: new LiveLog(store.logPath(this.id), native) };
+    this.#enter('running');
+    void native.exited.then((exit) => this.#finish(exit));
   }
 
   /** Kill what is left, wait for the capture to end, take the final stats, remove the cgroup, record. */
-  async #finish(native: NativeProcess, exit: ExitInfo): Promise<void> {
-    this.#exitSeen = true;
-    const cgroup = this.#cgroup!;
+  async #finish(exit: ExitInfo): Promise<void> {
+    const { native, plan, cgroup } = this.#running!;
+    this.#enter('settling');
     let stats: CgroupStats | null = null;
     let removed = false;
     try {
-      // Usually nothing outlives the main process: one batch (run by the capture thread at the exit,
-      // or here) read the final stats and removed the cgroup.
-      const settled = exit.exitOps !== undefined ? await cgroup.settled(exit.exitOps) : await cgroup.settle();
+      // Usually nothing outlives the main process: the addon's capture side read the final stats and
+      // removed the cgroup right after the exit (plan.settleOps).
+      const settled = plan.settled(exit.exitOps ?? { completed: 0, reads: [], error: new Error('no exit ops report') });
       stats = settled.stats;
       removed = settled.removed;
       if (!settled.empty) {
@@ -215,11 +256,10 @@ export class Job {
         }
         stats = await cgroup.stats();
       }
-      native.closeCapture(); // writers outside the cgroup (fd passing) must not keep capture open
     } catch (error) {
       this.#ctx.warn('could not clean up after a job', { job: this.id, error: String(error) });
-      native.closeCapture();
     }
+    native.closeCapture(); // writers outside the cgroup (fd passing) must not keep capture open
     const close = await native.closed;
     if (!removed) {
       try {
@@ -233,7 +273,7 @@ export class Job {
       exitCode: exit.code,
       signal: exit.signal,
       oomKilled: (stats?.oomKills ?? 0) > 0,
-      stoppedBy: this.#stoppedBy,
+      stoppedBy: this.#stop?.by ?? null,
     });
     this.#record.outcome = outcome;
     this.#record.finishedAt = exit.exitedAt.toISOString();
@@ -244,21 +284,30 @@ export class Job {
       truncated: close.truncated,
       writeError: close.writeError,
     };
-    this.#native = null;
-    this.#cgroup = null;
+    this.#running = null;
     try {
       await this.#transition(state, true);
     } catch (error) {
       // The state dir failed (disk full?): the job is finished all the same; say so, keep it in memory.
       this.#ctx.warn('final job record not written', { job: this.id, error: String(error) });
     }
-    (this.#log as LiveLog).complete(close.logBytes);
-    this.#log = new CompleteLog(this.#ctx.store.logPath(this.id), close.logBytes);
+    if (this.#log.kind === 'live') this.#log.log.complete(close.logBytes);
+    this.#log = { kind: 'complete', log: new CompleteLog(this.#ctx.store.logPath(this.id), close.logBytes) };
+    this.#enter('finished');
     this.#markFinished();
   }
 
+  #enter(phase: Phase): void {
+    if (!NEXT_PHASES[this.#phase].includes(phase)) {
+      throw new JobworkerError('internal', `job ${this.id}: phase ${this.#phase} cannot go to ${phase} (a bug)`);
+    }
+    this.#phase = phase;
+  }
+
+  /** Records the new state (the order is the lifecycle's: an illegal step is a bug and throws). */
   async #transition(state: JobState, durable: boolean): Promise<void> {
     const previous = this.#record.state;
+    assertTransition(this.id, previous, state);
     this.#record.state = state;
     try {
       await this.#ctx.store.write(this.#record, durable);
@@ -285,7 +334,7 @@ export class Job {
 
   /** Size of the log: final once finished. */
   get logBytes(): number {
-    return isFinal(this.#record.state) ? this.#record.log.bytes : this.#log.committed();
+    return this.#phase === 'finished' ? this.#record.log.bytes : this.#log.log.committed();
   }
 
   get finishedAt(): Date | null {
@@ -294,7 +343,7 @@ export class Job {
 
   status(): JobStatus {
     const r = this.#record;
-    const log = isFinal(r.state) ? { ...r.log } : { ...r.log, bytes: this.#log.committed() };
+    const log = this.#phase === 'finished' ? { ...r.log } : { ...r.log, bytes: this.#log.log.committed() };
     return {
       id: r.id,
       owner: r.spec.owner,
@@ -316,10 +365,10 @@ export class Job {
 
   /** Resource use now (running), or the final snapshot (finished; null if it could not be read). */
   async stats(): Promise<CgroupStats | null> {
-    const cgroup = this.#cgroup;
-    if (cgroup !== null && !this.#exitSeen) {
+    const running = this.#running;
+    if (running !== null && this.#phase === 'running') {
       try {
-        return await cgroup.stats();
+        return await running.cgroup.stats();
       } catch {
         // Raced with the exit: the final snapshot is on its way.
       }
@@ -337,38 +386,74 @@ export class Job {
   }
 
   #throwIfNeverStarted(): void {
-    if (this.#launchError !== undefined) {
+    if (this.#phase === 'never-started') {
       throw new JobworkerError('failed-precondition', `job ${this.id} never started: ${String(this.#launchError)}`);
     }
   }
 
-  logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
-    return followLog(this.#log, options);
+  /**
+   * The job's output records, from `from` (or the last `tailLines` lines), optionally following it
+   * to its end. Finding where a tail or `sinceNs` starts walks record headers only, off the JS thread.
+   */
+  async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
+    await this.#launched;
+    this.#throwIfNeverStarted();
+    const { tailLines, ...follow } = options;
+    if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
+      throw new ValidationError('tailLines', 'must be a non-negative integer');
+    }
+    const source = this.#log.log;
+    if (tailLines === undefined && follow.sinceNs === undefined) {
+      yield* followLog(source, follow);
+      return;
+    }
+    const start = await findStart(source.path, {
+      from: follow.from,
+      until: source.committed(),
+      tailLines,
+      sinceNs: follow.sinceNs,
+      streams: follow.streams,
+    });
+    let skip = start.skip;
+    for await (const record of followLog(source, { ...follow, from: start.from })) {
+      if (skip > 0) {
+        yield { ...record, data: record.data.subarray(skip) };
+        skip = 0;
+      } else {
+        yield record;
+      }
+    }
   }
 
   /**
    * Sends `signal` to every process of the job, waits up to `graceMs` (without holding anything),
    * then kills the whole cgroup; resolves once the job is really gone and recorded as stopped.
-   * Stopping a finished job is a no-op that says so; concurrent stops share one.
+   * Stopping a finished job is a no-op that says so; concurrent stops share one. An unknown signal
+   * name is a ValidationError on the `signal` field, and nothing is signalled.
    */
   stop(options: StopOptions = {}): Promise<StopResult> {
+    const signal = options.signal ?? 'SIGTERM';
+    if (!isSignalName(signal)) {
+      return Promise.reject(new ValidationError('signal', `unknown signal ${JSON.stringify(signal.slice(0, 32))} (use a name like SIGTERM)`));
+    }
     // A stop in progress is joined; a stop of a job already over (even by an earlier stop) is a no-op.
-    if (this.#stopping !== null && !isFinal(this.#record.state)) return this.#stopping;
-    if (isFinal(this.#record.state) || this.#exitSeen) {
+    if (this.#stop !== null && this.#phase !== 'finished') return this.#stop.done;
+    if (this.#phase === 'settling' || this.#phase === 'finished' || this.#phase === 'never-started') {
       return this.wait().then((status) => ({ alreadyFinished: true, status }));
     }
-    this.#stoppedBy = options.by ?? 'unknown';
-    this.#stopping = this.#stop(options.signal ?? 'SIGTERM', options.graceMs ?? this.#ctx.defaultGraceMs);
-    return this.#stopping;
+    const by = options.by ?? 'unknown';
+    const done = this.#stopNow(signal, options.graceMs ?? this.#ctx.defaultGraceMs);
+    this.#stop = { by, done };
+    return done;
   }
 
-  async #stop(signal: NodeJS.Signals, graceMs: number): Promise<StopResult> {
+  async #stopNow(signal: NodeJS.Signals, graceMs: number): Promise<StopResult> {
     await this.#launched;
     this.#throwIfNeverStarted();
-    const cgroup = this.#cgroup;
-    if (cgroup !== null && !this.#exitSeen) {
+    const running = this.#running;
+    if (running !== null && this.#phase === 'running') {
       try {
-        await cgroup.signalAll(signal);
+        await running.cgroup.signalAll(signal);
       } catch (error) {
         this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
       }
@@ -378,8 +463,8 @@ export class Job {
         delay(graceMs, false, { signal: grace.signal }).catch(() => true),
       ]);
       grace.abort();
-      if (!gone && !this.#exitSeen) {
-        await cgroup.kill().catch((error: unknown) => {
+      if (!gone && this.#phase === 'running') {
+        await running.cgroup.kill().catch((error: unknown) => {
           throw new JobworkerError('internal', `could not kill job ${this.id}: ${String(error)}`);
         });
       }

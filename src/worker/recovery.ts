@@ -4,7 +4,7 @@
 // orphans and go too. Finished jobs keep their history.
 import { rm } from 'node:fs/promises';
 
-import type { CgroupDriver, CgroupStats } from '../cgroup/types';
+import type { CgroupDriver, CgroupStats } from '../cgroup';
 import { repairLog } from '../logs/repair';
 import { isFinal, lostOutcome } from './job-state';
 import type { JobRecord, StateStore } from './state-store';

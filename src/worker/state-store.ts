@@ -9,14 +9,7 @@
 // (measured: 614 vs 1,220 start+finish per second without cgroups). Now a job creates one file, its
 // log; its records are appended to one file.
 //
-// Spare logs: a removed job's log (up to 1 MiB) is not deleted but renamed to logs/.spare-<n> and
-// cut back to its header (its output is gone at once), and a new job's log is a spare renamed (the
-// addon does it, off the JS thread) and overwritten in place. Allocating a new inode is the slow
-// part of creating a file on ext4 without a journal (`find_inode_bit` skips every inode freed in the
-// last minutes, one by one: ~0.1-0.25 ms per file here once files churn), and freeing a block is a
-// synchronous discard with -o discard; a rename takes ~10 µs. At most MAX_SPARE_LOGS are kept. When
-// few are left, new empty ones are made ahead, in one batch on the threadpool, so that a start does
-// not wait for an inode either.
+// A removed job's log becomes a spare for a new job (./spare-logs.ts).
 //
 // Atomicity: each entry is one line, written with one write(2) to a file opened O_APPEND, and carries
 // a CRC-32 of its JSON; a line cut short by a crash, or damaged, fails its check and is skipped, so
@@ -24,16 +17,16 @@
 // final state) are followed by fdatasync before anyone is told; concurrent ones share one
 // (group commit). At open, after recovery, the journal is rewritten with the live records only
 // (temp file, fsync, rename, directory fsync), so it does not grow without bound.
-import { renameSync, truncateSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 
-import type { CgroupStats } from '../cgroup/types';
-import { FILE_HEADER_SIZE } from '../logs/format';
+import type { CgroupStats } from '../cgroup';
 import { errorCode, systemError } from '../errors';
 import type { ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
+import { SpareLogs, type CreateFiles } from './spare-logs';
 
 export interface JobLogInfo {
   bytes: number;
@@ -59,16 +52,6 @@ export interface JobRecord {
 }
 
 type JournalEntry = { op: 'put'; record: JobRecord } | { op: 'remove'; id: string };
-
-const MAX_SPARE_LOGS = 64;
-/** When fewer spares than this are left, up to SPARES_MADE_AHEAD are made (see StateStoreOptions). */
-const SPARES_LOW = 4;
-const SPARES_MADE_AHEAD = 16;
-/** Bigger logs are deleted: their blocks get freed either way, and one spare block is what is worth keeping. */
-const RECYCLE_MAX_BYTES = 1 << 20;
-/** A log this small lives in its first block (the smallest ext4/xfs block size). */
-const ONE_BLOCK = 1024;
-const SPARE_LOG = /^\.spare-(\d+)$/;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -99,7 +82,7 @@ export interface StateStoreOptions {
    * batch, run off the JS thread). With it, spare logs are also made ahead of need, so that a start
    * never waits for a new inode; without it, spares come only from removed jobs.
    */
-  createFiles?: (paths: readonly string[]) => Promise<{ completed: number }>;
+  createFiles?: CreateFiles;
 }
 
 export interface JournalContents {
@@ -119,17 +102,16 @@ export class StateStore {
   /** A durable append waiting for the next fdatasync, which they share. */
   #syncWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #syncScheduled = false;
-  /** Spare log files (removed jobs' logs cut to a header, or made empty ahead) for new jobs to take over. */
-  #spares: string[] = [];
-  #nextSpare = 0;
-  #makingSpares: Promise<void> | null = null;
+  /** Logs of removed jobs (and empty ones made ahead) for new jobs to take over. */
+  readonly spareLogs: SpareLogs;
 
   constructor(
     readonly stateDir: string,
-    private readonly options: StateStoreOptions = {},
+    options: StateStoreOptions = {},
   ) {
     this.logsDir = path.join(stateDir, 'logs');
     this.journalPath = path.join(stateDir, 'journal');
+    this.spareLogs = new SpareLogs(this.logsDir, options.createFiles);
   }
 
   async init(): Promise<void> {
@@ -164,16 +146,9 @@ export class StateStore {
       else records.delete(entry.id);
     }
     const orphanLogs: string[] = [];
-    this.#spares = [];
+    await this.spareLogs.adoptExisting();
     for (const name of await readdir(this.logsDir)) {
-      const spare = SPARE_LOG.exec(name);
-      if (spare !== null) {
-        this.#nextSpare = Math.max(this.#nextSpare, Number(spare[1]) + 1);
-        // A crash between a removal's rename and its truncate leaves old output in a spare: cut it.
-        const file = `${this.logsDir}/${name}`;
-        if (await truncate(file, FILE_HEADER_SIZE).then(() => true, () => false)) this.#spares.push(file);
-        continue;
-      }
+      if (SpareLogs.isSpareName(name)) continue;
       const id = name.endsWith('.log') ? name.slice(0, -4) : '';
       if (UUID.test(id) && !records.has(id)) orphanLogs.push(id);
     }
@@ -219,70 +194,11 @@ export class StateStore {
    */
   async remove(id: string, logBytes = Number.POSITIVE_INFINITY): Promise<void> {
     await this.#append({ op: 'remove', id }, false);
-    const log = this.logPath(id);
-    if (logBytes <= RECYCLE_MAX_BYTES && this.#spares.length < MAX_SPARE_LOGS && (await this.#recycle(log, logBytes))) return;
-    try {
-      await unlink(log);
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw systemError('remove log', log, error);
-    }
-  }
-
-  /** A spare log file for a new job's log to be renamed from, if there is one. */
-  takeSpareLog(): string | undefined {
-    const spare = this.#spares.pop();
-    if (this.#spares.length < SPARES_LOW && this.#makingSpares === null) {
-      this.#makingSpares = this.#makeSpares().finally(() => (this.#makingSpares = null));
-    }
-    return spare;
-  }
-
-  /** Makes empty spare logs ahead, in one batch off the JS thread, up to SPARES_MADE_AHEAD. */
-  async #makeSpares(): Promise<void> {
-    const create = this.options.createFiles;
-    if (create === undefined || this.#journal === null) return;
-    const paths = Array.from({ length: SPARES_MADE_AHEAD - this.#spares.length }, () => this.#newSpareName());
-    try {
-      const { completed } = await create(paths);
-      this.#spares.unshift(...paths.slice(0, completed)); // used after the recycled ones, which hold a block already
-    } catch {
-      // Only an optimization: a job then creates its log itself.
-    }
-  }
-
-  #newSpareName(): string {
-    return `${this.logsDir}/.spare-${this.#nextSpare++}`;
-  }
-
-  /** Gives back a spare that takeSpareLog() handed out but the spawn did not use. */
-  returnSpareLog(spare: string): void {
-    this.#spares.push(spare);
-  }
-
-  /** Renames the log to a spare and empties it; false if the rename did not work (then delete it). */
-  async #recycle(log: string, logBytes: number): Promise<boolean> {
-    const spare = this.#newSpareName();
-    try {
-      renameSync(log, spare); // ~10 µs: gone from its name at once
-    } catch {
-      return false; // gone already (ENOENT), or the rename failed: unlink() decides
-    }
-    try {
-      // Down to a header's length, not 0: a small log keeps its one block, which the next job
-      // overwrites in place (freeing and allocating blocks costs a synchronous discard each on a
-      // filesystem mounted -o discard). That is quick enough for this thread; a bigger log's other
-      // blocks are freed on the threadpool.
-      if (logBytes <= ONE_BLOCK) truncateSync(spare, FILE_HEADER_SIZE);
-      else await truncate(spare, FILE_HEADER_SIZE);
-      this.#spares.push(spare);
-    } catch {
-      await rm(spare, { force: true }).catch(() => undefined);
-    }
-    return true;
+    await this.spareLogs.discard(this.logPath(id), logBytes);
   }
 
   async close(): Promise<void> {
-    await this.#makingSpares;
+    await this.spareLogs.close();
     await this.#queue.catch(() => undefined);
     await this.#journal?.close();
     this.#journal = null;

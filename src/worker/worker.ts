@@ -2,9 +2,7 @@
 // state directory and the cgroup driver.
 import { randomUUID } from 'node:crypto';
 
-import { openCgroupDriver, type CgroupDriverOptions } from '../cgroup';
-import { nodeCgroupFs, type CgroupFs } from '../cgroup/cgroup-fs';
-import type { CgroupDriver, Limits } from '../cgroup/types';
+import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
 import { cgroupOps } from '../native';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
@@ -40,10 +38,9 @@ export interface WorkerOptions {
   /**
    * Where job cgroups go: `root` (a delegated cgroup path, the same in every hierarchy) or
    * `rootName` (created beneath this process's own cgroup; default "jobworker"). See docs/cgroups.md.
+   * Jobs are always made on the real cgroupfs (the addon creates and removes their cgroups).
    */
-  cgroup?: CgroupDriverOptions;
-  /** Or a cgroup driver of your own (unusual hosts). */
-  cgroupDriver?: CgroupDriver;
+  cgroup?: Omit<CgroupDriverOptions, 'fs' | 'host'>;
   defaults?: WorkerDefaults;
   retention?: RetentionPolicy;
   /** Jobs running at once; start() beyond it fails with resource-exhausted. Default 10,000. */
@@ -73,10 +70,10 @@ const DEFAULTS = {
 };
 
 /**
- * cgroupfs as the cgroup drivers see it, with batches run by the addon on the libuv threadpool: a
- * job's cgroups are created, read and removed in three trips off the JS thread.
+ * cgroupfs as the cgroup drivers see it, every batch run by the addon on the libuv threadpool (the
+ * same runner that creates a job's cgroup inside its spawn and settles it at the exit).
  */
-const BATCHED_CGROUP_FS: CgroupFs = { ...nodeCgroupFs, batch: cgroupOps };
+const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: cgroupOps };
 
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
@@ -87,23 +84,21 @@ export class Worker {
   /** What the last open() found and cleaned up. */
   readonly recovery: RecoveryReport;
   /** The cgroup driver jobs run under (mode, root). */
-  readonly cgroupDriver: CgroupDriver;
+  readonly cgroupDriver: OpenedCgroupDriver;
   #store: StateStore;
   #lock: StateLock;
   #options: WorkerOptions;
   #jobs = new Map<string, Job>();
   #startTimes = new Map<string, bigint>();
   #listeners = new Set<(event: JobEvent) => void>();
-  #releaseRoot: (() => Promise<void>) | undefined;
-  /** Ids of finished jobs, the earliest finished first (ids removed since are skipped lazily). */
-  #finished: string[] = [];
+  /** Ids of the finished jobs still kept, the earliest finished first. */
+  #finished = new Set<string>();
   #defaultUser: JobUser | null;
-  #finishedCount = 0;
   #running = 0;
   #closing = false;
   #ctx: JobContext;
 
-  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: CgroupDriver, recovery: RecoveryReport) {
+  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: OpenedCgroupDriver, recovery: RecoveryReport) {
     this.stateDir = options.stateDir;
     this.#options = options;
     this.#store = store;
@@ -114,8 +109,8 @@ export class Worker {
     this.#defaultUser = options.defaults?.user === undefined ? null : resolveJobUser('defaults.user', options.defaults.user);
     this.#ctx = {
       store,
+      spareLogs: store.spareLogs,
       driver,
-      createInSpawn: options.cgroupDriver === undefined && options.cgroup?.fs === undefined,
       logMaxBytes: options.defaults?.logMaxBytes ?? DEFAULTS.logMaxBytes,
       nofileSoft: options.defaults?.nofileSoft ?? DEFAULTS.nofileSoft,
       defaultGraceMs: options.defaults?.stopGraceMs ?? DEFAULTS.stopGraceMs,
@@ -126,8 +121,7 @@ export class Worker {
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
     for (const record of records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
     const byFinish = records.filter((r) => r.finishedAt !== null).sort((a, b) => (a.finishedAt! < b.finishedAt! ? -1 : a.finishedAt! > b.finishedAt! ? 1 : 0));
-    this.#finished = byFinish.map((r) => r.id);
-    this.#finishedCount = this.#finished.length;
+    this.#finished = new Set(byFinish.map((r) => r.id));
   }
 
   /** Opens the state directory (one worker per directory), recovers from a crash, sweeps orphans. */
@@ -142,12 +136,10 @@ export class Worker {
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);
     try {
-      const opened = options.cgroupDriver === undefined ? await openCgroupDriver({ fs: BATCHED_CGROUP_FS, ...options.cgroup }) : undefined;
-      const driver = options.cgroupDriver ?? opened!;
+      const driver = await openCgroupDriver({ ...options.cgroup, fs: CGROUP_FS });
       const recovery = await recover(store, driver, warnerOf(options));
       await store.rewrite(recovery.records); // lost jobs recorded, the journal compacted
       const worker = new Worker(options, store, lock, driver, recovery);
-      worker.#releaseRoot = opened && (() => opened.releaseRoot());
       await worker.#applyRetention();
       return worker;
     } catch (error) {
@@ -209,7 +201,7 @@ export class Worker {
       throw new JobworkerError('failed-precondition', `job ${id} is ${job.state}; stop it before removing it`);
     }
     this.#jobs.delete(id);
-    this.#finishedCount--; // its id leaves #finished lazily
+    this.#finished.delete(id);
     await this.#store.remove(id, job.logBytes);
   }
 
@@ -237,9 +229,9 @@ export class Worker {
         active.map((job) => job.stop({ by: 'worker shutdown', graceMs: options.graceMs }).catch(() => job.wait().then((status) => ({ alreadyFinished: true, status })))),
       );
     }
-    if ((options.stopJobs ?? true) && this.#releaseRoot !== undefined) {
+    if (options.stopJobs ?? true) {
       // A clean shutdown leaves no cgroup behind, not even the (empty) root.
-      await this.#releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
+      await this.cgroupDriver.releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
     }
     await this.#store.close();
     await this.#lock.release();
@@ -255,8 +247,7 @@ export class Worker {
     }
     if (isFinal(job.state) && !isFinal(previousState)) {
       this.#running--;
-      this.#finished.push(job.id);
-      this.#finishedCount++;
+      this.#finished.add(job.id);
       void this.#applyRetention();
     }
     if (this.#listeners.size === 0) return; // a status snapshot is a deep copy: only for someone
@@ -271,18 +262,13 @@ export class Worker {
     const maxCount = this.#options.retention?.maxFinishedJobs ?? DEFAULTS.maxFinishedJobs;
     const maxAge = this.#options.retention?.maxAgeMs;
     const now = Date.now();
-    while (this.#finished.length > 0) {
-      const oldest = this.#jobs.get(this.#finished[0]!);
-      if (oldest === undefined) {
-        this.#finished.shift(); // removed meanwhile
-        continue;
-      }
+    for (const id of this.#finished) {
+      const oldest = this.#jobs.get(id)!;
       const tooOld = maxAge !== undefined && now - (oldest.finishedAt?.getTime() ?? now) > maxAge;
-      if (this.#finishedCount <= maxCount && !tooOld) break;
-      this.#finished.shift();
-      this.#finishedCount--;
-      this.#jobs.delete(oldest.id);
-      removals.push(this.#store.remove(oldest.id, oldest.logBytes).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: oldest.id, error: String(error) })));
+      if (this.#finished.size <= maxCount && !tooOld) break;
+      this.#finished.delete(id); // deleting the entry being visited is safe for a Set iterator
+      this.#jobs.delete(id);
+      removals.push(this.#store.remove(id, oldest.logBytes).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
     }
     return Promise.all(removals);
   }

@@ -6,10 +6,13 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { nodeCgroupFs, removeCgroup } from '../../src/cgroup/cgroup-fs';
-import { openCgroupDriver, type JobCgroup, type OpenedCgroupDriver } from '../../src/cgroup/index';
+import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { UnifiedProcesses } from '../../src/cgroup/unified-processes';
 import { spawnProcess, type NativeProcess } from '../../src/native';
+import { type CreatedCgroup } from './cgroup-plan';
 import { readCapturedOutput, waitForStdout as waitForLogStdout } from './log';
+
+export { createJobCgroup, type CreatedCgroup } from './cgroup-plan';
 
 export const TEST_ROOT_NAME = `jobworker-test-${process.pid}`;
 export const JOB_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
@@ -76,15 +79,10 @@ export interface RunningJob {
 }
 
 /** Spawns `command` born in the job's cgroups (and joined to its v1 ones before exec). */
-export function runInJob(job: JobCgroup, logs: JobLogs, command: string, args: string[], cwd?: string): RunningJob {
+export function runInJob(job: CreatedCgroup, logs: JobLogs, command: string, args: string[], cwd?: string): RunningJob {
   const log = logs.next();
-  const { placement, release } = job.openPlacement();
-  try {
-    const proc = spawnProcess({ command, args, env: JOB_ENV, logPath: log, ...placement, ...(cwd === undefined ? {} : { cwd }) });
-    return { proc, log };
-  } finally {
-    release();
-  }
+  const proc = spawnProcess({ command, args, env: JOB_ENV, logPath: log, ...job.plan.placement, ...(cwd === undefined ? {} : { cwd }) });
+  return { proc, log };
 }
 
 export async function outputOf(job: RunningJob): Promise<{ stdout: string; stderr: string }> {

@@ -7,7 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
-import type { CgroupFs } from '../../src/cgroup/cgroup-fs';
+import { runOpsOneByOne, type CgroupFs, type CgroupOp, type OpsReport } from '../../src/cgroup/cgroup-fs';
 import type { CgroupHost, V1Hierarchy } from '../../src/cgroup/host';
 
 function errnoError(code: string, file: string): NodeJS.ErrnoException {
@@ -156,6 +156,11 @@ export class FakeCgroupKernel implements CgroupFs {
       default:
         return fsp.writeFile(file, `${value}\n`);
     }
+  }
+
+  /** The fake's ops runner: each op through the calls above, as the real runner would do them. */
+  run(ops: readonly CgroupOp[]): Promise<OpsReport> {
+    return runOpsOneByOne(this, ops);
   }
 
   async children(dir: string): Promise<string[]> {

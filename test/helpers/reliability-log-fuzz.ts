@@ -18,7 +18,7 @@ import { CompleteLog, followLog } from '../../src/logs/follower';
 import { CorruptLogError, FILE_HEADER_SIZE, FILE_MAGIC, FORMAT_VERSION, RECORD_HEADER_SIZE, RECORD_MAGIC } from '../../src/logs/format';
 import { openLog, readRecords, type LogRecord } from '../../src/logs/reader';
 import { repairLog, scanLog } from '../../src/logs/repair';
-import { findTailStart } from '../../src/logs/tail';
+import { findStart } from '../../src/logs/tail';
 
 interface WrittenRecord {
   stream: 1 | 2 | 3;
@@ -187,7 +187,7 @@ export async function fuzzLogReader(options: { numRuns: number; seed: number; ti
         }
 
         // 4. tail -n on the repaired log.
-        const tail = await findTailStart(logPath, scan.validBytes, lines, new Set(['stdout', 'stderr']));
+        const tail = await findStart(logPath, { until: scan.validBytes, tailLines: lines });
         assert.ok(tail.from >= FILE_HEADER_SIZE && tail.from <= scan.validBytes);
       }),
       { numRuns: options.numRuns, seed: options.seed, ...(options.timeLimitMs === undefined ? {} : { interruptAfterTimeLimit: options.timeLimitMs }) },

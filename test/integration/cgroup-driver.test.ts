@@ -20,6 +20,7 @@ import {
   stillRunning,
   TEST_ROOT_NAME,
   waitForStdout,
+  createJobCgroup,
 } from '../helpers/cgroup-jobs';
 import { requireRoot } from '../helpers/root';
 
@@ -62,7 +63,7 @@ describe('cgroup driver on this host', requireRoot, () => {
 
   it('a job is in its cgroups from its first instruction, in every hierarchy it needs', async () => {
     const id = jobId('placement');
-    const job = await driver.create(id, {}, '/');
+    const job = await createJobCgroup(driver, id, {}, '/');
     try {
       // cat reads /proc/self/cgroup as the first thing it does after exec.
       const running = runInJob(job, logs, 'cat', ['/proc/self/cgroup']);
@@ -91,7 +92,7 @@ describe('cgroup driver on this host', requireRoot, () => {
   });
 
   it('signalAll: every process gets the signal; the cgroup then reports itself empty', async () => {
-    const job = await driver.create(jobId('signal'), {}, '/');
+    const job = await createJobCgroup(driver, jobId('signal'), {}, '/');
     try {
       const running = runInJob(job, logs, 'sh', ['-c', 'sleep 1000 & sleep 1000 & echo ready; wait']);
       await waitForStdout(running, 'ready');
@@ -107,7 +108,7 @@ describe('cgroup driver on this host', requireRoot, () => {
 
   it('stop: double-forked daemons that ignore SIGTERM are gone after kill; pipes close; the cgroup is removed', async () => {
     const id = jobId('daemons');
-    const job = await driver.create(id, {}, '/');
+    const job = await createJobCgroup(driver, id, {}, '/');
     // The daemon leaves the job's session and process group (setsid) and its parent exits (double
     // fork), and both of its processes ignore SIGTERM: only the cgroup still knows them.
     const daemon = 'trap "" TERM; sleep 1000 & echo started; exec sleep 1000';
@@ -135,7 +136,7 @@ describe('cgroup driver on this host', requireRoot, () => {
   });
 
   it('waitEmpty resolves when the last process exits (an event, not a poll); false on timeout while running', async () => {
-    const job = await driver.create(jobId('wait'), {}, '/');
+    const job = await createJobCgroup(driver, jobId('wait'), {}, '/');
     try {
       const long = runInJob(job, logs, 'sleep', ['1000']);
       assert.equal(await job.waitEmpty(100), false);
@@ -151,7 +152,7 @@ describe('cgroup driver on this host', requireRoot, () => {
 
   it('destroy kills what is left, and is idempotent (concurrent calls too)', async () => {
     const id = jobId('destroy');
-    const job = await driver.create(id, {}, '/');
+    const job = await createJobCgroup(driver, id, {}, '/');
     const running = runInJob(job, logs, 'sleep', ['1000']);
     await Promise.all([job.destroy(), job.destroy()]);
     assert.equal((await running.proc.exited).signal, 'SIGKILL');
@@ -167,7 +168,7 @@ describe('cgroup driver on this host', requireRoot, () => {
 
   it('orphans after a daemon crash: a new driver lists them, opens them, kills and removes them', async () => {
     const id = jobId('orphan');
-    const job = await driver.create(id, { pids: 32 }, '/');
+    const job = await createJobCgroup(driver, id, { pids: 32 }, '/');
     const running = runInJob(job, logs, 'sh', ['-c', '(setsid sleep 1000 &); echo up; exec sleep 1000']);
     await waitForStdout(running, 'up');
     // "Restart": a fresh driver on the same root knows nothing of the job but what the cgroups say.
@@ -185,15 +186,15 @@ describe('cgroup driver on this host', requireRoot, () => {
 
   it('create: a duplicate id is refused and the first job is intact; invalid limits create nothing', async () => {
     const id = jobId('dup');
-    const job = await driver.create(id, { pids: 10 }, '/');
+    const job = await createJobCgroup(driver, id, { pids: 10 }, '/');
     try {
-      await assert.rejects(driver.create(id, {}, '/'), (error: unknown) => error instanceof JobworkerError && error.kind === 'already-exists');
+      await assert.rejects(createJobCgroup(driver, id, {}, '/'), (error: unknown) => error instanceof JobworkerError && error.kind === 'already-exists');
       assert.ok((await driver.listJobIds()).includes(id));
       const running = runInJob(job, logs, 'true', []);
       assert.equal((await running.proc.exited).code, 0);
       const before = await driver.listJobIds();
-      await assert.rejects(driver.create(jobId('bad'), { memoryBytes: 12 }, '/'), ValidationError);
-      await assert.rejects(driver.create(jobId('bad'), { io: [{ device: '/proc/self', readBps: 1 << 20 }] }, '/'), ValidationError);
+      await assert.rejects(createJobCgroup(driver, jobId('bad'), { memoryBytes: 12 }, '/'), ValidationError);
+      await assert.rejects(createJobCgroup(driver, jobId('bad'), { io: [{ device: '/proc/self', readBps: 1 << 20 }] }, '/'), ValidationError);
       assert.deepEqual(await driver.listJobIds(), before);
     } finally {
       await job.destroy();
@@ -207,7 +208,7 @@ describe('cgroup driver on this host', requireRoot, () => {
     const worker = async (): Promise<void> => {
       while (next < total) {
         const id = `stress-${next++}`;
-        const job = await driver.create(id, { cpu: 0.5, memoryBytes: 32 << 20, pids: 16 }, '/');
+        const job = await createJobCgroup(driver, id, { cpu: 0.5, memoryBytes: 32 << 20, pids: 16 }, '/');
         const running = runInJob(job, logs, 'true', []);
         assert.equal((await running.proc.exited).code, 0);
         await job.destroy();

@@ -10,7 +10,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { deviceId, resolveBlockDevice, type OpenedCgroupDriver, type ResourceController } from '../../src/cgroup/index';
-import { closeTestDriver, findCgroupDirs, JobLogs, openTestDriver, outputOf, runInJob, TEST_ROOT_NAME } from '../helpers/cgroup-jobs';
+import { closeTestDriver, findCgroupDirs, JobLogs, openTestDriver, outputOf, runInJob, TEST_ROOT_NAME, createJobCgroup } from '../helpers/cgroup-jobs';
 import { requireRoot } from '../helpers/root';
 
 const MiB = 1024 * 1024;
@@ -38,7 +38,7 @@ describe('limits, by their effect', requireRoot, () => {
 
   it('CPU: a busy loop under a 0.2 CPU quota uses 0.15-0.25 CPU-seconds per second, and is throttled', async (t) => {
     if (!has(t, 'cpu')) return;
-    const job = await driver.create(`cpu-${seq++}`, { cpu: 0.2 }, '/');
+    const job = await createJobCgroup(driver, `cpu-${seq++}`, { cpu: 0.2 }, '/');
     try {
       const running = runInJob(job, logs, 'sh', ['-c', 'while :; do :; done']);
       await delay(500); // past the first periods, which may run before any quota is spent
@@ -63,7 +63,7 @@ describe('limits, by their effect', requireRoot, () => {
   it('memory: a job allocating past a 64 MiB max is OOM-killed and the counter says so; one under it is not', async (t) => {
     if (!has(t, 'memory')) return;
     // tail keeps everything it reads from a stream without newlines: its memory grows with the input.
-    const over = await driver.create(`mem-over-${seq++}`, { memoryBytes: 64 * MiB }, '/');
+    const over = await createJobCgroup(driver, `mem-over-${seq++}`, { memoryBytes: 64 * MiB }, '/');
     try {
       const running = runInJob(over, logs, 'sh', ['-c', 'head -c 256M /dev/zero | tail > /dev/null']);
       const exit = await running.proc.exited;
@@ -76,7 +76,7 @@ describe('limits, by their effect', requireRoot, () => {
       await over.destroy();
     }
 
-    const under = await driver.create(`mem-under-${seq++}`, { memoryBytes: 64 * MiB }, '/');
+    const under = await createJobCgroup(driver, `mem-under-${seq++}`, { memoryBytes: 64 * MiB }, '/');
     try {
       const running = runInJob(under, logs, 'sh', ['-c', 'head -c 16M /dev/zero | tail > /dev/null']);
       const exit = await running.proc.exited;
@@ -97,7 +97,7 @@ describe('limits, by their effect', requireRoot, () => {
     try {
       const disk = await resolveBlockDevice(undefined, dir);
       // No device given: the disk behind the working directory.
-      const job = await driver.create(`io-${seq++}`, { io: [{ writeBps: 5_000_000 }] }, dir);
+      const job = await createJobCgroup(driver, `io-${seq++}`, { io: [{ writeBps: 5_000_000 }] }, dir);
       try {
         const blocks = 240; // 240 × 64 KiB = 15.7 MB: about 3 s at 5 MB/s
         // O_DIRECT: v1 blkio throttles only IO the job submits itself, not buffered writeback.
@@ -122,7 +122,7 @@ describe('limits, by their effect', requireRoot, () => {
   it('pids: a job forking past pids.max gets EAGAIN, and the host is fine', async (t) => {
     if (!has(t, 'pids')) return;
     const limit = 40; // room for node's own threads, then sleeps until the kernel says no
-    const job = await driver.create(`pids-${seq++}`, { pids: limit }, '/');
+    const job = await createJobCgroup(driver, `pids-${seq++}`, { pids: limit }, '/');
     try {
       const script = `
         const { spawn } = require('node:child_process');

@@ -2,13 +2,14 @@
 // for kill) and a hybrid one (v1 controllers plus a controller-less cgroup2). Real hybrid cgroups
 // are exercised by the integration tests; legacy hosts cannot be booted here.
 import assert from 'node:assert/strict';
-import { closeSync, fstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError } from '../../src/errors';
+import { createJobCgroup } from '../helpers/cgroup-plan';
 import { bootFakeV1Host, FAKE_V1_MOUNTS } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
@@ -31,7 +32,7 @@ describe('legacy (v1 only) host', () => {
     assert.equal(driver.mode, 'legacy');
     assert.equal(driver.jobsRoot, at('freezer', '/jw/jobs'));
     assert.deepEqual([...driver.controllers].sort(), ['cpu', 'io', 'memory', 'pids']);
-    const job = await driver.create('j1', { cpu: 1.5, cpuWeight: 50, memoryBytes: 32 << 20, memoryHighBytes: 16 << 20, pids: 50 }, '/');
+    const job = await createJobCgroup(driver, 'j1', { cpu: 1.5, cpuWeight: 50, memoryBytes: 32 << 20, memoryHighBytes: 16 << 20, pids: 50 }, '/');
     assert.equal(job.path, at('freezer', '/jw/jobs/j1'));
     const cpu = at('cpu,cpuacct', '/jw/jobs/j1');
     assert.equal(await kernel.control(cpu, 'cpu.cfs_period_us'), '100000');
@@ -48,26 +49,20 @@ describe('legacy (v1 only) host', () => {
   it('placement: no cgroup2 fd; the child joins every v1 hierarchy once', async () => {
     const { kernel, host, at } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    const job = await driver.create('j2', {}, '/');
-    const { placement, release } = job.openPlacement();
-    try {
-      assert.equal(placement.cgroupFd, undefined);
-      // cpu,cpuacct are co-mounted: one directory, joined once.
-      const joined = placement.joinProcsFds.map((fd) => fstatSync(fd).ino).sort();
-      const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/j2/cgroup.procs')).ino).sort();
-      assert.deepEqual(joined, expected);
-    } finally {
-      release();
-      release(); // idempotent
-    }
-    assert.throws(() => closeSync(placement.joinProcsFds[0]!), /EBADF/);
+    const job = await createJobCgroup(driver, 'j2', {}, '/');
+    const { placement } = job.plan;
+    assert.equal(placement.cgroupPath, undefined);
+    // cpu,cpuacct are co-mounted: one directory, joined once.
+    const joined = placement.joinProcsPaths.map((file) => statSync(file).ino).sort();
+    const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/j2/cgroup.procs')).ino).sort();
+    assert.deepEqual(joined, expected);
   });
 
   it('without swap accounting: no memsw, swappiness 0 instead', async () => {
     const { kernel, host, at } = await bootHost('legacy');
     kernel.noSwapAccounting = true;
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    await driver.create('j3', { memoryBytes: 8 << 20 }, '/');
+    await createJobCgroup(driver, 'j3', { memoryBytes: 8 << 20 }, '/');
     const memory = at('memory', '/jw/jobs/j3');
     assert.equal(await kernel.control(memory, 'memory.limit_in_bytes'), String(8 << 20));
     assert.equal(await kernel.control(memory, 'memory.swappiness'), '0');
@@ -76,7 +71,7 @@ describe('legacy (v1 only) host', () => {
   it('stats: cpuacct usage (ns), cpu throttling (ns), memory usage/peak/oom_kill, blkio bytes and ops', async () => {
     const { kernel, host, at } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    const job = await driver.create('j4', {}, '/');
+    const job = await createJobCgroup(driver, 'j4', {}, '/');
     const cpu = at('cpu,cpuacct', '/jw/jobs/j4');
     await kernel.setStat(cpu, 'cpuacct.usage', '3000000\n');
     await kernel.setStat(cpu, 'cpuacct.usage_user', '2000000\n');
@@ -121,7 +116,7 @@ describe('legacy (v1 only) host', () => {
     const { kernel, host } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     kernel.failWrites.set('pids.max', 'EINVAL');
-    await assert.rejects(driver.create('j5', {}, '/'), /write "4096" to .*pids\/jw\/jobs\/j5\/pids.max: EINVAL/);
+    await assert.rejects(createJobCgroup(driver, 'j5', {}, '/'), /write "4096" to .*pids\/jw\/jobs\/j5\/pids.max: EINVAL/);
     assert.deepEqual(await driver.listJobIds(), []);
   });
 
@@ -141,22 +136,18 @@ describe('hybrid host', () => {
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     assert.equal(driver.mode, 'hybrid');
     assert.equal(driver.jobsRoot, at('unified', '/jw/jobs'));
-    const job = await driver.create('h1', {}, '/');
+    const job = await createJobCgroup(driver, 'h1', {}, '/');
     assert.equal(job.path, at('unified', '/jw/jobs/h1'));
-    const { placement, release } = job.openPlacement();
-    try {
-      assert.ok(fstatSync(placement.cgroupFd!).isDirectory());
-      assert.equal(placement.joinProcsFds.length, 4); // cpu,cpuacct (co-mounted here), memory, blkio, pids
-    } finally {
-      release();
-    }
+    const { placement } = job.plan;
+    assert.ok(statSync(placement.cgroupPath!).isDirectory());
+    assert.equal(placement.joinProcsPaths.length, 4); // cpu,cpuacct (co-mounted here), memory, blkio, pids
     assert.deepEqual(await kernel.children(at('freezer', '/')), []);
   });
 
   it('CPU usage from the unified cpu.stat, throttling from v1 cpu.stat', async () => {
     const { kernel, host, at } = await bootHost('hybrid');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    const job = await driver.create('h2', { cpu: 0.2 }, '/');
+    const job = await createJobCgroup(driver, 'h2', { cpu: 0.2 }, '/');
     await kernel.setStat(job.path, 'cpu.stat', 'usage_usec 400\nuser_usec 300\nsystem_usec 100\n');
     await kernel.setStat(at('cpu,cpuacct', '/jw/jobs/h2'), 'cpu.stat', 'nr_periods 20\nnr_throttled 19\nthrottled_time 1500000000\n');
     const stats = await job.stats();

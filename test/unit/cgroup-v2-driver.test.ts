@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError, ValidationError } from '../../src/errors';
+import { createJobCgroup } from '../helpers/cgroup-plan';
 import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
 const ALL_V2 = ['cpuset', 'cpu', 'io', 'memory', 'hugetlb', 'pids', 'rdma', 'misc'];
@@ -106,7 +107,7 @@ describe('cgroup v2 delegation', () => {
     // This process now sits in the first root's leaf, and /proc/self/cgroup says so.
     const second = await openCgroupDriver({ host: host(`${SERVICE}/jw-a/daemon`), fs: kernel, daemonPid: DAEMON, sysRoot: sys, rootName: 'jw-b' });
     assert.equal(second.jobsRoot, cg(`${SERVICE}/jw-b/jobs`));
-    await second.create('j', { memoryBytes: 8 << 20 }, '/');
+    await createJobCgroup(second, 'j', { memoryBytes: 8 << 20 }, '/');
     assert.equal(await kernel.control(cg(`${SERVICE}/jw-b/jobs/j`), 'memory.max'), String(8 << 20));
     await assert.rejects(first.releaseRoot(), /cannot move the daemon back into .*jobworker.service: another cgroup root beneath it/);
     await (await second.open('j'))!.destroy();
@@ -139,7 +140,7 @@ describe('cgroup v2 delegation', () => {
     await boot({ inKernel: ['cpu', 'memory', 'pids'], delegated: ['cpu', 'memory', 'pids'] });
     const driver = await open();
     assert.deepEqual([...driver.controllers].sort(), ['cpu', 'memory', 'pids']);
-    await assert.rejects(driver.create('j', { io: [{ device: '8:0', readBps: 1 << 20 }] }, '/'), (error: unknown) =>
+    await assert.rejects(createJobCgroup(driver, 'j', { io: [{ device: '8:0', readBps: 1 << 20 }] }, '/'), (error: unknown) =>
       error instanceof JobworkerError && error.kind === 'failed-precondition' && /limits.io: the io controller is not available/.test(error.message));
     assert.deepEqual(await driver.listJobIds(), []);
   });
@@ -171,7 +172,7 @@ describe('cgroup v2 job cgroups', () => {
   it('each limit lands in its file', async () => {
     await boot();
     const driver = await open();
-    const job = await driver.create('job-1', {
+    const job = await createJobCgroup(driver, 'job-1', {
       cpu: 0.5,
       cpuWeight: 200,
       memoryBytes: 64 << 20,
@@ -195,7 +196,7 @@ describe('cgroup v2 job cgroups', () => {
   it('no limits: only the pids default and the OOM group', async () => {
     await boot();
     const driver = await open();
-    await driver.create('job-2', {}, '/');
+    await createJobCgroup(driver, 'job-2', {}, '/');
     const dir = cg(`${SERVICE}/jobworker/jobs/job-2`);
     assert.equal(await kernel.control(dir, 'pids.max'), '4096');
     assert.equal(await kernel.control(dir, 'memory.oom.group'), '1');
@@ -207,7 +208,7 @@ describe('cgroup v2 job cgroups', () => {
   it('stats from cpu.stat, memory.current/peak/events, pids.current, io.stat', async () => {
     await boot();
     const driver = await open();
-    const job = await driver.create('job-3', {}, '/');
+    const job = await createJobCgroup(driver, 'job-3', {}, '/');
     await kernel.setStat(job.path, 'cpu.stat', 'usage_usec 2000\nuser_usec 1500\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 300\n');
     await kernel.setStat(job.path, 'memory.current', '1048576\n');
     await kernel.setStat(job.path, 'memory.peak', '4194304\n');
@@ -233,12 +234,12 @@ describe('cgroup v2 job cgroups', () => {
   it('ids, duplicates, reopening', async () => {
     await boot();
     const driver = await open();
-    await driver.create('job-a', {}, '/');
-    await driver.create('job-b', {}, '/');
+    await createJobCgroup(driver, 'job-a', {}, '/');
+    await createJobCgroup(driver, 'job-b', {}, '/');
     assert.deepEqual(await driver.listJobIds(), ['job-a', 'job-b']);
-    await assert.rejects(driver.create('job-a', {}, '/'), (error: unknown) =>
+    await assert.rejects(createJobCgroup(driver, 'job-a', {}, '/'), (error: unknown) =>
       error instanceof JobworkerError && error.kind === 'already-exists' && /job job-a already exists/.test(error.message));
-    await assert.rejects(driver.create('../escape', {}, '/'), (error: unknown) => error instanceof ValidationError && error.field === 'id');
+    await assert.rejects(createJobCgroup(driver, '../escape', {}, '/'), (error: unknown) => error instanceof ValidationError && error.field === 'id');
     assert.equal((await driver.open('job-b'))?.path, cg(`${SERVICE}/jobworker/jobs/job-b`));
     assert.equal(await driver.open('job-c'), undefined);
   });
@@ -247,7 +248,7 @@ describe('cgroup v2 job cgroups', () => {
     await boot();
     const driver = await open();
     kernel.failWrites.set('pids.max', 'EINVAL');
-    await assert.rejects(driver.create('job-x', { pids: 12 }, '/'), (error: unknown) =>
+    await assert.rejects(createJobCgroup(driver, 'job-x', { pids: 12 }, '/'), (error: unknown) =>
       error instanceof SystemError && error.code === 'EINVAL' &&
       error.message === `write "12" to ${cg(`${SERVICE}/jobworker/jobs/job-x/pids.max`)}: EINVAL`);
     assert.deepEqual(await driver.listJobIds(), []);
@@ -257,8 +258,8 @@ describe('cgroup v2 job cgroups', () => {
     await boot();
     const driver = await open();
     const writes = kernel.writes.length;
-    await assert.rejects(driver.create('job-y', { cpu: -1 }, '/'), ValidationError);
-    await assert.rejects(driver.validate({ io: [{ device: '9:9', readBps: 1 << 20 }] }, '/'), /9:9 is not a block device/);
+    await assert.rejects(createJobCgroup(driver, 'job-y', { cpu: -1 }, '/'), ValidationError);
+    await assert.rejects(driver.plan('job-y', { io: [{ device: '9:9', readBps: 1 << 20 }] }, '/'), /9:9 is not a block device/);
     assert.deepEqual(await driver.listJobIds(), []);
     assert.equal(kernel.writes.length, writes);
   });
@@ -266,7 +267,7 @@ describe('cgroup v2 job cgroups', () => {
   it('destroy removes the cgroup, twice is fine; releaseRoot refuses while jobs remain', async () => {
     await boot();
     const driver = await open();
-    const job = await driver.create('job-z', {}, '/');
+    const job = await createJobCgroup(driver, 'job-z', {}, '/');
     await assert.rejects(driver.releaseRoot(), /job cgroups remain .*job-z/);
     await job.destroy();
     await job.destroy();

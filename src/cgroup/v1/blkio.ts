@@ -1,6 +1,6 @@
 // cgroup v1 blkio controller: throttling per device, one file per kind of rate. v1 only sees IO
 // that the job submits itself (direct IO, reads), not buffered writes flushed later by the kernel.
-import { readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { ResolvedLimits } from '../limits';
 import type { IoDeviceStats } from '../types';
 
@@ -43,9 +43,8 @@ export function parseBlkioStats(serviceBytes: string, serviced: string): IoDevic
   }));
 }
 
-export async function readBlkioStats(fs: CgroupFs, dir: string): Promise<IoDeviceStats[]> {
-  return parseBlkioStats(
-    await readControl(fs, dir, 'blkio.throttle.io_service_bytes'),
-    await readControl(fs, dir, 'blkio.throttle.io_serviced'),
-  );
-}
+export const blkioStats: StatsPart<IoDeviceStats[]> = {
+  files: ['blkio.throttle.io_service_bytes', 'blkio.throttle.io_serviced'],
+  parse: (files, dir) =>
+    parseBlkioStats(files.required(childPath(dir, 'blkio.throttle.io_service_bytes')), files.required(childPath(dir, 'blkio.throttle.io_serviced'))),
+};

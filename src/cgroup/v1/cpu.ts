@@ -1,5 +1,5 @@
 // cgroup v1 cpu controller: CFS quota and period, shares; throttling from cpu.stat.
-import { parseFlatKeyed, readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, parseFlatKeyed, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import { CPU_PERIOD_MICROS, cpuQuotaMicros, type ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
@@ -41,6 +41,7 @@ export function parseCpuThrottling(text: string): CpuThrottling {
   };
 }
 
-export async function readCpuThrottling(fs: CgroupFs, dir: string): Promise<CpuThrottling> {
-  return parseCpuThrottling(await readControl(fs, dir, 'cpu.stat'));
-}
+export const cpuThrottling: StatsPart<CpuThrottling> = {
+  files: ['cpu.stat'],
+  parse: (files, dir) => parseCpuThrottling(files.required(childPath(dir, 'cpu.stat'))),
+};

@@ -5,21 +5,21 @@
 // cgroup.events, which v1 lacks.
 
 import { JobworkerError } from '../../errors';
-import { childPath, listChildren, readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
-import { CgroupOfJob, createOpsOf, creationError, runCreateOps, type JobDirPlan } from '../job-cgroup';
+import { childPath, listChildren, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
+import { CgroupOfJob, CgroupPlan, limitsInForce, type JobCgroupParts, type JobDirPlan } from '../job-cgroup';
 import { checkJobId, isJobId } from '../job-id';
 import { prepareLimits } from '../job-limits';
 import type { JobProcesses } from '../job-processes';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup, ResourceController } from '../types';
+import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
-import { parseCpuStat } from '../v2/cpu';
-import { blkioWrites, readBlkioStats } from './blkio';
-import { cpuWrites, readCpuThrottling } from './cpu';
-import { readCpuUsage } from './cpuacct';
+import { cpuStats } from '../v2/cpu';
+import { blkioStats, blkioWrites } from './blkio';
+import { cpuThrottling, cpuWrites } from './cpu';
+import { cpuUsage } from './cpuacct';
 import { FreezerProcesses } from './freezer';
-import { memoryWrites, readMemoryStats } from './memory';
-import { pidsWrites, readPidsCurrent } from './pids';
+import { memoryStats, memoryWrites } from './memory';
+import { pidsStats, pidsWrites } from './pids';
 
 /** The jobs directory (<base>/jobs) in each hierarchy the driver uses; co-mounted controllers share one. */
 export interface V1Layout {
@@ -73,7 +73,7 @@ export class V1Driver implements CgroupDriver {
   readonly #v1JobsDirs: string[];
 
   constructor(
-    private readonly fs: CgroupFs,
+    readonly fs: CgroupFs,
     private readonly layout: V1Layout,
     private readonly sysRoot: string | undefined,
     private readonly releaseRoots: () => Promise<void>,
@@ -93,24 +93,10 @@ export class V1Driver implements CgroupDriver {
     this.#v1JobsDirs = v1JobsDirs(layout);
   }
 
-  async validate(limits: Limits, cwd: string): Promise<void> {
-    await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-  }
-
-  async create(id: string, limits: Limits, cwd: string): Promise<JobCgroup> {
-    const planned = await this.plan(id, limits, cwd);
-    await runCreateOps(this.fs, id, planned.createOps);
-    return planned.cgroup;
-  }
-
-  async plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup> {
+  async plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan> {
     checkJobId(id);
     const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    const dirs: JobDirPlan[] = [];
-    if (this.layout.unified !== undefined) dirs.push({ dir: childPath(this.layout.unified, id), writes: [] });
-    for (const [jobsDir, writes] of v1Writes(this.layout, resolved)) dirs.push({ dir: childPath(jobsDir, id), writes });
-    const createOps = createOpsOf(dirs);
-    return { createOps, cgroup: this.handle(id), creationError: (index, cause) => creationError(id, createOps, index, cause) };
+    return new CgroupPlan(this.parts(id, v1Writes(this.layout, resolved)), limitsInForce(limits, resolved));
   }
 
   /** Ids with a directory in any hierarchy: a crash half-way through create() leaves some. */
@@ -125,7 +111,7 @@ export class V1Driver implements CgroupDriver {
   async open(id: string): Promise<JobCgroup | undefined> {
     checkJobId(id);
     for (const jobsDir of this.allJobsDirs()) {
-      if ((await listChildren(this.fs, jobsDir)).includes(id)) return this.handle(id);
+      if ((await listChildren(this.fs, jobsDir)).includes(id)) return new CgroupOfJob(this.parts(id, new Map()));
     }
     return undefined;
   }
@@ -138,15 +124,17 @@ export class V1Driver implements CgroupDriver {
     return this.layout.unified === undefined ? this.#v1JobsDirs : [this.layout.unified, ...this.#v1JobsDirs];
   }
 
-  private handle(id: string): JobCgroup {
+  /** The job's directories (unified first, where there is one) with `writes` per v1 jobs directory. */
+  private parts(id: string, writes: ReadonlyMap<string, ControlWrite[]>): JobCgroupParts {
     const { layout, fs } = this;
     const at = (jobsDir: string | undefined): string | undefined => (jobsDir === undefined ? undefined : childPath(jobsDir, id));
     const unified = at(layout.unified);
     const joins = this.#v1JobsDirs.map((jobsDir) => childPath(jobsDir, id));
-    const processes: JobProcesses =
-      unified !== undefined ? new UnifiedProcesses(fs, unified) : new FreezerProcesses(fs, at(layout.freezer)!);
-    const dirs = unified === undefined ? joins : [...joins, unified];
-    const stats = {
+    const dirs: JobDirPlan[] = this.#v1JobsDirs.map((jobsDir) => ({ dir: childPath(jobsDir, id), writes: writes.get(jobsDir) ?? [] }));
+    if (unified !== undefined) dirs.unshift({ dir: unified, writes: [] });
+    const freezer = at(layout.freezer);
+    const processes: JobProcesses = unified !== undefined ? new UnifiedProcesses(fs, unified) : new FreezerProcesses(fs, freezer!);
+    const statsDirs: V1StatsDirs = {
       unified,
       cpu: at(layout.cpu),
       cpuacct: at(layout.cpuacct),
@@ -154,18 +142,17 @@ export class V1Driver implements CgroupDriver {
       blkio: at(layout.blkio),
       pids: at(layout.pids),
     };
-    return new CgroupOfJob({
+    return {
       id,
-      path: unified ?? at(layout.freezer)!,
+      path: unified ?? freezer!,
       fs,
       processes,
-      ...(unified === undefined ? {} : { bornInto: unified }),
-      joins,
       dirs,
-      ...(unified === undefined ? {} : { eventsFile: childPath(unified, 'cgroup.events') }),
-      statFiles: v1StatFiles(stats),
-      readStats: (prefetched) => readV1Stats(prefetched, stats),
-    });
+      placement: { ...(unified === undefined ? {} : { cgroupPath: unified }), joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
+      populated: unified !== undefined ? { kind: 'events', file: childPath(unified, 'cgroup.events') } : { kind: 'procs', file: childPath(freezer!, 'cgroup.procs') },
+      statFiles: v1StatFiles(statsDirs),
+      readStats: (files) => readV1Stats(files, statsDirs),
+    };
   }
 }
 
@@ -178,35 +165,35 @@ export interface V1StatsDirs {
   pids?: string | undefined;
 }
 
-/** Every file readV1Stats() reads for these directories (so they can be read in one batch first). */
+/** Every file readV1Stats() reads for these directories. */
 export function v1StatFiles(dirs: V1StatsDirs): string[] {
   const files: string[] = [];
-  const add = (dir: string | undefined, ...names: string[]): void => {
-    if (dir !== undefined) for (const name of names) files.push(childPath(dir, name));
+  const add = (dir: string | undefined, part: { files: readonly string[] }): void => {
+    if (dir !== undefined) for (const name of part.files) files.push(childPath(dir, name));
   };
-  if (dirs.unified !== undefined) add(dirs.unified, 'cpu.stat');
-  else add(dirs.cpuacct, 'cpuacct.usage', 'cpuacct.usage_user', 'cpuacct.usage_sys');
-  add(dirs.cpu, 'cpu.stat');
-  add(dirs.memory, 'memory.oom_control', 'memory.usage_in_bytes', 'memory.max_usage_in_bytes');
-  add(dirs.pids, 'pids.current');
-  add(dirs.blkio, 'blkio.throttle.io_service_bytes', 'blkio.throttle.io_serviced');
+  // Usage from the unified cpu.stat where there is one (it needs no controller), else cpuacct.
+  if (dirs.unified !== undefined) add(dirs.unified, cpuStats);
+  else add(dirs.cpuacct, cpuUsage);
+  add(dirs.cpu, cpuThrottling);
+  add(dirs.memory, memoryStats);
+  add(dirs.pids, pidsStats);
+  add(dirs.blkio, blkioStats);
   return files;
 }
 
-export async function readV1Stats(fs: CgroupFs, dirs: V1StatsDirs): Promise<CgroupStats> {
-  // Usage from the unified cpu.stat where there is one (it needs no controller), else cpuacct.
+export function readV1Stats(files: ControlFiles, dirs: V1StatsDirs): CgroupStats {
   let usage = { cpuUsageMicros: 0, cpuUserMicros: 0, cpuSystemMicros: 0 };
   if (dirs.unified !== undefined) {
-    const { cpuUsageMicros, cpuUserMicros, cpuSystemMicros } = parseCpuStat(await readControl(fs, dirs.unified, 'cpu.stat'));
+    const { cpuUsageMicros, cpuUserMicros, cpuSystemMicros } = cpuStats.parse(files, dirs.unified);
     usage = { cpuUsageMicros, cpuUserMicros, cpuSystemMicros };
   } else if (dirs.cpuacct !== undefined) {
-    usage = await readCpuUsage(fs, dirs.cpuacct);
+    usage = cpuUsage.parse(files, dirs.cpuacct);
   }
   return {
     ...usage,
-    ...(dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : await readCpuThrottling(fs, dirs.cpu)),
-    ...(dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : await readMemoryStats(fs, dirs.memory)),
-    pidsCurrent: dirs.pids === undefined ? 0 : await readPidsCurrent(fs, dirs.pids),
-    io: dirs.blkio === undefined ? [] : await readBlkioStats(fs, dirs.blkio),
+    ...(dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : cpuThrottling.parse(files, dirs.cpu)),
+    ...(dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : memoryStats.parse(files, dirs.memory)),
+    pidsCurrent: dirs.pids === undefined ? 0 : pidsStats.parse(files, dirs.pids),
+    io: dirs.blkio === undefined ? [] : blkioStats.parse(files, dirs.blkio),
   };
 }

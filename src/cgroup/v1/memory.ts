@@ -1,8 +1,6 @@
 // cgroup v1 memory controller: hard limit (and memory+swap, where swap accounting is on), soft limit;
 // usage, peak and the OOM kill counter.
-import * as path from 'node:path';
-
-import { parseFlatKeyed, parseSingleNumber, readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, parseFlatKeyed, parseSingleNumber, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
@@ -28,13 +26,15 @@ export function memoryWrites(limits: ResolvedLimits, swapAccounting?: boolean): 
 
 export type MemoryStats = Pick<CgroupStats, 'memoryCurrentBytes' | 'memoryPeakBytes' | 'oomKills'>;
 
-export async function readMemoryStats(fs: CgroupFs, dir: string): Promise<MemoryStats> {
-  const number = async (file: string): Promise<number> => parseSingleNumber(await readControl(fs, dir, file), path.join(dir, file));
-  const oomControl = parseFlatKeyed(await readControl(fs, dir, 'memory.oom_control'));
-  return {
-    memoryCurrentBytes: await number('memory.usage_in_bytes'),
-    memoryPeakBytes: await number('memory.max_usage_in_bytes'),
-    // oom_kill in memory.oom_control: kernel >= 4.13.
-    oomKills: oomControl.get('oom_kill') ?? 0,
-  };
-}
+export const memoryStats: StatsPart<MemoryStats> = {
+  files: ['memory.oom_control', 'memory.usage_in_bytes', 'memory.max_usage_in_bytes'],
+  parse(files, dir) {
+    const number = (name: string): number => parseSingleNumber(files.required(childPath(dir, name)), childPath(dir, name));
+    return {
+      memoryCurrentBytes: number('memory.usage_in_bytes'),
+      memoryPeakBytes: number('memory.max_usage_in_bytes'),
+      // oom_kill in memory.oom_control: kernel >= 4.13.
+      oomKills: parseFlatKeyed(files.required(childPath(dir, 'memory.oom_control'))).get('oom_kill') ?? 0,
+    };
+  },
+};

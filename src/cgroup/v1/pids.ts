@@ -1,2 +1,2 @@
 // cgroup v1 pids controller: the same pids.max / pids.current files as on v2.
-export { pidsWrites, readPidsCurrent } from '../v2/pids';
+export { pidsStats, pidsWrites } from '../v2/pids';

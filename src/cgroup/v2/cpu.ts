@@ -1,7 +1,7 @@
 // cgroup v2 cpu controller: quota (cpu.max) and weight (cpu.weight); usage and throttling from cpu.stat.
 // cpu.stat's usage fields exist even without the cpu controller (the unified hierarchy of a hybrid
 // host has them), the throttling fields only with it.
-import { parseFlatKeyed, readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, parseFlatKeyed, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import { CPU_PERIOD_MICROS, cpuQuotaMicros, type ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
@@ -28,6 +28,7 @@ export function parseCpuStat(text: string): CpuStats {
   };
 }
 
-export async function readCpuStats(fs: CgroupFs, dir: string): Promise<CpuStats> {
-  return parseCpuStat(await readControl(fs, dir, 'cpu.stat'));
-}
+export const cpuStats: StatsPart<CpuStats> = {
+  files: ['cpu.stat'],
+  parse: (files, dir) => parseCpuStat(files.required(childPath(dir, 'cpu.stat'))),
+};

@@ -1,20 +1,18 @@
 // The cgroup v2 driver (unified hosts): one directory per job, <base>/jobs/<id>, holding the limits,
 // the stats, the processes (born into it through clone3) and cgroup.kill.
-import * as path from 'node:path';
-
 import { errorCode } from '../../errors';
-import { cgroupFsError, childPath, listChildren, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { cgroupFsError, childPath, listChildren, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { V2Root } from '../delegation';
-import { CgroupOfJob, createOpsOf, creationError, runCreateOps } from '../job-cgroup';
+import { CgroupOfJob, CgroupPlan, limitsInForce, type JobCgroupParts } from '../job-cgroup';
 import { checkJobId, isJobId } from '../job-id';
 import { prepareLimits } from '../job-limits';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, Limits, PlannedJobCgroup, ResourceController } from '../types';
+import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
-import { cpuWrites, readCpuStats } from './cpu';
-import { ioWrites, readIoStats } from './io';
-import { memoryWrites, readMemoryStats } from './memory';
-import { pidsWrites, readPidsCurrent } from './pids';
+import { cpuStats, cpuWrites } from './cpu';
+import { ioStats, ioWrites } from './io';
+import { memoryStats, memoryWrites } from './memory';
+import { pidsStats, pidsWrites } from './pids';
 
 /** Every file the job's cgroup gets, for the controllers this host has. Pure. */
 export function v2Writes(limits: ResolvedLimits, controllers: ReadonlySet<ResourceController>): ControlWrite[] {
@@ -26,21 +24,22 @@ export function v2Writes(limits: ResolvedLimits, controllers: ReadonlySet<Resour
   ];
 }
 
-/** Every file readV2Stats() reads (so they can be read in one batch first). */
-export function v2StatFiles(dir: string, controllers: ReadonlySet<ResourceController>): string[] {
-  const names = ['cpu.stat'];
-  if (controllers.has('memory')) names.push('memory.current', 'memory.peak', 'memory.events');
-  if (controllers.has('pids')) names.push('pids.current');
-  if (controllers.has('io')) names.push('io.stat');
-  return names.map((name) => childPath(dir, name));
+/** The parts of a v2 stats snapshot this host's controllers give (cpu.stat is there without a controller). */
+function v2StatsParts(controllers: ReadonlySet<ResourceController>): StatsPart<unknown>[] {
+  return [cpuStats, ...(controllers.has('memory') ? [memoryStats] : []), ...(controllers.has('pids') ? [pidsStats] : []), ...(controllers.has('io') ? [ioStats] : [])];
 }
 
-export async function readV2Stats(fs: CgroupFs, dir: string, controllers: ReadonlySet<ResourceController>): Promise<CgroupStats> {
+/** Every file readV2Stats() reads. */
+export function v2StatFiles(dir: string, controllers: ReadonlySet<ResourceController>): string[] {
+  return v2StatsParts(controllers).flatMap((part) => part.files.map((name) => childPath(dir, name)));
+}
+
+export function readV2Stats(files: ControlFiles, dir: string, controllers: ReadonlySet<ResourceController>): CgroupStats {
   return {
-    ...(await readCpuStats(fs, dir)),
-    ...(controllers.has('memory') ? await readMemoryStats(fs, dir) : { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 }),
-    pidsCurrent: controllers.has('pids') ? await readPidsCurrent(fs, dir) : 0,
-    io: controllers.has('io') ? await readIoStats(fs, dir) : [],
+    ...cpuStats.parse(files, dir),
+    ...(controllers.has('memory') ? memoryStats.parse(files, dir) : { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 }),
+    pidsCurrent: controllers.has('pids') ? pidsStats.parse(files, dir) : 0,
+    io: controllers.has('io') ? ioStats.parse(files, dir) : [],
   };
 }
 
@@ -50,7 +49,7 @@ export class V2Driver implements CgroupDriver {
   readonly controllers: ReadonlySet<ResourceController>;
 
   constructor(
-    private readonly fs: CgroupFs,
+    readonly fs: CgroupFs,
     private readonly root: V2Root,
     private readonly sysRoot: string | undefined,
   ) {
@@ -58,21 +57,10 @@ export class V2Driver implements CgroupDriver {
     this.controllers = root.controllers;
   }
 
-  async validate(limits: Limits, cwd: string): Promise<void> {
-    await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-  }
-
-  async create(id: string, limits: Limits, cwd: string): Promise<JobCgroup> {
-    const planned = await this.plan(id, limits, cwd);
-    await runCreateOps(this.fs, id, planned.createOps);
-    return planned.cgroup;
-  }
-
-  async plan(id: string, limits: Limits, cwd: string): Promise<PlannedJobCgroup> {
+  async plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan> {
     checkJobId(id);
     const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    const createOps = createOpsOf([{ dir: childPath(this.jobsRoot, id), writes: v2Writes(resolved, this.controllers) }]);
-    return { createOps, cgroup: this.handle(id), creationError: (index, cause) => creationError(id, createOps, index, cause) };
+    return new CgroupPlan(this.parts(id, v2Writes(resolved, this.controllers)), limitsInForce(limits, resolved));
   }
 
   async listJobIds(): Promise<string[]> {
@@ -81,13 +69,14 @@ export class V2Driver implements CgroupDriver {
 
   async open(id: string): Promise<JobCgroup | undefined> {
     checkJobId(id);
+    const events = childPath(childPath(this.jobsRoot, id), 'cgroup.events');
     try {
-      await this.fs.read(path.join(this.jobsRoot, id, 'cgroup.events'));
+      await this.fs.read(events);
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return undefined;
-      throw cgroupFsError('read', path.join(this.jobsRoot, id, 'cgroup.events'), error);
+      throw cgroupFsError('read', events, error);
     }
-    return this.handle(id);
+    return new CgroupOfJob(this.parts(id, []));
   }
 
   /** Undoes the root set-up (the daemon leaf, controllers we enabled) once no job cgroup is left. */
@@ -95,19 +84,18 @@ export class V2Driver implements CgroupDriver {
     return this.root.release();
   }
 
-  private handle(id: string): JobCgroup {
+  private parts(id: string, writes: ControlWrite[]): JobCgroupParts {
     const dir = childPath(this.jobsRoot, id);
-    return new CgroupOfJob({
+    return {
       id,
       path: dir,
       fs: this.fs,
       processes: new UnifiedProcesses(this.fs, dir),
-      bornInto: dir,
-      joins: [],
-      dirs: [dir],
-      eventsFile: childPath(dir, 'cgroup.events'),
+      dirs: [{ dir, writes }],
+      placement: { cgroupPath: dir, joinProcsPaths: [] },
+      populated: { kind: 'events', file: childPath(dir, 'cgroup.events') },
       statFiles: v2StatFiles(dir, this.controllers),
-      readStats: (prefetched) => readV2Stats(prefetched, dir, this.controllers),
-    });
+      readStats: (files) => readV2Stats(files, dir, this.controllers),
+    };
   }
 }

@@ -1,5 +1,5 @@
 // cgroup v2 io controller: per-device bandwidth and IOPS caps (io.max), bytes and ops (io.stat).
-import { readControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { DeviceIoLimit, ResolvedLimits } from '../limits';
 import type { IoDeviceStats } from '../types';
 
@@ -38,6 +38,7 @@ export function parseIoStat(text: string): IoDeviceStats[] {
   return devices;
 }
 
-export async function readIoStats(fs: CgroupFs, dir: string): Promise<IoDeviceStats[]> {
-  return parseIoStat(await readControl(fs, dir, 'io.stat'));
-}
+export const ioStats: StatsPart<IoDeviceStats[]> = {
+  files: ['io.stat'],
+  parse: (files, dir) => parseIoStat(files.required(childPath(dir, 'io.stat'))),
+};

@@ -1,7 +1,5 @@
 // cgroup v2 memory controller: hard limit without swap, soft limit, and OOM kills the whole job.
-import * as path from 'node:path';
-
-import { parseFlatKeyed, parseSingleNumber, readControl, readOptionalControl, type CgroupFs, type ControlWrite } from '../cgroup-fs';
+import { childPath, parseFlatKeyed, parseSingleNumber, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
@@ -22,13 +20,16 @@ export function memoryWrites(limits: ResolvedLimits): ControlWrite[] {
 
 export type MemoryStats = Pick<CgroupStats, 'memoryCurrentBytes' | 'memoryPeakBytes' | 'oomKills'>;
 
-export async function readMemoryStats(fs: CgroupFs, dir: string): Promise<MemoryStats> {
-  const current = await readControl(fs, dir, 'memory.current');
-  const peak = await readOptionalControl(fs, dir, 'memory.peak'); // kernel >= 5.19
-  const events = parseFlatKeyed(await readControl(fs, dir, 'memory.events'));
-  return {
-    memoryCurrentBytes: parseSingleNumber(current, path.join(dir, 'memory.current')),
-    memoryPeakBytes: peak === undefined ? null : parseSingleNumber(peak, path.join(dir, 'memory.peak')),
-    oomKills: events.get('oom_kill') ?? 0,
-  };
-}
+export const memoryStats: StatsPart<MemoryStats> = {
+  files: ['memory.current', 'memory.peak', 'memory.events'],
+  parse(files, dir) {
+    const current = childPath(dir, 'memory.current');
+    const peak = childPath(dir, 'memory.peak'); // kernel >= 5.19
+    const peakText = files.optional(peak);
+    return {
+      memoryCurrentBytes: parseSingleNumber(files.required(current), current),
+      memoryPeakBytes: peakText === undefined ? null : parseSingleNumber(peakText, peak),
+      oomKills: parseFlatKeyed(files.required(childPath(dir, 'memory.events'))).get('oom_kill') ?? 0,
+    };
+  },
+};

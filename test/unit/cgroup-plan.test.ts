@@ -1,17 +1,18 @@
-// Batched cgroupfs work against a fake kernel: the one-at-a-time fallback of runCgroupOps(), the
-// stats snapshot read in one batch (no parser reads behind its back), settle() (stats and removal in
-// one go, or not removed when a process is left), and create ops that undo themselves on failure.
-// The addon's own batch runs against the real cgroupfs in test/integration/native-cgroup-ops.test.ts.
+// A job's cgroup plan against a fake kernel: the one-op-at-a-time runner, the stats snapshot read in
+// one batch (no parser reads behind its back), the settle ops (stats and removal in one go, or not
+// removed when a process is left) read back by file, and create ops whose failure is named. The
+// addon runs the same ops against the real cgroupfs in the integration tests.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
-import { runCgroupOps, type CgroupFs, type CgroupOp } from '../../src/cgroup/cgroup-fs';
+import { runOpsOneByOne, type CgroupFs, type CgroupOp } from '../../src/cgroup/cgroup-fs';
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError } from '../../src/errors';
+import { createJobCgroup } from '../helpers/cgroup-plan';
 import { bootFakeV1Host, FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
@@ -44,9 +45,9 @@ class CountingFs implements CgroupFs {
     this.directReads.push(file);
     return this.kernel.read(file);
   }
-  batch(ops: readonly CgroupOp[]) {
+  run(ops: readonly CgroupOp[]) {
     for (const op of ops) if (op.op === 'read') this.batchedReads.push(op.path);
-    return runCgroupOps(this.kernel, ops);
+    return runOpsOneByOne(this.kernel, ops);
   }
 }
 
@@ -63,11 +64,11 @@ async function unifiedHost(): Promise<{ kernel: FakeCgroupKernel; host: CgroupHo
   return { kernel, host: { mode: 'unified', v1: [], unified: { mountPoint, mountRoot: '/', ownPath: '/jobworker.service' } } };
 }
 
-describe('runCgroupOps without a batch of the filesystem', () => {
+describe('runOpsOneByOne', () => {
   it('runs in order, skips an optional op on ENOENT, stops at the first failure and says which', async () => {
     const { kernel } = await hybridHost();
     const dir = path.join(tmp, 'pids', 'a');
-    const result = await runCgroupOps(kernel, [
+    const result = await runOpsOneByOne(kernel, [
       { op: 'mkdir', path: dir },
       { op: 'write', path: path.join(dir, 'pids.max'), value: '7' },
       { op: 'read', path: path.join(dir, 'pids.max') },
@@ -91,7 +92,7 @@ describe('stats and settle in one batch', () => {
       const { kernel, host } = await boot();
       const fs = new CountingFs(kernel);
       const driver = await openCgroupDriver({ host, fs, rootName: 'jw' });
-      const job = await driver.create('job-a', { memoryBytes: 64 << 20, pids: 10 }, '/');
+      const job = await createJobCgroup(driver, 'job-a', { memoryBytes: 64 << 20, pids: 10 }, '/');
       fs.directReads = [];
       const stats = await job.stats();
       assert.equal(stats.oomKills, 0);
@@ -99,13 +100,13 @@ describe('stats and settle in one batch', () => {
       assert.ok(fs.batchedReads.length >= 3);
     });
 
-    it(`${mode}: settle() of an empty job reads the stats, then removes every directory`, async () => {
+    it(`${mode}: the settle ops of an empty job read the stats, then remove every directory`, async () => {
       const { kernel, host } = await boot();
       const fs = new CountingFs(kernel);
       const driver = await openCgroupDriver({ host, fs, rootName: 'jw' });
-      const job = await driver.create('job-b', { pids: 10 }, '/');
+      const job = await createJobCgroup(driver, 'job-b', { pids: 10 }, '/');
       fs.directReads = [];
-      const settled = await job.settle();
+      const settled = job.plan.settled(await fs.run(job.plan.settleOps));
       assert.equal(settled.empty, true);
       assert.equal(settled.removed, true);
       assert.equal(settled.stats.pidsCurrent, 0);
@@ -115,14 +116,14 @@ describe('stats and settle in one batch', () => {
     });
   }
 
-  it('settle() with a process left: not removed, and destroy() still removes it once it is gone', async () => {
+  it('settle ops with a process left: not removed, and destroy() still removes it once it is gone', async () => {
     const { kernel, host } = await hybridHost();
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    const job = await driver.create('job-c', {}, '/');
+    const job = await createJobCgroup(driver, 'job-c', {}, '/');
     // A process that outlived the main one, as the kernel would show it.
     writeFileSync(path.join(job.path, 'cgroup.events'), 'populated 1\nfrozen 0\n');
     writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', 'job-c', 'cgroup.procs'), '4242\n');
-    const settled = await job.settle();
+    const settled = job.plan.settled(await kernel.run(job.plan.settleOps));
     assert.equal(settled.empty, false);
     assert.equal(settled.removed, false);
     assert.ok(existsSync(job.path));
@@ -138,7 +139,7 @@ describe('create ops', () => {
     const { kernel, host } = await hybridHost();
     kernel.failWrites.set('pids.max', 'EINVAL');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    await assert.rejects(driver.create('job-d', { memoryBytes: 64 << 20, pids: 10 }, '/'), (error) =>
+    await assert.rejects(createJobCgroup(driver, 'job-d', { memoryBytes: 64 << 20, pids: 10 }, '/'), (error) =>
       error instanceof SystemError && /write "10" to .*pids\/jw\/jobs\/job-d\/pids.max/.test(error.message) && /EINVAL/.test(error.message));
     assert.deepEqual(await driver.listJobIds(), []);
   });
@@ -152,12 +153,36 @@ describe('create ops', () => {
       planned.createOps.map((op) => `${op.op} ${path.basename(op.path)}`),
       ['mkdir job-e', 'write cpu.max', 'write memory.oom.group', 'write pids.max'],
     );
-    const result = await runCgroupOps(kernel, planned.createOps);
+    const result = await kernel.run(planned.createOps);
     assert.equal(result.error, undefined);
     assert.deepEqual(await driver.listJobIds(), ['job-e']);
-    const again = await runCgroupOps(kernel, planned.createOps);
-    const error = planned.creationError(again.completed, again.error);
+    const again = await kernel.run(planned.createOps);
+    const error = planned.creationError(again);
     assert.ok(error instanceof JobworkerError && error.kind === 'already-exists' && /job job-e already exists/.test(error.message), String(error));
     await planned.cgroup.destroy();
+  });
+});
+
+describe('settle on a legacy (v1-only) host', () => {
+  it('whether a process is left comes from the freezer cgroup.procs; stats and removal in the same ops', async () => {
+    const { kernel, host } = await bootFakeV1Host(tmp, 'legacy');
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const busy = await createJobCgroup(driver, 'job-l1', { pids: 10 }, '/');
+    writeFileSync(path.join(busy.path, 'cgroup.procs'), '4242\n');
+    const left = busy.plan.settled(await kernel.run(busy.plan.settleOps));
+    assert.deepEqual([left.empty, left.removed], [false, false]);
+    writeFileSync(path.join(busy.path, 'cgroup.procs'), '');
+    const empty = busy.plan.settled(await kernel.run(busy.plan.settleOps));
+    assert.deepEqual([empty.empty, empty.removed], [true, true]);
+    assert.deepEqual(await driver.listJobIds(), []);
+  });
+
+  it('a cgroup that is gone is reported as gone, not as empty', async () => {
+    const { kernel, host } = await bootFakeV1Host(tmp, 'legacy');
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const job = await createJobCgroup(driver, 'job-l2', {}, '/');
+    await job.destroy();
+    assert.throws(() => job.plan.settled({ completed: job.plan.settleOps.length, reads: job.plan.settleOps.map(() => null) }), (error: unknown) =>
+      error instanceof JobworkerError && error.kind === 'not-found');
   });
 });

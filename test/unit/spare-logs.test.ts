@@ -41,8 +41,8 @@ describe('spare logs', () => {
     assert.equal(existsSync(store.logPath(ID[1])), false);
     assert.deepEqual(spares(), ['.spare-0']);
     assert.equal(statSync(path.join(dir, 'logs', '.spare-0')).size, FILE_HEADER_SIZE);
-    assert.equal(store.takeSpareLog(), path.join(dir, 'logs', '.spare-0'));
-    assert.equal(store.takeSpareLog(), undefined, 'without createFiles, spares come only from removals');
+    assert.equal(store.spareLogs.take(), path.join(dir, 'logs', '.spare-0'));
+    assert.equal(store.spareLogs.take(), undefined, 'without createFiles, spares come only from removals');
     await store.close();
   });
 
@@ -55,7 +55,7 @@ describe('spare logs', () => {
         return { completed: paths.length };
       },
     });
-    assert.equal(store.takeSpareLog(), undefined, 'none yet: the first start creates its own log');
+    assert.equal(store.spareLogs.take(), undefined, 'none yet: the first start creates its own log');
     await store.close(); // waits for the batch the take started
     assert.deepEqual(batches, [16]);
     assert.equal(spares().length, 16);
@@ -67,7 +67,7 @@ describe('spare logs', () => {
     writeFileSync(path.join(dir, 'logs', '.spare-41'), Buffer.alloc(5000, 0x43));
     const reopened = await openStore();
     assert.equal(statSync(path.join(dir, 'logs', '.spare-41')).size, FILE_HEADER_SIZE);
-    assert.equal(reopened.takeSpareLog(), path.join(dir, 'logs', '.spare-41'));
+    assert.equal(reopened.spareLogs.take(), path.join(dir, 'logs', '.spare-41'));
     writeFileSync(reopened.logPath(ID[0]), 'x');
     await reopened.remove(ID[0], 1);
     assert.ok(spares().includes('.spare-42'), 'new spares are numbered after the ones found');
