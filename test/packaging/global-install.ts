@@ -17,10 +17,14 @@ import { SpawnedDaemon } from '../helpers/spawned-daemon';
 
 const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
 
+/** The README's fenced code blocks. */
+function readmeBlocks(): string[] {
+  return readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8').split(/^```.*$/m).filter((_, i) => i % 2 === 1);
+}
+
 /** The README's fenced block that holds the `npm pack` line, as one shell script. */
 function readmeInstallBlock(): string {
-  const blocks = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8').split(/^```.*$/m).filter((_, i) => i % 2 === 1);
-  const block = blocks.find((text) => /^npm pack\b/m.test(text));
+  const block = readmeBlocks().find((text) => /^npm pack\b/m.test(text));
   assert.ok(block, 'the README has a code block with `npm pack`');
   assert.match(block, /^npm install -g \.\/jobworker-\*\.tgz\b/m, 'and `npm install -g ./jobworker-*.tgz` in it');
   return block;
@@ -119,6 +123,12 @@ describe('npm pack, then npm install -g of the tarball', requireRoot, () => {
     dir = mkdtempSync(path.join(tmpdir(), 'jobworker-install-test-'));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('the README never has the blocking `npm start` in the block of another command', () => {
+    const startBlocks = readmeBlocks().filter((text) => /\bnpm start\b/.test(text));
+    assert.ok(startBlocks.length > 0, 'the README shows `npm start`');
+    for (const block of startBlocks) assert.equal(block.trim().split('\n').length, 1, `a block of its own:\n${block}`);
+  });
 
   it('the README\'s lines, in a fresh checkout, pack and install both commands into the global prefix', { timeout: 600_000 }, () => {
     const checkout = path.join(dir, 'checkout');
