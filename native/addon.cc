@@ -9,7 +9,7 @@
 #include <cstring>
 #include <memory>
 
-#include "cgroup_ops.h"
+#include "fs_ops.h"
 #include "log_writer.h"
 #include "reactor.h"
 #include "spawn.h"
@@ -122,23 +122,23 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
 
 // Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
 // letter (k mkdir, d rmdir, w write, r read, c create), '?' if optional or '!' if not, the path, NUL, the value
-// (empty but for writes), NUL. Written by encodeCgroupOps() in src/native/process.ts.
-std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Value value, const std::string& where) {
+// (empty but for writes), NUL. Written by encodeFsOps() in src/native/process.ts.
+std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::string& where) {
   if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
   std::string text = value.As<Napi::String>().Utf8Value();
-  std::vector<CgroupOp> ops;
+  std::vector<FsOp> ops;
   size_t at = 0;
   while (at < text.size()) {
     size_t path_end = text.find('\0', at);
     size_t value_end = path_end == std::string::npos ? std::string::npos : text.find('\0', path_end + 1);
     if (value_end == std::string::npos || path_end < at + 3) throw Napi::TypeError::New(env, where + ": malformed ops");
-    CgroupOp op;
+    FsOp op;
     switch (text[at]) {
-      case 'k': op.kind = CgroupOpKind::kMkdir; break;
-      case 'd': op.kind = CgroupOpKind::kRmdir; break;
-      case 'w': op.kind = CgroupOpKind::kWrite; break;
-      case 'r': op.kind = CgroupOpKind::kRead; break;
-      case 'c': op.kind = CgroupOpKind::kCreate; break;
+      case 'k': op.kind = FsOpKind::kMkdir; break;
+      case 'd': op.kind = FsOpKind::kRmdir; break;
+      case 'w': op.kind = FsOpKind::kWrite; break;
+      case 'r': op.kind = FsOpKind::kRead; break;
+      case 'c': op.kind = FsOpKind::kCreate; break;
       default: throw Napi::TypeError::New(env, where + ": unknown op " + text.substr(at, 1));
     }
     if (text[at + 1] != '?' && text[at + 1] != '!') throw Napi::TypeError::New(env, where + ": malformed ops");
@@ -159,10 +159,10 @@ struct SpawnCall {
   // Placement by path: opened on the spawning thread, closed once the child has exec'd.
   std::string cgroup_path;
   std::vector<std::string> join_procs_paths;
-  // cgroupfs ops run first, on the same thread (creating the job's cgroups and writing its limits).
-  std::vector<CgroupOp> setup;
-  // cgroupfs ops the reactor runs when the process has exited (see Job::exit_ops).
-  std::vector<CgroupOp> exit_ops;
+  // Filesystem ops run first, on the same thread (creating the job's cgroups and writing its limits).
+  std::vector<FsOp> setup;
+  // Filesystem ops the reactor runs when the process has exited (see Job::exit_ops).
+  std::vector<FsOp> exit_ops;
   // An existing (emptied) file to rename to log_path: reusing an inode is much cheaper than
   // allocating one on some filesystems (see src/worker/state-store.ts). Created anew if it fails.
   std::string log_recycle_from;
@@ -202,9 +202,9 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
   call.join_procs_paths = string_array(options, "joinProcsPaths");
   Napi::Value setup = options.Get("setupOps");
-  if (!setup.IsUndefined()) call.setup = parse_cgroup_ops(env, setup, "setupOps");
+  if (!setup.IsUndefined()) call.setup = parse_fs_ops(env, setup, "setupOps");
   Napi::Value exit_ops = options.Get("exitOps");
-  if (!exit_ops.IsUndefined()) call.exit_ops = parse_cgroup_ops(env, exit_ops, "exitOps");
+  if (!exit_ops.IsUndefined()) call.exit_ops = parse_fs_ops(env, exit_ops, "exitOps");
   if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
     throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
@@ -223,7 +223,7 @@ struct SpawnOutcome {
   int log_errno = 0;
   int placement_errno = 0;
   std::string placement_path;  // the cgroup file that could not be opened
-  CgroupOpsOutcome setup;      // setup.err != 0: the setup op at setup.completed failed (undone)
+  FsOpsOutcome setup;      // setup.err != 0: the setup op at setup.completed failed (undone)
   bool spawned = false;
   SpawnFailure failure{SpawnStage::kNone, 0};
 };
@@ -255,11 +255,11 @@ bool open_placement(const SpawnCall& call, SpawnRequest& req, std::vector<Unique
 // Opens the placement into `call.req` for the spawn itself (no copy of the request on this path).
 void run_spawn(SpawnCall& call, SpawnOutcome& out) {
   if (!call.setup.empty()) {
-    run_cgroup_ops(call.setup, out.setup);
+    run_fs_ops(call.setup, out.setup);
     if (out.setup.err != 0) {
       // Undo what was created, newest first; the failure is what gets reported.
       for (size_t i = out.setup.completed; i-- > 0;)
-        if (call.setup[i].kind == CgroupOpKind::kMkdir && !out.setup.skipped[i]) rmdir(call.setup[i].path.c_str());
+        if (call.setup[i].kind == FsOpKind::kMkdir && !out.setup.skipped[i]) rmdir(call.setup[i].path.c_str());
       return;
     }
   }
@@ -292,7 +292,7 @@ void run_spawn(SpawnCall& call, SpawnOutcome& out) {
 // JS thread: the typed error for a failed spawn, or the handle of a running one.
 Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
   if (out.setup.err != 0) {
-    const CgroupOp& op = call.setup[out.setup.completed];
+    const FsOp& op = call.setup[out.setup.completed];
     Napi::Error error = errno_error(env, out.setup.err, "setup failed at " + op.path);
     error.Set("stage", Napi::String::New(env, "setup"));
     error.Set("setupIndex", Napi::Number::New(env, static_cast<double>(out.setup.completed)));
@@ -390,33 +390,33 @@ Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// cgroupOps(encodedOps) -> Promise<{ completed, reads: (string|null)[], code?, errno?, message? }>
-// (encodedOps: see parse_cgroup_ops).
+// fsOps(encodedOps) -> Promise<{ completed, reads: (string|null)[], code?, errno?, message? }>
+// (encodedOps: see parse_fs_ops).
 // Runs the ops in order on a libuv threadpool thread and stops at the first failure, which is
 // reported (not thrown): the caller needs `completed` to undo what was done.
-class CgroupOpsWork : public Napi::AsyncWorker {
+class FsOpsWork : public Napi::AsyncWorker {
  public:
-  CgroupOpsWork(Napi::Env env, std::vector<CgroupOp> ops)
-      : Napi::AsyncWorker(env, "jobworker.cgroupOps"), ops_(std::move(ops)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  FsOpsWork(Napi::Env env, std::vector<FsOp> ops)
+      : Napi::AsyncWorker(env, "jobworker.fsOps"), ops_(std::move(ops)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { run_cgroup_ops(ops_, out_); }
+  void Execute() override { run_fs_ops(ops_, out_); }
   void OnOK() override {
     Napi::Env env = Env();
-    deferred_.Resolve(Napi::Value(env, cgroup_ops_outcome_to_js(env, ops_, out_)));
+    deferred_.Resolve(Napi::Value(env, fs_ops_outcome_to_js(env, ops_, out_)));
   }
 
  private:
-  std::vector<CgroupOp> ops_;
-  CgroupOpsOutcome out_;
+  std::vector<FsOp> ops_;
+  FsOpsOutcome out_;
   Napi::Promise::Deferred deferred_;
 };
 
-Napi::Value CgroupOps(const Napi::CallbackInfo& info) {
+Napi::Value FsOps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<CgroupOp> ops = parse_cgroup_ops(env, info[0], "cgroupOps");
-  auto* work = new CgroupOpsWork(env, std::move(ops));
+  std::vector<FsOp> ops = parse_fs_ops(env, info[0], "fsOps");
+  auto* work = new FsOpsWork(env, std::move(ops));
   Napi::Promise promise = work->promise();
   work->Queue();  // deletes itself after OnOK
   return promise;
@@ -440,7 +440,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync, "spawnAsync"));
   exports.Set("ProcessHandle", handle_class);
-  exports.Set("cgroupOps", Napi::Function::New(env, CgroupOps, "cgroupOps"));
+  exports.Set("fsOps", Napi::Function::New(env, FsOps, "fsOps"));
   exports.Set("trimNativeHeap", Napi::Function::New(env, TrimNativeHeap, "trimNativeHeap"));
   return exports;
 }

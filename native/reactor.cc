@@ -266,7 +266,7 @@ void Reactor::on_exit(Job* job) {
     if (job->pipes[i].valid()) drain_dry(job, i);
   }
   status.log_bytes = job->log->committed();
-  if (!job->exit_ops.empty()) run_cgroup_ops(job->exit_ops, job->exit_ops_outcome);
+  if (!job->exit_ops.empty()) run_fs_ops(job->exit_ops, job->exit_ops_outcome);
   enqueue(owner(job), EventType::kExit);
   finish_if_done(job);
 }
@@ -372,7 +372,7 @@ void Reactor::dispatch(napi_env env) {
       set_number(env, info, "systemCpuMicros", static_cast<double>(s.system_cpu_us));
       set_number(env, info, "exitedAtMs", static_cast<double>(s.time_ns) / 1e6);
       set_number(env, info, "logBytes", static_cast<double>(s.log_bytes));
-      if (!job->exit_ops.empty()) set_value(env, info, "exitOps", cgroup_ops_outcome_to_js(env, job->exit_ops, job->exit_ops_outcome));
+      if (!job->exit_ops.empty()) set_value(env, info, "exitOps", fs_ops_outcome_to_js(env, job->exit_ops, job->exit_ops_outcome));
     } else {
       type = "close";
       set_number(env, info, "logBytes", static_cast<double>(job->log->committed()));

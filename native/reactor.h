@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cgroup_ops.h"
+#include "fs_ops.h"
 #include "log_writer.h"
 #include "spawn.h"
 #include "unique_fd.h"
@@ -58,11 +58,11 @@ class Job {
   std::atomic<bool> output_event_pending{false};  // one queued "output" event at most
   std::atomic<bool> capture_closed{false};        // the log is finished: closeCapture() has nothing to do
   ExitStatus status;                               // written before the exit event is queued
-  // cgroupfs ops run on the reactor thread once the process is reaped and its output is on disk
+  // Filesystem ops run on the reactor thread once the process is reaped and its output is on disk
   // (the Worker reads the final stats and removes the cgroup there); their outcome goes with the
   // exit event. Set before the job is added, then reactor thread only.
-  std::vector<CgroupOp> exit_ops;
-  CgroupOpsOutcome exit_ops_outcome;
+  std::vector<FsOp> exit_ops;
+  FsOpsOutcome exit_ops_outcome;
 
   // Reactor thread.
   EventSource sources[3];

@@ -11,9 +11,9 @@ export interface BindingSpawnOptions {
   /** Placement by path instead of fd: opened (and closed) by the addon on the spawning thread. */
   cgroupPath?: string;
   joinProcsPaths?: string[];
-  /** cgroupfs ops (encodeCgroupOps) run first on the same thread (undone if one fails: stage "setup", setupIndex). */
+  /** Filesystem ops (encodeFsOps) run first on the same thread (undone if one fails: stage "setup", setupIndex). */
   setupOps?: string;
-  /** cgroupfs ops the capture thread runs once the process is reaped; the outcome comes with "exit". */
+  /** Filesystem ops the capture thread runs once the process is reaped; the outcome comes with "exit". */
   exitOps?: string;
   logPath: string;
   /** An emptied file renamed to logPath instead of creating one (a new one is created if that fails). */
@@ -34,7 +34,7 @@ export interface BindingExitInfo {
   systemCpuMicros: number;
   exitedAtMs: number;
   logBytes: number;
-  exitOps?: BindingCgroupOpsResult;
+  exitOps?: BindingFsOpsResult;
 }
 
 export interface BindingCloseInfo {
@@ -63,7 +63,7 @@ export interface BindingSpawnErrorFields {
   setupIndex?: number;
 }
 
-export interface BindingCgroupOpsResult {
+export interface BindingFsOpsResult {
   /** Ops done; when `code` is set, the index of the op that failed. */
   completed: number;
   /** Per op: what a read returned; null for other ops and skipped optional ones. */
@@ -80,8 +80,8 @@ export interface Binding {
   spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
   /** The same on a libuv threadpool thread. */
   spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
-  /** Runs cgroupfs ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
-  cgroupOps(encodedOps: string): Promise<BindingCgroupOpsResult>;
+  /** Runs filesystem ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
+  fsOps(encodedOps: string): Promise<BindingFsOpsResult>;
   /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
   trimNativeHeap(): boolean;
 }

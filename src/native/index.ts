@@ -1,5 +1,5 @@
 import { binding } from './binding';
-import { encodeCgroupOps, toOpsResult, type NativeCgroupOp, type NativeCgroupOpsResult } from './process';
+import { encodeFsOps, toOpsResult, type FsOp, type FsOpsResult } from './process';
 
 export { execCandidates, DEFAULT_PATH } from './exec-path';
 export {
@@ -11,19 +11,19 @@ export {
   spawnProcessAsync,
   type CloseInfo,
   type ExitInfo,
-  type NativeCgroupOp,
-  type NativeCgroupOpsResult,
+  type FsOp,
+  type FsOpsResult,
   type SpawnOptions,
   type SpawnStage,
 } from './process';
 
 /**
- * Runs cgroupfs ops (mkdir, rmdir, single-write writes, whole-file reads) in order on a libuv
+ * Runs filesystem ops (mkdir, rmdir, single-write writes, whole-file reads, new empty files) in order on a libuv
  * threadpool thread, off the JS thread, and stops at the first failure: `completed` ops were done,
  * `error` (errno name in `code`) says why the next one failed; `reads[i]` is what op i read.
  */
-export async function cgroupOps(ops: readonly NativeCgroupOp[]): Promise<NativeCgroupOpsResult> {
-  return toOpsResult(ops, await binding.cgroupOps(encodeCgroupOps(ops)));
+export async function fsOps(ops: readonly FsOp[]): Promise<FsOpsResult> {
+  return toOpsResult(ops, await binding.fsOps(encodeFsOps(ops)));
 }
 
 /** Gives the C allocator's free memory back to the kernel (glibc malloc_trim); true if any was. */

@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import { JobworkerError, type ErrorKind } from '../errors';
 import {
   binding,
-  type BindingCgroupOpsResult,
+  type BindingFsOpsResult,
   type BindingCloseInfo,
   type BindingExitInfo,
   type BindingListener,
@@ -15,15 +15,15 @@ import {
 } from './binding';
 import { execCandidates } from './exec-path';
 
-/** One cgroupfs step run by the addon (cgroupOps(), SpawnOptions.setupOps); `optional`: ENOENT skips it. */
-export type NativeCgroupOp =
+/** One filesystem step run by the addon (fsOps(), SpawnOptions.setupOps/exitOps); `optional`: ENOENT skips it. */
+export type FsOp =
   | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
   | { op: 'write'; path: string; value: string; optional?: boolean }
   /** A new empty file (O_CREAT | O_EXCL, mode 0640): EEXIST if the path is taken. */
   | { op: 'create'; path: string; optional?: boolean };
 
-/** What a list of NativeCgroupOps did: `completed` done; `error` (errno name in `code`) stopped the next. */
-export interface NativeCgroupOpsResult {
+/** What a list of FsOps did: `completed` done; `error` (errno name in `code`) stopped the next. */
+export interface FsOpsResult {
   completed: number;
   /** Per op: what a read returned; null for other ops and for skipped optional reads. */
   reads: (string | null)[];
@@ -33,11 +33,11 @@ export interface NativeCgroupOpsResult {
 const OP_LETTERS = { mkdir: 'k', rmdir: 'd', write: 'w', read: 'r', create: 'c' } as const;
 
 /** The ops as the addon takes them: one string, so that passing 30 ops costs one conversion. */
-export function encodeCgroupOps(ops: readonly NativeCgroupOp[]): string {
+export function encodeFsOps(ops: readonly FsOp[]): string {
   let text = '';
   for (const op of ops) {
     if (op.path.includes('\0') || (op.op === 'write' && op.value.includes('\0'))) {
-      throw new JobworkerError('invalid-argument', `cgroup op ${op.op} ${JSON.stringify(op.path)}: NUL byte`);
+      throw new JobworkerError('invalid-argument', `fs op ${op.op} ${JSON.stringify(op.path)}: NUL byte`);
     }
     text += `${OP_LETTERS[op.op]}${op.optional === true ? '?' : '!'}${op.path}\0${op.op === 'write' ? op.value : ''}\0`;
   }
@@ -45,7 +45,7 @@ export function encodeCgroupOps(ops: readonly NativeCgroupOp[]): string {
 }
 
 /** The addon's report of a batch, with the failure (if any) as an Error naming the op. */
-export function toOpsResult(ops: readonly NativeCgroupOp[], result: BindingCgroupOpsResult): NativeCgroupOpsResult {
+export function toOpsResult(ops: readonly FsOp[], result: BindingFsOpsResult): FsOpsResult {
   if (result.code === undefined) return { completed: result.completed, reads: result.reads };
   const op = ops[result.completed];
   const error = Object.assign(new Error(`${result.code}: ${result.message ?? 'failed'}, ${op?.op ?? 'op'} '${op?.path ?? '?'}'`), {
@@ -74,15 +74,15 @@ export interface SpawnOptions {
   cgroupPath?: string;
   joinProcsPaths?: readonly string[];
   /**
-   * cgroupfs ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
+   * Filesystem ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
    * If one fails, those done are undone (mkdirs removed) and the spawn rejects with stage "setup".
    */
-  setupOps?: readonly NativeCgroupOp[];
+  setupOps?: readonly FsOp[];
   /**
-   * cgroupfs ops run on the capture thread as soon as the process has exited and its output is on
+   * Filesystem ops run on the capture thread as soon as the process has exited and its output is on
    * disk (reading the final stats, removing the cgroup): ExitInfo.exitOps says what they did.
    */
-  exitOps?: readonly NativeCgroupOp[];
+  exitOps?: readonly FsOp[];
   logPath: string;
   /** An emptied file of ours to rename to logPath rather than allocating a new one (created if the rename fails). */
   logRecycleFrom?: string;
@@ -108,7 +108,7 @@ export interface ExitInfo {
   /** Log size once the pipes were read dry after the exit: everything the process wrote. */
   logBytes: number;
   /** What SpawnOptions.exitOps did (absent when none were given). */
-  exitOps?: NativeCgroupOpsResult;
+  exitOps?: FsOpsResult;
 }
 
 export interface CloseInfo {
@@ -226,7 +226,7 @@ class ProcessEvents {
   output: ((logBytes: number) => void) | null = null;
   readonly listener: BindingListener;
 
-  constructor(exitOps: readonly NativeCgroupOp[] | undefined) {
+  constructor(exitOps: readonly FsOp[] | undefined) {
     let resolveExit!: (info: ExitInfo) => void;
     let resolveClose!: (info: CloseInfo) => void;
     this.exited = new Promise((resolve) => (resolveExit = resolve));
@@ -250,8 +250,8 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
     cgroupPath: options.cgroupPath,
     joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
-    setupOps: options.setupOps ? encodeCgroupOps(options.setupOps) : undefined,
-    exitOps: options.exitOps ? encodeCgroupOps(options.exitOps) : undefined,
+    setupOps: options.setupOps ? encodeFsOps(options.setupOps) : undefined,
+    exitOps: options.exitOps ? encodeFsOps(options.exitOps) : undefined,
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,
     logMaxBytes: options.logMaxBytes,
@@ -288,7 +288,7 @@ export async function spawnProcessAsync(options: SpawnOptions): Promise<NativePr
   return new NativeProcess(handle, events);
 }
 
-function toExitInfo(info: BindingExitInfo, exitOps: readonly NativeCgroupOp[] | undefined): ExitInfo {
+function toExitInfo(info: BindingExitInfo, exitOps: readonly FsOp[] | undefined): ExitInfo {
   const exit: ExitInfo = {
     code: info.code,
     signal: info.signal === null ? null : signalName(info.signal),

@@ -6,7 +6,7 @@ import { openCgroupDriver, type CgroupDriverOptions } from '../cgroup';
 import { nodeCgroupFs, type CgroupFs } from '../cgroup/cgroup-fs';
 import type { CgroupDriver, Limits } from '../cgroup/types';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
-import { cgroupOps } from '../native';
+import { fsOps } from '../native';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
 import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
 import { isFinal, type JobState } from './job-state';
@@ -76,7 +76,7 @@ const DEFAULTS = {
  * cgroupfs as the cgroup drivers see it, with batches run by the addon on the libuv threadpool: a
  * job's cgroups are created, read and removed in three trips off the JS thread.
  */
-const BATCHED_CGROUP_FS: CgroupFs = { ...nodeCgroupFs, batch: cgroupOps };
+const BATCHED_CGROUP_FS: CgroupFs = { ...nodeCgroupFs, batch: fsOps };
 
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
@@ -137,7 +137,7 @@ export class Worker {
     }
     if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
     const store = new StateStore(options.stateDir, {
-      createFiles: (paths) => cgroupOps(paths.map((file) => ({ op: 'create', path: file }))),
+      createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
     });
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);

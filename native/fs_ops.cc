@@ -1,4 +1,4 @@
-#include "cgroup_ops.h"
+#include "fs_ops.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -47,24 +47,24 @@ int create_empty_file(const std::string& path) {
   return fd.valid() ? 0 : errno;
 }
 
-int run_one(const CgroupOp& op, std::string& read_into) {
+int run_one(const FsOp& op, std::string& read_into) {
   switch (op.kind) {
-    case CgroupOpKind::kMkdir: return mkdir(op.path.c_str(), 0755) == 0 ? 0 : errno;
-    case CgroupOpKind::kRmdir: return rmdir(op.path.c_str()) == 0 ? 0 : errno;
-    case CgroupOpKind::kWrite: return write_control_file(op.path, op.value);
-    case CgroupOpKind::kRead: return read_control_file(op.path, read_into);
-    case CgroupOpKind::kCreate: return create_empty_file(op.path);
+    case FsOpKind::kMkdir: return mkdir(op.path.c_str(), 0755) == 0 ? 0 : errno;
+    case FsOpKind::kRmdir: return rmdir(op.path.c_str()) == 0 ? 0 : errno;
+    case FsOpKind::kWrite: return write_control_file(op.path, op.value);
+    case FsOpKind::kRead: return read_control_file(op.path, read_into);
+    case FsOpKind::kCreate: return create_empty_file(op.path);
   }
   return EINVAL;
 }
 
 }  // namespace
 
-void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out) {
+void run_fs_ops(const std::vector<FsOp>& ops, FsOpsOutcome& out) {
   out.reads.assign(ops.size(), std::string());
   out.skipped.assign(ops.size(), false);
   for (out.completed = 0; out.completed < ops.size(); out.completed++) {
-    const CgroupOp& op = ops[out.completed];
+    const FsOp& op = ops[out.completed];
     int err = run_one(op, out.reads[out.completed]);
     if (err == ENOENT && op.optional) {
       out.skipped[out.completed] = true;
@@ -77,7 +77,7 @@ void run_cgroup_ops(const std::vector<CgroupOp>& ops, CgroupOpsOutcome& out) {
   }
 }
 
-napi_value cgroup_ops_outcome_to_js(napi_env env, const std::vector<CgroupOp>& ops, const CgroupOpsOutcome& out) {
+napi_value fs_ops_outcome_to_js(napi_env env, const std::vector<FsOp>& ops, const FsOpsOutcome& out) {
   napi_value result, value, reads, null_value;
   napi_create_object(env, &result);
   napi_get_null(env, &null_value);
@@ -85,7 +85,7 @@ napi_value cgroup_ops_outcome_to_js(napi_env env, const std::vector<CgroupOp>& o
   napi_set_named_property(env, result, "completed", value);
   napi_create_array_with_length(env, ops.size(), &reads);
   for (size_t i = 0; i < ops.size(); i++) {
-    bool has_text = ops[i].kind == CgroupOpKind::kRead && i < out.completed && !out.skipped[i];
+    bool has_text = ops[i].kind == FsOpKind::kRead && i < out.completed && !out.skipped[i];
     if (has_text) napi_create_string_utf8(env, out.reads[i].data(), out.reads[i].size(), &value);
     napi_set_element(env, reads, static_cast<uint32_t>(i), has_text ? value : null_value);
   }
