@@ -7,6 +7,8 @@
       "sources": [
         "native/addon.cc",
         "native/fs_ops.cc",
+        "native/js_values.cc",
+        "native/native_error.cc",
         "native/crc32.cc",
         "native/log_writer.cc",
         "native/reactor.cc",

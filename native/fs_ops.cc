@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "unique_fd.h"
 
@@ -60,46 +59,25 @@ int run_one(const FsOp& op, std::string& read_into) {
 
 }  // namespace
 
-void run_fs_ops(const std::vector<FsOp>& ops, FsOpsOutcome& out) {
-  out.reads.assign(ops.size(), std::string());
+FsOpsOutcome run_fs_ops(const std::vector<FsOp>& ops, Stage stage) {
+  FsOpsOutcome out;
+  out.reads.resize(ops.size());
   out.skipped.assign(ops.size(), false);
+  std::string text;
   for (out.completed = 0; out.completed < ops.size(); out.completed++) {
     const FsOp& op = ops[out.completed];
-    int err = run_one(op, out.reads[out.completed]);
+    int err = run_one(op, text);
     if (err == ENOENT && op.optional) {
       out.skipped[out.completed] = true;
       continue;
     }
     if (err != 0) {
-      out.err = err;
-      return;
+      out.error = NativeError{stage, err, op.path, static_cast<int>(out.completed)};
+      return out;
     }
+    if (op.kind == FsOpKind::kRead) out.reads[out.completed] = std::move(text);
   }
-}
-
-napi_value fs_ops_outcome_to_js(napi_env env, const std::vector<FsOp>& ops, const FsOpsOutcome& out) {
-  napi_value result, value, reads, null_value;
-  napi_create_object(env, &result);
-  napi_get_null(env, &null_value);
-  napi_create_double(env, static_cast<double>(out.completed), &value);
-  napi_set_named_property(env, result, "completed", value);
-  napi_create_array_with_length(env, ops.size(), &reads);
-  for (size_t i = 0; i < ops.size(); i++) {
-    bool has_text = ops[i].kind == FsOpKind::kRead && i < out.completed && !out.skipped[i];
-    if (has_text) napi_create_string_utf8(env, out.reads[i].data(), out.reads[i].size(), &value);
-    napi_set_element(env, reads, static_cast<uint32_t>(i), has_text ? value : null_value);
-  }
-  napi_set_named_property(env, result, "reads", reads);
-  if (out.err != 0) {
-    const char* name = strerrorname_np(out.err);
-    napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &value);
-    napi_set_named_property(env, result, "code", value);
-    napi_create_int32(env, out.err, &value);
-    napi_set_named_property(env, result, "errno", value);
-    napi_create_string_utf8(env, strerror(out.err), NAPI_AUTO_LENGTH, &value);
-    napi_set_named_property(env, result, "message", value);
-  }
-  return result;
+  return out;
 }
 
 }  // namespace jw

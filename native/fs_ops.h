@@ -4,10 +4,11 @@
 // five cgroup directories: ~35 system calls), and makes its spare log files (kCreate) the same way.
 #pragma once
 
-#include <node_api.h>
-
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "native_error.h"
 
 namespace jw {
 
@@ -21,16 +22,14 @@ struct FsOp {
 };
 
 struct FsOpsOutcome {
-  size_t completed = 0;             // ops done; on failure, the index of the failed op
-  std::vector<std::string> reads;   // per op: the contents read (kRead only)
-  std::vector<bool> skipped;        // per op: an optional op that met ENOENT
-  int err = 0;                      // errno of the failed op; 0 when every op succeeded
+  size_t completed = 0;                           // ops done; on failure, the index of the failed op
+  std::vector<std::optional<std::string>> reads;  // per op: what a kRead that ran read
+  std::vector<bool> skipped;                      // per op: an optional op that met ENOENT
+  std::optional<NativeError> error;               // the failed op: index, path, errno
 };
 
-// Runs `ops` in order and stops at the first failure. Any thread.
-void run_fs_ops(const std::vector<FsOp>& ops, FsOpsOutcome& out);
-
-// JS thread: { completed, reads: (string|null)[], code?, errno?, message? } for an outcome.
-napi_value fs_ops_outcome_to_js(napi_env env, const std::vector<FsOp>& ops, const FsOpsOutcome& out);
+// Runs `ops` in order and stops at the first failure, reported with `stage` (kSetup, kFsOps or
+// kExitOps). Any thread.
+FsOpsOutcome run_fs_ops(const std::vector<FsOp>& ops, Stage stage);
 
 }  // namespace jw

@@ -24,15 +24,17 @@ uint64_t realtime_ns() {
 LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : max_bytes_(max_bytes) {
   if (reuse) file_.reset(open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!file_.valid()) file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!file_.valid()) throw errno;
+  if (!file_.valid()) throw NativeError{Stage::kLog, errno, path};
   uint8_t header[kFileHeaderSize];
   encode_file_header(header);
-  if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
+  ssize_t written = pwrite(file_.get(), header, sizeof header, 0);
+  if (written != static_cast<ssize_t>(sizeof header)) throw NativeError{Stage::kLog, written < 0 ? errno : ENOSPC, path};
   if (reuse) {
     // Never let a longer file's old records pass for this job's.
     struct stat st;
-    if (fstat(file_.get(), &st) != 0) throw errno;
-    if (st.st_size > static_cast<off_t>(kFileHeaderSize) && ftruncate(file_.get(), kFileHeaderSize) != 0) throw errno;
+    if (fstat(file_.get(), &st) != 0) throw NativeError{Stage::kLog, errno, path};
+    if (st.st_size > static_cast<off_t>(kFileHeaderSize) && ftruncate(file_.get(), kFileHeaderSize) != 0)
+      throw NativeError{Stage::kLog, errno, path};
   }
   offset_ = kFileHeaderSize;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)

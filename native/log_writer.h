@@ -6,13 +6,14 @@
 #include <cstdint>
 #include <string>
 
+#include "native_error.h"
 #include "unique_fd.h"
 
 namespace jw {
 
 class LogWriter {
  public:
-  // Creates (truncates) the file and writes its header. Throws int errno on failure.
+  // Creates (truncates) the file and writes its header. Throws NativeError (stage kLog, the path).
   // `reuse`: the file is an emptied log of ours (at most a header long, its first block still
   // allocated): it is overwritten in place rather than truncated, so no block is freed and
   // allocated again (each free is a synchronous discard on a filesystem mounted -o discard).

@@ -174,7 +174,7 @@ export class Job {
           // already) is not ours to touch. It stopped before taking the spare log over.
           cgroup = undefined;
           if (spareLog !== undefined) store.returnSpareLog(spareLog);
-          throw planned.creationError(error.setupIndex ?? -1, error);
+          throw planned.creationError(error.index ?? -1, error);
         }
         throw error;
       }

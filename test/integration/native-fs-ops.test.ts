@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
-import { fsOps, SpawnError, spawnProcessAsync } from '../../src/native';
+import { fsOps, NativeError, SpawnError, spawnProcessAsync } from '../../src/native';
 import { readCapturedOutput } from '../helpers/log';
 import { requireRoot } from '../helpers/root';
 import { unifiedMount } from '../helpers/test-cgroup';
@@ -55,8 +55,10 @@ describe('fsOps on the real cgroupfs', requireRoot, () => {
         { op: 'rmdir', path: dir },
       ]);
       assert.equal(result.completed, 1);
-      assert.equal((result.error as NodeJS.ErrnoException).code, 'EINVAL');
-      assert.match(result.error!.message, /cgroup\.max\.descendants/);
+      assert.ok(result.error instanceof NativeError);
+      const { stage, code, path: failedPath, index } = result.error;
+      assert.deepEqual({ stage, code, path: failedPath, index }, { stage: 'fs-ops', code: 'EINVAL', path: `${dir}/cgroup.max.descendants`, index: 1 });
+      assert.match(result.error.message, /cgroup\.max\.descendants: EINVAL/);
       assert.ok(existsSync(dir), 'the rmdir after the failure did not run');
     } finally {
       await fsOps([{ op: 'rmdir', path: dir, optional: true }]);
@@ -70,7 +72,7 @@ describe('fsOps on the real cgroupfs', requireRoot, () => {
     assert.equal(statSync(file).size, 0);
     assert.equal((statSync(file).mode & 0o777).toString(8), '640');
     const again = await fsOps([{ op: 'create', path: file }]);
-    assert.equal((again.error as NodeJS.ErrnoException).code, 'EEXIST');
+    assert.equal(again.error?.code, 'EEXIST');
   });
 
   it('a cgroup with a process in it is EBUSY to rmdir', async () => {
@@ -78,7 +80,7 @@ describe('fsOps on the real cgroupfs', requireRoot, () => {
     const proc = await spawnProcessAsync({ command: 'sleep', args: ['1000'], env: ENV, logPath: path.join(logs, 'busy.log'), setupOps: [{ op: 'mkdir', path: dir }], cgroupPath: dir });
     try {
       const result = await fsOps([{ op: 'rmdir', path: dir }]);
-      assert.equal((result.error as NodeJS.ErrnoException).code, 'EBUSY');
+      assert.equal(result.error?.code, 'EBUSY');
       assert.equal(result.completed, 0);
     } finally {
       proc.kill('SIGKILL');
@@ -136,7 +138,7 @@ describe('a spawn with setupOps', requireRoot, () => {
       (error) =>
         error instanceof SpawnError &&
         error.stage === 'setup' &&
-        error.setupIndex === 2 &&
+        error.index === 2 &&
         error.code === 'EINVAL' &&
         error.path === `${dir}/inner/cgroup.max.descendants`,
     );
@@ -144,12 +146,12 @@ describe('a spawn with setupOps', requireRoot, () => {
     assert.equal(existsSync(logPath), false, 'the log is created only after the setup');
   });
 
-  it('a placement path that cannot be opened: SpawnError "cgroup" naming it, nothing run', async () => {
+  it('a placement path that cannot be opened: SpawnError "placement" naming it, nothing run', async () => {
     const dir = cgroupPath('missing');
     const logPath = path.join(logs, 'missing.log');
     await assert.rejects(
       spawnProcessAsync({ command: 'true', env: ENV, logPath, cgroupPath: dir }),
-      (error) => error instanceof SpawnError && error.stage === 'cgroup' && error.code === 'ENOENT' && error.path === dir,
+      (error) => error instanceof SpawnError && error.stage === 'placement' && error.code === 'ENOENT' && error.path === dir,
     );
     assert.equal(readFileSync(logPath).length > 0, true, 'the log exists (it comes first) and holds only its header');
     assert.equal((await readCapturedOutput(logPath)).stdout.length, 0);

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
 import { openLog, readRecords } from '../../src/logs/reader';
-import { SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
+import { NativeError, SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
 import { readCapturedOutput, waitForStdout } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -106,8 +106,9 @@ describe('spawn failures are typed errors, and no job runs', () => {
     assert.throws(
       () => run({ command: '/nonexistent/tool' }),
       (error: unknown) =>
-        error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' &&
-        error.path === '/nonexistent/tool' && error.kind === 'invalid-argument',
+        error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' && error.errno === 2 &&
+        error.path === '/nonexistent/tool' && error.index === 0 && error.kind === 'invalid-argument' &&
+        error.message === 'cannot exec /nonexistent/tool: ENOENT (No such file or directory)',
     );
   });
 
@@ -121,6 +122,19 @@ describe('spawn failures are typed errors, and no job runs', () => {
     assert.throws(() => run({ command: file }), { stage: 'exec', code: 'EACCES', path: file });
   });
 
+  it('exec names the candidate of the job PATH it reports, by path and index', () => {
+    const bin = path.join(dir, 'eacces-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'locked-tool'), '#!/bin/sh\n', { mode: 0o644 });
+    // As execvp: the missing first candidate is skipped, the EACCES of the second is what is reported.
+    assert.throws(() => run({ command: 'locked-tool', env: { PATH: `/nonexistent:${bin}` } }), {
+      stage: 'exec',
+      code: 'EACCES',
+      path: path.join(bin, 'locked-tool'),
+      index: 1,
+    });
+  });
+
   it('executable without a known format: ENOEXEC, never run through a shell', () => {
     const file = path.join(dir, 'no-shebang');
     writeFileSync(file, 'echo would-run-in-a-shell\n');
@@ -129,11 +143,11 @@ describe('spawn failures are typed errors, and no job runs', () => {
   });
 
   it('bad working directory: ENOENT at chdir', () => {
-    assert.throws(() => run({ command: 'true', cwd: '/nonexistent/dir' }), { stage: 'chdir', code: 'ENOENT' });
+    assert.throws(() => run({ command: 'true', cwd: '/nonexistent/dir' }), { stage: 'chdir', code: 'ENOENT', path: '/nonexistent/dir' });
   });
 
   it('an unwritable log path: the job is not started', () => {
-    assert.throws(() => run({ command: 'true', logPath: '/nonexistent/dir/out.log' }), { stage: 'log', code: 'ENOENT' });
+    assert.throws(() => run({ command: 'true', logPath: '/nonexistent/dir/out.log' }), { stage: 'log', code: 'ENOENT', path: '/nonexistent/dir/out.log' });
   });
 
   it('the fallback path reports the same errors', () => {
@@ -279,6 +293,18 @@ describe('exit', () => {
   });
 });
 
+describe('exit ops and the order of events', () => {
+  it('a failed exit op: ExitInfo.exitOps says which, with stage "exit-ops", path and errno', async () => {
+    const missing = path.join(dir, 'no-such-dir-for-exit-ops');
+    const { exit } = await runToEnd({ command: 'true', exitOps: [{ op: 'read', path: '/proc/self/stat' }, { op: 'rmdir', path: missing }] });
+    assert.equal(exit.exitOps?.completed, 1);
+    assert.equal(typeof exit.exitOps?.reads[0], 'string');
+    const error = exit.exitOps?.error;
+    assert.ok(error instanceof NativeError);
+    assert.deepEqual([error.stage, error.code, error.path, error.index], ['exit-ops', 'ENOENT', missing, 1]);
+  });
+});
+
 describe('signals', () => {
   it('delivers a signal through the pidfd to a job that traps it', async () => {
     const { proc, log } = run({
@@ -298,6 +324,16 @@ describe('signals', () => {
     await proc.exited;
     assert.equal(proc.kill('SIGKILL'), false);
     await proc.closed;
+  });
+
+  it('a signal the kernel refuses: NativeError "signal" with the errno', async () => {
+    const { proc } = run({ command: 'sleep', args: ['1000'] });
+    try {
+      assert.throws(() => proc.kill(9999), (error: unknown) => error instanceof NativeError && error.stage === 'signal' && error.code === 'EINVAL');
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.closed;
+    }
   });
 
   it('rejects an unknown signal name', async () => {
