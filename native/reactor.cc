@@ -89,6 +89,7 @@ Reactor::Reactor(napi_env env) : env_(env) {
   wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_.valid()) throw NativeError{Stage::kReactor, errno, "eventfd"};
   if (int err = epoll_add(epoll_.get(), wake_.get(), &wake_source_)) throw NativeError{Stage::kReactor, err, "epoll_ctl"};
+  settle_ = std::make_unique<TaskThread>();
 
   napi_value name;
   if (napi_create_string_utf8(env, "jobworker.reactor", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -111,6 +112,8 @@ Reactor::~Reactor() {
   }
   wake();
   thread_.join();
+  // Exit ops already handed over still run (they remove the jobs' cgroups); their events queue up.
+  settle_.reset();
   // The environment (a worker thread, usually) is going away and nobody will capture or reap these
   // jobs any more: kill and reap them rather than leave zombies and unread pipes behind.
   for (auto& entry : jobs_) {
@@ -321,9 +324,16 @@ void Reactor::on_exit(Job* job) {
   }
   status.log_bytes = job->log->committed();
   std::shared_ptr<Job> owned = owner(job);
-  std::optional<FsOpsOutcome> exit_ops;
-  if (!job->exit_ops.empty()) exit_ops = run_fs_ops(job->exit_ops, Stage::kExitOps);
-  queue_exit(owned, ExitEvent{status, std::move(exit_ops)});
+  if (job->exit_ops.empty()) {
+    queue_exit(owned, ExitEvent{status, std::nullopt});
+  } else {
+    // Removing a cgroup can wait for the kernel (v1 waits for an RCU grace period): not on this
+    // thread, which moves every job's output. "exit" is queued once they have run.
+    settle_->post([this, owned, status] {
+      queue_exit(owned, ExitEvent{status, run_fs_ops(owned->exit_ops, Stage::kExitOps)});
+      flush_events();
+    });
+  }
   finish_if_done(job);
 }
 

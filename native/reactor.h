@@ -1,6 +1,7 @@
 // One thread per Node environment that watches every job's pidfd and output pipes with epoll,
-// moves output into the log files, reaps exits and runs the jobs' exit ops. Events reach JavaScript
-// through a single thread-safe function. Job output never passes through the JS thread or heap.
+// moves output into the log files and reaps exits; a second one runs the jobs' exit ops. Events
+// reach JavaScript through a single thread-safe function. Job output never passes through the JS
+// thread or heap.
 #pragma once
 
 #include <node_api.h>
@@ -19,6 +20,7 @@
 #include "job_events.h"
 #include "log_writer.h"
 #include "spawn.h"
+#include "task_thread.h"
 #include "unique_fd.h"
 
 namespace jw {
@@ -51,8 +53,8 @@ class Job {
   std::atomic<bool> output_event_pending{false};  // one queued "output" event at most
   std::atomic<bool> capture_closed{false};        // the log is finished: closeCapture() has nothing to do
   // Filesystem ops run once the process is reaped and its output is on disk (the Worker reads the
-  // final stats and removes the cgroup there), on the reactor thread; their outcome goes with the
-  // exit event. Set before the job is added, then read-only.
+  // final stats and removes the cgroup there), on the reactor's settle thread; their outcome goes
+  // with the exit event. Set before the job is added, then read-only.
   std::vector<FsOp> exit_ops;
 
   // Reactor thread.
@@ -115,6 +117,8 @@ class Reactor {
   UniqueFd wake_;
   EventSource wake_source_{EventSource::kWake, nullptr};
   std::thread thread_;
+  // Exit ops, which may wait on the kernel, run here rather than on the capture thread.
+  std::unique_ptr<TaskThread> settle_;
 
   std::mutex mutex_;  // guards everything below, and each Job's exit_queued_ and held_close_
   std::unordered_map<Job*, std::shared_ptr<Job>> jobs_;

@@ -1,7 +1,8 @@
 // The native core against real processes and a real cgroup (root: creates cgroups).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -294,6 +295,52 @@ describe('exit', () => {
 });
 
 describe('exit ops and the order of events', () => {
+  it('"exit" comes once the exit ops ran, "close" after it; a slow exit op holds up no other job', { timeout: 30_000 }, async () => {
+    // A FIFO makes an exit op that blocks: reading it waits until someone opens it for writing.
+    const fifo = path.join(dir, `exit-op-${seq++}.fifo`);
+    execFileSync('mkfifo', [fifo]);
+    const marker = path.join(dir, `exit-op-${seq++}.created`);
+    const events: string[] = [];
+    const slow = run({
+      command: 'sh',
+      args: ['-c', 'echo slow'],
+      exitOps: [{ op: 'read', path: fifo }, { op: 'create', path: marker }],
+    });
+    void slow.proc.exited.then(() => events.push('slow exit'));
+    void slow.proc.closed.then(() => events.push('slow close'));
+    let unblocked = false;
+    const unblock = (): void => {
+      if (unblocked) return;
+      unblocked = true;
+      const writer = openSync(fifo, 'w'); // returns once the exit op has the FIFO open for reading
+      writeSync(writer, 'done');
+      closeSync(writer);
+    };
+    try {
+      // Meanwhile another job runs start to finish: its capture does not wait for the exit op. (Were
+      // it to, only the unblocking below could end it: the time limit turns that into a failure.)
+      let timer: NodeJS.Timeout | undefined;
+      const other = await Promise.race([
+        runToEnd({ command: 'sh', args: ['-c', 'echo other'] }),
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 10_000))),
+      ]);
+      clearTimeout(timer);
+      assert.equal(other?.output.stdout.toString(), 'other\n', 'the other job finished while the exit op was blocked');
+      assert.deepEqual(events, [], 'the slow job reported nothing while its exit op was blocked');
+      assert.equal(existsSync(marker), false);
+      unblock();
+      const exit = await slow.proc.exited;
+      assert.equal(existsSync(marker), true, 'every exit op ran before "exit"');
+      assert.deepEqual(exit.exitOps, { completed: 2, reads: ['done', null] });
+      assert.equal(exit.logBytes, (await slow.proc.closed).logBytes);
+      assert.equal((await readCapturedOutput(slow.log)).stdout.toString(), 'slow\n');
+      assert.deepEqual(events, ['slow exit', 'slow close']);
+    } finally {
+      unblock();
+      await slow.proc.closed;
+    }
+  });
+
   it('a failed exit op: ExitInfo.exitOps says which, with stage "exit-ops", path and errno', async () => {
     const missing = path.join(dir, 'no-such-dir-for-exit-ops');
     const { exit } = await runToEnd({ command: 'true', exitOps: [{ op: 'read', path: '/proc/self/stat' }, { op: 'rmdir', path: missing }] });
