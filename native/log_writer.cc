@@ -38,7 +38,6 @@ LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : 
   }
   offset_ = kFileHeaderSize;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
-  if (max_bytes_ < offset_ + kRecordHeaderSize + kMarkerReserve) max_bytes_ = offset_ + kRecordHeaderSize + kMarkerReserve;
 }
 
 void LogWriter::note_error(int err) {
@@ -102,6 +101,7 @@ size_t LogWriter::splice_record(int pipe_fd, uint8_t stream, size_t take, size_t
       return moved;
   }
   offset_ += kRecordHeaderSize + moved;
+  output_bytes_ += moved;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   *kept = moved;
   return moved;
@@ -138,11 +138,17 @@ size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available
     }
     dropped_since_error_ = 0;
   }
-  uint64_t limit = max_bytes_ - kMarkerReserve;
-  uint64_t room = offset_ + kRecordHeaderSize < limit ? limit - offset_ - kRecordHeaderSize : 0;
+  // Up to the cap, in records of at most kMaxRecordPayload; the rest is read and dropped.
+  uint64_t room = max_bytes_ - output_bytes_;
   size_t take = available < room ? available : static_cast<size_t>(room);
-  size_t kept = 0;
-  size_t consumed = take > 0 ? splice_record(pipe_fd, stream, take, &kept) : 0;
+  size_t consumed = 0, kept = 0;
+  while (consumed < take) {
+    size_t chunk = take - consumed < kMaxRecordPayload ? take - consumed : kMaxRecordPayload;
+    size_t chunk_kept = 0;
+    consumed += splice_record(pipe_fd, stream, chunk, &chunk_kept);
+    kept += chunk_kept;
+    if (chunk_kept < chunk) break;  // a write failed: the rest of this read is dropped below
+  }
   discard(pipe_fd, available - consumed);
   size_t lost = available - kept;
   if (lost > 0) {

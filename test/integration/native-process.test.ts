@@ -218,16 +218,71 @@ describe('capture', () => {
   });
 
   it('stops capturing at the size cap with a marker, and keeps draining so the job is not blocked', async () => {
-    const { exit, close, output } = await runToEnd({
-      command: 'head',
-      args: ['-c', String(4 << 20), '/dev/zero'],
-      logMaxBytes: 256 * 1024,
-    } as Omit<SpawnOptions, 'logPath'>);
+    const { exit, close, output } = await runToEnd({ command: 'head', args: ['-c', String(4 << 20), '/dev/zero'], logMaxBytes: 256 * 1024 });
     assert.equal(exit.code, 0);
     assert.equal(close.truncated, true);
-    assert.ok(output.stdout.length > 0 && output.stdout.length < 256 * 1024);
-    assert.equal(close.droppedBytes, (4 << 20) - output.stdout.length);
-    assert.deepEqual(output.markers.map((m) => JSON.parse(m).event), ['truncated']);
+    assert.equal(output.stdout.length, 256 * 1024);
+    assert.equal(close.droppedBytes, (4 << 20) - 256 * 1024);
+    assert.deepEqual(output.markers.map((m) => JSON.parse(m)), [{ event: 'truncated', limitBytes: 256 * 1024 }]);
+  });
+
+  // The cap counts the job's output, not the framing: a cap that falls inside a read, on no record
+  // boundary, keeps exactly that many bytes.
+  const cap = 300_001;
+  it('a job writing exactly the cap keeps every byte, and gets no marker', async () => {
+    const { close, output } = await runToEnd({ command: 'head', args: ['-c', String(cap), '/dev/urandom'], logMaxBytes: cap });
+    assert.equal(output.stdout.length, cap);
+    assert.deepEqual(output.markers, []);
+    assert.equal(close.truncated, false);
+    assert.equal(close.droppedBytes, 0);
+  });
+
+  it('one byte more: exactly the cap is kept, then the marker, as the last record', async () => {
+    const { log, proc } = run({ command: 'head', args: ['-c', String(cap + 1), '/dev/urandom'], logMaxBytes: cap });
+    await proc.exited;
+    const close = await proc.closed;
+    const file = await openLog(log);
+    const streams: string[] = [];
+    let kept = 0;
+    for await (const record of readRecords(file)) {
+      streams.push(record.stream);
+      if (record.stream === 'stdout') kept += record.data.length;
+      else assert.deepEqual(JSON.parse(record.data.toString()), { event: 'truncated', limitBytes: cap });
+    }
+    await file.close();
+    assert.equal(kept, cap);
+    assert.equal(streams.at(-1), 'marker');
+    assert.equal(streams.filter((s) => s === 'marker').length, 1);
+    assert.equal(close.truncated, true);
+    assert.equal(close.droppedBytes, 1);
+  });
+
+  it('stdout and stderr count together toward the cap', async () => {
+    const { close, output } = await runToEnd({
+      command: 'sh',
+      args: ['-c', 'head -c 1000 /dev/zero; head -c 1000 /dev/zero >&2'],
+      logMaxBytes: 1500,
+    });
+    assert.equal(output.stdout.length + output.stderr.length, 1500);
+    assert.equal(close.droppedBytes, 500);
+    assert.equal(output.markers.length, 1);
+  });
+
+  it('no record holds more than 256 KiB of output: a bigger read becomes several records', async () => {
+    // One 1 MiB write into a pipe the job grew to 1 MiB (pipe-max-size): the capture thread, woken
+    // when the write is done, finds it all at once.
+    const size = 1 << 20;
+    const script = `import fcntl, os; fcntl.fcntl(1, 1031, ${size}); os.write(1, os.urandom(${size}))`; // F_SETPIPE_SZ
+    const { log, proc } = run({ command: 'python3', args: ['-c', script] });
+    assert.equal((await proc.exited).code, 0);
+    await proc.closed;
+    const file = await openLog(log);
+    const sizes: number[] = [];
+    for await (const record of readRecords(file)) sizes.push(record.data.length);
+    await file.close();
+    assert.equal(sizes.reduce((a, b) => a + b, 0), size);
+    assert.ok(Math.max(...sizes) <= 256 * 1024, `records of ${sizes.join(', ')} bytes`);
+    assert.ok(sizes.filter((n) => n === 256 * 1024).length >= 4, `big reads are cut at exactly 256 KiB: ${sizes.join(', ')}`);
   });
 });
 
