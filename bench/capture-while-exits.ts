@@ -8,7 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { openCgroupDriver, type OpenedCgroupDriver } from '../src/cgroup';
-import { spawnProcess, spawnProcessAsync } from '../src/native';
+import { spawnProcessAsync } from '../src/native';
+import { captureRun } from './capture';
 import { compare, median, MIB, SkipBenchmark, type Benchmark } from './harness';
 import { JOB_ENV, TRUE_PATH } from './spawn-contenders';
 
@@ -34,10 +35,10 @@ export const captureWhileExitsBenchmark: Benchmark = {
         for (const which of order) {
           const log = path.join(dir, 'busy.log');
           if (which === 'alone') {
-            alone.push(await busyJob(log, mib));
+            alone.push(await captureRun(log, mib));
           } else {
             const wave = finishMany(driver, dir, round, others);
-            busy.push(await busyJob(log, mib));
+            busy.push(await captureRun(log, mib));
             const waveSeconds = await wave;
             othersSeconds = Math.max(othersSeconds, waveSeconds);
           }
@@ -68,20 +69,6 @@ export const captureWhileExitsBenchmark: Benchmark = {
     ];
   },
 };
-
-/** The busy job: dd to stdout; seconds from spawn until `exited` (all its output on disk). */
-async function busyJob(logPath: string, mib: number): Promise<number> {
-  const start = process.hrtime.bigint();
-  const proc = spawnProcess({ command: 'dd', args: ['if=/dev/zero', 'bs=1M', `count=${mib}`, 'status=none'], env: JOB_ENV, logPath });
-  const exit = await proc.exited;
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  const close = await proc.closed;
-  if (exit.code !== 0) throw new Error(`busy job exited with ${exit.code ?? exit.signal}`);
-  if (exit.logBytes < mib * MIB || close.droppedBytes !== 0) {
-    throw new Error(`busy job lost output: log ${exit.logBytes} bytes, dropped ${close.droppedBytes}`);
-  }
-  return seconds;
-}
 
 /** Starts `count` short jobs at once, each in its own cgroups; resolves when all have exited (seconds). */
 async function finishMany(driver: OpenedCgroupDriver, dir: string, round: number, count: number): Promise<number> {

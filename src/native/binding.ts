@@ -92,14 +92,21 @@ export type BindingEvent =
       logBytes: number;
       exitOps?: BindingFsOpsResult;
     }
-  | {
+  | ({
       /** Capture ended: both pipes at EOF, or closeCapture(). */
       type: 'close';
-      logBytes: number;
-      droppedBytes: number;
-      truncated: boolean;
-      writeError: string | null;
-    };
+    } & BindingLogSummary);
+
+/** What a job's log holds once capture has ended. */
+export interface BindingLogSummary {
+  logBytes: number;
+  /** Output not kept: beyond the size cap, or lost to a failed write (see writeError). */
+  droppedBytes: number;
+  /** The size cap was reached: a "truncated" marker ends the log. */
+  truncated: boolean;
+  /** errno name of the first failed log write (e.g. ENOSPC), or null. */
+  writeError: string | null;
+}
 
 export type BindingListener = (event: BindingEvent) => void;
 

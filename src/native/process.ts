@@ -3,7 +3,14 @@
 import { constants } from 'node:os';
 
 import { JobworkerError } from '../errors';
-import { binding, type BindingEvent, type BindingListener, type BindingProcessHandle, type BindingSpawnOptions } from './binding';
+import {
+  binding,
+  type BindingEvent,
+  type BindingListener,
+  type BindingLogSummary,
+  type BindingProcessHandle,
+  type BindingSpawnOptions,
+} from './binding';
 import { execCandidates } from './exec-path';
 import { encodeFsOps, toFsOpsResult, type FsOp, type FsOpsResult } from './fs-ops';
 import { fromBinding, SpawnError } from './native-error';
@@ -64,14 +71,8 @@ export interface ExitInfo {
   exitOps?: FsOpsResult;
 }
 
-export interface CloseInfo {
-  logBytes: number;
-  /** Output not kept: beyond the size cap, or lost to a failed write (see writeError). */
-  droppedBytes: number;
-  truncated: boolean;
-  /** errno name of the first failed log write (e.g. ENOSPC), or null. */
-  writeError: string | null;
-}
+/** What the log holds once capture has ended. */
+export type CloseInfo = BindingLogSummary;
 
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
