@@ -281,7 +281,13 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
   auto job = std::make_shared<Job>(std::move(out.child), std::move(out.log));
   job->exit_ops = std::move(call.exit_ops);  // before the reactor sees the job
   // The listener first: the reactor may deliver events as soon as the job is added.
-  job->listener = std::make_unique<JsListener>(listener);
+  try {
+    job->listener = std::make_unique<JsListener>(listener);
+  } catch (const Napi::Error&) {
+    job->kill_and_reap();  // nobody could hear of it: it must not run unobserved
+    job->log->finish();
+    throw;
+  }
   try {
     reactor_for(env).add(job);
   } catch (const NativeError& error) {
@@ -294,8 +300,9 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
   return handle;
 }
 
-// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, logPath, logMaxBytes, uid?, gid?,
-//         groups?, nofileSoft?, forceGatedFork? }, listener(type, info)) -> ProcessHandle
+// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, cgroupPath?, joinProcsPaths?,
+//         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, uid?, gid?, groups?,
+//         nofileSoft?, forceGatedFork? }, listener(event)) -> ProcessHandle
 // On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   SpawnCall call = parse_spawn_call(info, "spawn");
