@@ -119,7 +119,8 @@ int child_main(void* arg) {
   }
 
   if (a->gate_fd >= 0) {
-    // Fallback: wait until the parent has placed us in the job's cgroup.
+    // Fallback: wait until the parent has placed us in the job's cgroup. (The parent's ends of the
+    // pipes are closed here, not checked: they are open, and Linux closes an fd even on EINTR.)
     close(a->gate_write_fd);
     close(a->error_read_fd);
     char go;
