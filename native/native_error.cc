@@ -34,31 +34,25 @@ const char* stage_name(Stage stage) {
 
 namespace {
 
-// What was being done, worded to follow "cannot ".
-const char* action(Stage stage) {
-  switch (stage) {
-    case Stage::kSetup: return "run setup op";
-    case Stage::kLog: return "create the log file";
-    case Stage::kPlacement: return "open the cgroup file";
-    case Stage::kPipes: return "create the job's pipes";
-    case Stage::kClone: return "clone the job's process";
-    case Stage::kCgroup: return "place the process in its cgroup";
-    case Stage::kSession: return "start a session (setsid)";
-    case Stage::kStdio: return "set up stdin, stdout and stderr";
-    case Stage::kRlimit: return "set RLIMIT_NOFILE";
-    case Stage::kCredentials: return "switch to the job's uid, gid and groups";
-    case Stage::kCloseFds: return "mark the daemon's fds close-on-exec";
-    case Stage::kChdir: return "chdir to";
-    case Stage::kExec: return "exec";
-    case Stage::kWatch: return "watch the job's pidfd and pipes (epoll_ctl)";
-    case Stage::kFsOps: return "run fs op";
-    case Stage::kExitOps: return "run exit op";
-    case Stage::kReactor: return "start the capture thread";
-    case Stage::kSignal: return "signal the process (pidfd_send_signal)";
-    case Stage::kCapture: return "capture";
-    case Stage::kNone: break;
+// What failed and where, before ": ENOENT (No such file or directory)". The spawn stages keep the
+// wording the API has always answered with (docs/api.md: "spawn failed at exec of /x: ENOENT").
+std::string what_failed(const NativeError& e) {
+  std::string at = e.path.empty() ? "" : " " + e.path;
+  std::string op = std::to_string(e.index);
+  switch (e.stage) {
+    case Stage::kSetup: return "setup op " + op + " failed at" + at;
+    case Stage::kLog: return "cannot create the log file" + at;
+    case Stage::kPlacement: return "cannot open the cgroup file" + at;
+    case Stage::kExec: return "spawn failed at exec" + (e.path.empty() ? "" : " of" + at);
+    case Stage::kChdir: return "spawn failed at chdir" + (e.path.empty() ? "" : " to" + at);
+    case Stage::kWatch: return "cannot watch the job's pidfd and pipes (epoll_ctl)";
+    case Stage::kFsOps: return "fs op " + op + " failed at" + at;
+    case Stage::kExitOps: return "exit op " + op + " failed at" + at;
+    case Stage::kReactor: return "cannot start the capture thread";
+    case Stage::kSignal: return "cannot signal the process (pidfd_send_signal)";
+    case Stage::kCapture: return "capture thread:" + at;
+    default: return std::string("spawn failed at ") + stage_name(e.stage) + at;
   }
-  return "do it";
 }
 
 }  // namespace
@@ -69,12 +63,7 @@ const char* errno_name(int err) {
 }
 
 std::string describe(const NativeError& error) {
-  std::string text = std::string("cannot ") + action(error.stage);
-  bool op = error.stage == Stage::kSetup || error.stage == Stage::kFsOps || error.stage == Stage::kExitOps;
-  if (op && error.index >= 0) text += " " + std::to_string(error.index) + " on";
-  if (!error.path.empty()) text += " " + error.path;
-  text += std::string(": ") + errno_name(error.err) + " (" + strerror(error.err) + ")";
-  return text;
+  return what_failed(error) + ": " + errno_name(error.err) + " (" + strerror(error.err) + ")";
 }
 
 void fatal(const NativeError& error) {

@@ -31,9 +31,10 @@ enum class Stage : int {
   kFsOps,        // an fsOps() batch
   kExitOps,      // a spawn's exitOps, run once the process has exited
   // The capture thread.
-  kReactor,      // starting it (epoll, eventfd, thread-safe function, threads)
+  kReactor,      // starting it (epoll, eventfd, thread-safe function, threads): no path
   kSignal,       // pidfd_send_signal
-  kCapture,      // its own descriptors (epoll_wait, the wake eventfd, a job's pipe): fatal, see fatal()
+  kCapture,      // its own descriptors (epoll_wait, the wake eventfd, a job's pipe): fatal, see
+                 // fatal(); path says which call failed
 };
 
 struct NativeError {
@@ -48,7 +49,8 @@ struct NativeError {
 
 const char* stage_name(Stage stage);
 
-// "cannot exec /bin/x: ENOENT (No such file or directory)": the message every NativeError carries.
+// "spawn failed at exec of /bin/x: ENOENT (No such file or directory)": the message every
+// NativeError carries.
 std::string describe(const NativeError& error);
 
 // errno's name (ENOENT), or "EUNKNOWN" for a number glibc has no name for.

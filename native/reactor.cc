@@ -85,23 +85,24 @@ void Job::kill_and_reap() {
 
 Reactor::Reactor(napi_env env) : env_(env) {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_.valid()) throw NativeError{Stage::kReactor, errno, "epoll_create1"};
+  if (!epoll_.valid()) throw NativeError{Stage::kReactor, errno};
   wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_.valid()) throw NativeError{Stage::kReactor, errno, "eventfd"};
-  if (int err = epoll_add(epoll_.get(), wake_.get(), &wake_source_)) throw NativeError{Stage::kReactor, err, "epoll_ctl"};
+  if (!wake_.valid()) throw NativeError{Stage::kReactor, errno};
+  if (int err = epoll_add(epoll_.get(), wake_.get(), &wake_source_)) throw NativeError{Stage::kReactor, err};
   settle_ = std::make_unique<TaskThread>();
 
+  // With valid arguments these fail only when out of memory.
   napi_value name;
   if (napi_create_string_utf8(env, "jobworker.reactor", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this, call_js, &tsfn_) != napi_ok)
-    throw NativeError{Stage::kReactor, ENOMEM, "napi_create_threadsafe_function"};
+    throw NativeError{Stage::kReactor, ENOMEM};
   // Idle until a job exists: an embedding program with no jobs must be able to exit.
   napi_unref_threadsafe_function(env, tsfn_);
   try {
     thread_ = std::thread([this] { run(); });
   } catch (const std::system_error& error) {
     napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
-    throw NativeError{Stage::kReactor, error.code().value(), "std::thread"};
+    throw NativeError{Stage::kReactor, error.code().value()};
   }
 }
 

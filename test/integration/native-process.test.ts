@@ -109,7 +109,7 @@ describe('spawn failures are typed errors, and no job runs', () => {
       (error: unknown) =>
         error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' && error.errno === 2 &&
         error.path === '/nonexistent/tool' && error.index === 0 && error.kind === 'invalid-argument' &&
-        error.message === 'cannot exec /nonexistent/tool: ENOENT (No such file or directory)',
+        error.message === 'spawn failed at exec of /nonexistent/tool: ENOENT (No such file or directory)',
     );
   });
 
