@@ -6,7 +6,9 @@
       "target_name": "jobworker",
       "sources": [
         "native/addon.cc",
-        "native/cgroup_ops.cc",
+        "native/fs_ops.cc",
+        "native/js_values.cc",
+        "native/native_error.cc",
         "native/crc32.cc",
         "native/log_writer.cc",
         "native/reactor.cc",

@@ -76,8 +76,11 @@ export const captureBenchmark: Benchmark = {
 
 const ddSource = (mib: number): string[] => ['if=/dev/zero', 'bs=1M', `count=${mib}`, 'status=none'];
 
-/** The job: dd to stdout, captured by the addon; done when `exited` resolves (all output on disk). */
-async function captureRun(logPath: string, mib: number): Promise<number> {
+/**
+ * The job: dd to stdout, captured by the addon; seconds until `exited` resolves (all output on
+ * disk). Checks that every byte was kept.
+ */
+export async function captureRun(logPath: string, mib: number): Promise<number> {
   const start = process.hrtime.bigint();
   const proc = spawnProcess({ command: 'dd', args: ddSource(mib), env: JOB_ENV, logPath });
   const exit = await proc.exited;

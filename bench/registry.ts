@@ -1,6 +1,7 @@
 // Every benchmark, in the order they run. Adding one: write a module exporting a `Benchmark`
 // (see harness.ts) and list it here.
 import { captureBenchmark } from './capture';
+import { captureWhileExitsBenchmark } from './capture-while-exits';
 import type { Benchmark } from './harness';
 import { spawnBenchmark } from './spawn';
 import { spawnHeapBenchmark } from './spawn-heap';
@@ -8,4 +9,4 @@ import { grpcBenchmark } from './grpc';
 import { workerBenchmark } from './worker';
 import { workerMemoryBenchmark } from './worker-memory';
 
-export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, workerBenchmark, workerMemoryBenchmark, grpcBenchmark];
+export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, captureWhileExitsBenchmark, workerBenchmark, workerMemoryBenchmark, grpcBenchmark];

@@ -9,7 +9,8 @@
 #include <cstring>
 #include <memory>
 
-#include "cgroup_ops.h"
+#include "fs_ops.h"
+#include "js_values.h"
 #include "log_writer.h"
 #include "reactor.h"
 #include "spawn.h"
@@ -30,21 +31,14 @@ Reactor& reactor_for(Napi::Env env) {
   if (!state->reactor) {
     try {
       state->reactor = std::make_unique<Reactor>(env);
-    } catch (int err) {
-      throw Napi::Error::New(env, std::string("cannot start the capture thread: ") + strerror(err));
+    } catch (const NativeError& error) {
+      throw native_error_to_js(env, error);
     }
     // Registered after the reactor's thread-safe function, so it runs before that is torn down.
-    napi_add_env_cleanup_hook(env, destroy_reactor, state);
+    // (It fails only for a null argument.)
+    NAPI_THROW_IF_FAILED_VOID(env, napi_add_env_cleanup_hook(env, destroy_reactor, state));
   }
   return *state->reactor;
-}
-
-Napi::Error errno_error(Napi::Env env, int err, const std::string& what) {
-  const char* name = strerrorname_np(err);
-  Napi::Error error = Napi::Error::New(env, what + ": " + (name ? name : "errno") + " (" + strerror(err) + ")");
-  error.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
-  error.Set("errno", Napi::Number::New(env, err));
-  return error;
 }
 
 class ProcessHandle : public Napi::ObjectWrap<ProcessHandle> {
@@ -76,8 +70,8 @@ class ProcessHandle : public Napi::ObjectWrap<ProcessHandle> {
     int signal = info[0].As<Napi::Number>().Int32Value();
     try {
       return Napi::Boolean::New(info.Env(), job->kill(signal));
-    } catch (int err) {
-      throw errno_error(info.Env(), err, "pidfd_send_signal");
+    } catch (const NativeError& error) {
+      throw native_error_to_js(info.Env(), error);
     }
   }
 
@@ -122,23 +116,23 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
 
 // Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
 // letter (k mkdir, d rmdir, w write, r read, c create), '?' if optional or '!' if not, the path, NUL, the value
-// (empty but for writes), NUL. Written by encodeCgroupOps() in src/native/process.ts.
-std::vector<CgroupOp> parse_cgroup_ops(Napi::Env env, Napi::Value value, const std::string& where) {
+// (empty but for writes), NUL. Written by encodeFsOps() in src/native/process.ts.
+std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::string& where) {
   if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
   std::string text = value.As<Napi::String>().Utf8Value();
-  std::vector<CgroupOp> ops;
+  std::vector<FsOp> ops;
   size_t at = 0;
   while (at < text.size()) {
     size_t path_end = text.find('\0', at);
     size_t value_end = path_end == std::string::npos ? std::string::npos : text.find('\0', path_end + 1);
     if (value_end == std::string::npos || path_end < at + 3) throw Napi::TypeError::New(env, where + ": malformed ops");
-    CgroupOp op;
+    FsOp op;
     switch (text[at]) {
-      case 'k': op.kind = CgroupOpKind::kMkdir; break;
-      case 'd': op.kind = CgroupOpKind::kRmdir; break;
-      case 'w': op.kind = CgroupOpKind::kWrite; break;
-      case 'r': op.kind = CgroupOpKind::kRead; break;
-      case 'c': op.kind = CgroupOpKind::kCreate; break;
+      case 'k': op.kind = FsOpKind::kMkdir; break;
+      case 'd': op.kind = FsOpKind::kRmdir; break;
+      case 'w': op.kind = FsOpKind::kWrite; break;
+      case 'r': op.kind = FsOpKind::kRead; break;
+      case 'c': op.kind = FsOpKind::kCreate; break;
       default: throw Napi::TypeError::New(env, where + ": unknown op " + text.substr(at, 1));
     }
     if (text[at + 1] != '?' && text[at + 1] != '!') throw Napi::TypeError::New(env, where + ": malformed ops");
@@ -159,10 +153,10 @@ struct SpawnCall {
   // Placement by path: opened on the spawning thread, closed once the child has exec'd.
   std::string cgroup_path;
   std::vector<std::string> join_procs_paths;
-  // cgroupfs ops run first, on the same thread (creating the job's cgroups and writing its limits).
-  std::vector<CgroupOp> setup;
-  // cgroupfs ops the reactor runs when the process has exited (see Job::exit_ops).
-  std::vector<CgroupOp> exit_ops;
+  // Filesystem ops run first, on the same thread (creating the job's cgroups and writing its limits).
+  std::vector<FsOp> setup;
+  // Filesystem ops the reactor runs when the process has exited (see Job::exit_ops).
+  std::vector<FsOp> exit_ops;
   // An existing (emptied) file to rename to log_path: reusing an inode is much cheaper than
   // allocating one on some filesystems (see src/worker/state-store.ts). Created anew if it fails.
   std::string log_recycle_from;
@@ -202,9 +196,9 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
   call.join_procs_paths = string_array(options, "joinProcsPaths");
   Napi::Value setup = options.Get("setupOps");
-  if (!setup.IsUndefined()) call.setup = parse_cgroup_ops(env, setup, "setupOps");
+  if (!setup.IsUndefined()) call.setup = parse_fs_ops(env, setup, "setupOps");
   Napi::Value exit_ops = options.Get("exitOps");
-  if (!exit_ops.IsUndefined()) call.exit_ops = parse_cgroup_ops(env, exit_ops, "exitOps");
+  if (!exit_ops.IsUndefined()) call.exit_ops = parse_fs_ops(env, exit_ops, "exitOps");
   if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
     throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
@@ -220,120 +214,85 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
 struct SpawnOutcome {
   std::unique_ptr<LogWriter> log;
   SpawnedChild child;
-  int log_errno = 0;
-  int placement_errno = 0;
-  std::string placement_path;  // the cgroup file that could not be opened
-  CgroupOpsOutcome setup;      // setup.err != 0: the setup op at setup.completed failed (undone)
-  bool spawned = false;
-  SpawnFailure failure{SpawnStage::kNone, 0};
+  std::optional<NativeError> error;  // set: nothing runs (what setup made is undone, the log finished)
 };
 
-// Opens the placement given by path; false (and out.placement_*) if one cannot be opened.
-bool open_placement(const SpawnCall& call, SpawnRequest& req, std::vector<UniqueFd>& opened, SpawnOutcome& out) {
-  auto open_one = [&](const std::string& path, int flags) {
-    UniqueFd fd(open(path.c_str(), flags | O_CLOEXEC));
-    if (!fd.valid()) {
-      out.placement_errno = errno;
-      out.placement_path = path;
-      return -1;
-    }
-    opened.push_back(std::move(fd));
-    return opened.back().get();
+// Opens the placement given by path into `req`; the fds stay open in `opened`.
+std::optional<NativeError> open_placement(const SpawnCall& call, SpawnRequest& req, std::vector<UniqueFd>& opened) {
+  auto open_one = [&](const std::string& path, int flags, int& fd) -> std::optional<NativeError> {
+    UniqueFd opened_fd(open(path.c_str(), flags | O_CLOEXEC));
+    if (!opened_fd.valid()) return NativeError{Stage::kPlacement, errno, path};
+    fd = opened_fd.get();
+    opened.push_back(std::move(opened_fd));
+    return std::nullopt;
   };
   if (!call.cgroup_path.empty()) {
-    req.cgroup_fd = open_one(call.cgroup_path, O_RDONLY | O_DIRECTORY);
-    if (req.cgroup_fd < 0) return false;
+    if (auto error = open_one(call.cgroup_path, O_RDONLY | O_DIRECTORY, req.cgroup_fd)) return error;
   }
   for (const std::string& path : call.join_procs_paths) {
-    int fd = open_one(path, O_WRONLY);
-    if (fd < 0) return false;
+    int fd = -1;
+    if (auto error = open_one(path, O_WRONLY, fd)) return error;
     req.join_procs_fds.push_back(fd);
   }
-  return true;
+  return std::nullopt;
 }
 
 // Opens the placement into `call.req` for the spawn itself (no copy of the request on this path).
 void run_spawn(SpawnCall& call, SpawnOutcome& out) {
   if (!call.setup.empty()) {
-    run_cgroup_ops(call.setup, out.setup);
-    if (out.setup.err != 0) {
-      // Undo what was created, newest first; the failure is what gets reported.
-      for (size_t i = out.setup.completed; i-- > 0;)
-        if (call.setup[i].kind == CgroupOpKind::kMkdir && !out.setup.skipped[i]) rmdir(call.setup[i].path.c_str());
+    FsOpsOutcome setup = run_fs_ops(call.setup, Stage::kSetup);
+    if (setup.error) {
+      // Undo what was created, newest first. Best effort: the failure is what gets reported, and
+      // a directory that cannot be removed is left for the caller's cleanup of the job.
+      for (size_t i = setup.completed; i-- > 0;)
+        if (call.setup[i].kind == FsOpKind::kMkdir && !setup.skipped[i]) rmdir(call.setup[i].path.c_str());
+      out.error = setup.error;
       return;
     }
   }
-  // The log first: a job must never run without the file that keeps its output.
+  // The log first: a job must never run without the file that keeps its output. A spare that
+  // cannot be renamed (gone, another filesystem) only means a new file is created.
   bool reuse = !call.log_recycle_from.empty() && rename(call.log_recycle_from.c_str(), call.log_path.c_str()) == 0;
   try {
     out.log = std::make_unique<LogWriter>(call.log_path, call.log_max, reuse);
-  } catch (int err) {
-    out.log_errno = err;
+  } catch (const NativeError& error) {
+    out.error = error;
     return;
   }
   SpawnRequest& req = call.req;
   std::vector<UniqueFd> placement;  // closed on return: the child has exec'd (or failed) by then
-  if (open_placement(call, req, placement, out)) {
+  out.error = open_placement(call, req, placement);
+  if (!out.error) {
     try {
       out.child = spawn_process(req);
-      out.spawned = true;
-    } catch (const SpawnFailure& failure) {
-      out.failure = failure;
-      out.log->finish();
+    } catch (const NativeError& error) {
+      out.error = error;
     }
-  } else {
-    out.log->finish();
   }
+  if (out.error) out.log->finish();
   // Those fds close with `placement`: leave none of their numbers in the request.
   if (!call.cgroup_path.empty()) req.cgroup_fd = -1;
   if (!call.join_procs_paths.empty()) req.join_procs_fds.clear();
 }
 
 // JS thread: the typed error for a failed spawn, or the handle of a running one.
-Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Napi::Value listener) {
-  if (out.setup.err != 0) {
-    const CgroupOp& op = call.setup[out.setup.completed];
-    Napi::Error error = errno_error(env, out.setup.err, "setup failed at " + op.path);
-    error.Set("stage", Napi::String::New(env, "setup"));
-    error.Set("setupIndex", Napi::Number::New(env, static_cast<double>(out.setup.completed)));
-    error.Set("path", Napi::String::New(env, op.path));
-    throw error;
-  }
-  if (out.log_errno != 0) {
-    Napi::Error error = errno_error(env, out.log_errno, "cannot create the log file " + call.log_path);
-    error.Set("stage", Napi::String::New(env, "log"));
-    throw error;
-  }
-  if (out.placement_errno != 0) {
-    Napi::Error error = errno_error(env, out.placement_errno, "cannot open the cgroup file " + out.placement_path);
-    error.Set("stage", Napi::String::New(env, "cgroup"));
-    error.Set("path", Napi::String::New(env, out.placement_path));
-    throw error;
-  }
-  if (!out.spawned) {
-    const SpawnFailure& failure = out.failure;
-    std::string what = std::string("spawn failed at ") + spawn_stage_name(failure.stage);
-    if (failure.stage == SpawnStage::kExec && failure.candidate >= 0)
-      what += " of " + call.req.exec_candidates[failure.candidate];
-    if (failure.stage == SpawnStage::kChdir) what += " to " + call.req.cwd;
-    Napi::Error error = errno_error(env, failure.err, what);
-    error.Set("stage", Napi::String::New(env, spawn_stage_name(failure.stage)));
-    if (failure.candidate >= 0)
-      error.Set("path", Napi::String::New(env, call.req.exec_candidates[failure.candidate]));
-    throw error;
-  }
+Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Napi::Function listener) {
+  if (out.error) throw native_error_to_js(env, *out.error);
   auto job = std::make_shared<Job>(std::move(out.child), std::move(out.log));
   job->exit_ops = std::move(call.exit_ops);  // before the reactor sees the job
   // The listener first: the reactor may deliver events as soon as the job is added.
-  napi_create_reference(env, listener, 1, &job->listener);
+  try {
+    job->listener = std::make_unique<JsListener>(listener);
+  } catch (const Napi::Error&) {
+    job->kill_and_reap();  // nobody could hear of it: it must not run unobserved
+    job->log->finish();
+    throw;
+  }
   try {
     reactor_for(env).add(job);
-  } catch (int err) {
-    napi_delete_reference(env, job->listener);
-    job->listener = nullptr;
-    job->kill_and_reap();  // it cannot be watched, so it must not run unobserved
-    job->log->finish();
-    throw errno_error(env, err, "epoll_ctl");
+  } catch (const NativeError& error) {
+    job->listener.reset();  // the reactor kills, reaps and forgets the job: it must not run unobserved
+    throw native_error_to_js(env, error);
   }
   AddonState* state = env.GetInstanceData<AddonState>();
   Napi::Object handle = state->process_handle_class.New({});
@@ -341,15 +300,16 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
   return handle;
 }
 
-// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, logPath, logMaxBytes, uid?, gid?,
-//         groups?, nofileSoft?, forceGatedFork? }, listener(type, info)) -> ProcessHandle
+// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, cgroupPath?, joinProcsPaths?,
+//         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, uid?, gid?, groups?,
+//         nofileSoft?, forceGatedFork? }, listener(event)) -> ProcessHandle
 // On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   SpawnCall call = parse_spawn_call(info, "spawn");
   reactor_for(info.Env());
   SpawnOutcome out;
   run_spawn(call, out);
-  return adopt_outcome(info.Env(), call, out, info[1]);
+  return adopt_outcome(info.Env(), call, out, info[1].As<Napi::Function>());
 }
 
 // spawnAsync(options, listener) -> Promise<ProcessHandle>: the same on a libuv threadpool thread, so
@@ -390,33 +350,30 @@ Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// cgroupOps(encodedOps) -> Promise<{ completed, reads: (string|null)[], code?, errno?, message? }>
-// (encodedOps: see parse_cgroup_ops).
-// Runs the ops in order on a libuv threadpool thread and stops at the first failure, which is
-// reported (not thrown): the caller needs `completed` to undo what was done.
-class CgroupOpsWork : public Napi::AsyncWorker {
+// fsOps(encodedOps) -> Promise<{ completed, reads: (string|null)[], error? }> (encodedOps: see
+// parse_fs_ops; the shape: see fs_ops_outcome_to_js). Runs the ops in order on a libuv threadpool
+// thread and stops at the first failure, which is reported (not thrown): the caller needs
+// `completed` to undo what was done.
+class FsOpsWork : public Napi::AsyncWorker {
  public:
-  CgroupOpsWork(Napi::Env env, std::vector<CgroupOp> ops)
-      : Napi::AsyncWorker(env, "jobworker.cgroupOps"), ops_(std::move(ops)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  FsOpsWork(Napi::Env env, std::vector<FsOp> ops)
+      : Napi::AsyncWorker(env, "jobworker.fsOps"), ops_(std::move(ops)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { run_cgroup_ops(ops_, out_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    deferred_.Resolve(Napi::Value(env, cgroup_ops_outcome_to_js(env, ops_, out_)));
-  }
+  void Execute() override { out_ = run_fs_ops(ops_, Stage::kFsOps); }
+  void OnOK() override { deferred_.Resolve(fs_ops_outcome_to_js(Env(), out_)); }
 
  private:
-  std::vector<CgroupOp> ops_;
-  CgroupOpsOutcome out_;
+  std::vector<FsOp> ops_;
+  FsOpsOutcome out_;
   Napi::Promise::Deferred deferred_;
 };
 
-Napi::Value CgroupOps(const Napi::CallbackInfo& info) {
+Napi::Value FsOps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<CgroupOp> ops = parse_cgroup_ops(env, info[0], "cgroupOps");
-  auto* work = new CgroupOpsWork(env, std::move(ops));
+  std::vector<FsOp> ops = parse_fs_ops(env, info[0], "fsOps");
+  auto* work = new FsOpsWork(env, std::move(ops));
   Napi::Promise promise = work->promise();
   work->Queue();  // deletes itself after OnOK
   return promise;
@@ -440,7 +397,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync, "spawnAsync"));
   exports.Set("ProcessHandle", handle_class);
-  exports.Set("cgroupOps", Napi::Function::New(env, CgroupOps, "cgroupOps"));
+  exports.Set("fsOps", Napi::Function::New(env, FsOps, "fsOps"));
   exports.Set("trimNativeHeap", Napi::Function::New(env, TrimNativeHeap, "trimNativeHeap"));
   return exports;
 }

@@ -28,6 +28,12 @@ constexpr uint8_t kStdout = 1;
 constexpr uint8_t kStderr = 2;
 constexpr uint8_t kMarker = 3;  // payload is one JSON object written by jobworker itself
 
+// The most output one record holds. A bigger read from a pipe becomes several records, so that a
+// stream of whole records (gRPC StreamLogs: one chunk, whole records, resumable at its end) fits
+// its messages. Readers accept bigger records from older logs (MAX_RECORD_PAYLOAD in
+// src/logs/format.ts).
+constexpr size_t kMaxRecordPayload = 256 * 1024;
+
 uint32_t crc32(const uint8_t* data, size_t len);
 
 inline void put_u32(uint8_t* p, uint32_t v) {

@@ -24,19 +24,20 @@ uint64_t realtime_ns() {
 LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : max_bytes_(max_bytes) {
   if (reuse) file_.reset(open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!file_.valid()) file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!file_.valid()) throw errno;
+  if (!file_.valid()) throw NativeError{Stage::kLog, errno, path};
   uint8_t header[kFileHeaderSize];
   encode_file_header(header);
-  if (pwrite(file_.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) throw errno ? errno : EIO;
+  ssize_t written = pwrite(file_.get(), header, sizeof header, 0);
+  if (written != static_cast<ssize_t>(sizeof header)) throw NativeError{Stage::kLog, written < 0 ? errno : ENOSPC, path};
   if (reuse) {
     // Never let a longer file's old records pass for this job's.
     struct stat st;
-    if (fstat(file_.get(), &st) != 0) throw errno;
-    if (st.st_size > static_cast<off_t>(kFileHeaderSize) && ftruncate(file_.get(), kFileHeaderSize) != 0) throw errno;
+    if (fstat(file_.get(), &st) != 0) throw NativeError{Stage::kLog, errno, path};
+    if (st.st_size > static_cast<off_t>(kFileHeaderSize) && ftruncate(file_.get(), kFileHeaderSize) != 0)
+      throw NativeError{Stage::kLog, errno, path};
   }
   offset_ = kFileHeaderSize;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
-  if (max_bytes_ < offset_ + kRecordHeaderSize + kMarkerReserve) max_bytes_ = offset_ + kRecordHeaderSize + kMarkerReserve;
 }
 
 void LogWriter::note_error(int err) {
@@ -100,6 +101,7 @@ size_t LogWriter::splice_record(int pipe_fd, uint8_t stream, size_t take, size_t
       return moved;
   }
   offset_ += kRecordHeaderSize + moved;
+  output_bytes_ += moved;
   committed_.store(offset_);  // seq_cst: pairs with the watch flag (see Reactor::request_output_event)
   *kept = moved;
   return moved;
@@ -136,11 +138,17 @@ size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available
     }
     dropped_since_error_ = 0;
   }
-  uint64_t limit = max_bytes_ - kMarkerReserve;
-  uint64_t room = offset_ + kRecordHeaderSize < limit ? limit - offset_ - kRecordHeaderSize : 0;
+  // Up to the cap, in records of at most kMaxRecordPayload; the rest is read and dropped.
+  uint64_t room = max_bytes_ - output_bytes_;
   size_t take = available < room ? available : static_cast<size_t>(room);
-  size_t kept = 0;
-  size_t consumed = take > 0 ? splice_record(pipe_fd, stream, take, &kept) : 0;
+  size_t consumed = 0, kept = 0;
+  while (consumed < take) {
+    size_t chunk = take - consumed < kMaxRecordPayload ? take - consumed : kMaxRecordPayload;
+    size_t chunk_kept = 0;
+    consumed += splice_record(pipe_fd, stream, chunk, &chunk_kept);
+    kept += chunk_kept;
+    if (chunk_kept < chunk) break;  // a write failed: the rest of this read is dropped below
+  }
   discard(pipe_fd, available - consumed);
   size_t lost = available - kept;
   if (lost > 0) {

@@ -6,21 +6,25 @@
 #include <cstdint>
 #include <string>
 
+#include "native_error.h"
 #include "unique_fd.h"
 
 namespace jw {
 
 class LogWriter {
  public:
-  // Creates (truncates) the file and writes its header. Throws int errno on failure.
+  // Creates (truncates) the file and writes its header. Throws NativeError (stage kLog, the path).
+  // `max_bytes` caps the job's output kept: record payloads, not headers or markers (see
+  // docs/log-format.md, "Size cap").
   // `reuse`: the file is an emptied log of ours (at most a header long, its first block still
   // allocated): it is overwritten in place rather than truncated, so no block is freed and
   // allocated again (each free is a synchronous discard on a filesystem mounted -o discard).
   LogWriter(const std::string& path, uint64_t max_bytes, bool reuse = false);
 
-  // Moves `available` bytes (FIONREAD) from the pipe into one record of `stream`. Bytes that cannot
-  // be kept (size cap reached, disk full) are still consumed from the pipe, so the job never blocks
-  // on a full pipe, and are counted in dropped_bytes(). Returns the bytes consumed from the pipe.
+  // Moves `available` bytes (FIONREAD) from the pipe into records of `stream` (kMaxRecordPayload at
+  // most each). Bytes that cannot be kept (beyond the cap, disk full) are still consumed from the
+  // pipe, so the job never blocks on a full pipe, and are counted in dropped_bytes(). Returns the
+  // bytes consumed from the pipe.
   size_t append_from_pipe(int pipe_fd, uint8_t stream, size_t available);
 
   // Called once capture ends: records what was dropped, cuts any torn tail, closes the file.
@@ -42,7 +46,8 @@ class LogWriter {
 
   UniqueFd file_;
   UniqueFd dev_null_;
-  uint64_t max_bytes_;
+  uint64_t max_bytes_;   // cap on output_bytes_
+  uint64_t output_bytes_ = 0;  // job output kept so far: the payloads of stdout and stderr records
   uint64_t offset_ = 0;  // where the next record goes (== committed_)
   std::atomic<uint64_t> committed_{0};
   uint64_t dropped_ = 0;
@@ -50,9 +55,6 @@ class LogWriter {
   bool truncated_ = false;
   int first_error_ = 0;
 };
-
-// Room kept below the cap for the marker that says output was truncated.
-constexpr uint64_t kMarkerReserve = 256;
 
 uint64_t realtime_ns();
 

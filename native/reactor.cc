@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "js_values.h"
 #include "log_format.h"
 
 #ifndef P_PIDFD
@@ -25,12 +26,26 @@ namespace {
 // fewer wake-ups for chatty jobs, while quiet jobs keep the kernel's small default.
 constexpr int kLargePipeSize = 1 << 20;
 
-void epoll_add(int epoll_fd, int fd, EventSource* source) {
+int epoll_add(int epoll_fd, int fd, EventSource* source) {
   struct epoll_event ev;
   std::memset(&ev, 0, sizeof ev);
   ev.events = EPOLLIN;
   ev.data.ptr = source;
-  if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) throw errno;
+  return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : errno;
+}
+
+// Before a watched fd is closed. This cannot fail for an fd that is registered (only a bug could
+// make it), and it must not: a copy of the fd in a child that has not exec'd yet would keep the
+// registration alive, and epoll would go on reporting a Job that is gone.
+void epoll_remove(int epoll_fd, int fd, const char* what) {
+  if (epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr) < 0) fatal(NativeError{Stage::kCapture, errno, what});
+}
+
+// Bytes waiting in a pipe. FIONREAD on a pipe fails only for a bad fd or address: a bug.
+int pipe_bytes(int fd) {
+  int available = 0;
+  if (ioctl(fd, FIONREAD, &available) < 0) fatal(NativeError{Stage::kCapture, errno, "FIONREAD on a job's pipe"});
+  return available;
 }
 
 }  // namespace
@@ -43,20 +58,24 @@ Job::Job(SpawnedChild child, std::unique_ptr<LogWriter> log_writer)
   pipes[0] = std::move(child.stdout_read);
   pipes[1] = std::move(child.stderr_read);
   pidfd_ = std::move(child.pidfd);
+  // F_GETPIPE_SZ cannot fail on a pipe; were it to, 0 only means the pipe is grown at its first fill.
   for (int i = 0; i < 2; i++) pipe_capacity[i] = fcntl(pipes[i].get(), F_GETPIPE_SZ);
 }
+
+Job::~Job() = default;  // here, where JsListener is complete
 
 bool Job::kill(int signal) {
   std::lock_guard<std::mutex> lock(pidfd_mutex_);
   if (!pidfd_.valid()) return false;
   if (syscall(SYS_pidfd_send_signal, pidfd_.get(), signal, nullptr, 0) == 0) return true;
   if (errno == ESRCH) return false;  // exited, not yet reaped
-  throw errno;
+  throw NativeError{Stage::kSignal, errno};
 }
 
 void Job::kill_and_reap() {
   std::lock_guard<std::mutex> lock(pidfd_mutex_);
   if (!pidfd_.valid()) return;
+  // ESRCH (it has exited already) is the only failure, and the wait below reaps it either way.
   syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   siginfo_t info;
   while (syscall(SYS_waitid, P_PIDFD, pidfd_.get(), &info, WEXITED, nullptr) < 0 && errno == EINTR) {
@@ -66,19 +85,25 @@ void Job::kill_and_reap() {
 
 Reactor::Reactor(napi_env env) : env_(env) {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_.valid()) throw errno;
+  if (!epoll_.valid()) throw NativeError{Stage::kReactor, errno};
   wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_.valid()) throw errno;
-  epoll_add(epoll_.get(), wake_.get(), &wake_source_);
+  if (!wake_.valid()) throw NativeError{Stage::kReactor, errno};
+  if (int err = epoll_add(epoll_.get(), wake_.get(), &wake_source_)) throw NativeError{Stage::kReactor, err};
+  settle_ = std::make_unique<TaskThread>();
 
+  // With valid arguments these fail only when out of memory.
   napi_value name;
-  napi_create_string_utf8(env, "jobworker.reactor", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this, call_js,
-                                      &tsfn_) != napi_ok)
-    throw EINVAL;
+  if (napi_create_string_utf8(env, "jobworker.reactor", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this, call_js, &tsfn_) != napi_ok)
+    throw NativeError{Stage::kReactor, ENOMEM};
   // Idle until a job exists: an embedding program with no jobs must be able to exit.
   napi_unref_threadsafe_function(env, tsfn_);
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& error) {
+    napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
+    throw NativeError{Stage::kReactor, error.code().value()};
+  }
 }
 
 Reactor::~Reactor() {
@@ -86,25 +111,19 @@ Reactor::~Reactor() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  uint64_t one = 1;
-  if (write(wake_.get(), &one, sizeof one) < 0) {
-  }
-  if (thread_.joinable()) thread_.join();
+  wake();
+  thread_.join();
+  // Exit ops already handed over still run (they remove the jobs' cgroups); their events queue up.
+  settle_.reset();
   // The environment (a worker thread, usually) is going away and nobody will capture or reap these
   // jobs any more: kill and reap them rather than leave zombies and unread pipes behind.
   for (auto& entry : jobs_) {
     Job& job = *entry.second;
-    if (job.listener != nullptr) napi_delete_reference(env_, job.listener);
-    job.listener = nullptr;
+    job.listener.reset();
     if (!job.reaped) job.kill_and_reap();
     job.log->finish();
   }
-  for (auto& event : events_) {
-    if (event.type == EventType::kClose && event.job->listener != nullptr) {
-      napi_delete_reference(env_, event.job->listener);
-      event.job->listener = nullptr;
-    }
-  }
+  for (auto& queued : events_) queued.job->listener.reset();
   napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
 }
 
@@ -113,18 +132,24 @@ void Reactor::add(const std::shared_ptr<Job>& job) {
     std::lock_guard<std::mutex> lock(mutex_);
     jobs_[job.get()] = job;
   }
-  // Registered after it is in the map: the reactor may see its events at once.
-  int fds[3] = {job->pidfd_.get(), job->pipes[0].get(), job->pipes[1].get()};
+  // Registered after it is in the map: the reactor may see its events at once. The pidfd last:
+  // until it is watched the capture thread can only read the pipes, so a failure here cannot race
+  // with an exit.
+  const int fds[3] = {job->pipes[0].get(), job->pipes[1].get(), job->pidfd_.get()};
+  EventSource* sources[3] = {&job->sources[1], &job->sources[2], &job->sources[0]};
   for (int i = 0; i < 3; i++) {
-    try {
-      epoll_add(epoll_.get(), fds[i], &job->sources[i]);
-    } catch (int err) {
-      for (int j = 0; j < i; j++) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fds[j], nullptr);
-      std::lock_guard<std::mutex> lock(mutex_);
-      jobs_.erase(job.get());
-      throw;
+    if (int err = epoll_add(epoll_.get(), fds[i], sources[i])) {
+      // The capture thread may be reading its pipes right now: it undoes this itself.
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        job->registered_ = i;
+        abandon_requests_.push_back(job);
+      }
+      wake();
+      throw NativeError{Stage::kWatch, err};
     }
   }
+  job->registered_ = 3;
   if (live_jobs_++ == 0) napi_ref_threadsafe_function(env_, tsfn_);
 }
 
@@ -134,8 +159,16 @@ void Reactor::close_capture(const std::shared_ptr<Job>& job) {
     std::lock_guard<std::mutex> lock(mutex_);
     close_requests_.push_back(job);
   }
+  wake();
+}
+
+// An eventfd write fails only with EAGAIN, when the counter is saturated, i.e. a wake-up is pending
+// anyway; anything else is a bug (libuv's uv__async_send aborts there too).
+void Reactor::wake() {
   uint64_t one = 1;
-  if (write(wake_.get(), &one, sizeof one) < 0) {
+  while (write(wake_.get(), &one, sizeof one) < 0) {
+    if (errno == EAGAIN) return;
+    if (errno != EINTR) fatal(NativeError{Stage::kCapture, errno, "write to the wake eventfd"});
   }
 }
 
@@ -145,13 +178,15 @@ void Reactor::run() {
     int n = epoll_wait(epoll_.get(), events, 64, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return;  // cannot happen with a valid epoll fd; nothing sensible to do but stop
+      fatal(NativeError{Stage::kCapture, errno, "epoll_wait"});  // a bad epoll fd: nothing could be captured any more
     }
     for (int i = 0; i < n; i++) {
       EventSource* source = static_cast<EventSource*>(events[i].data.ptr);
       if (source->kind == EventSource::kWake) {
         uint64_t count;
-        if (read(wake_.get(), &count, sizeof count) < 0) {
+        // EAGAIN: another wake-up in this batch already reset the counter.
+        while (read(wake_.get(), &count, sizeof count) < 0 && errno != EAGAIN) {
+          if (errno != EINTR) fatal(NativeError{Stage::kCapture, errno, "read from the wake eventfd"});
         }
         {
           std::lock_guard<std::mutex> lock(mutex_);
@@ -174,12 +209,14 @@ void Reactor::run() {
 }
 
 void Reactor::run_commands() {
-  std::vector<std::shared_ptr<Job>> requests;
+  std::vector<std::shared_ptr<Job>> closes, abandons;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    requests.swap(close_requests_);
+    closes.swap(close_requests_);
+    abandons.swap(abandon_requests_);
   }
-  for (auto& job : requests) {
+  for (auto& job : abandons) abandon(job.get());
+  for (auto& job : closes) {
     if (job->finished) continue;
     for (int i = 0; i < 2; i++) {
       if (!job->pipes[i].valid()) continue;
@@ -190,15 +227,37 @@ void Reactor::run_commands() {
   }
 }
 
+// A job whose fds could not all be watched (add() threw): unwatch it, kill and reap it, end its
+// log; no events, its spawn failed.
+void Reactor::abandon(Job* job) {
+  const int fds[3] = {job->pipes[0].get(), job->pipes[1].get(), job->pidfd_.get()};
+  for (int i = 0; i < job->registered_; i++) {
+    if (fds[i] >= 0) epoll_remove(epoll_.get(), fds[i], "epoll_ctl(EPOLL_CTL_DEL) of an abandoned job's fd");
+  }
+  job->kill_and_reap();
+  job->reaped = true;
+  job->pipes[0].reset();
+  job->pipes[1].reset();
+  job->finished = true;
+  job->log->finish();
+  job->capture_closed.store(true);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = jobs_.find(job);
+  finished_in_batch_.push_back(std::move(it->second));
+  jobs_.erase(it);
+}
+
 void Reactor::on_pipe(Job* job, int index, uint32_t events) {
   int fd = job->pipes[index].get();
   if (fd < 0) return;  // closed earlier in this batch
-  int available = 0;
-  if (ioctl(fd, FIONREAD, &available) < 0) available = 0;
+  int available = pipe_bytes(fd);
   if (available > 0) {
-    if (available >= job->pipe_capacity[index] && job->pipe_capacity[index] < kLargePipeSize) {
+    if (job->grow_pipe[index] && available >= job->pipe_capacity[index] && job->pipe_capacity[index] < kLargePipeSize) {
+      // Refused (EPERM past pipe-user-pages-soft without CAP_SYS_RESOURCE, ENOMEM): the pipe keeps
+      // its size and capture goes on, with more wake-ups. Not asked again for this pipe.
       int grown = fcntl(fd, F_SETPIPE_SZ, kLargePipeSize);
       if (grown > 0) job->pipe_capacity[index] = grown;
+      else job->grow_pipe[index] = false;
     }
     job->log->append_from_pipe(fd, index == 0 ? kStdout : kStderr, static_cast<size_t>(available));
     request_output_event(job);
@@ -214,11 +273,10 @@ void Reactor::on_pipe(Job* job, int index, uint32_t events) {
 // this going forever.
 void Reactor::drain_dry(Job* job, int index) {
   int fd = job->pipes[index].get();
-  int remaining = 0;
-  if (ioctl(fd, FIONREAD, &remaining) < 0) return;
+  int remaining = pipe_bytes(fd);
   while (remaining > 0) {
-    int available = 0;
-    if (ioctl(fd, FIONREAD, &available) < 0 || available == 0) break;
+    int available = pipe_bytes(fd);
+    if (available == 0) break;
     size_t take = static_cast<size_t>(available < remaining ? available : remaining);
     remaining -= static_cast<int>(job->log->append_from_pipe(fd, index == 0 ? kStdout : kStderr, take));
   }
@@ -226,7 +284,7 @@ void Reactor::drain_dry(Job* job, int index) {
 }
 
 void Reactor::close_pipe(Job* job, int index) {
-  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, job->pipes[index].get(), nullptr);
+  epoll_remove(epoll_.get(), job->pipes[index].get(), "epoll_ctl(EPOLL_CTL_DEL) of a job's pipe");
   job->pipes[index].reset();
 }
 
@@ -241,7 +299,7 @@ void Reactor::on_exit(Job* job) {
   while (rc < 0 && errno == EINTR);
   if (rc == 0 && info.si_pid == 0) return;  // readable but not yet waitable: wait for the next event
 
-  ExitStatus& status = job->status;
+  ExitStatus status;
   if (rc < 0) {
     status.code = -1;  // ECHILD: someone reaped it behind our back; the status is unknowable
   } else if (info.si_code == CLD_EXITED) {
@@ -254,7 +312,7 @@ void Reactor::on_exit(Job* job) {
   status.system_cpu_us = static_cast<uint64_t>(usage.ru_stime.tv_sec) * 1000000 + usage.ru_stime.tv_usec;
   status.time_ns = realtime_ns();
 
-  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, pidfd, nullptr);
+  epoll_remove(epoll_.get(), pidfd, "epoll_ctl(EPOLL_CTL_DEL) of a job's pidfd");
   {
     std::lock_guard<std::mutex> lock(job->pidfd_mutex_);
     job->pidfd_.reset();
@@ -266,8 +324,17 @@ void Reactor::on_exit(Job* job) {
     if (job->pipes[i].valid()) drain_dry(job, i);
   }
   status.log_bytes = job->log->committed();
-  if (!job->exit_ops.empty()) run_cgroup_ops(job->exit_ops, job->exit_ops_outcome);
-  enqueue(owner(job), EventType::kExit);
+  std::shared_ptr<Job> owned = owner(job);
+  if (job->exit_ops.empty()) {
+    queue_exit(owned, ExitEvent{status, std::nullopt});
+  } else {
+    // Removing a cgroup can wait for the kernel (v1 waits for an RCU grace period): not on this
+    // thread, which moves every job's output. "exit" is queued once they have run.
+    settle_->post([this, owned, status] {
+      queue_exit(owned, ExitEvent{status, run_fs_ops(owned->exit_ops, Stage::kExitOps)});
+      flush_events();
+    });
+  }
   finish_if_done(job);
 }
 
@@ -276,15 +343,29 @@ void Reactor::finish_if_done(Job* job) {
   job->finished = true;
   job->log->finish();
   job->capture_closed.store(true);
+  CloseEvent close{job->log->committed(), job->log->dropped_bytes(), job->log->truncated(), job->log->first_error()};
   std::shared_ptr<Job> owned;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = jobs_.find(job);
     owned = std::move(it->second);
     jobs_.erase(it);
+    // "close" always follows "exit", which may still be waiting for the exit ops.
+    if (job->exit_queued_) events_.push_back(Queued{owned, close});
+    else job->held_close_ = close;
   }
-  enqueue(owned, EventType::kClose);
   finished_in_batch_.push_back(std::move(owned));
+}
+
+// Any thread.
+void Reactor::queue_exit(const std::shared_ptr<Job>& job, ExitEvent exit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  events_.push_back(Queued{job, std::move(exit)});
+  job->exit_queued_ = true;
+  if (job->held_close_) {
+    events_.push_back(Queued{job, *job->held_close_});
+    job->held_close_.reset();
+  }
 }
 
 // Store-then-load on both sides, sequentially consistent: the capture thread commits then reads the
@@ -293,7 +374,7 @@ void Reactor::finish_if_done(Job* job) {
 void Reactor::request_output_event(Job* job) {
   if (!job->watch_output.load()) return;
   if (job->output_event_pending.exchange(true)) return;
-  enqueue(owner(job), EventType::kOutput);
+  queue(owner(job), OutputEvent{});
 }
 
 std::shared_ptr<Job> Reactor::owner(Job* job) {
@@ -301,18 +382,22 @@ std::shared_ptr<Job> Reactor::owner(Job* job) {
   return jobs_.at(job);
 }
 
-void Reactor::enqueue(const std::shared_ptr<Job>& job, EventType type) {
+void Reactor::queue(const std::shared_ptr<Job>& job, JobEvent event) {
   std::lock_guard<std::mutex> lock(mutex_);
-  events_.push_back(Event{job, type});
+  events_.push_back(Queued{job, std::move(event)});
 }
 
+// Any thread.
 void Reactor::flush_events() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (events_.empty() || call_pending_) return;
     call_pending_ = true;
   }
-  napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking);
+  // The queue is unbounded, so the call cannot find it full. napi_closing: the environment is
+  // going away, and the destructor releases what is queued.
+  napi_status status = napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking);
+  if (status != napi_ok && status != napi_closing) fatal(NativeError{Stage::kCapture, EIO, "napi_call_threadsafe_function"});
 }
 
 void Reactor::call_js(napi_env env, napi_value, void* context, void*) {
@@ -320,92 +405,29 @@ void Reactor::call_js(napi_env env, napi_value, void* context, void*) {
   static_cast<Reactor*>(context)->dispatch(env);
 }
 
-namespace {
-
-void set_number(napi_env env, napi_value object, const char* key, double value) {
-  napi_value v;
-  napi_create_double(env, value, &v);
-  napi_set_named_property(env, object, key, v);
-}
-
-void set_value(napi_env env, napi_value object, const char* key, napi_value value) {
-  napi_set_named_property(env, object, key, value);
-}
-
-}  // namespace
-
 void Reactor::dispatch(napi_env env) {
-  std::vector<Event> batch;
+  std::vector<Queued> batch;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     batch.swap(events_);
     call_pending_ = false;
   }
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value undefined, null_value;
-  napi_get_undefined(env, &undefined);
-  napi_get_null(env, &null_value);
-  for (auto& event : batch) {
-    Job* job = event.job.get();
-    if (job->listener == nullptr) continue;
-    napi_handle_scope inner;
-    napi_open_handle_scope(env, &inner);
-    napi_value listener;
-    napi_get_reference_value(env, job->listener, &listener);
-    napi_value args[2];
-    napi_value info;
-    napi_create_object(env, &info);
-    const char* type = "output";
-    if (event.type == EventType::kOutput) {
-      job->output_event_pending.store(false);  // seq_cst, before reading the size
-      set_number(env, info, "logBytes", static_cast<double>(job->log->committed()));
-    } else if (event.type == EventType::kExit) {
-      type = "exit";
-      const ExitStatus& s = job->status;
-      if (s.signal == 0) set_number(env, info, "code", s.code); else set_value(env, info, "code", null_value);
-      if (s.signal != 0) set_number(env, info, "signal", s.signal); else set_value(env, info, "signal", null_value);
-      napi_value core;
-      napi_get_boolean(env, s.core_dumped, &core);
-      set_value(env, info, "coreDumped", core);
-      set_number(env, info, "userCpuMicros", static_cast<double>(s.user_cpu_us));
-      set_number(env, info, "systemCpuMicros", static_cast<double>(s.system_cpu_us));
-      set_number(env, info, "exitedAtMs", static_cast<double>(s.time_ns) / 1e6);
-      set_number(env, info, "logBytes", static_cast<double>(s.log_bytes));
-      if (!job->exit_ops.empty()) set_value(env, info, "exitOps", cgroup_ops_outcome_to_js(env, job->exit_ops, job->exit_ops_outcome));
-    } else {
-      type = "close";
-      set_number(env, info, "logBytes", static_cast<double>(job->log->committed()));
-      set_number(env, info, "droppedBytes", static_cast<double>(job->log->dropped_bytes()));
-      napi_value truncated;
-      napi_get_boolean(env, job->log->truncated(), &truncated);
-      set_value(env, info, "truncated", truncated);
-      int err = job->log->first_error();
-      if (err != 0) {
-        const char* name = strerrorname_np(err);
-        napi_value code;
-        napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &code);
-        set_value(env, info, "writeError", code);
-      } else {
-        set_value(env, info, "writeError", null_value);
-      }
-    }
-    napi_create_string_utf8(env, type, NAPI_AUTO_LENGTH, &args[0]);
-    args[1] = info;
-    if (event.type == EventType::kClose) {
-      napi_delete_reference(env, job->listener);
-      job->listener = nullptr;
+  for (auto& queued : batch) {
+    Job& job = *queued.job;
+    if (!job.listener) continue;  // its spawn failed after all (see abandon)
+    if (auto* output = std::get_if<OutputEvent>(&queued.event)) {
+      job.output_event_pending.store(false);  // seq_cst, before reading the size
+      output->log_bytes = job.log->committed();
+      job.listener->call(queued.event);
+    } else if (std::holds_alternative<CloseEvent>(queued.event)) {
+      // The last event: the listener goes with it, before the call (which may spawn again).
+      std::unique_ptr<JsListener> listener = std::move(job.listener);
       if (--live_jobs_ == 0) napi_unref_threadsafe_function(env, tsfn_);
+      listener->call(queued.event);
+    } else {
+      job.listener->call(queued.event);
     }
-    napi_value result;
-    if (napi_call_function(env, undefined, listener, 2, args, &result) == napi_pending_exception) {
-      napi_value error;
-      napi_get_and_clear_last_exception(env, &error);
-      napi_fatal_exception(env, error);  // an uncaught exception, like any event listener's
-    }
-    napi_close_handle_scope(env, inner);
   }
-  napi_close_handle_scope(env, scope);
 }
 
 }  // namespace jw

@@ -1,6 +1,7 @@
 // One thread per Node environment that watches every job's pidfd and output pipes with epoll,
-// moves output into the log files, reaps exits, and hands events to JavaScript through a single
-// thread-safe function. Job output never passes through the JS thread or heap.
+// moves output into the log files and reaps exits; a second one runs the jobs' exit ops. Events
+// reach JavaScript through a single thread-safe function. Job output never passes through the JS
+// thread or heap.
 #pragma once
 
 #include <node_api.h>
@@ -10,29 +11,22 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include "cgroup_ops.h"
+#include "fs_ops.h"
+#include "job_events.h"
 #include "log_writer.h"
 #include "spawn.h"
+#include "task_thread.h"
 #include "unique_fd.h"
 
 namespace jw {
 
-struct ExitStatus {
-  int code = -1;    // exit code, or -1 when killed by a signal
-  int signal = 0;   // terminating signal, or 0
-  bool core_dumped = false;
-  // No max RSS: under CLONE_VM the child's pre-exec high-water mark is the daemon's, and exec
-  // carries it into ru_maxrss. The cgroup's memory peak is the honest figure.
-  uint64_t user_cpu_us = 0, system_cpu_us = 0;
-  uint64_t time_ns = 0;  // when it was reaped
-  uint64_t log_bytes = 0;  // committed log size once the pipes were read dry after the exit
-};
-
 class Job;
+class JsListener;
 
 // What epoll hands back: which job and which of its descriptors.
 struct EventSource {
@@ -44,11 +38,12 @@ struct EventSource {
 class Job {
  public:
   Job(SpawnedChild child, std::unique_ptr<LogWriter> log);
+  ~Job();
 
   // Any thread. False when the process has already been reaped (so no pid can be hit by mistake).
-  // Throws int errno on any other failure.
+  // Throws NativeError (stage kSignal) on any other failure.
   bool kill(int signal);
-  // Only for a job that could not be handed to the reactor: SIGKILL and reap, leaving no zombie.
+  // SIGKILL and reap, leaving no zombie: for a job nobody will watch any more.
   void kill_and_reap();
 
   const pid_t pid;
@@ -57,44 +52,46 @@ class Job {
   std::atomic<bool> watch_output{false};          // JS wants "output" events
   std::atomic<bool> output_event_pending{false};  // one queued "output" event at most
   std::atomic<bool> capture_closed{false};        // the log is finished: closeCapture() has nothing to do
-  ExitStatus status;                               // written before the exit event is queued
-  // cgroupfs ops run on the reactor thread once the process is reaped and its output is on disk
-  // (the Worker reads the final stats and removes the cgroup there); their outcome goes with the
-  // exit event. Set before the job is added, then reactor thread only.
-  std::vector<CgroupOp> exit_ops;
-  CgroupOpsOutcome exit_ops_outcome;
+  // Filesystem ops run once the process is reaped and its output is on disk (the Worker reads the
+  // final stats and removes the cgroup there), on the reactor's settle thread; their outcome goes
+  // with the exit event. Set before the job is added, then read-only.
+  std::vector<FsOp> exit_ops;
 
   // Reactor thread.
   EventSource sources[3];
   UniqueFd pipes[2];   // stdout, stderr read ends; reset when they reach EOF
   int pipe_capacity[2] = {0, 0};
+  bool grow_pipe[2] = {true, true};  // false once the kernel refused a bigger pipe
   bool reaped = false;
   bool finished = false;
 
   // JS thread.
-  napi_ref listener = nullptr;
+  std::unique_ptr<JsListener> listener;
 
  private:
   friend class Reactor;
   std::mutex pidfd_mutex_;
   UniqueFd pidfd_;  // closed once reaped
+  // Guarded by the reactor's mutex_: "close" is held back until "exit" is queued.
+  bool exit_queued_ = false;
+  std::optional<CloseEvent> held_close_;
+  int registered_ = 0;  // how many of its fds epoll watches (set by add(), read by an abandon)
 };
 
 class Reactor {
  public:
+  // Throws NativeError (stage kReactor).
   explicit Reactor(napi_env env);
-  ~Reactor();  // stops and joins the thread; kills and reaps jobs still running (env teardown)
+  ~Reactor();  // stops both threads; kills and reaps jobs still running (env teardown)
 
-  // JS thread.
+  // JS thread. Throws NativeError (stage kWatch): the job is then killed, reaped and forgotten.
   void add(const std::shared_ptr<Job>& job);
   void close_capture(const std::shared_ptr<Job>& job);
-  void request_output_event(Job* job);  // the reactor side of "output" coalescing (reactor thread)
 
  private:
-  enum class EventType { kOutput, kExit, kClose };
-  struct Event {
+  struct Queued {
     std::shared_ptr<Job> job;
-    EventType type;
+    JobEvent event;
   };
 
   void run();
@@ -104,8 +101,12 @@ class Reactor {
   void drain_dry(Job* job, int index);
   void close_pipe(Job* job, int index);
   void finish_if_done(Job* job);
-  void enqueue(const std::shared_ptr<Job>& job, EventType type);
+  void abandon(Job* job);
+  void request_output_event(Job* job);
+  void queue_exit(const std::shared_ptr<Job>& job, ExitEvent exit);
+  void queue(const std::shared_ptr<Job>& job, JobEvent event);
   std::shared_ptr<Job> owner(Job* job);
+  void wake();
   void flush_events();
   static void call_js(napi_env env, napi_value js_callback, void* context, void* data);
   void dispatch(napi_env env);
@@ -116,12 +117,15 @@ class Reactor {
   UniqueFd wake_;
   EventSource wake_source_{EventSource::kWake, nullptr};
   std::thread thread_;
+  // Exit ops, which may wait on the kernel, run here rather than on the capture thread.
+  std::unique_ptr<TaskThread> settle_;
 
-  std::mutex mutex_;  // guards everything below
+  std::mutex mutex_;  // guards everything below, and each Job's exit_queued_ and held_close_
   std::unordered_map<Job*, std::shared_ptr<Job>> jobs_;
   std::vector<std::shared_ptr<Job>> close_requests_;
+  std::vector<std::shared_ptr<Job>> abandon_requests_;
   bool stopping_ = false;
-  std::vector<Event> events_;
+  std::vector<Queued> events_;
   bool call_pending_ = false;
 
   // Reactor thread: jobs finished in the current epoll batch, kept alive until the batch is done.

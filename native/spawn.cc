@@ -81,7 +81,7 @@ struct ErrorMessage {
   int candidate;
 };
 
-[[noreturn]] void child_fail(ChildArgs* a, SpawnStage stage, int err, int candidate = -1) {
+[[noreturn]] void child_fail(ChildArgs* a, Stage stage, int err, int candidate = -1) {
   if (a->error_fd >= 0) {
     ErrorMessage msg{static_cast<int>(stage), err, candidate};
     ssize_t n;
@@ -99,7 +99,7 @@ struct ErrorMessage {
 int above_stdio(ChildArgs* a, int fd) {
   if (fd >= 3) return fd;
   int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (moved < 0) child_fail(a, SpawnStage::kStdio, errno);
+  if (moved < 0) child_fail(a, Stage::kStdio, errno);
   return moved;
 }
 
@@ -112,23 +112,26 @@ int child_main(void* arg) {
   struct sigaction dfl;
   std::memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
+  // The result is not checked: the only failure is EINVAL, for the signals glibc keeps for itself
+  // (32, 33), which nothing can have a handler for.
   for (int sig = 1; sig < NSIG; sig++) {
-    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);  // EINVAL for glibc's own: fine
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
   }
 
   if (a->gate_fd >= 0) {
-    // Fallback: wait until the parent has placed us in the job's cgroup.
+    // Fallback: wait until the parent has placed us in the job's cgroup. (The parent's ends of the
+    // pipes are closed here, not checked: they are open, and Linux closes an fd even on EINTR.)
     close(a->gate_write_fd);
     close(a->error_read_fd);
     char go;
     ssize_t n;
     do n = read(a->gate_fd, &go, 1);
     while (n < 0 && errno == EINTR);
-    if (n != 1) child_fail(a, SpawnStage::kCgroup, n < 0 ? errno : ECANCELED);
+    if (n != 1) child_fail(a, Stage::kCgroup, n < 0 ? errno : ECANCELED);
   }
 
   // Own session and process group, so a terminal's signals and the daemon's group never reach it.
-  if (setsid() < 0) child_fail(a, SpawnStage::kSession, errno);
+  if (setsid() < 0) child_fail(a, Stage::kSession, errno);
 
   // v1 controller hierarchies (hybrid and legacy hosts): join before exec, so the job's code never
   // runs outside its limits.
@@ -136,36 +139,38 @@ int child_main(void* arg) {
     ssize_t n;
     do n = write(a->join_fds[i], "0", 1);
     while (n < 0 && errno == EINTR);
-    if (n != 1) child_fail(a, SpawnStage::kCgroup, n < 0 ? errno : EIO);
+    if (n != 1) child_fail(a, Stage::kCgroup, n < 0 ? errno : EIO);
   }
 
   int in = above_stdio(a, a->stdin_fd);
   int out = above_stdio(a, a->stdout_fd);
   int err = above_stdio(a, a->stderr_fd);
-  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(a, SpawnStage::kStdio, errno);
+  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(a, Stage::kStdio, errno);
 
   // Node raises RLIMIT_NOFILE to the hard limit; give the job an ordinary soft limit back.
-  if (a->set_nofile && setrlimit(RLIMIT_NOFILE, &a->nofile) < 0) child_fail(a, SpawnStage::kRlimit, errno);
+  if (a->set_nofile && setrlimit(RLIMIT_NOFILE, &a->nofile) < 0) child_fail(a, Stage::kRlimit, errno);
 
   // Raw syscalls: glibc's set*id wrappers signal every thread of the process (SIGSETXID), and under
   // CLONE_VM those threads are the daemon's.
   if (a->set_groups && syscall(SYS_setgroups, a->group_count, a->groups) < 0)
-    child_fail(a, SpawnStage::kCredentials, errno);
+    child_fail(a, Stage::kCredentials, errno);
   if (a->gid >= 0 && syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0)
-    child_fail(a, SpawnStage::kCredentials, errno);
+    child_fail(a, Stage::kCredentials, errno);
   if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
-    child_fail(a, SpawnStage::kCredentials, errno);
+    child_fail(a, Stage::kCredentials, errno);
 
   // Nothing but 0..2 may reach the job. Mark the rest close-on-exec rather than closing them, so the
   // fallback's error pipe still works until exec.
   if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    if (errno != ENOSYS && errno != EINVAL) child_fail(a, SpawnStage::kCloseFds, errno);
+    if (errno != ENOSYS && errno != EINVAL) child_fail(a, Stage::kCloseFds, errno);
+    // Old kernels: one by one. EBADF for the numbers that are not open is the expected answer.
     for (int fd = 3; fd < a->fd_scan_limit; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
 
-  if (a->cwd != nullptr && chdir(a->cwd) < 0) child_fail(a, SpawnStage::kChdir, errno);
+  if (a->cwd != nullptr && chdir(a->cwd) < 0) child_fail(a, Stage::kChdir, errno);
 
   // Dispositions are default now, so unblocking cannot run one of the daemon's handlers here.
+  // (SIG_SETMASK with a valid set cannot fail.)
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -187,11 +192,12 @@ int child_main(void* arg) {
       break;
     }
   }
-  child_fail(a, SpawnStage::kExec, saw_eacces ? EACCES : reported, reported_candidate);
+  child_fail(a, Stage::kExec, saw_eacces ? EACCES : reported, reported_candidate);
 }
 
 // Holds the parent's signal mask fully blocked for its lifetime: a child must not run one of the
-// daemon's handlers before it has reset its dispositions.
+// daemon's handlers before it has reset its dispositions. (pthread_sigmask fails only for an
+// invalid `how`.)
 class BlockAllSignals {
  public:
   BlockAllSignals() {
@@ -207,7 +213,7 @@ class BlockAllSignals {
 
 void make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) throw SpawnFailure{SpawnStage::kPipes, errno};
+  if (pipe2(fds, O_CLOEXEC) < 0) throw NativeError{Stage::kPipes, errno};
   read_end.reset(fds[0]);
   write_end.reset(fds[1]);
 }
@@ -226,7 +232,7 @@ std::atomic<bool> fast_path_unsupported{false};
 long spawn_vfork(ChildArgs& args, int cgroup_fd, int* pidfd_out) {
   void* stack = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-  if (stack == MAP_FAILED) throw SpawnFailure{SpawnStage::kClone, errno};
+  if (stack == MAP_FAILED) throw NativeError{Stage::kClone, errno};
 
   struct clone_args ca;
   std::memset(&ca, 0, sizeof ca);
@@ -244,10 +250,29 @@ long spawn_vfork(ChildArgs& args, int cgroup_fd, int* pidfd_out) {
     BlockAllSignals blocked;
     ret = clone3_vm(&ca, sizeof ca, child_main, &args);
   }
-  munmap(stack, kChildStackSize);
+  munmap(stack, kChildStackSize);  // cannot fail: it is exactly the mapping made above
   return ret;
 }
 #endif
+
+// What the child reported, with the path it concerns.
+NativeError child_failure(const ChildArgs& a, int stage, int err, int candidate) {
+  NativeError error{static_cast<Stage>(stage), err};
+  if (error.stage == Stage::kExec && candidate >= 0 && static_cast<size_t>(candidate) < a.candidate_count) {
+    error.path = a.candidates[candidate];
+    error.index = candidate;
+  }
+  if (error.stage == Stage::kChdir && a.cwd != nullptr) error.path = a.cwd;
+  return error;
+}
+
+// Ends a fallback child that is still waiting at its gate: closing the gate makes it exit at once
+// (its read returns 0); the SIGKILL only makes sure of it. Then it is reaped, leaving no zombie.
+void abandon_gated(UniqueFd& gate_write, int pidfd) {
+  gate_write.reset();
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);  // ESRCH if it already exited: fine
+  reap(pidfd);
+}
 
 // The fallback. Returns the pid; failures are thrown.
 pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
@@ -262,7 +287,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
   UniqueFd procs;
   if (cgroup_fd >= 0) {
     procs.reset(openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
-    if (!procs.valid()) throw SpawnFailure{SpawnStage::kCgroup, errno};
+    if (!procs.valid()) throw NativeError{Stage::kCgroup, errno};
   }
 
   int child_pidfd = -1;
@@ -273,7 +298,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
     pid = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, nullptr, &child_pidfd, nullptr, nullptr);
     if (pid == 0) _exit(child_main(&args));
   }
-  if (pid < 0) throw SpawnFailure{SpawnStage::kClone, errno};
+  if (pid < 0) throw NativeError{Stage::kClone, errno};
   pidfd.reset(child_pidfd);
   gate_read.reset();
   error_write.reset();
@@ -283,16 +308,14 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
     int len = snprintf(text, sizeof text, "%ld", pid);
     if (write(procs.get(), text, len) != len) {
       int e = errno;
-      syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-      reap(pidfd.get());
-      throw SpawnFailure{SpawnStage::kCgroup, e};
+      abandon_gated(gate_write, pidfd.get());
+      throw NativeError{Stage::kCgroup, e};
     }
   }
   if (write(gate_write.get(), "1", 1) != 1) {
     int e = errno;
-    syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-    reap(pidfd.get());
-    throw SpawnFailure{SpawnStage::kClone, e};
+    abandon_gated(gate_write, pidfd.get());
+    throw NativeError{Stage::kClone, e};
   }
   gate_write.reset();
 
@@ -303,7 +326,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
   while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof msg)) {
     reap(pidfd.get());
-    throw SpawnFailure{static_cast<SpawnStage>(msg.stage), msg.err, msg.candidate};
+    throw child_failure(args, msg.stage, msg.err, msg.candidate);
   }
   return static_cast<pid_t>(pid);
 }
@@ -318,23 +341,6 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
 }  // namespace
 
-const char* spawn_stage_name(SpawnStage stage) {
-  switch (stage) {
-    case SpawnStage::kNone: return "none";
-    case SpawnStage::kPipes: return "pipes";
-    case SpawnStage::kClone: return "clone";
-    case SpawnStage::kCgroup: return "cgroup";
-    case SpawnStage::kSession: return "session";
-    case SpawnStage::kStdio: return "stdio";
-    case SpawnStage::kRlimit: return "rlimit";
-    case SpawnStage::kCredentials: return "credentials";
-    case SpawnStage::kCloseFds: return "close-fds";
-    case SpawnStage::kChdir: return "chdir";
-    case SpawnStage::kExec: return "exec";
-  }
-  return "unknown";
-}
-
 SpawnedChild spawn_process(const SpawnRequest& req) {
   SpawnedChild child;
   UniqueFd stdout_write, stderr_write;
@@ -342,9 +348,9 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   make_pipe(child.stderr_read, stderr_write);
   if (fcntl(child.stdout_read.get(), F_SETFL, O_NONBLOCK) < 0 ||
       fcntl(child.stderr_read.get(), F_SETFL, O_NONBLOCK) < 0)
-    throw SpawnFailure{SpawnStage::kPipes, errno};
+    throw NativeError{Stage::kPipes, errno};
   UniqueFd dev_null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!dev_null.valid()) throw SpawnFailure{SpawnStage::kPipes, errno};
+  if (!dev_null.valid()) throw NativeError{Stage::kPipes, errno, "/dev/null"};
 
   std::vector<const char*> candidates;
   for (const auto& c : req.exec_candidates) candidates.push_back(c.c_str());
@@ -352,7 +358,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   std::vector<char*> envp = c_strings(req.envp);
 
   struct rlimit current;
-  getrlimit(RLIMIT_NOFILE, &current);
+  if (getrlimit(RLIMIT_NOFILE, &current) < 0) throw NativeError{Stage::kRlimit, errno};
 
   ChildArgs args;
   std::memset(&args, 0, sizeof args);
@@ -389,7 +395,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
       child.pidfd.reset(pidfd);
       if (args.fail_stage != 0) {
         reap(pidfd);
-        throw SpawnFailure{static_cast<SpawnStage>(args.fail_stage), args.fail_errno, args.fail_candidate};
+        throw child_failure(args, args.fail_stage, args.fail_errno, args.fail_candidate);
       }
       return child;
     }
@@ -397,7 +403,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
     if (e == ENOSYS || e == E2BIG) {
       fast_path_unsupported.store(true);  // this kernel or seccomp profile will not change its mind
     } else if (e != EINVAL) {
-      throw SpawnFailure{SpawnStage::kClone, e};
+      throw NativeError{Stage::kClone, e};
     }
     // EINVAL: maybe only this request's flags; try the fallback, whose error is more specific.
   }

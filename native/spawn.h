@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "native_error.h"
 #include "unique_fd.h"
 
 namespace jw {
@@ -33,31 +34,9 @@ struct SpawnedChild {
   bool gated_fork = false;  // which path created it (reported for tests and benchmarks)
 };
 
-// What failed between clone and exec: the stage and the errno, never a "started" job that never ran.
-enum class SpawnStage : int {
-  kNone = 0,
-  kPipes,      // parent: creating pipes or opening /dev/null
-  kClone,      // parent: clone3 / clone
-  kCgroup,     // joining a cgroup (v1 cgroup.procs in the child, or the fallback's v2 placement)
-  kSession,    // setsid
-  kStdio,      // dup2 of stdin/stdout/stderr
-  kRlimit,     // setrlimit(RLIMIT_NOFILE)
-  kCredentials,// setgroups / setgid / setuid
-  kCloseFds,   // close_range
-  kChdir,      // chdir(cwd)
-  kExec,       // execve of every candidate failed
-};
-
-struct SpawnFailure {
-  SpawnStage stage;
-  int err;                // errno
-  int candidate = -1;     // for kExec: index of the candidate whose error is reported
-};
-
-const char* spawn_stage_name(SpawnStage stage);
-
-// Throws SpawnFailure. On return the child has exec'd (or is about to, in the fallback: its exec
-// result has been read from the error pipe, so it has exec'd too).
+// On return the child has exec'd (in the fallback: its exec result has been read from the error
+// pipe, so it has exec'd too). Throws NativeError (stage kPipes..kExec) if it could not: then no
+// process is left behind, and nothing of the job ever ran.
 SpawnedChild spawn_process(const SpawnRequest& req);
 
 }  // namespace jw

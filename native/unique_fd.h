@@ -4,7 +4,10 @@
 
 namespace jw {
 
-// Owns one file descriptor; closes it exactly once.
+// Owns one file descriptor; closes it exactly once. close(2)'s result is not checked: Linux frees
+// the descriptor whatever it returns (retrying could close another thread's new fd), and for the
+// pipes, pidfds, eventfds and local files held here it reports nothing that was not reported
+// before (a log write's own errors are; see LogWriter).
 class UniqueFd {
  public:
   UniqueFd() = default;

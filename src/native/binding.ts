@@ -1,4 +1,5 @@
-// The addon's whole surface, declared once. Only this folder loads the addon.
+// The addon's whole surface, declared once. Only this folder loads the addon. The values it hands
+// back are made in native/js_values.cc: keep the two in step.
 import * as path from 'node:path';
 
 export interface BindingSpawnOptions {
@@ -11,9 +12,9 @@ export interface BindingSpawnOptions {
   /** Placement by path instead of fd: opened (and closed) by the addon on the spawning thread. */
   cgroupPath?: string;
   joinProcsPaths?: string[];
-  /** cgroupfs ops (encodeCgroupOps) run first on the same thread (undone if one fails: stage "setup", setupIndex). */
+  /** Filesystem ops (encodeFsOps) run first on the same thread (undone if one fails: stage "setup", index). */
   setupOps?: string;
-  /** cgroupfs ops the capture thread runs once the process is reaped; the outcome comes with "exit". */
+  /** Filesystem ops run once the process is reaped and its output is on disk; the outcome comes with "exit". */
   exitOps?: string;
   logPath: string;
   /** An emptied file renamed to logPath instead of creating one (a new one is created if that fails). */
@@ -26,64 +27,113 @@ export interface BindingSpawnOptions {
   forceGatedFork?: boolean;
 }
 
-export interface BindingExitInfo {
-  code: number | null;
-  signal: number | null;
-  coreDumped: boolean;
-  userCpuMicros: number;
-  systemCpuMicros: number;
-  exitedAtMs: number;
-  logBytes: number;
-  exitOps?: BindingCgroupOpsResult;
+/** What was being done when the native core failed (native/native_error.h, Stage). */
+export type NativeStage =
+  // A spawn, in the order its steps run.
+  | 'setup'
+  | 'log'
+  | 'placement'
+  | 'pipes'
+  | 'clone'
+  | 'cgroup'
+  | 'session'
+  | 'stdio'
+  | 'rlimit'
+  | 'credentials'
+  | 'close-fds'
+  | 'chdir'
+  | 'exec'
+  | 'watch'
+  // Filesystem ops: an fsOps() batch, a spawn's exitOps.
+  | 'fs-ops'
+  | 'exit-ops'
+  // The capture thread: starting it, signalling a process.
+  | 'reactor'
+  | 'signal';
+
+/** The fields of every error the addon throws or reports. */
+export interface BindingErrorFields {
+  stage: NativeStage;
+  /** errno name, e.g. "ENOENT". */
+  code: string;
+  errno: number;
+  /** The file or directory concerned, when there is one. */
+  path?: string;
+  /** The op that failed (setup, fs-ops, exit-ops), or the exec candidate reported (exec). */
+  index?: number;
 }
 
-export interface BindingCloseInfo {
+export type BindingError = Error & BindingErrorFields;
+
+export interface BindingFsOpsResult {
+  /** Ops done; when `error` is set, the index of the op that failed. */
+  completed: number;
+  /** Per op: what a read returned; null for other ops, skipped optional ones and ops not run. */
+  reads: (string | null)[];
+  error?: BindingError;
+}
+
+/** A job's events, in this order: any number of "output", then "exit", then "close". */
+export type BindingEvent =
+  | {
+      /** The log grew (coalesced; only while watchOutput(true)). */
+      type: 'output';
+      logBytes: number;
+    }
+  | {
+      /** The process was reaped, its pipes read dry, and its exit ops (if any) have run. */
+      type: 'exit';
+      code: number | null;
+      signal: number | null;
+      coreDumped: boolean;
+      userCpuMicros: number;
+      systemCpuMicros: number;
+      exitedAtMs: number;
+      logBytes: number;
+      exitOps?: BindingFsOpsResult;
+    }
+  | ({
+      /** Capture ended: both pipes at EOF, or closeCapture(). */
+      type: 'close';
+    } & BindingLogSummary);
+
+/** What a job's log holds once capture has ended. */
+export interface BindingLogSummary {
   logBytes: number;
+  /** Output not kept: beyond the size cap, or lost to a failed write (see writeError). */
   droppedBytes: number;
+  /** The size cap was reached: a "truncated" marker ends the log. */
   truncated: boolean;
+  /** errno name of the first failed log write (e.g. ENOSPC), or null. */
   writeError: string | null;
 }
+
+export type BindingListener = (event: BindingEvent) => void;
 
 export interface BindingProcessHandle {
   readonly pid: number;
   readonly logBytes: number;
   readonly gatedFork: boolean;
+  /** Throws a BindingError (stage "signal"). */
   kill(signal: number): boolean;
   closeCapture(): void;
   watchOutput(on: boolean): void;
 }
 
-/** What the addon throws when a spawn fails: `stage` names the step, `code` the errno. */
-export interface BindingSpawnErrorFields {
-  code?: string;
-  errno?: number;
-  stage?: string;
-  path?: string;
-  /** stage "setup": the index of the setup op that failed. */
-  setupIndex?: number;
-}
-
-export interface BindingCgroupOpsResult {
-  /** Ops done; when `code` is set, the index of the op that failed. */
-  completed: number;
-  /** Per op: what a read returned; null for other ops and skipped optional ones. */
-  reads: (string | null)[];
-  code?: string;
-  errno?: number;
-  message?: string;
-}
-
-export type BindingListener = (type: string, info: Record<string, unknown>) => void;
-
 export interface Binding {
-  /** On the calling thread: returns once the child has exec'd (or throws why it could not). */
+  /** On the calling thread: returns once the child has exec'd (or throws a BindingError saying why it could not). */
   spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
   /** The same on a libuv threadpool thread. */
   spawnAsync(options: BindingSpawnOptions, listener: BindingListener): Promise<BindingProcessHandle>;
-  /** Runs cgroupfs ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
-  cgroupOps(encodedOps: string): Promise<BindingCgroupOpsResult>;
+  /** Runs filesystem ops in order on a libuv threadpool thread; stops at (and reports) the first failure. */
+  fsOps(encodedOps: string): Promise<BindingFsOpsResult>;
   /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
   trimNativeHeap(): boolean;
+}
+
+/** Whether `error` was made by the addon (native_error_to_js). */
+export function isBindingError(error: unknown): error is BindingError {
+  return error instanceof Error && typeof (error as Partial<BindingErrorFields>).stage === 'string';
 }
 
 const addonPath = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'jobworker.node');

@@ -1,30 +1,19 @@
+// The typed face of the native core (native/): spawning, capture, exit, filesystem ops.
 import { binding } from './binding';
-import { encodeCgroupOps, toOpsResult, type NativeCgroupOp, type NativeCgroupOpsResult } from './process';
 
 export { execCandidates, DEFAULT_PATH } from './exec-path';
+export { fsOps, type FsOp, type FsOpsResult } from './fs-ops';
+export { NativeError, SpawnError, type NativeErrorFields, type NativeStage } from './native-error';
 export {
   NativeProcess,
-  SpawnError,
   signalName,
   signalNumber,
   spawnProcess,
   spawnProcessAsync,
   type CloseInfo,
   type ExitInfo,
-  type NativeCgroupOp,
-  type NativeCgroupOpsResult,
   type SpawnOptions,
-  type SpawnStage,
 } from './process';
-
-/**
- * Runs cgroupfs ops (mkdir, rmdir, single-write writes, whole-file reads) in order on a libuv
- * threadpool thread, off the JS thread, and stops at the first failure: `completed` ops were done,
- * `error` (errno name in `code`) says why the next one failed; `reads[i]` is what op i read.
- */
-export async function cgroupOps(ops: readonly NativeCgroupOp[]): Promise<NativeCgroupOpsResult> {
-  return toOpsResult(ops, await binding.cgroupOps(encodeCgroupOps(ops)));
-}
 
 /** Gives the C allocator's free memory back to the kernel (glibc malloc_trim); true if any was. */
 export function trimNativeHeap(): boolean {

@@ -2,60 +2,18 @@
 // file, learn when it exited and when its capture closed, signal it through its pidfd.
 import { constants } from 'node:os';
 
-import { JobworkerError, type ErrorKind } from '../errors';
+import { JobworkerError } from '../errors';
 import {
   binding,
-  type BindingCgroupOpsResult,
-  type BindingCloseInfo,
-  type BindingExitInfo,
+  type BindingEvent,
   type BindingListener,
+  type BindingLogSummary,
   type BindingProcessHandle,
-  type BindingSpawnErrorFields,
   type BindingSpawnOptions,
 } from './binding';
 import { execCandidates } from './exec-path';
-
-/** One cgroupfs step run by the addon (cgroupOps(), SpawnOptions.setupOps); `optional`: ENOENT skips it. */
-export type NativeCgroupOp =
-  | { op: 'mkdir' | 'rmdir' | 'read'; path: string; optional?: boolean }
-  | { op: 'write'; path: string; value: string; optional?: boolean }
-  /** A new empty file (O_CREAT | O_EXCL, mode 0640): EEXIST if the path is taken. */
-  | { op: 'create'; path: string; optional?: boolean };
-
-/** What a list of NativeCgroupOps did: `completed` done; `error` (errno name in `code`) stopped the next. */
-export interface NativeCgroupOpsResult {
-  completed: number;
-  /** Per op: what a read returned; null for other ops and for skipped optional reads. */
-  reads: (string | null)[];
-  error?: Error;
-}
-
-const OP_LETTERS = { mkdir: 'k', rmdir: 'd', write: 'w', read: 'r', create: 'c' } as const;
-
-/** The ops as the addon takes them: one string, so that passing 30 ops costs one conversion. */
-export function encodeCgroupOps(ops: readonly NativeCgroupOp[]): string {
-  let text = '';
-  for (const op of ops) {
-    if (op.path.includes('\0') || (op.op === 'write' && op.value.includes('\0'))) {
-      throw new JobworkerError('invalid-argument', `cgroup op ${op.op} ${JSON.stringify(op.path)}: NUL byte`);
-    }
-    text += `${OP_LETTERS[op.op]}${op.optional === true ? '?' : '!'}${op.path}\0${op.op === 'write' ? op.value : ''}\0`;
-  }
-  return text;
-}
-
-/** The addon's report of a batch, with the failure (if any) as an Error naming the op. */
-export function toOpsResult(ops: readonly NativeCgroupOp[], result: BindingCgroupOpsResult): NativeCgroupOpsResult {
-  if (result.code === undefined) return { completed: result.completed, reads: result.reads };
-  const op = ops[result.completed];
-  const error = Object.assign(new Error(`${result.code}: ${result.message ?? 'failed'}, ${op?.op ?? 'op'} '${op?.path ?? '?'}'`), {
-    code: result.code,
-    errno: result.errno,
-    syscall: op?.op,
-    path: op?.path,
-  });
-  return { completed: result.completed, reads: result.reads, error };
-}
+import { encodeFsOps, toFsOpsResult, type FsOp, type FsOpsResult } from './fs-ops';
+import { fromBinding, SpawnError } from './native-error';
 
 export interface SpawnOptions {
   /** Program to run: a path, or a name looked up in `env.PATH` (or the default PATH). */
@@ -74,19 +32,21 @@ export interface SpawnOptions {
   cgroupPath?: string;
   joinProcsPaths?: readonly string[];
   /**
-   * cgroupfs ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
-   * If one fails, those done are undone (mkdirs removed) and the spawn rejects with stage "setup".
+   * Filesystem ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
+   * If one fails, those done are undone (mkdirs removed) and the spawn rejects with a SpawnError of
+   * stage "setup" whose `index` is the op.
    */
-  setupOps?: readonly NativeCgroupOp[];
+  setupOps?: readonly FsOp[];
   /**
-   * cgroupfs ops run on the capture thread as soon as the process has exited and its output is on
-   * disk (reading the final stats, removing the cgroup): ExitInfo.exitOps says what they did.
+   * Filesystem ops run as soon as the process has exited and its output is on disk (reading the
+   * final stats, removing the cgroup), on a thread of their own: ExitInfo.exitOps says what they
+   * did, and `exited` resolves only after they ran.
    */
-  exitOps?: readonly NativeCgroupOp[];
+  exitOps?: readonly FsOp[];
   logPath: string;
   /** An emptied file of ours to rename to logPath rather than allocating a new one (created if the rename fails). */
   logRecycleFrom?: string;
-  /** Cap on the log file; output beyond it is dropped after a "truncated" marker. */
+  /** Cap on the job's output kept in its log (docs/log-format.md); beyond it, a "truncated" marker. */
   logMaxBytes?: number;
   uid?: number;
   gid?: number;
@@ -107,58 +67,12 @@ export interface ExitInfo {
   exitedAt: Date;
   /** Log size once the pipes were read dry after the exit: everything the process wrote. */
   logBytes: number;
-  /** What SpawnOptions.exitOps did (absent when none were given). */
-  exitOps?: NativeCgroupOpsResult;
+  /** What SpawnOptions.exitOps did (absent when none were given); a failure is stage "exit-ops". */
+  exitOps?: FsOpsResult;
 }
 
-export interface CloseInfo {
-  logBytes: number;
-  /** Output not kept: beyond the size cap, or lost to a failed write (see writeError). */
-  droppedBytes: number;
-  truncated: boolean;
-  /** errno name of the first failed log write (e.g. ENOSPC), or null. */
-  writeError: string | null;
-}
-
-export type SpawnStage =
-  | 'setup'
-  | 'log'
-  | 'pipes'
-  | 'clone'
-  | 'cgroup'
-  | 'session'
-  | 'stdio'
-  | 'rlimit'
-  | 'credentials'
-  | 'close-fds'
-  | 'chdir'
-  | 'exec';
-
-/** The process never ran: `stage` says which step failed, `code` the errno name. */
-export class SpawnError extends JobworkerError {
-  constructor(
-    message: string,
-    readonly stage: SpawnStage,
-    readonly code: string,
-    readonly path: string | undefined,
-    options?: { cause?: unknown; setupIndex?: number },
-  ) {
-    super(spawnErrorKind(stage, code), message, options);
-    this.setupIndex = options?.setupIndex;
-  }
-
-  /** Stage "setup": which of SpawnOptions.setupOps failed. */
-  readonly setupIndex: number | undefined;
-}
-
-// The request's fault (no such program, bad cwd) is an invalid argument; a busy host (or a full
-// disk under the state directory: the log file cannot be created) is exhaustion.
-function spawnErrorKind(stage: SpawnStage, code: string): ErrorKind {
-  if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
-  if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
-  if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
-  return 'internal';
-}
+/** What the log holds once capture has ended. */
+export type CloseInfo = BindingLogSummary;
 
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
@@ -204,7 +118,12 @@ export class NativeProcess {
 
   /** Signals the process through its pidfd. False if it has already exited (no pid reuse risk). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    return this.#handle.kill(signalNumber(signal));
+    const number = signalNumber(signal);
+    try {
+      return this.#handle.kill(number);
+    } catch (error) {
+      throw fromBinding(error);
+    }
   }
 
   /** Ends capture: reads the pipes dry and closes them. For writers that outlive the cgroup. */
@@ -226,15 +145,23 @@ class ProcessEvents {
   output: ((logBytes: number) => void) | null = null;
   readonly listener: BindingListener;
 
-  constructor(exitOps: readonly NativeCgroupOp[] | undefined) {
+  constructor() {
     let resolveExit!: (info: ExitInfo) => void;
     let resolveClose!: (info: CloseInfo) => void;
     this.exited = new Promise((resolve) => (resolveExit = resolve));
     this.closed = new Promise((resolve) => (resolveClose = resolve));
-    this.listener = (type, info) => {
-      if (type === 'output') this.output?.(info.logBytes as number);
-      else if (type === 'exit') resolveExit(toExitInfo(info as unknown as BindingExitInfo, exitOps));
-      else if (type === 'close') resolveClose({ ...(info as unknown as BindingCloseInfo) });
+    this.listener = (event) => {
+      switch (event.type) {
+        case 'output':
+          this.output?.(event.logBytes);
+          break;
+        case 'exit':
+          resolveExit(toExitInfo(event));
+          break;
+        case 'close':
+          resolveClose({ logBytes: event.logBytes, droppedBytes: event.droppedBytes, truncated: event.truncated, writeError: event.writeError });
+          break;
+      }
     };
   }
 }
@@ -250,8 +177,8 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
     cgroupPath: options.cgroupPath,
     joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
-    setupOps: options.setupOps ? encodeCgroupOps(options.setupOps) : undefined,
-    exitOps: options.exitOps ? encodeCgroupOps(options.exitOps) : undefined,
+    setupOps: options.setupOps ? encodeFsOps(options.setupOps) : undefined,
+    exitOps: options.exitOps ? encodeFsOps(options.exitOps) : undefined,
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,
     logMaxBytes: options.logMaxBytes,
@@ -265,11 +192,11 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
 
 /** Spawns on this thread: returns once the child has exec'd; throws SpawnError if it could not. */
 export function spawnProcess(options: SpawnOptions): NativeProcess {
-  const events = new ProcessEvents(options.exitOps);
+  const events = new ProcessEvents();
   try {
     return new NativeProcess(binding.spawn(bindingOptions(options), events.listener), events);
   } catch (error) {
-    throw toSpawnError(error);
+    throw fromBinding(error, SpawnError);
   }
 }
 
@@ -278,39 +205,26 @@ export function spawnProcess(options: SpawnOptions): NativeProcess {
  * Resolves once it has exec'd; rejects with SpawnError if it could not (nothing ran).
  */
 export async function spawnProcessAsync(options: SpawnOptions): Promise<NativeProcess> {
-  const events = new ProcessEvents(options.exitOps);
+  const events = new ProcessEvents();
   let handle: BindingProcessHandle;
   try {
     handle = await binding.spawnAsync(bindingOptions(options), events.listener);
   } catch (error) {
-    throw toSpawnError(error);
+    throw fromBinding(error, SpawnError);
   }
   return new NativeProcess(handle, events);
 }
 
-function toExitInfo(info: BindingExitInfo, exitOps: readonly NativeCgroupOp[] | undefined): ExitInfo {
+function toExitInfo(event: Extract<BindingEvent, { type: 'exit' }>): ExitInfo {
   const exit: ExitInfo = {
-    code: info.code,
-    signal: info.signal === null ? null : signalName(info.signal),
-    coreDumped: info.coreDumped,
-    userCpuMicros: info.userCpuMicros,
-    systemCpuMicros: info.systemCpuMicros,
-    exitedAt: new Date(info.exitedAtMs),
-    logBytes: info.logBytes,
+    code: event.code,
+    signal: event.signal === null ? null : signalName(event.signal),
+    coreDumped: event.coreDumped,
+    userCpuMicros: event.userCpuMicros,
+    systemCpuMicros: event.systemCpuMicros,
+    exitedAt: new Date(event.exitedAtMs),
+    logBytes: event.logBytes,
   };
-  if (info.exitOps !== undefined && exitOps !== undefined) exit.exitOps = toOpsResult(exitOps, info.exitOps);
+  if (event.exitOps !== undefined) exit.exitOps = toFsOpsResult(event.exitOps);
   return exit;
-}
-
-function toSpawnError(error: unknown): unknown {
-  if (!(error instanceof Error)) return error;
-  const fields = error as Error & BindingSpawnErrorFields;
-  if (fields.stage === undefined) return error;
-  return new SpawnError(
-    error.message,
-    fields.stage as SpawnStage,
-    fields.code ?? 'EUNKNOWN',
-    fields.path,
-    { cause: error, setupIndex: fields.setupIndex },
-  );
 }

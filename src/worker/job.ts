@@ -208,7 +208,7 @@ export class Job {
         // The addon undid what it created and stopped before taking the spare log over; a
         // directory that was there already is not ours to touch.
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
-        throw plan.creationError({ completed: error.setupIndex ?? 0, reads: [], error });
+        throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));

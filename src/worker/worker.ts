@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 
 import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
-import { cgroupOps } from '../native';
+import { fsOps } from '../native';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
 import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
 import { isFinal, type JobState } from './job-state';
@@ -73,7 +73,7 @@ const DEFAULTS = {
  * cgroupfs as the cgroup drivers see it, every batch run by the addon on the libuv threadpool (the
  * same runner that creates a job's cgroup inside its spawn and settles it at the exit).
  */
-const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: cgroupOps };
+const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: fsOps };
 
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
@@ -131,7 +131,7 @@ export class Worker {
     }
     if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
     const store = new StateStore(options.stateDir, {
-      createFiles: (paths) => cgroupOps(paths.map((file) => ({ op: 'create', path: file }))),
+      createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
     });
     await store.init();
     const lock = await StateLock.acquire(options.stateDir);

@@ -1,14 +1,15 @@
 // The native core against real processes and a real cgroup (root: creates cgroups).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
 import { openLog, readRecords } from '../../src/logs/reader';
-import { SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
+import { NativeError, SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
 import { readCapturedOutput, waitForStdout } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -106,8 +107,9 @@ describe('spawn failures are typed errors, and no job runs', () => {
     assert.throws(
       () => run({ command: '/nonexistent/tool' }),
       (error: unknown) =>
-        error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' &&
-        error.path === '/nonexistent/tool' && error.kind === 'invalid-argument',
+        error instanceof SpawnError && error.stage === 'exec' && error.code === 'ENOENT' && error.errno === 2 &&
+        error.path === '/nonexistent/tool' && error.index === 0 && error.kind === 'invalid-argument' &&
+        error.message === 'spawn failed at exec of /nonexistent/tool: ENOENT (No such file or directory)',
     );
   });
 
@@ -121,6 +123,19 @@ describe('spawn failures are typed errors, and no job runs', () => {
     assert.throws(() => run({ command: file }), { stage: 'exec', code: 'EACCES', path: file });
   });
 
+  it('exec names the candidate of the job PATH it reports, by path and index', () => {
+    const bin = path.join(dir, 'eacces-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'locked-tool'), '#!/bin/sh\n', { mode: 0o644 });
+    // As execvp: the missing first candidate is skipped, the EACCES of the second is what is reported.
+    assert.throws(() => run({ command: 'locked-tool', env: { PATH: `/nonexistent:${bin}` } }), {
+      stage: 'exec',
+      code: 'EACCES',
+      path: path.join(bin, 'locked-tool'),
+      index: 1,
+    });
+  });
+
   it('executable without a known format: ENOEXEC, never run through a shell', () => {
     const file = path.join(dir, 'no-shebang');
     writeFileSync(file, 'echo would-run-in-a-shell\n');
@@ -129,11 +144,11 @@ describe('spawn failures are typed errors, and no job runs', () => {
   });
 
   it('bad working directory: ENOENT at chdir', () => {
-    assert.throws(() => run({ command: 'true', cwd: '/nonexistent/dir' }), { stage: 'chdir', code: 'ENOENT' });
+    assert.throws(() => run({ command: 'true', cwd: '/nonexistent/dir' }), { stage: 'chdir', code: 'ENOENT', path: '/nonexistent/dir' });
   });
 
   it('an unwritable log path: the job is not started', () => {
-    assert.throws(() => run({ command: 'true', logPath: '/nonexistent/dir/out.log' }), { stage: 'log', code: 'ENOENT' });
+    assert.throws(() => run({ command: 'true', logPath: '/nonexistent/dir/out.log' }), { stage: 'log', code: 'ENOENT', path: '/nonexistent/dir/out.log' });
   });
 
   it('the fallback path reports the same errors', () => {
@@ -203,16 +218,71 @@ describe('capture', () => {
   });
 
   it('stops capturing at the size cap with a marker, and keeps draining so the job is not blocked', async () => {
-    const { exit, close, output } = await runToEnd({
-      command: 'head',
-      args: ['-c', String(4 << 20), '/dev/zero'],
-      logMaxBytes: 256 * 1024,
-    } as Omit<SpawnOptions, 'logPath'>);
+    const { exit, close, output } = await runToEnd({ command: 'head', args: ['-c', String(4 << 20), '/dev/zero'], logMaxBytes: 256 * 1024 });
     assert.equal(exit.code, 0);
     assert.equal(close.truncated, true);
-    assert.ok(output.stdout.length > 0 && output.stdout.length < 256 * 1024);
-    assert.equal(close.droppedBytes, (4 << 20) - output.stdout.length);
-    assert.deepEqual(output.markers.map((m) => JSON.parse(m).event), ['truncated']);
+    assert.equal(output.stdout.length, 256 * 1024);
+    assert.equal(close.droppedBytes, (4 << 20) - 256 * 1024);
+    assert.deepEqual(output.markers.map((m) => JSON.parse(m)), [{ event: 'truncated', limitBytes: 256 * 1024 }]);
+  });
+
+  // The cap counts the job's output, not the framing: a cap that falls inside a read, on no record
+  // boundary, keeps exactly that many bytes.
+  const cap = 300_001;
+  it('a job writing exactly the cap keeps every byte, and gets no marker', async () => {
+    const { close, output } = await runToEnd({ command: 'head', args: ['-c', String(cap), '/dev/urandom'], logMaxBytes: cap });
+    assert.equal(output.stdout.length, cap);
+    assert.deepEqual(output.markers, []);
+    assert.equal(close.truncated, false);
+    assert.equal(close.droppedBytes, 0);
+  });
+
+  it('one byte more: exactly the cap is kept, then the marker, as the last record', async () => {
+    const { log, proc } = run({ command: 'head', args: ['-c', String(cap + 1), '/dev/urandom'], logMaxBytes: cap });
+    await proc.exited;
+    const close = await proc.closed;
+    const file = await openLog(log);
+    const streams: string[] = [];
+    let kept = 0;
+    for await (const record of readRecords(file)) {
+      streams.push(record.stream);
+      if (record.stream === 'stdout') kept += record.data.length;
+      else assert.deepEqual(JSON.parse(record.data.toString()), { event: 'truncated', limitBytes: cap });
+    }
+    await file.close();
+    assert.equal(kept, cap);
+    assert.equal(streams.at(-1), 'marker');
+    assert.equal(streams.filter((s) => s === 'marker').length, 1);
+    assert.equal(close.truncated, true);
+    assert.equal(close.droppedBytes, 1);
+  });
+
+  it('stdout and stderr count together toward the cap', async () => {
+    const { close, output } = await runToEnd({
+      command: 'sh',
+      args: ['-c', 'head -c 1000 /dev/zero; head -c 1000 /dev/zero >&2'],
+      logMaxBytes: 1500,
+    });
+    assert.equal(output.stdout.length + output.stderr.length, 1500);
+    assert.equal(close.droppedBytes, 500);
+    assert.equal(output.markers.length, 1);
+  });
+
+  it('no record holds more than 256 KiB of output: a bigger read becomes several records', async () => {
+    // One 1 MiB write into a pipe the job grew to 1 MiB (pipe-max-size): the capture thread, woken
+    // when the write is done, finds it all at once.
+    const size = 1 << 20;
+    const script = `import fcntl, os; fcntl.fcntl(1, 1031, ${size}); os.write(1, os.urandom(${size}))`; // F_SETPIPE_SZ
+    const { log, proc } = run({ command: 'python3', args: ['-c', script] });
+    assert.equal((await proc.exited).code, 0);
+    await proc.closed;
+    const file = await openLog(log);
+    const sizes: number[] = [];
+    for await (const record of readRecords(file)) sizes.push(record.data.length);
+    await file.close();
+    assert.equal(sizes.reduce((a, b) => a + b, 0), size);
+    assert.ok(Math.max(...sizes) <= 256 * 1024, `records of ${sizes.join(', ')} bytes`);
+    assert.ok(sizes.filter((n) => n === 256 * 1024).length >= 4, `big reads are cut at exactly 256 KiB: ${sizes.join(', ')}`);
   });
 });
 
@@ -279,6 +349,64 @@ describe('exit', () => {
   });
 });
 
+describe('exit ops and the order of events', () => {
+  it('"exit" comes once the exit ops ran, "close" after it; a slow exit op holds up no other job', { timeout: 30_000 }, async () => {
+    // A FIFO makes an exit op that blocks: reading it waits until someone opens it for writing.
+    const fifo = path.join(dir, `exit-op-${seq++}.fifo`);
+    execFileSync('mkfifo', [fifo]);
+    const marker = path.join(dir, `exit-op-${seq++}.created`);
+    const events: string[] = [];
+    const slow = run({
+      command: 'sh',
+      args: ['-c', 'echo slow'],
+      exitOps: [{ op: 'read', path: fifo }, { op: 'create', path: marker }],
+    });
+    void slow.proc.exited.then(() => events.push('slow exit'));
+    void slow.proc.closed.then(() => events.push('slow close'));
+    let unblocked = false;
+    const unblock = (): void => {
+      if (unblocked) return;
+      unblocked = true;
+      const writer = openSync(fifo, 'w'); // returns once the exit op has the FIFO open for reading
+      writeSync(writer, 'done');
+      closeSync(writer);
+    };
+    try {
+      // Meanwhile another job runs start to finish: its capture does not wait for the exit op. (Were
+      // it to, only the unblocking below could end it: the time limit turns that into a failure.)
+      let timer: NodeJS.Timeout | undefined;
+      const other = await Promise.race([
+        runToEnd({ command: 'sh', args: ['-c', 'echo other'] }),
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 10_000))),
+      ]);
+      clearTimeout(timer);
+      assert.equal(other?.output.stdout.toString(), 'other\n', 'the other job finished while the exit op was blocked');
+      assert.deepEqual(events, [], 'the slow job reported nothing while its exit op was blocked');
+      assert.equal(existsSync(marker), false);
+      unblock();
+      const exit = await slow.proc.exited;
+      assert.equal(existsSync(marker), true, 'every exit op ran before "exit"');
+      assert.deepEqual(exit.exitOps, { completed: 2, reads: ['done', null] });
+      assert.equal(exit.logBytes, (await slow.proc.closed).logBytes);
+      assert.equal((await readCapturedOutput(slow.log)).stdout.toString(), 'slow\n');
+      assert.deepEqual(events, ['slow exit', 'slow close']);
+    } finally {
+      unblock();
+      await slow.proc.closed;
+    }
+  });
+
+  it('a failed exit op: ExitInfo.exitOps says which, with stage "exit-ops", path and errno', async () => {
+    const missing = path.join(dir, 'no-such-dir-for-exit-ops');
+    const { exit } = await runToEnd({ command: 'true', exitOps: [{ op: 'read', path: '/proc/self/stat' }, { op: 'rmdir', path: missing }] });
+    assert.equal(exit.exitOps?.completed, 1);
+    assert.equal(typeof exit.exitOps?.reads[0], 'string');
+    const error = exit.exitOps?.error;
+    assert.ok(error instanceof NativeError);
+    assert.deepEqual([error.stage, error.code, error.path, error.index], ['exit-ops', 'ENOENT', missing, 1]);
+  });
+});
+
 describe('signals', () => {
   it('delivers a signal through the pidfd to a job that traps it', async () => {
     const { proc, log } = run({
@@ -298,6 +426,16 @@ describe('signals', () => {
     await proc.exited;
     assert.equal(proc.kill('SIGKILL'), false);
     await proc.closed;
+  });
+
+  it('a signal the kernel refuses: NativeError "signal" with the errno', async () => {
+    const { proc } = run({ command: 'sleep', args: ['1000'] });
+    try {
+      assert.throws(() => proc.kill(9999), (error: unknown) => error instanceof NativeError && error.stage === 'signal' && error.code === 'EINVAL');
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.closed;
+    }
   });
 
   it('rejects an unknown signal name', async () => {

@@ -23,11 +23,11 @@ describe('errors on a full disk', () => {
   });
 
   it('a spawn whose log file cannot be created on a full disk: RESOURCE_EXHAUSTED with the path and errno', () => {
-    const error = new SpawnError('cannot create the log file /state/logs/x.log: ENOSPC (No space left on device)', 'log', 'ENOSPC', undefined);
+    const error = new SpawnError('cannot create the log file /state/logs/x.log: ENOSPC (No space left on device)', { stage: 'log', code: 'ENOSPC', path: '/state/logs/x.log' });
     assert.equal(error.kind, 'resource-exhausted');
     const status = statusOf(error);
     assert.equal(status.code, GrpcStatus.RESOURCE_EXHAUSTED);
     assert.match(status.details, /log file .*ENOSPC/);
-    assert.equal(new SpawnError('x', 'log', 'EACCES', undefined).kind, 'internal');
+    assert.equal(new SpawnError('x', { stage: 'log', code: 'EACCES' }).kind, 'internal');
   });
 });

@@ -10,8 +10,8 @@
 export const V2_SUITES: readonly string[] = [
   // The VM itself: pure cgroup v2, controllers, limits proven by effect with plain shell jobs.
   'dist/test/vm/v2-smoke.test.js',
-  // The native core: clone3 into a cgroup, capture, exit, signals.
-  'dist/test/integration/native-process.test.js',
+  // The native core: clone3 into a cgroup, capture, exit, signals, its filesystem ops.
+  'dist/test/integration/native-*.test.js',
   // The cgroup drivers: limits proven by effect (cpu.max, memory.max + memory.events, io.max, pids.max, cgroup.kill).
   'dist/test/integration/cgroup*.test.js',
   // The job library on top of them.

@@ -1,4 +1,4 @@
-// The addon's cgroupfs batches against the real kernel (root): cgroupOps() and a spawn's setupOps,
+// The addon's filesystem ops against the real kernel (root): fsOps() and a spawn's setupOps,
 // which is how the Worker creates a job's cgroups, places the process in them and removes them.
 // cgroup.max.descendants is a core cgroup2 file, so this runs the same on hybrid and pure v2 hosts.
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
-import { cgroupOps, SpawnError, spawnProcessAsync } from '../../src/native';
+import { fsOps, NativeError, SpawnError, spawnProcessAsync } from '../../src/native';
 import { readCapturedOutput } from '../helpers/log';
 import { requireRoot } from '../helpers/root';
 import { unifiedMount } from '../helpers/test-cgroup';
@@ -29,10 +29,10 @@ after(() => {
   rmSync(logs, { recursive: true, force: true });
 });
 
-describe('cgroupOps on the real cgroupfs', requireRoot, () => {
+describe('fsOps on the real cgroupfs', requireRoot, () => {
   it('creates, writes, reads and removes in order; an optional missing file is skipped', async () => {
     const dir = cgroupPath('basic');
-    const result = await cgroupOps([
+    const result = await fsOps([
       { op: 'mkdir', path: dir },
       { op: 'write', path: `${dir}/cgroup.max.descendants`, value: '5' },
       { op: 'read', path: `${dir}/cgroup.max.descendants` },
@@ -49,41 +49,43 @@ describe('cgroupOps on the real cgroupfs', requireRoot, () => {
   it('stops at the first failure and reports its errno; what came before stays done', async () => {
     const dir = cgroupPath('fail');
     try {
-      const result = await cgroupOps([
+      const result = await fsOps([
         { op: 'mkdir', path: dir },
         { op: 'write', path: `${dir}/cgroup.max.descendants`, value: 'lots' },
         { op: 'rmdir', path: dir },
       ]);
       assert.equal(result.completed, 1);
-      assert.equal((result.error as NodeJS.ErrnoException).code, 'EINVAL');
-      assert.match(result.error!.message, /cgroup\.max\.descendants/);
+      assert.ok(result.error instanceof NativeError);
+      const { stage, code, path: failedPath, index } = result.error;
+      assert.deepEqual({ stage, code, path: failedPath, index }, { stage: 'fs-ops', code: 'EINVAL', path: `${dir}/cgroup.max.descendants`, index: 1 });
+      assert.match(result.error.message, /cgroup\.max\.descendants: EINVAL/);
       assert.ok(existsSync(dir), 'the rmdir after the failure did not run');
     } finally {
-      await cgroupOps([{ op: 'rmdir', path: dir, optional: true }]);
+      await fsOps([{ op: 'rmdir', path: dir, optional: true }]);
     }
   });
 
   it('create makes a new empty file, never an existing one', async () => {
     const file = path.join(logs, 'created');
-    const first = await cgroupOps([{ op: 'create', path: file }]);
+    const first = await fsOps([{ op: 'create', path: file }]);
     assert.equal(first.error, undefined);
     assert.equal(statSync(file).size, 0);
     assert.equal((statSync(file).mode & 0o777).toString(8), '640');
-    const again = await cgroupOps([{ op: 'create', path: file }]);
-    assert.equal((again.error as NodeJS.ErrnoException).code, 'EEXIST');
+    const again = await fsOps([{ op: 'create', path: file }]);
+    assert.equal(again.error?.code, 'EEXIST');
   });
 
   it('a cgroup with a process in it is EBUSY to rmdir', async () => {
     const dir = cgroupPath('busy');
     const proc = await spawnProcessAsync({ command: 'sleep', args: ['1000'], env: ENV, logPath: path.join(logs, 'busy.log'), setupOps: [{ op: 'mkdir', path: dir }], cgroupPath: dir });
     try {
-      const result = await cgroupOps([{ op: 'rmdir', path: dir }]);
-      assert.equal((result.error as NodeJS.ErrnoException).code, 'EBUSY');
+      const result = await fsOps([{ op: 'rmdir', path: dir }]);
+      assert.equal(result.error?.code, 'EBUSY');
       assert.equal(result.completed, 0);
     } finally {
       proc.kill('SIGKILL');
       await proc.closed;
-      const removed = await cgroupOps([{ op: 'rmdir', path: dir }]);
+      const removed = await fsOps([{ op: 'rmdir', path: dir }]);
       assert.equal(removed.error, undefined);
     }
   });
@@ -113,8 +115,8 @@ describe('a spawn with setupOps', requireRoot, () => {
       assert.match(stdout, new RegExp(`^0::.*/${path.basename(dir)}$`, 'm'));
       assert.match(stdout, /^refused$/m);
     } finally {
-      await cgroupOps([{ op: 'rmdir', path: `${dir}/child`, optional: true }]);
-      assert.equal((await cgroupOps([{ op: 'rmdir', path: dir }])).error, undefined);
+      await fsOps([{ op: 'rmdir', path: `${dir}/child`, optional: true }]);
+      assert.equal((await fsOps([{ op: 'rmdir', path: dir }])).error, undefined);
     }
   });
 
@@ -136,7 +138,7 @@ describe('a spawn with setupOps', requireRoot, () => {
       (error) =>
         error instanceof SpawnError &&
         error.stage === 'setup' &&
-        error.setupIndex === 2 &&
+        error.index === 2 &&
         error.code === 'EINVAL' &&
         error.path === `${dir}/inner/cgroup.max.descendants`,
     );
@@ -144,12 +146,12 @@ describe('a spawn with setupOps', requireRoot, () => {
     assert.equal(existsSync(logPath), false, 'the log is created only after the setup');
   });
 
-  it('a placement path that cannot be opened: SpawnError "cgroup" naming it, nothing run', async () => {
+  it('a placement path that cannot be opened: SpawnError "placement" naming it, nothing run', async () => {
     const dir = cgroupPath('missing');
     const logPath = path.join(logs, 'missing.log');
     await assert.rejects(
       spawnProcessAsync({ command: 'true', env: ENV, logPath, cgroupPath: dir }),
-      (error) => error instanceof SpawnError && error.stage === 'cgroup' && error.code === 'ENOENT' && error.path === dir,
+      (error) => error instanceof SpawnError && error.stage === 'placement' && error.code === 'ENOENT' && error.path === dir,
     );
     assert.equal(readFileSync(logPath).length > 0, true, 'the log exists (it comes first) and holds only its header');
     assert.equal((await readCapturedOutput(logPath)).stdout.length, 0);
