@@ -191,6 +191,16 @@ export interface ControlWrite {
   optional?: boolean;
 }
 
+/**
+ * Whether a cgroupfs error means the cgroup is gone: ENOENT once it is removed, ENODEV while it is
+ * being removed (the kernel refuses control-file access to a dying cgroup), e.g. when a stop's kill
+ * meets the removal that the job's exit started on the addon's settle thread.
+ */
+export function isCgroupGone(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOENT' || code === 'ENODEV';
+}
+
 /** Maps an errno to how the server should report it. */
 export function kindOfErrno(code: string | undefined): ErrorKind {
   switch (code) {

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 
 import { errorCode, systemError } from '../errors';
-import { cgroupFsError, type CgroupFs } from './cgroup-fs';
+import { cgroupFsError, isCgroupGone, type CgroupFs } from './cgroup-fs';
 
 export interface JobProcesses {
   /** Pids of every process in the job now. */
@@ -41,7 +41,7 @@ export async function listProcs(fs: CgroupFs, dir: string): Promise<number[]> {
   try {
     return parsePids(await fs.read(file));
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return [];
+    if (isCgroupGone(error)) return [];
     throw cgroupFsError('read', file, error);
   }
 }

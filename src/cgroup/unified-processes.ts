@@ -4,8 +4,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import * as path from 'node:path';
 
-import { errorCode } from '../errors';
-import { cgroupFsError, parseFlatKeyed, type CgroupFs } from './cgroup-fs';
+import { cgroupFsError, isCgroupGone, parseFlatKeyed, type CgroupFs } from './cgroup-fs';
 import { freezeKillThaw, listProcs, type JobProcesses } from './job-processes';
 
 /** How long a freeze may take before we signal anyway (a task in uninterruptible sleep delays it). */
@@ -29,7 +28,7 @@ export async function waitForEvents(
   try {
     if (test(parseFlatKeyed(await fs.read(file)))) return true;
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return ifGone;
+    if (isCgroupGone(error)) return ifGone;
     throw cgroupFsError('read', file, error);
   }
   return new Promise<boolean>((resolve, reject) => {
@@ -59,7 +58,7 @@ export async function waitForEvents(
           try {
             text = await fs.read(file);
           } catch (error) {
-            if (errorCode(error) === 'ENOENT') return finish(ifGone);
+            if (isCgroupGone(error)) return finish(ifGone);
             return finish(cgroupFsError('read', file, error));
           }
           if (test(parseFlatKeyed(text))) return finish(true);
@@ -72,7 +71,7 @@ export async function waitForEvents(
     const timer = setTimeout(() => {
       fs.read(file).then(
         (text) => finish(test(parseFlatKeyed(text))),
-        (error: unknown) => finish(errorCode(error) === 'ENOENT' ? ifGone : cgroupFsError('read', file, error)),
+        (error: unknown) => finish(isCgroupGone(error) ? ifGone : cgroupFsError('read', file, error)),
       );
     }, Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
     try {
@@ -80,7 +79,7 @@ export async function waitForEvents(
       // The file vanishing (cgroup removed) ends the watch with an error: the read then says ENOENT.
       watcher.on('error', () => void check());
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return finish(ifGone);
+      if (isCgroupGone(error)) return finish(ifGone);
       return finish(error as Error);
     }
     void check();
@@ -101,7 +100,7 @@ export class UnifiedProcesses implements JobProcesses {
     try {
       return parseFlatKeyed(await this.fs.read(path.join(this.dir, 'cgroup.events'))).get('populated') === 1;
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
+      if (isCgroupGone(error)) return false;
       throw cgroupFsError('read', path.join(this.dir, 'cgroup.events'), error);
     }
   }
@@ -131,7 +130,7 @@ export class UnifiedProcesses implements JobProcesses {
       await this.fs.write(path.join(this.dir, file), value);
       return true;
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
+      if (isCgroupGone(error)) return false;
       throw cgroupFsError(`write "${value}" to`, path.join(this.dir, file), error);
     }
   }
@@ -141,7 +140,7 @@ export class UnifiedProcesses implements JobProcesses {
       await this.fs.read(path.join(this.dir, 'cgroup.events'));
       return true;
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
+      if (isCgroupGone(error)) return false;
       throw cgroupFsError('read', path.join(this.dir, 'cgroup.events'), error);
     }
   }

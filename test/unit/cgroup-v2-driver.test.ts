@@ -264,6 +264,22 @@ describe('cgroup v2 job cgroups', () => {
     assert.equal(kernel.writes.length, writes);
   });
 
+  it('a kill that meets the cgroup being removed (ENODEV, or ENOENT once gone) is not an error: it has nothing left to kill', async () => {
+    await boot();
+    const driver = await open();
+    const job = await createJobCgroup(driver, 'job-dying', {}, '/');
+    for (const errno of ['ENODEV', 'ENOENT']) {
+      kernel.failWrites.set('cgroup.kill', errno);
+      kernel.failWrites.set('cgroup.freeze', errno);
+      await job.kill();
+      assert.equal(await job.signalAll('SIGTERM'), 0);
+    }
+    kernel.failWrites.set('cgroup.kill', 'EACCES');
+    await assert.rejects(job.kill(), /cgroup.kill: EACCES/);
+    kernel.failWrites.clear();
+    await job.destroy();
+  });
+
   it('destroy removes the cgroup, twice is fine; releaseRoot refuses while jobs remain', async () => {
     await boot();
     const driver = await open();

@@ -2,8 +2,7 @@
 // cgroup.kill and no emptiness event, so: freeze-kill-thaw, and polling cgroup.procs.
 import * as path from 'node:path';
 
-import { errorCode } from '../../errors';
-import { cgroupFsError, readControl, type CgroupFs } from '../cgroup-fs';
+import { cgroupFsError, isCgroupGone, readControl, type CgroupFs } from '../cgroup-fs';
 import { delay, freezeKillThaw, listProcs, type JobProcesses } from '../job-processes';
 
 const FREEZE_TIMEOUT_MS = 1000;
@@ -54,7 +53,7 @@ export class FreezerProcesses implements JobProcesses {
       await this.fs.write(file, state);
       return true;
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
+      if (isCgroupGone(error)) return false;
       throw cgroupFsError(`write "${state}" to`, file, error);
     }
   }
