@@ -32,6 +32,7 @@ import { crc32 } from 'node:zlib';
 import type { CgroupStats } from '../cgroup/types';
 import { FILE_HEADER_SIZE } from '../logs/format';
 import { errorCode, systemError } from '../errors';
+import { isJobId } from '../job-id';
 import type { ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
 
@@ -70,8 +71,6 @@ const RECYCLE_MAX_BYTES = 1 << 20;
 const ONE_BLOCK = 1024;
 const SPARE_LOG = /^\.spare-(\d+)$/;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /** "<crc32 of the JSON, 8 hex digits> <JSON>\n" */
 export function encodeJournalLine(entry: JournalEntry): string {
   const json = JSON.stringify(entry);
@@ -85,8 +84,8 @@ export function decodeJournalLine(line: string): JournalEntry | undefined {
   if (Number.parseInt(line.slice(0, 8), 16) !== crc32(json)) return undefined;
   try {
     const entry = JSON.parse(json) as JournalEntry;
-    if (entry.op === 'put' && entry.record?.version === 1 && UUID.test(entry.record.id)) return entry;
-    if (entry.op === 'remove' && UUID.test(entry.id)) return entry;
+    if (entry.op === 'put' && entry.record?.version === 1 && isJobId(entry.record.id)) return entry;
+    if (entry.op === 'remove' && isJobId(entry.id)) return entry;
   } catch {
     // a matching CRC over invalid JSON cannot come from us
   }
@@ -175,7 +174,7 @@ export class StateStore {
         continue;
       }
       const id = name.endsWith('.log') ? name.slice(0, -4) : '';
-      if (UUID.test(id) && !records.has(id)) orphanLogs.push(id);
+      if (isJobId(id) && !records.has(id)) orphanLogs.push(id);
     }
     return { records: [...records.values()], damagedLines, orphanLogs };
   }
