@@ -269,7 +269,10 @@ export class ChunkBatch {
   }
 }
 
+/** What the server writes to a StreamLogs call: a message, or one ChunkBatch has already encoded. */
+export type OutgoingStreamLogsResponse = StreamLogsResponse | Buffer;
+
 /** The StreamLogs serializer: messages built by ChunkBatch are already encoded. */
-export function serializeStreamLogsResponse(message: StreamLogsResponse | Buffer): Buffer {
+export function serializeStreamLogsResponse(message: OutgoingStreamLogsResponse): Buffer {
   return Buffer.isBuffer(message) ? message : encodeStreamLogsResponse(message);
 }
