@@ -5,7 +5,7 @@ export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-sta
 
 // What the layers above (src/server, src/daemon, the package's main export) need from the ones
 // below the Worker: they import it from here, never from src/cgroup, src/logs or src/native.
-export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from '../cgroup/types';
+export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from '../cgroup';
 export { CorruptLogError, type StreamName } from '../logs/format';
 export type { LogRecord } from '../logs/reader';
 export { findTailStart, type TailStart } from '../logs/tail';
