@@ -3,32 +3,12 @@
 import type { ResourceStats as PbResourceStats } from '../gen/jobworker/v1/jobworker';
 import type { ResourceStats } from '../resource-stats';
 
+// The two shapes name every field alike (the types check it both ways): only the absent peak differs.
 export function resourceStatsToPb(stats: ResourceStats): PbResourceStats {
-  return {
-    cpuUsageMicros: stats.cpuUsageMicros,
-    cpuUserMicros: stats.cpuUserMicros,
-    cpuSystemMicros: stats.cpuSystemMicros,
-    cpuThrottledPeriods: stats.cpuThrottledPeriods,
-    cpuThrottledMicros: stats.cpuThrottledMicros,
-    memoryCurrentBytes: stats.memoryCurrentBytes,
-    memoryPeakBytes: stats.memoryPeakBytes ?? undefined,
-    oomKills: stats.oomKills,
-    pidsCurrent: stats.pidsCurrent,
-    io: stats.io.map((io) => ({ device: io.device, readBytes: io.readBytes, writeBytes: io.writeBytes, readOps: io.readOps, writeOps: io.writeOps })),
-  };
+  return { ...stats, memoryPeakBytes: stats.memoryPeakBytes ?? undefined, io: stats.io.map((io) => ({ ...io })) };
 }
 
+/** Keys in the message's field order (clients print them in it). */
 export function resourceStatsFromPb(stats: PbResourceStats): ResourceStats {
-  return {
-    cpuUsageMicros: stats.cpuUsageMicros,
-    cpuUserMicros: stats.cpuUserMicros,
-    cpuSystemMicros: stats.cpuSystemMicros,
-    cpuThrottledPeriods: stats.cpuThrottledPeriods,
-    cpuThrottledMicros: stats.cpuThrottledMicros,
-    memoryCurrentBytes: stats.memoryCurrentBytes,
-    memoryPeakBytes: stats.memoryPeakBytes ?? null,
-    oomKills: stats.oomKills,
-    pidsCurrent: stats.pidsCurrent,
-    io: stats.io.map((io) => ({ device: io.device, readBytes: io.readBytes, writeBytes: io.writeBytes, readOps: io.readOps, writeOps: io.writeOps })),
-  };
+  return { ...stats, memoryPeakBytes: stats.memoryPeakBytes ?? null, io: stats.io.map((io) => ({ ...io })) };
 }

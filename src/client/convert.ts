@@ -96,21 +96,9 @@ export function jobChangeFromPb(message: pb.WatchJobsResponse): JobChangeView {
   return { job: requiredJobFromPb(message.job, 'WatchJobs'), previousState: jobStateFromPb(message.previousState) ?? null };
 }
 
+// LimitsRequest names its fields as the message does; only an absent device differs ('' on the wire).
 function limitsToPb(limits: LimitsRequest): pb.Limits {
-  return {
-    cpu: limits.cpu,
-    cpuWeight: limits.cpuWeight,
-    memoryBytes: limits.memoryBytes,
-    memoryHighBytes: limits.memoryHighBytes,
-    pids: limits.pids,
-    io: (limits.io ?? []).map((io) => ({
-      device: io.device ?? '',
-      readBytesPerSecond: io.readBytesPerSecond,
-      writeBytesPerSecond: io.writeBytesPerSecond,
-      readIops: io.readIops,
-      writeIops: io.writeIops,
-    })),
-  };
+  return pb.Limits.fromPartial({ ...limits, io: (limits.io ?? []).map((io) => ({ ...io, device: io.device ?? '' })) });
 }
 
 export function startJobRequestToPb(request: StartJobRequest): pb.StartJobRequest {

@@ -4,61 +4,27 @@
 // keys come in this order (scripts may read them; e2e tests check the shapes).
 import { constants } from 'node:os';
 
-import type { JobStateName, JobUserView, JobView, LimitsView, LogInfoView, StatsView } from '../../client';
+import type { JobOutcomeView, JobView } from '../../client';
 
-export interface JobReport {
-  id: string;
-  owner: string;
-  command: string;
-  args: string[];
-  cwd: string;
-  /** The user it runs as; null: the daemon's own. */
-  user: JobUserView | null;
-  state: JobStateName | 'unknown';
-  /** Process id of the main process; null before it runs. */
-  pid: number | null;
-  exitCode: number | null;
-  /** Signal that ended the main process, e.g. "SIGKILL". */
-  signal: string | null;
-  oomKilled: boolean;
-  stoppedBy: string | null;
-  /** One line for people: "exited with code 0", "stopped by alice: killed by SIGTERM". */
-  reason: string | null;
-  createdAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  /** From start to finish (to now while running); null before it started. */
-  durationMs: number | null;
-  limits: LimitsView;
-  log: LogInfoView;
-  /** Live while running (query, top), the final snapshot once finished; null if unknown. */
-  stats: StatsView | null;
-}
+/** The job as the client sees it, with its outcome's fields at the top level, times as text and the duration. */
+export type JobReport = Pick<JobView, 'id' | 'owner' | 'command' | 'args' | 'cwd' | 'user' | 'state' | 'pid'> &
+  JobOutcomeView & {
+    createdAt: string | null;
+    startedAt: string | null;
+    finishedAt: string | null;
+    /** From start to finish (to now while running); null before it started. */
+    durationMs: number | null;
+  } & Pick<JobView, 'limits' | 'log' | 'stats'>;
+
+const iso = (time: Date | null): string | null => time?.toISOString() ?? null;
 
 export function toJobReport(job: JobView, now: Date = new Date()): JobReport {
+  const { id, owner, command, args, cwd, user, state, pid, limits, log, stats } = job;
+  const { exitCode, signal, oomKilled, stoppedBy, reason } = job.outcome;
   const end = job.finishedAt ?? (job.startedAt === null ? null : now);
-  return {
-    id: job.id,
-    owner: job.owner,
-    command: job.command,
-    args: job.args,
-    cwd: job.cwd,
-    user: job.user,
-    state: job.state,
-    pid: job.pid,
-    exitCode: job.outcome.exitCode,
-    signal: job.outcome.signal,
-    oomKilled: job.outcome.oomKilled,
-    stoppedBy: job.outcome.stoppedBy,
-    reason: job.outcome.reason,
-    createdAt: job.createdAt?.toISOString() ?? null,
-    startedAt: job.startedAt?.toISOString() ?? null,
-    finishedAt: job.finishedAt?.toISOString() ?? null,
-    durationMs: job.startedAt === null || end === null ? null : Math.max(0, end.getTime() - job.startedAt.getTime()),
-    limits: job.limits,
-    log: job.log,
-    stats: job.stats,
-  };
+  const durationMs = job.startedAt === null || end === null ? null : Math.max(0, end.getTime() - job.startedAt.getTime());
+  // The order of the keys is the order --json prints them in.
+  return { id, owner, command, args, cwd, user, state, pid, exitCode, signal, oomKilled, stoppedBy, reason, createdAt: iso(job.createdAt), startedAt: iso(job.startedAt), finishedAt: iso(job.finishedAt), durationMs, limits, log, stats };
 }
 
 export function isFinished(job: Pick<JobReport, 'state'>): boolean {
