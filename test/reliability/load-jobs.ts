@@ -197,7 +197,7 @@ export const loadJobs: Scenario = {
     await pool(listed.length, 20, async (i) => admin.removeJob(listed[i]!.id));
     assert.equal((await admin.listAllJobs()).length, 0);
     let after = daemon.sample();
-    // The daemon gives back memory grown in a burst after 30 s of idleness (src/server/idle-memory.ts):
+    // The daemon gives back memory grown in a burst after 30 s of idleness (src/daemon/idle-memory.ts):
     // wait up to 90 s. The heap figures below tell V8's heap from native memory.
     await eventually(() => {
       after = daemon.sample();
