@@ -1,7 +1,30 @@
 // The package's main export: the Worker library (docs/library.md).
-export * from './worker';
+export {
+  Worker,
+  type WorkerOptions,
+  type WorkerDefaults,
+  type RetentionPolicy,
+  type ListFilter,
+  type JobEvent,
+  Job,
+  type JobStatus,
+  type StopOptions,
+  type StopResult,
+  type LogOptions,
+  type JobSpec,
+  type JobUser,
+  SPEC_BOUNDS,
+  DEFAULT_JOB_PATH,
+  type JobState,
+  type JobOutcome,
+  FINAL_STATES,
+  isFinal,
+  SpawnError,
+  type Limits,
+  type IoLimit,
+  type CgroupStats,
+  type IoDeviceStats,
+  type LogRecord,
+  type StreamName,
+} from './worker';
 export { JobworkerError, ValidationError, NotFoundError, SystemError, type ErrorKind } from './errors';
-export { SpawnError } from './native';
-export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from './cgroup/types';
-export type { LogRecord } from './logs/reader';
-export type { StreamName } from './logs/format';

@@ -33,14 +33,45 @@ const TIME = 0x18;
 const OFFSET = 0x20;
 const NEXT_OFFSET = 0x28;
 
-function chunkBodySize(chunk: LogChunk): number {
+// A chunk's fields are passed one by one (not as a LogChunk) so the server's hot path allocates
+// no object per record.
+function chunkBodySize(stream: number, dataLength: number, timeUnixMicros: number, offset: number, nextOffset: number): number {
   let size = 0;
-  if (chunk.stream !== 0) size += 1 + varintSize(chunk.stream);
-  if (chunk.data.length !== 0) size += 1 + varintSize(chunk.data.length) + chunk.data.length;
-  if (chunk.timeUnixMicros !== 0) size += 1 + varintSize(chunk.timeUnixMicros);
-  if (chunk.offset !== 0) size += 1 + varintSize(chunk.offset);
-  if (chunk.nextOffset !== 0) size += 1 + varintSize(chunk.nextOffset);
+  if (stream !== 0) size += 1 + varintSize(stream);
+  if (dataLength !== 0) size += 1 + varintSize(dataLength) + dataLength;
+  if (timeUnixMicros !== 0) size += 1 + varintSize(timeUnixMicros);
+  if (offset !== 0) size += 1 + varintSize(offset);
+  if (nextOffset !== 0) size += 1 + varintSize(nextOffset);
   return size;
+}
+
+/** Writes one entry of `chunks` (tag, length, fields) at `at`; returns the position after it. */
+function writeChunk(buf: Buffer, at: number, stream: number, data: Uint8Array, timeUnixMicros: number, offset: number, nextOffset: number): number {
+  buf[at++] = CHUNKS;
+  at = writeVarint(buf, at, chunkBodySize(stream, data.length, timeUnixMicros, offset, nextOffset));
+  if (stream !== 0) {
+    buf[at++] = STREAM;
+    at = writeVarint(buf, at, stream);
+  }
+  if (data.length !== 0) {
+    buf[at++] = DATA;
+    at = writeVarint(buf, at, data.length);
+    buf.set(data, at);
+    at += data.length;
+  }
+  if (timeUnixMicros !== 0) {
+    buf[at++] = TIME;
+    at = writeVarint(buf, at, timeUnixMicros);
+  }
+  if (offset !== 0) {
+    buf[at++] = OFFSET;
+    at = writeVarint(buf, at, offset);
+  }
+  if (nextOffset !== 0) {
+    buf[at++] = NEXT_OFFSET;
+    at = writeVarint(buf, at, nextOffset);
+  }
+  return at;
 }
 
 export function encodeStreamLogsResponse(message: StreamLogsResponse): Buffer {
@@ -50,7 +81,7 @@ export function encodeStreamLogsResponse(message: StreamLogsResponse): Buffer {
       throw new RangeError('negative field in a log chunk');
     }
   }
-  const bodies = message.chunks.map(chunkBodySize);
+  const bodies = message.chunks.map((chunk) => chunkBodySize(chunk.stream, chunk.data.length, chunk.timeUnixMicros, chunk.offset, chunk.nextOffset));
   const final = message.finalStatus === undefined ? undefined : Job.encode(message.finalStatus).finish();
   let size = 0;
   for (const body of bodies) size += 1 + varintSize(body) + body;
@@ -58,31 +89,7 @@ export function encodeStreamLogsResponse(message: StreamLogsResponse): Buffer {
 
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
-  message.chunks.forEach((chunk, i) => {
-    buf[at++] = CHUNKS;
-    at = writeVarint(buf, at, bodies[i]!);
-    if (chunk.stream !== 0) {
-      buf[at++] = STREAM;
-      at = writeVarint(buf, at, chunk.stream);
-    }
-    if (chunk.data.length !== 0) {
-      buf[at++] = DATA;
-      at = writeVarint(buf, at, chunk.data.length);
-      at += chunk.data.copy(buf, at);
-    }
-    if (chunk.timeUnixMicros !== 0) {
-      buf[at++] = TIME;
-      at = writeVarint(buf, at, chunk.timeUnixMicros);
-    }
-    if (chunk.offset !== 0) {
-      buf[at++] = OFFSET;
-      at = writeVarint(buf, at, chunk.offset);
-    }
-    if (chunk.nextOffset !== 0) {
-      buf[at++] = NEXT_OFFSET;
-      at = writeVarint(buf, at, chunk.nextOffset);
-    }
-  });
+  for (const chunk of message.chunks) at = writeChunk(buf, at, chunk.stream, chunk.data, chunk.timeUnixMicros, chunk.offset, chunk.nextOffset);
   if (final !== undefined) {
     buf[at++] = FINAL_STATUS;
     at = writeVarint(buf, at, final.length);
@@ -222,35 +229,7 @@ export class ChunkBatch {
     // No chunk in an empty message is ever refused; a full one takes no crumbs of a bigger chunk.
     if (this.#at > 0 && (room <= 0 || room < Math.min(data.length, 4096))) return null;
     const take = Math.min(data.length, Math.max(room, 1));
-    const chunk: LogChunk = { stream, data: Buffer.alloc(0), timeUnixMicros, offset, nextOffset };
-    const body = chunkBodySize(chunk) + (take === 0 ? 0 : 1 + varintSize(take) + take);
-    const buf = this.#buf;
-    let at = this.#at;
-    buf[at++] = CHUNKS;
-    at = writeVarint(buf, at, body);
-    if (stream !== 0) {
-      buf[at++] = STREAM;
-      at = writeVarint(buf, at, stream);
-    }
-    if (take !== 0) {
-      buf[at++] = DATA;
-      at = writeVarint(buf, at, take);
-      buf.set(take === data.length ? data : data.subarray(0, take), at);
-      at += take;
-    }
-    if (timeUnixMicros !== 0) {
-      buf[at++] = TIME;
-      at = writeVarint(buf, at, timeUnixMicros);
-    }
-    if (offset !== 0) {
-      buf[at++] = OFFSET;
-      at = writeVarint(buf, at, offset);
-    }
-    if (nextOffset !== 0) {
-      buf[at++] = NEXT_OFFSET;
-      at = writeVarint(buf, at, nextOffset);
-    }
-    this.#at = at;
+    this.#at = writeChunk(this.#buf, this.#at, stream, take === data.length ? data : data.subarray(0, take), timeUnixMicros, offset, nextOffset);
     return take;
   }
 
@@ -269,7 +248,10 @@ export class ChunkBatch {
   }
 }
 
+/** What the server writes to a StreamLogs call: a message, or one ChunkBatch has already encoded. */
+export type OutgoingStreamLogsResponse = StreamLogsResponse | Buffer;
+
 /** The StreamLogs serializer: messages built by ChunkBatch are already encoded. */
-export function serializeStreamLogsResponse(message: StreamLogsResponse | Buffer): Buffer {
+export function serializeStreamLogsResponse(message: OutgoingStreamLogsResponse): Buffer {
   return Buffer.isBuffer(message) ? message : encodeStreamLogsResponse(message);
 }

@@ -1,5 +1,6 @@
 // One Limits type and one driver interface; the worker never knows which cgroup version runs below.
 // (Shape after opencontainers/cgroups: Resources + Manager{Apply, Set, GetStats, Destroy}.)
+import type { IoDeviceStats, ResourceStats } from '../resource-stats';
 import type { CgroupFs, CgroupOp, OpsReport } from './cgroup-fs';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
@@ -32,31 +33,9 @@ export interface Limits {
   io?: IoLimit[];
 }
 
-export interface IoDeviceStats {
-  /** "MAJ:MIN" */
-  device: string;
-  readBytes: number;
-  writeBytes: number;
-  readOps: number;
-  writeOps: number;
-}
-
-/** A snapshot of a job's resource use, read from its cgroup. */
-export interface CgroupStats {
-  cpuUsageMicros: number;
-  cpuUserMicros: number;
-  cpuSystemMicros: number;
-  /** CFS periods in which the job was throttled, and for how long in total. */
-  cpuThrottledPeriods: number;
-  cpuThrottledMicros: number;
-  memoryCurrentBytes: number;
-  /** Highest memory use seen; null where the kernel does not keep it. */
-  memoryPeakBytes: number | null;
-  /** Times the kernel's OOM killer killed a process of the job (memory.events oom_kill). */
-  oomKills: number;
-  pidsCurrent: number;
-  io: IoDeviceStats[];
-}
+/** The shape every layer shares (src/resource-stats.ts), by the name the cgroup layer gives it. */
+export type CgroupStats = ResourceStats;
+export type { IoDeviceStats };
 
 /** Where a spawn puts the process, as paths the addon opens (and closes) off the JS thread. */
 export interface SpawnPlacementPaths {

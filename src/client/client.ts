@@ -1,7 +1,7 @@
 // A typed client over the generated stubs: promises for unary calls, async iterables for streams,
-// errors as ClientError carrying the gRPC code and the server's message. Prints nothing.
+// errors as ClientError carrying the gRPC code and the server's message. It takes and answers plain
+// objects (./requests.ts, ./views.ts); the generated messages stay inside the client. Prints nothing.
 import {
-  makeGenericClientConstructor,
   Metadata,
   status as GrpcStatus,
   type CallOptions,
@@ -9,11 +9,24 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 
+import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { decodeStreamLogsResponse } from '../api/stream-logs-codec';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
+import {
+  jobChangeFromPb,
+  jobFromPb,
+  listJobsRequestToPb,
+  logMessageFromPb,
+  requiredJobFromPb,
+  startJobRequestToPb,
+  streamLogsRequestToPb,
+  watchJobsRequestToPb,
+} from './convert';
 import { loadChannelCredentials } from './credentials';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
+import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
+import type { JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
 
 export interface ConnectOptions {
   /** "host:port" of the daemon. */
@@ -35,6 +48,7 @@ export class ClientError extends Error {
     this.name = 'ClientError';
   }
 
+  /** The code's name ('NOT_FOUND'…); its number for a code grpc-js does not name. */
   get codeName(): string {
     return GrpcStatus[this.code] ?? String(this.code);
   }
@@ -47,15 +61,6 @@ function toClientError(error: unknown): unknown {
   }
   return error;
 }
-
-// The generated client, but StreamLogs messages are decoded without copying each payload.
-const StreamingClient = makeGenericClientConstructor(
-  {
-    ...pb.JobServiceService,
-    streamLogs: { ...pb.JobServiceService.streamLogs, responseDeserialize: decodeStreamLogsResponse },
-  },
-  'jobworker.v1.JobService',
-) as unknown as typeof pb.JobServiceClient;
 
 export class JobworkerClient {
   readonly address: string;
@@ -77,7 +82,7 @@ export class JobworkerClient {
   /** Loads and checks the TLS files (errors name the file and the fix), then creates the channel. */
   static async connect(options: ConnectOptions): Promise<JobworkerClient> {
     const { credentials, material } = await loadChannelCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
-    const stub = new StreamingClient(options.address, credentials, {
+    const stub = new pb.JobServiceClient(options.address, credentials, {
       'grpc.max_receive_message_length': 8 << 20,
       // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
       // a larger one lets output flow at disk speed (the server still bounds what it has in flight).
@@ -125,31 +130,34 @@ export class JobworkerClient {
     });
   }
 
-  async startJob(request: Partial<pb.StartJobRequest> & { command: string }): Promise<pb.Job> {
-    const response = await this.#unary(this.#stub.startJob, pb.StartJobRequest.fromPartial(request));
-    return response.job!;
+  async startJob(request: StartJobRequest): Promise<JobView> {
+    const response = await this.#unary(this.#stub.startJob, startJobRequestToPb(request));
+    return requiredJobFromPb(response.job, 'StartJob');
   }
 
   /** Waits for the stop to complete (grace period included), so its deadline is the grace plus the usual timeout. */
-  async stopJob(jobId: string, options: { signal?: string; graceMs?: number } = {}): Promise<pb.StopJobResponse> {
+  async stopJob(jobId: string, options: StopJobOptions = {}): Promise<StopResultView> {
     const request = pb.StopJobRequest.fromPartial({ jobId, signal: options.signal ?? '', graceMs: options.graceMs });
-    return this.#unary(this.#stub.stopJob, request, (options.graceMs ?? 10_000) + this.#timeoutMs + 10_000);
+    const response = await this.#unary(this.#stub.stopJob, request, (options.graceMs ?? 10_000) + this.#timeoutMs + 10_000);
+    return { job: requiredJobFromPb(response.job, 'StopJob'), alreadyFinished: response.alreadyFinished };
   }
 
-  async getJob(jobId: string): Promise<pb.Job> {
-    return (await this.#unary(this.#stub.getJob, { jobId })).job!;
+  async getJob(jobId: string): Promise<JobView> {
+    return requiredJobFromPb((await this.#unary(this.#stub.getJob, { jobId })).job, 'GetJob');
   }
 
-  async listJobs(request: Partial<pb.ListJobsRequest> = {}): Promise<pb.ListJobsResponse> {
-    return this.#unary(this.#stub.listJobs, pb.ListJobsRequest.fromPartial(request));
+  /** One page of jobs, oldest first. */
+  async listJobs(request: ListJobsRequest = {}): Promise<JobPageView> {
+    const response = await this.#unary(this.#stub.listJobs, listJobsRequestToPb(request));
+    return { jobs: response.jobs.map(jobFromPb), nextPageToken: response.nextPageToken };
   }
 
   /** Every page. */
-  async listAllJobs(request: Partial<Omit<pb.ListJobsRequest, 'pageToken'>> = {}): Promise<pb.Job[]> {
-    const jobs: pb.Job[] = [];
+  async listAllJobs(request: Omit<ListJobsRequest, 'pageToken' | 'pageSize'> = {}): Promise<JobView[]> {
+    const jobs: JobView[] = [];
     let pageToken = '';
     do {
-      const page = await this.listJobs({ ...request, pageToken, pageSize: 1000 });
+      const page = await this.listJobs({ ...request, pageToken, pageSize: REQUEST_BOUNDS.maxPageSize });
       jobs.push(...page.jobs);
       pageToken = page.nextPageToken;
     } while (pageToken !== '');
@@ -161,12 +169,16 @@ export class JobworkerClient {
   }
 
   /** The job's output; ends after the message carrying the final status. Break out to cancel. */
-  streamLogs(request: Partial<pb.StreamLogsRequest> & { jobId: string }, signal?: AbortSignal): AsyncIterable<pb.StreamLogsResponse> {
-    return iterate(this.#stub.streamLogs(pb.StreamLogsRequest.fromPartial(request)), signal);
+  async *streamLogs(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
+    // Not the generated stub's streamLogs: messages are decoded without copying each payload.
+    const method = pb.JobServiceService.streamLogs;
+    const call = this.#stub.makeServerStreamRequest(method.path, method.requestSerialize, decodeStreamLogsResponse, streamLogsRequestToPb(request), new Metadata(), {});
+    for await (const message of iterate(call, signal)) yield logMessageFromPb(message);
   }
 
-  watchJobs(request: Partial<pb.WatchJobsRequest> = {}, signal?: AbortSignal): AsyncIterable<pb.WatchJobsResponse> {
-    return iterate(this.#stub.watchJobs(pb.WatchJobsRequest.fromPartial(request)), signal);
+  /** The current status of the matching jobs, then every change. Break out to cancel. */
+  async *watchJobs(request: WatchJobsRequest = {}, signal?: AbortSignal): AsyncGenerator<JobChangeView> {
+    for await (const message of iterate(this.#stub.watchJobs(watchJobsRequestToPb(request)), signal)) yield jobChangeFromPb(message);
   }
 }
 

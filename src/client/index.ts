@@ -1,3 +1,35 @@
+// The client's face for job-cli and other programs: the connection, what it takes and answers
+// with (plain objects, no generated types), and what those are checked against.
+export { status as StatusCode } from '@grpc/grpc-js';
+export { REQUEST_BOUNDS } from '../api/request-bounds';
 export { ClientError, JobworkerClient, type ConnectOptions } from './client';
 export { createChannelCredentials, loadChannelCredentials } from './credentials';
 export type { ServingStatus } from './health';
+export type {
+  IoLimitRequest,
+  LimitsRequest,
+  ListJobsRequest,
+  StartJobRequest,
+  StopJobOptions,
+  StreamLogsRequest,
+  WatchJobsRequest,
+} from './requests';
+export {
+  JOB_STATE_NAMES,
+  type IoLimitView,
+  type IoStatsView,
+  type JobChangeView,
+  type JobOutcomeView,
+  type JobPageView,
+  type JobStateName,
+  type JobUserView,
+  type JobView,
+  type LimitsView,
+  type LogChunkView,
+  type LogInfoView,
+  type LogMessageView,
+  type LogStreamName,
+  type OutputStreamName,
+  type StatsView,
+  type StopResultView,
+} from './views';

@@ -56,3 +56,16 @@ export function canSeeJob(identity: PeerIdentity, owner: string): boolean {
 export function seesAllJobs(identity: PeerIdentity): boolean {
   return identity.roles.includes('admin');
 }
+
+/** Whose jobs a listing shows: everyone's, one identity's, or none at all. */
+export type JobVisibility = { kind: 'everyone' } | { kind: 'owner'; owner: string } | { kind: 'nothing' };
+
+/**
+ * What a ListJobs asking for `requestedOwner` ('' for no filter) may show: admins see anyone's; others
+ * their own, and nothing when they ask for someone else's (they learn nothing, not even an error).
+ */
+export function listVisibility(identity: PeerIdentity, requestedOwner: string): JobVisibility {
+  if (seesAllJobs(identity)) return requestedOwner === '' ? { kind: 'everyone' } : { kind: 'owner', owner: requestedOwner };
+  if (requestedOwner !== '' && requestedOwner !== identity.name) return { kind: 'nothing' };
+  return { kind: 'owner', owner: identity.name };
+}

@@ -1,29 +1,18 @@
 // Between the wire (ts-proto messages) and the library (Worker types). Pure.
-import type { CgroupStats, Limits } from '../cgroup/types';
-import type { StreamName } from '../logs/format';
+import { jobStateFromPb, jobStateToPb } from '../api/job-state';
+import { resourceStatsToPb } from '../api/resource-stats';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import type { JobState, JobStatus } from '../worker';
+import type { CgroupStats, JobState, JobStatus, Limits, StreamName } from '../worker';
 
-const STATE_TO_PB: Record<JobState, pb.JobState> = {
-  starting: pb.JobState.JOB_STATE_STARTING,
-  running: pb.JobState.JOB_STATE_RUNNING,
-  exited: pb.JobState.JOB_STATE_EXITED,
-  failed: pb.JobState.JOB_STATE_FAILED,
-  stopped: pb.JobState.JOB_STATE_STOPPED,
-  lost: pb.JobState.JOB_STATE_LOST,
-};
-
-const PB_TO_STATE = new Map<pb.JobState, JobState>(
-  Object.entries(STATE_TO_PB).map(([state, value]) => [value, state as JobState]),
-);
-
+// The wire's state names are the Worker's states: these two take one for the other without a cast,
+// so they stop compiling if the lists part.
 export function stateToPb(state: JobState): pb.JobState {
-  return STATE_TO_PB[state];
+  return jobStateToPb(state);
 }
 
 /** undefined for values that name no state (UNSPECIFIED, unknown numbers). */
 export function stateFromPb(value: pb.JobState): JobState | undefined {
-  return PB_TO_STATE.get(value);
+  return jobStateFromPb(value);
 }
 
 const STREAM_TO_PB: Record<StreamName, pb.Stream> = {
@@ -74,19 +63,7 @@ export function limitsToPb(limits: Limits): pb.Limits {
 }
 
 export function statsToPb(stats: CgroupStats | null): pb.ResourceStats | undefined {
-  if (stats === null) return undefined;
-  return {
-    cpuUsageMicros: stats.cpuUsageMicros,
-    cpuUserMicros: stats.cpuUserMicros,
-    cpuSystemMicros: stats.cpuSystemMicros,
-    cpuThrottledPeriods: stats.cpuThrottledPeriods,
-    cpuThrottledMicros: stats.cpuThrottledMicros,
-    memoryCurrentBytes: stats.memoryCurrentBytes,
-    memoryPeakBytes: stats.memoryPeakBytes ?? undefined,
-    oomKills: stats.oomKills,
-    pidsCurrent: stats.pidsCurrent,
-    io: stats.io.map((io) => ({ ...io })),
-  };
+  return stats === null ? undefined : resourceStatsToPb(stats);
 }
 
 export function jobToPb(status: JobStatus, liveStats?: CgroupStats | null): pb.Job {

@@ -30,8 +30,8 @@ export const DEAD_SOCKET_SWEEP_MS = 5000;
  * the method net.Socket's own `remoteAddress` uses; without it the answer is false (never destroy).
  */
 export function connectionGone(socket: Socket): boolean {
-  const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number } | null })._handle;
-  if (typeof handle?.getpeername !== 'function') return false;
+  const handle: unknown = Reflect.get(socket, '_handle');
+  if (typeof handle !== 'object' || handle === null || !('getpeername' in handle) || typeof handle.getpeername !== 'function') return false;
   return handle.getpeername({}) !== 0;
 }
 

@@ -1,8 +1,5 @@
-// Prometheus metrics, served on their own plain-HTTP listener (loopback by default: they are not
-// authenticated). prom-client does the exposition format.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-
+// The server's Prometheus metrics: what it counts and how it reads the Worker's jobs. The daemon
+// serves them on their own plain-HTTP listener (src/daemon/metrics-listener.ts).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import { FINAL_STATES, type JobState, type Worker } from '../worker';
@@ -64,23 +61,4 @@ export class ServerMetrics {
       }
     });
   }
-}
-
-/** Serves GET /metrics; resolves once listening. */
-export async function startMetricsListener(metrics: ServerMetrics, host: string, port: number): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics\n');
-      return;
-    }
-    metrics.registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-      () => res.writeHead(500).end(),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
 }

@@ -1,9 +1,8 @@
 // The daemon's gRPC server: mutual TLS 1.3, authentication and RBAC in an interceptor before any
-// handler, the job service, standard health checking and reflection, metrics on their own listener.
-// Connections are accepted by our own listener (./listener.ts), which closes the sockets of dead
-// connections that Node's HTTP/2 sessions do not.
-import type { Server as HttpServer } from 'node:http';
-
+// handler, the job service, standard health checking and reflection, and the metrics it keeps
+// (served by the daemon on their own listener, src/daemon/metrics-listener.ts). Connections are
+// accepted by our own listener (./listener.ts), which closes the sockets of dead connections that
+// Node's HTTP/2 sessions do not.
 import { Server, status as GrpcStatus } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 
@@ -17,9 +16,10 @@ import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
 import { createJobService } from './job-service';
 import { GrpcListener } from './listener';
-import { ServerMetrics, startMetricsListener } from './metrics';
+import { ServerMetrics } from './metrics';
 import { createAuthenticationInterceptor } from './peer-identity';
 import { createReflectionService } from './reflection';
+import { StreamRegistry } from './stream-registry';
 import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from './tls';
 
 export interface JobworkerServerOptions {
@@ -27,8 +27,6 @@ export interface JobworkerServerOptions {
   tls: TlsFilePaths;
   /** "host:port"; port 0 picks a free one (see `port`). */
   listen: string;
-  /** "host:port" of the metrics listener, or null for none. */
-  metricsListen: string | null;
   logger: Logger;
   /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
   maxRequestBytes?: number;
@@ -48,14 +46,13 @@ export function splitHostPort(address: string, field: string): { host: string; p
 export class JobworkerServer {
   /** The port actually bound (useful with port 0). */
   readonly port: number;
-  readonly metricsPort: number | null;
+  /** What the daemon serves on its metrics listener. */
   readonly metrics: ServerMetrics;
   #server: Server;
   #listener: GrpcListener;
   #credentials: ReloadableServerCredentials;
   #health: HealthImplementation;
-  #metricsServer: HttpServer | null;
-  #streams: Set<AbortController>;
+  #streams: StreamRegistry;
   #shuttingDown: { value: boolean };
   #logger: Logger;
 
@@ -66,9 +63,7 @@ export class JobworkerServer {
     credentials: ReloadableServerCredentials;
     health: HealthImplementation;
     metrics: ServerMetrics;
-    metricsServer: HttpServer | null;
-    metricsPort: number | null;
-    streams: Set<AbortController>;
+    streams: StreamRegistry;
     shuttingDown: { value: boolean };
     logger: Logger;
   }) {
@@ -78,8 +73,6 @@ export class JobworkerServer {
     this.#credentials = fields.credentials;
     this.#health = fields.health;
     this.metrics = fields.metrics;
-    this.#metricsServer = fields.metricsServer;
-    this.metricsPort = fields.metricsPort;
     this.#streams = fields.streams;
     this.#shuttingDown = fields.shuttingDown;
     this.#logger = fields.logger;
@@ -113,7 +106,7 @@ export class JobworkerServer {
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     });
     const shuttingDown = { value: false };
-    const streams = new Set<AbortController>();
+    const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
     const decoding = withSafeDecoding(JobServiceService);
     const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
     server.addService(
@@ -124,7 +117,6 @@ export class JobworkerServer {
         metrics,
         shuttingDown: () => shuttingDown.value,
         streams,
-        maxStreamsPerIdentity: options.maxStreamsPerIdentity ?? 1024,
       }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
@@ -144,22 +136,8 @@ export class JobworkerServer {
       server.forceShutdown();
       throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
     }
-    const boundPort = listener.port;
 
-    let metricsServer: HttpServer | null = null;
-    let metricsPort: number | null = null;
-    if (options.metricsListen !== null) {
-      const address = splitHostPort(options.metricsListen, 'metrics listen');
-      try {
-        ({ server: metricsServer, port: metricsPort } = await startMetricsListener(metrics, address.host, address.port));
-      } catch (error) {
-        server.forceShutdown();
-        listener.close();
-        throw new JobworkerError('unavailable', `cannot serve metrics on ${options.metricsListen}: ${(error as Error).message}`);
-      }
-    }
-    logger.info('serving', { listen: `${host}:${boundPort}`, metrics: metricsPort === null ? null : `${options.metricsListen?.replace(/:\d+$/, '')}:${metricsPort}` });
-    return new JobworkerServer({ server, listener, port: boundPort, credentials, health, metrics, metricsServer, metricsPort, streams, shuttingDown, logger });
+    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
@@ -179,7 +157,7 @@ export class JobworkerServer {
     this.#health.setStatus('', 'NOT_SERVING');
     this.#health.setStatus(JOB_SERVICE, 'NOT_SERVING');
     this.#listener.stopAccepting();
-    for (const stream of this.#streams) stream.abort(new JobworkerError('unavailable', 'the daemon is shutting down'));
+    this.#streams.abortAll(new JobworkerError('unavailable', 'the daemon is shutting down'));
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -191,10 +169,5 @@ export class JobworkerServer {
     await Promise.race([graceful, timeout]);
     clearTimeout(timer);
     this.#listener.close(); // sockets a session could not close (src/server/listener.ts)
-    if (this.#metricsServer !== null) {
-      const metricsServer = this.#metricsServer;
-      metricsServer.closeAllConnections();
-      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
-    }
   }
 }

@@ -2,7 +2,7 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 
 import { JobworkerError, ValidationError, type ErrorKind } from '../errors';
-import { CorruptLogError } from '../logs/format';
+import { CorruptLogError } from '../worker';
 import { protoFieldPath } from './convert';
 
 const CODES: Record<ErrorKind, GrpcStatus> = {

@@ -3,6 +3,9 @@ import * as path from 'node:path';
 
 import type { Limits } from '../cgroup';
 import { ValidationError } from '../errors';
+import { DEFAULT_JOB_PATH } from '../job-path';
+
+export { DEFAULT_JOB_PATH };
 
 export interface JobUser {
   uid: number;
@@ -50,8 +53,6 @@ export const SPEC_BOUNDS = {
   ownerBytes: 256,
   groups: 64,
 } as const;
-
-export const DEFAULT_JOB_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 function bytes(s: string): number {
   return Buffer.byteLength(s, 'utf8');

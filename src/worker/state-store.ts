@@ -24,6 +24,7 @@ import { crc32 } from 'node:zlib';
 
 import type { CgroupStats } from '../cgroup';
 import { errorCode, systemError } from '../errors';
+import { isJobId } from '../job-id';
 import type { ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
 import { SpareLogs, type CreateFiles } from './spare-logs';
@@ -53,7 +54,6 @@ export interface JobRecord {
 
 type JournalEntry = { op: 'put'; record: JobRecord } | { op: 'remove'; id: string };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** "<crc32 of the JSON, 8 hex digits> <JSON>\n" */
 export function encodeJournalLine(entry: JournalEntry): string {
@@ -68,8 +68,8 @@ export function decodeJournalLine(line: string): JournalEntry | undefined {
   if (Number.parseInt(line.slice(0, 8), 16) !== crc32(json)) return undefined;
   try {
     const entry = JSON.parse(json) as JournalEntry;
-    if (entry.op === 'put' && entry.record?.version === 1 && UUID.test(entry.record.id)) return entry;
-    if (entry.op === 'remove' && UUID.test(entry.id)) return entry;
+    if (entry.op === 'put' && entry.record?.version === 1 && isJobId(entry.record.id)) return entry;
+    if (entry.op === 'remove' && isJobId(entry.id)) return entry;
   } catch {
     // a matching CRC over invalid JSON cannot come from us
   }
@@ -150,7 +150,7 @@ export class StateStore {
     for (const name of await readdir(this.logsDir)) {
       if (SpareLogs.isSpareName(name)) continue;
       const id = name.endsWith('.log') ? name.slice(0, -4) : '';
-      if (UUID.test(id) && !records.has(id)) orphanLogs.push(id);
+      if (isJobId(id) && !records.has(id)) orphanLogs.push(id);
     }
     return { records: [...records.values()], damagedLines, orphanLogs };
   }

@@ -134,7 +134,7 @@ describe('the daemon process', requireRoot, () => {
       const serialAfter = await peerSerial(port);
       assert.notEqual(serialAfter, serialBefore);
       assert.equal(serialAfter, fresh.issued.certificate.serialNumber.toUpperCase());
-      assert.equal((await client.getJob(job.id)).state, pb.JobState.JOB_STATE_RUNNING); // same connection, same job
+      assert.equal((await client.getJob(job.id)).state, 'running'); // same connection, same job
       await client.stopJob(job.id, { graceMs: 0 });
       client.close();
     });
@@ -159,14 +159,14 @@ describe('the daemon process', requireRoot, () => {
     const exit = await daemon.stop('SIGTERM');
     assert.equal(exit.code, 0);
     assert.ok(['UNAVAILABLE', 'ended'].includes(await following));
-    assert.equal(isRunning(job.pid), false);
+    assert.equal(isRunning(job.pid!), false);
     client.close();
 
     const again = startDaemonProcess({ ...base, tls });
     const client2 = await clientFor(await again.port());
     const after = await client2.getJob(job.id);
-    assert.equal(after.state, pb.JobState.JOB_STATE_STOPPED);
-    assert.equal(after.stoppedBy, 'worker shutdown');
+    assert.equal(after.state, 'stopped');
+    assert.equal(after.outcome.stoppedBy, 'worker shutdown');
     client2.close();
     await again.stop();
   });
@@ -182,13 +182,13 @@ describe('the daemon process', requireRoot, () => {
     }
     client.close();
     await daemon.stop('SIGKILL');
-    assert.equal(isRunning(job.pid), true, 'jobs outlive a killed daemon');
+    assert.equal(isRunning(job.pid!), true, 'jobs outlive a killed daemon');
 
     const again = startDaemonProcess({ ...base, tls });
     const client2 = await clientFor(await again.port());
     const lost = await client2.getJob(job.id);
-    assert.equal(lost.state, pb.JobState.JOB_STATE_LOST);
-    assert.equal(isRunning(job.pid), false);
+    assert.equal(lost.state, 'lost');
+    assert.equal(isRunning(job.pid!), false);
     let text = '';
     for await (const message of client2.streamLogs({ jobId: job.id })) for (const c of message.chunks) text += c.data.toString();
     assert.equal(text, 'written-before-the-crash\n');

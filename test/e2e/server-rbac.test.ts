@@ -2,8 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { ClientError, type JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { ClientError, type JobworkerClient, type JobView, type LogMessageView, type JobChangeView } from '../../src/client';
 import { craftCertificate, rawChannelCredentials } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { codeOf, startTestServer, type TestServer } from '../helpers/test-server';
@@ -13,15 +12,15 @@ let alice: JobworkerClient; // writer
 let aliceReader: JobworkerClient; // same identity, reader role only
 let bob: JobworkerClient; // writer
 let admin: JobworkerClient;
-let alicesJob: pb.Job;
-let bobsJob: pb.Job;
+let alicesJob: JobView;
+let bobsJob: JobView;
 
-async function firstMessage(client: JobworkerClient, jobId: string): Promise<pb.StreamLogsResponse> {
+async function firstMessage(client: JobworkerClient, jobId: string): Promise<LogMessageView> {
   for await (const message of client.streamLogs({ jobId, follow: false })) return message;
   throw new Error('no message');
 }
 
-async function firstWatch(client: JobworkerClient, jobId: string): Promise<pb.WatchJobsResponse> {
+async function firstWatch(client: JobworkerClient, jobId: string): Promise<JobChangeView> {
   for await (const message of client.watchJobs({ jobId })) return message;
   throw new Error('no message');
 }
@@ -71,7 +70,7 @@ describe('role-based access', requireRoot, () => {
   }
 
   it('ListJobs: non-admins see only their own jobs, whatever owner they ask for; admins see all', async () => {
-    const ids = (jobs: pb.Job[]) => jobs.map((j) => j.id);
+    const ids = (jobs: JobView[]) => jobs.map((j) => j.id);
     assert.ok(ids((await alice.listJobs()).jobs).includes(alicesJob.id));
     assert.ok(!ids((await alice.listJobs()).jobs).includes(bobsJob.id));
     assert.deepEqual((await aliceReader.listJobs()).jobs.every((j) => j.owner === 'alice'), true);
@@ -85,10 +84,10 @@ describe('role-based access', requireRoot, () => {
     assert.equal(await codeOf(aliceReader.stopJob(alicesJob.id, { graceMs: 0 })), 'PERMISSION_DENIED');
     assert.equal(await codeOf(bob.stopJob(alicesJob.id, { graceMs: 0 })), 'NOT_FOUND');
     const own = await alice.stopJob(alicesJob.id, { graceMs: 0 });
-    assert.equal(own.job?.state, pb.JobState.JOB_STATE_STOPPED);
-    assert.equal(own.job?.stoppedBy, 'alice');
+    assert.equal(own.job?.state, 'stopped');
+    assert.equal(own.job?.outcome.stoppedBy, 'alice');
     const byAdmin = await admin.stopJob(bobsJob.id, { graceMs: 0 });
-    assert.equal(byAdmin.job?.stoppedBy, 'root-admin');
+    assert.equal(byAdmin.job?.outcome.stoppedBy, 'root-admin');
   });
 
   it('RemoveJob: reader never, writer only its own, admin any', async () => {

@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobworkerClient, LogMessageView } from '../../src/client';
 import { requireRoot } from '../helpers/root';
 import { codeOf, startTestServer, type TestServer } from '../helpers/test-server';
 
@@ -14,7 +13,7 @@ let bob: JobworkerClient;
 let jobId: string;
 
 /** Opens a follow stream and resolves once its first message arrived (the stream is counted). */
-async function openFollower(client: JobworkerClient, controller: AbortController): Promise<AsyncIterator<pb.StreamLogsResponse>> {
+async function openFollower(client: JobworkerClient, controller: AbortController): Promise<AsyncIterator<LogMessageView>> {
   const iterator = client.streamLogs({ jobId, follow: true }, controller.signal)[Symbol.asyncIterator]();
   await iterator.next();
   return iterator;

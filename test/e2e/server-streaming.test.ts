@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobworkerClient, JobView, LogChunkView, StreamLogsRequest } from '../../src/client';
 import { requireRoot } from '../helpers/root';
 import { startTestServer, type TestServer } from '../helpers/test-server';
 
@@ -14,24 +13,24 @@ let client: JobworkerClient;
 interface Received {
   stdout: string;
   stderr: string;
-  final: pb.Job | undefined;
+  final: JobView | undefined;
   hash: string;
   bytes: number;
 }
 
-async function receive(c: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }): Promise<Received> {
+async function receive(c: JobworkerClient, request: StreamLogsRequest): Promise<Received> {
   const hash = createHash('sha256');
   let stdout = '';
   let stderr = '';
   let bytes = 0;
-  let final: pb.Job | undefined;
+  let final: JobView | undefined;
   for await (const message of c.streamLogs(request)) {
     for (const chunk of message.chunks) {
-      if (chunk.stream === pb.Stream.STREAM_STDOUT) {
+      if (chunk.stream === 'stdout') {
         hash.update(chunk.data);
         bytes += chunk.data.length;
         if (bytes < 1 << 16) stdout += chunk.data.toString();
-      } else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr += chunk.data.toString();
+      } else if (chunk.stream === 'stderr') stderr += chunk.data.toString();
     }
     if (message.finalStatus) final = message.finalStatus;
   }
@@ -60,8 +59,8 @@ describe('streaming output', requireRoot, () => {
     for (const result of results) {
       assert.equal(result.bytes, 20 << 20);
       assert.equal(result.hash, results[0]!.hash);
-      assert.equal(result.final?.state, pb.JobState.JOB_STATE_EXITED);
-      assert.equal(result.final?.exitCode, 0);
+      assert.equal(result.final?.state, 'exited');
+      assert.equal(result.final?.outcome.exitCode, 0);
     }
     assert.equal(await activeStreams(), 0);
   });
@@ -71,17 +70,17 @@ describe('streaming output', requireRoot, () => {
     const all = await receive(client, { jobId: job.id, follow: true });
     assert.equal(all.stdout, 'out1\nout2\nout3\nout4\nout5\n');
     assert.equal(all.stderr, 'err1\nerr2\nerr3\nerr4\nerr5\n');
-    const onlyErr = await receive(client, { jobId: job.id, streams: [pb.Stream.STREAM_STDERR] });
+    const onlyErr = await receive(client, { jobId: job.id, streams: ['stderr'] });
     assert.equal(onlyErr.stdout, '');
     assert.equal(onlyErr.stderr, all.stderr);
-    const tail = await receive(client, { jobId: job.id, tailLines: 2, streams: [pb.Stream.STREAM_STDOUT] });
+    const tail = await receive(client, { jobId: job.id, tailLines: 2, streams: ['stdout'] });
     assert.equal(tail.stdout, 'out4\nout5\n');
 
-    const chunks: pb.LogChunk[] = [];
+    const chunks: LogChunkView[] = [];
     for await (const message of client.streamLogs({ jobId: job.id })) chunks.push(...message.chunks);
     const third = chunks[2]!;
     const resumed = await receive(client, { jobId: job.id, fromOffset: third.offset });
-    assert.equal(resumed.stdout + resumed.stderr, chunks.slice(2).filter((c) => c.stream === pb.Stream.STREAM_STDOUT).map((c) => c.data.toString()).join('') + chunks.slice(2).filter((c) => c.stream === pb.Stream.STREAM_STDERR).map((c) => c.data.toString()).join(''));
+    assert.equal(resumed.stdout + resumed.stderr, chunks.slice(2).filter((c) => c.stream === 'stdout').map((c) => c.data.toString()).join('') + chunks.slice(2).filter((c) => c.stream === 'stderr').map((c) => c.data.toString()).join(''));
     const since = await receive(client, { jobId: job.id, sinceUnixMicros: chunks.at(-1)!.timeUnixMicros });
     assert.ok(since.stdout.length + since.stderr.length <= 5);
     assert.ok(chunks.every((c) => c.timeUnixMicros > 1.7e15 && c.nextOffset > c.offset));
@@ -101,7 +100,7 @@ describe('streaming output', requireRoot, () => {
       assert.ok(i < 200, 'the stream was never cleaned up');
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.equal((await client.getJob(job.id)).state, pb.JobState.JOB_STATE_RUNNING);
+    assert.equal((await client.getJob(job.id)).state, 'running');
     await client.stopJob(job.id, { graceMs: 0 });
   });
 
@@ -115,7 +114,7 @@ describe('streaming output', requireRoot, () => {
     await stopper.stopJob(job.id, { graceMs: 0 });
     const result = await following;
     assert.equal(result.stdout, 'started\n');
-    assert.equal(result.final?.state, pb.JobState.JOB_STATE_STOPPED);
-    assert.equal(result.final?.signal, 'SIGTERM');
+    assert.equal(result.final?.state, 'stopped');
+    assert.equal(result.final?.outcome.signal, 'SIGTERM');
   });
 });

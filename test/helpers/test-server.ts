@@ -31,7 +31,6 @@ export async function startTestServer(label: string, options: { logLines?: strin
     worker: worker.worker,
     tls: serverFiles,
     listen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
     logger,
     ...(options.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: options.maxStreamsPerIdentity }),
   });

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { mib, prng, ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { checkContiguous, indexLog, readSession, type Session } from './streams';
@@ -58,7 +57,7 @@ export const attachDetach: Scenario = {
     let running = true;
     const t0 = Date.now();
     const done = (async () => {
-      while ((await writer.getJob(job.id)).state === pb.JobState.JOB_STATE_RUNNING && !ctx.signal.aborted) await delay(200);
+      while ((await writer.getJob(job.id)).state === 'running' && !ctx.signal.aborted) await delay(200);
       running = false;
     })();
 
@@ -88,7 +87,7 @@ export const attachDetach: Scenario = {
     const seconds = (Date.now() - t0) / 1000;
 
     const final = await writer.getJob(job.id);
-    assert.equal(final.state, pb.JobState.JOB_STATE_EXITED, final.reason);
+    assert.equal(final.state, 'exited', final.outcome.reason ?? undefined);
     const expected = sequenceDigest(lines);
     const log = await indexLog(writer, job.id);
     const whole = await readSession(writer, { jobId: job.id });

@@ -9,8 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobworkerClient, JobView } from '../../src/client';
 import { startTimeOf } from '../helpers/cgroup-jobs';
 import { isRunning } from '../helpers/proc';
 import { eventually, ReliabilityDaemon, withTimeout } from '../helpers/reliability';
@@ -18,7 +17,7 @@ import type { Scenario, ScenarioContext } from './scenario';
 import { jobOutput } from './streams';
 
 interface Tracked {
-  job: pb.Job;
+  job: JobView;
   kind: 'done-writing' | 'writing' | 'escaped' | 'finished';
   /** Text the followers received before the kill. */
   seen: string[];
@@ -28,7 +27,7 @@ interface Tracked {
 async function follow(client: JobworkerClient, jobId: string, into: string[], index: number): Promise<string> {
   try {
     for await (const message of client.streamLogs({ jobId, follow: true })) {
-      for (const chunk of message.chunks) if (chunk.stream === pb.Stream.STREAM_STDOUT) into[index] = (into[index] ?? '') + chunk.data.toString();
+      for (const chunk of message.chunks) if (chunk.stream === 'stdout') into[index] = (into[index] ?? '') + chunk.data.toString();
     }
     return 'end';
   } catch (error) {
@@ -126,11 +125,11 @@ export const daemonSigkill: Scenario = {
         const text = await stdoutOf(after, t.job.id);
         const what = `${t.kind} job ${t.job.id}`;
         if (t.kind === 'finished') {
-          assert.equal(status.state, pb.JobState.JOB_STATE_EXITED, what);
+          assert.equal(status.state, 'exited', what);
           assert.equal(text, sequence(`finished-${tracked.indexOf(t)}`, 1000), what);
           continue;
         }
-        assert.equal(status.state, pb.JobState.JOB_STATE_LOST, `${what}: ${status.reason}`);
+        assert.equal(status.state, 'lost', `${what}: ${status.outcome.reason}`);
         assert.ok(Number(status.log!.sizeBytes) >= t.committedBeforeKill, `${what}: log shrank below what was committed before the kill`);
         for (const seen of t.seen) assert.ok(text.startsWith(seen ?? ''), `${what}: a follower saw bytes that are not in the log`);
         if (t.kind === 'done-writing') assert.equal(text, doneText(t), what);
@@ -151,7 +150,7 @@ export const daemonSigkill: Scenario = {
 
       // New jobs work.
       const fresh = await after.startJob({ command: 'sh', args: ['-c', 'echo after the crash'] });
-      assert.ok(await eventually(async () => (await after.getJob(fresh.id)).state === pb.JobState.JOB_STATE_EXITED, 30_000));
+      assert.ok(await eventually(async () => (await after.getJob(fresh.id)).state === 'exited', 30_000));
       assert.equal(await stdoutOf(after, fresh.id), 'after the crash\n');
       assert.deepEqual(daemon.zombies(), []);
       totals = { lost: totals.lost + running.length, followers: totals.followers + followers.length, bytes: totals.bytes, processesKilled: totals.processesKilled + killed };

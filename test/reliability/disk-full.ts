@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { ClientError, type JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { eventually, ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { jobOutput } from './streams';
@@ -85,13 +84,13 @@ export const diskFull: Scenario = {
 
     // The daemon keeps serving while the disk is full.
     const during = await client.getJob(job.id);
-    assert.equal(during.state, pb.JobState.JOB_STATE_RUNNING);
+    assert.equal(during.state, 'running');
     const listed = await client.listJobs();
     assert.equal(listed.jobs.length, 1);
     let refused = 'OK';
     try {
       const extra = await client.startJob({ command: 'true' });
-      await eventually(async () => (await client.getJob(extra.id)).state !== pb.JobState.JOB_STATE_RUNNING, 10_000);
+      await eventually(async () => (await client.getJob(extra.id)).state !== 'running', 10_000);
     } catch (error) {
       assert.ok(error instanceof ClientError, String(error));
       refused = `${error.codeName}: ${error.details}`;
@@ -105,9 +104,9 @@ export const diskFull: Scenario = {
     const { bavail, bsize } = statfsSync(mount);
     ctx.log(`space back: ${((bavail * bsize) / (1 << 20)).toFixed(1)} MiB free`);
     closeSync(openSync(go, 'w'));
-    assert.ok(await eventually(async () => (await client.getJob(job.id)).state !== pb.JobState.JOB_STATE_RUNNING, 30_000), 'the job did not finish');
+    assert.ok(await eventually(async () => (await client.getJob(job.id)).state !== 'running', 30_000), 'the job did not finish');
     const final = await client.getJob(job.id);
-    assert.equal(final.state, pb.JobState.JOB_STATE_EXITED, final.reason);
+    assert.equal(final.state, 'exited', final.outcome.reason ?? undefined);
     assert.equal(final.log!.writeError, 'ENOSPC');
     const dropped = Number(final.log!.droppedBytes);
     assert.ok(dropped > 0);
@@ -128,9 +127,9 @@ export const diskFull: Scenario = {
 
     // New jobs work; their logs are whole.
     const fresh = await client.startJob({ command: 'sh', args: ['-c', `seq 1 100000`] });
-    assert.ok(await eventually(async () => (await client.getJob(fresh.id)).state === pb.JobState.JOB_STATE_EXITED, 30_000));
+    assert.ok(await eventually(async () => (await client.getJob(fresh.id)).state === 'exited', 30_000));
     assert.equal((await output(client, fresh.id)).stdout, seqText(1, 100_000));
-    assert.equal((await client.getJob(fresh.id)).log!.writeError, '');
+    assert.equal((await client.getJob(fresh.id)).log.writeError, null);
 
     ctx.figure('bytes written', before.length + 'waiting\n'.length + afterText.length);
     ctx.figure('bytes kept before the gap', kept.length);

@@ -214,7 +214,7 @@ export const fuzzRequests: Scenario = {
     await fc.assert(fc.asyncProperty(requestArb, check), { numRuns, seed: ctx.seed, interruptAfterTimeLimit: ctx.soak ? 3000_000 : 240_000 });
 
     // Anything the fuzzer managed to start is stopped; nothing else changed.
-    for (const job of await admin.listAllJobs({ states: [pb.JobState.JOB_STATE_RUNNING] })) await admin.stopJob(job.id, { graceMs: 0 });
+    for (const job of await admin.listAllJobs({ states: ['running'] })) await admin.stopJob(job.id, { graceMs: 0 });
     const started = (await admin.listAllJobs()).length - 1;
     ctx.figure('requests', calls);
     ctx.figure('jobs the fuzzer started', started);

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobworkerClient, JobView, StopResultView } from '../../src/client';
 import { isRunning } from '../helpers/proc';
 import { eventually, mib, pool, prng, ReliabilityDaemon, sumMetric, type ProcSample } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
@@ -55,44 +54,44 @@ function commandOf(plan: Plan): string[] {
 }
 
 /** What the final status must say. */
-function checkFinal(plan: Plan, job: pb.Job, stopper: string): void {
+function checkFinal(plan: Plan, job: JobView, stopper: string): void {
   const what = `job ${plan.index} (${plan.kind}, ${job.id})`;
   const limits = job.limits!;
   assert.equal(limits.cpu, plan.limits.cpu, `${what}: cpu limit`);
   assert.equal(Number(limits.memoryBytes), plan.limits.memoryBytes, `${what}: memory limit`);
   assert.equal(limits.pids, plan.limits.pids, `${what}: pids limit`);
   if (plan.kind === 'signal') {
-    assert.equal(job.state, pb.JobState.JOB_STATE_FAILED, `${what}: state ${job.reason}`);
-    assert.equal(job.signal, 'SIGKILL', what);
-    assert.equal(job.exitCode, undefined, what);
+    assert.equal(job.state, 'failed', `${what}: state ${job.outcome.reason}`);
+    assert.equal(job.outcome.signal, 'SIGKILL', what);
+    assert.equal(job.outcome.exitCode, null, what);
   } else if (plan.kind === 'stopped') {
-    assert.equal(job.state, pb.JobState.JOB_STATE_STOPPED, `${what}: state ${job.reason}`);
-    assert.equal(job.stoppedBy, stopper, what);
-    assert.equal(job.signal, 'SIGTERM', what);
+    assert.equal(job.state, 'stopped', `${what}: state ${job.outcome.reason}`);
+    assert.equal(job.outcome.stoppedBy, stopper, what);
+    assert.equal(job.outcome.signal, 'SIGTERM', what);
   } else {
-    assert.equal(job.state, plan.code === 0 ? pb.JobState.JOB_STATE_EXITED : pb.JobState.JOB_STATE_FAILED, `${what}: state ${job.reason}`);
-    assert.equal(job.exitCode, plan.code, what);
-    assert.equal(job.signal, '', what);
+    assert.equal(job.state, plan.code === 0 ? 'exited' : 'failed', `${what}: state ${job.outcome.reason}`);
+    assert.equal(job.outcome.exitCode, plan.code, what);
+    assert.equal(job.outcome.signal, null, what);
   }
   assert.equal(job.log?.droppedBytes, 0, what);
 }
 
-async function runJob(client: JobworkerClient, name: string, plan: Plan, latencies: number[]): Promise<pb.Job> {
+async function runJob(client: JobworkerClient, name: string, plan: Plan, latencies: number[]): Promise<JobView> {
   const t0 = performance.now();
   const started = await client.startJob({ command: 'sh', args: commandOf(plan), limits: { ...plan.limits, io: [] } });
   latencies.push(performance.now() - t0);
   assert.equal(started.owner, name);
   let stdout = '';
   let stderr = '';
-  let final: pb.Job | undefined;
-  let stop: Promise<pb.StopJobResponse> | undefined;
+  let final: JobView | undefined;
+  let stop: Promise<StopResultView> | undefined;
   for await (const message of client.streamLogs({ jobId: started.id, follow: true })) {
     for (const chunk of message.chunks) {
-      if (chunk.stream === pb.Stream.STREAM_STDOUT) stdout += chunk.data.toString();
-      else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr += chunk.data.toString();
+      if (chunk.stream === 'stdout') stdout += chunk.data.toString();
+      else if (chunk.stream === 'stderr') stderr += chunk.data.toString();
     }
     if (plan.kind === 'stopped' && stop === undefined && stdout !== '') stop = client.stopJob(started.id, { graceMs: 500 });
-    if (message.finalStatus !== undefined) final = message.finalStatus;
+    if (message.finalStatus !== null) final = message.finalStatus;
   }
   if (stop !== undefined) {
     const stopped = await stop;
@@ -156,7 +155,7 @@ export const loadJobs: Scenario = {
           await pool(mine.length, perClientWindow, async (k) => {
             ctx.signal.throwIfAborted();
             const final = await runJob(client, names[c]!, mine[k]!, latencies);
-            pids.push(final.pid);
+            pids.push(final.pid ?? 0);
             if (++done % 500 === 0) ctx.log(`${done}/${total} jobs final`);
           });
         }),
@@ -177,9 +176,9 @@ export const loadJobs: Scenario = {
     const listed = await admin.listAllJobs();
     assert.equal(listed.length, total, 'jobs listed');
     const byState = new Map<string, number>();
-    for (const job of listed) byState.set(pb.jobStateToJSON(job.state), (byState.get(pb.jobStateToJSON(job.state)) ?? 0) + 1);
-    assert.equal(byState.get('JOB_STATE_RUNNING') ?? 0, 0);
-    assert.equal(byState.get('JOB_STATE_STARTING') ?? 0, 0);
+    for (const job of listed) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
+    assert.equal(byState.get('running') ?? 0, 0);
+    assert.equal(byState.get('starting') ?? 0, 0);
     const metrics = await daemon.metrics();
     assert.equal(metrics.get('jobworker_jobs{state="running"}'), 0);
 
@@ -198,7 +197,7 @@ export const loadJobs: Scenario = {
     await pool(listed.length, 20, async (i) => admin.removeJob(listed[i]!.id));
     assert.equal((await admin.listAllJobs()).length, 0);
     let after = daemon.sample();
-    // The daemon gives back memory grown in a burst after 30 s of idleness (src/server/idle-memory.ts):
+    // The daemon gives back memory grown in a burst after 30 s of idleness (src/daemon/idle-memory.ts):
     // wait up to 90 s. The heap figures below tell V8's heap from native memory.
     await eventually(() => {
       after = daemon.sample();

@@ -5,8 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobworkerClient, JobView } from '../../src/client';
 import { mib, prng, ReliabilityDaemon, type ProcSample } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { checkContiguous, indexLog, readSession, type Session } from './streams';
@@ -65,7 +64,7 @@ export const manyFollowers: Scenario = {
     }, 250);
 
     const t0 = Date.now();
-    const started: pb.Job[] = [];
+    const started: JobView[] = [];
     for (let j = 0; j < jobs; j++) started.push(await writer.startJob({ command: 'sh', args: noisyJob(j, rounds, lines) }));
     // Followers attach over the first seconds of the jobs' run, from the start of the log.
     const sessions: Promise<{ job: number; session: Session }>[] = [];
@@ -88,7 +87,7 @@ export const manyFollowers: Scenario = {
       for (const [k, session] of mine.entries()) {
         const what = `job ${j} follower ${k}`;
         assert.equal(session.end, 'end', `${what}: stream ended with ${session.end}`);
-        assert.equal(session.final?.state, pb.JobState.JOB_STATE_EXITED, `${what}: final state`);
+        assert.equal(session.final?.state, 'exited', `${what}: final state`);
         assert.equal(session.bytes, expected.bytes, `${what}: bytes`);
         assert.equal(session.stdout.digest('hex'), expected.stdout, `${what}: stdout differs`);
         assert.equal(session.stderr.digest('hex'), expected.stderr, `${what}: stderr differs`);

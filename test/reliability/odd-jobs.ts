@@ -6,7 +6,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import type { JobworkerClient } from '../../src/client';
+import type { JobworkerClient, JobView } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { startTimeOf } from '../helpers/cgroup-jobs';
 import { isRunning } from '../helpers/proc';
@@ -17,10 +17,10 @@ import { jobOutput } from './streams';
 interface Result {
   stdout: Buffer;
   stderr: Buffer;
-  final: pb.Job;
+  final: JobView;
 }
 
-async function run(client: JobworkerClient, args: string[], limits: Partial<pb.Limits> = {}): Promise<Result & { job: pb.Job }> {
+async function run(client: JobworkerClient, args: string[], limits: Partial<pb.Limits> = {}): Promise<Result & { job: JobView }> {
   const job = await client.startJob({ command: 'sh', args: ['-c', ...args], limits: { io: [], ...limits } });
   return { job, ...(await collect(client, job.id)) };
 }
@@ -71,14 +71,14 @@ export const oddJobs: Scenario = {
     const closed = await run(client, ['echo before; exec 1>&-; sleep 0.5; echo after >&2; exit 3']);
     assert.equal(closed.stdout.toString(), 'before\n');
     assert.equal(closed.stderr.toString(), 'after\n');
-    assert.equal(closed.final.state, pb.JobState.JOB_STATE_FAILED);
-    assert.equal(closed.final.exitCode, 3);
+    assert.equal(closed.final.state, 'failed');
+    assert.equal(closed.final.outcome.exitCode, 3);
     // Closes both and goes on for a second: capture ends at once, the job only when the process does.
     const t0 = Date.now();
     const silent = await run(client, ['echo bye; exec >&- 2>&-; sleep 1; exit 0']);
     const silentMs = Date.now() - t0;
     assert.equal(silent.stdout.toString(), 'bye\n');
-    assert.equal(silent.final.state, pb.JobState.JOB_STATE_EXITED);
+    assert.equal(silent.final.state, 'exited');
     assert.ok(silentMs >= 1000, `a job that closed its output was reported finished after ${silentMs} ms`);
     ctx.figure('closed stdout early', 'exit 3, stderr kept');
 
@@ -91,7 +91,7 @@ export const oddJobs: Scenario = {
       `openssl enc -aes-128-ctr -K ${keyOut} -iv 00000000000000000000000000000000 -nosalt < /dev/zero 2>/dev/null | head -c ${outBytes}; ` +
         `openssl enc -aes-128-ctr -K ${keyErr} -iv 00000000000000000000000000000000 -nosalt < /dev/zero 2>/dev/null | head -c ${errBytes} >&2`,
     ]);
-    assert.equal(binary.final.state, pb.JobState.JOB_STATE_EXITED, binary.final.reason);
+    assert.equal(binary.final.state, 'exited', binary.final.outcome.reason ?? undefined);
     assert.equal(binary.stdout.length, outBytes);
     assert.equal(binary.stderr.length, errBytes);
     assert.equal(createHash('sha256').update(binary.stdout).digest('hex'), keystream(keyOut, outBytes), 'stdout bytes differ');
@@ -101,7 +101,7 @@ export const oddJobs: Scenario = {
     // 10,000 short children, one after the other, under a pids limit of 16.
     const t1 = Date.now();
     const forker = await run(client, ['i=0; while [ $i -lt 10000 ]; do ( exit 0 ); i=$((i+1)); done; echo forked $i'], { pids: 16 });
-    assert.equal(forker.final.state, pb.JobState.JOB_STATE_EXITED, forker.final.reason);
+    assert.equal(forker.final.state, 'exited', forker.final.outcome.reason ?? undefined);
     assert.equal(forker.stdout.toString(), 'forked 10000\n');
     ctx.figure('children forked', 10_000);
     ctx.figure('fork job seconds', ((Date.now() - t1) / 1000).toFixed(1));
@@ -116,15 +116,15 @@ export const oddJobs: Scenario = {
       const now = processesIn(daemon, bomb.id);
       if (now.length > peakProcesses) peakProcesses = now.length;
       if (now.length > 0) bombProcs = now;
-      if ((await client.getJob(bomb.id)).state !== pb.JobState.JOB_STATE_RUNNING) break;
+      if ((await client.getJob(bomb.id)).state !== 'running') break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const bombStatus = await client.getJob(bomb.id);
-    if (bombStatus.state === pb.JobState.JOB_STATE_RUNNING) await client.stopJob(bomb.id, { graceMs: 500 });
+    if (bombStatus.state === 'running') await client.stopJob(bomb.id, { graceMs: 500 });
     const bombFinal = (await collect(client, bomb.id)).final;
     assert.ok(peakProcesses <= 50, `${peakProcesses} processes under a pids limit of 50`);
     assert.deepEqual(survivors(bombProcs), [], 'processes of the fork bomb survived');
-    ctx.figure('fork bomb', `${pb.jobStateToJSON(bombFinal.state).replace('JOB_STATE_', '').toLowerCase()} (${bombFinal.reason}), peak ${peakProcesses} processes of 50`);
+    ctx.figure('fork bomb', `${bombFinal.state} (${bombFinal.outcome.reason}), peak ${peakProcesses} processes of 50`);
 
     // Ignores SIGTERM, with a helper in its own session that ignores it too: stopped after the
     // grace period by killing the whole cgroup.
@@ -136,9 +136,9 @@ export const oddJobs: Scenario = {
     const t2 = Date.now();
     const stopped = await client.stopJob(stubborn.id, { graceMs: 1500 });
     const stopMs = Date.now() - t2;
-    assert.equal(stopped.job!.state, pb.JobState.JOB_STATE_STOPPED);
-    assert.equal(stopped.job!.signal, 'SIGKILL');
-    assert.equal(stopped.job!.stoppedBy, 'odd');
+    assert.equal(stopped.job!.state, 'stopped');
+    assert.equal(stopped.job!.outcome.signal, 'SIGKILL');
+    assert.equal(stopped.job!.outcome.stoppedBy, 'odd');
     assert.ok(stopMs >= 1500 && stopMs < 1500 + 10_000, `stop took ${stopMs} ms with a 1500 ms grace`);
     assert.deepEqual(survivors(stubbornProcs), [], 'processes of the stubborn job survived');
     ctx.figure('ignores SIGTERM: stopped after (ms, grace 1500)', stopMs);
@@ -149,8 +149,8 @@ export const oddJobs: Scenario = {
     const t3 = Date.now();
     const politeStop = await client.stopJob(polite.id, { graceMs: 10_000 });
     const politeMs = Date.now() - t3;
-    assert.equal(politeStop.job!.state, pb.JobState.JOB_STATE_STOPPED);
-    assert.equal(politeStop.job!.exitCode, 0);
+    assert.equal(politeStop.job!.state, 'stopped');
+    assert.equal(politeStop.job!.outcome.exitCode, 0);
     assert.ok(politeMs < 5000, `a job that handles SIGTERM took ${politeMs} ms to stop`);
     assert.equal((await collect(client, polite.id)).stdout.toString(), 'ready\nbye\n');
     ctx.figure('handles SIGTERM: stopped after (ms)', politeMs);

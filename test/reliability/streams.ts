@@ -4,13 +4,12 @@
 import assert from 'node:assert/strict';
 import { createHash, type Hash } from 'node:crypto';
 
-import type { JobworkerClient } from '../../src/client';
-import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import type { JobView, JobworkerClient, LogStreamName, StreamLogsRequest } from '../../src/client';
 
 export interface RecordDigest {
   offset: number;
   nextOffset: number;
-  stream: pb.Stream;
+  stream: LogStreamName;
   length: number;
   sha1: string;
 }
@@ -23,7 +22,7 @@ export interface Session {
   stdout: Hash;
   stderr: Hash;
   bytes: number;
-  final: pb.Job | undefined;
+  final: JobView | undefined;
   /** How the stream ended: 'end' (final status), 'detached' (we cancelled), or an error code name. */
   end: string;
 }
@@ -39,21 +38,21 @@ export interface JobOutput {
   stderr: Buffer;
   /** Marker records (cap reached, bytes dropped…) as text, in order. */
   markers: string[];
-  final: pb.Job | undefined;
+  final: JobView | undefined;
 }
 
 /** The whole output of one StreamLogs call: each stream's bytes joined, markers, the final status. */
-export async function jobOutput(client: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }): Promise<JobOutput> {
+export async function jobOutput(client: JobworkerClient, request: StreamLogsRequest): Promise<JobOutput> {
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   const output: JobOutput = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), markers: [], final: undefined };
   for await (const message of client.streamLogs(request)) {
     for (const chunk of message.chunks) {
-      if (chunk.stream === pb.Stream.STREAM_STDOUT) stdout.push(Buffer.from(chunk.data));
-      else if (chunk.stream === pb.Stream.STREAM_STDERR) stderr.push(Buffer.from(chunk.data));
+      if (chunk.stream === 'stdout') stdout.push(Buffer.from(chunk.data));
+      else if (chunk.stream === 'stderr') stderr.push(Buffer.from(chunk.data));
       else output.markers.push(Buffer.from(chunk.data).toString());
     }
-    if (message.finalStatus !== undefined) output.final = message.finalStatus;
+    if (message.finalStatus !== null) output.final = message.finalStatus;
   }
   output.stdout = Buffer.concat(stdout);
   output.stderr = Buffer.concat(stderr);
@@ -61,7 +60,7 @@ export async function jobOutput(client: JobworkerClient, request: Partial<pb.Str
 }
 
 /** Reads one StreamLogs call into digests; never throws for a stream error (see `end`). */
-export async function readSession(client: JobworkerClient, request: Partial<pb.StreamLogsRequest> & { jobId: string }, options: SessionOptions = {}): Promise<Session> {
+export async function readSession(client: JobworkerClient, request: StreamLogsRequest, options: SessionOptions = {}): Promise<Session> {
   const session: Session = { from: request.fromOffset ?? 0, records: [], stdout: createHash('sha256'), stderr: createHash('sha256'), bytes: 0, final: undefined, end: 'end' };
   let open: { digest: RecordDigest; hash: Hash } | undefined;
   const close = () => {
@@ -80,10 +79,10 @@ export async function readSession(client: JobworkerClient, request: Partial<pb.S
         open.hash.update(chunk.data);
         open.digest.length += chunk.data.length;
         session.bytes += chunk.data.length;
-        if (chunk.stream === pb.Stream.STREAM_STDOUT) session.stdout.update(chunk.data);
-        else if (chunk.stream === pb.Stream.STREAM_STDERR) session.stderr.update(chunk.data);
+        if (chunk.stream === 'stdout') session.stdout.update(chunk.data);
+        else if (chunk.stream === 'stderr') session.stderr.update(chunk.data);
       }
-      if (message.finalStatus !== undefined) session.final = message.finalStatus;
+      if (message.finalStatus !== null) session.final = message.finalStatus;
       if (options.detach?.(session) === true) {
         session.end = 'detached';
         break;

@@ -1,15 +1,22 @@
-// job-cli's output: the job view --json prints, the text rendered from it, exit statuses, log
-// lines with timestamps, markers, and top's rates. Pure functions, no daemon.
+// job-cli's output: the job report --json prints (from the API's Job, through the client's view),
+// the text rendered from it, exit statuses, log lines with timestamps, markers, and top's rates.
+// Pure functions, no daemon.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { commandLine, exitCell, renderJobDetails, renderJobTable, renderTable, shellQuote, truncate } from '../../src/cli/job-cli/format';
-import { exitStatusOf, toJobView } from '../../src/cli/job-cli/job-view';
+import { exitStatusOf, toJobReport } from '../../src/cli/job-cli/job-report';
 import { chunkJson, describeMarker, formatMicros, prefixLines } from '../../src/cli/job-cli/log-output';
 import { renderTop, topRows, type Reading } from '../../src/cli/job-cli/top';
+import { jobFromPb } from '../../src/client/convert';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 
 const NOW = new Date('2024-05-01T12:00:10Z');
+
+/** What job-cli prints of an API Job: through the client's view, as the commands do. */
+function report(job: pb.Job, now: Date) {
+  return toJobReport(jobFromPb(job), now);
+}
 
 function pbJob(over: Partial<pb.Job> = {}): pb.Job {
   return pb.Job.fromPartial({
@@ -29,9 +36,9 @@ function pbJob(over: Partial<pb.Job> = {}): pb.Job {
   });
 }
 
-describe('the job view', () => {
+describe('the job report', () => {
   it('has every field, null where it does not apply', () => {
-    const view = toJobView(pbJob(), NOW);
+    const view = report(pbJob(), NOW);
     assert.equal(view.state, 'running');
     assert.equal(view.exitCode, null);
     assert.equal(view.signal, null);
@@ -43,7 +50,7 @@ describe('the job view', () => {
       io: [{ device: '/dev/sda', readBytesPerSecond: 10 * 2 ** 20, writeBytesPerSecond: null, readIops: null, writeIops: null }],
     });
     assert.deepEqual(JSON.parse(JSON.stringify(view)), view, 'JSON-safe');
-    const fresh = toJobView(pb.Job.fromPartial({ id: 'x', state: pb.JobState.JOB_STATE_STARTING }), NOW);
+    const fresh = report(pb.Job.fromPartial({ id: 'x', state: pb.JobState.JOB_STATE_STARTING }), NOW);
     assert.deepEqual([fresh.pid, fresh.startedAt, fresh.durationMs, fresh.stats, fresh.reason], [null, null, null, null, null]);
   });
 
@@ -71,14 +78,14 @@ describe('text for people', () => {
   });
 
   it('renders the EXIT column', () => {
-    const base = toJobView(pbJob(), NOW);
+    const base = report(pbJob(), NOW);
     assert.equal(exitCell(base), '-');
     assert.equal(exitCell({ ...base, exitCode: 3 }), '3');
     assert.equal(exitCell({ ...base, signal: 'SIGKILL', oomKilled: true }), 'SIGKILL (OOM)');
   });
 
   it('query: facts with units people read', () => {
-    const text = renderJobDetails(toJobView(pbJob(), NOW), NOW);
+    const text = renderJobDetails(report(pbJob(), NOW), NOW);
     assert.match(text, /^ID +3f2a9c1e-0000-4000-8000-000000000001$/m);
     assert.match(text, /^State +running \(pid 4242\)$/m);
     assert.match(text, /^Command +sh -c 'echo '\\''hi there'\\'''$/m);
@@ -89,7 +96,7 @@ describe('text for people', () => {
     assert.match(text, /^Processes +3$/m);
     assert.match(text, /^IO 8:0 +read 9.54 MiB \(1 MB\/s on average\), written 0 B \(0 B\/s on average\); 0 reads, 0 writes$/m);
     const ended = renderJobDetails(
-      toJobView(pbJob({ state: pb.JobState.JOB_STATE_FAILED, signal: 'SIGKILL', oomKilled: true, reason: 'killed by SIGKILL (out of memory)', finishedAt: new Date('2024-05-01T12:00:04Z') }), NOW),
+      report(pbJob({ state: pb.JobState.JOB_STATE_FAILED, signal: 'SIGKILL', oomKilled: true, reason: 'killed by SIGKILL (out of memory)', finishedAt: new Date('2024-05-01T12:00:04Z') }), NOW),
       NOW,
     );
     assert.match(ended, /^State +failed$/m);
@@ -100,7 +107,7 @@ describe('text for people', () => {
   });
 
   it('list: one row per job, a HOST column for several hosts', () => {
-    const job = toJobView(pbJob(), NOW);
+    const job = report(pbJob(), NOW);
     const text = renderJobTable([{ ...job, context: 'east' }], NOW, true);
     assert.equal(
       text,
@@ -134,17 +141,17 @@ describe('log output', () => {
 
   it('--json chunks: text when it is UTF-8, base64 too when it is not', () => {
     const base = { timeUnixMicros: 1_714_564_800_000_000, offset: 0, nextOffset: 30 };
-    assert.deepEqual(chunkJson({ ...base, stream: pb.Stream.STREAM_STDERR, data: Buffer.from('héllo\n') }), {
+    assert.deepEqual(chunkJson({ ...base, stream: 'stderr', data: Buffer.from('héllo\n') }), {
       type: 'output', stream: 'stderr', time: '2024-05-01T12:00:00.000000Z', offset: 0, nextOffset: 30, data: 'héllo\n',
     });
-    const binary = chunkJson({ ...base, stream: pb.Stream.STREAM_STDOUT, data: Buffer.from([0xff, 0x00, 0x41]) });
+    const binary = chunkJson({ ...base, stream: 'stdout', data: Buffer.from([0xff, 0x00, 0x41]) });
     assert.equal(binary.dataBase64, '/wBB');
-    assert.deepEqual(chunkJson({ ...base, stream: pb.Stream.STREAM_MARKER, data: Buffer.from('{"event":"truncated","limitBytes":5}') }).event, { event: 'truncated', limitBytes: 5 });
+    assert.deepEqual(chunkJson({ ...base, stream: 'marker', data: Buffer.from('{"event":"truncated","limitBytes":5}') }).event, { event: 'truncated', limitBytes: 5 });
   });
 });
 
 describe('top', () => {
-  const reading = (job: Partial<pb.Job>, atMs: number): Reading => ({ job: toJobView(pbJob(job), NOW), atMs });
+  const reading = (job: Partial<pb.Job>, atMs: number): Reading => ({ job: report(pbJob(job), NOW), atMs });
 
   it('CPU and disk rates over the interval; none on a first reading', () => {
     const before = reading({}, 0);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { applyEnvironment, applyFileConfig, defaultConfig, readConfigFile } from '../../src/server/config';
+import { applyEnvironment, applyFileConfig, defaultConfig, readConfigFile } from '../../src/daemon/config';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

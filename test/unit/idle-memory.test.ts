@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
 
-import { fullGarbageCollection, IdleMemoryReleaser, releaseReason, type MemoryFigures } from '../../src/server/idle-memory';
+import { fullGarbageCollection, IdleMemoryReleaser, releaseReason, type MemoryFigures } from '../../src/daemon/idle-memory';
 
 const MiB = 1 << 20;
 const mib = (bytes: number) => `${Math.round(bytes / MiB)} MiB`;

@@ -4,6 +4,7 @@
 import { Option } from 'clipanion';
 
 import { ClientError, JobworkerClient } from '../../client';
+import { isJobId } from '../../job-id';
 import { configDir } from '../../paths';
 import { TlsMaterialError } from '../../pki/load';
 import { BaseCommand, CliError, EXIT_USAGE, flagError } from '../run';
@@ -12,7 +13,6 @@ import { readContexts } from './contexts';
 import { describeCallError, describeConnectFailure, describeTlsMaterialError } from './errors';
 import { parseDuration, UnitError } from './units';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** Parses a flag's value; a bad value is a usage error naming the flag (exit 2). */
@@ -127,7 +127,7 @@ export abstract class ClientCommand extends JobCliCommand {
    */
   protected async resolveJobId(client: JobworkerClient, text: string): Promise<string> {
     const id = text.trim().toLowerCase();
-    if (UUID.test(id)) return id;
+    if (isJobId(id)) return id;
     if (!/^[0-9a-f-]{1,35}$/.test(id)) {
       throw new CliError(`JOB: expected a job id (a UUID, or its first characters), got ${JSON.stringify(text)}`, undefined, EXIT_USAGE);
     }

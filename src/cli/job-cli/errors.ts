@@ -1,9 +1,7 @@
 // The daemon's answers and connection failures as one line for people, plus a hint where one helps
 // (which role a call needs, how to start a daemon, which flag a server-side complaint is about).
 // Pure: the command passes the connection it used.
-import { status as GrpcStatus } from '@grpc/grpc-js';
-
-import { ClientError } from '../../client';
+import { ClientError, StatusCode } from '../../client';
 import { TlsMaterialError } from '../../pki/load';
 import { CliError, EXIT_ERROR, EXIT_USAGE } from '../run';
 import { DEFAULT_ADDRESS, type ResolvedConnection } from './connection';
@@ -62,10 +60,10 @@ function isConnectionFailure(details: string): boolean {
 export function describeConnectFailure(error: ClientError, connection: ResolvedConnection, timeoutMs: number): CliError {
   const where = `the daemon at ${connection.address}`;
   const from = connection.sources.address === 'default' ? 'the default address' : `the address from ${connection.sources.address}`;
-  if (error.code === GrpcStatus.DEADLINE_EXCEEDED) {
+  if (error.code === StatusCode.DEADLINE_EXCEEDED) {
     return new CliError(`no answer from ${where} within ${formatDuration(timeoutMs)}`, `check the address (${from}) and that job-worker runs there; --timeout waits longer`);
   }
-  if (error.code === GrpcStatus.UNAVAILABLE && isConnectionFailure(error.details)) {
+  if (error.code === StatusCode.UNAVAILABLE && isConnectionFailure(error.details)) {
     const reason = connectionFailureReason(error.details);
     let hint = `is job-worker running there? (${from}; \`npm start\` or \`job-worker --dev\` runs one on ${DEFAULT_ADDRESS})`;
     if (/Name resolution failed/i.test(reason)) {
@@ -85,7 +83,7 @@ export function describeConnectFailure(error: ClientError, connection: ResolvedC
 /** A failed call's status as a message, a hint and an exit code (2 for a request the daemon calls invalid). */
 export function describeCallError(error: ClientError, connection: ResolvedConnection): CliError {
   switch (error.code) {
-    case GrpcStatus.PERMISSION_DENIED: {
+    case StatusCode.PERMISSION_DENIED: {
       const method = /may not call (\w+)/.exec(error.details)?.[1];
       const roles = method === undefined ? undefined : (ROLES_FOR[method] ?? 'reader, writer or admin');
       return new CliError(
@@ -95,15 +93,15 @@ export function describeCallError(error: ClientError, connection: ResolvedConnec
           : `${method} needs the ${roles} role; ask for a certificate with it (\`job-worker pki client --name … --role ${roles.split(' ')[0]}\`)`,
       );
     }
-    case GrpcStatus.UNAUTHENTICATED:
+    case StatusCode.UNAUTHENTICATED:
       return new CliError(`not authenticated: ${error.details}`, `the daemon does not accept ${connection.tls.certificatePath}; is it issued by the CA the daemon trusts?`);
-    case GrpcStatus.NOT_FOUND:
+    case StatusCode.NOT_FOUND:
       return new CliError(error.details, '`job-cli list --all` lists the jobs you can see');
-    case GrpcStatus.INVALID_ARGUMENT:
+    case StatusCode.INVALID_ARGUMENT:
       return new CliError(withFlagNames(error.details), undefined, EXIT_USAGE);
-    case GrpcStatus.DEADLINE_EXCEEDED:
+    case StatusCode.DEADLINE_EXCEEDED:
       return new CliError(`the daemon at ${connection.address} did not answer in time`, '--timeout waits longer');
-    case GrpcStatus.UNAVAILABLE:
+    case StatusCode.UNAVAILABLE:
       if (isConnectionFailure(error.details)) return new CliError(`lost the connection to the daemon at ${connection.address}: ${connectionFailureReason(error.details)}`);
       return new CliError(`the daemon at ${connection.address} is unavailable: ${error.details}`);
     default:

@@ -1,5 +1,5 @@
 // Text for people, from the same views --json prints: tables, a job's details, command lines. Pure.
-import type { JobView } from './job-view';
+import type { JobReport } from './job-report';
 import { formatAgo, formatBytes, formatDuration, formatPercent, formatRate } from './units';
 
 /** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
@@ -25,17 +25,17 @@ export function truncate(text: string, max: number): string {
 }
 
 /** The EXIT column: the code, the signal, or "-" while running. */
-export function exitCell(job: JobView): string {
+export function exitCell(job: JobReport): string {
   if (job.exitCode !== null) return String(job.exitCode);
   if (job.signal !== null) return job.oomKilled ? `${job.signal} (OOM)` : job.signal;
   return '-';
 }
 
-export function commandLine(job: Pick<JobView, 'command' | 'args'>): string {
+export function commandLine(job: Pick<JobReport, 'command' | 'args'>): string {
   return shellQuote([job.command, ...job.args]);
 }
 
-export function formatLimits(limits: JobView['limits']): string {
+export function formatLimits(limits: JobReport['limits']): string {
   const parts: string[] = [];
   if (limits.cpu !== null) parts.push(`cpu ${limits.cpu}`);
   if (limits.cpuWeight !== null) parts.push(`cpu weight ${limits.cpuWeight}`);
@@ -53,7 +53,7 @@ export function formatLimits(limits: JobView['limits']): string {
 }
 
 /** CPU use averaged over the job's run, as a percentage of one CPU; null before it started. */
-export function averageCpuPercent(job: JobView): number | null {
+export function averageCpuPercent(job: JobReport): number | null {
   if (job.stats === null || job.durationMs === null || job.durationMs <= 0) return null;
   return (job.stats.cpuUsageMicros / 1000 / job.durationMs) * 100;
 }
@@ -63,7 +63,7 @@ function time(iso: string | null, now: Date): string {
 }
 
 /** `query`: one "Label  value" line per fact. */
-export function renderJobDetails(job: JobView, now: Date): string {
+export function renderJobDetails(job: JobReport, now: Date): string {
   const rows: [string, string][] = [
     ['ID', job.id],
     ['State', job.state === 'running' && job.pid !== null ? `running (pid ${job.pid})` : job.state],
@@ -110,7 +110,7 @@ export function renderJobDetails(job: JobView, now: Date): string {
 }
 
 /** `list`: the table; `hosts` adds a HOST column first. */
-export function renderJobTable(jobs: readonly (JobView & { context?: string })[], now: Date, hosts = false): string {
+export function renderJobTable(jobs: readonly (JobReport & { context?: string })[], now: Date, hosts = false): string {
   const headers = [...(hosts ? ['HOST'] : []), 'ID', 'STATE', 'EXIT', 'CREATED', 'DURATION', 'OWNER', 'COMMAND'];
   const rows = jobs.map((job) => [
     ...(hosts ? [job.context ?? ''] : []),

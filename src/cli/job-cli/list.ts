@@ -8,7 +8,8 @@ import { ClientCommand } from './client-command';
 import { resolveConnection, type ResolvedConnection } from './connection';
 import { DEFAULT_CONTEXT, readContexts } from './contexts';
 import { renderJobTable } from './format';
-import { JOB_STATES, stateToPb, toJobView, type JobStateName, type JobView } from './job-view';
+import { JOB_STATE_NAMES, type JobStateName } from '../../client';
+import { toJobReport, type JobReport } from './job-report';
 
 export class ListCommand extends ClientCommand {
   static override paths = [['list'], ['ls']];
@@ -37,19 +38,19 @@ export class ListCommand extends ClientCommand {
     ],
   });
 
-  states = Option.Array('--state', { description: `only jobs in this state (repeatable or comma-separated): ${JOB_STATES.join(', ')}` });
+  states = Option.Array('--state', { description: `only jobs in this state (repeatable or comma-separated): ${JOB_STATE_NAMES.join(', ')}` });
   all = Option.Boolean('--all', false, { description: 'jobs in every state' });
   owner = Option.String('--owner', { description: 'only jobs of this identity (admins; others only ever see their own)' });
   allContexts = Option.Boolean('--all-contexts', false, { description: 'list on every saved context, with a HOST column' });
 
   async runCommand(): Promise<number> {
     const states = this.selectedStates();
-    const request = { states: states.map(stateToPb), ...(this.owner === undefined ? {} : { owner: this.owner }) };
+    const request = { states, ...(this.owner === undefined ? {} : { owner: this.owner }) };
     const names = this.contextsToList();
     if (names === null) {
       const client = await this.connect();
       const now = new Date();
-      const jobs = (await client.listAllJobs(request)).map((job) => toJobView(job, now));
+      const jobs = (await client.listAllJobs(request)).map((job) => toJobReport(job, now));
       if (this.json) this.printJson(jobs);
       else if (jobs.length === 0) this.note(this.all ? 'no jobs' : `no ${states.join(' or ')} jobs${this.states === undefined ? ' (--all lists every job)' : ''}`);
       else this.print(renderJobTable(jobs, now));
@@ -63,7 +64,7 @@ export class ListCommand extends ClientCommand {
           connection = resolveConnection({ flags: { context: name }, env: {}, contexts: readContexts(configDir()), configDir: configDir(), cwd: process.cwd() });
           const client = await this.connect(connection);
           const now = new Date();
-          return { name, jobs: (await client.listAllJobs(request)).map((job) => ({ ...toJobView(job, now), context: name })) };
+          return { name, jobs: (await client.listAllJobs(request)).map((job) => ({ ...toJobReport(job, now), context: name })) };
         } catch (error) {
           const described = (connection === undefined ? undefined : this.describeFor(error, connection)) ?? (error instanceof Error ? error : new Error(String(error)));
           const where = connection === undefined ? name : `${name} (${connection.address})`;
@@ -72,7 +73,7 @@ export class ListCommand extends ClientCommand {
         }
       }),
     );
-    const jobs: (JobView & { context: string })[] = results
+    const jobs: (JobReport & { context: string })[] = results
       .flatMap((result) => result.jobs ?? [])
       .sort((a, b) => (a.createdAt ?? '').localeCompare(b.createdAt ?? ''));
     if (this.json) this.printJson(jobs);
@@ -84,7 +85,7 @@ export class ListCommand extends ClientCommand {
   private selectedStates(): JobStateName[] {
     const given = (this.states ?? []).flatMap((value) => value.split(',')).map((value) => value.trim().toLowerCase()).filter((value) => value !== '');
     for (const state of given) {
-      if (!(JOB_STATES as readonly string[]).includes(state)) throw flagError('--state', `unknown state ${JSON.stringify(state)}; expected ${JOB_STATES.join(', ')}`);
+      if (!(JOB_STATE_NAMES as readonly string[]).includes(state)) throw flagError('--state', `unknown state ${JSON.stringify(state)}; expected ${JOB_STATE_NAMES.join(', ')}`);
     }
     if (this.all && given.length > 0) throw flagError('--all', 'lists every state; it cannot be combined with --state');
     if (this.all) return [];

@@ -3,9 +3,8 @@
 // line for each chunk and marker, then the job's status. Shared by `stream` and `run`.
 import type { Writable } from 'node:stream';
 
-import type { JobworkerClient } from '../../client';
-import * as pb from '../../gen/jobworker/v1/jobworker';
-import { toJobView, type JobView } from './job-view';
+import type { JobworkerClient, LogChunkView, StreamLogsRequest } from '../../client';
+import { toJobReport, type JobReport } from './job-report';
 import { formatBytes } from './units';
 
 /** RFC 3339 with microseconds, UTC: 2024-05-01T10:00:00.123456Z. */
@@ -59,9 +58,9 @@ export function describeMarker(data: Uint8Array): string {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** One --json line for a chunk. `dataBase64` is there only when the bytes are not valid UTF-8. */
-export function chunkJson(chunk: pb.LogChunk): Record<string, unknown> {
+export function chunkJson(chunk: LogChunkView): Record<string, unknown> {
   const base = { time: formatMicros(chunk.timeUnixMicros), offset: chunk.offset, nextOffset: chunk.nextOffset };
-  if (chunk.stream === pb.Stream.STREAM_MARKER) {
+  if (chunk.stream === 'marker') {
     let event: unknown;
     try {
       event = JSON.parse(Buffer.from(chunk.data).toString('utf8'));
@@ -70,7 +69,7 @@ export function chunkJson(chunk: pb.LogChunk): Record<string, unknown> {
     }
     return { type: 'marker', ...base, event };
   }
-  const stream = chunk.stream === pb.Stream.STREAM_STDERR ? 'stderr' : 'stdout';
+  const stream = chunk.stream === 'stderr' ? 'stderr' : 'stdout';
   try {
     return { type: 'output', stream, ...base, data: utf8.decode(chunk.data) };
   } catch {
@@ -95,14 +94,14 @@ export class LogPrinter {
     this.#options = options;
   }
 
-  async chunk(chunk: pb.LogChunk): Promise<void> {
+  async chunk(chunk: LogChunkView): Promise<void> {
     const { stdout, stderr, json, timestamps } = this.#options;
     if (json) return write(stdout, `${JSON.stringify(chunkJson(chunk))}\n`);
-    if (chunk.stream === pb.Stream.STREAM_MARKER) {
+    if (chunk.stream === 'marker') {
       this.#options.note(describeMarker(chunk.data));
       return;
     }
-    const name = chunk.stream === pb.Stream.STREAM_STDERR ? 'stderr' : 'stdout';
+    const name = chunk.stream === 'stderr' ? 'stderr' : 'stdout';
     const target = name === 'stderr' ? stderr : stdout;
     if (!timestamps) return write(target, chunk.data);
     const { output, atLineStart } = prefixLines(chunk.data, `${formatMicros(chunk.timeUnixMicros)} `, this.#atLineStart[name]);
@@ -111,7 +110,7 @@ export class LogPrinter {
   }
 
   /** With --json, a last line with the job's status. */
-  async status(job: JobView): Promise<void> {
+  async status(job: JobReport): Promise<void> {
     if (this.#options.json) await write(this.#options.stdout, `${JSON.stringify({ type: 'status', job })}\n`);
   }
 }
@@ -143,15 +142,15 @@ async function write(stream: Writable, data: Uint8Array | string): Promise<void>
  */
 export async function printLogs(
   client: JobworkerClient,
-  request: Partial<pb.StreamLogsRequest> & { jobId: string },
+  request: StreamLogsRequest,
   printer: LogPrinter,
   signal?: AbortSignal,
-): Promise<JobView | null> {
-  let final: JobView | null = null;
+): Promise<JobReport | null> {
+  let final: JobReport | null = null;
   try {
     for await (const message of client.streamLogs(request, signal)) {
       for (const chunk of message.chunks) await printer.chunk(chunk);
-      if (message.finalStatus !== undefined) final = toJobView(message.finalStatus);
+      if (message.finalStatus !== null) final = toJobReport(message.finalStatus);
     }
   } catch (error) {
     if (signal?.aborted === true) return final; // we cancelled it

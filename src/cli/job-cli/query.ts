@@ -2,7 +2,7 @@ import { Command, Option } from 'clipanion';
 
 import { ClientCommand } from './client-command';
 import { renderJobDetails } from './format';
-import { toJobView } from './job-view';
+import { toJobReport } from './job-report';
 
 export class QueryCommand extends ClientCommand {
   static override paths = [['query'], ['status']];
@@ -28,7 +28,7 @@ export class QueryCommand extends ClientCommand {
     const client = await this.connect();
     const id = await this.resolveJobId(client, this.job);
     const now = new Date();
-    const job = toJobView(await client.getJob(id), now);
+    const job = toJobReport(await client.getJob(id), now);
     if (this.json) this.printJson(job);
     else this.print(renderJobDetails(job, now));
     return 0;

@@ -4,7 +4,7 @@ import { Command, Option } from 'clipanion';
 
 import { ClientError } from '../../client';
 import { CliError, EXIT_ERROR } from '../run';
-import { isFinished, toJobView, type JobView } from './job-view';
+import { isFinished, toJobReport, type JobReport } from './job-report';
 import { LogPrinter, printLogs } from './log-output';
 import { JobSpecCommand, LIMITS_DETAILS } from './start-request';
 import { EXIT_BROKEN_PIPE, exitOfFollowedJob } from './stream';
@@ -48,7 +48,7 @@ ${LIMITS_DETAILS}
   async runCommand(): Promise<number> {
     const request = this.startRequest();
     const client = await this.connect();
-    const started = toJobView(await client.startJob(request));
+    const started = toJobReport(await client.startJob(request));
     const id = started.id;
 
     const abort = new AbortController();
@@ -108,7 +108,7 @@ ${LIMITS_DETAILS}
     process.on('SIGINT', onInterrupt);
     process.on('SIGTERM', onTerminate);
 
-    let final: JobView | null;
+    let final: JobReport | null;
     const printer = new LogPrinter({ stdout: this.context.stdout, stderr: this.context.stderr, json: this.json, timestamps: this.timestamps, note: (text) => this.note(text) });
     // Our reader went away (`job-cli run … | head`): the job was tied to this run, so stop it,
     // dropping its output meanwhile, and exit 141 like a process killed by SIGPIPE.

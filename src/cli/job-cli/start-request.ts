@@ -2,7 +2,7 @@
 // their shared flags. The mapping is pure (buildStartRequest); the flags live on JobSpecCommand.
 import { Option } from 'clipanion';
 
-import type * as pb from '../../gen/jobworker/v1/jobworker';
+import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
 import { parseDeviceValue, parseInteger, parsePositiveNumber, parseSize, UnitError } from './units';
@@ -23,7 +23,7 @@ export interface JobSpecFlags {
   user?: string | undefined;
 }
 
-export type StartRequest = Partial<pb.StartJobRequest> & { command: string; args: string[]; env: Record<string, string>; cwd: string; limits: pb.Limits };
+export type StartRequest = StartJobRequest & { args: string[]; env: Record<string, string>; cwd: string; limits: LimitsRequest & { io: NonNullable<LimitsRequest['io']> } };
 
 const MAX_UINT32 = 4_294_967_295;
 const IO_FLAGS = [
@@ -38,7 +38,7 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   const [command, ...args] = flags.command;
   if (command === undefined || command === '') throw flagError('COMMAND', 'give the command to run after "--", e.g. `-- sleep 10`');
 
-  const limits: pb.Limits = { io: [] };
+  const limits: StartRequest['limits'] = { io: [] };
   if (flags.cpu !== undefined) limits.cpu = parseFlag('--cpu', flags.cpu, parsePositiveNumber);
   if (flags.cpuWeight !== undefined) limits.cpuWeight = parseFlag('--cpu-weight', flags.cpuWeight, (text) => parseInteger(text, 1, 10_000));
   if (flags.memory !== undefined) limits.memoryBytes = parseFlag('--memory', flags.memory, parseSize);
@@ -75,7 +75,7 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
 }
 
 /** "UID" or "UID:GID" (numbers: the daemon's host may not know our names); GID defaults to UID. */
-function parseUser(text: string): pb.JobUser {
+function parseUser(text: string): NonNullable<StartJobRequest['user']> {
   const match = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(text);
   const uid = Number(match?.[1]);
   const gid = match?.[2] === undefined ? uid : Number(match[2]);

@@ -1,6 +1,6 @@
 import { Command } from 'clipanion';
 
-import { toJobView } from './job-view';
+import { toJobReport } from './job-report';
 import { JobSpecCommand, LIMITS_DETAILS } from './start-request';
 
 export class StartCommand extends JobSpecCommand {
@@ -26,7 +26,7 @@ ${LIMITS_DETAILS}
   async runCommand(): Promise<number> {
     const request = this.startRequest();
     const client = await this.connect();
-    const job = toJobView(await client.startJob(request));
+    const job = toJobReport(await client.startJob(request));
     if (this.json) this.printJson(job);
     else this.print(job.id);
     return 0;

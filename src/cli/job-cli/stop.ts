@@ -2,9 +2,10 @@ import { constants } from 'node:os';
 
 import { Command, Option } from 'clipanion';
 
+import { REQUEST_BOUNDS } from '../../client';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
-import { toJobView } from './job-view';
+import { toJobReport } from './job-report';
 import { parseDuration } from './units';
 
 /** "TERM", "sigterm", "SIGTERM" or "15" → "SIGTERM". */
@@ -45,11 +46,11 @@ export class StopCommand extends ClientCommand {
       if (signal === undefined) throw flagError('--signal', `unknown signal ${JSON.stringify(this.signal)}; use a name like TERM, INT or KILL`);
     }
     const graceMs = this.grace === undefined ? undefined : parseFlag('--grace', this.grace, parseDuration);
-    if (graceMs !== undefined && graceMs > 3_600_000) throw flagError('--grace', 'must be at most 1h');
+    if (graceMs !== undefined && graceMs > REQUEST_BOUNDS.maxGraceMs) throw flagError('--grace', `must be at most ${REQUEST_BOUNDS.maxGraceMs / 3_600_000}h`);
     const client = await this.connect();
     const id = await this.resolveJobId(client, this.job);
     const response = await client.stopJob(id, { ...(signal === undefined ? {} : { signal }), ...(graceMs === undefined ? {} : { graceMs }) });
-    const job = toJobView(response.job!);
+    const job = toJobReport(response.job);
     if (this.json) this.printJson({ alreadyFinished: response.alreadyFinished, job });
     else this.print(`${job.id}${response.alreadyFinished ? ' had already finished' : ''}: ${job.reason ?? job.state}`);
     return 0;

@@ -1,8 +1,8 @@
 import { Command, Option } from 'clipanion';
 
-import * as pb from '../../gen/jobworker/v1/jobworker';
+import { REQUEST_BOUNDS, type StreamLogsRequest } from '../../client';
 import { ClientCommand, parseFlag } from './client-command';
-import { exitStatusOf, isFinished, type JobView } from './job-view';
+import { exitStatusOf, isFinished, type JobReport } from './job-report';
 import { LogPrinter, printLogs } from './log-output';
 import { parseInteger, parseSince } from './units';
 
@@ -47,10 +47,11 @@ export class StreamCommand extends ClientCommand {
   job = Option.String({ name: 'JOB' });
 
   async runCommand(): Promise<number> {
-    const request: Partial<pb.StreamLogsRequest> & { jobId: string } = { jobId: '', follow: this.follow, streams: [] };
-    if (this.stdoutOnly) request.streams!.push(pb.Stream.STREAM_STDOUT);
-    if (this.stderrOnly) request.streams!.push(pb.Stream.STREAM_STDERR);
-    if (this.tail !== undefined) request.tailLines = parseFlag('--tail', this.tail, (text) => parseInteger(text, 0, 100_000));
+    const streams: NonNullable<StreamLogsRequest['streams']> = [];
+    if (this.stdoutOnly) streams.push('stdout');
+    if (this.stderrOnly) streams.push('stderr');
+    const request: StreamLogsRequest = { jobId: '', follow: this.follow, streams };
+    if (this.tail !== undefined) request.tailLines = parseFlag('--tail', this.tail, (text) => parseInteger(text, 0, REQUEST_BOUNDS.maxTailLines));
     if (this.since !== undefined) request.sinceUnixMicros = parseFlag('--since', this.since, (text) => parseSince(text, new Date())).getTime() * 1000;
 
     const client = await this.connect();
@@ -62,7 +63,7 @@ export class StreamCommand extends ClientCommand {
     // Kept to the end: a write error may be reported after the last write.
     this.context.stdout.on('error', onPipeError);
     this.context.stderr.on('error', onPipeError);
-    let final: JobView | null;
+    let final: JobReport | null;
     try {
       const printer = new LogPrinter({ stdout: this.context.stdout, stderr: this.context.stderr, json: this.json, timestamps: this.timestamps, note: (text) => this.note(text) });
       final = await printLogs(client, request, printer, abort.signal);
@@ -82,7 +83,7 @@ export class StreamCommand extends ClientCommand {
 }
 
 /** The exit status for a job followed to its end, with a note where the code alone would puzzle. */
-export function exitOfFollowedJob(job: JobView, note: (text: string) => void): number {
+export function exitOfFollowedJob(job: JobReport, note: (text: string) => void): number {
   if (job.state === 'lost') note(`job ${job.id} was lost: ${job.reason ?? 'the daemon stopped tracking it'}`);
   else if (job.oomKilled) note(`job ${job.id}: ${job.reason ?? 'killed for exceeding its memory limit'}`);
   return exitStatusOf(job);

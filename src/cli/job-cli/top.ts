@@ -1,19 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Command, Option } from 'clipanion';
-import { status as GrpcStatus } from '@grpc/grpc-js';
 
-import { ClientError, type JobworkerClient } from '../../client';
-import * as pb from '../../gen/jobworker/v1/jobworker';
+import { ClientError, StatusCode, type JobworkerClient } from '../../client';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
 import { commandLine, renderTable, truncate } from './format';
-import { toJobView, type JobView } from './job-view';
+import { toJobReport, type JobReport } from './job-report';
 import { formatBytes, formatPercent, formatRate, parseDuration } from './units';
 
 /** One job's counters at one moment. */
 export interface Reading {
-  job: JobView;
+  job: JobReport;
   /** When the reading was taken, ms (any monotonic clock). */
   atMs: number;
 }
@@ -33,7 +31,7 @@ export interface TopRow {
   ioWriteBytesPerSecond: number | null;
 }
 
-const sum = (job: JobView, key: 'readBytes' | 'writeBytes') => (job.stats?.io ?? []).reduce((total, io) => total + io[key], 0);
+const sum = (job: JobReport, key: 'readBytes' | 'writeBytes') => (job.stats?.io ?? []).reduce((total, io) => total + io[key], 0);
 
 /** The rows for `current`, with rates against each job's reading in `previous`. Pure. */
 export function topRows(previous: ReadonlyMap<string, Reading>, current: readonly Reading[]): TopRow[] {
@@ -135,14 +133,14 @@ export class TopCommand extends ClientCommand {
 
 /** A live reading of every running job (the list carries final stats only, so GetJob each). */
 async function readRunning(client: JobworkerClient): Promise<Reading[]> {
-  const running = await client.listAllJobs({ states: [pb.JobState.JOB_STATE_RUNNING] });
+  const running = await client.listAllJobs({ states: ['running'] });
   const readings = await Promise.all(
     running.map(async (job) => {
       const live = await client.getJob(job.id).catch((error: unknown) => {
-        if (error instanceof ClientError && error.code === GrpcStatus.NOT_FOUND) return undefined; // removed meanwhile
+        if (error instanceof ClientError && error.code === StatusCode.NOT_FOUND) return undefined; // removed meanwhile
         throw error;
       });
-      return live === undefined ? undefined : { job: toJobView(live), atMs: performance.now() };
+      return live === undefined ? undefined : { job: toJobReport(live), atMs: performance.now() };
     }),
   );
   return readings.filter((reading): reading is Reading => reading !== undefined && reading.job.state === 'running');

@@ -1,7 +1,6 @@
 import { Command, Option } from 'clipanion';
 
-import { applyEnvironment, applyFileConfig, defaultConfig, ENV_VARIABLES, readConfigFile } from '../../server/config';
-import { handleSignals, startDaemon } from '../../server/daemon';
+import { applyEnvironment, applyFileConfig, defaultConfig, ENV_VARIABLES, handleSignals, readConfigFile, startDaemon } from '../../daemon';
 import { BaseCommand, flagError } from '../run';
 
 export class ServeCommand extends BaseCommand {

@@ -9,7 +9,7 @@ import * as t from 'typanion';
 import { JobworkerError, errorCode } from '../errors';
 import type { LogFormat, LogLevel } from '../logger';
 import { DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR } from '../paths';
-import type { TlsFilePaths } from '../pki/load';
+import type { TlsFilePaths } from '../pki';
 
 export interface DaemonConfig {
   listen: string;

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { trimNativeHeap } from '../native';
+import { trimNativeHeap } from '../worker';
 
 export const CHECK_INTERVAL_MS = 30_000;
 /** Growth below this is left alone: not worth a full GC. */

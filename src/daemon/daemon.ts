@@ -1,5 +1,7 @@
-// job-worker: open the Worker, serve it, and handle the process's signals (SIGTERM/SIGINT: graceful
-// shutdown; SIGHUP: reload the TLS files without dropping jobs or connections).
+// The daemon's start-up and shutdown, in order. Start: the TLS files are checked (refusing bad ones
+// before touching cgroups or the state directory), the Worker opens (recovering what a previous run
+// left), the gRPC server listens, then the metrics listener. Shutdown: the server stops serving
+// (streams end), the metrics listener closes, then the Worker stops (or leaves) the jobs.
 import * as path from 'node:path';
 
 import { JobworkerError } from '../errors';
@@ -7,10 +9,11 @@ import { Logger } from '../logger';
 import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
+import { JobworkerServer, splitHostPort } from '../server';
 import { Worker } from '../worker';
 import type { DaemonConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
-import { JobworkerServer } from './server';
+import { MetricsListener } from './metrics-listener';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -22,6 +25,8 @@ export interface DaemonOptions {
 
 export interface RunningDaemon {
   server: JobworkerServer;
+  /** null when the config turns metrics off. */
+  metrics: MetricsListener | null;
   worker: Worker;
   logger: Logger;
   /** Stops serving and, per config, stops the jobs; resolves when done. */
@@ -75,19 +80,31 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
 
   let server: JobworkerServer;
+  let metrics: MetricsListener | null = null;
   try {
     server = await JobworkerServer.start({
       worker,
       tls: config.tls,
       listen: config.listen,
-      metricsListen: config.metricsListen,
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
     });
+    if (config.metricsListen !== null) {
+      try {
+        metrics = await MetricsListener.start(server.metrics, config.metricsListen);
+      } catch (error) {
+        await server.shutdown(0);
+        throw error;
+      }
+    }
   } catch (error) {
     await worker.close({ stopJobs: true, graceMs: 0 });
     throw error;
   }
+  logger.info('serving', {
+    listen: `${splitHostPort(config.listen, 'listen').host}:${server.port}`,
+    metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
+  });
   logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
   const idleMemory = new IdleMemoryReleaser({
@@ -101,28 +118,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       logger.info('shutting down', { reason, stopJobs: config.shutdown.stopJobs, runningJobs: worker.runningJobs });
       idleMemory.stop();
       await server.shutdown(Math.min(config.shutdown.graceMs, 5000));
+      await metrics?.close();
       const results = await worker.close({ stopJobs: config.shutdown.stopJobs, graceMs: config.shutdown.graceMs });
       logger.info('stopped', { jobsStopped: results.filter((r) => !r.alreadyFinished).length });
     })();
     return stopping;
   };
-  return { server, worker, logger, shutdown };
-}
-
-/** Wires the process signals to a running daemon. */
-export function handleSignals(daemon: RunningDaemon): void {
-  const onStop = (signal: NodeJS.Signals) => {
-    daemon.shutdown(signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        daemon.logger.error('shutdown failed', { error: String(error) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
-  process.on('SIGHUP', () => {
-    daemon.server.reloadTls().catch((error: unknown) => daemon.logger.error('TLS reload failed; still serving the previous certificates', { error: error instanceof Error ? error.message : String(error) }));
-  });
+  return { server, metrics, worker, logger, shutdown };
 }

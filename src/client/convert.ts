@@ -1,0 +1,137 @@
+// Between the wire (ts-proto messages) and what the client takes and answers with (./requests.ts,
+// ./views.ts). The only module of the client besides client.ts that sees generated types. Pure.
+import { jobStateFromPb, jobStateToPb } from '../api/job-state';
+import { resourceStatsFromPb } from '../api/resource-stats';
+import * as pb from '../gen/jobworker/v1/jobworker';
+import type { LimitsRequest, ListJobsRequest, StartJobRequest, StreamLogsRequest, WatchJobsRequest } from './requests';
+import type { JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, OutputStreamName } from './views';
+
+const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
+const emptyToNull = (value: string): string | null => (value === '' ? null : value);
+
+function limitsFromPb(limits: pb.Limits | undefined): LimitsView {
+  return {
+    cpu: orNull(limits?.cpu),
+    cpuWeight: orNull(limits?.cpuWeight),
+    memoryBytes: orNull(limits?.memoryBytes),
+    memoryHighBytes: orNull(limits?.memoryHighBytes),
+    pids: orNull(limits?.pids),
+    io: (limits?.io ?? []).map((io) => ({
+      device: io.device,
+      readBytesPerSecond: orNull(io.readBytesPerSecond),
+      writeBytesPerSecond: orNull(io.writeBytesPerSecond),
+      readIops: orNull(io.readIops),
+      writeIops: orNull(io.writeIops),
+    })),
+  };
+}
+
+export function jobFromPb(job: pb.Job): JobView {
+  return {
+    id: job.id,
+    owner: job.owner,
+    command: job.command,
+    args: job.args,
+    cwd: job.cwd,
+    user: job.user === undefined ? null : { uid: job.user.uid, gid: job.user.gid, groups: job.user.groups },
+    state: jobStateFromPb(job.state) ?? 'unknown',
+    pid: job.pid === 0 ? null : job.pid,
+    outcome: {
+      exitCode: orNull(job.exitCode),
+      signal: emptyToNull(job.signal),
+      oomKilled: job.oomKilled,
+      stoppedBy: emptyToNull(job.stoppedBy),
+      reason: emptyToNull(job.reason),
+    },
+    createdAt: orNull(job.createdAt),
+    startedAt: orNull(job.startedAt),
+    finishedAt: orNull(job.finishedAt),
+    limits: limitsFromPb(job.limits),
+    log: {
+      sizeBytes: job.log?.sizeBytes ?? 0,
+      droppedBytes: job.log?.droppedBytes ?? 0,
+      truncated: job.log?.truncated ?? false,
+      writeError: emptyToNull(job.log?.writeError ?? ''),
+    },
+    stats: job.stats === undefined ? null : resourceStatsFromPb(job.stats),
+  };
+}
+
+/** A job in an answer that must carry one (a daemon that leaves it out is broken). */
+export function requiredJobFromPb(job: pb.Job | undefined, rpc: string): JobView {
+  if (job === undefined) throw new TypeError(`${rpc} answered without a job`);
+  return jobFromPb(job);
+}
+
+const STREAM_NAMES = new Map<pb.Stream, LogStreamName>([
+  [pb.Stream.STREAM_STDOUT, 'stdout'],
+  [pb.Stream.STREAM_STDERR, 'stderr'],
+  [pb.Stream.STREAM_MARKER, 'marker'],
+]);
+
+const STREAMS_TO_PB: Record<OutputStreamName, pb.Stream> = {
+  stdout: pb.Stream.STREAM_STDOUT,
+  stderr: pb.Stream.STREAM_STDERR,
+};
+
+function chunkFromPb(chunk: pb.LogChunk): LogChunkView {
+  return {
+    // A stream this client does not know (a newer daemon's) is output: shown as stdout.
+    stream: STREAM_NAMES.get(chunk.stream) ?? 'stdout',
+    data: chunk.data,
+    timeUnixMicros: chunk.timeUnixMicros,
+    offset: chunk.offset,
+    nextOffset: chunk.nextOffset,
+  };
+}
+
+export function logMessageFromPb(message: pb.StreamLogsResponse): LogMessageView {
+  return {
+    chunks: message.chunks.map(chunkFromPb),
+    finalStatus: message.finalStatus === undefined ? null : jobFromPb(message.finalStatus),
+  };
+}
+
+export function jobChangeFromPb(message: pb.WatchJobsResponse): JobChangeView {
+  return { job: requiredJobFromPb(message.job, 'WatchJobs'), previousState: jobStateFromPb(message.previousState) ?? null };
+}
+
+// LimitsRequest names its fields as the message does; only an absent device differs ('' on the wire).
+function limitsToPb(limits: LimitsRequest): pb.Limits {
+  return pb.Limits.fromPartial({ ...limits, io: (limits.io ?? []).map((io) => ({ ...io, device: io.device ?? '' })) });
+}
+
+export function startJobRequestToPb(request: StartJobRequest): pb.StartJobRequest {
+  return pb.StartJobRequest.fromPartial({
+    command: request.command,
+    args: request.args ?? [],
+    env: request.env ?? {},
+    cwd: request.cwd ?? '',
+    limits: request.limits === undefined ? undefined : limitsToPb(request.limits),
+    user: request.user === undefined ? undefined : { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups ?? [] },
+  });
+}
+
+export function listJobsRequestToPb(request: ListJobsRequest): pb.ListJobsRequest {
+  return pb.ListJobsRequest.fromPartial({
+    states: (request.states ?? []).map(jobStateToPb),
+    owner: request.owner ?? '',
+    pageSize: request.pageSize ?? 0,
+    pageToken: request.pageToken ?? '',
+  });
+}
+
+export function streamLogsRequestToPb(request: StreamLogsRequest): pb.StreamLogsRequest {
+  return pb.StreamLogsRequest.fromPartial({
+    jobId: request.jobId,
+    fromOffset: request.fromOffset ?? 0,
+    follow: request.follow ?? false,
+    streams: (request.streams ?? []).map((stream) => STREAMS_TO_PB[stream]),
+    sinceUnixMicros: request.sinceUnixMicros ?? 0,
+    tailLines: request.tailLines ?? 0,
+  });
+}
+
+export function watchJobsRequestToPb(request: WatchJobsRequest): pb.WatchJobsRequest {
+  return pb.WatchJobsRequest.fromPartial({ jobId: request.jobId ?? '', states: (request.states ?? []).map(jobStateToPb) });
+}

@@ -1,0 +1,69 @@
+// What the client is asked for: plain TypeScript objects (./convert.ts makes the wire messages).
+// Absent fields take the daemon's defaults.
+import type { JobStateName } from '../api/job-state';
+import type { OutputStreamName } from './views';
+
+export interface StartJobRequest {
+  command: string;
+  args?: string[];
+  /** The job's whole environment (none: just a default PATH). */
+  env?: Record<string, string>;
+  /** Absolute, on the daemon's host (default /). */
+  cwd?: string;
+  limits?: LimitsRequest;
+  /** Run as this user instead of the daemon's job user (admins only). */
+  user?: { uid: number; gid: number; groups?: number[] };
+}
+
+export interface LimitsRequest {
+  cpu?: number;
+  cpuWeight?: number;
+  memoryBytes?: number;
+  memoryHighBytes?: number;
+  pids?: number;
+  io?: IoLimitRequest[];
+}
+
+export interface IoLimitRequest {
+  /** A device node, MAJ:MIN or any path on the disk; absent or empty: the working directory's disk. */
+  device?: string;
+  readBytesPerSecond?: number;
+  writeBytesPerSecond?: number;
+  readIops?: number;
+  writeIops?: number;
+}
+
+export interface StopJobOptions {
+  /** First signal (default SIGTERM). */
+  signal?: string;
+  /** Time between it and the kill (default: the daemon's). */
+  graceMs?: number;
+}
+
+export interface ListJobsRequest {
+  /** None: every state. */
+  states?: JobStateName[];
+  /** Admins: only this identity's jobs. */
+  owner?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface StreamLogsRequest {
+  jobId: string;
+  /** A record boundary: 0, or a chunk's nextOffset to resume. */
+  fromOffset?: number;
+  /** Keep streaming until the job ends. */
+  follow?: boolean;
+  /** None: both. */
+  streams?: OutputStreamName[];
+  /** Start this many lines before the current end. */
+  tailLines?: number;
+  sinceUnixMicros?: number;
+}
+
+export interface WatchJobsRequest {
+  /** None: every job the caller may see. */
+  jobId?: string;
+  states?: JobStateName[];
+}

@@ -1,0 +1,117 @@
+// What the client answers with: plain TypeScript objects, never generated protobuf messages. States
+// and streams are words, times are Dates (log chunks keep the wire's microseconds), every field is
+// present (null where it does not apply). Built from the wire in ./convert.ts only.
+import type { JobStateName } from '../api/job-state';
+import type { IoDeviceStats, ResourceStats } from '../resource-stats';
+
+export { JOB_STATE_NAMES, type JobStateName } from '../api/job-state';
+
+export interface JobView {
+  id: string;
+  /** The identity that started it. */
+  owner: string;
+  command: string;
+  args: string[];
+  cwd: string;
+  /** The user it runs as; null: the daemon's own. */
+  user: JobUserView | null;
+  /** 'unknown': a state this client does not know (a newer daemon's). */
+  state: JobStateName | 'unknown';
+  /** Process id of the main process; null before it runs. */
+  pid: number | null;
+  /** How it ended; every field null (oomKilled false) until it has. */
+  outcome: JobOutcomeView;
+  createdAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  limits: LimitsView;
+  log: LogInfoView;
+  /** Live while running (GetJob), the final reading once finished; null if unknown. */
+  stats: StatsView | null;
+}
+
+export interface JobUserView {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
+export interface JobOutcomeView {
+  exitCode: number | null;
+  /** Signal that ended the main process, e.g. "SIGKILL". */
+  signal: string | null;
+  oomKilled: boolean;
+  /** Who stopped it. */
+  stoppedBy: string | null;
+  /** One line for people: "exited with code 0", "stopped by alice: killed by SIGTERM". */
+  reason: string | null;
+}
+
+/** A job's limits; null: not set (the daemon's default applies). */
+export interface LimitsView {
+  cpu: number | null;
+  cpuWeight: number | null;
+  memoryBytes: number | null;
+  memoryHighBytes: number | null;
+  pids: number | null;
+  io: IoLimitView[];
+}
+
+export interface IoLimitView {
+  /** Empty: the disk behind the job's working directory. */
+  device: string;
+  readBytesPerSecond: number | null;
+  writeBytesPerSecond: number | null;
+  readIops: number | null;
+  writeIops: number | null;
+}
+
+export interface LogInfoView {
+  /** Size of the log file: the output plus a small header per record. */
+  sizeBytes: number;
+  droppedBytes: number;
+  truncated: boolean;
+  writeError: string | null;
+}
+
+export type StatsView = ResourceStats;
+export type IoStatsView = IoDeviceStats;
+
+export type OutputStreamName = 'stdout' | 'stderr';
+/** 'marker': a note of jobworker's own in the log (JSON: {"event":"truncated",…}). */
+export type LogStreamName = OutputStreamName | 'marker';
+
+export interface LogChunkView {
+  stream: LogStreamName;
+  /** A view into the received message, not a copy. */
+  data: Buffer;
+  timeUnixMicros: number;
+  /** Where its record starts in the log, and where the next one does (resume from there). */
+  offset: number;
+  nextOffset: number;
+}
+
+/** One StreamLogs message: chunks of output, and on the last one the job's final status. */
+export interface LogMessageView {
+  chunks: LogChunkView[];
+  finalStatus: JobView | null;
+}
+
+/** One WatchJobs message. */
+export interface JobChangeView {
+  job: JobView;
+  /** null: not a change but the job's status when the watch began. */
+  previousState: JobStateName | null;
+}
+
+export interface StopResultView {
+  job: JobView;
+  /** The job had already finished: nothing was signalled. */
+  alreadyFinished: boolean;
+}
+
+export interface JobPageView {
+  jobs: JobView[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}

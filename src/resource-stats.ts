@@ -1,0 +1,29 @@
+// A job's resource use at one moment: what its cgroup reports (src/cgroup), what the API carries
+// (src/api maps it to and from the wire) and what clients show (src/client). One shape for every
+// layer; dependency-free, so every layer can import it.
+
+export interface IoDeviceStats {
+  /** "MAJ:MIN" */
+  device: string;
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+/** A snapshot of a job's resource use, read from its cgroup. */
+export interface ResourceStats {
+  cpuUsageMicros: number;
+  cpuUserMicros: number;
+  cpuSystemMicros: number;
+  /** CFS periods in which the job was throttled, and for how long in total. */
+  cpuThrottledPeriods: number;
+  cpuThrottledMicros: number;
+  memoryCurrentBytes: number;
+  /** Highest memory use seen; null where the kernel does not keep it. */
+  memoryPeakBytes: number | null;
+  /** Times the kernel's OOM killer killed a process of the job (memory.events oom_kill). */
+  oomKills: number;
+  pidsCurrent: number;
+  io: IoDeviceStats[];
+}

@@ -1,0 +1,110 @@
+// The frame of every JobService call, around the handler's own work: the caller's identity (from its
+// certificate; the interceptor already checked its role), refusing new calls once shutdown began,
+// the answer or the error as a gRPC status, and the request metrics. A stream is also registered so
+// shutdown can end it, counted against its identity's limit, and written with back-pressure.
+import {
+  status as GrpcStatus,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
+
+import { JobworkerError } from '../errors';
+import type { Logger } from '../logger';
+import { decoded } from './decoding';
+import type { ServerMetrics } from './metrics';
+import { peerIdentityOf, type PeerIdentity } from './peer-identity';
+import { serviceError, statusOf } from './status';
+import type { StreamRegistry } from './stream-registry';
+import { backPressuredWriter, type StreamWrite } from './stream-writer';
+
+export interface CallContext {
+  logger: Logger;
+  metrics: ServerMetrics;
+  /** True once shutdown began: new calls answer UNAVAILABLE. */
+  shuttingDown(): boolean;
+  streams: StreamRegistry;
+}
+
+export type StreamRpc = 'StreamLogs' | 'WatchJobs';
+
+function checkAvailable(context: CallContext): void {
+  if (context.shuttingDown()) throw new JobworkerError('unavailable', 'the daemon is shutting down');
+}
+
+/** A unary handler: runs `body` and answers its result, or its error as a status. */
+export function unaryCall<Req, Res>(context: CallContext, method: string, body: (request: Req, identity: PeerIdentity) => Promise<Res>) {
+  const { logger, metrics } = context;
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    void (async () => {
+      const identity = peerIdentityOf(call);
+      checkAvailable(context);
+      return body(decoded(call.request), identity);
+    })().then(
+      (response) => {
+        metrics.requests.inc({ method, code: 'OK' });
+        callback(null, response);
+      },
+      (error: unknown) => {
+        const status = statusOf(error);
+        if (status.code === GrpcStatus.INTERNAL) logger.error('request failed', { method, error: String(error) });
+        metrics.requests.inc({ method, code: GrpcStatus[status.code] });
+        callback(serviceError(status), null);
+      },
+    );
+  };
+}
+
+/**
+ * A server-streaming handler: runs `body`, which writes its messages with `write`, and ends the
+ * stream OK when it returns, or with its error as a status. `signal` aborts when the client goes
+ * away or the daemon shuts down (then the status is UNAVAILABLE).
+ */
+export function streamCall<Req, Res>(
+  context: CallContext,
+  rpc: StreamRpc,
+  body: (request: Req, identity: PeerIdentity, write: StreamWrite<Res>, signal: AbortSignal) => Promise<void>,
+) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    void serveStream(context, rpc, call, body);
+  };
+}
+
+async function serveStream<Req, Res>(
+  context: CallContext,
+  rpc: StreamRpc,
+  call: ServerWritableStream<Req, Res>,
+  body: (request: Req, identity: PeerIdentity, write: StreamWrite<Res>, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  const { logger, metrics } = context;
+  const abort = new AbortController();
+  const onCancel = () => abort.abort(new JobworkerError('unavailable', 'the client went away'));
+  call.on('cancelled', onCancel);
+  call.on('error', onCancel);
+  const untrack = context.streams.track(abort);
+  metrics.activeStreams.inc({ rpc });
+  let release: (() => void) | undefined;
+  try {
+    const identity = peerIdentityOf(call);
+    checkAvailable(context);
+    release = context.streams.admit(identity.name);
+    await body(decoded(call.request), identity, backPressuredWriter(call, abort.signal), abort.signal);
+    metrics.requests.inc({ method: rpc, code: 'OK' });
+    call.end();
+  } catch (error) {
+    const cancelled = call.cancelled || call.destroyed;
+    const status = abort.signal.aborted && !cancelled
+      ? { code: GrpcStatus.UNAVAILABLE, details: 'the daemon is shutting down' }
+      : statusOf(error);
+    metrics.requests.inc({ method: rpc, code: cancelled ? 'CANCELLED' : GrpcStatus[status.code] });
+    if (!cancelled) {
+      if (status.code === GrpcStatus.INTERNAL) logger.error('stream failed', { rpc, error: String(error) });
+      call.emit('error', serviceError(status));
+    }
+  } finally {
+    release?.();
+    untrack();
+    metrics.activeStreams.dec({ rpc });
+    call.off('cancelled', onCancel);
+  }
+}
