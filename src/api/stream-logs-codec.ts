@@ -199,12 +199,18 @@ const CHUNK_OVERHEAD = 1 + 5 + 2 + 1 + 5 + 1 + 9 + 1 + 9 + 1 + 9;
  * Encodes log chunks straight into a StreamLogsResponse message buffer as they are read, so each
  * output byte is copied once (from the read buffer into the message) and message buffers are
  * recycled once grpc-js has sent them: a fast stream allocates almost nothing per message.
+ *
+ * A record is never split across messages: every chunk carries one whole record (or, for a
+ * tail_lines start, the end of one), so its `next_offset` is a record boundary and resuming there
+ * yields exactly the bytes after the chunk. A record that does not fit the room left goes into the
+ * next message; one bigger than the capacity goes alone into a message sized for it.
  */
 export class ChunkBatch {
   #buf: Buffer;
   #at = 0;
   #free: Buffer[] = [];
 
+  /** `capacity`: the output bytes one message carries, unless it holds a single bigger record. */
   constructor(readonly capacity: number) {
     this.#buf = Buffer.allocUnsafe(capacity + CHUNK_OVERHEAD);
   }
@@ -214,16 +220,19 @@ export class ChunkBatch {
   }
 
   /**
-   * Appends a chunk carrying as much of `data` as fits and returns how many bytes of it were taken,
-   * or null when the message is full (take() it and append again).
+   * Appends `data` (one record's bytes) as one chunk and returns its length, or null when the
+   * message has no room for it (take() the message and append again: an empty message takes any
+   * record).
    */
   append(stream: number, data: Uint8Array, timeUnixMicros: number, offset: number, nextOffset: number): number | null {
-    const room = this.capacity - this.#at;
-    // No chunk in an empty message is ever refused; a full one takes no crumbs of a bigger chunk.
-    if (this.#at > 0 && (room <= 0 || room < Math.min(data.length, 4096))) return null;
-    const take = Math.min(data.length, Math.max(room, 1));
+    if (this.#at > 0 && this.#at + data.length > this.capacity) return null;
+    if (this.#buf.length < data.length + CHUNK_OVERHEAD) {
+      // Only an empty message gets here (capacity + overhead fits anything accepted above).
+      this.#recycle(this.#buf);
+      this.#buf = Buffer.allocUnsafe(data.length + CHUNK_OVERHEAD);
+    }
     const chunk: LogChunk = { stream, data: Buffer.alloc(0), timeUnixMicros, offset, nextOffset };
-    const body = chunkBodySize(chunk) + (take === 0 ? 0 : 1 + varintSize(take) + take);
+    const body = chunkBodySize(chunk) + (data.length === 0 ? 0 : 1 + varintSize(data.length) + data.length);
     const buf = this.#buf;
     let at = this.#at;
     buf[at++] = CHUNKS;
@@ -232,11 +241,11 @@ export class ChunkBatch {
       buf[at++] = STREAM;
       at = writeVarint(buf, at, stream);
     }
-    if (take !== 0) {
+    if (data.length !== 0) {
       buf[at++] = DATA;
-      at = writeVarint(buf, at, take);
-      buf.set(take === data.length ? data : data.subarray(0, take), at);
-      at += take;
+      at = writeVarint(buf, at, data.length);
+      buf.set(data, at);
+      at += data.length;
     }
     if (timeUnixMicros !== 0) {
       buf[at++] = TIME;
@@ -251,7 +260,7 @@ export class ChunkBatch {
       at = writeVarint(buf, at, nextOffset);
     }
     this.#at = at;
-    return take;
+    return data.length;
   }
 
   /** The message so far, and a release() to call once it has been sent (its buffer is reused). */
@@ -260,12 +269,16 @@ export class ChunkBatch {
     const bytes = full.subarray(0, this.#at);
     this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(this.capacity + CHUNK_OVERHEAD);
     this.#at = 0;
-    return {
-      bytes,
-      release: () => {
-        if (this.#free.length < 8) this.#free.push(full);
-      },
-    };
+    return { bytes, release: () => this.#recycle(full) };
+  }
+
+  /**
+   * Keeps a sent buffer for the next messages. Buffers sized for one big record are kept too (a
+   * stream of big records would otherwise allocate one per message); a stream has at most the
+   * server's in-flight messages plus one outstanding, so the list stays that short.
+   */
+  #recycle(buf: Buffer): void {
+    if (this.#free.length < 8) this.#free.push(buf);
   }
 }
 
