@@ -273,12 +273,15 @@ export class ChunkBatch {
   }
 
   /**
-   * Keeps a sent buffer for the next messages. Buffers sized for one big record are kept too (a
-   * stream of big records would otherwise allocate one per message); a stream has at most the
-   * server's in-flight messages plus one outstanding, so the list stays that short.
+   * Keeps a sent buffer for the next messages: up to 8 of the standard size, and one sized for a
+   * big record (a stream of big records would otherwise allocate one per message; keeping more
+   * would hold up to 1 MiB each for nothing).
    */
   #recycle(buf: Buffer): void {
-    if (this.#free.length < 8) this.#free.push(buf);
+    if (this.#free.length >= 8) return;
+    const standard = this.capacity + CHUNK_OVERHEAD;
+    if (buf.length > standard && this.#free.some((kept) => kept.length > standard)) return;
+    this.#free.push(buf);
   }
 }
 
