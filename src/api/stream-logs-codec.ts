@@ -206,12 +206,18 @@ const CHUNK_OVERHEAD = 1 + 5 + 2 + 1 + 5 + 1 + 9 + 1 + 9 + 1 + 9;
  * Encodes log chunks straight into a StreamLogsResponse message buffer as they are read, so each
  * output byte is copied once (from the read buffer into the message) and message buffers are
  * recycled once grpc-js has sent them: a fast stream allocates almost nothing per message.
+ *
+ * A record is never split across messages: every chunk carries one whole record (or, for a
+ * tail_lines start, the end of one), so its `next_offset` is a record boundary and resuming there
+ * yields exactly the bytes after the chunk. A record that does not fit the room left goes into the
+ * next message; one bigger than the capacity goes alone into a message sized for it.
  */
 export class ChunkBatch {
   #buf: Buffer;
   #at = 0;
   #free: Buffer[] = [];
 
+  /** `capacity`: the output bytes one message carries, unless it holds a single bigger record. */
   constructor(readonly capacity: number) {
     this.#buf = Buffer.allocUnsafe(capacity + CHUNK_OVERHEAD);
   }
@@ -221,16 +227,19 @@ export class ChunkBatch {
   }
 
   /**
-   * Appends a chunk carrying as much of `data` as fits and returns how many bytes of it were taken,
-   * or null when the message is full (take() it and append again).
+   * Appends `data` (one record's bytes) as one chunk and returns its length, or null when the
+   * message has no room for it (take() the message and append again: an empty message takes any
+   * record).
    */
   append(stream: number, data: Uint8Array, timeUnixMicros: number, offset: number, nextOffset: number): number | null {
-    const room = this.capacity - this.#at;
-    // No chunk in an empty message is ever refused; a full one takes no crumbs of a bigger chunk.
-    if (this.#at > 0 && (room <= 0 || room < Math.min(data.length, 4096))) return null;
-    const take = Math.min(data.length, Math.max(room, 1));
-    this.#at = writeChunk(this.#buf, this.#at, stream, take === data.length ? data : data.subarray(0, take), timeUnixMicros, offset, nextOffset);
-    return take;
+    if (this.#at > 0 && this.#at + data.length > this.capacity) return null;
+    if (this.#buf.length < data.length + CHUNK_OVERHEAD) {
+      // Only an empty message gets here (capacity + overhead fits anything accepted above).
+      this.#recycle(this.#buf);
+      this.#buf = Buffer.allocUnsafe(data.length + CHUNK_OVERHEAD);
+    }
+    this.#at = writeChunk(this.#buf, this.#at, stream, data, timeUnixMicros, offset, nextOffset);
+    return data.length;
   }
 
   /** The message so far, and a release() to call once it has been sent (its buffer is reused). */
@@ -239,12 +248,19 @@ export class ChunkBatch {
     const bytes = full.subarray(0, this.#at);
     this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(this.capacity + CHUNK_OVERHEAD);
     this.#at = 0;
-    return {
-      bytes,
-      release: () => {
-        if (this.#free.length < 8) this.#free.push(full);
-      },
-    };
+    return { bytes, release: () => this.#recycle(full) };
+  }
+
+  /**
+   * Keeps a sent buffer for the next messages: up to 8 of the standard size, and one sized for a
+   * big record (a stream of big records would otherwise allocate one per message; keeping more
+   * would hold up to 1 MiB each for nothing).
+   */
+  #recycle(buf: Buffer): void {
+    if (this.#free.length >= 8) return;
+    const standard = this.capacity + CHUNK_OVERHEAD;
+    if (buf.length > standard && this.#free.some((kept) => kept.length > standard)) return;
+    this.#free.push(buf);
   }
 }
 

@@ -19,21 +19,26 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   [`${SERVICE}ListJobs`]: 'read',
   [`${SERVICE}StreamLogs`]: 'read',
   [`${SERVICE}WatchJobs`]: 'read',
-  // Health checks and reflection: any authenticated client (still mTLS: no anonymous access).
+  // Health checks and reflection: any verified client certificate that names an identity, with or
+  // without a role (still mTLS: no anonymous access). They reveal nothing about jobs.
   '/grpc.health.v1.Health/Check': 'service-info',
   '/grpc.health.v1.Health/Watch': 'service-info',
+  '/grpc.health.v1.Health/List': 'service-info',
   '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': 'service-info',
   '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': 'service-info',
 };
 
 export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
-  reader: ['read', 'service-info'],
-  writer: ['read', 'start', 'stop', 'remove', 'service-info'],
-  admin: ['read', 'start', 'stop', 'remove', 'service-info'],
+  reader: ['read'],
+  writer: ['read', 'start', 'stop', 'remove'],
+  admin: ['read', 'start', 'stop', 'remove'],
 };
 
+/** What every authenticated identity may do, whatever its roles (none included). */
+const ANY_IDENTITY: readonly Permission[] = ['service-info'];
+
 export function permits(roles: readonly Role[], permission: Permission): boolean {
-  return roles.some((role) => ROLE_PERMISSIONS[role].includes(permission));
+  return ANY_IDENTITY.includes(permission) || roles.some((role) => ROLE_PERMISSIONS[role].includes(permission));
 }
 
 /** The interceptor's check: null lets the call through. */

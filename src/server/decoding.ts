@@ -1,14 +1,94 @@
 // grpc-js answers INTERNAL when a request cannot be deserialized. A malformed request is the
 // client's error, so the service's deserializers are wrapped: a message that does not decode becomes
-// a marker that the handler turns into INVALID_ARGUMENT.
+// a marker that the handler turns into INVALID_ARGUMENT, naming the field when one is to blame.
+//
+// The generated (ts-proto) messages hold 64-bit integers as JavaScript numbers, so a value beyond
+// 2^53−1 cannot be represented and the generated decoder throws without saying where. The request is
+// then decoded again with the generated descriptors (@bufbuild/protobuf, 64-bit integers as bigint)
+// to find the field, so the answer reads `limits.memory_bytes: 18446744073709551615 is above …`.
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { fromBinary, ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 
 import { ValidationError } from '../errors';
+import { requestMessageOf, servedDescriptors } from './descriptors';
+
+/** The largest integer a request field may carry (Number.MAX_SAFE_INTEGER); docs/api.md lists each field's real range. */
+export const MAX_REQUEST_INTEGER = Number.MAX_SAFE_INTEGER;
 
 const UNDECODABLE = Symbol('undecodable request');
 
 interface Undecodable {
-  [UNDECODABLE]: string;
+  [UNDECODABLE]: { field: string; reason: string };
+}
+
+const INT64_TYPES: ReadonlySet<ScalarType> = new Set([ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64]);
+
+function outOfRange(value: unknown): boolean {
+  return typeof value === 'bigint' && (value > BigInt(MAX_REQUEST_INTEGER) || value < -BigInt(MAX_REQUEST_INTEGER));
+}
+
+/** The first 64-bit integer field (proto path) holding a number beyond ±(2^53−1), if any. */
+function findOutOfRange(message: ReflectMessage, path: string): { field: string; value: bigint } | undefined {
+  for (const field of message.fields) {
+    if (!message.isSet(field)) continue;
+    const at = `${path}${path === '' ? '' : '.'}${field.name}`;
+    const found = findInField(field, message, at);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function findInField(field: DescField, message: ReflectMessage, at: string): { field: string; value: bigint } | undefined {
+  switch (field.fieldKind) {
+    case 'scalar': {
+      const value = message.get(field);
+      return INT64_TYPES.has(field.scalar) && outOfRange(value) ? { field: at, value: value as bigint } : undefined;
+    }
+    case 'message':
+      return findOutOfRange(message.get(field), at);
+    case 'list': {
+      let i = 0;
+      for (const item of message.get(field)) {
+        if (field.listKind === 'message') {
+          const found = findOutOfRange(item as ReflectMessage, `${at}[${i}]`);
+          if (found !== undefined) return found;
+        } else if (field.listKind === 'scalar' && INT64_TYPES.has(field.scalar) && outOfRange(item)) {
+          return { field: `${at}[${i}]`, value: item as bigint };
+        }
+        i++;
+      }
+      return undefined;
+    }
+    case 'map':
+      for (const [key, item] of message.get(field)) {
+        if (field.mapKind === 'message') {
+          const found = findOutOfRange(item as ReflectMessage, `${at}.${String(key)}`);
+          if (found !== undefined) return found;
+        } else if (field.mapKind === 'scalar' && INT64_TYPES.has(field.scalar) && outOfRange(item)) {
+          return { field: `${at}.${String(key)}`, value: item as bigint };
+        }
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Why a request did not decode, naming the field when one holds a number out of range. */
+export function explainUndecodable(schema: DescMessage | undefined, bytes: Uint8Array, error: unknown): { field: string; reason: string } {
+  const generic = { field: 'request', reason: `not a valid protobuf message (${error instanceof Error ? error.message : String(error)})` };
+  if (schema === undefined) return generic;
+  let message: ReflectMessage;
+  try {
+    message = reflect(schema, fromBinary(schema, bytes));
+  } catch {
+    return generic;
+  }
+  const found = findOutOfRange(message, '');
+  if (found === undefined) return generic;
+  const bound = found.value < 0n ? `below −${MAX_REQUEST_INTEGER}, the smallest` : `above ${MAX_REQUEST_INTEGER} (2^53−1), the largest`;
+  return { field: found.field, reason: `${found.value} is ${bound} number this server accepts` };
 }
 
 /** The service definition with every request deserializer made total. */
@@ -21,7 +101,8 @@ export function withSafeDecoding<T extends ServiceDefinition>(service: T): T {
         try {
           return method.requestDeserialize(bytes);
         } catch (error) {
-          return { [UNDECODABLE]: error instanceof Error ? error.message : String(error) } satisfies Undecodable;
+          const schema = requestMessageOf(servedDescriptors(), method.path);
+          return { [UNDECODABLE]: explainUndecodable(schema, bytes, error) } satisfies Undecodable;
         }
       },
     };
@@ -32,7 +113,8 @@ export function withSafeDecoding<T extends ServiceDefinition>(service: T): T {
 /** Throws INVALID_ARGUMENT for a request that did not decode; returns it otherwise. */
 export function decoded<T>(request: T): T {
   if (typeof request === 'object' && request !== null && UNDECODABLE in request) {
-    throw new ValidationError('request', `not a valid protobuf message (${(request as Undecodable)[UNDECODABLE]})`);
+    const { field, reason } = (request as Undecodable)[UNDECODABLE];
+    throw new ValidationError(field, reason);
   }
   return request;
 }

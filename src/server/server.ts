@@ -14,11 +14,12 @@ import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
 import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
+import { servedDescriptors } from './descriptors';
 import { createJobService } from './job-service';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
 import { createAuthenticationInterceptor } from './peer-identity';
-import { createReflectionService } from './reflection';
+import { addReflectionServices } from './reflection';
 import { StreamRegistry } from './stream-registry';
 import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from './tls';
 
@@ -121,7 +122,7 @@ export class JobworkerServer {
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
     health.addToServer(server);
-    createReflectionService().addToServer(server);
+    addReflectionServices(server, servedDescriptors());
 
     // Our own TCP listener, not server.bindAsync: it holds the connections' sockets and closes
     // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).

@@ -8,10 +8,11 @@ import * as path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 
-import { credentials as grpcCredentials, loadPackageDefinition, Metadata, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
 
 import { JobworkerClient } from '../../src/client';
+import { HealthCheckResponse_ServingStatus, HealthClient, type HealthCheckResponse } from '../../src/gen/grpc/health/v1/health';
+import { ServerReflectionClient, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { rawChannelCredentials, createTestPki, craftCertificate, type TestPki } from '../helpers/pki';
 import { isRunning } from '../helpers/proc';
@@ -32,13 +33,6 @@ function setup(extra: { stateDir?: string; tls?: Awaited<ReturnType<TestPki['ser
 
 async function clientFor(port: number, name = 'ops', roles: ('admin' | 'writer' | 'reader')[] = ['admin']): Promise<JobworkerClient> {
   return JobworkerClient.connect({ address: `localhost:${port}`, tls: await pki.client({ name, roles }) });
-}
-
-function loadService(file: string, includeDir: string, pkg: string[], service: string): ServiceClientConstructor {
-  const definition = loadPackageDefinition(loadSync(file, { includeDirs: [includeDir], enums: String }));
-  let node: GrpcObject = definition;
-  for (const part of pkg) node = node[part] as GrpcObject;
-  return node[service] as unknown as ServiceClientConstructor;
 }
 
 describe('the daemon process', requireRoot, () => {
@@ -86,24 +80,23 @@ describe('the daemon process', requireRoot, () => {
     });
 
     it('answers standard health checks and reflection', async () => {
-      const Health = loadService('health/v1/health.proto', path.join(__dirname, '..', '..', '..', 'node_modules', 'grpc-health-check', 'proto'), ['grpc', 'health', 'v1'], 'Health');
       const files = await pki.client({ name: 'probe', roles: ['reader'] });
       const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
-      const health = new Health(`localhost:${port}`, credentials) as unknown as { check(req: object, cb: (e: Error | null, r: { status: string }) => void): void; close(): void };
+      const health = new HealthClient(`localhost:${port}`, credentials);
       for (const service of ['', 'jobworker.v1.JobService']) {
-        const response = await new Promise<{ status: string }>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))));
-        assert.equal(response.status, 'SERVING');
+        const response = await new Promise<HealthCheckResponse>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))));
+        assert.equal(response.status, HealthCheckResponse_ServingStatus.SERVING);
       }
       health.close();
 
-      const Reflection = loadService('grpc/reflection/v1/reflection.proto', path.join(__dirname, '..', '..', '..', 'node_modules', '@grpc', 'reflection', 'build', 'proto'), ['grpc', 'reflection', 'v1'], 'ServerReflection');
-      const reflection = new Reflection(`localhost:${port}`, credentials) as unknown as { serverReflectionInfo(): NodeJS.ReadWriteStream & { write(m: object): void; end(): void }; close(): void };
+      const reflection = new ServerReflectionClient(`localhost:${port}`, credentials);
       const call = reflection.serverReflectionInfo();
-      call.write({ listServices: '' });
-      const [response] = (await once(call, 'data')) as [{ listServicesResponse: { service: { name: string }[] } }];
+      call.write({ host: '', messageRequest: { $case: 'listServices', value: '*' } });
+      const [response] = (await once(call, 'data')) as [ServerReflectionResponse];
       call.end();
       reflection.close();
-      const names = response.listServicesResponse.service.map((s) => s.name);
+      assert.equal(response.messageResponse?.$case, 'listServicesResponse');
+      const names = response.messageResponse.value.service.map((s) => s.name);
       assert.ok(names.includes('jobworker.v1.JobService'), names.join(','));
     });
 

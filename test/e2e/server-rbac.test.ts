@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
+import { readFileSync } from 'node:fs';
+
+import type { ChannelCredentials } from '@grpc/grpc-js';
+
 import { ClientError, type JobworkerClient, type JobView, type LogMessageView, type JobChangeView } from '../../src/client';
+import { HealthCheckResponse_ServingStatus as ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
+import * as reflectionV1 from '../../src/gen/grpc/reflection/v1/reflection';
+import * as reflectionV1alpha from '../../src/gen/grpc/reflection/v1alpha/reflection';
 import { craftCertificate, rawChannelCredentials } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { codeOf, startTestServer, type TestServer } from '../helpers/test-server';
@@ -24,6 +31,43 @@ async function firstWatch(client: JobworkerClient, jobId: string): Promise<JobCh
   for await (const message of client.watchJobs({ jobId })) return message;
   throw new Error('no message');
 }
+
+/** The first message of a stream, or its error (events.once would reject on 'error'). */
+function firstOf<T>(stream: NodeJS.EventEmitter): Promise<{ message: T } | { error: { code: number } }> {
+  return new Promise((resolve) => {
+    stream.once('data', (message: T) => resolve({ message }));
+    stream.once('error', (error: { code: number }) => resolve({ error }));
+  });
+}
+
+/** What each health and reflection RPC answers for these credentials: a status name per RPC. */
+async function serviceInfoCodes(address: string, credentials: ChannelCredentials): Promise<Record<string, string>> {
+  const health = new HealthClient(address, credentials);
+  const codes: Record<string, string> = {};
+  const name = (error: { code?: number } | null) => (error === null ? 'OK' : String(error.code));
+  try {
+    codes.check = await new Promise((resolve) => health.check({ service: 'jobworker.v1.JobService' }, (e, r) => resolve(e === null && r.status === ServingStatus.SERVING ? 'OK' : name(e))));
+    codes.list = await new Promise((resolve) => health.list({}, (e, r) => resolve(e === null && r.statuses[''] !== undefined ? 'OK' : name(e))));
+    const watch = health.watch({ service: '' });
+    const watched = await firstOf<{ status: number }>(watch);
+    codes.watch = 'error' in watched ? name(watched.error) : watched.message.status === ServingStatus.SERVING ? 'OK' : 'wrong status';
+    watch.cancel();
+  } finally {
+    health.close();
+  }
+  for (const [version, generated] of [['v1', reflectionV1], ['v1alpha', reflectionV1alpha]] as const) {
+    const client = new generated.ServerReflectionClient(address, credentials);
+    const call = client.serverReflectionInfo();
+    call.write({ host: '', messageRequest: { $case: 'listServices', value: '*' } });
+    const answered = await firstOf<reflectionV1.ServerReflectionResponse>(call);
+    codes[`reflection ${version}`] = 'error' in answered ? name(answered.error) : answered.message.messageResponse?.$case === 'listServicesResponse' ? 'OK' : 'wrong answer';
+    call.end();
+    client.close();
+  }
+  return codes;
+}
+
+const ALL_OK = { check: 'OK', list: 'OK', watch: 'OK', 'reflection v1': 'OK', 'reflection v1alpha': 'OK' };
 
 describe('role-based access', requireRoot, () => {
   before(async () => {
@@ -117,5 +161,26 @@ describe('role-based access', requireRoot, () => {
     const stub = t.stub(rawChannelCredentials({ ca: t.pki.ca.certificatePem, cert: noRoles.certificatePem, key: noRoles.privateKeyPem }));
     const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '' }, (e) => resolve(e?.code ?? 0)));
     assert.equal(code, 7); // PERMISSION_DENIED
+  });
+
+  it('health checks and reflection: any verified certificate, with any role or none', async () => {
+    const noRoles = await craftCertificate({ subject: [{ CN: ['nobody'] }], issuer: t.pki.ca });
+    const unknownRole = await craftCertificate({ subject: [{ CN: ['stranger'] }], issuer: t.pki.ca, roles: ['auditor'] });
+    const ca = t.pki.ca.certificatePem;
+    const credentials = [
+      rawChannelCredentials({ ca, cert: noRoles.certificatePem, key: noRoles.privateKeyPem }),
+      rawChannelCredentials({ ca, cert: unknownRole.certificatePem, key: unknownRole.privateKeyPem }),
+    ];
+    for (const roles of [['reader'], ['writer'], ['admin']] as const) {
+      const files = await t.pki.client({ name: `svc-${roles[0]}`, roles: [...roles] });
+      credentials.push(rawChannelCredentials({ ca, cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') }));
+    }
+    for (const [i, c] of credentials.entries()) assert.deepEqual(await serviceInfoCodes(t.address, c), ALL_OK, `credentials #${i}`);
+  });
+
+  it('health checks and reflection still need a certificate that names an identity', async () => {
+    const noName = await craftCertificate({ subject: [{ O: ['no common name'] }], issuer: t.pki.ca, roles: ['admin'] });
+    const codes = await serviceInfoCodes(t.address, rawChannelCredentials({ ca: t.pki.ca.certificatePem, cert: noName.certificatePem, key: noName.privateKeyPem }));
+    assert.deepEqual(codes, { check: '16', list: '16', watch: '16', 'reflection v1': '16', 'reflection v1alpha': '16' }); // UNAUTHENTICATED
   });
 });

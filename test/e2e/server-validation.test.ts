@@ -4,10 +4,12 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 
+import { create, toBinary } from '@bufbuild/protobuf';
 import { makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc/grpc-js';
 
 import { ClientError, type JobworkerClient, type JobView, type StartJobRequest } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { requestMessageOf, servedDescriptors } from '../../src/server/descriptors';
 import { rawChannelCredentials } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startTestServer, type TestServer } from '../helpers/test-server';
@@ -119,7 +121,8 @@ describe('request validation', requireRoot, () => {
     });
   }
 
-  it('a malformed protobuf message: INVALID_ARGUMENT, not INTERNAL', async () => {
+  /** StartJob with request bytes as given (what a client of another language may send). */
+  async function rawStartJob() {
     const files = await t.pki.client({ name: 'raw', roles: ['admin'] });
     const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
     const Raw = makeGenericClientConstructor(
@@ -136,7 +139,27 @@ describe('request validation', requireRoot, () => {
       },
       'Raw',
     );
-    const raw = new Raw(t.address, credentials) as unknown as { startJob: (b: Buffer, md: Metadata, cb: (e: ServiceError | null) => void) => void; close(): void };
+    return new Raw(t.address, credentials) as unknown as { startJob: (b: Uint8Array, md: Metadata, cb: (e: ServiceError | null) => void) => void; close(): void };
+  }
+
+  it('a 64-bit number above 2^53−1: INVALID_ARGUMENT naming the field and the largest number accepted', async () => {
+    const raw = await rawStartJob();
+    const schema = requestMessageOf(servedDescriptors(), '/jobworker.v1.JobService/StartJob')!;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ memoryBytes: 2n ** 64n - 1n }, 'limits.memory_bytes: 18446744073709551615 is above 9007199254740991 (2^53−1), the largest number this server accepts'],
+      [{ io: [{ device: '/', readBytesPerSecond: 1n << 20n }, { device: '/', writeIops: 2n ** 53n }] }, 'limits.io[1].write_iops: 9007199254740992 is above 9007199254740991 (2^53−1), the largest number this server accepts'],
+    ];
+    for (const [limits, details] of cases) {
+      const bytes = Buffer.from(toBinary(schema, create(schema, { command: 'true', limits })));
+      const error = await new Promise<ServiceError | null>((resolve) => raw.startJob(bytes, new Metadata(), resolve));
+      assert.equal(error?.code, 3, error?.details);
+      assert.equal(error.details, details);
+    }
+    raw.close();
+  });
+
+  it('a malformed protobuf message: INVALID_ARGUMENT, not INTERNAL', async () => {
+    const raw = await rawStartJob();
     const garbage = [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Buffer.from([0xff, 0xff, 0xff]), Buffer.from([0x0a, 0x05, 0x61])];
     for (const bytes of garbage) {
       const error = await new Promise<ServiceError | null>((resolve) => raw.startJob(bytes, new Metadata(), resolve));

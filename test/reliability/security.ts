@@ -9,7 +9,7 @@
 // - The job's environment: the daemon's environment, fds and signal state do not leak into jobs.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 import { ClientError, JobworkerClient } from '../../src/client';
@@ -204,12 +204,20 @@ export const security: Scenario = {
     const noisy = await alice.startJob({ command: 'sh', args: ['-c', 'while :; do echo noise; sleep 0.05; done'] });
     const probe = await alice.startJob({
       command: 'sh',
-      args: ['-c', 'ls -l /proc/$$/fd | sed -n "s/.* \\([0-9]*\\) -> \\(.*\\)/\\1 \\2/p"; echo ---; tr "\\0" "\\n" < /proc/$$/environ; echo ---; echo "(status: from a job of its own)"; echo ---; ulimit -n; echo ---; cut -d" " -f6 /proc/$$/stat; echo $$'],
+      args: ['-c', 'tr "\\0" "\\n" < /proc/$$/environ; echo ---; echo "(status: from a job of its own)"; echo ---; ulimit -n; echo ---; cut -d" " -f6 /proc/$$/stat; echo $$'],
       env: { PATH: '/usr/bin:/bin', GIVEN: 'only this' },
     });
     const probeOutput = await jobOutput(alice, { jobId: probe.id, follow: true });
     const text = probeOutput.stdout.toString() + probeOutput.stderr.toString();
-    const [fds, environ, , nofile, session] = text.split('---\n');
+    const [environ, , nofile, session] = text.split('---\n');
+    // The fds of a job's process, read from outside (a shell listing its own fds races with the
+    // pipes and directory fds it opens to do so): a job that only sleeps.
+    const sleeper = await alice.startJob({ command: 'sleep', args: ['60'], env: { PATH: '/usr/bin:/bin' } });
+    const fds = readdirSync(`/proc/${sleeper.pid}/fd`)
+      .sort((a, b) => Number(a) - Number(b))
+      .map((fd) => `${fd} ${readlinkSync(`/proc/${sleeper.pid}/fd/${fd}`)}`)
+      .join('\n');
+    await alice.stopJob(sleeper.id, { graceMs: 0 });
     // Signal state and credentials from a process exec'd by the daemon that reads its own status
     // at once: a shell's own status is no good (dash blocks every signal while it waits for a child).
     const statusJob = await alice.startJob({ command: 'grep', args: ['-E', '^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } });

@@ -67,46 +67,51 @@ describe('StreamLogs response encoding', () => {
     assert.throws(() => encodeStreamLogsResponse({ chunks: [{ stream: 1, data: Buffer.alloc(1), timeUnixMicros: -1, offset: 0, nextOffset: 0 }], finalStatus: undefined }), RangeError);
   });
 
-  it('ChunkBatch: messages that decode to every byte appended, split at the capacity, in order', () => {
+  it('ChunkBatch: every chunk is one whole record, in order; a message holds at most its capacity unless it holds one bigger record alone', () => {
     fc.assert(
       fc.property(fc.array(chunk, { minLength: 1, maxLength: 12 }), fc.integer({ min: 64, max: 40000 }), (chunks, capacity) => {
         const batch = new ChunkBatch(capacity);
         const messages: Buffer[] = [];
         for (const c of chunks) {
-          let data: Buffer = c.data;
-          for (;;) {
-            const taken = batch.append(c.stream, data, c.timeUnixMicros, c.offset, c.nextOffset);
-            if (taken === null) {
-              const { bytes, release } = batch.take();
-              messages.push(Buffer.from(bytes)); // copy: release() lets the buffer be reused
-              release();
-              continue;
-            }
-            data = data.subarray(taken);
-            if (data.length === 0) break;
+          let taken = batch.append(c.stream, c.data, c.timeUnixMicros, c.offset, c.nextOffset);
+          if (taken === null) {
+            const { bytes, release } = batch.take();
+            messages.push(Buffer.from(bytes)); // copy: release() lets the buffer be reused
+            release();
+            taken = batch.append(c.stream, c.data, c.timeUnixMicros, c.offset, c.nextOffset);
           }
+          assert.equal(taken, c.data.length, 'an empty message takes any record whole');
         }
         if (!batch.empty) messages.push(Buffer.from(batch.take().bytes));
         const decoded = messages.map((m) => pb.StreamLogsResponse.decode(m));
         for (const message of decoded) {
           const payload = message.chunks.reduce((n, c) => n + c.data.length, 0);
-          assert.ok(payload <= Math.max(capacity, 1), `a message carries ${payload} bytes, capacity ${capacity}`);
+          assert.ok(payload <= capacity || message.chunks.length === 1, `a message carries ${payload} bytes in ${message.chunks.length} chunks, capacity ${capacity}`);
         }
         const got = decoded.flatMap((m) => m.chunks);
-        // Per appended chunk, the pieces carry its fields and, concatenated, exactly its data.
-        let i = 0;
-        for (const c of chunks) {
-          const pieces: Buffer[] = [];
-          do {
-            const piece = got[i++]!;
-            assert.deepEqual([piece.stream, piece.timeUnixMicros, piece.offset, piece.nextOffset], [c.stream, c.timeUnixMicros, c.offset, c.nextOffset]);
-            pieces.push(piece.data);
-          } while (Buffer.concat(pieces).length < c.data.length);
-          assert.deepEqual(Buffer.concat(pieces), c.data);
-        }
-        assert.equal(i, got.length);
+        assert.deepEqual(got, chunks.map((c) => ({ ...c, data: Buffer.from(c.data) })));
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('ChunkBatch: a record bigger than the capacity is one chunk in a message of its own, and buffers are reused after', () => {
+    const batch = new ChunkBatch(1024);
+    assert.equal(batch.append(1, Buffer.alloc(100, 1), 1, 16, 140), 100);
+    assert.equal(batch.append(2, Buffer.alloc(5000, 2), 2, 140, 5164), null);
+    const first = batch.take();
+    assert.equal(batch.append(2, Buffer.alloc(5000, 2), 2, 140, 5164), 5000);
+    assert.equal(batch.append(1, Buffer.alloc(1, 3), 3, 5164, 5189), null, 'nothing joins a message over its capacity');
+    const big = batch.take();
+    const message = pb.StreamLogsResponse.decode(big.bytes);
+    assert.deepEqual(message.chunks.map((c) => [c.data.length, c.offset, c.nextOffset]), [[5000, 140, 5164]]);
+    first.release();
+    big.release();
+    for (let i = 0; i < 20; i++) {
+      assert.equal(batch.append(1, Buffer.alloc(900, i), i + 1, 16, 940), 900);
+      const again = batch.take();
+      assert.equal(pb.StreamLogsResponse.decode(again.bytes).chunks[0]!.data[0], i);
+      again.release();
+    }
   });
 });

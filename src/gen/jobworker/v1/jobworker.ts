@@ -29,6 +29,10 @@ import { Timestamp } from "../../google/protobuf/timestamp";
  * name; job ids are UUIDs (RFC 4122, lower case). Errors are gRPC status codes (docs/api.md):
  * INVALID_ARGUMENT names the field and why, NOT_FOUND also answers for other identities' jobs (so
  * ids cannot be probed), PERMISSION_DENIED when the caller's role does not allow the call.
+ *
+ * Integers: 64-bit fields carry at most 2^53-1 (9007199254740991) either way. A request with a larger
+ * one (or, for int64, a smaller one than -(2^53-1)) answers INVALID_ARGUMENT naming the field and
+ * that maximum; responses never hold more. Each request field's comment gives its real range.
  */
 
 /** The lifecycle: STARTING -> RUNNING -> EXITED | FAILED | STOPPED | LOST (docs/library.md). */
@@ -149,7 +153,7 @@ export function streamToJSON(object: Stream): string {
 export interface Limits {
   /**
    * CPU quota as a number of CPUs: 0.5 is half of one CPU, 2 is two CPUs. From 0.01 to the number
-   * of CPUs of the host.
+   * of CPUs the daemon may run on (and at most 1024).
    */
   cpu?:
     | number
@@ -158,19 +162,25 @@ export interface Limits {
   cpuWeight?:
     | number
     | undefined;
-  /** Hard memory limit; exceeding it OOM-kills the job (the whole job). Swap is not used. */
+  /**
+   * Hard memory limit; exceeding it OOM-kills the job (the whole job). Swap is not used.
+   * From 1048576 (1 MiB) to 2^53-1.
+   */
   memoryBytes?:
     | number
     | undefined;
-  /** Soft memory limit: above it the job is throttled and its memory reclaimed hard. */
+  /**
+   * Soft memory limit: above it the job is throttled and its memory reclaimed hard.
+   * From 1048576 (1 MiB) to memory_bytes (to 2^53-1 without memory_bytes).
+   */
   memoryHighBytes?:
     | number
     | undefined;
-  /** Maximum number of processes and threads in the job. */
+  /** Maximum number of processes and threads in the job, 1..4194304. */
   pids?:
     | number
     | undefined;
-  /** Disk IO limits, one entry per device. */
+  /** Disk IO limits, one entry per device; at most 16. */
   io: IoLimit[];
 }
 
@@ -181,19 +191,19 @@ export interface IoLimit {
    * device. Empty: the disk behind the job's working directory.
    */
   device: string;
-  /** Read bandwidth limit, bytes per second. */
+  /** Read bandwidth limit, bytes per second, 4096..2^53-1. At least one of the four rates is set. */
   readBytesPerSecond?:
     | number
     | undefined;
-  /** Write bandwidth limit, bytes per second. */
+  /** Write bandwidth limit, bytes per second, 4096..2^53-1. */
   writeBytesPerSecond?:
     | number
     | undefined;
-  /** Read operations per second. */
+  /** Read operations per second, 1..2^53-1. */
   readIops?:
     | number
     | undefined;
-  /** Write operations per second. */
+  /** Write operations per second, 1..2^53-1. */
   writeIops?: number | undefined;
 }
 
@@ -358,7 +368,7 @@ export interface StopJobRequest {
   signal: string;
   /**
    * Time between the signal and the kill of the whole cgroup; absent: the daemon's default (10 s).
-   * At most 3600000.
+   * 0..3600000.
    */
   graceMs?: number | undefined;
 }
@@ -387,7 +397,7 @@ export interface ListJobsRequest {
   states: JobState[];
   /** Admins only: only jobs of this owner. Others always see only their own jobs. */
   owner: string;
-  /** Jobs per page, 1..1000; 0 means 100. */
+  /** Jobs per page, 0..1000; 0 means 100. */
   pageSize: number;
   /** From a previous response's next_page_token; empty for the first page. */
   pageToken: string;
@@ -404,31 +414,44 @@ export interface StreamLogsRequest {
   /** UUID of the job. */
   jobId: string;
   /**
-   * A record boundary to start from: 0 for the beginning, or a next_offset / LogInfo.size_bytes
-   * seen before.
+   * Where to start: 0 for the beginning, or a record boundary seen before: any chunk's next_offset
+   * (or offset), or LogInfo.size_bytes. Resuming at a chunk's next_offset gives exactly the output
+   * after that chunk, nothing skipped or repeated. Anything else answers INVALID_ARGUMENT (an
+   * offset inside a record, or beyond the end of the log); at most 2^53-1.
    */
   fromOffset: number;
   /** Keep streaming new output until the job has finished and its last byte is sent. */
   follow: boolean;
   /** Streams to send; empty: stdout and stderr. Markers are always sent. */
   streams: Stream[];
-  /** Only output captured at or after this time (microseconds since the Unix epoch); 0: all. */
+  /**
+   * Only output captured at or after this time (microseconds since the Unix epoch), 0..2^53-1;
+   * 0: all.
+   */
   sinceUnixMicros: number;
   /**
    * Start this many lines before the end of the output present now (per selected streams); 0: off.
-   * At most 100000. Combined with from_offset, the later of the two starts.
+   * 0..100000. Combined with from_offset, the later of the two starts.
    */
   tailLines: number;
 }
 
 export interface StreamLogsResponse {
-  /** Output, in capture order. Consecutive chunks of one message may belong to different streams. */
+  /**
+   * Output, in capture order (the order in which the daemon read the job's stdout and stderr
+   * pipes: exact within each stream; between the two streams see docs/api.md). Consecutive chunks
+   * of one message may belong to different streams. A message holds whole records: at most 256 KiB
+   * of output, or one bigger record alone (a record is at most 1 MiB).
+   */
   chunks: LogChunk[];
   /** Set on the last message only: the job's status when the stream ended (final if the job ended). */
   finalStatus: Job | undefined;
 }
 
-/** Bytes of one stream, as captured. */
+/**
+ * One record of the log: bytes of one stream, as one read of its pipe captured them. A record is
+ * never split across chunks, so every chunk ends on a record boundary.
+ */
 export interface LogChunk {
   /** Which stream. */
   stream: Stream;
@@ -439,9 +462,15 @@ export interface LogChunk {
    * every language's native integers and JavaScript's numbers).
    */
   timeUnixMicros: number;
-  /** Offset of this chunk's record in the log. */
+  /**
+   * Offset of this chunk's record in the log (a record boundary). The first chunk of a tail_lines
+   * stream may carry only the end of its record; offset is still the record's start.
+   */
   offset: number;
-  /** Offset right after it: resume from here. */
+  /**
+   * Offset right after this chunk's record, the next record's boundary: resuming with from_offset =
+   * next_offset gives exactly the output after this chunk.
+   */
   nextOffset: number;
 }
 
