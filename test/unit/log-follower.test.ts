@@ -120,6 +120,16 @@ describe('log follower', () => {
     assert.deepEqual(await collect(source, { from: 16 + 29 }), []);
   });
 
+  it('a damaged first record is damage (CorruptLogError), not a bad offset, whether or not the start was asked for', async () => {
+    const damaged = Buffer.concat([fileHeader(), record(1, 'hello'), record(2, 'world')]);
+    damaged[16 + 5] ^= 0xff; // inside the first record's header: its CRC no longer matches
+    const file = logFile(damaged.subarray(16));
+    const source = new CompleteLog(file, damaged.length);
+    for (const options of [{}, { from: 16 }, { from: 0 }]) {
+      await assert.rejects(collect(source, options), (e: unknown) => e instanceof CorruptLogError && !(e instanceof ValidationError), JSON.stringify(options));
+    }
+  });
+
   it('follows growth without gaps or duplicates and ends when complete', async () => {
     const file = logFile();
     const log = new GrowingLog(file);
