@@ -54,11 +54,12 @@ export class SystemError extends JobworkerError {
 }
 
 /** Errno names that mean the host ran out of something, not that jobworker has a bug. */
-const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT']);
+const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
 
 /**
  * Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. A full
- * disk (ENOSPC, EDQUOT) is `resource-exhausted` whatever `kind` says: it is the host's state, not a bug.
+ * disk (ENOSPC, EDQUOT) or fd table (EMFILE, ENFILE) is `resource-exhausted` whatever `kind` says:
+ * it is the host's state, not a bug.
  */
 export function systemError(
   operation: string,

@@ -5,16 +5,20 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
 import { JobworkerError, NotFoundError } from '../errors';
-import type * as pb from '../gen/jobworker/v1/jobworker';
+import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Job, type Worker } from '../worker';
 import { canSeeJob, listVisibility, seesAllJobs } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { jobToPb, limitsFromPb } from './convert';
+import type { FdBudget } from './fd-budget';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
+import type { OwnerJobCounts } from './owner-jobs';
 import { pageOfJobs } from './paging';
 import type { PeerIdentity } from './peer-identity';
+import type { RefusalLog } from './refusal-log';
+import type { ScanLimiter } from './scan-limiter';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
 import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
@@ -28,6 +32,14 @@ export interface JobServiceDeps {
   shuttingDown(): boolean;
   /** Open streams: shutdown ends them; each identity may hold a bounded number. */
   streams: StreamRegistry;
+  /** The daemon's fd budget: a start that would exceed it is refused. */
+  fds: FdBudget;
+  /** Running jobs per owner (the fd budget's per-identity share). */
+  ownerJobs: OwnerJobCounts;
+  /** Concurrent tail/since scans. */
+  scans: ScanLimiter;
+  /** Aggregated audit lines for what a client can trigger at will (failed starts). */
+  refusals: RefusalLog;
 }
 
 /**
@@ -39,7 +51,7 @@ export interface JobServiceHandlers extends pb.JobServiceServer {
 }
 
 export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
-  const { worker, metrics } = deps;
+  const { worker, metrics, fds, ownerJobs, scans, refusals } = deps;
   const audit = deps.logger.child({ audit: true });
   const context: CallContext = deps;
 
@@ -57,7 +69,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       if (request.user !== undefined && !seesAllJobs(identity)) {
         throw new JobworkerError('permission-denied', `${identity.name} may not choose the user a job runs as (admins only)`);
       }
+      let startFailed: (() => void) | undefined;
       try {
+        // Checked and counted in the same turn as the Worker counts the job: concurrent starts cannot both fit.
+        fds.check('job', { name: identity.name, runningJobs: ownerJobs.running(identity.name) });
+        startFailed = ownerJobs.starting(identity.name);
         const job = await worker.start({
           command: request.command,
           args: request.args,
@@ -71,8 +87,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });
         return { job: jobToPb(job.status()) };
       } catch (error) {
+        startFailed?.();
         metrics.starts.inc({ result: 'error' });
-        audit.info('job not started', { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
+        // A writer can fail starts in a loop: aggregated per identity (./refusal-log.ts).
+        refusals.note('job not started', identity.name, { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
         throw error;
       }
     }),
@@ -114,18 +132,22 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         visibility.kind === 'nothing'
           ? []
           : worker.list({ ...(visibility.kind === 'owner' ? { owner: visibility.owner } : {}), ...(states.length === 0 ? {} : { states }) });
-      const page = pageOfJobs(jobs, pageSize, request.pageToken);
-      return { jobs: page.jobs.map((job) => jobToPb(job.status())), nextPageToken: page.nextPageToken };
+      // Bounded in bytes too (./paging.ts): each job is rendered and measured once, in turn.
+      const page = pageOfJobs(jobs, pageSize, request.pageToken, (job) => {
+        const item = jobToPb(job.status());
+        return { item, bytes: pb.Job.encode(item).finish().length };
+      });
+      return { jobs: page.items, nextPageToken: page.nextPageToken };
     }),
 
-    streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, write, signal) => {
-      await streamJobLogs(visibleJob(identity, 'job_id', request.jobId), request, write, signal);
+    streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {
+      await streamJobLogs(visibleJob(identity, 'job_id', request.jobId), request, write, signal, { limiter: scans, identity: identity.name });
     }),
 
-    watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, write, signal) => {
+    watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {
       const states = new Set(statesFromPb(request.states));
       if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(worker, identity, { jobId: request.jobId, states }, write, signal);
+      await watchJobs(worker, identity, { jobId: request.jobId, states }, control);
     }),
   };
 }

@@ -1,7 +1,7 @@
 // Errors to gRPC statuses: one mapping for every handler, with messages a client can act on.
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 
-import { JobworkerError, ValidationError, type ErrorKind } from '../errors';
+import { JobworkerError, ValidationError, errorCode, type ErrorKind } from '../errors';
 import { CorruptLogError } from '../worker';
 import { protoFieldPath } from './convert';
 
@@ -30,6 +30,9 @@ export function statusOf(error: unknown): StatusError {
   }
   if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };
   if (error instanceof CorruptLogError) return { code: GrpcStatus.DATA_LOSS, details: error.message };
+  // A raw fs error on a full fd table (a log opened for a stream): the host's state, not a bug.
+  const code = errorCode(error);
+  if (code === 'EMFILE' || code === 'ENFILE') return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `the daemon has too many open files (${code}); try again later` };
   return { code: GrpcStatus.INTERNAL, details: 'internal error (see the daemon log)' };
 }
 
