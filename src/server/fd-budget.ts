@@ -8,7 +8,10 @@
 // started plus a reserve stays for the daemon itself (the journal, spawns in flight — a spawn holds
 // about ten fds for a moment: pipes, the cgroup, the gate — the threadpool's file operations,
 // metrics scrapes); the rest is the budget. Counting what each holder takes is exact and free;
-// listing /proc/self/fd on every request would be neither.
+// listing /proc/self/fd on every request would be neither. Connections may hold at most half of the
+// budget (accepted connections are counted before TLS, so anyone who can reach the port can take
+// them), and one identity's running jobs at most `identityJobShare` of it, so neither a
+// connection storm nor one writer's jobs leave nothing for the others.
 import { readdirSync, readFileSync } from 'node:fs';
 
 import { JobworkerError } from '../errors';
@@ -26,6 +29,11 @@ export const FDS_PER_LOG_STREAM = 1;
 export const DEFAULT_FD_RESERVE = 256;
 /** Default share of the budget one identity's running jobs may hold, so others can still start. */
 export const DEFAULT_IDENTITY_JOB_SHARE = 0.5;
+/**
+ * Share of the budget connections may hold: a storm of connections (unauthenticated ones
+ * included: they are counted from accept, before TLS) must leave room for jobs.
+ */
+export const CONNECTION_SHARE = 0.5;
 
 export interface OpenFilesLimit {
   soft: number;
@@ -87,9 +95,16 @@ export class FdBudget {
     return { jobs, connections, logStreams, total: jobs + connections + logStreams };
   }
 
-  /** Whether one more `use` fits. */
+  /** Fds connections may hold at most (CONNECTION_SHARE of the budget). */
+  get connectionShare(): number {
+    return Math.floor(this.total * CONNECTION_SHARE);
+  }
+
+  /** Whether one more `use` fits (a connection: within the connections' share too). */
   allows(use: FdUse): boolean {
-    return this.inUse().total + costOf(use) <= this.total;
+    const now = this.inUse();
+    if (use === 'connection' && now.connections + FDS_PER_CONNECTION > this.connectionShare) return false;
+    return now.total + costOf(use) <= this.total;
   }
 
   /**

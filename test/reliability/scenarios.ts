@@ -2,6 +2,7 @@
 import { attachDetach } from './attach-detach';
 import { daemonSigkill } from './daemon-sigkill';
 import { diskFull } from './disk-full';
+import { fdStorm } from './fd-storm';
 import { fuzzRequests } from './fuzz';
 import { loadJobs } from './load-jobs';
 import { manyFollowers } from './many-followers';
@@ -10,4 +11,4 @@ import type { Scenario } from './scenario';
 import { security } from './security';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm];
