@@ -9,6 +9,7 @@ import { manyFollowers } from './many-followers';
 import { oddJobs } from './odd-jobs';
 import type { Scenario } from './scenario';
 import { security } from './security';
+import { stalledStreams } from './stalled-streams';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams];
