@@ -1,7 +1,7 @@
 // The JobService handlers: validate the request, check the caller may see the job, call the Worker,
 // map the answer. The frame of each call (identity, availability, status, metrics, stream limits)
 // is ./call.ts; the streams' own work is ./log-stream.ts and ./watch.ts, listing pages ./paging.ts.
-import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
 import { JobworkerError, NotFoundError } from '../errors';
@@ -15,7 +15,7 @@ import type { FdBudget } from './fd-budget';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
 import type { OwnerJobCounts } from './owner-jobs';
-import { pageOfJobs } from './paging';
+import { encodeListJobsResponse, pageOfJobs } from './paging';
 import type { PeerIdentity } from './peer-identity';
 import type { RefusalLog } from './refusal-log';
 import type { ScanLimiter } from './scan-limiter';
@@ -43,11 +43,13 @@ export interface JobServiceDeps {
 }
 
 /**
- * The handlers. StreamLogs writes messages ChunkBatch has already encoded (the service's
- * serializer passes them through), so its call takes those as well as messages.
+ * The handlers. StreamLogs writes messages ChunkBatch has already encoded and ListJobs answers an
+ * encoded page (the service's serializers pass them through), so their calls take those.
  */
-export interface JobServiceHandlers extends pb.JobServiceServer {
+export interface JobServiceHandlers extends Omit<pb.JobServiceServer, 'listJobs'> {
   streamLogs: (call: ServerWritableStream<pb.StreamLogsRequest, OutgoingStreamLogsResponse>) => void;
+  /** Answers an encoded ListJobsResponse (./paging.ts). */
+  listJobs: (call: ServerUnaryCall<pb.ListJobsRequest, Buffer>, callback: sendUnaryData<Buffer>) => void;
 }
 
 export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
@@ -124,7 +126,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       return { job: jobToPb(job.status(), live) };
     }),
 
-    listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<pb.ListJobsResponse> => {
+    listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<Buffer> => {
       const states = statesFromPb(request.states);
       const pageSize = pageSizeOf(request.pageSize);
       const visibility = listVisibility(identity, request.owner);
@@ -132,12 +134,13 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         visibility.kind === 'nothing'
           ? []
           : worker.list({ ...(visibility.kind === 'owner' ? { owner: visibility.owner } : {}), ...(states.length === 0 ? {} : { states }) });
-      // Bounded in bytes too (./paging.ts): each job is rendered and measured once, in turn.
+      // Bounded in bytes too (./paging.ts): each job is encoded once, in turn, and the answer is
+      // assembled from those bytes (the service's serializer passes it through).
       const page = pageOfJobs(jobs, pageSize, request.pageToken, (job) => {
-        const item = jobToPb(job.status());
-        return { item, bytes: pb.Job.encode(item).finish().length };
+        const item = pb.Job.encode(jobToPb(job.status())).finish();
+        return { item, bytes: item.length };
       });
-      return { jobs: page.items, nextPageToken: page.nextPageToken };
+      return encodeListJobsResponse(page.items, page.nextPageToken);
     }),
 
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {

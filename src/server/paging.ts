@@ -8,6 +8,8 @@
 // (it always holds at least one job, so a client makes progress: a job's status is at most about
 // 1 MiB, so a page stays inside every client's default 4 MiB receive limit); `next_page_token`
 // then goes on from there, as for a page cut by its count.
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+
 import { ValidationError } from '../errors';
 import type { Job } from '../worker';
 
@@ -50,6 +52,18 @@ export function pageOfJobs<T>(jobs: readonly Job[], pageSize: number, pageToken:
     items,
     nextPageToken: next < sorted.length ? encodePageToken(sorted[next - 1]!.key) : '',
   };
+}
+
+/**
+ * A ListJobs answer from jobs already encoded (each `jobworker.v1.Job`, measured while the page was
+ * cut): the same bytes ListJobsResponse.encode makes (field 1, each job length-delimited; field 2 the
+ * token), without encoding every job a second time. The service's serializer passes it through.
+ */
+export function encodeListJobsResponse(encodedJobs: readonly Uint8Array[], nextPageToken: string): Buffer {
+  const writer = new BinaryWriter();
+  for (const job of encodedJobs) writer.uint32(10).bytes(job);
+  if (nextPageToken !== '') writer.uint32(18).string(nextPageToken);
+  return Buffer.from(writer.finish());
 }
 
 /** Sort key of a job in listings: creation time, then id. */

@@ -6,7 +6,7 @@
 // stream slot; a waiter whose client goes away leaves the queue.
 import { JobworkerError } from '../errors';
 
-export const DEFAULT_MAX_SCANS = 2;
+export const DEFAULT_MAX_SCANS = 1;
 export const DEFAULT_MAX_SCANS_PER_IDENTITY = 1;
 
 interface Waiter {

@@ -183,7 +183,11 @@ export class JobworkerServer {
     const ownerJobs = new OwnerJobCounts(options.worker);
     const scans = new ScanLimiter(options.logScans?.max, options.logScans?.maxPerIdentity);
     const decoding = withSafeDecoding(JobServiceService);
-    const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
+    const service = {
+      ...decoding,
+      streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse },
+      listJobs: { ...decoding.listJobs, responseSerialize: (encoded: Buffer) => encoded },
+    };
     server.addService(
       service,
       createJobService({

@@ -1,5 +1,6 @@
 // Every scenario of the reliability suite, in the order they run.
 import { attachDetach } from './attach-detach';
+import { bigLists } from './big-lists';
 import { daemonSigkill } from './daemon-sigkill';
 import { diskFull } from './disk-full';
 import { fdStorm } from './fd-storm';
@@ -12,4 +13,4 @@ import { security } from './security';
 import { stalledStreams } from './stalled-streams';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists];
