@@ -1,5 +1,6 @@
 // Every scenario of the reliability suite, in the order they run.
 import { attachDetach } from './attach-detach';
+import { auditFlood } from './audit-flood';
 import { bigLists } from './big-lists';
 import { daemonSigkill } from './daemon-sigkill';
 import { diskFull } from './disk-full';
@@ -13,4 +14,4 @@ import { security } from './security';
 import { stalledStreams } from './stalled-streams';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists, auditFlood];
