@@ -12,7 +12,7 @@ import type { NatsLink } from './nats-link';
 /** Repeats of one message id within this window are dropped by JetStream. */
 const DUPLICATE_WINDOW_NS = 10 * 60 * 1e9;
 /** A daemon that fetched a message and died before acking it: the message comes back after this. */
-const ACK_WAIT_NS = 30 * 1e9;
+const ACK_WAIT_NS = 10 * 1e9;
 const NS_PER_MS = 1e6;
 
 export class PoolQueue {

@@ -155,8 +155,10 @@ export class PoolRunner {
       await message.ackAck().catch((error: unknown) => this.logger.warn('ack of a claimed pool job not confirmed', { job: id, error: String(error) }));
       await this.#run(claimed.record);
     } catch (error) {
-      // The claim itself failed (NATS away): the message comes back after the ack wait.
+      // The claim itself failed (NATS away): hand the message back (if NATS hears it; else it comes
+      // back after the ack wait).
       this.logger.warn('claim of a pool job failed', { job: id, error: String(error) });
+      if (!this.#mine.has(id)) message.nak(1000);
     } finally {
       release();
     }
