@@ -124,7 +124,10 @@ export class PoolRunner {
       message.term();
       return;
     }
-    const current = await this.store.read(id).catch((error: unknown) => {
+    // The mirror usually has the record queued already (it was written before the message); anything
+    // else is asked of NATS before the message is dropped (the mirror may lag a requeue).
+    const mirrored = this.table.get(id);
+    const current = mirrored?.record.state === 'queued' ? mirrored : await this.store.read(id).catch((error: unknown) => {
       this.logger.warn('pool job record unreadable; message handed back', { job: id, error: String(error) });
       return undefined;
     });
@@ -152,7 +155,8 @@ export class PoolRunner {
         return;
       }
       this.#mine.add(id);
-      await message.ackAck().catch((error: unknown) => this.logger.warn('ack of a claimed pool job not confirmed', { job: id, error: String(error) }));
+      // Not waited for: if the ack is lost the message comes back, and its record is no longer queued.
+      message.ack();
       await this.#run(claimed.record);
     } catch (error) {
       // The claim itself failed (NATS away): hand the message back (if NATS hears it; else it comes
