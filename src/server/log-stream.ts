@@ -8,6 +8,7 @@ import { ChunkBatch, type OutgoingStreamLogsResponse } from '../api/stream-logs-
 import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { ValidationError } from '../errors';
 import * as pb from '../gen/jobworker/v1/jobworker';
+import type { PoolPlacement } from '../fleet';
 import type { Job, LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
 import type { ScanLimiter } from './scan-limiter';
@@ -36,6 +37,7 @@ export async function streamJobLogs(
   write: StreamWrite<OutgoingStreamLogsResponse>,
   signal: AbortSignal,
   scans: { limiter: ScanLimiter; identity: string },
+  placement?: PoolPlacement,
 ): Promise<void> {
   const selected = selectedStreams(request.streams);
   if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
@@ -92,5 +94,5 @@ export async function streamJobLogs(
   } finally {
     await iterator.return?.(undefined);
   }
-  await write({ chunks: [], finalStatus: jobToPb(job.status()) });
+  await write({ chunks: [], finalStatus: jobToPb(job.status(), undefined, placement) });
 }

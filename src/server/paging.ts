@@ -11,10 +11,15 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 
 import { ValidationError } from '../errors';
-import type { Job } from '../worker';
 
 /** Encoded bytes of a ListJobs answer at most (plus one job when the first alone is bigger). */
 export const MAX_LIST_RESPONSE_BYTES = 2 << 20;
+
+/** What a listing sorts by. */
+interface Listed {
+  id: string;
+  createdAt: Date;
+}
 
 export interface Page<T> {
   items: T[];
@@ -23,13 +28,13 @@ export interface Page<T> {
 }
 
 /** A job as it goes in a page, and its encoded size. */
-export type RenderJob<T> = (job: Job) => { item: T; bytes: number };
+export type RenderJob<J, T> = (job: J) => { item: T; bytes: number };
 
 /**
  * The page of `jobs` (in any order) after `pageToken` (empty: the first page): at most `pageSize`
  * jobs and `maxBytes` of rendered ones (at least one).
  */
-export function pageOfJobs<T>(jobs: readonly Job[], pageSize: number, pageToken: string, render: RenderJob<T>, maxBytes = MAX_LIST_RESPONSE_BYTES): Page<T> {
+export function pageOfJobs<J extends Listed, T>(jobs: readonly J[], pageSize: number, pageToken: string, render: RenderJob<J, T>, maxBytes = MAX_LIST_RESPONSE_BYTES): Page<T> {
   const sorted = jobs
     .map((job) => ({ job, key: pageKey(job) }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -67,7 +72,7 @@ export function encodeListJobsResponse(encodedJobs: readonly Uint8Array[], nextP
 }
 
 /** Sort key of a job in listings: creation time, then id. */
-function pageKey(job: Job): string {
+function pageKey(job: Listed): string {
   return `${job.createdAt.toISOString()}/${job.id}`;
 }
 

@@ -12,6 +12,7 @@ import { JobworkerError } from '../errors';
 import { JobServiceService } from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
+import type { Fleet } from '../fleet';
 import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
@@ -89,6 +90,7 @@ export class JobworkerServer {
   #ownerJobs: OwnerJobCounts;
   /** The fd budget in force (the daemon logs it at start). */
   readonly fds: FdBudget;
+  #fleet: { current: Fleet | null };
 
   private constructor(fields: {
     server: Server;
@@ -103,6 +105,7 @@ export class JobworkerServer {
     refusals: RefusalLog;
     ownerJobs: OwnerJobCounts;
     fds: FdBudget;
+    fleet: { current: Fleet | null };
   }) {
     this.#server = fields.server;
     this.#listener = fields.listener;
@@ -116,6 +119,15 @@ export class JobworkerServer {
     this.#refusals = fields.refusals;
     this.#ownerJobs = fields.ownerJobs;
     this.fds = fields.fds;
+    this.#fleet = fields.fleet;
+  }
+
+  /**
+   * Serves pool jobs through `fleet` from now on. The daemon joins its fleet once the server listens:
+   * the fleet announces the address clients reach this server at, port included.
+   */
+  attachFleet(fleet: Fleet): void {
+    this.#fleet.current = fleet;
   }
 
   /** Validates the TLS files (refusing to start with a clear message), binds, serves. */
@@ -182,6 +194,7 @@ export class JobworkerServer {
     const shuttingDown = { value: false };
     const ownerJobs = new OwnerJobCounts(options.worker);
     const scans = new ScanLimiter(options.logScans?.max, options.logScans?.maxPerIdentity);
+    const fleet: { current: Fleet | null } = { current: null };
     const decoding = withSafeDecoding(JobServiceService);
     const service = {
       ...decoding,
@@ -192,6 +205,7 @@ export class JobworkerServer {
       service,
       createJobService({
         worker: options.worker,
+        fleet: () => fleet.current,
         logger,
         metrics,
         shuttingDown: () => shuttingDown.value,
@@ -241,7 +255,7 @@ export class JobworkerServer {
       this.set({ part: 'log streams' }, use.logStreams);
     } });
 
-    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds });
+    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds, fleet });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */

@@ -1,9 +1,12 @@
 // Errors to gRPC statuses: one mapping for every handler, with messages a client can act on.
-import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+
+import { RUNNER_ADDRESS_METADATA } from '../api/runner-redirect';
 
 import { JobworkerError, ValidationError, errorCode, type ErrorKind } from '../errors';
 import { CorruptLogError } from '../worker';
 import { protoFieldPath } from './convert';
+import { RunnerElsewhereError } from './pool-redirect';
 
 const CODES: Record<ErrorKind, GrpcStatus> = {
   'invalid-argument': GrpcStatus.INVALID_ARGUMENT,
@@ -20,6 +23,8 @@ const CODES: Record<ErrorKind, GrpcStatus> = {
 export interface StatusError {
   code: GrpcStatus;
   details: string;
+  /** Trailing metadata to send with it (the runner's address of a pool job). */
+  metadata?: Record<string, string>;
 }
 
 /** The status for any error thrown by a handler. Unknown errors are INTERNAL with a generic message. */
@@ -28,6 +33,7 @@ export function statusOf(error: unknown): StatusError {
     const reason = error.message.slice(error.field.length + 2);
     return { code: GrpcStatus.INVALID_ARGUMENT, details: `${protoFieldPath(error.field)}: ${reason}` };
   }
+  if (error instanceof RunnerElsewhereError) return { code: GrpcStatus.FAILED_PRECONDITION, details: error.message, metadata: { [RUNNER_ADDRESS_METADATA]: error.address } };
   if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };
   if (error instanceof CorruptLogError) return { code: GrpcStatus.DATA_LOSS, details: error.message };
   // A raw fs error on a full fd table (a log opened for a stream): the host's state, not a bug.
@@ -37,5 +43,11 @@ export function statusOf(error: unknown): StatusError {
 }
 
 export function serviceError(status: StatusError): Partial<ServiceError> {
-  return { code: status.code, details: status.details, message: status.details };
+  const error: Partial<ServiceError> = { code: status.code, details: status.details, message: status.details };
+  if (status.metadata !== undefined) {
+    const metadata = new Metadata();
+    for (const [key, value] of Object.entries(status.metadata)) metadata.set(key, value);
+    error.metadata = metadata;
+  }
+  return error;
 }
