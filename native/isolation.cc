@@ -288,6 +288,10 @@ IsolationPlan::IsolationPlan(const IsolationRequest& req, int cgroup_fd, const s
         for (dev_t d : placed) if (d != 0 && d == dev) return true;
         return false;
       };
+      // The host's tree goes first: the kernel refuses a filesystem on top of itself (a cgroup2
+      // mounted from the namespace shares the host's superblock: EBUSY), and the job needs no
+      // trace of the host-rooted hierarchies beneath its view.
+      add(MountStep{MountStep::kUnmount, kCgroupRoot, nullptr, nullptr, nullptr, 0, 0, 0, false, false, -1});
       if (host.cgroup_root_is_v2 && is_placed(host.cgroup_root_dev)) {
         // Mounted from inside the cgroup namespace: rooted at the job's cgroup. No options: they would
         // be ignored there (cgroup2's options are the whole hierarchy's).
@@ -360,6 +364,8 @@ int run_step(const IsolationPlan& plan, const MountStep& step, long long uid, lo
   switch (step.op) {
     case MountStep::kMount:
       return syscall(SYS_mount, step.source, step.path, step.fstype, step.flags, step.data) < 0 ? errno : 0;
+    case MountStep::kUnmount:
+      return umount2(step.path, MNT_DETACH) < 0 ? errno : 0;
     case MountStep::kMkdir:
       return mkdir(step.path, 0755) < 0 && errno != EEXIST ? errno : 0;
     case MountStep::kSymlink:

@@ -37,6 +37,7 @@ struct IsolationRequest {
 struct MountStep {
   enum Op : int {
     kMount,         // mount(source, path, fstype, flags, data)
+    kUnmount,       // umount2(path, MNT_DETACH)
     kMkdir,         // mkdir(path, 0755)
     kSymlink,       // symlink(source, path)
     kSetattr,       // mount_setattr(path): attr_set / attr_clr, recursive or not

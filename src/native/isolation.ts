@@ -12,7 +12,10 @@ export interface BindMount {
    * a hidden directory cannot be bound back in (it shows as empty).
    */
   source: string;
-  /** Absolute path inside the job; must already exist (nothing is created), of the same kind (directory or file). */
+  /**
+   * Absolute path inside the job (its view: after `hide` and the private /tmp); must already exist
+   * (nothing is created), and be of the source's kind (directory or file).
+   */
   target: string;
   /** Read-only in the job (recursively: mounts beneath the source are read-only too). */
   readOnly: boolean;
@@ -28,12 +31,14 @@ export interface BindMount {
  * itself). Isolation is a boundary for unprivileged jobs only.
  *
  * Steps run in the child between clone and exec, in this order; each failure is a SpawnError with
- * the stage given (and `path` where there is one), and nothing of the job has run:
- * cgroup namespace ("namespaces") → mount propagation private → read-only root → /proc → the
- * cgroup view → private /tmp → hide → binds → writable (all "mount", `path` = the mount point) →
- * hostname, loopback ("namespaces") → credentials, capabilities, no_new_privs ("credentials") →
- * chdir, checked as the job's user ("chdir") → exec of the command ("exec") → exec of
- * jobworker-init ("init", only with `pid`; see NativeProcess.pid).
+ * the stage given (and `path` where there is one), and nothing of the job has run: the cgroup
+ * namespace ("namespaces") → mount propagation private → `hide` → bind and writable sources taken
+ * → read-only root → /proc → the cgroup view → private /tmp → binds and writable paths attached
+ * (all "mount", `path` = the mount point, or the bind's source) → hostname, loopback
+ * ("namespaces") → credentials, capabilities, no_new_privs ("credentials") → chdir, as the job's
+ * user ("chdir") → exec of the command ("exec") → exec of jobworker-init ("init", only with `pid`;
+ * held open since the first such spawn, so it cannot fail for want of the file: were it to fail
+ * anyway, the command, already exec'd, dies with the namespace at once).
  */
 export interface Isolation {
   /**
@@ -99,9 +104,11 @@ export interface Isolation {
   /** Host paths shown inside the job (after `hide`, in order). Needs `mount`. */
   binds?: readonly BindMount[];
   /**
-   * Absolute paths kept writable under `readOnlyRoot` (each bind-mounted onto itself, then made
-   * writable; mounts beneath keep their own flags), e.g. the job's scratch directory. Applied
-   * last, so a path inside a hidden directory cannot be reached (ENOENT). Needs `mount`.
+   * Absolute paths kept writable under `readOnlyRoot` (each bind-mounted onto itself with the flags
+   * it has on the host; mounts beneath keep theirs), e.g. the job's scratch directory. Ignored
+   * without `readOnlyRoot`. Taken after `hide` and put back after the private /tmp: a path inside a
+   * hidden directory, or under /tmp, /var/tmp or /dev/shm with `privateTmp`, fails (ENOENT). Needs
+   * `mount`.
    */
   writable?: readonly string[];
 }
