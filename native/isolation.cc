@@ -288,13 +288,13 @@ IsolationPlan::IsolationPlan(const IsolationRequest& req, int cgroup_fd, const s
         for (dev_t d : placed) if (d != 0 && d == dev) return true;
         return false;
       };
-      // The host's tree goes first: the kernel refuses a filesystem on top of itself (a cgroup2
-      // mounted from the namespace shares the host's superblock: EBUSY), and the job needs no
-      // trace of the host-rooted hierarchies beneath its view.
-      add(MountStep{MountStep::kUnmount, kCgroupRoot, nullptr, nullptr, nullptr, 0, 0, 0, false, false, -1});
       if (host.cgroup_root_is_v2 && is_placed(host.cgroup_root_dev)) {
         // Mounted from inside the cgroup namespace: rooted at the job's cgroup. No options: they would
-        // be ignored there (cgroup2's options are the whole hierarchy's).
+        // be ignored there (cgroup2's options are the whole hierarchy's). The host's mount goes
+        // first: the kernel refuses a filesystem on top of itself, and this cgroup2 shares the
+        // host's superblock (EBUSY). Elsewhere the view is mounted over the host's tree (cheaper
+        // than detaching a hybrid host's eleven mounts).
+        add(MountStep{MountStep::kUnmount, kCgroupRoot, nullptr, nullptr, nullptr, 0, 0, 0, false, false, -1});
         mount("cgroup2", kCgroupRoot, "cgroup2", MS_RDONLY | kQuiet, nullptr);
       } else {
         mount("tmpfs", kCgroupRoot, "tmpfs", kQuiet, "mode=755,size=4k");

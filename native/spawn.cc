@@ -59,6 +59,41 @@ namespace jw {
 namespace {
 
 constexpr size_t kChildStackSize = 64 * 1024;
+constexpr size_t kGuardSize = 4096;
+
+// The stacks a spawn's children run on until they exec: the child's (PID 1's, with a PID namespace)
+// and, under init, the command's process's. One pair per spawning thread (the JS thread, each
+// threadpool thread), mapped at its first spawn and kept: a mapping per spawn costs an munmap,
+// which flushes the TLB of every CPU running one of the daemon's threads, and fresh page faults
+// every time. Reuse is safe: once the vfork returns, no child runs on them any more (each has
+// exec'd into its own memory, or exited), and in the fallback PID 1 has its own copy.
+class ChildStacks {
+ public:
+  ~ChildStacks() {
+    if (base_ != nullptr) munmap(base_, 2 * kChildStackSize + kGuardSize);  // cannot fail: our mapping
+  }
+  // Throws NativeError (stage kClone) if the stacks cannot be mapped.
+  void map() {
+    if (base_ != nullptr) return;
+    void* base = mmap(nullptr, 2 * kChildStackSize + kGuardSize, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) throw NativeError{Stage::kClone, errno};
+    // A page between them: an overflow of the command's stack faults instead of writing PID 1's.
+    if (mprotect(static_cast<char*>(base) + kChildStackSize, kGuardSize, PROT_NONE) < 0) {
+      int e = errno;
+      munmap(base, 2 * kChildStackSize + kGuardSize);
+      throw NativeError{Stage::kClone, e};
+    }
+    base_ = static_cast<char*>(base);
+  }
+  char* child_stack() const { return base_ + kChildStackSize + kGuardSize; }  // the lowest address
+  char* command_stack_top() const { return base_ + kChildStackSize; }
+
+ private:
+  char* base_ = nullptr;
+};
+
+thread_local ChildStacks child_stacks;
 
 // Everything the child needs, prepared by the parent (the child must not allocate).
 struct ChildArgs {
@@ -339,28 +374,20 @@ std::atomic<bool> fast_path_unsupported{false};
 #if JW_HAVE_CLONE3_VM
 // Returns -errno when clone3 itself failed; otherwise the pid (the child has exec'd or failed).
 long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* pidfd_out) {
-  void* stack = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-  if (stack == MAP_FAILED) throw NativeError{Stage::kClone, errno};
-
+  child_stacks.map();
   struct clone_args ca;
   std::memset(&ca, 0, sizeof ca);
   ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespace_flags;
   ca.pidfd = reinterpret_cast<uint64_t>(pidfd_out);
   ca.exit_signal = SIGCHLD;
-  ca.stack = reinterpret_cast<uint64_t>(stack);
+  ca.stack = reinterpret_cast<uint64_t>(child_stacks.child_stack());
   ca.stack_size = kChildStackSize;
   if (cgroup_fd >= 0) {
     ca.flags |= CLONE_INTO_CGROUP;
     ca.cgroup = static_cast<uint64_t>(cgroup_fd);
   }
-  long ret;
-  {
-    BlockAllSignals blocked;
-    ret = clone3_vm(&ca, sizeof ca, child_main, &args);
-  }
-  munmap(stack, kChildStackSize);  // cannot fail: it is exactly the mapping made above
-  return ret;
+  BlockAllSignals blocked;
+  return clone3_vm(&ca, sizeof ca, child_main, &args);
 }
 #endif
 
@@ -444,29 +471,6 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
   return static_cast<pid_t>(pid);
 }
 
-// The stack of the command's process under init (isolation.pid): mapped by the parent, so that the
-// child allocates nothing (in the fallback, PID 1 has its own copy of the mapping).
-class CommandStack {
- public:
-  CommandStack() = default;
-  CommandStack(const CommandStack&) = delete;
-  CommandStack& operator=(const CommandStack&) = delete;
-  ~CommandStack() {
-    if (base_ != nullptr) munmap(base_, kChildStackSize);  // cannot fail: the mapping made below
-  }
-  void* allocate() {
-    base_ = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (base_ == MAP_FAILED) {
-      base_ = nullptr;
-      throw NativeError{Stage::kClone, errno};
-    }
-    return static_cast<char*>(base_) + kChildStackSize;
-  }
-
- private:
-  void* base_ = nullptr;
-};
-
 std::vector<char*> c_strings(const std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);
@@ -525,7 +529,6 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   // pipe and a stack for the command's process.
   std::optional<IsolationPlan> plan;
   UniqueFd init_status_write;
-  CommandStack command_stack;
   args.init_status_fd = -1;
   if (req.isolation) {
     plan.emplace(*req.isolation, req.cgroup_fd, req.join_procs_fds);
@@ -535,7 +538,8 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
       make_pipe(child.init_status, init_status_write);
       if (fcntl(child.init_status.get(), F_SETFL, O_NONBLOCK) < 0) throw NativeError{Stage::kPipes, errno};
       args.init_status_fd = init_status_write.get();
-      args.command_stack_top = command_stack.allocate();
+      child_stacks.map();
+      args.command_stack_top = child_stacks.command_stack_top();
       args.init_argv[0] = const_cast<char*>("jobworker-init");
       args.init_argv[1] = args.command_pid_text;
       args.init_argv[2] = nullptr;
