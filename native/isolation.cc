@@ -424,15 +424,15 @@ int bring_loopback_up() {
   return err;
 }
 
-int drop_privileges(const IsolationPlan& plan, bool drop_bounding_set) {
-  if (drop_bounding_set) {
-    for (int cap = 0; cap <= plan.cap_last; cap++) {
-      if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return errno;
-    }
-    // Emptied by the uid switch as well; explicitly, in case the daemon kept SECBIT_KEEP_CAPS.
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return errno;
+int drop_bounding_set(const IsolationPlan& plan) {
+  for (int cap = 0; cap <= plan.cap_last; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return errno;
   }
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? errno : 0;
+  // Emptied by the uid switch as well; explicitly, in case the daemon kept SECBIT_KEEP_CAPS.
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return errno;
+  return 0;
 }
+
+int set_no_new_privs() { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? errno : 0; }
 
 }  // namespace jw

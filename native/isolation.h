@@ -92,9 +92,10 @@ int run_mount_steps(const IsolationPlan& plan, long long uid, long long gid, boo
                     size_t group_count, size_t* failed_step);
 int set_hostname(const IsolationPlan& plan);
 int bring_loopback_up();
-// Drops every capability from the bounding set (for a job whose uid is not 0), then sets
-// no_new_privs. The caller switches uid afterwards, which empties the other sets.
-int drop_privileges(const IsolationPlan& plan, bool drop_bounding_set);
+// Drops every capability from the bounding set (for a job whose uid is not 0; needs CAP_SETPCAP).
+// The caller switches uid afterwards, which empties the other sets.
+int drop_bounding_set(const IsolationPlan& plan);
+int set_no_new_privs();
 
 // Where jobworker-init is looked for: next to the addon (build/Release/jobworker-init).
 std::string init_path();

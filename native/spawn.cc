@@ -141,6 +141,26 @@ struct ErrorMessage {
   int candidate;
 };
 
+// Which step of the stages "namespaces" and "credentials" failed (reported in place of a candidate),
+// and what the error then names, with the capability the step needs.
+enum IsolationStep : int {
+  kStepCgroupNamespace,
+  kStepHostname,
+  kStepLoopback,
+  kStepBoundingSet,
+  kStepNoNewPrivs,
+};
+const char* isolation_step_name(int step) {
+  switch (step) {
+    case kStepCgroupNamespace: return "the cgroup namespace (unshare, needs CAP_SYS_ADMIN)";
+    case kStepHostname: return "the hostname (sethostname, needs CAP_SYS_ADMIN)";
+    case kStepLoopback: return "the loopback interface (needs CAP_NET_ADMIN)";
+    case kStepBoundingSet: return "the capability bounding set (emptying it needs CAP_SETPCAP)";
+    case kStepNoNewPrivs: return "no_new_privs";
+  }
+  return "";
+}
+
 [[noreturn]] void child_fail(ChildArgs* a, Stage stage, int err, int candidate = -1) {
   if (a->error_fd >= 0) {
     ErrorMessage msg{static_cast<int>(stage), err, candidate};
@@ -249,13 +269,13 @@ int command_main(void* arg) {
 void isolate(ChildArgs* a) {
   const IsolationPlan& plan = *a->isolation;
   // After the joins: the namespace is rooted at the job's own cgroup in every hierarchy.
-  if (plan.cgroup_namespace && unshare(CLONE_NEWCGROUP) < 0) child_fail(a, Stage::kNamespaces, errno);
+  if (plan.cgroup_namespace && unshare(CLONE_NEWCGROUP) < 0) child_fail(a, Stage::kNamespaces, errno, kStepCgroupNamespace);
   size_t failed_step = 0;
   if (int err = run_mount_steps(plan, a->uid, a->gid, a->set_groups, a->groups, a->group_count, &failed_step))
     child_fail(a, Stage::kMount, err, static_cast<int>(failed_step));
-  if (int err = set_hostname(plan)) child_fail(a, Stage::kNamespaces, err);
+  if (int err = set_hostname(plan)) child_fail(a, Stage::kNamespaces, err, kStepHostname);
   if (plan.loopback_up) {
-    if (int err = bring_loopback_up()) child_fail(a, Stage::kNamespaces, err);
+    if (int err = bring_loopback_up()) child_fail(a, Stage::kNamespaces, err, kStepLoopback);
   }
 }
 
@@ -316,7 +336,10 @@ int child_main(void* arg) {
     child_fail(a, Stage::kCredentials, errno);
   // Before the uid switch: dropping from the bounding set needs CAP_SETPCAP.
   if (a->isolation != nullptr) {
-    if (int err = drop_privileges(*a->isolation, a->drop_bounding_set)) child_fail(a, Stage::kCredentials, err);
+    if (a->drop_bounding_set) {
+      if (int err = drop_bounding_set(*a->isolation)) child_fail(a, Stage::kCredentials, err, kStepBoundingSet);
+    }
+    if (int err = set_no_new_privs()) child_fail(a, Stage::kCredentials, err, kStepNoNewPrivs);
   }
   if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
     child_fail(a, Stage::kCredentials, errno);
@@ -403,6 +426,8 @@ NativeError child_failure(const ChildArgs& a, int stage, int err, int candidate)
       static_cast<size_t>(candidate) < a.isolation->step_count)
     error.path = a.isolation->steps[candidate].path;
   if (error.stage == Stage::kInit) error.path = init_path();
+  if ((error.stage == Stage::kNamespaces || error.stage == Stage::kCredentials) && candidate >= 0)
+    error.path = isolation_step_name(candidate);
   return error;
 }
 

@@ -26,6 +26,12 @@ export interface BindMount {
  * file-capability binaries raise nothing), and, for a job whose uid is not 0, no capabilities left
  * in any set, the bounding set included. Without it a job runs in the daemon's namespaces, as before.
  *
+ * What the daemon needs for it: CAP_SYS_ADMIN (namespaces, mounts, the hostname), CAP_SETPCAP (to
+ * empty a job's bounding set: without it the spawn fails, stage "credentials", EPERM), CAP_SETUID
+ * and CAP_SETGID (the job's ids, and a bind's source opened with them), CAP_NET_ADMIN for
+ * `network: 'none'` (the loopback interface). Without CAP_SYS_ADMIN the clone fails: stage "clone",
+ * EPERM.
+ *
  * A root job (uid 0, or no uid given while the daemon is root) keeps its capabilities: it could
  * undo every mount below (umount the hidden directories, remount the root writable, mount cgroupfs
  * itself). Isolation is a boundary for unprivileged jobs only.

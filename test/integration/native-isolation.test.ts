@@ -350,6 +350,23 @@ describe('isolation: privileges', requireRoot, () => {
     assert.equal(stdout, '65534\n65534\n');
   });
 
+  it('a daemon without CAP_SETPCAP cannot empty a job\'s bounding set: the spawn fails and says what is missing', () => {
+    // A Node process whose bounding set lacks CAP_SETPCAP (setpriv), spawning one isolated job.
+    const script = `
+      const { spawnProcess } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'native'))});
+      try {
+        spawnProcess({ command: 'true', logPath: ${JSON.stringify(path.join(dir, 'no-setpcap.log'))}, uid: 65534, gid: 65534, groups: [],
+          isolation: { pid: true, mount: true, ipc: true, uts: true, cgroup: true, network: 'host' } });
+        console.log('spawned');
+      } catch (e) { console.log(JSON.stringify({ stage: e.stage, code: e.code, message: e.message })); }`;
+    const out = execFileSync('setpriv', ['--bounding-set', '-all,+setuid,+setgid,+kill,+sys_admin', '--', process.execPath, '-e', script]).toString();
+    assert.deepEqual(JSON.parse(out), {
+      stage: 'credentials',
+      code: 'EPERM',
+      message: 'spawn failed at credentials: the capability bounding set (emptying it needs CAP_SETPCAP): EPERM (Operation not permitted)',
+    });
+  });
+
   it('mount(2) is refused', async () => {
     const { stdout } = await run({ script: 'mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused' });
     assert.equal(stdout, 'refused\n');
