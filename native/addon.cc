@@ -177,6 +177,26 @@ bool isolation_flag(Napi::Env env, Napi::Object isolation, const char* key, bool
   return value.As<Napi::Boolean>().Value();
 }
 
+// "/a//b/./c/../d" -> "/a/b/d": the path as written, without asking the filesystem.
+std::string lexically_normal(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t slash = path.find('/', at);
+    std::string part = path.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    if (slash == std::string::npos) break;
+    at = slash + 1;
+  }
+  std::string out;
+  for (const std::string& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
+
 // SpawnOptions.isolation (src/native/isolation.ts). What needs the mount or UTS namespace is refused
 // without it: a hidden directory or a bind would otherwise be mounted on the host.
 IsolationRequest parse_isolation(Napi::Env env, Napi::Value value) {
@@ -222,6 +242,17 @@ IsolationRequest parse_isolation(Napi::Env env, Napi::Value value) {
       if (!read_only.IsBoolean()) throw Napi::TypeError::New(env, field + ".readOnly must be a boolean");
       request.read_only = read_only.As<Napi::Boolean>().Value();
       iso.binds.push_back(std::move(request));
+    }
+  }
+  // The addon's own check on the paths as given (the plan checks them again once symlinks are
+  // resolved): a writable path is taken before the hiding, and would show a hidden directory in it.
+  for (size_t h = 0; h < iso.hide.size(); h++) {
+    std::string hidden = lexically_normal(iso.hide[h]);
+    for (size_t w = 0; w < iso.writable.size(); w++) {
+      std::string writable = lexically_normal(iso.writable[w]);
+      if (hidden == writable || writable == "/" || hidden.compare(0, writable.size() + 1, writable + "/") == 0)
+        throw Napi::TypeError::New(env, "isolation.hide[" + std::to_string(h) + "] (" + iso.hide[h] + ") is inside isolation.writable[" +
+                                            std::to_string(w) + "] (" + iso.writable[w] + "), which would show it again");
     }
   }
   if (!iso.mount && (iso.read_only_root || iso.private_tmp || !iso.hide.empty() || !iso.writable.empty() || !iso.binds.empty()))

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -256,27 +258,57 @@ IsolationPlan::IsolationPlan(const IsolationRequest& req, int cgroup_fd, const s
     };
     // Nothing mounted here propagates to the host, and the host's later mounts do not come in.
     mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-    for (const std::string& dir : req.hide) mount("tmpfs", keep(dir), "tmpfs", MS_RDONLY | kQuiet, "mode=000");
-    // Sources are taken now, after `hide` (so what is hidden cannot be bound back in) and before
-    // the read-only root (so a writable bind keeps the flags it has on the host); attached last.
     std::vector<std::pair<int, const char*>> attach;
-    for (const BindRequest& bind : req.binds) {
+    auto open_tree = [&](const char* source, uint64_t attr_set, bool as_user) {
       int slot = static_cast<int>(tree_fd_list_.size());
       tree_fd_list_.push_back(-1);
-      add(MountStep{MountStep::kOpenTree, keep(bind.source), keep(bind.source), nullptr, nullptr, 0,
-                    bind.read_only ? uint64_t{MOUNT_ATTR_RDONLY} : uint64_t{0}, 0, true, true, slot});
-      attach.emplace_back(slot, keep(bind.target));
+      add(MountStep{MountStep::kOpenTree, source, source, nullptr, nullptr, 0, attr_set, 0, true, as_user, slot});
+      return slot;
+    };
+    // Writable paths are the daemon's (the job's scratch directory): taken before `hide`, so that
+    // one inside a hidden directory can be shown again there, and before the read-only root, so
+    // that each keeps the flags it has on the host. Attached last.
+    std::vector<std::string> writable;
+    for (const std::string& path : req.writable) {
+      char resolved[PATH_MAX];
+      writable.push_back(realpath(path.c_str(), resolved) != nullptr ? resolved : path);
+      const char* kept = keep(writable.back());
+      attach.emplace_back(open_tree(kept, 0, false), kept);
     }
-    if (req.read_only_root) {
-      for (const std::string& path : req.writable) {
-        int slot = static_cast<int>(tree_fd_list_.size());
-        tree_fd_list_.push_back(-1);
-        const char* kept = keep(path);
-        add(MountStep{MountStep::kOpenTree, kept, kept, nullptr, nullptr, 0, 0, 0, true, false, slot});
-        attach.emplace_back(slot, kept);
+    for (const std::string& dir : req.hide) {
+      char resolved[PATH_MAX];
+      std::string hidden = realpath(dir.c_str(), resolved) != nullptr ? resolved : dir;
+      // The writable paths beneath it get their mount points, on a tmpfs that only lets them be
+      // reached (mode 0711: nothing in it can be listed), then made read-only like any other.
+      std::vector<std::string> exceptions;
+      for (const std::string& path : writable) {
+        if (path == hidden || path == "/" || hidden.compare(0, path.size() + 1, path + "/") == 0)
+          throw NativeError{Stage::kMount, EINVAL, dir + " (hidden, but inside the writable " + path + ", which would show it again)"};
+        if (path.compare(0, hidden.size() + 1, hidden + "/") == 0) exceptions.push_back(path);
       }
-      add(MountStep{MountStep::kSetattr, "/", nullptr, nullptr, nullptr, 0, MOUNT_ATTR_RDONLY, 0, true, false, -1});
+      const char* target = keep(hidden);
+      if (exceptions.empty()) {
+        mount("tmpfs", target, "tmpfs", MS_RDONLY | kQuiet, "mode=000");
+        continue;
+      }
+      mount("tmpfs", target, "tmpfs", kQuiet, "mode=0711");
+      for (const std::string& path : exceptions) {
+        for (size_t slash = path.find('/', hidden.size() + 1);; slash = path.find('/', slash + 1)) {
+          std::string step = slash == std::string::npos ? path : path.substr(0, slash);
+          add(MountStep{MountStep::kMkdir, keep(step), nullptr, nullptr, nullptr, 0711, 0, 0, false, false, -1});
+          if (slash == std::string::npos) break;
+        }
+      }
+      add(MountStep{MountStep::kRemountBind, target, nullptr, nullptr, nullptr, MS_RDONLY | kQuiet, 0, 0, false, false, -1});
     }
+    // Bind sources are the job's request: taken after `hide` (what is hidden cannot be bound back
+    // in), with the job's permissions, and before the read-only root. Attached last.
+    std::vector<std::pair<int, const char*>> binds;
+    for (const BindRequest& bind : req.binds)
+      binds.emplace_back(open_tree(keep(bind.source), bind.read_only ? uint64_t{MOUNT_ATTR_RDONLY} : uint64_t{0}, true), keep(bind.target));
+    attach.insert(attach.begin(), binds.begin(), binds.end());
+    if (req.read_only_root)
+      add(MountStep{MountStep::kSetattr, "/", nullptr, nullptr, nullptr, 0, MOUNT_ATTR_RDONLY, 0, true, false, -1});
     if (req.pid) mount("proc", "/proc", "proc", kQuiet, nullptr);
     if (req.cgroup && host.cgroup_root_present) {
       // Only the hierarchies the job is placed in: in the others its cgroup namespace is rooted at
@@ -302,7 +334,7 @@ IsolationPlan::IsolationPlan(const IsolationRequest& req, int cgroup_fd, const s
         if (!host.cgroup_root_is_v2) {
           for (const Hierarchy& h : host.hierarchies) {
             if (!is_placed(h.dev)) continue;
-            add(MountStep{MountStep::kMkdir, keep(h.dir), nullptr, nullptr, nullptr, 0, 0, 0, false, false, -1});
+            add(MountStep{MountStep::kMkdir, keep(h.dir), nullptr, nullptr, nullptr, 0755, 0, 0, false, false, -1});
             mount(h.fstype.c_str(), keep(h.dir), keep(h.fstype), MS_RDONLY | kQuiet, h.options.empty() ? nullptr : keep(h.options));
             mounted.push_back(h.dir.substr(h.dir.rfind('/') + 1));
           }
@@ -367,7 +399,7 @@ int run_step(const IsolationPlan& plan, const MountStep& step, long long uid, lo
     case MountStep::kUnmount:
       return umount2(step.path, MNT_DETACH) < 0 ? errno : 0;
     case MountStep::kMkdir:
-      return mkdir(step.path, 0755) < 0 && errno != EEXIST ? errno : 0;
+      return mkdir(step.path, static_cast<mode_t>(step.flags)) < 0 && errno != EEXIST ? errno : 0;
     case MountStep::kSymlink:
       return symlink(step.source, step.path) < 0 ? errno : 0;
     case MountStep::kSetattr: {

@@ -38,7 +38,7 @@ struct MountStep {
   enum Op : int {
     kMount,         // mount(source, path, fstype, flags, data)
     kUnmount,       // umount2(path, MNT_DETACH)
-    kMkdir,         // mkdir(path, 0755)
+    kMkdir,         // mkdir(path, flags as the mode)
     kSymlink,       // symlink(source, path)
     kSetattr,       // mount_setattr(path): attr_set / attr_clr, recursive or not
     kRemountBind,   // mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL): the mount's own flags

@@ -38,8 +38,8 @@ export interface BindMount {
  *
  * Steps run in the child between clone and exec, in this order; each failure is a SpawnError with
  * the stage given (and `path` where there is one), and nothing of the job has run: the cgroup
- * namespace ("namespaces") → mount propagation private → `hide` → bind and writable sources taken
- * → read-only root → /proc → the cgroup view → private /tmp → binds and writable paths attached
+ * namespace ("namespaces") → mount propagation private → writable paths taken → `hide` → bind
+ * sources taken → read-only root → /proc → the cgroup view → private /tmp → binds and writable paths attached
  * (all "mount", `path` = the mount point, or the bind's source) → hostname, loopback
  * ("namespaces") → credentials, capabilities, no_new_privs ("credentials") → chdir, as the job's
  * user ("chdir") → exec of the command ("exec") → exec of jobworker-init ("init", only with `pid`;
@@ -110,11 +110,14 @@ export interface Isolation {
   /** Host paths shown inside the job (after `hide`, in order). Needs `mount`. */
   binds?: readonly BindMount[];
   /**
-   * Absolute paths kept writable under `readOnlyRoot` (each bind-mounted onto itself with the flags
-   * it has on the host; mounts beneath keep theirs), e.g. the job's scratch directory. Ignored
-   * without `readOnlyRoot`. Taken after `hide` and put back after the private /tmp: a path inside a
-   * hidden directory, or under /tmp, /var/tmp or /dev/shm with `privateTmp`, fails (ENOENT). Needs
-   * `mount`.
+   * Absolute paths of the host the job must be able to write at the same place, e.g. its scratch
+   * directory: each is bind-mounted onto itself with the flags it has on the host, so it stays
+   * writable under `readOnlyRoot` (mounts beneath keep their own flags). Taken before `hide`: one
+   * inside a hidden directory stays reachable there (the directories leading to it are made on the
+   * hidden tmpfs, mode 0711: nothing in them can be listed), while a hidden directory inside a
+   * writable path is refused (TypeError, or SpawnError stage "mount", EINVAL, when symlinks hide
+   * it from the addon's check). Put back after the private /tmp: with `privateTmp`, a path under
+   * /tmp, /var/tmp or /dev/shm fails (ENOENT). Needs `mount`.
    */
   writable?: readonly string[];
 }

@@ -285,6 +285,31 @@ describe('isolation: the mount namespace', requireRoot, () => {
     assert.equal(tmp.stdout, 'tmp-ok\netc-refused\n');
   });
 
+  it('a writable directory inside a hidden one stays reachable at its place; nothing else there is', async () => {
+    // The daemon's layout: a scratch root no job may list, and one scratch directory per job.
+    const root = hostDir('scratch-root');
+    const mine = path.join(root, 'jobs', 'mine');
+    const theirs = path.join(root, 'jobs', 'theirs');
+    mkdirSync(mine, { recursive: true });
+    mkdirSync(theirs, { recursive: true });
+    chmodSync(mine, 0o777);
+    writeFileSync(path.join(theirs, 'secret'), 'theirs');
+    const { stdout, stderr } = await run({
+      isolation: { ...NAMESPACES, readOnlyRoot: true, hide: [root], writable: [mine] },
+      cwd: mine,
+      script: `pwd; echo out > ./result && echo wrote; ls ${root} || echo root-unlisted; ls ${path.join(root, 'jobs')} || echo jobs-unlisted; cat ${theirs}/secret || echo theirs-unreachable`,
+    });
+    assert.equal(stdout, `${mine}\nwrote\nroot-unlisted\njobs-unlisted\ntheirs-unreachable\n`);
+    assert.match(stderr, /Permission denied/);
+    assert.equal(readFileSync(path.join(mine, 'result'), 'utf8'), 'out\n');
+
+    // The other way round would show what is hidden: refused.
+    assert.throws(
+      () => spawnProcess({ command: 'true', env: ENV, isolation: { ...NAMESPACES, hide: [mine], writable: [`${root}/./jobs/..`] }, logPath: path.join(dir, `never-${seq++}.log`) }),
+      /isolation\.hide\[0\] .* is inside isolation\.writable\[0\]/,
+    );
+  });
+
   it('binds: read-only and read-write, and a source the job\'s user cannot reach is refused', async () => {
     const source = hostDir('bind-source');
     writeFileSync(path.join(source, 'data'), 'from the host');
