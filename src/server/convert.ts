@@ -73,6 +73,7 @@ export function jobToPb(status: JobStatus, liveStats?: CgroupStats | null): pb.J
     owner: status.owner,
     command: status.command,
     args: status.args,
+    argsOmitted: status.argsOmitted,
     cwd: status.cwd,
     limits: limitsToPb(status.limits),
     state: stateToPb(status.state),

@@ -103,7 +103,8 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     getJob: unaryCall(context, 'GetJob', async (request: pb.GetJobRequest, identity): Promise<pb.GetJobResponse> => {
       const job = visibleJob(identity, 'job_id', request.jobId);
       const live = isFinal(job.state) ? undefined : await job.stats().catch(() => null);
-      return { job: jobToPb(job.status(), live) };
+      // Every argument, even those a big spec's record keeps only in its spec file.
+      return { job: jobToPb(await job.detailedStatus(), live) };
     }),
 
     listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<pb.ListJobsResponse> => {

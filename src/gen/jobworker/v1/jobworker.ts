@@ -215,7 +215,11 @@ export interface Job {
   owner: string;
   /** The program, as given. */
   command: string;
-  /** Its arguments (argv[1..]). */
+  /**
+   * Its arguments (argv[1..]). A job whose argv and environment are big (over 8 KiB as JSON) is
+   * listed (ListJobs, WatchJobs, StartJob, StopJob) with the leading arguments only, up to 1 KiB:
+   * `args_omitted` says how many follow. GetJob always answers with every argument.
+   */
   args: string[];
   /** Working directory. */
   cwd: string;
@@ -260,7 +264,11 @@ export interface Job {
     | ResourceStats
     | undefined;
   /** The user it runs as; absent when it runs as the daemon's own user. */
-  user: JobUser | undefined;
+  user:
+    | JobUser
+    | undefined;
+  /** Arguments not in `args` (see there); 0 when `args` is complete. */
+  argsOmitted: number;
 }
 
 /** A job's output log. */
@@ -844,6 +852,7 @@ function createBaseJob(): Job {
     log: undefined,
     stats: undefined,
     user: undefined,
+    argsOmitted: 0,
   };
 }
 
@@ -905,6 +914,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.user !== undefined) {
       JobUser.encode(message.user, writer.uint32(154).fork()).join();
+    }
+    if (message.argsOmitted !== 0) {
+      writer.uint32(160).uint32(message.argsOmitted);
     }
     return writer;
   },
@@ -1074,6 +1086,14 @@ export const Job: MessageFns<Job> = {
             message.user = JobUser.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.argsOmitted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1131,6 +1151,11 @@ export const Job: MessageFns<Job> = {
       log: isSet(object.log) ? LogInfo.fromJSON(object.log) : undefined,
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
+      argsOmitted: isSet(object.argsOmitted)
+        ? globalThis.Number(object.argsOmitted)
+        : isSet(object.args_omitted)
+        ? globalThis.Number(object.args_omitted)
+        : 0,
     };
   },
 
@@ -1193,6 +1218,9 @@ export const Job: MessageFns<Job> = {
     if (message.user !== undefined) {
       obj.user = JobUser.toJSON(message.user);
     }
+    if (message.argsOmitted !== 0) {
+      obj.argsOmitted = Math.round(message.argsOmitted);
+    }
     return obj;
   },
 
@@ -1224,6 +1252,7 @@ export const Job: MessageFns<Job> = {
       ? ResourceStats.fromPartial(object.stats)
       : undefined;
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
+    message.argsOmitted = object.argsOmitted ?? 0;
     return message;
   },
 };
