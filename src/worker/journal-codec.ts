@@ -14,6 +14,8 @@ export type JournalEntry = { op: 'put'; record: JobRecord } | { op: 'remove'; id
 /** A decoded line; `legacySpec` is the whole spec of a version 1 record that must go to its spec file. */
 export interface DecodedEntry {
   entry: JournalEntry;
+  /** A version 1 record, converted. */
+  legacy?: true;
   legacySpec?: ResolvedJobSpec;
 }
 
@@ -75,7 +77,7 @@ function fromVersion1(record: Record<string, unknown>): DecodedEntry {
   const spec = record.spec as ResolvedJobSpec;
   const recorded = recordSpec(spec);
   const upgraded = { ...record, version: 2, ...recorded, rebuilt: null } as JobRecord;
-  return { entry: { op: 'put', record: upgraded }, ...(recorded.specFile ? { legacySpec: spec } : {}) };
+  return { entry: { op: 'put', record: upgraded }, legacy: true, ...(recorded.specFile ? { legacySpec: spec } : {}) };
 }
 
 /** The entry of one line (without its newline), or undefined if the line is torn or damaged. */

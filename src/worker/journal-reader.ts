@@ -47,7 +47,7 @@ export interface JournalContents {
   removed: Set<string>;
   damage: JournalDamage;
   bytes: number;
-  /** Version 1 records read (their big specs were written to spec files). */
+  /** Version 1 lines read (their big specs were written to spec files). */
   migrated: number;
 }
 
@@ -167,7 +167,7 @@ export async function readJournal(journalPath: string, options: ReadJournalOptio
         await damaged.add(line);
         continue;
       }
-      const { entry, legacySpec } = decoded;
+      const { entry, legacy, legacySpec } = decoded;
       if (entry.op === 'remove') {
         contents.records.delete(entry.id);
         contents.lastOffsets.delete(entry.id);
@@ -175,8 +175,8 @@ export async function readJournal(journalPath: string, options: ReadJournalOptio
         continue;
       }
       const id = entry.record.id;
+      if (legacy) contents.migrated++;
       if (legacySpec !== undefined) {
-        contents.migrated++;
         if (!specsSaved.has(id)) await options.saveLegacySpec(id, legacySpec);
         specsSaved.add(id);
       }

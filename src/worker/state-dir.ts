@@ -82,24 +82,35 @@ async function directoriesCrossed(dir: string): Promise<string[]> {
 export async function prepareStateDir(stateDir: string, logsDirName: string): Promise<string> {
   const dir = path.resolve(stateDir);
   const logsDir = path.join(dir, logsDirName);
-  try {
-    // 0700, parents it creates included: records and spec files hold the jobs' environments.
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await mkdir(logsDir, { recursive: true, mode: 0o700 });
-  } catch (error) {
-    throw systemError('create state directory', dir, error);
-  }
-  try {
+  // 0700, parents it creates included: records and spec files hold the jobs' environments.
+  await makeDirectory(dir, dir);
+  await check(dir, async () => {
     const real = await realpath(dir);
     for (const crossed of await directoriesCrossed(dir)) {
       if (crossed === real) continue;
       checkAncestor(crossed, await lstat(crossed), dir);
     }
     checkOwnDirectory(real, await lstat(real), 'state directory');
-    checkOwnDirectory(logsDir, await lstat(logsDir), 'logs directory');
+  });
+  // Only in a directory found trustworthy: a refusal leaves nothing behind.
+  await makeDirectory(logsDir, dir);
+  await check(dir, async () => checkOwnDirectory(logsDir, await lstat(logsDir), 'logs directory'));
+  return dir;
+}
+
+async function makeDirectory(dir: string, stateDir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw systemError('create state directory', stateDir === dir ? dir : `${stateDir} (${dir})`, error);
+  }
+}
+
+async function check(stateDir: string, checks: () => Promise<void>): Promise<void> {
+  try {
+    await checks();
   } catch (error) {
     if (error instanceof JobworkerError) throw error;
-    throw systemError('check state directory', dir, error);
+    throw systemError('check state directory', stateDir, error);
   }
-  return dir;
 }

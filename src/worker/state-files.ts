@@ -104,9 +104,12 @@ export async function writeNewFile(path: string, data: string | Buffer, operatio
   }
 }
 
-/** fsync of a directory: makes the names created, renamed or removed in it durable. */
+/**
+ * fsync of a directory: makes the names created, renamed or removed in it durable. (The state
+ * directory may be given as a link to the real one; syncing through it changes nothing else.)
+ */
 export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, O_RDONLY | O_NOFOLLOW | constants.O_DIRECTORY);
+  const handle = await open(dir, O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
   } finally {
