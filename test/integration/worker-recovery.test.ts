@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 
 import { Worker, type JobSpec, type JobStatus, type WorkerOptions } from '../../src/worker';
+import { damageJournalLinesOf } from '../helpers/journal';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
 import { sharedCgroupRoot, testWorkerOptions } from '../helpers/worker';
@@ -60,30 +61,6 @@ describe('crash recovery', requireRoot, () => {
   });
 });
 
-/** The journal's lines, with the job each names and its offset. */
-function journalLines(stateDir: string): { offset: number; text: string; id: string | undefined }[] {
-  const lines: { offset: number; text: string; id: string | undefined }[] = [];
-  let offset = 0;
-  for (const text of readFileSync(path.join(stateDir, 'journal'), 'latin1').split('\n')) {
-    if (text !== '') lines.push({ offset, text, id: /"id":"([0-9a-f-]{36})"/.exec(text)?.[1] });
-    offset += text.length + 1;
-  }
-  return lines;
-}
-
-/** Flips one bit in the middle of every journal line that names `id` (the last one only, if `lastOnly`). */
-function damageLinesOf(stateDir: string, id: string, lastOnly = false): number {
-  const journal = path.join(stateDir, 'journal');
-  const bytes = readFileSync(journal);
-  const mine = journalLines(stateDir).filter((line) => line.id === id);
-  for (const line of lastOnly ? mine.slice(-1) : mine) {
-    const at = line.offset + Math.floor(line.text.length / 2);
-    bytes[at] = bytes[at]! ^ 0x08;
-  }
-  writeFileSync(journal, bytes);
-  return mine.length;
-}
-
 async function output(worker: Worker, id: string): Promise<string> {
   let text = '';
   for await (const record of worker.job(id).logs()) if (record.stream !== 'marker') text += record.data.toString();
@@ -118,9 +95,9 @@ describe('a damaged journal: reported, never amplified', requireRoot, () => {
   it('a flipped byte: a finished job stays finished, one whose final record was hit is lost (not "killed"), one with no record left is rebuilt from its log and its spec file; nothing intact is deleted; one warning names them', { timeout: 60_000 }, async () => {
     const { options, ids, warnings } = await finishedJobs('damage');
     try {
-      assert.equal(damageLinesOf(options.stateDir, ids.a, true), 2);
-      assert.equal(damageLinesOf(options.stateDir, ids.c), 2);
-      assert.equal(damageLinesOf(options.stateDir, ids.d), 2);
+      assert.equal(damageJournalLinesOf(options.stateDir, ids.a, true), 2);
+      assert.equal(damageJournalLinesOf(options.stateDir, ids.c), 2);
+      assert.equal(damageJournalLinesOf(options.stateDir, ids.d), 2);
       // A removed job's log that outlived its removal (a crash) is not brought back.
       writeFileSync(path.join(options.stateDir, 'logs', `${ids.e}.log`), readFileSync(path.join(options.stateDir, 'logs', `${ids.a}.log`)));
       const worker = await Worker.open(options);

@@ -6,13 +6,13 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmS
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { crc32 } from 'node:zlib';
 
 import { SPEC_BOUNDS, type ResolvedJobSpec } from '../../src/worker/job-spec';
 import { ARGS_PREVIEW_BYTES, INLINE_SPEC_BYTES, newJobRecord, type JobRecord } from '../../src/worker/job-record';
 import { decodeJournalLine, encodeJournalLine } from '../../src/worker/journal-codec';
 import { MAX_JOURNAL_LINE_BYTES } from '../../src/worker/journal-reader';
 import { StateStore, type StateStoreOptions } from '../../src/worker/state-store';
+import { version1Line } from '../helpers/journal';
 
 let dir: string;
 let n = 0;
@@ -43,15 +43,6 @@ function record(jobId: string, s: ResolvedJobSpec = spec()): JobRecord {
 
 function finished(r: JobRecord): JobRecord {
   return { ...r, state: 'exited', outcome: { exitCode: 0, signal: null, oomKilled: false, stoppedBy: null, reason: 'exited with code 0' }, finishedAt: '2024-05-01T12:00:01Z' };
-}
-
-/** A line as the previous version wrote it: format 1, the whole spec in every line. */
-function version1Line(jobId: string, s: ResolvedJobSpec, state: 'running' | 'exited'): string {
-  const json = JSON.stringify({
-    op: 'put',
-    record: { version: 1, id: jobId, spec: s, state, outcome: null, pid: 7, createdAt: '2024-05-01T12:00:00.000Z', startedAt: '2024-05-01T12:00:00.001Z', finishedAt: null, log: { bytes: 16, droppedBytes: 0, truncated: false, writeError: null }, stats: null },
-  });
-  return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 }
 
 const journalPath = () => path.join(dir, 'journal');
