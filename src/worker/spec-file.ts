@@ -16,10 +16,13 @@ interface SpecFileContent {
 /** The largest spec file read back: argv + env are at most 1 MiB, up to 6 bytes each as JSON. */
 const MAX_SPEC_FILE_BYTES = 8 << 20;
 
-/** Writes the spec file (a new file: never an existing one or through a link). */
-export async function writeSpecFile(path: string, id: string, spec: ResolvedJobSpec, options: { replace?: boolean } = {}): Promise<void> {
+/**
+ * Writes the spec file (a new file: never an existing one or through a link), fdatasync'd unless
+ * `sync` is false (then the caller syncs it).
+ */
+export async function writeSpecFile(path: string, id: string, spec: ResolvedJobSpec, options: { replace?: boolean; sync?: boolean } = {}): Promise<void> {
   const content: SpecFileContent = { version: 1, id, spec };
-  await writeNewFile(path, encodeChecked(content), 'write job spec file', { replace: options.replace ?? false });
+  await writeNewFile(path, encodeChecked(content), 'write job spec file', { replace: options.replace ?? false, sync: options.sync ?? true });
 }
 
 /** The spec in the file, or undefined if it is missing, damaged or another job's. */

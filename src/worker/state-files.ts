@@ -125,3 +125,25 @@ export async function removeIfPresent(path: string, operation: string): Promise<
     if (errorCode(error) !== 'ENOENT') throw systemError(operation, path, error);
   }
 }
+
+/** fdatasync of each file, `concurrency` at a time (the filesystem merges concurrent syncs). */
+export async function syncFiles(paths: readonly string[], concurrency: number, operation: string): Promise<void> {
+  let next = 0;
+  const syncOne = async (file: string): Promise<void> => {
+    try {
+      const handle = await open(file, OPEN_READ);
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw systemError(operation, file, error);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, paths.length) }, async () => {
+      while (next < paths.length) await syncOne(paths[next++]!);
+    }),
+  );
+}

@@ -25,7 +25,7 @@ import type { ResolvedJobSpec } from './job-spec';
 import { readSpecFile, writeSpecFile } from './spec-file';
 import { SpareLogs, type CreateFiles } from './spare-logs';
 import { prepareStateDir } from './state-dir';
-import { removeIfPresent } from './state-files';
+import { removeIfPresent, syncDirectory, syncFiles } from './state-files';
 
 export type { JobLogInfo, JobRecord } from './job-record';
 
@@ -56,6 +56,8 @@ export interface StateContents {
 }
 
 const LOG_SUFFIX = '.log';
+/** Spec files moved out of format 1 records are fdatasync'd this many at a time. */
+const MIGRATION_SYNCS = 16;
 const SPEC_SUFFIX = '.spec';
 
 export class StateStore {
@@ -95,10 +97,19 @@ export class StateStore {
    */
   async readAll(): Promise<StateContents> {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const migratedSpecs: string[] = [];
     const journal = await readJournal(this.journalPath, {
       damagedCopyPath: `${this.journalPath}.damaged-${stamp}`,
-      saveLegacySpec: (id, spec) => writeSpecFile(this.specPath(id), id, spec, { replace: true }),
+      saveLegacySpec: async (id, spec) => {
+        await writeSpecFile(this.specPath(id), id, spec, { replace: true, sync: false });
+        migratedSpecs.push(this.specPath(id));
+      },
     });
+    if (migratedSpecs.length > 0) {
+      // On disk before the journal is rewritten without them: synced together, not one by one.
+      await syncFiles(migratedSpecs, MIGRATION_SYNCS, 'sync migrated job spec file');
+      await syncDirectory(this.logsDir);
+    }
     const refusedSpares = await this.spareLogs.adoptExisting();
     const logs = new Map<string, LogEntryKind>();
     const specFiles = new Set<string>();

@@ -8,6 +8,8 @@ import { manyFollowers } from './many-followers';
 import { oddJobs } from './odd-jobs';
 import type { Scenario } from './scenario';
 import { security } from './security';
+import { stateJournal } from './state-journal';
+import { stateLinks } from './state-links';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, stateJournal, stateLinks];
