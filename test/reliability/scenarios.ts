@@ -8,8 +8,9 @@ import { manyFollowers } from './many-followers';
 import { oddJobs } from './odd-jobs';
 import type { Scenario } from './scenario';
 import { security } from './security';
+import { stateDamage } from './state-damage';
 import { stateJournal } from './state-journal';
 import { stateLinks } from './state-links';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, stateJournal, stateLinks];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, stateJournal, stateLinks, stateDamage];
