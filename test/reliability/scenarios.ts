@@ -11,6 +11,7 @@ import { security } from './security';
 import { stateDamage } from './state-damage';
 import { stateJournal } from './state-journal';
 import { stateLinks } from './state-links';
+import { stateReadonly } from './state-readonly';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, stateJournal, stateLinks, stateDamage];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, stateJournal, stateLinks, stateDamage, stateReadonly];
