@@ -10,7 +10,7 @@ import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './jo
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
 import { StateLock } from './state-lock';
-import type { CompactionPolicy } from './journal';
+import type { CompactionPolicy, JournalStats } from './journal';
 import { StateStore } from './state-store';
 
 export interface WorkerDefaults {
@@ -219,6 +219,11 @@ export class Worker {
   subscribe(listener: (event: JobEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** The journal's size, its live records' size and the compactions done since open (metrics). */
+  journalStats(): JournalStats {
+    return this.#store.journalStats();
   }
 
   get runningJobs(): number {
