@@ -14,11 +14,11 @@
 import { lstat } from 'node:fs/promises';
 
 import type { CgroupDriver, CgroupStats } from '../cgroup';
-import { FILE_HEADER_SIZE } from '../logs/format';
 import { repairLog, type LogScan } from '../logs/repair';
-import { recordSpec, type JobRecord, type RecordedSpec } from './job-record';
-import { isFinal, lostOutcome } from './job-state';
+import { recordSpec, type JobRecord } from './job-record';
+import { isFinal } from './job-state';
 import type { JournalDamage } from './journal-reader';
+import { markLost, rebuiltRecord, recordLogMissing, type LaterDamage } from './recovered-records';
 import { removeIfPresent } from './state-files';
 import type { StateContents, StateStore } from './state-store';
 
@@ -52,10 +52,6 @@ export interface RecoveryReport {
   /** Journal lines of the previous format read (and their big specs moved to spec files). */
   migratedRecords: number;
   damage: StateDamage | null;
-}
-
-function isoOfNs(ns: bigint | null): string | null {
-  return ns === null ? null : new Date(Number(ns / 1_000_000n)).toISOString();
 }
 
 /**
@@ -108,24 +104,28 @@ export async function recover(store: StateStore, driver: CgroupDriver, warn: War
     }
   }
 
+  // Logs no intact record owns. Without output, and with no sign that records were lost, one is a
+  // start that crashed before it was recorded (its caller never got the id): nothing to keep. With
+  // output, or when records were lost (damaged lines, other such logs with output), it is a job.
   const namedInDamage = new Set(journal.damage.lines.flatMap((line) => line.ids));
+  const orphans: { id: string; running: boolean; scan: LogScan | null }[] = [];
   for (const id of contents.logs.keys()) {
     if (records.has(id)) continue;
-    const log = store.logPath(id);
     if (journal.removed.has(id)) {
       await discardOrWarn(store, id, warn); // its removal was recorded; its log outlived it (a crash)
       continue;
     }
-    const running = await killIfRunning(id);
-    const scan = await scanOrWarn(log, id, warn);
-    if (scan !== null && scan.records === 0 && !namedInDamage.has(id)) {
-      // No output and no record: a start that crashed before it was recorded; nothing to keep.
+    orphans.push({ id, running: await killIfRunning(id), scan: await scanOrWarn(store.logPath(id), id, warn) });
+  }
+  const recordsLost = journal.damage.count > 0 || orphans.some((orphan) => orphan.scan?.records !== 0);
+  for (const { id, running, scan } of orphans) {
+    if (scan !== null && scan.records === 0 && !running && !recordsLost && !namedInDamage.has(id)) {
       await discardOrWarn(store, id, warn);
       report.incompleteStartsRemoved.push(id);
       continue;
     }
     const spec = contents.specFiles.has(id) ? await store.readSpec(id) : undefined;
-    const record = rebuiltRecord(id, scan, spec === undefined ? null : recordSpec(spec).spec, running, killed.get(id) ?? null, await fileTime(log));
+    const record = rebuiltRecord(id, scan, spec === undefined ? null : recordSpec(spec).spec, running, killed.get(id) ?? null, await fileTime(store.logPath(id)));
     if (running) report.lost.push(id);
     records.set(id, record);
     damage.rebuiltFromLogs.push(id);
@@ -154,68 +154,14 @@ export async function recover(store: StateStore, driver: CgroupDriver, warn: War
 }
 
 /** Whether a damaged line came after a job's last intact one, and whether it names the job. */
-function laterDamage(damage: JournalDamage, id: string, lastOffset: number): 'none' | 'names-it' | 'anonymous' {
-  let found: 'none' | 'anonymous' = 'none';
+function laterDamage(damage: JournalDamage, id: string, lastOffset: number): LaterDamage {
+  let found: LaterDamage = 'none';
   for (const line of damage.lines) {
     if (line.offset <= lastOffset) continue;
     if (line.ids.includes(id)) return 'names-it';
     found = 'anonymous';
   }
   return found;
-}
-
-/** A job recorded starting or running: lost, with the reason that is true. */
-function markLost(record: JobRecord, running: boolean, later: 'none' | 'names-it' | 'anonymous', scan: LogScan | null, stats: CgroupStats | null): void {
-  let why: string;
-  if (running) why = 'the daemon stopped while the job was running; its processes were killed';
-  else if (later === 'names-it') why = 'its last record was damaged: how it ended is unknown (its processes had exited; its log is kept)';
-  else if (later === 'anonymous') why = 'how it ended is unknown: the daemon stopped before recording it, or that record was damaged (its processes had exited)';
-  else why = 'the daemon stopped before recording how the job ended (its processes had already exited)';
-  record.state = 'lost';
-  record.outcome = lostOutcome(why);
-  if (running) record.stats = stats;
-  // Killed now: it ended now. Otherwise it ended after its last output, when exactly is not known.
-  record.finishedAt = running ? new Date().toISOString() : (isoOfNs(scan?.lastTimeNs ?? null) ?? record.startedAt ?? record.createdAt);
-  if (scan !== null) record.log = { ...record.log, bytes: scan.validBytes };
-}
-
-/** The log is gone: what it held is counted as dropped, and readers find an empty log. */
-function recordLogMissing(record: JobRecord): void {
-  const lost = Math.max(0, record.log.bytes - FILE_HEADER_SIZE);
-  record.log = { ...record.log, bytes: FILE_HEADER_SIZE, droppedBytes: record.log.droppedBytes + lost };
-}
-
-const UNKNOWN_SPEC: RecordedSpec = { command: '', args: [], argsOmitted: 0, env: null, cwd: '', limits: {}, owner: '', user: null };
-
-/**
- * A job known only from its log (and its spec file, if it had one): what they say, and nothing
- * else. With no spec file its owner is unknown (''), so only admins see it.
- */
-function rebuiltRecord(id: string, scan: LogScan | null, spec: RecordedSpec | null, running: boolean, stats: CgroupStats | null, fileTime: string): JobRecord {
-  const first = isoOfNs(scan?.firstTimeNs ?? null) ?? fileTime;
-  const unknown = spec === null ? 'its command, owner and exit status are unknown' : 'its exit status is unknown';
-  const readable = scan === null ? '; its log could not be read' : '';
-  const killedNow = running ? '; its processes were still running and were killed' : '';
-  return {
-    version: 2,
-    id,
-    spec: spec ?? UNKNOWN_SPEC,
-    specFile: spec !== null,
-    state: 'lost',
-    outcome: lostOutcome(`its record was damaged or missing; rebuilt from its log (${unknown}${readable}${killedNow})`),
-    pid: null,
-    createdAt: first,
-    startedAt: first,
-    finishedAt: running ? new Date().toISOString() : (isoOfNs(scan?.lastTimeNs ?? null) ?? fileTime),
-    log: {
-      bytes: scan?.validBytes ?? FILE_HEADER_SIZE,
-      droppedBytes: scan?.droppedBytes ?? 0,
-      truncated: scan?.truncated ?? false,
-      writeError: scan?.writeError ?? null,
-    },
-    stats: running ? stats : null,
-    rebuilt: unknown,
-  };
 }
 
 function damageSummary(damage: StateDamage, journal: JournalDamage): string {

@@ -2,6 +2,7 @@
 // lost, kills and removes their cgroups, and keeps every byte they wrote.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { once } from 'node:events';
@@ -152,19 +153,43 @@ describe('a damaged journal: reported, never amplified', requireRoot, () => {
     }
   });
 
-  it('an empty journal: every job with output is rebuilt from its log; only a log with no output goes', { timeout: 60_000 }, async () => {
+  it('an empty journal: every job is rebuilt from its log, even one without output (records were lost: it is not an incomplete start)', { timeout: 60_000 }, async () => {
     const { options, ids } = await finishedJobs('empty-journal');
     try {
       writeFileSync(path.join(options.stateDir, 'journal'), '');
       const worker = await Worker.open(options);
       try {
-        assert.deepEqual(worker.recovery.damage!.rebuiltFromLogs.sort(), [ids.a, ids.b, ids.c].sort());
-        assert.deepEqual(worker.recovery.incompleteStartsRemoved, [ids.d]);
+        assert.deepEqual(worker.recovery.damage!.rebuiltFromLogs.sort(), [ids.a, ids.b, ids.c, ids.d].sort());
+        assert.deepEqual(worker.recovery.incompleteStartsRemoved, []);
+        assert.equal(await output(worker, ids.d), '');
         for (const [id, text] of [[ids.a, 'a-output\n'], [ids.b, 'b-output\n'], [ids.c, 'c-output\n']] as const) {
           assert.equal(worker.job(id).status().state, 'lost');
           assert.equal(await output(worker, id), text);
         }
         assert.equal(worker.job(ids.c).status().owner, 'carol');
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      rmSync(options.stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('an intact journal: a log with no output and no record is an incomplete start and goes; every recorded job stays', { timeout: 60_000 }, async () => {
+    const { options, ids } = await finishedJobs('incomplete-start');
+    try {
+      // What a start that crashed before it was recorded leaves: a log holding only its header.
+      const crashed = randomUUID();
+      const crashedLog = path.join(options.stateDir, 'logs', `${crashed}.log`);
+      writeFileSync(crashedLog, readFileSync(path.join(options.stateDir, 'logs', `${ids.d}.log`)));
+      const worker = await Worker.open(options);
+      try {
+        assert.equal(worker.recovery.damage, null);
+        assert.deepEqual(worker.recovery.incompleteStartsRemoved, [crashed]);
+        assert.equal(existsSync(crashedLog), false);
+        assert.equal(worker.get(crashed), undefined);
+        assert.equal(worker.job(ids.d).status().state, 'exited');
+        assert.equal(await output(worker, ids.a), 'a-output\n');
       } finally {
         await worker.close();
       }
