@@ -42,6 +42,8 @@ export class SpawnError extends NativeError {}
 // unavailability.
 function nativeErrorKind(stage: NativeStage, code: string): ErrorKind {
   if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
+  // A path of the request (a bind's source or target, a directory to hide or keep writable).
+  if (stage === 'mount' && ['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP'].includes(code)) return 'invalid-argument';
   if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
   if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
   // The state directory's filesystem was made read-only: the daemon serves reads, not starts.
