@@ -54,7 +54,7 @@ export class SystemError extends JobworkerError {
 }
 
 /** Errno names that mean the host ran out of something, not that jobworker has a bug. */
-const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT']);
+const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
 
 /** What a full or read-only filesystem means for the request, said next to the errno. */
 const HOST_STATE_DETAILS: Record<string, string> = {
@@ -65,8 +65,9 @@ const HOST_STATE_DETAILS: Record<string, string> = {
 
 /**
  * Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. A full
- * disk (ENOSPC, EDQUOT) is `resource-exhausted` whatever `kind` says, and a read-only filesystem
- * (EROFS) `unavailable` unless `kind` says otherwise: they are the host's state, not a bug.
+ * disk (ENOSPC, EDQUOT) or fd table (EMFILE, ENFILE) is `resource-exhausted` whatever `kind` says,
+ * and a read-only filesystem (EROFS) `unavailable` unless `kind` says otherwise: they are the host's
+ * state, not a bug.
  */
 export function systemError(
   operation: string,

@@ -11,7 +11,7 @@ import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import type { JobUser, ResolvedJobSpec } from './job-spec';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
-import { findStart } from '../logs/tail';
+import { findStart, type LogStart } from '../logs/tail';
 import type { SpareLogs } from './spare-logs';
 import type { StateStore } from './state-store';
 
@@ -65,6 +65,11 @@ export interface LogOptions extends FollowOptions {
    * the line, its offsets are still the record's.
    */
   tailLines?: number;
+  /**
+   * With `tailLines` or `sinceNs`: awaited before the scan that finds the start, and what it
+   * resolves with is called once the scan is over (the server bounds concurrent scans with it).
+   */
+  scanSlot?: () => Promise<() => void>;
 }
 
 /** What a job needs from its worker. */
@@ -427,7 +432,7 @@ export class Job {
   async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
     await this.#launched;
     this.#throwIfNeverStarted();
-    const { tailLines, ...follow } = options;
+    const { tailLines, scanSlot, ...follow } = options;
     if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
       throw new ValidationError('tailLines', 'must be a non-negative integer');
     }
@@ -436,13 +441,19 @@ export class Job {
       yield* followLog(source, follow);
       return;
     }
-    const start = await findStart(source.path, {
-      from: follow.from,
-      until: source.committed(),
-      tailLines,
-      sinceNs: follow.sinceNs,
-      streams: follow.streams,
-    });
+    const release = await scanSlot?.();
+    let start: LogStart;
+    try {
+      start = await findStart(source.path, {
+        from: follow.from,
+        until: source.committed(),
+        tailLines,
+        sinceNs: follow.sinceNs,
+        streams: follow.streams,
+      });
+    } finally {
+      release?.();
+    }
     let skip = start.skip;
     for await (const record of followLog(source, { ...follow, from: start.from })) {
       if (skip > 0) {
