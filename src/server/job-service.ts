@@ -154,7 +154,8 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       if (located.where === 'pool') return { job: jobToPb(located.pool.status, undefined, located.pool.placement) };
       const { job, pool } = located;
       const live = isFinal(job.state) ? undefined : await job.stats().catch(() => null);
-      return { job: jobToPb(job.status(), live, pool?.placement) };
+      // Every argument, even those a big spec's record keeps only in its spec file.
+      return { job: jobToPb(await job.detailedStatus(), live, pool?.placement) };
     }),
 
     listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<Buffer> => {

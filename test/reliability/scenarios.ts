@@ -12,6 +12,10 @@ import { oddJobs } from './odd-jobs';
 import type { Scenario } from './scenario';
 import { security } from './security';
 import { stalledStreams } from './stalled-streams';
+import { stateDamage } from './state-damage';
+import { stateJournal } from './state-journal';
+import { stateLinks } from './state-links';
+import { stateReadonly } from './state-readonly';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists, auditFlood];
+export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists, auditFlood, stateJournal, stateLinks, stateDamage, stateReadonly];
