@@ -36,6 +36,11 @@ export interface DaemonConfig {
    * watch stream can hold ~3 MiB for a client that stops reading). Default 1024.
    */
   maxStreamsPerIdentity?: number;
+  /**
+   * Jobs with a change a WatchJobs client has not read yet, at most (changes are coalesced per job);
+   * past it the stream ends with RESOURCE_EXHAUSTED. Default 10000.
+   */
+  maxUnreadWatchJobs?: number;
   /** Connections, bounded at accept (before TLS) and per connection (docs/security.md, "Bounds"). */
   connections: {
     /** Open connections at most; more are closed at accept. Default 1024. */
@@ -103,6 +108,7 @@ const isFileConfig = t.isObject(
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
+    maxUnreadWatchJobs: t.isOptional(isPositiveInteger),
     connections: t.isOptional(
       t.isObject({
         max: t.isOptional(isPositiveInteger),
@@ -202,6 +208,7 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
+    maxUnreadWatchJobs: file.maxUnreadWatchJobs ?? config.maxUnreadWatchJobs,
     connections: { ...config.connections, ...file.connections },
     fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
     logScans: { ...config.logScans, ...file.logScans },

@@ -94,6 +94,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       listen: config.listen,
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+      ...(config.maxUnreadWatchJobs === undefined ? {} : { maxUnreadWatchJobs: config.maxUnreadWatchJobs }),
       connections: config.connections,
       fileDescriptors: config.fileDescriptors,
       logScans: config.logScans,

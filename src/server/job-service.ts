@@ -46,6 +46,8 @@ export interface JobServiceDeps {
   scans: ScanLimiter;
   /** Aggregated audit lines for what a client can trigger at will (failed starts). */
   refusals: RefusalLog;
+  /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). */
+  maxUnreadWatchJobs: number;
 }
 
 /**
@@ -186,7 +188,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {
       const states = new Set(statesFromPb(request.states));
       if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control);
+      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control, { maxPendingJobs: deps.maxUnreadWatchJobs });
     }),
   };
 }

@@ -19,6 +19,7 @@ import { withSafeDecoding } from './decoding';
 import { servedDescriptors } from './descriptors';
 import { DEFAULT_FD_RESERVE, FdBudget, openFileCount, openFilesLimit } from './fd-budget';
 import { createJobService } from './job-service';
+import { DEFAULT_MAX_UNREAD_WATCH_JOBS } from './watch';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
 import { OwnerJobCounts } from './owner-jobs';
@@ -40,6 +41,8 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open streams (StreamLogs, WatchJobs, health Watch, reflection) per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
+  /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). Default 10000. */
+  maxUnreadWatchJobs?: number;
   /** Connections: caps applied at accept, before TLS; the TLS handshake's time limit; streams per connection. */
   connections?: ServerConnectionLimits;
   /** The fd budget (./fd-budget.ts). */
@@ -214,6 +217,7 @@ export class JobworkerServer {
         ownerJobs,
         scans,
         refusals,
+        maxUnreadWatchJobs: options.maxUnreadWatchJobs ?? DEFAULT_MAX_UNREAD_WATCH_JOBS,
       }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });

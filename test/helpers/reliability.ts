@@ -25,6 +25,7 @@ export interface DaemonConfigFile {
   defaults?: { cpu?: number; memoryBytes?: number; pids?: number; logMaxBytes?: number; stopGraceMs?: number };
   shutdown?: { stopJobs?: boolean; graceMs?: number };
   maxStreamsPerIdentity?: number;
+  maxUnreadWatchJobs?: number;
   connections?: { max?: number; maxPerAddress?: number; handshakeTimeoutMs?: number; maxStreamsPerConnection?: number };
   fileDescriptors?: { reserve?: number; identityJobShare?: number };
   logScans?: { max?: number; maxPerIdentity?: number };

@@ -34,6 +34,7 @@ describe('daemon configuration', () => {
       tls: { ca: 'pki/ca.pem', cert: '/abs/server.pem', key: 'pki/key.pem' },
       defaults: { memoryBytes: 1 << 30, pids: 100 },
       maxStreamsPerIdentity: 64,
+      maxUnreadWatchJobs: 500,
       jobUser: { uid: 65534, gid: 65534 },
     });
     const c = applyFileConfig(defaultConfig(), readConfigFile(p));
@@ -43,12 +44,14 @@ describe('daemon configuration', () => {
     assert.deepEqual(c.tls, { caPath: path.join(dir, 'pki/ca.pem'), certificatePath: '/abs/server.pem', privateKeyPath: path.join(dir, 'pki/key.pem') });
     assert.deepEqual(c.defaults, { memoryBytes: 1 << 30, pids: 100 });
     assert.equal(c.maxStreamsPerIdentity, 64);
+    assert.equal(c.maxUnreadWatchJobs, 500);
     assert.deepEqual(c.jobUser, { uid: 65534, gid: 65534 });
   });
 
   it('refuses unknown keys, wrong types and bad JSON, naming the file and the key', () => {
     assert.throws(() => readConfigFile(file('typo.json', { listn: 'x' })), /typo\.json: .*listn.*Extraneous/);
     assert.throws(() => readConfigFile(file('type.json', { defaults: { pids: 'many' } })), /type\.json: defaults\.pids/);
+    assert.throws(() => readConfigFile(file('zero.json', { maxUnreadWatchJobs: 0 })), /zero\.json: maxUnreadWatchJobs/);
     assert.throws(() => readConfigFile(file('bad.json', '{ nope')), /bad\.json: not valid JSON/);
     assert.throws(() => readConfigFile(path.join(dir, 'missing.json')), /missing\.json: cannot read it \(ENOENT\)/);
   });
