@@ -1,4 +1,6 @@
-export { Worker, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent } from './worker';
+export { Worker, defaultRootName, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type IdentityUsage } from './worker';
+export { type IdentityLimits, hostDefaults, defaultJobMemoryBytes, hostFacts, type HostFacts } from './identity-policy';
+export type { QuotaUsage } from './identity-ledger';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
 export { type JobSpec, type JobUser, SPEC_BOUNDS, DEFAULT_JOB_PATH } from './job-spec';
 export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-state';

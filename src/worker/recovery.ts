@@ -4,7 +4,7 @@
 // orphans and go too. Finished jobs keep their history.
 import { rm } from 'node:fs/promises';
 
-import type { CgroupDriver, CgroupStats } from '../cgroup';
+import type { CgroupDriver, CgroupStats, JobCgroupName } from '../cgroup';
 import { repairLog } from '../logs/repair';
 import { isFinal, lostOutcome } from './job-state';
 import type { JobRecord, StateStore } from './state-store';
@@ -35,7 +35,7 @@ export async function recover(
   for (const record of records) {
     if (isFinal(record.state)) continue;
     report.lost.push(record.id);
-    record.stats = await killAndRemove(driver, record.id, warn);
+    record.stats = await killAndRemove(driver, { id: record.id, slice: driver.sliceOf(record.spec.owner) }, warn);
     record.state = 'lost';
     record.outcome = lostOutcome('the daemon stopped while the job was running; its processes were killed');
     record.finishedAt = new Date().toISOString();
@@ -47,27 +47,30 @@ export async function recover(
     }
   }
 
+  // Their cgroups (in a slice no record names) go with the sweep below.
   for (const id of orphanLogs) {
-    await killAndRemove(driver, id, warn);
     await rm(store.logPath(id), { force: true });
     report.incompleteStartsRemoved.push(id);
   }
 
   // Nothing runs yet, so every job cgroup still present is an orphan: a lost job's whose removal
   // failed above, a finished job's that would not go away last time, or one no record knows.
-  for (const id of await driver.listJobIds()) {
-    await killAndRemove(driver, id, warn);
-    report.orphanCgroupsRemoved.push(id);
+  for (const name of await driver.listJobs()) {
+    await killAndRemove(driver, name, warn);
+    report.orphanCgroupsRemoved.push(name.id);
   }
+  // And so every slice is idle: made again, with today's limits, by the next job that needs one.
+  await driver.removeIdleSlices().catch((error: unknown) => warn('identity slices not removed', { error: String(error) }));
   return report;
 }
 
 async function killAndRemove(
   driver: CgroupDriver,
-  id: string,
+  name: JobCgroupName,
   warn: (message: string, details: Record<string, unknown>) => void,
 ): Promise<CgroupStats | null> {
-  const cgroup = await driver.open(id);
+  const id = name.id;
+  const cgroup = await driver.open(name);
   if (cgroup === undefined) return null;
   let stats: CgroupStats | null = null;
   try {
