@@ -13,8 +13,8 @@ import {
   type Limits,
   type OpenedCgroupDriver,
 } from '../cgroup';
-import { JobworkerError, NotFoundError, ValidationError } from '../errors';
-import { fsOps, tryLockPath } from '../native';
+import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
+import { fsOps, SpawnError, tryLockPath } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
@@ -244,8 +244,20 @@ export class Worker {
       this.#admissions.delete(id);
       admission.ended();
       this.#running--;
-      throw error;
+      throw await this.#quotaBehind(resolved.owner, error);
     }
+  }
+
+  /**
+   * A spawn refused with EAGAIN when the identity's slice is at its pids.max is the identity's pids
+   * quota, not the host's: say so (which identity, its quota, how to free it).
+   */
+  async #quotaBehind(identity: string, error: unknown): Promise<unknown> {
+    if (!(error instanceof SpawnError) || error.code !== 'EAGAIN') return error;
+    const limit = this.#policy.sliceLimits(identity).pids;
+    const pids = (await this.cgroupDriver.sliceStats(identity).catch(() => null))?.pidsCurrent;
+    if (limit === undefined || pids === undefined || pids < limit - 1) return error;
+    return new QuotaExceededError(identity, 'pids', limit, pids, 'its jobs hold every process it may have: stop some (job-cli stop ID) or wait for them to end');
   }
 
   /**
