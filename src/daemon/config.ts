@@ -18,7 +18,8 @@ export interface DaemonConfig {
   stateDir: string;
   /** A delegated cgroup path for jobs; default: beneath the daemon's own cgroup (`cgroupRootName`). */
   cgroupRoot: string | null;
-  cgroupRootName: string;
+  /** null: "jobworker-" and a hash of the state directory's path (one root per state directory). */
+  cgroupRootName: string | null;
   tls: TlsFilePaths | null;
   defaults: {
     cpu?: number;
@@ -31,6 +32,12 @@ export interface DaemonConfig {
   /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
   jobUser: { uid: number; gid: number; groups?: number[] } | null;
   maxRunningJobs?: number;
+  /** What each identity may use, all its jobs together (docs/security.md, "Tenancy"); unset: host defaults. */
+  identityLimits: IdentityLimitsConfig;
+  /** Per identity (certificate name), over identityLimits. */
+  identityOverrides: Record<string, IdentityLimitsConfig>;
+  /** Identities given metric series of their own (those closest to a quota). */
+  metricsIdentities?: number;
   /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
   maxStreamsPerIdentity?: number;
   log: { level: LogLevel; format: LogFormat | null };
@@ -40,6 +47,30 @@ export interface DaemonConfig {
 
 const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+
+/** An identity's limits and quotas; the values' ranges are checked when the Worker opens. */
+const isIdentityLimits = t.isObject({
+  memoryBytes: t.isOptional(isPositiveInteger),
+  memoryHighBytes: t.isOptional(isPositiveInteger),
+  pids: t.isOptional(isPositiveInteger),
+  cpu: t.isOptional(t.isNumber()),
+  cpuWeight: t.isOptional(isPositiveInteger),
+  io: t.isOptional(
+    t.isArray(
+      t.isObject({
+        device: t.isString(),
+        readBps: t.isOptional(isPositiveInteger),
+        writeBps: t.isOptional(isPositiveInteger),
+        readIops: t.isOptional(isPositiveInteger),
+        writeIops: t.isOptional(isPositiveInteger),
+      }),
+    ),
+  ),
+  maxRunningJobs: t.isOptional(isPositiveInteger),
+  logBytes: t.isOptional(isPositiveInteger),
+});
+
+export type IdentityLimitsConfig = t.InferType<typeof isIdentityLimits>;
 
 const isFileConfig = t.isObject(
   {
@@ -61,6 +92,9 @@ const isFileConfig = t.isObject(
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
+    identityLimits: t.isOptional(isIdentityLimits),
+    identityOverrides: t.isOptional(t.isRecord(isIdentityLimits)),
+    metricsIdentities: t.isOptional(isNonNegativeInteger),
     jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
@@ -75,10 +109,12 @@ export function defaultConfig(): DaemonConfig {
     metricsListen: DEFAULT_METRICS_LISTEN,
     stateDir: DEFAULT_STATE_DIR,
     cgroupRoot: null,
-    cgroupRootName: 'jobworker',
+    cgroupRootName: null,
     tls: null,
     defaults: {},
     retention: {},
+    identityLimits: {},
+    identityOverrides: {},
     jobUser: null,
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
@@ -122,6 +158,9 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
+    identityLimits: { ...config.identityLimits, ...file.identityLimits },
+    identityOverrides: { ...config.identityOverrides, ...file.identityOverrides },
+    metricsIdentities: file.metricsIdentities ?? config.metricsIdentities,
     jobUser: file.jobUser === undefined ? config.jobUser : file.jobUser,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },

@@ -55,7 +55,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const worker = await Worker.open({
     stateDir: config.stateDir,
-    cgroup: config.cgroupRoot === null ? { rootName: config.cgroupRootName } : { root: config.cgroupRoot },
+    cgroup: config.cgroupRoot !== null ? { root: config.cgroupRoot } : config.cgroupRootName !== null ? { rootName: config.cgroupRootName } : {},
+    identityLimits: config.identityLimits,
+    identityOverrides: config.identityOverrides,
     defaults: {
       limits: {
         ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
@@ -88,6 +90,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       listen: config.listen,
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+      ...(config.metricsIdentities === undefined ? {} : { metricsIdentities: config.metricsIdentities }),
     });
     if (config.metricsListen !== null) {
       try {

@@ -4,20 +4,20 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError, NotFoundError } from '../errors';
+import { JobworkerError, NotFoundError, QuotaExceededError } from '../errors';
 import type * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Job, type Worker } from '../worker';
-import { canSeeJob, listVisibility, seesAllJobs } from './authz';
+import { canSeeJob, listVisibility, seesAllJobs, usageVisibleTo } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
-import { jobToPb, limitsFromPb } from './convert';
+import { identityUsageToPb, jobToPb, limitsFromPb } from './convert';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
 import { pageOfJobs } from './paging';
 import type { PeerIdentity } from './peer-identity';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
-import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
+import { checkGraceMs, checkIdentity, checkJobId, pageSizeOf, statesFromPb } from './validation';
 import { watchJobs } from './watch';
 
 export interface JobServiceDeps {
@@ -72,6 +72,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         return { job: jobToPb(job.status()) };
       } catch (error) {
         metrics.starts.inc({ result: 'error' });
+        if (error instanceof QuotaExceededError) metrics.quotaRefusals.inc({ quota: error.quota });
         audit.info('job not started', { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
         throw error;
       }
@@ -116,6 +117,13 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           : worker.list({ ...(visibility.kind === 'owner' ? { owner: visibility.owner } : {}), ...(states.length === 0 ? {} : { states }) });
       const page = pageOfJobs(jobs, pageSize, request.pageToken);
       return { jobs: page.jobs.map((job) => jobToPb(job.status())), nextPageToken: page.nextPageToken };
+    }),
+
+    getIdentityUsage: unaryCall(context, 'GetIdentityUsage', async (request: pb.GetIdentityUsageRequest, identity): Promise<pb.GetIdentityUsageResponse> => {
+      checkIdentity('identity', request.identity);
+      const whose = usageVisibleTo(identity, request.identity);
+      if (whose === null) throw new JobworkerError('permission-denied', `${identity.name} may see only its own usage (admins: anyone's)`);
+      return { usage: identityUsageToPb(await worker.identityUsage(whose)) };
     }),
 
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, write, signal) => {

@@ -33,6 +33,8 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open StreamLogs/WatchJobs streams per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
+  /** Identities given metric series of their own (those closest to a quota). Default 20. */
+  metricsIdentities?: number;
 }
 
 const JOB_SERVICE = 'jobworker.v1.JobService';
@@ -88,7 +90,7 @@ export class JobworkerServer {
     const logger = options.logger.child({ component: 'server' });
     const audit = logger.child({ audit: true });
 
-    const metrics = new ServerMetrics(options.worker);
+    const metrics = new ServerMetrics(options.worker, options.metricsIdentities);
     const interceptor = createAuthenticationInterceptor({
       authorize: authorizeMethod,
       onRefused: (method, refusal, identity) => {

@@ -53,6 +53,22 @@ describe('daemon configuration', () => {
     assert.throws(() => readConfigFile(path.join(dir, 'missing.json')), /missing\.json: cannot read it \(ENOENT\)/);
   });
 
+  it('identity limits and per-identity overrides, checked by key and type; the cgroup root name is derived unless set', () => {
+    assert.equal(defaultConfig().cgroupRootName, null);
+    const p = file('tenancy.json', {
+      identityLimits: { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 },
+      identityOverrides: { ci: { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] } },
+      metricsIdentities: 5,
+    });
+    const c = applyFileConfig(defaultConfig(), readConfigFile(p));
+    assert.deepEqual(c.identityLimits, { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 });
+    assert.deepEqual(c.identityOverrides.ci, { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] });
+    assert.equal(c.metricsIdentities, 5);
+    assert.throws(() => readConfigFile(file('t1.json', { identityLimits: { logbytes: 1 } })), /t1\.json: .*logbytes.*Extraneous/);
+    assert.throws(() => readConfigFile(file('t2.json', { identityLimits: { maxRunningJobs: 0 } })), /t2\.json: identityLimits\.maxRunningJobs/);
+    assert.throws(() => readConfigFile(file('t3.json', { identityOverrides: { x: { io: [{ readBps: 1 }] } } })), /t3\.json: identityOverrides\.x\.io\[0\]\.device/);
+  });
+
   it('the environment overrides the file', () => {
     const c = applyEnvironment(defaultConfig(), {
       JOBWORKER_LISTEN: '127.0.0.1:7000',
