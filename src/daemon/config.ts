@@ -72,8 +72,7 @@ const isIdentityLimits = t.isObject({
 
 export type IdentityLimitsConfig = t.InferType<typeof isIdentityLimits>;
 
-const isFileConfig = t.isObject(
-  {
+const FILE_CONFIG_SHAPE = {
     listen: t.isOptional(t.isString()),
     metricsListen: t.isOptional(t.isNullable(t.isString())),
     stateDir: t.isOptional(t.isString()),
@@ -98,8 +97,12 @@ const isFileConfig = t.isObject(
     jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
-  },
-);
+};
+
+const isFileConfig = t.isObject(FILE_CONFIG_SHAPE);
+
+/** Every key a config file may have (README's example shows each). */
+export const CONFIG_FILE_KEYS: readonly string[] = Object.keys(FILE_CONFIG_SHAPE);
 
 export type FileConfig = NonNullable<t.InferType<typeof isFileConfig>>;
 

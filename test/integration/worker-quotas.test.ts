@@ -6,17 +6,21 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 
 import { JobworkerError, QuotaExceededError } from '../../src/errors';
 import { defaultRootName, Worker, type Job } from '../../src/worker';
 import { findCgroupDirs } from '../helpers/cgroup-jobs';
 import { requireRoot } from '../helpers/root';
-import { openTestWorker, testCgroupOptions, type TestWorker } from '../helpers/worker';
+import { openTestWorker, testCgroupOptions, testWorkerOptions, type TestWorker } from '../helpers/worker';
 
+// Each test's workers are closed when it ends, newest first: on cgroup v2 the first one opened
+// moved this process into its leaf, and can put it back only once the roots beside it are gone.
 const opened: TestWorker[] = [];
-after(async () => {
-  for (const t of opened) await t.cleanup();
+afterEach(async () => {
+  const failures: unknown[] = [];
+  for (const t of opened.splice(0).reverse()) await t.cleanup().catch((error: unknown) => failures.push(error));
+  if (failures.length > 0) throw failures[0];
 });
 
 async function open(label: string, extra: Parameters<typeof openTestWorker>[1] = {}): Promise<TestWorker> {
@@ -67,18 +71,22 @@ describe('identity quotas', requireRoot, () => {
   });
 
   it('log bytes already on disk count after a restart', async () => {
-    const t = await open('quota-logs-restart', { identityLimits: { logBytes: 1 << 20 } });
-    await (await t.worker.start({ command: 'head', args: ['-c', '100000', '/dev/zero'], owner: 'carol' })).wait();
-    const before = t.worker.quotaUsage('carol').logBytes;
-    assert.ok(before >= 100000);
-    await t.worker.close();
-    const reopened = await Worker.open(t.options);
+    const options = testWorkerOptions('quota-logs-restart', { identityLimits: { logBytes: 1 << 20 } });
     try {
-      assert.equal(reopened.quotaUsage('carol').logBytes, before);
+      const first = await Worker.open(options);
+      await (await first.start({ command: 'head', args: ['-c', '100000', '/dev/zero'], owner: 'carol' })).wait();
+      const before = first.quotaUsage('carol').logBytes;
+      assert.ok(before >= 100000);
+      await first.close();
+      const reopened = await Worker.open(options);
+      try {
+        assert.equal(reopened.quotaUsage('carol').logBytes, before);
+      } finally {
+        await reopened.close();
+      }
     } finally {
-      await reopened.close();
+      rmSync(options.stateDir, { recursive: true, force: true });
     }
-    t.worker = await Worker.open(t.options); // for cleanup
   });
 
   it('pids: at its slice\'s pids.max, an identity\'s new job is refused naming the quota (v2), or cannot fork (v1)', async () => {
