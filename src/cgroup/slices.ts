@@ -72,18 +72,21 @@ export class SliceRegistry {
       slice.members++;
       this.#idle.delete(name);
       if (slice.state === 'present') return this.#lease(name, slice, [], () => undefined);
-      // Absent: this job makes it; others wait until its spawn says how that went.
+      // Absent: this job makes it; others wait until its spawn says how that went (from now on:
+      // the ops are built asynchronously, and a job planned meanwhile must not make it too).
       slice.state = 'creating';
+      let settle!: () => void;
+      slice.change = new Promise((resolve) => (settle = resolve));
       let createOps: CgroupOp[];
       try {
         createOps = await this.ops.createOps(name, identity);
       } catch (error) {
         slice.state = 'absent';
         slice.members--;
+        slice.change = null;
+        settle();
         throw error;
       }
-      let settle!: () => void;
-      slice.change = new Promise((resolve) => (settle = resolve));
       return this.#lease(name, slice, createOps, (outcome) => {
         // Undone: the addon removed what this batch made, but a slice that was there all along (made
         // by a daemon before this one) is not this batch's; look again next time.

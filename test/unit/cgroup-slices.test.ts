@@ -102,6 +102,34 @@ describe('SliceRegistry', () => {
     assert.deepEqual((await second).createOps, []);
   });
 
+  it('jobs planned while the first one\'s create ops are still being built wait too (no second mkdir)', async () => {
+    const existing = new Set<string>();
+    let release!: () => void;
+    const built = new Promise<void>((resolve) => (release = resolve));
+    const slow: SliceOps = {
+      createOps: async (name) => {
+        await built;
+        return [{ op: 'mkdir', path: name }];
+      },
+      removeOps: () => [],
+      exists: async (name) => existing.has(name),
+    };
+    const slowRegistry = new SliceRegistry({} as CgroupFs, slow);
+    const entering = Promise.all([1, 2, 3].map(async () => {
+      const lease = await slowRegistry.enter('carol');
+      if (lease.createOps.length > 0) {
+        existing.add(lease.name);
+        lease.createOpsRan('created');
+      }
+      return lease;
+    }));
+    // The other two are planned while the first one's ops are still being built.
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const leases = await entering;
+    assert.equal(leases.filter((lease) => lease.createOps.length > 0).length, 1, 'one job makes the slice');
+  });
+
   it('a creation that was undone: the next job looks again and makes it', async () => {
     const { registry } = fakeRegistry();
     const first = await registry.enter('bob');
