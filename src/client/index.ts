@@ -31,6 +31,7 @@ export {
   type LogMessageView,
   type LogStreamName,
   type OutputStreamName,
+  type PoolPlacementView,
   type StatsView,
   type StopResultView,
 } from './views';

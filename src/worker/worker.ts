@@ -17,6 +17,7 @@ import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } fr
 import { fsOps, SpawnError, tryLockPath } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
+import { isJobId } from '../job-id';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
 import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
 import { isFinal, type JobState } from './job-state';
@@ -82,6 +83,11 @@ export interface IdentityUsage extends QuotaUsage {
   limits: Limits;
   /** What its slice uses now, all its jobs together; null when it has no slice (no job ran lately). */
   stats: CgroupStats | null;
+}
+
+export interface StartOptions {
+  /** The job's id (a lower-case UUID not in use here); default: a new random one. */
+  id?: string;
 }
 
 export interface ListFilter {
@@ -221,9 +227,17 @@ export class Worker {
     }
   }
 
-  /** Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing. */
-  async start(spec: JobSpec): Promise<Job> {
+  /**
+   * Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing.
+   * `options.id` gives the job an id chosen elsewhere (a pool job keeps the id it was queued with);
+   * default: a new random one.
+   */
+  async start(spec: JobSpec, options: StartOptions = {}): Promise<Job> {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
+    if (options.id !== undefined) {
+      if (!isJobId(options.id)) throw new ValidationError('id', 'must be a lower-case UUID');
+      if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
+    }
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#jobDefaults(resolved.owner), ...resolved.limits };
     if (resolved.user === null) resolved.user = this.#defaultUser;
@@ -232,7 +246,7 @@ export class Worker {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max} (maxRunningJobs)`);
     }
     const admission = this.#ledger.admit(resolved.owner);
-    const id = randomUUID();
+    const id = options.id ?? randomUUID();
     this.#running++;
     this.#admissions.set(id, admission.ended);
     this.#startTimes.set(id, process.hrtime.bigint());
