@@ -29,6 +29,11 @@ export interface DaemonConfigFile {
   cgroupRootName?: string;
   defaults?: { cpu?: number; memoryBytes?: number; pids?: number; logMaxBytes?: number; stopGraceMs?: number };
   shutdown?: { stopJobs?: boolean; graceMs?: number };
+  maxStreamsPerIdentity?: number;
+  connections?: { max?: number; maxPerAddress?: number; handshakeTimeoutMs?: number; maxStreamsPerConnection?: number };
+  fileDescriptors?: { reserve?: number; identityJobShare?: number };
+  logScans?: { max?: number; maxPerIdentity?: number };
+  refusalLogIntervalMs?: number;
 }
 
 export interface ReliabilityDaemonOptions {
@@ -45,6 +50,8 @@ export interface ReliabilityDaemonOptions {
   /** Added to the daemon's environment. */
   env?: NodeJS.ProcessEnv;
   pki?: TestPki;
+  /** RLIMIT_NOFILE (soft and hard) of the daemon process, as systemd's LimitNOFILE= would set it (util-linux prlimit). */
+  nofile?: number;
 }
 
 export interface ProcSample {
@@ -68,6 +75,7 @@ export class ReliabilityDaemon {
   #ownsPki: boolean;
   #configPath: string;
   #env: NodeJS.ProcessEnv;
+  #nofile: number | undefined;
   #serverFiles!: Awaited<ReturnType<TestPki['server']>>;
   #clients: JobworkerClient[] = [];
   process!: SpawnedDaemon;
@@ -83,6 +91,7 @@ export class ReliabilityDaemon {
     this.pki = pki;
     this.#ownsPki = ownsPki;
     this.#env = options.env ?? {};
+    this.#nofile = options.nofile;
     this.#configPath = path.join(this.dir, 'config.json');
     const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
     const placement = derived ? {} : delegated === undefined || delegated === '' ? { cgroupRootName: this.cgroupRootName } : { cgroupRoot: path.posix.join(delegated, this.cgroupRootName) };
@@ -138,9 +147,12 @@ export class ReliabilityDaemon {
   }
 
   #launch(): ChildProcess {
+    // prlimit execs the command: the child's pid is the daemon's.
+    const prefix = this.#nofile === undefined ? [] : [`--nofile=${this.#nofile}:${this.#nofile}`, '--', process.execPath];
     return spawn(
-      process.execPath,
+      this.#nofile === undefined ? process.execPath : 'prlimit',
       [
+        ...prefix,
         WORKER_BIN,
         '--config', this.#configPath,
         '--listen', '127.0.0.1:0',
