@@ -89,3 +89,22 @@ export function errorCode(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** The quotas an identity has (docs/security.md, "Tenancy"): kept by the daemon or by the kernel. */
+export type IdentityQuota = 'maxRunningJobs' | 'logBytes' | 'memoryBytes' | 'pids' | 'cpu';
+
+/**
+ * A start refused because its identity is at one of its quotas. The message names the identity, the
+ * quota (as configured: identityLimits.<quota>), its value, what is used, and how to free it.
+ */
+export class QuotaExceededError extends JobworkerError {
+  constructor(
+    readonly identity: string,
+    readonly quota: IdentityQuota,
+    readonly limit: number,
+    readonly used: number,
+    remedy: string,
+  ) {
+    super('resource-exhausted', `identity ${JSON.stringify(identity)} is at its ${quota} quota: ${used} of ${limit} (identityLimits.${quota}); ${remedy}`);
+  }
+}

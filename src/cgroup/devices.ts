@@ -23,7 +23,7 @@ export function deviceId(device: Pick<BlockDevice, 'major' | 'minor'>): string {
 }
 
 // glibc's gnu_dev_major/gnu_dev_minor; Node's stat gives the dev_t glibc's makedev() built.
-function splitDev(dev: bigint): { major: number; minor: number } {
+export function splitDev(dev: bigint): { major: number; minor: number } {
   return {
     major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn & 0xffffffffn)),
     minor: Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn & 0xffffffffn)),

@@ -26,13 +26,16 @@ export interface DeviceIoLimit {
   writeIops?: number;
 }
 
-/** What the drivers write: limits validated, the pids default applied, devices resolved. */
+/**
+ * What the drivers write: limits validated, devices resolved; for a job, the pids default applied
+ * (a job always has a pids.max; an identity's slice has one only if configured).
+ */
 export interface ResolvedLimits {
   cpu?: number;
   cpuWeight?: number;
   memoryBytes?: number;
   memoryHighBytes?: number;
-  pids: number;
+  pids?: number;
   io: DeviceIoLimit[];
 }
 
@@ -91,9 +94,14 @@ export function cpuQuotaMicros(cpus: number): number {
   return Math.round(cpus * CPU_PERIOD_MICROS);
 }
 
-/** Applies defaults to validated limits whose devices are already resolved (see devices.ts). */
-export function resolvedLimits(limits: Limits, io: DeviceIoLimit[]): ResolvedLimits {
-  const resolved: ResolvedLimits = { pids: limits.pids ?? DEFAULT_PIDS_MAX, io };
+/**
+ * Applies defaults to validated limits whose devices are already resolved (see devices.ts).
+ * `defaultPids`: a job's pids.max when it sets none; null: none (an identity's slice).
+ */
+export function resolvedLimits(limits: Limits, io: DeviceIoLimit[], defaultPids: number | null = DEFAULT_PIDS_MAX): ResolvedLimits {
+  const resolved: ResolvedLimits = { io };
+  const pids = limits.pids ?? defaultPids;
+  if (pids !== null) resolved.pids = pids;
   if (limits.cpu !== undefined) resolved.cpu = limits.cpu;
   if (limits.cpuWeight !== undefined) resolved.cpuWeight = limits.cpuWeight;
   if (limits.memoryBytes !== undefined) resolved.memoryBytes = limits.memoryBytes;

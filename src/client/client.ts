@@ -17,6 +17,7 @@ import { decodeStreamLogsResponse } from '../api/stream-logs-codec';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
 import {
+  identityUsageFromPb,
   jobChangeFromPb,
   jobFromPb,
   listJobsRequestToPb,
@@ -29,7 +30,7 @@ import {
 import { loadChannelCredentials } from './credentials';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
-import type { JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
+import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
 
 export interface ConnectOptions {
   /** "host:port" of the daemon. */
@@ -197,6 +198,11 @@ export class JobworkerClient {
       pageToken = page.nextPageToken;
     } while (pageToken !== '');
     return jobs;
+  }
+
+  /** What `identity` (default: ours) uses of its limits. Others' need the admin role. */
+  async getIdentityUsage(identity = ''): Promise<IdentityUsageView> {
+    return identityUsageFromPb((await this.#unary(this.#stub.getIdentityUsage, { identity })).usage);
   }
 
   async removeJob(jobId: string): Promise<void> {

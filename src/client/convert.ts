@@ -4,7 +4,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsFromPb } from '../api/resource-stats';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { LimitsRequest, ListJobsRequest, StartJobRequest, StreamLogsRequest, WatchJobsRequest } from './requests';
-import type { JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, OutputStreamName } from './views';
+import type { IdentityUsageView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, OutputStreamName } from './views';
 
 const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 const emptyToNull = (value: string): string | null => (value === '' ? null : value);
@@ -59,6 +59,20 @@ export function jobFromPb(job: pb.Job): JobView {
       job.pool === undefined
         ? null
         : { name: job.pool.name, runnerHost: emptyToNull(job.pool.runnerHost), runnerAddress: emptyToNull(job.pool.runnerAddress), retries: job.pool.retries, attempts: job.pool.attempts },
+  };
+}
+
+export function identityUsageFromPb(usage: pb.IdentityUsage | undefined): IdentityUsageView {
+  if (usage === undefined) throw new TypeError('GetIdentityUsage answered without a usage');
+  return {
+    identity: usage.identity,
+    slice: usage.slice,
+    runningJobs: usage.runningJobs,
+    maxRunningJobs: usage.maxRunningJobs,
+    logBytes: usage.logBytes,
+    maxLogBytes: usage.maxLogBytes,
+    limits: limitsFromPb(usage.limits),
+    stats: usage.stats === undefined ? null : resourceStatsFromPb(usage.stats),
   };
 }
 

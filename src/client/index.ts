@@ -16,6 +16,7 @@ export type {
 } from './requests';
 export {
   JOB_STATE_NAMES,
+  type IdentityUsageView,
   type IoLimitView,
   type IoStatsView,
   type JobChangeView,

@@ -89,6 +89,22 @@ export interface LogInfoView {
   writeError: string | null;
 }
 
+/** What an identity uses of its limits, all its jobs together (GetIdentityUsage). */
+export interface IdentityUsageView {
+  identity: string;
+  /** Its slice: the cgroup its jobs are in. */
+  slice: string;
+  runningJobs: number;
+  maxRunningJobs: number;
+  /** Bytes of its logs on disk, running and finished jobs. */
+  logBytes: number;
+  maxLogBytes: number;
+  /** Its slice's kernel limits (null: none). */
+  limits: LimitsView;
+  /** What its slice uses now; null when it has none. */
+  stats: StatsView | null;
+}
+
 export type StatsView = ResourceStats;
 export type IoStatsView = IoDeviceStats;
 

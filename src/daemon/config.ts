@@ -18,7 +18,8 @@ export interface DaemonConfig {
   stateDir: string;
   /** A delegated cgroup path for jobs; default: beneath the daemon's own cgroup (`cgroupRootName`). */
   cgroupRoot: string | null;
-  cgroupRootName: string;
+  /** null: "jobworker-" and a hash of the state directory's path (one root per state directory). */
+  cgroupRootName: string | null;
   tls: TlsFilePaths | null;
   defaults: {
     cpu?: number;
@@ -31,6 +32,12 @@ export interface DaemonConfig {
   /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
   jobUser: { uid: number; gid: number; groups?: number[] } | null;
   maxRunningJobs?: number;
+  /** What each identity may use, all its jobs together (docs/security.md, "Tenancy"); unset: host defaults. */
+  identityLimits: IdentityLimitsConfig;
+  /** Per identity (certificate name), over identityLimits. */
+  identityOverrides: Record<string, IdentityLimitsConfig>;
+  /** Identities given metric series of their own (those closest to a quota). */
+  metricsIdentities?: number;
   /**
    * Open streams one identity may hold — StreamLogs, WatchJobs, health Watch, reflection (a log or
    * watch stream can hold ~3 MiB for a client that stops reading). Default 1024.
@@ -88,8 +95,31 @@ export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
 const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
 
-const isFileConfig = t.isObject(
-  {
+/** An identity's limits and quotas; the values' ranges are checked when the Worker opens. */
+const isIdentityLimits = t.isObject({
+  memoryBytes: t.isOptional(isPositiveInteger),
+  memoryHighBytes: t.isOptional(isPositiveInteger),
+  pids: t.isOptional(isPositiveInteger),
+  cpu: t.isOptional(t.isNumber()),
+  cpuWeight: t.isOptional(isPositiveInteger),
+  io: t.isOptional(
+    t.isArray(
+      t.isObject({
+        device: t.isString(),
+        readBps: t.isOptional(isPositiveInteger),
+        writeBps: t.isOptional(isPositiveInteger),
+        readIops: t.isOptional(isPositiveInteger),
+        writeIops: t.isOptional(isPositiveInteger),
+      }),
+    ),
+  ),
+  maxRunningJobs: t.isOptional(isPositiveInteger),
+  logBytes: t.isOptional(isPositiveInteger),
+});
+
+export type IdentityLimitsConfig = t.InferType<typeof isIdentityLimits>;
+
+const FILE_CONFIG_SHAPE = {
     listen: t.isOptional(t.isString()),
     metricsListen: t.isOptional(t.isNullable(t.isString())),
     stateDir: t.isOptional(t.isString()),
@@ -109,6 +139,9 @@ const isFileConfig = t.isObject(
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
     maxUnreadWatchJobs: t.isOptional(isPositiveInteger),
+    identityLimits: t.isOptional(isIdentityLimits),
+    identityOverrides: t.isOptional(t.isRecord(isIdentityLimits)),
+    metricsIdentities: t.isOptional(isNonNegativeInteger),
     connections: t.isOptional(
       t.isObject({
         max: t.isOptional(isPositiveInteger),
@@ -144,8 +177,12 @@ const isFileConfig = t.isObject(
         }),
       ),
     ),
-  },
-);
+};
+
+const isFileConfig = t.isObject(FILE_CONFIG_SHAPE);
+
+/** Every key a config file may have (README's example shows each). */
+export const CONFIG_FILE_KEYS: readonly string[] = Object.keys(FILE_CONFIG_SHAPE);
 
 export type FileConfig = NonNullable<t.InferType<typeof isFileConfig>>;
 
@@ -155,10 +192,12 @@ export function defaultConfig(): DaemonConfig {
     metricsListen: DEFAULT_METRICS_LISTEN,
     stateDir: DEFAULT_STATE_DIR,
     cgroupRoot: null,
-    cgroupRootName: 'jobworker',
+    cgroupRootName: null,
     tls: null,
     defaults: {},
     retention: {},
+    identityLimits: {},
+    identityOverrides: {},
     jobUser: null,
     connections: {},
     fileDescriptors: {},
@@ -209,6 +248,9 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
     maxUnreadWatchJobs: file.maxUnreadWatchJobs ?? config.maxUnreadWatchJobs,
+    identityLimits: { ...config.identityLimits, ...file.identityLimits },
+    identityOverrides: { ...config.identityOverrides, ...file.identityOverrides },
+    metricsIdentities: file.metricsIdentities ?? config.metricsIdentities,
     connections: { ...config.connections, ...file.connections },
     fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
     logScans: { ...config.logScans, ...file.logScans },

@@ -60,7 +60,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const worker = await Worker.open({
     stateDir: config.stateDir,
-    cgroup: config.cgroupRoot === null ? { rootName: config.cgroupRootName } : { root: config.cgroupRoot },
+    cgroup: config.cgroupRoot !== null ? { root: config.cgroupRoot } : config.cgroupRootName !== null ? { rootName: config.cgroupRootName } : {},
+    identityLimits: config.identityLimits,
+    identityOverrides: config.identityOverrides,
     defaults: {
       limits: {
         ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
@@ -95,6 +97,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
       ...(config.maxUnreadWatchJobs === undefined ? {} : { maxUnreadWatchJobs: config.maxUnreadWatchJobs }),
+      ...(config.metricsIdentities === undefined ? {} : { metricsIdentities: config.metricsIdentities }),
       connections: config.connections,
       fileDescriptors: config.fileDescriptors,
       logScans: config.logScans,

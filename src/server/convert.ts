@@ -3,7 +3,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsToPb } from '../api/resource-stats';
 import type { PoolJob, PoolJobState, PoolJobStatus, PoolPlacement } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import type { CgroupStats, JobStatus, Limits, StreamName } from '../worker';
+import type { CgroupStats, IdentityUsage, JobStatus, Limits, StreamName } from '../worker';
 
 // The wire's state names are the pool jobs' states (the Worker's, plus queued): these two take one
 // for the other without a cast, so they stop compiling if the lists part.
@@ -116,4 +116,17 @@ const FIELD_NAMES: Record<string, string> = {
 export function protoFieldPath(field: string): string {
   if (!field.startsWith('limits')) return field; // command, args[i], env.NAME, cwd are named alike
   return field.replace(/[A-Za-z]+/g, (word) => FIELD_NAMES[word] ?? word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+}
+
+export function identityUsageToPb(usage: IdentityUsage): pb.IdentityUsage {
+  return {
+    identity: usage.identity,
+    slice: usage.slice,
+    runningJobs: usage.runningJobs,
+    maxRunningJobs: usage.maxRunningJobs,
+    logBytes: usage.logBytes,
+    maxLogBytes: usage.maxLogBytes,
+    limits: limitsToPb(usage.limits),
+    stats: statsToPb(usage.stats),
+  };
 }

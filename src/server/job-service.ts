@@ -5,14 +5,14 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError, NotFoundError } from '../errors';
+import { JobworkerError, NotFoundError, QuotaExceededError } from '../errors';
 import type { Fleet } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Worker } from '../worker';
-import { canSeeJob, listVisibility, seesAllJobs } from './authz';
+import { canSeeJob, listVisibility, seesAllJobs, usageVisibleTo } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
-import { jobToPb, limitsFromPb } from './convert';
+import { identityUsageToPb, jobToPb, limitsFromPb } from './convert';
 import type { FdBudget } from './fd-budget';
 import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
 import { streamJobLogs } from './log-stream';
@@ -25,7 +25,7 @@ import type { RefusalLog } from './refusal-log';
 import type { ScanLimiter } from './scan-limiter';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
-import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
+import { checkGraceMs, checkIdentity, checkJobId, pageSizeOf, statesFromPb } from './validation';
 import { watchJobs } from './watch';
 
 export interface JobServiceDeps {
@@ -115,6 +115,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       } catch (error) {
         startFailed?.();
         metrics.starts.inc({ result: 'error' });
+        if (error instanceof QuotaExceededError) metrics.quotaRefusals.inc({ quota: error.quota });
         // A writer can fail starts in a loop: aggregated per identity (./refusal-log.ts).
         refusals.note('job not started', identity.name, { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
         throw error;
@@ -177,6 +178,13 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         return { item, bytes: item.length };
       });
       return encodeListJobsResponse(page.items, page.nextPageToken);
+    }),
+
+    getIdentityUsage: unaryCall(context, 'GetIdentityUsage', async (request: pb.GetIdentityUsageRequest, identity): Promise<pb.GetIdentityUsageResponse> => {
+      checkIdentity('identity', request.identity);
+      const whose = usageVisibleTo(identity, request.identity);
+      if (whose === null) throw new JobworkerError('permission-denied', `${identity.name} may see only its own usage (admins: anyone's)`);
+      return { usage: identityUsageToPb(await worker.identityUsage(whose)) };
     }),
 
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {

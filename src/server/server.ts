@@ -43,6 +43,8 @@ export interface JobworkerServerOptions {
   maxStreamsPerIdentity?: number;
   /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). Default 10000. */
   maxUnreadWatchJobs?: number;
+  /** Identities given metric series of their own (those closest to a quota). Default 20. */
+  metricsIdentities?: number;
   /** Connections: caps applied at accept, before TLS; the TLS handshake's time limit; streams per connection. */
   connections?: ServerConnectionLimits;
   /** The fd budget (./fd-budget.ts). */
@@ -147,7 +149,7 @@ export class JobworkerServer {
       logger.error('periodic task failed; it runs again at its next tick', { task, failures, error: error instanceof Error ? error.message : String(error) });
     const refusals = new RefusalLog(audit, options.refusalLogIntervalMs, onPeriodicError);
 
-    const metrics = new ServerMetrics(options.worker);
+    const metrics = new ServerMetrics(options.worker, options.metricsIdentities);
     const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
     let listener: GrpcListener | undefined;
     const fdOptions = options.fileDescriptors ?? {};

@@ -1,4 +1,6 @@
-export { Worker, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type StartOptions } from './worker';
+export { Worker, defaultRootName, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type IdentityUsage, type StartOptions } from './worker';
+export { type IdentityLimits, hostDefaults, defaultJobMemoryBytes, hostFacts, type HostFacts } from './identity-policy';
+export type { QuotaUsage } from './identity-ledger';
 export type { RecoveryReport, StateDamage } from './recovery';
 export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';

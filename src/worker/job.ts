@@ -6,7 +6,7 @@ import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from
 import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import type { JobUser, ResolvedJobSpec } from './job-spec';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
@@ -126,6 +126,8 @@ export class Job {
   #running: Running | null = null;
   #log: JobLog;
   #launchError: unknown = undefined;
+  /** Its identity's log budget, which its capture draws from (a launch only). */
+  #logBudget: LogBudget | undefined;
   /** Who asked for a stop (once one was asked for), and the stop everyone then shares. */
   #stop: { by: string; done: Promise<StopResult> } | null = null;
   #launched: Promise<void> = Promise.resolve();
@@ -153,10 +155,11 @@ export class Job {
    * records the job as running. On any failure nothing is left behind and the error is thrown.
    * `registered` is called as soon as the job exists (still starting), so a concurrent stop can find it.
    */
-  static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, registered: (job: Job) => void): Promise<Job> {
+  static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, logBudget: LogBudget | undefined, registered: (job: Job) => void): Promise<Job> {
     // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
     // (and in its spec file when it is big).
     const job = new Job(ctx, newJobRecord(id, spec, new Date()), 'launching');
+    job.#logBudget = logBudget;
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
@@ -175,7 +178,7 @@ export class Job {
 
   async #start(spec: ResolvedJobSpec): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const plan = await driver.plan(this.id, spec.limits, spec.cwd);
+    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, spec.cwd);
     // The record (and the spec file) show what is enforced, defaults included.
     spec.limits = plan.limits;
     this.#record.spec.limits = plan.limits;
@@ -186,9 +189,10 @@ export class Job {
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
     const startedAt = new Date();
-    const spareLog = spareLogs.take();
+    let spareLog: string | undefined;
     let native: NativeProcess;
     try {
+      spareLog = spareLogs.take();
       // Off the JS thread: the addon creates the cgroup (plan.createOps, undone if one fails), takes
       // the spare log over, spawns; at the exit its capture side runs plan.settleOps.
       native = await spawnProcessAsync({
@@ -202,6 +206,7 @@ export class Job {
         logPath: store.logPath(this.id),
         logRecycleFrom: spareLog,
         logMaxBytes: this.#ctx.logMaxBytes,
+        ...(this.#logBudget === undefined ? {} : { logBudget: this.#logBudget }),
         nofileSoft: this.#ctx.nofileSoft,
         uid: spec.user?.uid,
         gid: spec.user?.gid,
@@ -212,15 +217,20 @@ export class Job {
       if (error instanceof SpawnError && error.stage === 'setup') {
         // The addon undid what it created and stopped before taking the spare log over; a
         // directory that was there already is not ours to touch.
+        plan.createOpsRan('undone');
+        await this.#leaveSlice(plan);
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
         await this.#forget();
         throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
+      plan.createOpsRan(error instanceof SpawnError ? 'created' : 'unknown');
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await this.#leaveSlice(plan);
       await this.#forget(); // at most a header was written
       throw error;
     }
+    plan.createOpsRan('created');
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();
     try {
@@ -236,6 +246,7 @@ export class Job {
       native.closeCapture();
       await native.closed;
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await this.#leaveSlice(plan);
       await this.#forget();
       throw error;
     }
@@ -277,6 +288,7 @@ export class Job {
         this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
       }
     }
+    await this.#leaveSlice(plan);
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,
       signal: exit.signal,
@@ -303,6 +315,11 @@ export class Job {
     this.#log = { kind: 'complete', log: new CompleteLog(this.#ctx.store.logPath(this.id), close.logBytes) };
     this.#enter('finished');
     this.#markFinished();
+  }
+
+  /** The job's cgroup is gone (or never was): its identity's slice may go once idle. */
+  async #leaveSlice(plan: JobCgroupPlan): Promise<void> {
+    await plan.release().catch((error: unknown) => this.#ctx.warn('identity slice not removed', { job: this.id, error: String(error) }));
   }
 
   /** After a failed start: whatever of the job reached the state directory goes. */

@@ -16,7 +16,7 @@ function cli(args: string[]): Promise<CliResult> {
 }
 
 const COMMANDS = [
-  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'],
+  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'], ['quota'],
   ['context', 'add'], ['context', 'use'], ['context', 'ls'], ['context', 'rm'], ['context', 'show'],
 ];
 

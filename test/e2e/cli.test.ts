@@ -403,6 +403,25 @@ describe('job-cli against a daemon', requireRoot, () => {
       expectExit(await cli(['stop', running]), 0);
     });
 
+    it('quota shows the caller\'s usage against its limits; --json for programs; another identity\'s needs the admin role', async () => {
+      const id = await startJob(['sleep', '60']);
+      const human = await cli(['quota']);
+      expectExit(human, 0);
+      assert.match(human.stdout, /^identity ada \(cgroup identity\.ada\)$/m);
+      assert.match(human.stdout, /^RESOURCE +USED +LIMIT +USE$/m);
+      assert.match(human.stdout, /^running jobs +1 +1024 +0\.1%$/m);
+      assert.match(human.stdout, /^memory +[\d.]+ [KMG]?i?B +[\d.]+ [KMGT]iB +/m);
+      const json = JSON.parse((await cli(['quota', '--json'])).stdout) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(json).sort(), ['identity', 'limits', 'logBytes', 'maxLogBytes', 'maxRunningJobs', 'runningJobs', 'slice', 'stats']);
+      assert.equal(json.identity, 'ada');
+      assert.equal(json.runningJobs, 1);
+      const refused = await cli(['quota', 'ada'], writer);
+      expectExit(refused, 1);
+      assert.match(refused.stderr, /^job-cli: permission denied: wes may see only its own usage \(admins: anyone's\)/);
+      expectExit(await cli(['quota', 'wes']), 0);
+      expectExit(await cli(['stop', id]), 0);
+    });
+
     it('top --once shows live CPU and memory of running jobs', async () => {
       const id = await startJob(['sh', '-c', 'echo spinning; while :; do :; done'], ['--cpu', '0.5']);
       await waitForOutput(id, 'spinning\n');

@@ -84,7 +84,7 @@ describe('request validation', requireRoot, () => {
       assert.equal(error.code, code);
       assert.match(error.details, message);
       assert.equal((await client.listAllJobs()).length, before);
-      assert.deepEqual(await t.worker.worker.cgroupDriver.listJobIds(), []);
+      assert.deepEqual(await t.worker.worker.cgroupDriver.listJobs(), []);
     });
   }
 

@@ -98,7 +98,7 @@ describe('worker lifecycle', requireRoot, () => {
     const job = await t.worker.start({ command: 'sh', args: ['-c', '(sleep 1000 &) ; (setsid sleep 1000 &) ; echo $$'] });
     const status = await job.wait();
     assert.equal(status.state, 'exited');
-    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+    assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
   });
 
   it('stats are live while running', async () => {
@@ -125,7 +125,7 @@ describe('start failures leave nothing behind', requireRoot, () => {
       const before = t.worker.list().length;
       await assert.rejects(t.worker.start(spec), check);
       assert.equal(t.worker.list().length, before);
-      assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+      assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
     });
   }
 });
@@ -220,7 +220,7 @@ describe('stop', requireRoot, () => {
     await outputContains(job, 'ready');
     const result = await job.stop({ graceMs: 200 });
     assert.equal(result.status.state, 'stopped');
-    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+    assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
   });
 });
 

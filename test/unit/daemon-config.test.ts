@@ -1,11 +1,11 @@
 // The daemon's configuration: defaults < file < environment (< flags, tested end to end).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { applyEnvironment, applyFileConfig, defaultConfig, readConfigFile } from '../../src/daemon/config';
+import { applyEnvironment, applyFileConfig, CONFIG_FILE_KEYS, defaultConfig, readConfigFile } from '../../src/daemon/config';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,6 +54,30 @@ describe('daemon configuration', () => {
     assert.throws(() => readConfigFile(file('zero.json', { maxUnreadWatchJobs: 0 })), /zero\.json: maxUnreadWatchJobs/);
     assert.throws(() => readConfigFile(file('bad.json', '{ nope')), /bad\.json: not valid JSON/);
     assert.throws(() => readConfigFile(path.join(dir, 'missing.json')), /missing\.json: cannot read it \(ENOENT\)/);
+  });
+
+  it('identity limits and per-identity overrides, checked by key and type; the cgroup root name is derived unless set', () => {
+    assert.equal(defaultConfig().cgroupRootName, null);
+    const p = file('tenancy.json', {
+      identityLimits: { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 },
+      identityOverrides: { ci: { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] } },
+      metricsIdentities: 5,
+    });
+    const c = applyFileConfig(defaultConfig(), readConfigFile(p));
+    assert.deepEqual(c.identityLimits, { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 });
+    assert.deepEqual(c.identityOverrides.ci, { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] });
+    assert.equal(c.metricsIdentities, 5);
+    assert.throws(() => readConfigFile(file('t1.json', { identityLimits: { logbytes: 1 } })), /t1\.json: .*logbytes.*Extraneous/);
+    assert.throws(() => readConfigFile(file('t2.json', { identityLimits: { maxRunningJobs: 0 } })), /t2\.json: identityLimits\.maxRunningJobs/);
+    assert.throws(() => readConfigFile(file('t3.json', { identityOverrides: { x: { io: [{ readBps: 1 }] } } })), /t3\.json: identityOverrides\.x\.io\[0\]\.device/);
+  });
+
+  it('README\'s config example is a valid config that shows every key', () => {
+    const readme = readFileSync(path.join(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    const example = /\*\*Config file\*\*[^]*?```json\n([^]*?)```/.exec(readme)?.[1];
+    assert.ok(example !== undefined, 'README has a config example');
+    const parsed = readConfigFile(file('readme.json', example));
+    assert.deepEqual(Object.keys(parsed).sort(), [...CONFIG_FILE_KEYS].sort());
   });
 
   it('the environment overrides the file', () => {

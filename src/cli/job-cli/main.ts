@@ -5,6 +5,7 @@ import { runCli } from '../run';
 import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
 import { ListCommand } from './list';
 import { QueryCommand } from './query';
+import { QuotaCommand } from './quota';
 import { RemoveCommand } from './remove';
 import { RunCommand } from './run';
 import { StartCommand } from './start';
@@ -26,6 +27,7 @@ export function createJobCli(): Cli {
     ListCommand,
     TopCommand,
     RemoveCommand,
+    QuotaCommand,
     ContextAddCommand,
     ContextUseCommand,
     ContextListCommand,
