@@ -14,6 +14,7 @@ const NUMBER = '(\\d+(?:\\.\\d+)?|\\.\\d+)';
 
 /** "256M" → 268435456. */
 export function parseSize(text: string): number {
+  if (new RegExp(`^-${NUMBER}`).test(text.trim())) throw new UnitError(`must not be negative, got ${JSON.stringify(text)}`);
   const match = new RegExp(`^${NUMBER}\\s*([A-Za-z]*)$`).exec(text.trim());
   if (match === null) throw new UnitError(`expected a size like 256M, 1.5G or 4096, got ${JSON.stringify(text)}`);
   const unit = match[2]!;
@@ -36,6 +37,7 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 export function parseDuration(text: string): number {
   const trimmed = text.trim();
   if (trimmed === '0') return 0;
+  if (trimmed.startsWith('-')) throw new UnitError(`must not be negative, got ${JSON.stringify(text)}`);
   const part = new RegExp(`${NUMBER}(ms|s|m|h|d)`, 'gy');
   let total = 0;
   let at = 0;
@@ -79,7 +81,7 @@ export function parseDeviceValue<T>(text: string, parseValue: (value: string) =>
 
 /** A whole number in [min, max]. */
 export function parseInteger(text: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text.trim())) throw new UnitError(`expected a whole number, got ${JSON.stringify(text)}`);
+  if (!/^-?\d+$/.test(text.trim())) throw new UnitError(`expected a whole number, got ${JSON.stringify(text)}`);
   const value = Number(text.trim());
   if (value < min || value > max) throw new UnitError(`must be from ${min} to ${max}, got ${value}`);
   return value;
@@ -87,9 +89,9 @@ export function parseInteger(text: string, min: number, max: number): number {
 
 /** A positive decimal number ("0.5", "2"). */
 export function parsePositiveNumber(text: string): number {
-  if (!new RegExp(`^${NUMBER}$`).test(text.trim())) throw new UnitError(`expected a number like 0.5 or 2, got ${JSON.stringify(text)}`);
+  if (!new RegExp(`^-?${NUMBER}$`).test(text.trim())) throw new UnitError(`expected a number like 0.5 or 2, got ${JSON.stringify(text)}`);
   const value = Number(text.trim());
-  if (!(value > 0)) throw new UnitError(`must be more than 0, got ${text.trim()}`);
+  if (!(value > 0)) throw new UnitError(`must be positive (more than 0), got ${text.trim()}`);
   return value;
 }
 
