@@ -2,7 +2,7 @@
 // needs, resolve disk devices. Shared by the v2 and v1 drivers.
 import { availableParallelism } from 'node:os';
 
-import { JobworkerError, ValidationError } from '../errors';
+import { ValidationError } from '../errors';
 import { resolveIoLimits } from './devices';
 import { resolvedLimits, validateLimits, type ResolvedLimits } from './limits';
 import type { Limits, ResourceController } from './types';
@@ -11,7 +11,7 @@ export const RESOURCE_CONTROLLERS: readonly ResourceController[] = ['cpu', 'memo
 
 function requireController(available: ReadonlySet<ResourceController>, controller: ResourceController, field: string): void {
   if (!available.has(controller)) {
-    throw new JobworkerError('failed-precondition', `${field}: the ${controller} controller is not available on this host`);
+    throw new ValidationError(field, `the ${controller} controller is not available on this host`, { kind: 'failed-precondition' });
   }
 }
 

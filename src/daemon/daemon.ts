@@ -9,7 +9,7 @@ import { Logger } from '../logger';
 import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
-import { JobworkerServer, splitHostPort } from '../server';
+import { JobworkerServer, ListenError, splitHostPort } from '../server';
 import { Worker } from '../worker';
 import type { DaemonConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
@@ -81,20 +81,37 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   let server: JobworkerServer;
   let metrics: MetricsListener | null = null;
+  // The dev certificate names localhost, 127.0.0.1 and ::1: on the loopback, the dev daemon answers
+  // on both (localhost may resolve to ::1 first), on the same port.
+  const listenOn = splitHostPort(config.listen, 'listen');
+  const devLoopback = options.dev && (listenOn.host === '127.0.0.1' || listenOn.host === 'localhost');
+  let addresses = devLoopback ? [`127.0.0.1:${listenOn.port}`, `[::1]:${listenOn.port}`] : [config.listen];
   try {
-    server = await JobworkerServer.start({
-      worker,
-      tls: config.tls,
-      listen: config.listen,
-      logger,
-      ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
-    });
+    const serve = (listen: string[]) =>
+      JobworkerServer.start({
+        worker,
+        tls: config.tls!,
+        listen,
+        logger,
+        ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+      });
+    try {
+      server = await serve(addresses).catch((error: unknown) => {
+        // A host without IPv6: loopback is 127.0.0.1 alone.
+        if (!devLoopback || !(error instanceof ListenError) || !['EADDRNOTAVAIL', 'EAFNOSUPPORT'].includes(error.code ?? '')) throw error;
+        logger.warn('no IPv6 loopback; serving on 127.0.0.1 only', { error: error.message });
+        addresses = [config.listen];
+        return serve(addresses);
+      });
+    } catch (error) {
+      throw error instanceof ListenError ? listenErrorWithFix(error, 'grpc', options.dev) : error;
+    }
     if (config.metricsListen !== null) {
       try {
         metrics = await MetricsListener.start(server.metrics, config.metricsListen);
       } catch (error) {
         await server.shutdown(0);
-        throw error;
+        throw error instanceof ListenError ? listenErrorWithFix(error, 'metrics', options.dev) : error;
       }
     }
   } catch (error) {
@@ -103,6 +120,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   logger.info('serving', {
     listen: `${splitHostPort(config.listen, 'listen').host}:${server.port}`,
+    addresses: addresses.map((address) => address.replace(/:\d+$/, `:${server.port}`)),
     metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
   });
   logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
@@ -125,4 +143,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     return stopping;
   };
   return { server, metrics, worker, logger, shutdown };
+}
+
+/** A listener that could not open, with the settings that move it (and, for metrics, turn it off). */
+function listenErrorWithFix(error: ListenError, which: 'grpc' | 'metrics', dev: boolean): JobworkerError {
+  const inUse = error.code === 'EADDRINUSE';
+  let fix: string;
+  if (which === 'grpc') {
+    const who = dev ? 'another job-worker --dev (`npm start`)' : 'another job-worker';
+    fix = `${inUse ? `the port is taken (${who}, or another program); ` : ''}choose the address with --listen HOST:PORT, JOBWORKER_LISTEN or "listen" in the config file`;
+  } else {
+    fix = `${inUse ? 'the port is taken; ' : ''}choose the address with --metrics-listen HOST:PORT, JOBWORKER_METRICS_LISTEN or "metricsListen" in the config file, or turn metrics off with --metrics-listen off`;
+  }
+  return new JobworkerError('unavailable', `${error.message}; ${fix}`, { cause: error });
 }

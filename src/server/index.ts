@@ -1,3 +1,3 @@
 // The server's face for the daemon (src/daemon): the gRPC server and what starting it needs.
-export { JobworkerServer, splitHostPort, type JobworkerServerOptions } from './server';
+export { JobworkerServer, ListenError, splitHostPort, type JobworkerServerOptions } from './server';
 export type { ServerMetrics } from './metrics';

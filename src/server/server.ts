@@ -7,7 +7,7 @@ import { Server, status as GrpcStatus } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 
 import { serializeStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError } from '../errors';
+import { errorCode, JobworkerError } from '../errors';
 import { JobServiceService } from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
@@ -26,8 +26,11 @@ import { createServerCredentials, reloadServerCredentials, type ReloadableServer
 export interface JobworkerServerOptions {
   worker: Worker;
   tls: TlsFilePaths;
-  /** "host:port"; port 0 picks a free one (see `port`). */
-  listen: string;
+  /**
+   * "host:port", or several: one listener each. Port 0 picks a free one (see `port`); the addresses
+   * after the first with port 0 take the port the first one got.
+   */
+  listen: string | readonly string[];
   logger: Logger;
   /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
   maxRequestBytes?: number;
@@ -44,13 +47,25 @@ export function splitHostPort(address: string, field: string): { host: string; p
   return { host: match[1] ?? match[2]!, port };
 }
 
+/** A listening socket could not be opened; `code` is the errno name (EADDRINUSE…). */
+export class ListenError extends JobworkerError {
+  constructor(
+    readonly address: string,
+    readonly code: string | undefined,
+    reason: string,
+    what?: string,
+  ) {
+    super('unavailable', `cannot listen on ${address}${what === undefined ? '' : ` for ${what}`}: ${reason}`);
+  }
+}
+
 export class JobworkerServer {
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   /** What the daemon serves on its metrics listener. */
   readonly metrics: ServerMetrics;
   #server: Server;
-  #listener: GrpcListener;
+  #listeners: GrpcListener[];
   #credentials: ReloadableServerCredentials;
   #health: HealthImplementation;
   #streams: StreamRegistry;
@@ -59,7 +74,7 @@ export class JobworkerServer {
 
   private constructor(fields: {
     server: Server;
-    listener: GrpcListener;
+    listeners: GrpcListener[];
     port: number;
     credentials: ReloadableServerCredentials;
     health: HealthImplementation;
@@ -69,7 +84,7 @@ export class JobworkerServer {
     logger: Logger;
   }) {
     this.#server = fields.server;
-    this.#listener = fields.listener;
+    this.#listeners = fields.listeners;
     this.port = fields.port;
     this.#credentials = fields.credentials;
     this.#health = fields.health;
@@ -81,7 +96,8 @@ export class JobworkerServer {
 
   /** Validates the TLS files (refusing to start with a clear message), binds, serves. */
   static async start(options: JobworkerServerOptions): Promise<JobworkerServer> {
-    const { host, port } = splitHostPort(options.listen, 'listen');
+    const addresses = typeof options.listen === 'string' ? [options.listen] : [...options.listen];
+    const endpoints = addresses.map((address) => ({ address, ...splitHostPort(address, 'listen') }));
     const material = await loadServerTlsMaterial(options.tls);
     for (const warning of material.warnings) options.logger.warn(warning, { file: options.tls.certificatePath });
     const credentials = createServerCredentials(material);
@@ -126,19 +142,29 @@ export class JobworkerServer {
 
     // Our own TCP listener, not server.bindAsync: it holds the connections' sockets and closes
     // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).
-    let listener: GrpcListener;
+    const listeners: GrpcListener[] = [];
     try {
-      listener = await GrpcListener.start(server, credentials, {
-        host,
-        port,
-        onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
-      });
+      for (const endpoint of endpoints) {
+        const port = endpoint.port === 0 && listeners.length > 0 ? listeners[0]!.port : endpoint.port;
+        try {
+          listeners.push(
+            await GrpcListener.start(server, credentials, {
+              host: endpoint.host,
+              port,
+              onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
+            }),
+          );
+        } catch (error) {
+          throw new ListenError(endpoint.address, errorCode(error), (error as Error).message);
+        }
+      }
     } catch (error) {
+      for (const listener of listeners) listener.close();
       server.forceShutdown();
-      throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
+      throw error;
     }
 
-    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger });
+    return new JobworkerServer({ server, listeners, port: listeners[0]!.port, credentials, health, metrics, streams, shuttingDown, logger });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
@@ -157,7 +183,7 @@ export class JobworkerServer {
     this.#shuttingDown.value = true;
     this.#health.setStatus('', 'NOT_SERVING');
     this.#health.setStatus(JOB_SERVICE, 'NOT_SERVING');
-    this.#listener.stopAccepting();
+    for (const listener of this.#listeners) listener.stopAccepting();
     this.#streams.abortAll(new JobworkerError('unavailable', 'the daemon is shutting down'));
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
@@ -169,6 +195,6 @@ export class JobworkerServer {
     });
     await Promise.race([graceful, timeout]);
     clearTimeout(timer);
-    this.#listener.close(); // sockets a session could not close (src/server/listener.ts)
+    for (const listener of this.#listeners) listener.close(); // sockets a session could not close (src/server/listener.ts)
   }
 }

@@ -201,6 +201,10 @@ describe('daemon errors as people read them', () => {
     assert.equal(withFlagNames('limits.io[1].write_iops: too low'), '--io-write-iops: too low');
     assert.equal(withFlagNames('cwd: does not exist'), '--cwd: does not exist');
     assert.equal(withFlagNames('spawn failed at exec of /x: ENOENT'), 'spawn failed at exec of /x: ENOENT');
+    assert.equal(
+      withFlagNames('limits.memory_high_bytes: must not exceed the hard limit limits.memory_bytes (64 MiB (67108864 bytes)), got 128 MiB (134217728 bytes)'),
+      '--memory-high: must not exceed the hard limit --memory (64 MiB (67108864 bytes)), got 128 MiB (134217728 bytes)',
+    );
   });
 
   it('extracts the reason of a failed connection', () => {

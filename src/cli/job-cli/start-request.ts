@@ -90,7 +90,7 @@ export abstract class JobSpecCommand extends ClientCommand {
   memory = Option.String('--memory', { description: 'hard memory limit, e.g. 256M (1024-based); above it the job is OOM-killed' });
   memoryHigh = Option.String('--memory-high', { description: 'soft memory limit: above it the job is throttled and reclaimed' });
   pids = Option.String('--pids', { description: 'most processes and threads at once' });
-  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE per device, e.g. /dev/sda=10M (repeatable)' });
+  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE (e.g. /var=10M: the disk holding /var) or RATE (the working directory\'s disk) (repeatable)' });
   ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
   ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
@@ -107,8 +107,10 @@ export abstract class JobSpecCommand extends ClientCommand {
 /** The part of `--help` about limits, shared by start and run. */
 export const LIMITS_DETAILS = `
       Sizes are 1024-based: 256M is 256 MiB (K, M, G, T; KiB, MiB… also work; KB, MB are refused
-      as ambiguous). IO flags take DEV=VALUE, where DEV is a device node (/dev/sda), MAJ:MIN, or any
-      path on the disk; VALUE alone means the disk behind the job's working directory. Limits not
+      as ambiguous). IO flags take DEV=VALUE, where DEV is any path on the disk (/var), a device
+      node (/dev/sda, /dev/vda, /dev/nvme0n1: \`lsblk -d\` lists them; a partition means its disk) or
+      MAJ:MIN; VALUE alone means the disk behind the job's working directory. Two spellings of one
+      disk may set different rates. Limits not
       given take the daemon's defaults. The command runs directly, not through a shell (use sh -c
       for one); its environment is exactly the --env variables (with none, just a default PATH).
 `;

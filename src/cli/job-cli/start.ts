@@ -18,7 +18,8 @@ ${LIMITS_DETAILS}
       ['Start a job', '$0 start -- sleep 60'],
       ['With limits: half a CPU, 256 MiB, 100 processes', '$0 start --cpu 0.5 --memory 256M --pids 100 -- make -j4'],
       ['With an environment and a working directory', '$0 start --env LANG=C.UTF-8 --env DEBUG=1 --cwd /srv/app -- ./build.sh'],
-      ['Limit disk bandwidth per device', '$0 start --io-read-bps /dev/sda=10M --io-write-bps /dev/sda=5M -- tar czf /tmp/x.tgz /srv'],
+      ['Limit disk bandwidth on the disk that holds /var', '$0 start --io-read-bps /var=10M --io-write-bps /var=5M -- tar czf /var/tmp/etc.tgz /etc'],
+      ['Limit writes to the disk of the working directory', '$0 start --cwd /var/tmp --io-write-bps 5M --io-write-iops 200 -- dd if=/dev/zero of=zeros bs=1M count=100'],
       ['Keep the id in a shell variable', 'id=$($0 start -- sh -c "echo hi; sleep 5")'],
     ],
   });

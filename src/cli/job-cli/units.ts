@@ -7,6 +7,8 @@
 // not be 5% off from what its writer meant. Fractions are allowed and rounded to the nearest byte.
 // Output: memory in IEC units (MiB), disk throughput in SI units (MB/s), like iostat.
 
+export { formatBytes } from '../../byte-size';
+
 export class UnitError extends Error {}
 
 const SIZE_FACTORS: Record<string, number> = { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
@@ -97,18 +99,6 @@ export function parsePositiveNumber(text: string): number {
 
 function trimNumber(value: number, digits: number): string {
   return value.toFixed(digits).replace(/\.0+$/, '').replace(/(\.\d*?)0+$/, '$1');
-}
-
-/** IEC: "512 B", "1.5 KiB", "128 MiB", "1.25 GiB". */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? String(value) : trimNumber(value, value < 10 ? 2 : value < 100 ? 1 : 0)} ${units[unit]}`;
 }
 
 /** SI, per second: "0 B/s", "850 kB/s", "12.5 MB/s". */
