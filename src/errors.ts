@@ -35,9 +35,9 @@ export class ValidationError extends JobworkerError {
   constructor(
     readonly field: string,
     readonly reason: string,
-    options: { related?: readonly string[]; kind?: ErrorKind } = {},
+    options: { related?: readonly string[]; kind?: ErrorKind; cause?: unknown } = {},
   ) {
-    super(options.kind ?? 'invalid-argument', `${field}: ${reason}`);
+    super(options.kind ?? 'invalid-argument', `${field}: ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.related = options.related ?? [];
   }
 }

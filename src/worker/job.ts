@@ -7,7 +7,8 @@ import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
-import type { JobUser, ResolvedJobSpec } from './job-spec';
+import { commandError } from './command-error';
+import { DEFAULT_JOB_PATH, type JobUser, type ResolvedJobSpec } from './job-spec';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart } from '../logs/tail';
@@ -213,7 +214,7 @@ export class Job {
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
-      throw error;
+      throw error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error;
     }
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();

@@ -49,6 +49,21 @@ export function withFlagNames(details: string): string {
   return `${flag ?? field}: ${reason}`;
 }
 
+/** sh's exit statuses for a command that is not found, and one that is found but cannot run. */
+export const EXIT_COMMAND_NOT_FOUND = 127;
+export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
+
+/** The daemon's "command: not found: …" / "command: not executable: …" (docs/api.md) as sh would exit. */
+function describeCommandError(details: string): CliError | undefined {
+  const notFound = /^command: not found: (.*)$/s.exec(details)?.[1];
+  if (notFound !== undefined) {
+    return new CliError(`command not found: ${notFound}`, 'give its full path, or a PATH that has it (--env PATH=…)', EXIT_COMMAND_NOT_FOUND);
+  }
+  const notExecutable = /^command: not executable: (.*)$/s.exec(details)?.[1];
+  if (notExecutable !== undefined) return new CliError(`command not executable: ${notExecutable}`, undefined, EXIT_COMMAND_NOT_EXECUTABLE);
+  return undefined;
+}
+
 /** "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1 (2024-…)" → "connect ECONNREFUSED 127.0.0.1:1". */
 export function connectionFailureReason(details: string): string {
   const last = /Last error: (?:Error(?: \[[A-Z0-9_]+\])?: )?(.*)$/s.exec(details)?.[1] ?? details;
@@ -111,7 +126,7 @@ export function describeCallError(error: ClientError, connection: ResolvedConnec
     case StatusCode.NOT_FOUND:
       return new CliError(error.details, '`job-cli list --all` lists the jobs you can see');
     case StatusCode.INVALID_ARGUMENT:
-      return new CliError(withFlagNames(error.details), undefined, EXIT_USAGE);
+      return describeCommandError(error.details) ?? new CliError(withFlagNames(error.details), undefined, EXIT_USAGE);
     case StatusCode.DEADLINE_EXCEEDED:
       return new CliError(`the daemon at ${connection.address} did not answer in time`, '--timeout waits longer');
     case StatusCode.UNAVAILABLE:

@@ -1,6 +1,10 @@
 // What `start` and `run` send: the job's command, environment, working directory and limits, from
 // their shared flags. The mapping is pure (buildStartRequest); the flags live on JobSpecCommand.
+import { readFileSync } from 'node:fs';
+
 import { Option } from 'clipanion';
+
+import { errorCode } from '../../errors';
 
 import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
@@ -19,6 +23,8 @@ export interface JobSpecFlags {
   ioReadIops?: string[] | undefined;
   ioWriteIops?: string[] | undefined;
   env?: string[] | undefined;
+  /** The --env-file files' contents, in the order given. */
+  envFiles?: { file: string; text: string }[] | undefined;
   cwd?: string | undefined;
   user?: string | undefined;
 }
@@ -33,8 +39,11 @@ const IO_FLAGS = [
   ['ioWriteIops', '--io-write-iops', 'writeIops', (text: string) => parseInteger(text, 1, Number.MAX_SAFE_INTEGER)],
 ] as const;
 
-/** The request for the flags given; a bad value is a usage error naming its flag. */
-export function buildStartRequest(flags: JobSpecFlags): StartRequest {
+/**
+ * The request for the flags given; a bad value is a usage error naming its flag. `clientEnv` is
+ * job-cli's own environment, for `-e NAME` (and NAME alone in an env file).
+ */
+export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Record<string, string | undefined>> = {}): StartRequest {
   const [command, ...args] = flags.command;
   if (command === undefined || command === '') throw flagError('COMMAND', 'give the command to run after "--", e.g. `-- sleep 10`');
 
@@ -58,12 +67,23 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   }
 
   const env: Record<string, string> = {};
+  for (const { file, text } of flags.envFiles ?? []) {
+    for (const [index, raw] of text.split('\n').entries()) {
+      const line = raw.replace(/\r$/, '');
+      if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+      const variable = parseEnvEntry(line.trimStart(), clientEnv);
+      if (variable === 'bad') throw flagError('--env-file', `${file}:${index + 1}: expected NAME=VALUE or NAME, got ${JSON.stringify(line.slice(0, 80))}`);
+      if (variable !== null) env[variable.name] = variable.value; // a later line wins, as with docker
+    }
+  }
+  const given = new Set<string>();
   for (const entry of flags.env ?? []) {
-    const at = entry.indexOf('=');
-    if (at <= 0) throw flagError('--env', `expected NAME=VALUE, got ${JSON.stringify(entry)}`);
-    const name = entry.slice(0, at);
-    if (name in env) throw flagError('--env', `${name} is given twice`);
-    env[name] = entry.slice(at + 1);
+    const variable = parseEnvEntry(entry, clientEnv);
+    if (variable === 'bad') throw flagError('--env', `expected NAME=VALUE, or NAME to pass job-cli's own value, got ${JSON.stringify(entry)}`);
+    const name = variable?.name ?? entry;
+    if (given.has(name)) throw flagError('--env', `${name} is given twice`);
+    given.add(name);
+    if (variable !== null) env[name] = variable.value;
   }
 
   if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
@@ -72,6 +92,19 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   const request: StartRequest = { command, args, env, cwd: flags.cwd ?? '', limits };
   if (flags.user !== undefined) request.user = parseFlag('--user', flags.user, parseUser);
   return request;
+}
+
+/**
+ * `NAME=VALUE`, or `NAME` alone for job-cli's own value of NAME (null when it has none: the job
+ * gets no NAME either, like `docker run -e NAME`). 'bad' for anything else.
+ */
+function parseEnvEntry(entry: string, clientEnv: Readonly<Record<string, string | undefined>>): { name: string; value: string } | null | 'bad' {
+  const at = entry.indexOf('=');
+  if (at === 0) return 'bad';
+  if (at > 0) return { name: entry.slice(0, at), value: entry.slice(at + 1) };
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(entry)) return 'bad';
+  const value = clientEnv[entry];
+  return value === undefined ? null : { name: entry, value };
 }
 
 /** "UID" or "UID:GID" (numbers: the daemon's host may not know our names); GID defaults to UID. */
@@ -94,13 +127,21 @@ export abstract class JobSpecCommand extends ClientCommand {
   ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
   ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
-  env = Option.Array('--env', { description: 'environment variable NAME=VALUE (repeatable); these are the whole environment (none: just PATH)' });
+  env = Option.Array('-e,--env', { description: 'environment variable NAME=VALUE, or NAME for job-cli\'s own value of it (repeatable); with --env-file, the whole environment (plus PATH if they leave it out)' });
+  envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
   user = Option.String('--user', { description: 'run as UID[:GID] instead of the daemon\'s job user (admins only)' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {
-    return buildStartRequest(this);
+    const envFiles = (this.envFile ?? []).map((file) => {
+      try {
+        return { file, text: readFileSync(file, 'utf8') };
+      } catch (error) {
+        throw flagError('--env-file', `cannot read ${file} (${errorCode(error) ?? String(error)})`);
+      }
+    });
+    return buildStartRequest({ ...this, envFiles }, this.context.env);
   }
 }
 
@@ -112,5 +153,8 @@ export const LIMITS_DETAILS = `
       MAJ:MIN; VALUE alone means the disk behind the job's working directory. Two spellings of one
       disk may set different rates. Limits not
       given take the daemon's defaults. The command runs directly, not through a shell (use sh -c
-      for one); its environment is exactly the --env variables (with none, just a default PATH).
+      for one), looked up in the job's PATH. Its environment is exactly the --env and --env-file
+      variables, plus a default PATH when they leave it out (/usr/local/sbin:…:/bin). -e NAME
+      passes job-cli's own value of NAME. A command that is not found exits 127, one that cannot be
+      executed 126, as in a shell.
 `;
