@@ -54,6 +54,10 @@ export function jobFromPb(job: pb.Job): JobView {
       writeError: emptyToNull(job.log?.writeError ?? ''),
     },
     stats: job.stats === undefined ? null : resourceStatsFromPb(job.stats),
+    pool:
+      job.pool === undefined
+        ? null
+        : { name: job.pool.name, runnerHost: emptyToNull(job.pool.runnerHost), runnerAddress: emptyToNull(job.pool.runnerAddress), retries: job.pool.retries, attempts: job.pool.attempts },
   };
 }
 
@@ -109,6 +113,9 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     cwd: request.cwd ?? '',
     limits: request.limits === undefined ? undefined : limitsToPb(request.limits),
     user: request.user === undefined ? undefined : { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups ?? [] },
+    pool: request.pool ?? '',
+    retries: request.retries ?? 0,
+    jobId: request.jobId ?? '',
   });
 }
 

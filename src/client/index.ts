@@ -30,6 +30,7 @@ export {
   type LogMessageView,
   type LogStreamName,
   type OutputStreamName,
+  type PoolPlacementView,
   type StatsView,
   type StopResultView,
 } from './views';

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 
 import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
+import { isJobId } from '../job-id';
 import { fsOps } from '../native';
 import { Job, type JobContext, type JobStatus, type StopResult } from './job';
 import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
@@ -47,6 +48,11 @@ export interface WorkerOptions {
   maxRunningJobs?: number;
   /** Where warnings go (structured); default: process.emitWarning. */
   warn?: (message: string, details: Record<string, unknown>) => void;
+}
+
+export interface StartOptions {
+  /** The job's id (a lower-case UUID not in use here); default: a new random one. */
+  id?: string;
 }
 
 export interface ListFilter {
@@ -149,9 +155,17 @@ export class Worker {
     }
   }
 
-  /** Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing. */
-  async start(spec: JobSpec): Promise<Job> {
+  /**
+   * Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing.
+   * `options.id` gives the job an id chosen elsewhere (a pool job keeps the id it was queued with);
+   * default: a new random one.
+   */
+  async start(spec: JobSpec, options: StartOptions = {}): Promise<Job> {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
+    if (options.id !== undefined) {
+      if (!isJobId(options.id)) throw new ValidationError('id', 'must be a lower-case UUID');
+      if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
+    }
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
     if (resolved.user === null) resolved.user = this.#defaultUser;
@@ -159,7 +173,7 @@ export class Worker {
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);
     }
-    const id = randomUUID();
+    const id = options.id ?? randomUUID();
     this.#running++;
     this.#startTimes.set(id, process.hrtime.bigint());
     try {

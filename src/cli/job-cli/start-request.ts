@@ -27,6 +27,8 @@ export interface JobSpecFlags {
   envFiles?: { file: string; text: string }[] | undefined;
   cwd?: string | undefined;
   user?: string | undefined;
+  pool?: string | undefined;
+  retries?: string | undefined;
 }
 
 export type StartRequest = StartJobRequest & { args: string[]; env: Record<string, string>; cwd: string; limits: LimitsRequest & { io: NonNullable<LimitsRequest['io']> } };
@@ -91,6 +93,14 @@ export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Recor
   }
   const request: StartRequest = { command, args, env, cwd: flags.cwd ?? '', limits };
   if (flags.user !== undefined) request.user = parseFlag('--user', flags.user, parseUser);
+  if (flags.pool !== undefined) {
+    if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(flags.pool)) throw flagError('--pool', `expected 1-32 of a-z, 0-9 and '-', got ${JSON.stringify(flags.pool)}`);
+    request.pool = flags.pool;
+  }
+  if (flags.retries !== undefined) {
+    if (flags.pool === undefined) throw flagError('--retries', 'is only for pool jobs: give --pool too');
+    request.retries = parseFlag('--retries', flags.retries, (text) => parseInteger(text, 0, 10));
+  }
   return request;
 }
 
@@ -131,6 +141,8 @@ export abstract class JobSpecCommand extends ClientCommand {
   envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
   user = Option.String('--user', { description: 'run as UID[:GID] instead of the daemon\'s job user (admins only)' });
+  pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
+  retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {

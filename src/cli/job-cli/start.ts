@@ -21,6 +21,7 @@ ${LIMITS_DETAILS}
       ['Limit disk bandwidth on the disk that holds /var', '$0 start --io-read-bps /var=10M --io-write-bps /var=5M -- tar czf /var/tmp/etc.tgz /etc'],
       ['Limit writes to the disk of the working directory', '$0 start --cwd /var/tmp --io-write-bps 5M --io-write-iops 200 -- dd if=/dev/zero of=zeros bs=1M count=100'],
       ['Keep the id in a shell variable', 'id=$($0 start -- sh -c "echo hi; sleep 5")'],
+      ['On whichever daemon of the pool "batch" has room; run again once if that daemon is lost', '$0 start --pool batch --retries 1 --memory 1G -- ./nightly.sh'],
     ],
   });
 

@@ -35,7 +35,10 @@ import { Timestamp } from "../../google/protobuf/timestamp";
  * that maximum; responses never hold more. Each request field's comment gives its real range.
  */
 
-/** The lifecycle: STARTING -> RUNNING -> EXITED | FAILED | STOPPED | LOST (docs/library.md). */
+/**
+ * The lifecycle: STARTING -> RUNNING -> EXITED | FAILED | STOPPED | LOST (docs/library.md); a pool
+ * job is QUEUED first (docs/fleet.md).
+ */
 export enum JobState {
   JOB_STATE_UNSPECIFIED = 0,
   /** JOB_STATE_STARTING - Its cgroup is being created; the process does not run yet. */
@@ -50,6 +53,8 @@ export enum JobState {
   JOB_STATE_STOPPED = 5,
   /** JOB_STATE_LOST - The daemon stopped tracking it (it restarted while the job ran); its processes were killed. */
   JOB_STATE_LOST = 6,
+  /** JOB_STATE_QUEUED - A pool job waiting for a daemon of its pool with room; no process yet. */
+  JOB_STATE_QUEUED = 7,
 }
 
 export function jobStateFromJSON(object: any): JobState {
@@ -75,6 +80,9 @@ export function jobStateFromJSON(object: any): JobState {
     case 6:
     case "JOB_STATE_LOST":
       return JobState.JOB_STATE_LOST;
+    case 7:
+    case "JOB_STATE_QUEUED":
+      return JobState.JOB_STATE_QUEUED;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum JobState");
   }
@@ -96,6 +104,8 @@ export function jobStateToJSON(object: JobState): string {
       return "JOB_STATE_STOPPED";
     case JobState.JOB_STATE_LOST:
       return "JOB_STATE_LOST";
+    case JobState.JOB_STATE_QUEUED:
+      return "JOB_STATE_QUEUED";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum JobState");
   }
@@ -260,7 +270,28 @@ export interface Job {
     | ResourceStats
     | undefined;
   /** The user it runs as; absent when it runs as the daemon's own user. */
-  user: JobUser | undefined;
+  user:
+    | JobUser
+    | undefined;
+  /** Set for a job started with a pool (docs/fleet.md); absent for a job of this daemon alone. */
+  pool: PoolPlacement | undefined;
+}
+
+/** Where a pool job is queued and which daemon runs it. */
+export interface PoolPlacement {
+  /** The pool's name. */
+  name: string;
+  /** The daemon that claimed it (its configured host name); empty while queued. */
+  runnerHost: string;
+  /**
+   * HOST:PORT where clients reach that daemon: StreamLogs and StopJob of a running pool job go
+   * there (docs/fleet.md); empty while queued.
+   */
+  runnerAddress: string;
+  /** Re-runs asked for after a lost run (StartJobRequest.retries). */
+  retries: number;
+  /** Runs begun so far: 0 while first queued, 1 once claimed, more after lost runs were retried. */
+  attempts: number;
 }
 
 /** A job's output log. */
@@ -338,7 +369,21 @@ export interface StartJobRequest {
    * The user to run the job as. Admins only; absent: the daemon's job user (its config's
    * `jobUser`, else the daemon's own user).
    */
-  user: JobUser | undefined;
+  user:
+    | JobUser
+    | undefined;
+  /**
+   * Run it on whichever daemon of this pool has room, queued through NATS JetStream
+   * (docs/fleet.md); 1-32 of a-z, 0-9, '-', starting with a letter or digit. Empty: on this daemon.
+   */
+  pool: string;
+  /** Pool jobs: re-run it this many times if the daemon running it is lost, 0..10. 0: at most once. */
+  retries: number;
+  /**
+   * Pool jobs: a UUID chosen by the client (lower case). Repeating a StartJob with the same id
+   * answers the same job, which runs once. Empty: the daemon picks one.
+   */
+  jobId: string;
 }
 
 export interface StartJobRequest_EnvEntry {
@@ -844,6 +889,7 @@ function createBaseJob(): Job {
     log: undefined,
     stats: undefined,
     user: undefined,
+    pool: undefined,
   };
 }
 
@@ -905,6 +951,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.user !== undefined) {
       JobUser.encode(message.user, writer.uint32(154).fork()).join();
+    }
+    if (message.pool !== undefined) {
+      PoolPlacement.encode(message.pool, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -1074,6 +1123,14 @@ export const Job: MessageFns<Job> = {
             message.user = JobUser.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.pool = PoolPlacement.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1131,6 +1188,7 @@ export const Job: MessageFns<Job> = {
       log: isSet(object.log) ? LogInfo.fromJSON(object.log) : undefined,
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
+      pool: isSet(object.pool) ? PoolPlacement.fromJSON(object.pool) : undefined,
     };
   },
 
@@ -1193,6 +1251,9 @@ export const Job: MessageFns<Job> = {
     if (message.user !== undefined) {
       obj.user = JobUser.toJSON(message.user);
     }
+    if (message.pool !== undefined) {
+      obj.pool = PoolPlacement.toJSON(message.pool);
+    }
     return obj;
   },
 
@@ -1224,6 +1285,150 @@ export const Job: MessageFns<Job> = {
       ? ResourceStats.fromPartial(object.stats)
       : undefined;
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
+    message.pool = (object.pool !== undefined && object.pool !== null)
+      ? PoolPlacement.fromPartial(object.pool)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePoolPlacement(): PoolPlacement {
+  return { name: "", runnerHost: "", runnerAddress: "", retries: 0, attempts: 0 };
+}
+
+export const PoolPlacement: MessageFns<PoolPlacement> = {
+  encode(message: PoolPlacement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.runnerHost !== "") {
+      writer.uint32(18).string(message.runnerHost);
+    }
+    if (message.runnerAddress !== "") {
+      writer.uint32(26).string(message.runnerAddress);
+    }
+    if (message.retries !== 0) {
+      writer.uint32(32).uint32(message.retries);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(40).uint32(message.attempts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PoolPlacement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePoolPlacement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runnerHost = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runnerAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.retries = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PoolPlacement {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      runnerHost: isSet(object.runnerHost)
+        ? globalThis.String(object.runnerHost)
+        : isSet(object.runner_host)
+        ? globalThis.String(object.runner_host)
+        : "",
+      runnerAddress: isSet(object.runnerAddress)
+        ? globalThis.String(object.runnerAddress)
+        : isSet(object.runner_address)
+        ? globalThis.String(object.runner_address)
+        : "",
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+    };
+  },
+
+  toJSON(message: PoolPlacement): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.runnerHost !== "") {
+      obj.runnerHost = message.runnerHost;
+    }
+    if (message.runnerAddress !== "") {
+      obj.runnerAddress = message.runnerAddress;
+    }
+    if (message.retries !== 0) {
+      obj.retries = Math.round(message.retries);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PoolPlacement>, I>>(base?: I): PoolPlacement {
+    return PoolPlacement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PoolPlacement>, I>>(object: I): PoolPlacement {
+    const message = createBasePoolPlacement();
+    message.name = object.name ?? "";
+    message.runnerHost = object.runnerHost ?? "";
+    message.runnerAddress = object.runnerAddress ?? "";
+    message.retries = object.retries ?? 0;
+    message.attempts = object.attempts ?? 0;
     return message;
   },
 };
@@ -1769,7 +1974,17 @@ export const IoStats: MessageFns<IoStats> = {
 };
 
 function createBaseStartJobRequest(): StartJobRequest {
-  return { command: "", args: [], env: {}, cwd: "", limits: undefined, user: undefined };
+  return {
+    command: "",
+    args: [],
+    env: {},
+    cwd: "",
+    limits: undefined,
+    user: undefined,
+    pool: "",
+    retries: 0,
+    jobId: "",
+  };
 }
 
 export const StartJobRequest: MessageFns<StartJobRequest> = {
@@ -1791,6 +2006,15 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     }
     if (message.user !== undefined) {
       JobUser.encode(message.user, writer.uint32(50).fork()).join();
+    }
+    if (message.pool !== "") {
+      writer.uint32(58).string(message.pool);
+    }
+    if (message.retries !== 0) {
+      writer.uint32(64).uint32(message.retries);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(74).string(message.jobId);
     }
     return writer;
   },
@@ -1859,6 +2083,30 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.user = JobUser.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pool = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.retries = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1892,6 +2140,13 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
       cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
       limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
+      pool: isSet(object.pool) ? globalThis.String(object.pool) : "",
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
     };
   },
 
@@ -1921,6 +2176,15 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.user !== undefined) {
       obj.user = JobUser.toJSON(message.user);
     }
+    if (message.pool !== "") {
+      obj.pool = message.pool;
+    }
+    if (message.retries !== 0) {
+      obj.retries = Math.round(message.retries);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
     return obj;
   },
 
@@ -1945,6 +2209,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
       ? Limits.fromPartial(object.limits)
       : undefined;
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
+    message.pool = object.pool ?? "";
+    message.retries = object.retries ?? 0;
+    message.jobId = object.jobId ?? "";
     return message;
   },
 };
