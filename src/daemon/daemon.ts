@@ -35,6 +35,11 @@ export interface RunningDaemon {
   logger: Logger;
   /** Stops serving and, per config, stops the jobs; resolves when done. */
   shutdown(reason: string): Promise<void>;
+  /**
+   * Logs "ready". The caller does so once its signal handlers are in place: a supervisor (or a
+   * test) that sends SIGTERM on "ready" must not meet the default action, which kills outright.
+   */
+  announceReady(): void;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
@@ -139,7 +144,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     addresses: addresses.map((address) => address.replace(/:\d+$/, `:${server.port}`)),
     metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
   });
-  logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
   const idleMemory = new IdleMemoryReleaser({
     onRelease: (before, after, reason) =>
@@ -160,7 +164,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     })();
     return stopping;
   };
-  return { server, metrics, worker, fleet, logger, shutdown };
+  const announceReady = () =>
+    logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
+  return { server, metrics, worker, fleet, logger, shutdown, announceReady };
 }
 
 function checkFleetConfig(fleet: FleetConfig): void {

@@ -54,7 +54,7 @@ describe('job-cli usage', { concurrency: 8 }, () => {
     [['start', '--io-read-bps', '=1M', '--', 'true'], /^job-cli: --io-read-bps: the device before "=" is empty/],
     [['start', '--io-write-iops', '/dev/sda=fast', '--', 'true'], /^job-cli: --io-write-iops: expected a whole number/],
     [['start', '--io-read-bps', '/dev/sda=1M', '--io-read-bps', '/dev/sda=2M', '--', 'true'], /^job-cli: --io-read-bps: device \/dev\/sda is given twice/],
-    [['start', '--env', 'NOEQUALS', '--', 'true'], /^job-cli: --env: expected NAME=VALUE/],
+    [['start', '--env', 'NOT A NAME', '--', 'true'], /^job-cli: --env: expected NAME=VALUE, or NAME/],
     [['start', '--cwd', 'relative/dir', '--', 'true'], /^job-cli: --cwd: must be an absolute path/],
     [['start'], /^job-cli: COMMAND: give the command to run/],
     [['start', 'ls', '-la'], /^job-cli: .*\nhint: put "--" before the job's command/],

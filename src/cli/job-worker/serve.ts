@@ -72,6 +72,7 @@ export class ServeCommand extends BaseCommand {
       },
     });
     handleSignals(daemon);
+    daemon.announceReady();
     await new Promise<never>(() => undefined); // serve until a signal ends the process
     return 0;
   }
