@@ -23,13 +23,22 @@ export class JobworkerError extends Error {
   }
 }
 
-/** A request or option that is wrong; `field` names it (e.g. `limits.memoryBytes`). */
+/**
+ * A request or option that is wrong; `field` names it (e.g. `limits.memoryBytes`). `related` lists
+ * other fields the reason mentions by name, so that a layer naming fields otherwise (the server's
+ * proto names, job-cli's flags) can rename them there too. `kind` is invalid-argument unless the
+ * value is fine but the host cannot honour it (failed-precondition).
+ */
 export class ValidationError extends JobworkerError {
+  readonly related: readonly string[];
+
   constructor(
     readonly field: string,
-    reason: string,
+    readonly reason: string,
+    options: { related?: readonly string[]; kind?: ErrorKind; cause?: unknown } = {},
   ) {
-    super('invalid-argument', `${field}: ${reason}`);
+    super(options.kind ?? 'invalid-argument', `${field}: ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.related = options.related ?? [];
   }
 }
 

@@ -11,7 +11,7 @@ export const RESOURCE_CONTROLLERS: readonly ResourceController[] = ['cpu', 'memo
 
 function requireController(available: ReadonlySet<ResourceController>, controller: ResourceController, field: string): void {
   if (!available.has(controller)) {
-    throw new JobworkerError('failed-precondition', `${field}: the ${controller} controller is not available on this host`);
+    throw new ValidationError(field, `the ${controller} controller is not available on this host`, { kind: 'failed-precondition' });
   }
 }
 

@@ -127,8 +127,8 @@ export async function loadTlsMaterial(use: TlsUse, paths: TlsFilePaths, options:
       certLabel,
       paths.certificatePath,
       'untrusted',
-      `is not signed by the CA in ${paths.caPath} (certificate issuer: ${leaf.cert.issuer}; ` +
-        `CA: ${cas.map((ca) => ca.cert.subject).join('; ')})`,
+      `is not signed by ${cas.length === 1 ? 'the CA' : `any of the ${cas.length} CA certificates`} in ${paths.caPath} ` +
+        `(certificate issuer: ${leaf.cert.issuer}; ${caSubjects(cas.map((ca) => ca.cert.subject))})`,
     );
   }
   checkValidity(caLabel, paths.caPath, anchor.cert, now, REMEDY.ca);
@@ -321,6 +321,15 @@ function checkUsage(use: TlsUse, label: string, file: string, cert: x509.X509Cer
   if (keyUsage !== null && (keyUsage.usages & x509.KeyUsageFlags.digitalSignature) === 0) {
     fail(label, file, 'wrong-usage', 'its key usage lacks digitalSignature, which TLS 1.3 needs');
   }
+}
+
+/**
+ * The CA file's subjects for a message: all of a few, the first ones of a bundle (a system bundle
+ * holds 140 and would make the line 8 KB long).
+ */
+function caSubjects(subjects: readonly string[]): string {
+  if (subjects.length <= 3) return `CA: ${subjects.join('; ')}`;
+  return `CAs there: "${subjects[0]}", "${subjects[1]}" and ${subjects.length - 2} more; a system bundle? It needs the CA that issued the certificate`;
 }
 
 function describe(cert: x509.X509Certificate): string {

@@ -4,6 +4,7 @@ export type { QuotaUsage } from './identity-ledger';
 export type { RecoveryReport, StateDamage } from './recovery';
 export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
+export { CommandError, type CommandProblem } from './command-error';
 export { type JobSpec, type JobUser, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
 export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-state';
 

@@ -7,8 +7,9 @@ import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
+import { commandError } from './command-error';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
-import type { JobUser, ResolvedJobSpec } from './job-spec';
+import { DEFAULT_JOB_PATH, type JobUser, type ResolvedJobSpec } from './job-spec';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart, type LogStart } from '../logs/tail';
@@ -228,7 +229,7 @@ export class Job {
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await this.#leaveSlice(plan);
       await this.#forget(); // at most a header was written
-      throw error;
+      throw error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error;
     }
     plan.createOpsRan('created');
     this.#record.pid = native.pid;

@@ -1,6 +1,10 @@
 // What `start` and `run` send: the job's command, environment, working directory and limits, from
 // their shared flags. The mapping is pure (buildStartRequest); the flags live on JobSpecCommand.
+import { readFileSync } from 'node:fs';
+
 import { Option } from 'clipanion';
+
+import { errorCode } from '../../errors';
 
 import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
@@ -19,6 +23,8 @@ export interface JobSpecFlags {
   ioReadIops?: string[] | undefined;
   ioWriteIops?: string[] | undefined;
   env?: string[] | undefined;
+  /** The --env-file files' contents, in the order given. */
+  envFiles?: { file: string; text: string }[] | undefined;
   cwd?: string | undefined;
   user?: string | undefined;
   pool?: string | undefined;
@@ -35,8 +41,11 @@ const IO_FLAGS = [
   ['ioWriteIops', '--io-write-iops', 'writeIops', (text: string) => parseInteger(text, 1, Number.MAX_SAFE_INTEGER)],
 ] as const;
 
-/** The request for the flags given; a bad value is a usage error naming its flag. */
-export function buildStartRequest(flags: JobSpecFlags): StartRequest {
+/**
+ * The request for the flags given; a bad value is a usage error naming its flag. `clientEnv` is
+ * job-cli's own environment, for `-e NAME` (and NAME alone in an env file).
+ */
+export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Record<string, string | undefined>> = {}): StartRequest {
   const [command, ...args] = flags.command;
   if (command === undefined || command === '') throw flagError('COMMAND', 'give the command to run after "--", e.g. `-- sleep 10`');
 
@@ -60,12 +69,23 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   }
 
   const env: Record<string, string> = {};
+  for (const { file, text } of flags.envFiles ?? []) {
+    for (const [index, raw] of text.split('\n').entries()) {
+      const line = raw.replace(/\r$/, '');
+      if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+      const variable = parseEnvEntry(line.trimStart(), clientEnv);
+      if (variable === 'bad') throw flagError('--env-file', `${file}:${index + 1}: expected NAME=VALUE or NAME, got ${JSON.stringify(line.slice(0, 80))}`);
+      if (variable !== null) env[variable.name] = variable.value; // a later line wins, as with docker
+    }
+  }
+  const given = new Set<string>();
   for (const entry of flags.env ?? []) {
-    const at = entry.indexOf('=');
-    if (at <= 0) throw flagError('--env', `expected NAME=VALUE, got ${JSON.stringify(entry)}`);
-    const name = entry.slice(0, at);
-    if (name in env) throw flagError('--env', `${name} is given twice`);
-    env[name] = entry.slice(at + 1);
+    const variable = parseEnvEntry(entry, clientEnv);
+    if (variable === 'bad') throw flagError('--env', `expected NAME=VALUE, or NAME to pass job-cli's own value, got ${JSON.stringify(entry)}`);
+    const name = variable?.name ?? entry;
+    if (given.has(name)) throw flagError('--env', `${name} is given twice`);
+    given.add(name);
+    if (variable !== null) env[name] = variable.value;
   }
 
   if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
@@ -84,6 +104,19 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   return request;
 }
 
+/**
+ * `NAME=VALUE`, or `NAME` alone for job-cli's own value of NAME (null when it has none: the job
+ * gets no NAME either, like `docker run -e NAME`). 'bad' for anything else.
+ */
+function parseEnvEntry(entry: string, clientEnv: Readonly<Record<string, string | undefined>>): { name: string; value: string } | null | 'bad' {
+  const at = entry.indexOf('=');
+  if (at === 0) return 'bad';
+  if (at > 0) return { name: entry.slice(0, at), value: entry.slice(at + 1) };
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(entry)) return 'bad';
+  const value = clientEnv[entry];
+  return value === undefined ? null : { name: entry, value };
+}
+
 /** "UID" or "UID:GID" (numbers: the daemon's host may not know our names); GID defaults to UID. */
 function parseUser(text: string): NonNullable<StartJobRequest['user']> {
   const match = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(text);
@@ -100,11 +133,12 @@ export abstract class JobSpecCommand extends ClientCommand {
   memory = Option.String('--memory', { description: 'hard memory limit, e.g. 256M (1024-based); above it the job is OOM-killed' });
   memoryHigh = Option.String('--memory-high', { description: 'soft memory limit: above it the job is throttled and reclaimed' });
   pids = Option.String('--pids', { description: 'most processes and threads at once' });
-  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE per device, e.g. /dev/sda=10M (repeatable)' });
+  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE (e.g. /var=10M: the disk holding /var) or RATE (the working directory\'s disk) (repeatable)' });
   ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
   ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
-  env = Option.Array('--env', { description: 'environment variable NAME=VALUE (repeatable); these are the whole environment (none: just PATH)' });
+  env = Option.Array('-e,--env', { description: 'environment variable NAME=VALUE, or NAME for job-cli\'s own value of it (repeatable); with --env-file, the whole environment (plus PATH if they leave it out)' });
+  envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
   user = Option.String('--user', { description: 'run as UID[:GID] instead of the daemon\'s job user (admins only)' });
   pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
@@ -112,15 +146,27 @@ export abstract class JobSpecCommand extends ClientCommand {
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {
-    return buildStartRequest(this);
+    const envFiles = (this.envFile ?? []).map((file) => {
+      try {
+        return { file, text: readFileSync(file, 'utf8') };
+      } catch (error) {
+        throw flagError('--env-file', `cannot read ${file} (${errorCode(error) ?? String(error)})`);
+      }
+    });
+    return buildStartRequest({ ...this, envFiles }, this.context.env);
   }
 }
 
 /** The part of `--help` about limits, shared by start and run. */
 export const LIMITS_DETAILS = `
       Sizes are 1024-based: 256M is 256 MiB (K, M, G, T; KiB, MiB… also work; KB, MB are refused
-      as ambiguous). IO flags take DEV=VALUE, where DEV is a device node (/dev/sda), MAJ:MIN, or any
-      path on the disk; VALUE alone means the disk behind the job's working directory. Limits not
+      as ambiguous). IO flags take DEV=VALUE, where DEV is any path on the disk (/var), a device
+      node (/dev/sda, /dev/vda, /dev/nvme0n1: \`lsblk -d\` lists them; a partition means its disk) or
+      MAJ:MIN; VALUE alone means the disk behind the job's working directory. Two spellings of one
+      disk may set different rates. Limits not
       given take the daemon's defaults. The command runs directly, not through a shell (use sh -c
-      for one); its environment is exactly the --env variables (with none, just a default PATH).
+      for one), looked up in the job's PATH. Its environment is exactly the --env and --env-file
+      variables, plus a default PATH when they leave it out (/usr/local/sbin:…:/bin). -e NAME
+      passes job-cli's own value of NAME. A command that is not found exits 127, one that cannot be
+      executed 126, as in a shell.
 `;

@@ -363,7 +363,7 @@ export interface StartJobRequest {
   /** Arguments (argv[1..]); at most 4096, each at most 128 KiB, no NUL. */
   args: string[];
   /**
-   * The job's whole environment; nothing of the daemon's is inherited. Empty: PATH only.
+   * The job's whole environment; nothing of the daemon's is inherited. A default PATH is added when it has none.
    * At most 4096 variables; names non-empty without "=" or NUL.
    */
   env: { [key: string]: string };
