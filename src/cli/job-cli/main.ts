@@ -11,6 +11,7 @@ import { StartCommand } from './start';
 import { StopCommand } from './stop';
 import { StreamCommand } from './stream';
 import { TopCommand } from './top';
+import { UiCommand } from './ui';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../../package.json') as { version: string };
@@ -26,6 +27,7 @@ export function createJobCli(): Cli {
     ListCommand,
     TopCommand,
     RemoveCommand,
+    UiCommand,
     ContextAddCommand,
     ContextUseCommand,
     ContextListCommand,
