@@ -24,6 +24,7 @@ export class JobPage {
   #charts: JobCharts | undefined;
   #sub: number | undefined;
   #job: UiJob | undefined;
+  #actionsKey = '';
 
   constructor(store: Store, link: Link, host: string, id: string) {
     this.#store = store;
@@ -97,8 +98,12 @@ export class JobPage {
 
   #renderActions(): void {
     const job = this.#job;
-    const host = this.#store.host(this.#host);
-    if (job === undefined || !canChange(host, job)) {
+    const allowed = job !== undefined && canChange(this.#store.host(this.#host), job);
+    // Rebuilt only when they change: a button replaced under the pointer loses the click.
+    const key = `${allowed}/${job?.state}`;
+    if (key === this.#actionsKey) return;
+    this.#actionsKey = key;
+    if (job === undefined || !allowed) {
       replace(this.#actions);
       return;
     }

@@ -1,6 +1,6 @@
 // Every job of every daemon, newest first, live: state, owner, command, times, and the resource use
 // of running jobs over the last interval; filters by state, host, owner and text (kept in the URL).
-import type { UiJob } from '../../src/cli/ui/protocol';
+import type { UiHost, UiJob, UiRates } from '../../src/cli/ui/protocol';
 import { h, replace } from './dom';
 import { commandLine, durationMs, exitCell, formatAgo, formatBytes, formatDuration, formatPercent, formatRate, isFinished, shortId, truncate } from './format';
 import { openStopDialog, removeJob } from './job-actions';
@@ -39,6 +39,7 @@ export class JobsPage {
   readonly element: HTMLElement;
   readonly #store: Store;
   readonly #body = h('tbody');
+  readonly #rows = new Map<string, JobRow>();
   readonly #summary = h('p', { class: 'summary' });
   readonly #hostSelect = h('select', { name: 'host' });
   readonly #ownerSelect = h('select', { name: 'owner' });
@@ -91,7 +92,18 @@ export class JobsPage {
     const shown = all
       .filter(({ host, job }) => byState(job) && (this.#filters.host === '' || host === this.#filters.host) && (this.#filters.owner === '' || job.owner === this.#filters.owner) && (text === '' || searchable(host, job).includes(text)))
       .sort((a, b) => (b.job.createdAt ?? '').localeCompare(a.job.createdAt ?? ''));
-    replace(this.#body, shown.slice(0, MAX_ROWS).map(({ host, job }) => this.#row(host, job, now)));
+    const rows = shown.slice(0, MAX_ROWS).map(({ host, job }) => {
+      const key = `${host}/${job.id}`;
+      let row = this.#rows.get(key);
+      if (row === undefined) this.#rows.set(key, (row = new JobRow(host, job.id)));
+      row.update(host, job, job.state === 'running' ? store.ratesOf(host, job.id) : undefined, store.host(host), now);
+      return row.element;
+    });
+    const keep = new Set(rows);
+    for (const [key, row] of this.#rows) if (!keep.has(row.element)) this.#rows.delete(key);
+    // Touch the table only when its rows or their order change.
+    const current = this.#body.children;
+    if (current.length !== rows.length || rows.some((row, i) => current[i] !== row)) this.#body.replaceChildren(...rows);
     const down = store.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
     replace(
       this.#summary,
@@ -107,40 +119,76 @@ export class JobsPage {
     if (select.options.length === wanted.length && [...select.options].every((option, i) => option.value === wanted[i])) return;
     replace(select, wanted.map((value) => h('option', { value, selected: value === selected }, value === '' ? 'all' : value)));
   }
+}
 
-  #row(host: string, job: UiJob, now: number): HTMLTableRowElement {
-    const rates = job.state === 'running' ? this.#store.ratesOf(host, job.id) : undefined;
-    const hostView = this.#store.host(host);
-    const duration = durationMs(job, now);
-    const memoryLimit = job.limits.memoryBytes;
-    const memory = rates === undefined ? '' : `${formatBytes(rates.memoryBytes)}${memoryLimit === null ? '' : ` / ${formatBytes(memoryLimit)}`}`;
-    const io = rates?.ioReadBytesPerSecond == null || rates.ioWriteBytesPerSecond === null ? '' : `${formatRate(rates.ioReadBytesPerSecond)} / ${formatRate(rates.ioWriteBytesPerSecond)}`;
-    const actions: HTMLElement[] = [];
-    if (canChange(hostView, job) && job.state === 'running') actions.push(h('button', { class: 'stop', onclick: () => openStopDialog(host, job) }, 'Stop'));
-    if (canChange(hostView, job) && isFinished(job)) {
-      actions.push(
-        h('button', {
-          class: 'remove',
-          onclick: () => void removeJob(host, job).then((refusal) => refusal !== null && alert(refusal)),
-        }, 'Remove'),
-      );
-    }
-    const link = `#/jobs/${encodeURIComponent(host)}/${job.id}`;
-    return h(
+/**
+ * One job's row, kept while the job is listed and updated in place: a row rebuilt every second
+ * would take a click away from under the pointer (the press on one button, the release on its
+ * replacement).
+ */
+class JobRow {
+  readonly element: HTMLTableRowElement;
+  readonly #cells = new Map<string, HTMLTableCellElement>();
+  readonly #idLink: HTMLAnchorElement;
+  readonly #commandLink: HTMLAnchorElement;
+  readonly #state = h('span', { class: 'state' });
+  #actionsKey = '';
+
+  constructor(host: string, id: string) {
+    const link = `#/jobs/${encodeURIComponent(host)}/${id}`;
+    this.#idLink = h('a', { href: link, title: id }, shortId(id));
+    this.#commandLink = h('a', { href: link });
+    const cell = (name: string, className?: string, content?: Node | string) => {
+      const element = h('td', { 'data-col': name, class: className ?? null }, content);
+      this.#cells.set(name, element);
+      return element;
+    };
+    this.element = h(
       'tr',
-      { 'data-host': host, 'data-job': job.id, 'data-state': job.state },
-      h('td', { 'data-col': 'host' }, host),
-      h('td', { 'data-col': 'id', class: 'mono' }, h('a', { href: link, title: job.id }, shortId(job.id))),
-      h('td', { 'data-col': 'state' }, h('span', { class: `state state-${job.state}` }, job.state)),
-      h('td', { 'data-col': 'owner' }, job.owner),
-      h('td', { 'data-col': 'command', class: 'mono', title: commandLine(job) }, h('a', { href: link }, truncate(commandLine(job), 60))),
-      h('td', { 'data-col': 'started', title: job.startedAt ?? '' }, job.startedAt === null ? '-' : formatAgo(new Date(job.startedAt), new Date(now))),
-      h('td', { 'data-col': 'duration' }, duration === null ? '-' : formatDuration(duration)),
-      h('td', { 'data-col': 'cpu', class: 'num' }, rates?.cpuPercent == null ? '' : formatPercent(rates.cpuPercent)),
-      h('td', { 'data-col': 'memory', class: 'num' }, memory),
-      h('td', { 'data-col': 'io', class: 'num' }, io),
-      h('td', { 'data-col': 'result', title: job.reason ?? '' }, isFinished(job) ? exitCell(job) : ''),
-      h('td', { 'data-col': 'actions', class: 'actions' }, actions),
+      { 'data-host': host, 'data-job': id },
+      cell('host', undefined, host),
+      cell('id', 'mono', this.#idLink),
+      cell('state', undefined, this.#state),
+      cell('owner'),
+      cell('command', 'mono', this.#commandLink),
+      cell('started'),
+      cell('duration'),
+      cell('cpu', 'num'),
+      cell('memory', 'num'),
+      cell('io', 'num'),
+      cell('result'),
+      cell('actions', 'actions'),
     );
   }
+
+  update(host: string, job: UiJob, rates: UiRates | undefined, hostView: UiHost | undefined, now: number): void {
+    const duration = durationMs(job, now);
+    const memoryLimit = job.limits.memoryBytes;
+    this.element.dataset.state = job.state;
+    setText(this.#state, job.state);
+    this.#state.className = `state state-${job.state}`;
+    setText(this.#cells.get('owner')!, job.owner);
+    setText(this.#commandLink, truncate(commandLine(job), 60));
+    this.#cells.get('command')!.title = commandLine(job);
+    setText(this.#cells.get('started')!, job.startedAt === null ? '-' : formatAgo(new Date(job.startedAt), new Date(now)));
+    setText(this.#cells.get('duration')!, duration === null ? '-' : formatDuration(duration));
+    setText(this.#cells.get('cpu')!, rates?.cpuPercent == null ? '' : formatPercent(rates.cpuPercent));
+    setText(this.#cells.get('memory')!, rates === undefined ? '' : `${formatBytes(rates.memoryBytes)}${memoryLimit === null ? '' : ` / ${formatBytes(memoryLimit)}`}`);
+    setText(this.#cells.get('io')!, rates?.ioReadBytesPerSecond == null || rates.ioWriteBytesPerSecond === null ? '' : `${formatRate(rates.ioReadBytesPerSecond)} / ${formatRate(rates.ioWriteBytesPerSecond)}`);
+    setText(this.#cells.get('result')!, isFinished(job) ? exitCell(job) : '');
+    this.#cells.get('result')!.title = job.reason ?? '';
+    const allowed = canChange(hostView, job);
+    const key = `${allowed}/${job.state}`;
+    if (key === this.#actionsKey) return;
+    this.#actionsKey = key;
+    replace(
+      this.#cells.get('actions')!,
+      allowed && job.state === 'running' ? h('button', { class: 'stop', onclick: () => openStopDialog(host, job) }, 'Stop') : null,
+      allowed && isFinished(job) ? h('button', { class: 'remove', onclick: () => void removeJob(host, job).then((refusal) => refusal !== null && alert(refusal)) }, 'Remove') : null,
+    );
+  }
+}
+
+function setText(element: HTMLElement, text: string): void {
+  if (element.textContent !== text) element.textContent = text;
 }

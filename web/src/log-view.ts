@@ -53,6 +53,9 @@ export class LogView {
   #resumeFrom = 0;
   #queue: LogFrame[] = [];
   #writing = false;
+  /** Writes handed to xterm.js and not parsed yet, and who waits for none to be left. */
+  #unparsed = 0;
+  #whenParsed: (() => void)[] = [];
   #paused = false;
   #ended = false;
   #failed = false;
@@ -179,6 +182,11 @@ export class LogView {
     void this.#pump();
   }
 
+  /**
+   * Writes what is queued, in order. Stdout goes to xterm.js without waiting for each write to be
+   * parsed (it queues them itself; each is acknowledged once parsed); a stderr chunk waits for the
+   * writes before it, so its tint starts on the line it starts on.
+   */
   async #pump(): Promise<void> {
     if (this.#writing) return;
     this.#writing = true;
@@ -186,12 +194,21 @@ export class LogView {
       while (!this.#paused && this.#queue.length > 0) {
         const frame = this.#queue.shift()!;
         if (frame.kind === 'end') {
+          await this.#parsed();
           this.#finish(JSON.parse(new TextDecoder().decode(frame.data)) as UiJob);
-          continue;
+        } else if (frame.stream === 'marker') {
+          this.#note(`jobworker: ${new TextDecoder().decode(frame.data)}`);
+          this.#ack(frame);
+        } else if (frame.stream === 'stderr') {
+          await this.#parsed();
+          const run = this.#stderrRun ?? { marker: this.#terminal.registerMarker(0), decoration: undefined };
+          this.#write(frame);
+          await this.#parsed();
+          this.#markStderr(run);
+        } else {
+          this.#stderrRun = undefined;
+          this.#write(frame);
         }
-        if (frame.stream === 'marker') this.#note(`jobworker: ${new TextDecoder().decode(frame.data)}`);
-        else await this.#write(frame.stream, frame);
-        if (frame.sub === this.#sub) this.#link.send({ type: 'ack', sub: frame.sub, bytes: frame.data.length });
       }
     } finally {
       this.#writing = false;
@@ -199,14 +216,28 @@ export class LogView {
     }
   }
 
-  async #write(stream: 'stdout' | 'stderr', frame: LogFrame): Promise<void> {
-    const terminal = this.#terminal;
-    if (stream === 'stdout') this.#stderrRun = undefined;
-    const run = stream === 'stderr' ? (this.#stderrRun ?? { marker: terminal.registerMarker(0), decoration: undefined }) : undefined;
-    await new Promise<void>((resolve) => terminal.write(frame.data, resolve));
-    this.#shownBytes += frame.data.length;
-    if (run !== undefined) this.#markStderr(run);
-    this.element.dispatchEvent(new CustomEvent<LogChunkDetail>(LOG_CHUNK_EVENT, { detail: { stream, offset: frame.offset, nextOffset: frame.nextOffset, data: frame.data } }));
+  #write(frame: LogFrame): void {
+    this.#unparsed++;
+    this.#terminal.write(frame.data, () => {
+      this.#shownBytes += frame.data.length;
+      this.#ack(frame);
+      const stream = frame.stream === 'stderr' ? 'stderr' : 'stdout';
+      this.element.dispatchEvent(new CustomEvent<LogChunkDetail>(LOG_CHUNK_EVENT, { bubbles: true, detail: { stream, offset: frame.offset, nextOffset: frame.nextOffset, data: frame.data } }));
+      if (--this.#unparsed === 0) {
+        for (const resolve of this.#whenParsed.splice(0)) resolve();
+        this.#showStatus();
+      }
+    });
+  }
+
+  /** Resolves once xterm.js has parsed every write so far. */
+  #parsed(): Promise<void> {
+    return this.#unparsed === 0 ? Promise.resolve() : new Promise((resolve) => this.#whenParsed.push(resolve));
+  }
+
+  /** Lets the server send that much more (only for the current subscription: an old one is gone). */
+  #ack(frame: LogFrame): void {
+    if (frame.sub === this.#sub) this.#link.send({ type: 'ack', sub: frame.sub, bytes: frame.data.length });
   }
 
   /** Tints the lines from the run's first to the cursor's (a run: stderr chunks with no stdout between). */
@@ -288,13 +319,15 @@ export class LogView {
   }
 
   #showStatus(): void {
-    let state: string;
-    if (this.#failed) state = 'unavailable';
-    else if (this.#ended && this.#queue.length === 0) state = 'ended';
-    else if (this.#paused) state = `paused (${this.#queue.length} chunks waiting)`;
-    else if (this.#sub === undefined && !this.#ended) state = 'reconnecting…';
+    let state: 'failed' | 'ended' | 'paused' | 'reconnecting' | 'following';
+    if (this.#failed) state = 'failed';
+    else if (this.#ended && this.#queue.length === 0 && this.#unparsed === 0) state = 'ended';
+    else if (this.#paused) state = 'paused';
+    else if (this.#sub === undefined && !this.#ended) state = 'reconnecting';
     else state = 'following';
-    this.#status.dataset.state = this.#failed ? 'failed' : this.#ended && this.#queue.length === 0 ? 'ended' : this.#paused ? 'paused' : this.#sub === undefined ? 'reconnecting' : 'following';
-    replace(this.#status, `${state} · ${formatBytes(this.#shownBytes)} shown`);
+    this.#status.dataset.state = state;
+    this.#status.dataset.shownBytes = String(this.#shownBytes);
+    const text = { failed: 'unavailable', ended: 'ended', paused: `paused (${this.#queue.length} chunks waiting)`, reconnecting: 'reconnecting…', following: 'following' }[state];
+    replace(this.#status, `${text} · ${formatBytes(this.#shownBytes)} shown`);
   }
 }

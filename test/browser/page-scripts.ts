@@ -1,0 +1,49 @@
+// What the tests run inside the page, as text: the tests compile without the DOM's types (Node's
+// and the DOM's clash), so these are plain JavaScript evaluated by Chromium.
+
+/** From now on, keeps every chunk the terminal view writes (its 'jobworker-log-chunk' event) in window.recordedChunks. */
+export const RECORD_CHUNKS = `(() => {
+  window.recordedChunks = [];
+  if (window.recordingChunks) return;
+  window.recordingChunks = true;
+  document.addEventListener('jobworker-log-chunk', (event) => window.recordedChunks.push(event.detail));
+})()`;
+
+/** How many chunks were recorded, and the nextOffset of the last. */
+export const RECORDED_SO_FAR = `({ chunks: window.recordedChunks.length, nextOffset: window.recordedChunks.length === 0 ? 0 : window.recordedChunks.at(-1).nextOffset })`;
+
+/** The recorded bytes' SHA-256 and length, where the chunks do not tile the log, and the text when small. */
+export const RECORDED_OUTPUT = `(async () => {
+  const chunks = window.recordedChunks;
+  const gaps = [];
+  for (let i = 1; i < chunks.length; i++) if (chunks[i].offset !== chunks[i - 1].nextOffset) gaps.push(chunks[i - 1].nextOffset + ' -> ' + chunks[i].offset);
+  const all = new Uint8Array(await new Blob(chunks.map((chunk) => chunk.data)).arrayBuffer());
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
+  return { sha256: [...digest].map((byte) => byte.toString(16).padStart(2, '0')).join(''), bytes: all.length, gaps, text: all.length < (1 << 20) ? new TextDecoder().decode(all) : null };
+})()`;
+
+/** The SHA-256 and length of what a GET of `url` answers (same origin, the page's cookie). */
+export function fetchDigest(url: string): string {
+  return `(async () => {
+    const bytes = new Uint8Array(await (await fetch(${JSON.stringify(url)})).arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    return { bytes: bytes.length, sha256: [...digest].map((byte) => byte.toString(16).padStart(2, '0')).join('') };
+  })()`;
+}
+
+/** A chart's plotted data, by series label ("time" first): what uPlot draws. */
+export function chartSeries(name: string): string {
+  return `(() => {
+    const plot = document.querySelector('[data-chart="${name}"]').uplot;
+    return Object.fromEntries(plot.series.map((series, i) => [i === 0 ? 'time' : series.label, plot.data[i]]));
+  })()`;
+}
+
+/** A request made by the page's own script, with the CSRF token it carries: { status, body }. */
+export function pageRequest(method: string, url: string, body: unknown): string {
+  return `(async () => {
+    const csrf = document.querySelector('meta[name="jobworker-csrf"]').content;
+    const response = await fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)}, headers: { 'content-type': 'application/json', 'x-jobworker-csrf': csrf }, body: ${JSON.stringify(JSON.stringify(body))} });
+    return { status: response.status, body: await response.json() };
+  })()`;
+}
