@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 
 import { isJobId } from '../../job-id';
+import { CliError } from '../run';
 import { checkAccess, sessionCookie, TOKEN_PARAMETER, type AccessPolicy, type AccessSecrets } from './access-guard';
 import { ActionError, removeJob, startJob, stopJob, toActionError } from './actions';
 import { acceptedHosts, urlHost, type ListenAddress } from './listen-address';
@@ -58,7 +59,16 @@ export class UiServer {
   static async start(options: UiServerOptions): Promise<UiServer> {
     const server = new UiServer(options);
     server.#server.listen(options.listen.port, options.listen.host);
-    await once(server.#server, 'listening');
+    try {
+      await once(server.#server, 'listening');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const where = urlHost(options.listen);
+      if (code === 'EADDRINUSE') throw new CliError(`--listen ${where}: the address is in use`, 'another program listens there; --listen with port 0 picks a free one');
+      if (code === 'EADDRNOTAVAIL') throw new CliError(`--listen ${where}: no interface of this host has that address`);
+      if (code === 'EACCES') throw new CliError(`--listen ${where}: not allowed (ports below 1024 need privileges)`);
+      throw error;
+    }
     const bound = server.#server.address();
     if (bound !== null && typeof bound === 'object') {
       server.#address = { host: options.listen.host, port: bound.port };
