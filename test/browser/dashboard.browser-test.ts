@@ -41,7 +41,9 @@ let onAlpha: JobworkerClient;
 let onBeta: JobworkerClient;
 
 async function screenshot(name: string): Promise<void> {
-  if (SCREENSHOTS !== undefined) await page.screenshot({ path: path.join(SCREENSHOTS, `ui-${name}.png`), fullPage: true });
+  if (SCREENSHOTS === undefined) return;
+  await page.evaluate('window.scrollTo(0, 0)'); // a focused field may have scrolled the page (the sticky header would land mid-picture)
+  await page.screenshot({ path: path.join(SCREENSHOTS, `ui-${name}.png`), fullPage: true });
 }
 
 const row = (host: string, id: string) => page.locator(`table.jobs tr[data-host="${host}"][data-job="${id}"]`);
@@ -118,7 +120,14 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     const failing = await onAlpha.startJob({ command: 'sh', args: ['-c', 'exit 3'] });
     await row('alpha', failing.id).and(page.locator('[data-state="failed"]')).waitFor();
     assert.equal(await row('alpha', failing.id).locator('[data-col="result"]').textContent(), '3');
-    await screenshot('jobs');
+    if (SCREENSHOTS !== undefined) {
+      // A busier list for the picture: a job using CPU (under a quota) and one with a limit on memory.
+      const busy = await onAlpha.startJob({ command: 'sh', args: ['-c', 'while :; do :; done'], limits: { cpu: 0.25 } });
+      const build = await onBeta.startJob({ command: 'sh', args: ['-c', 'echo building; sleep 60'], limits: { memoryBytes: 256 * MiB, pids: 64 } });
+      await row('alpha', busy.id).locator('[data-col="cpu"]').filter({ hasText: '%' }).waitFor();
+      await screenshot('jobs');
+      await Promise.all([onAlpha.stopJob(busy.id, { graceMs: 0 }), onBeta.stopJob(build.id, { graceMs: 0 })]);
+    }
     await onBeta.stopJob(job.id, { graceMs: 0 });
     await row('beta', job.id).and(page.locator('[data-state="stopped"]')).waitFor();
     // Filters: by host and state, and by text.
@@ -212,10 +221,19 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
   it("draws an OOM-killed job's memory reaching its limit", async () => {
     const limit = 64 * MiB;
     // Grows by 2 MiB every 50 ms: the page samples it on the way up, the kernel kills it at 64 MiB.
-    const program = 'import time\nheld = []\nwhile True:\n    held.append(bytearray(2 << 20))\n    time.sleep(0.05)\n';
+    const program = [
+      'import sys, time',
+      'held = []',
+      'while True:',
+      '    held.append(bytearray(2 << 20))',
+      '    print(f"\\x1b[32mholding\\x1b[0m {2 * len(held)} MiB", flush=True)',
+      '    if len(held) % 8 == 0: print(f"\\x1b[33mwarning:\\x1b[0m {2 * len(held)} MiB and growing", file=sys.stderr, flush=True)',
+      '    time.sleep(0.05)',
+    ].join('\n');
     const job = await onAlpha.startJob({ command: 'python3', args: ['-c', program], limits: { memoryBytes: limit } });
     await openJobPage('alpha', job.id);
     await page.locator('[data-field="oom"]', { hasText: 'yes' }).waitFor({ timeout: 60_000 });
+    await page.locator('.xterm-rows', { hasText: 'MiB and growing' }).waitFor();
     assert.equal(await page.locator('[data-role="state"]').textContent(), 'failed');
     const chart = await page.evaluate<Record<string, (number | null)[]>>(chartSeries('memory'));
     const values = (label: string) => (chart[label] ?? []).filter((value): value is number => value !== null);

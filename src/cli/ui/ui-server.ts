@@ -16,10 +16,17 @@ import { PageSession, type HostRuntime } from './page-session';
 import { streamRawLog } from './raw-log';
 import type { StaticAssets } from './static-assets';
 
+/**
+ * Only this server's own scripts, styles, images and connections; no framing. xterm.js styles its
+ * rows with <style> elements: inline styles, but no inline script anywhere. The WebSocket's origin
+ * is named as well as 'self' (browsers before CSP 3 do not count ws: as 'self').
+ */
+function contentSecurityPolicy(host: string | undefined): string {
+  const socket = host === undefined ? '' : ` ws://${host}`;
+  return `default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'self'${socket}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'`;
+}
+
 const SECURITY_HEADERS: Record<string, string> = {
-  // xterm.js styles its rows with <style> elements: inline styles, but no inline script anywhere.
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
@@ -112,6 +119,8 @@ export class UiServer {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
     const method = request.method ?? 'GET';
     const verdict = checkAccess({ method, url: request.url ?? '/', headers: request.headers, upgrade: false }, this.#policy);
+    // The Host is one of ours once the guard let the request through.
+    response.setHeader('content-security-policy', contentSecurityPolicy(verdict.allow ? request.headers.host : undefined));
     if (!verdict.allow) {
       if (verdict.login) {
         response.writeHead(303, { location: verdict.location, 'set-cookie': sessionCookie(this.#policy) }).end();
