@@ -75,6 +75,7 @@ function job(overrides: Partial<JobView> & { cpu?: number; memory?: number; peak
     finishedAt: null,
     limits: { cpu: null, cpuWeight: null, memoryBytes: 64 << 20, memoryHighBytes: null, pids: null, io: [] },
     log: { sizeBytes: 0, droppedBytes: 0, truncated: false, writeError: null },
+    pool: null,
     stats: {
       cpuUsageMicros: overrides.cpu ?? 0,
       cpuUserMicros: 0,

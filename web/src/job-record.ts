@@ -3,9 +3,9 @@
 // field a newer daemon sends that this page does not know, shown as it is.
 import type { UiJob } from '../../src/cli/ui/protocol';
 import { h } from './dom';
-import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatLimits, formatPercent } from './format';
+import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatLimits, formatPercent, poolLine } from './format';
 
-const KNOWN = new Set(['id', 'owner', 'command', 'args', 'cwd', 'user', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats']);
+const KNOWN = new Set(['id', 'owner', 'command', 'args', 'cwd', 'user', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
 
 const time = (iso: string | null, now: Date) => (iso === null ? '-' : `${new Date(iso).toLocaleString()} (${formatAgo(new Date(iso), now)})`);
 
@@ -18,6 +18,7 @@ function valueText(value: unknown): string {
 export function renderRecord(job: UiJob, now: Date): HTMLElement {
   const rows: [string, string | HTMLElement, string?][] = [];
   if (job.reason !== null) rows.push(['Result', job.reason, 'result']);
+  if (job.pool !== null) rows.push(['Pool', poolLine(job.pool), 'pool']);
   rows.push(['Exit code', job.exitCode === null ? '-' : String(job.exitCode), 'exit-code']);
   rows.push(['Signal', job.signal ?? '-', 'signal']);
   rows.push(['OOM killed', job.oomKilled ? 'yes: the kernel killed a process of the job for going over its memory limit' : 'no', 'oom']);

@@ -28,6 +28,8 @@ const FIELDS: Field[] = [
   { flag: '--env', key: 'env', label: 'Environment', hint: 'NAME=VALUE per line: the whole environment (none: just PATH)', lines: true },
   { flag: '--cwd', key: 'cwd', label: 'Directory', hint: "absolute, on the daemon's host (default /)" },
   { flag: '--user', key: 'user', label: 'Run as', hint: 'UID[:GID] (admins only)', adminOnly: true },
+  { flag: '--pool', key: 'pool', label: 'Pool', hint: 'run on whichever daemon of this pool has room' },
+  { flag: '--retries', key: 'retries', label: 'Retries', hint: 'pool jobs: re-run up to N times (0..10) if its daemon is lost' },
 ];
 
 export class StartPage {

@@ -32,6 +32,8 @@ export const isStartForm = t.isObject({
   env: optionalList,
   cwd: optionalText,
   user: optionalText,
+  pool: optionalText,
+  retries: optionalText,
 });
 
 export const isStopForm = t.isObject({ signal: optionalText, grace: optionalText });
@@ -103,6 +105,8 @@ function withoutBlanks(form: JobSpecFlags): JobSpecFlags {
     env: lines(form.env), // values may mean their spaces
     cwd: text(form.cwd),
     user: text(form.user),
+    pool: text(form.pool),
+    retries: text(form.retries),
   };
 }
 
