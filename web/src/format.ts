@@ -10,6 +10,16 @@ export function isFinished(job: UiJob): boolean {
   return FINISHED_STATES.includes(job.state);
 }
 
+/** Running, or queued in a pool (a queued job is stopped where it is asked: no daemon will claim it). */
+export function isStoppable(job: UiJob): boolean {
+  return job.state === 'running' || job.state === 'queued';
+}
+
+/** Where a pool job is, in a few words: "pool batch · on w2", "pool batch · queued". */
+export function poolPlace(pool: NonNullable<UiJob['pool']>): string {
+  return `pool ${pool.name} · ${pool.runnerHost === null ? 'queued' : `on ${pool.runnerHost}`}`;
+}
+
 /** From start to finish, or to now while it runs. */
 export function durationMs(job: UiJob, now: number): number | null {
   if (job.startedAt === null) return null;

@@ -1,7 +1,7 @@
 // One job: its record, its charts and its output, live; stop or remove it where the role allows.
 import type { UiJob } from '../../src/cli/ui/protocol';
 import { h, replace } from './dom';
-import { isFinished, shortId } from './format';
+import { isFinished, isStoppable, shortId } from './format';
 import { JobCharts } from './job-charts';
 import { openStopDialog, removeJob } from './job-actions';
 import { renderRecord } from './job-record';
@@ -109,7 +109,7 @@ export class JobPage {
     }
     replace(
       this.#actions,
-      job.state === 'running' ? h('button', { class: 'stop danger', onclick: () => openStopDialog(this.#host, job) }, 'Stop…') : null,
+      isStoppable(job) ? h('button', { class: 'stop danger', onclick: () => openStopDialog(this.#host, job) }, 'Stop…') : null,
       isFinished(job)
         ? h('button', {
             class: 'remove',

@@ -2,14 +2,15 @@
 // of running jobs over the last interval; filters by state, host, owner and text (kept in the URL).
 import type { UiHost, UiJob, UiRates } from '../../src/cli/ui/protocol';
 import { h, replace } from './dom';
-import { commandLine, durationMs, exitCell, formatAgo, formatBytes, formatDuration, formatPercent, formatRate, isFinished, shortId, truncate } from './format';
+import { commandLine, durationMs, exitCell, formatAgo, formatBytes, formatDuration, formatPercent, formatRate, isFinished, isStoppable, poolPlace, shortId, truncate } from './format';
 import { openStopDialog, removeJob } from './job-actions';
-import { canChange, type Store } from './store';
+import { canChange, type ListedJob, type Store } from './store';
 
 const MAX_ROWS = 1000;
 const STATE_FILTERS: Record<string, (job: UiJob) => boolean> = {
   all: () => true,
-  active: (job) => job.state === 'starting' || job.state === 'running',
+  active: (job) => !isFinished(job),
+  queued: (job) => job.state === 'queued',
   finished: (job) => isFinished(job),
   running: (job) => job.state === 'running',
   exited: (job) => job.state === 'exited',
@@ -90,13 +91,14 @@ export class JobsPage {
     const byState = STATE_FILTERS[this.#filters.state] ?? STATE_FILTERS.all!;
     const text = this.#filters.text.trim().toLowerCase();
     const shown = all
-      .filter(({ host, job }) => byState(job) && (this.#filters.host === '' || host === this.#filters.host) && (this.#filters.owner === '' || job.owner === this.#filters.owner) && (text === '' || searchable(host, job).includes(text)))
+      .filter(({ host, job, alsoOn }) => byState(job) && (this.#filters.host === '' || host === this.#filters.host || alsoOn.includes(this.#filters.host)) && (this.#filters.owner === '' || job.owner === this.#filters.owner) && (text === '' || searchable(host, job).includes(text)))
       .sort((a, b) => (b.job.createdAt ?? '').localeCompare(a.job.createdAt ?? ''));
-    const rows = shown.slice(0, MAX_ROWS).map(({ host, job }) => {
+    const rows = shown.slice(0, MAX_ROWS).map((listed) => {
+      const { host, job } = listed;
       const key = `${host}/${job.id}`;
       let row = this.#rows.get(key);
       if (row === undefined) this.#rows.set(key, (row = new JobRow(host, job.id)));
-      row.update(host, job, job.state === 'running' ? store.ratesOf(host, job.id) : undefined, store.host(host), now);
+      row.update(listed, job.state === 'running' ? store.ratesOf(host, job.id) : undefined, store.host(host), now);
       return row.element;
     });
     const keep = new Set(rows);
@@ -132,6 +134,7 @@ class JobRow {
   readonly #idLink: HTMLAnchorElement;
   readonly #commandLink: HTMLAnchorElement;
   readonly #state = h('span', { class: 'state' });
+  readonly #pool = h('div', { class: 'pool' });
   #actionsKey = '';
 
   constructor(host: string, id: string) {
@@ -146,7 +149,7 @@ class JobRow {
     this.element = h(
       'tr',
       { 'data-host': host, 'data-job': id },
-      cell('host', undefined, host),
+      cell('host', undefined, h('span', {}, host, this.#pool)),
       cell('id', 'mono', this.#idLink),
       cell('state', undefined, this.#state),
       cell('owner'),
@@ -161,12 +164,14 @@ class JobRow {
     );
   }
 
-  update(host: string, job: UiJob, rates: UiRates | undefined, hostView: UiHost | undefined, now: number): void {
+  update({ host, job, alsoOn }: ListedJob, rates: UiRates | undefined, hostView: UiHost | undefined, now: number): void {
     const duration = durationMs(job, now);
     const memoryLimit = job.limits.memoryBytes;
     this.element.dataset.state = job.state;
     setText(this.#state, job.state);
     this.#state.className = `state state-${job.state}`;
+    setText(this.#pool, job.pool === null ? '' : poolPlace(job.pool));
+    this.#cells.get('host')!.title = alsoOn.length === 0 ? '' : `a pool job: ${alsoOn.join(', ')} list${alsoOn.length === 1 ? 's' : ''} it too`;
     setText(this.#cells.get('owner')!, job.owner);
     setText(this.#commandLink, truncate(commandLine(job), 60));
     this.#cells.get('command')!.title = commandLine(job);
@@ -183,7 +188,7 @@ class JobRow {
     this.#actionsKey = key;
     replace(
       this.#cells.get('actions')!,
-      allowed && job.state === 'running' ? h('button', { class: 'stop', onclick: () => openStopDialog(host, job) }, 'Stop') : null,
+      allowed && isStoppable(job) ? h('button', { class: 'stop', onclick: () => openStopDialog(host, job) }, 'Stop') : null,
       allowed && isFinished(job) ? h('button', { class: 'remove', onclick: () => void removeJob(host, job).then((refusal) => refusal !== null && alert(refusal)) }, 'Remove') : null,
     );
   }

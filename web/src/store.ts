@@ -3,6 +3,14 @@
 import type { ServerMessage, UiHost, UiJob, UiRates } from '../../src/cli/ui/protocol';
 import type { Link } from './link';
 
+export interface ListedJob {
+  /** The context the page asks about this job (its link, its actions). */
+  host: string;
+  job: UiJob;
+  /** Other contexts that list the same pool job. */
+  alsoOn: string[];
+}
+
 export class Store {
   hosts: UiHost[] = [];
   readonly jobs = new Map<string, Map<string, UiJob>>();
@@ -22,8 +30,37 @@ export class Store {
     return this.jobs.get(host)?.get(id);
   }
 
-  allJobs(): { host: string; job: UiJob }[] {
-    return [...this.jobs].flatMap(([host, jobs]) => [...jobs.values()].map((job) => ({ host, job })));
+  /**
+   * Every job once. A pool job is listed by every daemon of its fleet (each mirrors the pool's
+   * records), so it is shown once: as the daemon that runs it answers (whose address is the runner's,
+   * with live resource use), else as the first connected context lists it; `alsoOn` names the others.
+   */
+  allJobs(): ListedJob[] {
+    const listed: ListedJob[] = [];
+    const pooled = new Map<string, { host: string; job: UiJob }[]>();
+    for (const host of this.#hostOrder()) {
+      for (const job of this.jobs.get(host)?.values() ?? []) {
+        if (job.pool === null) listed.push({ host, job, alsoOn: [] });
+        else pooled.set(job.id, [...(pooled.get(job.id) ?? []), { host, job }]);
+      }
+    }
+    for (const copies of pooled.values()) {
+      const shown = copies.find(({ host, job }) => this.#runs(host, job)) ?? copies[0]!;
+      listed.push({ ...shown, alsoOn: copies.filter((copy) => copy !== shown).map(({ host }) => host) });
+    }
+    return listed;
+  }
+
+  /** Connected contexts first, each group in the contexts' order. */
+  #hostOrder(): string[] {
+    const order = this.hosts.map((host) => host.name);
+    const rank = (name: string) => (this.host(name)?.status === 'up' ? 0 : 1) * 1e6 + (order.includes(name) ? order.indexOf(name) : order.length);
+    return [...this.jobs.keys()].sort((a, b) => rank(a) - rank(b));
+  }
+
+  #runs(host: string, job: UiJob): boolean {
+    const address = job.pool?.runnerAddress;
+    return address !== null && address !== undefined && this.host(host)?.address === address;
   }
 
   ratesOf(host: string, id: string): UiRates | undefined {
