@@ -397,7 +397,7 @@ for (const forceGatedFork of [false, true]) {
       const script = `
         const { spawnProcess } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'native'))});
         try {
-          spawnProcess({ command: 'true', logPath: ${JSON.stringify(path.join(dir, 'no-setpcap.log'))}, uid: 65534, gid: 65534, groups: [], forceGatedFork: ${forceGatedFork},
+          spawnProcess({ command: 'true', logPath: ${JSON.stringify(path.join(dir, `no-setpcap-${forceGatedFork ? 'fork' : 'clone3'}.log`))}, uid: 65534, gid: 65534, groups: [], forceGatedFork: ${forceGatedFork},
             isolation: { pid: true, mount: true, ipc: true, uts: true, cgroup: true, network: 'host' } });
           console.log('spawned');
         } catch (e) { console.log(JSON.stringify({ stage: e.stage, code: e.code, message: e.message })); }`;

@@ -65,6 +65,7 @@ function job(overrides: Partial<JobView> & { cpu?: number; memory?: number; peak
     owner: 'ada',
     command: 'sh',
     args: [],
+    argsOmitted: 0,
     cwd: '/',
     user: null,
     state: 'running',
