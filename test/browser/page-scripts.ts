@@ -47,3 +47,32 @@ export function pageRequest(method: string, url: string, body: unknown): string 
     return { status: response.status, body: await response.json() };
   })()`;
 }
+
+/**
+ * The colour (red, green, blue) and weight the terminal draws each text in: the innermost element
+ * on its screen rows that holds it.
+ */
+export function TEXT_COLOURS(texts: string[]): string {
+  return `(() => {
+    const elements = [...document.querySelectorAll('.xterm-rows > div, .xterm-rows > div *')];
+    return Object.fromEntries(${JSON.stringify(texts)}.map((text) => {
+      const holders = elements.filter((element) => element.textContent.replace(/\u00a0/g, ' ').includes(text));
+      const element = holders.at(-1);
+      if (element === undefined) return [text, null];
+      const style = getComputedStyle(element);
+      return [text, { rgb: style.color.match(/\d+/g).slice(0, 3).map(Number), bold: Number(style.fontWeight) >= 600 }];
+    }));
+  })()`;
+}
+
+/** A function listing the terminal's screen rows with text, and whether a stderr tint covers each. */
+export const TINTED_ROWS = `() => {
+  const tints = [...document.querySelectorAll('.xterm-decoration.stderr-lines')].filter((tint) => tint.style.display !== 'none').map((tint) => tint.getBoundingClientRect());
+  return [...document.querySelectorAll('.xterm-rows > div')]
+    .map((row) => ({ text: row.textContent.replace(/\u00a0/g, ' ').trimEnd(), box: row.getBoundingClientRect() }))
+    .filter((row) => row.text !== '')
+    .map(({ text, box }) => {
+      const middle = (box.top + box.bottom) / 2;
+      return { text, tinted: tints.some((tint) => tint.height > 0 && middle > tint.top && middle < tint.bottom) };
+    });
+}`;

@@ -89,11 +89,22 @@ export class JobPage {
     return this.#charts;
   }
 
-  #show(job: UiJob): void {
+  #show(update: UiJob): void {
+    const job = this.#withEveryArgument(update);
     this.#job = job;
     replace(this.#title, `Job ${shortId(job.id)} on ${this.#host} `, h('span', { class: `state state-${job.state}`, 'data-role': 'state' }, job.state));
     replace(this.#record, renderRecord(job, new Date()));
     this.#renderActions();
+  }
+
+  /**
+   * A listing's record (the watch's, a stop's answer) carries only a big job's leading arguments
+   * (argsOmitted says how many follow); the page keeps every one GetJob gave it.
+   */
+  #withEveryArgument(job: UiJob): UiJob {
+    const known = this.#job;
+    if (job.argsOmitted === 0 || known === undefined || known.argsOmitted !== 0) return job;
+    return { ...job, args: known.args, argsOmitted: 0 };
   }
 
   #renderActions(): void {

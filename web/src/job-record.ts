@@ -5,7 +5,7 @@ import type { UiJob } from '../../src/cli/ui/protocol';
 import { h } from './dom';
 import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatLimits, formatPercent, poolLine } from './format';
 
-const KNOWN = new Set(['id', 'owner', 'command', 'args', 'cwd', 'user', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
+const KNOWN = new Set(['id', 'owner', 'command', 'args', 'argsOmitted', 'cwd', 'user', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
 
 const time = (iso: string | null, now: Date) => (iso === null ? '-' : `${new Date(iso).toLocaleString()} (${formatAgo(new Date(iso), now)})`);
 

@@ -41,6 +41,7 @@ export class LogView {
   readonly #status = h('span', { class: 'log-status', 'data-role': 'log-status' });
   readonly #notes = h('ul', { class: 'log-notes' });
   readonly #downloads = h('span', { class: 'downloads' });
+  readonly #matches = h('span', { class: 'search-results', 'data-role': 'search-results' });
   readonly #pauseButton: HTMLButtonElement;
   readonly #link: Link;
   readonly #host: string;
@@ -80,14 +81,22 @@ export class LogView {
     });
     this.#search = new SearchAddon({ highlightLimit: 2000 });
     this.#terminal.loadAddon(this.#search);
+    this.#search.onDidChangeResults(({ resultIndex, resultCount }) => this.#showMatches(resultIndex, resultCount));
 
     const streamSelect = h('select', { name: 'streams' }, (['both', 'stdout', 'stderr'] as const).map((value) => h('option', { value }, value === 'both' ? 'stdout and stderr' : `${value} only`)));
     streamSelect.addEventListener('change', () => this.#restart(streamSelect.value as Streams));
     this.#pauseButton = h('button', { type: 'button', 'data-role': 'pause', onclick: () => this.#togglePause() }, 'Pause');
     const query = h('input', { type: 'search', name: 'log-search', placeholder: 'search the output', size: 22 });
     const find = (forward: boolean) => {
+      // Decorations on: they mark every match, and only with them does the addon count matches.
       const options = { decorations: { matchBackground: '#5c4d1a', matchOverviewRuler: '#e0b030', activeMatchBackground: '#a07d10', activeMatchColorOverviewRuler: '#ffd040' } };
-      if (query.value !== '') (forward ? this.#search.findNext(query.value, options) : this.#search.findPrevious(query.value, options));
+      if (query.value === '') {
+        this.#search.clearDecorations();
+        replace(this.#matches);
+        return;
+      }
+      if (forward) this.#search.findNext(query.value, options);
+      else this.#search.findPrevious(query.value, options);
     };
     query.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') find(!event.shiftKey);
@@ -104,6 +113,7 @@ export class LogView {
         query,
         h('button', { type: 'button', onclick: () => find(false), title: 'previous match (Shift+Enter)' }, '↑'),
         h('button', { type: 'button', onclick: () => find(true), title: 'next match (Enter)' }, '↓'),
+        this.#matches,
         this.#downloads,
         this.#status,
       ),
@@ -255,6 +265,7 @@ export class LogView {
       layer: 'bottom',
       overviewRulerOptions: { color: '#e5536b', position: 'left' },
     });
+    run.decoration?.onRender((element) => element.classList.add('stderr-lines'));
     if (this.#stderrRun !== run) {
       this.#stderrRun = run;
       this.#stderrMarks.push(run);
@@ -264,6 +275,14 @@ export class LogView {
         old.marker.dispose();
       }
     }
+  }
+
+  #showMatches(index: number, count: number): void {
+    this.#matches.dataset.count = String(count);
+    this.#matches.dataset.index = String(index);
+    if (count === 0) replace(this.#matches, 'no match');
+    else if (index === -1) replace(this.#matches, `${count} matches`);
+    else replace(this.#matches, `${index + 1} of ${count}`);
   }
 
   #finish(job: UiJob): void {
@@ -327,6 +346,7 @@ export class LogView {
     else state = 'following';
     this.#status.dataset.state = state;
     this.#status.dataset.shownBytes = String(this.#shownBytes);
+    this.#status.dataset.endReceived = String(this.#ended);
     const text = { failed: 'unavailable', ended: 'ended', paused: `paused (${this.#queue.length} chunks waiting)`, reconnecting: 'reconnecting…', following: 'following' }[state];
     replace(this.#status, `${text} · ${formatBytes(this.#shownBytes)} shown`);
   }
