@@ -6,7 +6,8 @@
 // limit; a daemon that stops is shown as down while the other keeps working. (The terminal view's
 // own behaviour — colours, stderr, search, pause, resume, downloads — is terminal.browser-test.ts.)
 //
-// JOBWORKER_UI_SCREENSHOTS=DIR also saves the main pages there (docs/ui-*.png are made this way).
+// JOBWORKER_UI_SCREENSHOTS=DIR also saves the main pages there (docs/ui-*.png are made this way,
+// with terminal.browser-test.ts).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,13 +20,12 @@ import type { Page } from 'playwright-core';
 import { ClientError, JobworkerClient, StatusCode } from '../../src/client';
 import type { TlsFilePaths } from '../../src/pki';
 import { chartSeries, fetchDigest, RECORD_CHUNKS, RECORDED_OUTPUT, RECORDED_SO_FAR } from './page-scripts';
-import { launchBrowser, requireChromium, type TestBrowser } from '../helpers/browser';
+import { launchBrowser, requireChromium, screenshot, SCREENSHOTS, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startUi, writeContexts, type UiProcess } from '../helpers/ui-process';
 
-const SCREENSHOTS = process.env.JOBWORKER_UI_SCREENSHOTS;
 const MiB = 1 << 20;
 
 let pki: TestPki;
@@ -39,12 +39,6 @@ let browser: TestBrowser;
 let page: Page;
 let onAlpha: JobworkerClient;
 let onBeta: JobworkerClient;
-
-async function screenshot(name: string): Promise<void> {
-  if (SCREENSHOTS === undefined) return;
-  await page.evaluate('window.scrollTo(0, 0)'); // a focused field may have scrolled the page (the sticky header would land mid-picture)
-  await page.screenshot({ path: path.join(SCREENSHOTS, `ui-${name}.png`), fullPage: true });
-}
 
 const row = (host: string, id: string) => page.locator(`table.jobs tr[data-host="${host}"][data-job="${id}"]`);
 
@@ -125,7 +119,7 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
       const busy = await onAlpha.startJob({ command: 'sh', args: ['-c', 'while :; do :; done'], limits: { cpu: 0.25 } });
       const build = await onBeta.startJob({ command: 'sh', args: ['-c', 'echo building; sleep 60'], limits: { memoryBytes: 256 * MiB, pids: 64 } });
       await row('alpha', busy.id).locator('[data-col="cpu"]').filter({ hasText: '%' }).waitFor();
-      await screenshot('jobs');
+      await screenshot(page, 'jobs');
       await Promise.all([onAlpha.stopJob(busy.id, { graceMs: 0 }), onBeta.stopJob(build.id, { graceMs: 0 })]);
     }
     await onBeta.stopJob(job.id, { graceMs: 0 });
@@ -156,7 +150,7 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     await page.fill('input[name="memory"]', '4K');
     await page.click('button[type="submit"]');
     await error.filter({ hasText: /^--memory: (?!"MB" is ambiguous)/ }).waitFor();
-    await screenshot('start');
+    await screenshot(page, 'start');
     await page.fill('input[name="memory"]', '64M');
     await page.click('button[type="submit"]');
     await page.waitForURL(/#\/jobs\/alpha\/[0-9a-f-]{36}$/);
@@ -259,7 +253,7 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     assert.ok(values('limit').length > 0 && values('limit').every((value) => value === limit), 'the limit is drawn');
     assert.ok(Math.max(...values('peak')) >= 0.9 * limit, `the peak reaches the limit: ${JSON.stringify(chart)}`);
     assert.ok(values('in use').some((value) => value > 4 * MiB), `a live reading on the way up: ${JSON.stringify(chart['in use'])}`);
-    await screenshot('job-oom');
+    await screenshot(page, 'job-oom');
   });
 
   it('shows a daemon that stops as down; the other keeps working', async () => {

@@ -4,7 +4,7 @@
 // stream can be shown alone; search finds and counts matches in the scrollback and steps through
 // them; Pause holds the screen still while the job writes, Follow shows what came meanwhile; after a
 // dropped connection the output resumes byte for byte (no gap, nothing twice); the Download links
-// give the raw log, both streams and each one.
+// give the raw log, both streams and each one. JOBWORKER_UI_SCREENSHOTS=DIR saves docs/ui-terminal.png.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 
 import { JobworkerClient } from '../../src/client';
-import { launchBrowser, requireChromium, type TestBrowser } from '../helpers/browser';
+import { launchBrowser, requireChromium, screenshot, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
@@ -121,6 +121,7 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
     await page.waitForFunction(`(${TINTED_ROWS})().filter((row) => row.tinted).length === 6`, undefined, { timeout: 10_000 }).catch(() => undefined);
     const rows = await page.evaluate<{ text: string; tinted: boolean }[]>(`(${TINTED_ROWS})()`);
     assert.deepEqual(rows, expected(rows));
+    await screenshot(page, 'terminal');
   });
 
   it('shows one stream alone when asked, and each Download link saves that raw output', async () => {
@@ -217,27 +218,33 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
 
   it('resumes the output after dropped connections byte for byte: no gap, nothing twice', async () => {
     const sockets: { close(): Promise<void> }[] = [];
+    let connected = () => {};
     await page.routeWebSocket(/\/api\/ws$/, (socket) => {
       const server = socket.connectToServer();
       const drop = { code: 4000, reason: 'the test drops the connection' };
       sockets.push({ close: async () => Promise.all([socket.close(drop).catch(() => undefined), server.close(drop).catch(() => undefined)]).then(() => undefined) });
+      connected();
     });
     try {
+      // Only WebSockets opened from now on go through the route: load the page again.
+      const first = new Promise<void>((resolve) => (connected = resolve));
+      await page.reload();
+      await first;
       const count = 4000;
-      // Both streams, slowly enough that both drops happen in the middle.
+      // Both streams, slowly enough (40 pauses of 0.1 s) that both drops happen in the middle.
       const script = `i=0; while [ $i -lt ${count} ]; do echo "out $i"; if [ $((i % 100)) -eq 0 ]; then echo "err $i" >&2; sleep 0.1; fi; i=$((i+1)); done`;
       const job = await client.startJob({ command: 'sh', args: ['-c', script] });
       await openJobPage(job.id);
       const drops: number[] = [];
       for (let drop = 0; drop < 2; drop++) {
-        // Once output reached the page after the previous drop, drop the connection again.
-        const since = drops.at(-1) ?? 0;
-        await page.waitForFunction(`(${RECORDED_SO_FAR}).nextOffset > ${since}`);
-        await page.locator('[data-role="link"][data-state="live"]').waitFor();
+        // Once more output reached the terminal since the previous drop, drop the connection again.
+        await page.waitForFunction(`(${RECORDED_SO_FAR}).nextOffset > ${drops.at(-1) ?? 0}`);
+        const reconnected = new Promise<void>((resolve) => (connected = resolve));
+        assert.equal(sockets.length, 1, 'the page has one WebSocket, through the route');
         for (const socket of sockets.splice(0)) await socket.close();
         drops.push((await page.evaluate<{ nextOffset: number }>(RECORDED_SO_FAR)).nextOffset);
+        await reconnected;
       }
-      await page.locator('[data-role="link"][data-state="live"]').waitFor();
       await waitForLogEnd();
       const final = await client.getJob(job.id);
       assert.ok(drops.every((offset) => offset > 0 && offset < final.log.sizeBytes), `both drops in the middle of the output (at ${drops.join(', ')} of ${final.log.sizeBytes} bytes)`);

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.JOBWORKER_CHROMIUM ?? '/usr/bin/chromium';
 // CI installs it: there a missing browser is a failure, not a skip.
@@ -31,4 +31,14 @@ export async function launchBrowser(): Promise<TestBrowser> {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** JOBWORKER_UI_SCREENSHOTS=DIR: where the browser tests save the main pages (docs/ui-*.png are made this way). */
+export const SCREENSHOTS = process.env.JOBWORKER_UI_SCREENSHOTS;
+
+/** Saves the whole page as DIR/ui-NAME.png when SCREENSHOTS is set. */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  if (SCREENSHOTS === undefined) return;
+  await page.evaluate('window.scrollTo(0, 0)'); // a focused field may have scrolled the page (the sticky header would land mid-picture)
+  await page.screenshot({ path: path.join(SCREENSHOTS, `ui-${name}.png`), fullPage: true });
 }

@@ -121,12 +121,19 @@ async function checkDashboard(home: string, pathVariable: string, port: number):
     const origin = new URL(url).origin;
     const page = await fetch(origin, { headers: { cookie } });
     assert.equal(page.status, 200);
-    assert.match(await page.text(), /<meta name="jobworker-csrf" content="[A-Za-z0-9_-]{43}">/);
+    // Nothing is fetched from elsewhere: the policy allows only this server, and nothing names another.
+    assert.match(page.headers.get('content-security-policy') ?? '', /^default-src 'none'; script-src 'self'; style-src 'self'[^;]*; img-src 'self' data:; font-src 'self'; connect-src 'self' ws:\/\/127\.0\.0\.1:\d+;/);
+    const texts = [await page.text()];
+    assert.match(texts[0]!, /<meta name="jobworker-csrf" content="[A-Za-z0-9_-]{43}">/);
     for (const asset of ['/assets/app.js', '/assets/app.css']) {
       const answer = await fetch(`${origin}${asset}`, { headers: { cookie } });
       assert.equal(answer.status, 200, asset);
-      assert.ok((await answer.arrayBuffer()).byteLength > 1000, asset);
+      const text = await answer.text();
+      assert.ok(text.length > 1000, asset);
+      texts.push(text);
     }
+    const elsewhere = texts.flatMap((text) => text.match(/(?:https?:|wss?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"'`)]*/gi) ?? []).filter((address) => !/^https?:\/\/www\.w3\.org\//.test(address));
+    assert.deepEqual(elsewhere, [], 'the page and its assets load nothing from another server (XML namespace names aside)');
     const socket = new WebSocket(`${origin.replace('http', 'ws')}/api/ws`, { headers: { cookie, origin } });
     await new Promise<void>((resolve, reject) => {
       let up = false;
