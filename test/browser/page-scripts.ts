@@ -60,7 +60,7 @@ export function TEXT_COLOURS(texts: string[]): string {
       const element = holders.at(-1);
       if (element === undefined) return [text, null];
       const style = getComputedStyle(element);
-      return [text, { rgb: style.color.match(/\d+/g).slice(0, 3).map(Number), bold: Number(style.fontWeight) >= 600 }];
+      return [text, { rgb: style.color.match(/\\d+/g).slice(0, 3).map(Number), bold: Number(style.fontWeight) >= 600 }];
     }));
   })()`;
 }

@@ -118,7 +118,8 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
 
     // Every stderr line is under the tint, no stdout line is (the tints are drawn on the next frame).
     const expected = (rows: { text: string }[]) => rows.map(({ text }) => ({ text, tinted: text.startsWith('err ') }));
-    await page.waitForFunction(`(${TINTED_ROWS})().filter((row) => row.tinted).length === 6`, undefined, { timeout: 10_000 }).catch(() => undefined);
+    await page.locator('.xterm-decoration.stderr-lines').first().waitFor({ state: 'attached' });
+    await page.evaluate('new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)))');
     const rows = await page.evaluate<{ text: string; tinted: boolean }[]>(`(${TINTED_ROWS})()`);
     assert.deepEqual(rows, expected(rows));
     await screenshot(page, 'terminal');
@@ -158,13 +159,13 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
     const search = page.locator('input[name="log-search"]');
     await search.fill('needle');
     const steps: [string, string, string][] = [];
-    let previous = '';
+    let previous = 'none';
     for (const key of ['Enter', 'Enter', 'Enter', 'Enter', 'Shift+Enter']) {
       await search.press(key);
       // Every step moves to another match: wait for the count to say so.
-      await page.waitForFunction(`(() => { const text = document.querySelector('[data-role="search-results"]').textContent; return / of 3$/.test(text) && text !== ${JSON.stringify(previous)}; })()`);
+      await page.locator(`[data-role="search-results"][data-count="3"]:not([data-index="${previous}"]):not([data-index="-1"])`).waitFor();
       const text = (await results.textContent())!;
-      previous = text;
+      previous = (await results.getAttribute('data-index'))!;
       const index = Number(text.split(' ')[0]);
       const wanted = ['100 needle A', '1500 needle B', '2900 needle C'][index - 1]!;
       // The terminal scrolled to the match: its line is on the screen.
@@ -238,7 +239,10 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
       const drops: number[] = [];
       for (let drop = 0; drop < 2; drop++) {
         // Once more output reached the terminal since the previous drop, drop the connection again.
-        await page.waitForFunction(`(${RECORDED_SO_FAR}).nextOffset > ${drops.at(-1) ?? 0}`);
+        await page.waitForFunction((since) => {
+          const chunks: { nextOffset: number }[] = Reflect.get(globalThis, 'recordedChunks');
+          return chunks.length > 0 && chunks[chunks.length - 1]!.nextOffset > since;
+        }, drops.at(-1) ?? 0);
         const reconnected = new Promise<void>((resolve) => (connected = resolve));
         assert.equal(sockets.length, 1, 'the page has one WebSocket, through the route');
         for (const socket of sockets.splice(0)) await socket.close();
