@@ -16,7 +16,7 @@ function cli(args: string[]): Promise<CliResult> {
 }
 
 const COMMANDS = [
-  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'], ['quota'],
+  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'], ['quota'], ['ui'],
   ['context', 'add'], ['context', 'use'], ['context', 'ls'], ['context', 'rm'], ['context', 'show'],
 ];
 
@@ -82,6 +82,10 @@ describe('job-cli usage', { concurrency: 8 }, () => {
     [['list', '--addr', '::1'], /^job-cli: --addr: an IPv6 address needs brackets/],
     [['query', '--context', 'a', '--context', 'b', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: give one context/],
     [['query', '--context', 'nowhere', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: no context named "nowhere"/],
+    [['ui', '--listen', '0.0.0.0:0'], /^job-cli: --listen: 0\.0\.0\.0 is not a loopback address; add --allow-remote/],
+    [['ui', '--listen', 'example.com:8080'], /^job-cli: --listen: "example\.com" is not an IP address/],
+    [['ui', '--listen', '127.0.0.1:99999'], /^job-cli: --listen: the port must be from 0 to 65535/],
+    [['ui', '--context', 'a', '--context', 'b', '--addr', 'localhost:1'], /^job-cli: --addr: cannot be combined with several contexts/],
     [['frobnicate'], /^job-cli: unknown command "frobnicate"\n/],
   ];
 

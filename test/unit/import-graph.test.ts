@@ -154,6 +154,27 @@ describe('the import graph', () => {
     assert.deepEqual([...loaded].filter((file) => inAny(file, ['src/server/', 'src/daemon/', 'src/fleet/', ...CORE])), []);
   });
 
+  it("the UI server (src/cli/ui) reaches the daemons only through src/client: no server, daemon, Worker, wire or generated code", () => {
+    assert.deepEqual(edges(graph, ['src/cli/ui/'], (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/api/', 'src/gen/', ...CORE])), []);
+  });
+
+  it("the page's code (web/src) takes from src/ only the UI protocol and the CLI's pure formatters", () => {
+    const web = path.join(ROOT, 'web', 'src');
+    const allowed = ['src/cli/ui/protocol.ts', 'src/cli/job-cli/units.ts', 'src/cli/job-cli/format.ts'];
+    const found = readdirSync(web)
+      .filter((name) => name.endsWith('.ts'))
+      .flatMap((name) => {
+        const file = path.join(web, name);
+        return specifiersOf(file, readFileSync(file, 'utf8'))
+          .filter((specifier) => specifier.startsWith('.'))
+          .map((specifier) => path.relative(ROOT, path.resolve(web, specifier)))
+          .filter((target) => !target.startsWith(`web${path.sep}`))
+          .map((target) => `${target}.ts`);
+      });
+    assert.ok(found.includes('src/cli/ui/protocol.ts'), 'the scan finds a known import');
+    assert.deepEqual(found.filter((target) => !allowed.includes(target)), []);
+  });
+
   it('nothing outside src/cli imports it (bin/ is its only way in)', () => {
     assert.deepEqual(edges(graph, ['src/'], (target, source) => within(target, 'src/cli/') && !within(source, 'src/cli/')), []);
   });

@@ -59,7 +59,7 @@ export function averageCpuPercent(job: JobReport): number | null {
   return (job.stats.cpuUsageMicros / 1000 / job.durationMs) * 100;
 }
 
-function poolLine(pool: NonNullable<JobReport['pool']>): string {
+export function poolLine(pool: NonNullable<JobReport['pool']>): string {
   const where = pool.runnerHost === null ? 'queued' : `on ${pool.runnerHost} (${pool.runnerAddress ?? '?'})`;
   const retries = pool.retries === 0 ? '' : `, retries ${pool.retries}`;
   return `${pool.name}, ${where}, attempt ${pool.attempts}${retries}`;

@@ -12,6 +12,7 @@ import { StartCommand } from './start';
 import { StopCommand } from './stop';
 import { StreamCommand } from './stream';
 import { TopCommand } from './top';
+import { UiCommand } from './ui';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../../package.json') as { version: string };
@@ -28,6 +29,7 @@ export function createJobCli(): Cli {
     TopCommand,
     RemoveCommand,
     QuotaCommand,
+    UiCommand,
     ContextAddCommand,
     ContextUseCommand,
     ContextListCommand,
