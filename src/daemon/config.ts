@@ -31,8 +31,33 @@ export interface DaemonConfig {
   /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
   jobUser: { uid: number; gid: number; groups?: number[] } | null;
   maxRunningJobs?: number;
-  /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
+  /**
+   * Open streams one identity may hold — StreamLogs, WatchJobs, health Watch, reflection (a log or
+   * watch stream can hold ~3 MiB for a client that stops reading). Default 1024.
+   */
   maxStreamsPerIdentity?: number;
+  /** Connections, bounded at accept (before TLS) and per connection (docs/security.md, "Bounds"). */
+  connections: {
+    /** Open connections at most; more are closed at accept. Default 1024. */
+    max?: number;
+    /** Open connections from one peer address at most. Default 128. */
+    maxPerAddress?: number;
+    /** A TLS handshake not done by then is cut. Default 10000. */
+    handshakeTimeoutMs?: number;
+    /** Calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). Default 256. */
+    maxStreamsPerConnection?: number;
+  };
+  /** The fd budget: RLIMIT_NOFILE less what the daemon keeps for itself (docs/reliability.md). */
+  fileDescriptors: {
+    /** Fds kept for the daemon beyond those open at start. Default 256. */
+    reserve?: number;
+    /** Share of the budget one identity's running jobs may hold, 0–1. Default 0.5. */
+    identityJobShare?: number;
+  };
+  /** StreamLogs tail/since scans at once (they share libuv's 4 threads with every spawn). */
+  logScans: { max?: number; maxPerIdentity?: number };
+  /** Interval of the aggregated audit lines for refused calls and connections. Default 10000. */
+  refusalLogIntervalMs?: number;
   log: { level: LogLevel; format: LogFormat | null };
   /** On SIGTERM: stop running jobs (recorded as stopped) or leave them to be recovered as lost. */
   shutdown: { stopJobs: boolean; graceMs: number };
@@ -78,6 +103,22 @@ const isFileConfig = t.isObject(
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
+    connections: t.isOptional(
+      t.isObject({
+        max: t.isOptional(isPositiveInteger),
+        maxPerAddress: t.isOptional(isPositiveInteger),
+        handshakeTimeoutMs: t.isOptional(isPositiveInteger),
+        maxStreamsPerConnection: t.isOptional(isPositiveInteger),
+      }),
+    ),
+    fileDescriptors: t.isOptional(
+      t.isObject({
+        reserve: t.isOptional(isNonNegativeInteger),
+        identityJobShare: t.isOptional(t.cascade(t.isNumber(), [t.isInInclusiveRange(0.01, 1)])),
+      }),
+    ),
+    logScans: t.isOptional(t.isObject({ max: t.isOptional(isPositiveInteger), maxPerIdentity: t.isOptional(isPositiveInteger) })),
+    refusalLogIntervalMs: t.isOptional(isPositiveInteger),
     jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
@@ -113,6 +154,9 @@ export function defaultConfig(): DaemonConfig {
     defaults: {},
     retention: {},
     jobUser: null,
+    connections: {},
+    fileDescriptors: {},
+    logScans: {},
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
     fleet: null,
@@ -158,6 +202,10 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
+    connections: { ...config.connections, ...file.connections },
+    fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
+    logScans: { ...config.logScans, ...file.logScans },
+    refusalLogIntervalMs: file.refusalLogIntervalMs ?? config.refusalLogIntervalMs,
     jobUser: file.jobUser === undefined ? config.jobUser : file.jobUser,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },

@@ -264,6 +264,7 @@ export class Fleet {
         owner: record.owner,
         command: record.spec.command,
         args: record.spec.args,
+        argsOmitted: 0, // a pool record carries the whole spec
         cwd: record.spec.cwd ?? '/',
         limits: record.spec.limits,
         user: record.spec.user,

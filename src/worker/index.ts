@@ -1,4 +1,6 @@
 export { Worker, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type StartOptions } from './worker';
+export type { RecoveryReport, StateDamage } from './recovery';
+export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
 export { type JobSpec, type JobUser, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
 export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-state';

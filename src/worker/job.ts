@@ -7,19 +7,25 @@ import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
+import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import type { JobUser, ResolvedJobSpec } from './job-spec';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
-import { findStart } from '../logs/tail';
+import { findStart, type LogStart } from '../logs/tail';
 import type { SpareLogs } from './spare-logs';
-import type { JobLogInfo, JobRecord, StateStore } from './state-store';
+import type { StateStore } from './state-store';
 
 /** A job's status as callers see it: a snapshot, never a live object. */
 export interface JobStatus {
   id: string;
   owner: string;
   command: string;
+  /**
+   * The arguments. A job whose argv and environment are big (over 8 KiB as JSON) keeps only the
+   * leading ones in memory: then `argsOmitted` says how many follow, and detailedStatus() has them all.
+   */
   args: string[];
+  argsOmitted: number;
   cwd: string;
   /** The limits in force: the job's own with the daemon's defaults filled in. */
   limits: Limits;
@@ -59,6 +65,11 @@ export interface LogOptions extends FollowOptions {
    * the line, its offsets are still the record's.
    */
   tailLines?: number;
+  /**
+   * With `tailLines` or `sinceNs`: awaited before the scan that finds the start, and what it
+   * resolves with is called once the scan is over (the server bounds concurrent scans with it).
+   */
+  scanSlot?: () => Promise<() => void>;
 }
 
 /** What a job needs from its worker. */
@@ -143,26 +154,14 @@ export class Job {
    * `registered` is called as soon as the job exists (still starting), so a concurrent stop can find it.
    */
   static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, registered: (job: Job) => void): Promise<Job> {
-    const now = new Date().toISOString();
-    const record: JobRecord = {
-      version: 1,
-      id,
-      spec,
-      state: 'starting',
-      outcome: null,
-      pid: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      log: { bytes: 0, droppedBytes: 0, truncated: false, writeError: null },
-      stats: null,
-    };
-    const job = new Job(ctx, record, 'launching');
+    // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
+    // (and in its spec file when it is big).
+    const job = new Job(ctx, newJobRecord(id, spec, new Date()), 'launching');
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
     try {
-      await job.#start();
+      await job.#start(spec);
     } catch (error) {
       job.#launchError = error;
       job.#enter('never-started');
@@ -174,11 +173,16 @@ export class Job {
     return job;
   }
 
-  async #start(): Promise<void> {
+  async #start(spec: ResolvedJobSpec): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const spec = this.#record.spec;
     const plan = await driver.plan(this.id, spec.limits, spec.cwd);
-    spec.limits = plan.limits; // the record shows what is enforced, defaults included
+    // The record (and the spec file) show what is enforced, defaults included.
+    spec.limits = plan.limits;
+    this.#record.spec.limits = plan.limits;
+    // A big spec goes to its own file while the process is spawned (both off the JS thread); the
+    // job is recorded as running only once both are done.
+    const specSaved = this.#record.specFile ? store.writeSpec(this.id, spec) : null;
+    specSaved?.catch(() => undefined); // awaited below; a spawn failure must not leave it unhandled
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
     const startedAt = new Date();
@@ -204,31 +208,35 @@ export class Job {
         groups: spec.user ? (spec.user.groups ?? []) : undefined,
       });
     } catch (error) {
+      await specSaved?.catch(() => undefined);
       if (error instanceof SpawnError && error.stage === 'setup') {
         // The addon undid what it created and stopped before taking the spare log over; a
         // directory that was there already is not ours to touch.
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
+        await this.#forget();
         throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
+      await this.#forget(); // at most a header was written
       throw error;
     }
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();
     try {
+      await specSaved;
       // Not fsynced: if the host dies, so do its jobs; after a daemon crash the page cache still has
       // it, and a job recorded as starting is recovered exactly like a running one (lost).
       await this.#transition('running', false);
     } catch (error) {
-      // The state directory refused the record (full? read-only?): a job must not run unrecorded.
+      // The state directory refused the spec or the record (full? read-only?): a job must not run
+      // unrecorded.
       native.kill('SIGKILL');
       await native.exited;
       native.closeCapture();
       await native.closed;
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await store.remove(this.id, 0).catch(() => undefined);
+      await this.#forget();
       throw error;
     }
     this.#running = { native, plan, cgroup: plan.cgroup };
@@ -297,6 +305,11 @@ export class Job {
     this.#markFinished();
   }
 
+  /** After a failed start: whatever of the job reached the state directory goes. */
+  async #forget(): Promise<void> {
+    await this.#ctx.store.remove(this.id, { logBytes: 0, specFile: this.#record.specFile }).catch((e: unknown) => this.#ctx.warn('could not remove what a failed start left', { job: this.id, error: String(e) }));
+  }
+
   #enter(phase: Phase): void {
     if (!NEXT_PHASES[this.#phase].includes(phase)) {
       throw new JobworkerError('internal', `job ${this.id}: phase ${this.#phase} cannot go to ${phase} (a bug)`);
@@ -337,6 +350,11 @@ export class Job {
     return this.#phase === 'finished' ? this.#record.log.bytes : this.#log.log.committed();
   }
 
+  /** The whole spec is in its spec file (to be removed with the job). */
+  get hasSpecFile(): boolean {
+    return this.#record.specFile;
+  }
+
   get finishedAt(): Date | null {
     return this.#record.finishedAt === null ? null : new Date(this.#record.finishedAt);
   }
@@ -349,6 +367,7 @@ export class Job {
       owner: r.spec.owner,
       command: r.spec.command,
       args: [...r.spec.args],
+      argsOmitted: r.spec.argsOmitted,
       cwd: r.spec.cwd,
       limits: structuredClone(r.spec.limits),
       user: r.spec.user === null ? null : { ...r.spec.user, groups: [...(r.spec.user.groups ?? [])] },
@@ -361,6 +380,21 @@ export class Job {
       log,
       stats: r.stats === null ? null : structuredClone(r.stats),
     };
+  }
+
+  /**
+   * status() with every argument: those a big spec's record leaves out are read from its spec file
+   * (for GetJob of one job; listings use status()). If the file cannot be read, status() as it is.
+   */
+  async detailedStatus(): Promise<JobStatus> {
+    const status = this.status();
+    if (status.argsOmitted === 0) return status;
+    const spec = await this.#ctx.store.readSpec(this.id);
+    if (spec === undefined) {
+      this.#ctx.warn('spec file of a job missing or damaged: its arguments are shown in part', { job: this.id });
+      return status;
+    }
+    return { ...status, args: [...spec.args], argsOmitted: 0 };
   }
 
   /** Resource use now (running), or the final snapshot (finished; null if it could not be read). */
@@ -398,7 +432,7 @@ export class Job {
   async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
     await this.#launched;
     this.#throwIfNeverStarted();
-    const { tailLines, ...follow } = options;
+    const { tailLines, scanSlot, ...follow } = options;
     if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
       throw new ValidationError('tailLines', 'must be a non-negative integer');
     }
@@ -407,13 +441,19 @@ export class Job {
       yield* followLog(source, follow);
       return;
     }
-    const start = await findStart(source.path, {
-      from: follow.from,
-      until: source.committed(),
-      tailLines,
-      sinceNs: follow.sinceNs,
-      streams: follow.streams,
-    });
+    const release = await scanSlot?.();
+    let start: LogStart;
+    try {
+      start = await findStart(source.path, {
+        from: follow.from,
+        until: source.committed(),
+        tailLines,
+        sinceNs: follow.sinceNs,
+        streams: follow.streams,
+      });
+    } finally {
+      release?.();
+    }
     let skip = start.skip;
     for await (const record of followLog(source, { ...follow, from: start.from })) {
       if (skip > 0) {

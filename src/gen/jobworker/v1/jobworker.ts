@@ -225,7 +225,11 @@ export interface Job {
   owner: string;
   /** The program, as given. */
   command: string;
-  /** Its arguments (argv[1..]). */
+  /**
+   * Its arguments (argv[1..]). A job whose argv and environment are big (over 8 KiB as JSON) is
+   * listed (ListJobs, WatchJobs, StartJob, StopJob) with the leading arguments only, up to 1 KiB:
+   * `args_omitted` says how many follow. GetJob always answers with every argument.
+   */
   args: string[];
   /** Working directory. */
   cwd: string;
@@ -274,7 +278,11 @@ export interface Job {
     | JobUser
     | undefined;
   /** Set for a job started with a pool (docs/fleet.md); absent for a job of this daemon alone. */
-  pool: PoolPlacement | undefined;
+  pool:
+    | PoolPlacement
+    | undefined;
+  /** Arguments not in `args` (see there); 0 when `args` is complete. */
+  argsOmitted: number;
 }
 
 /** Where a pool job is queued and which daemon runs it. */
@@ -890,6 +898,7 @@ function createBaseJob(): Job {
     stats: undefined,
     user: undefined,
     pool: undefined,
+    argsOmitted: 0,
   };
 }
 
@@ -954,6 +963,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.pool !== undefined) {
       PoolPlacement.encode(message.pool, writer.uint32(162).fork()).join();
+    }
+    if (message.argsOmitted !== 0) {
+      writer.uint32(320).uint32(message.argsOmitted);
     }
     return writer;
   },
@@ -1131,6 +1143,14 @@ export const Job: MessageFns<Job> = {
             message.pool = PoolPlacement.decode(reader, reader.uint32());
             continue;
           }
+          case 40: {
+            if (tag !== 320) {
+              break;
+            }
+
+            message.argsOmitted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1189,6 +1209,11 @@ export const Job: MessageFns<Job> = {
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
       pool: isSet(object.pool) ? PoolPlacement.fromJSON(object.pool) : undefined,
+      argsOmitted: isSet(object.argsOmitted)
+        ? globalThis.Number(object.argsOmitted)
+        : isSet(object.args_omitted)
+        ? globalThis.Number(object.args_omitted)
+        : 0,
     };
   },
 
@@ -1254,6 +1279,9 @@ export const Job: MessageFns<Job> = {
     if (message.pool !== undefined) {
       obj.pool = PoolPlacement.toJSON(message.pool);
     }
+    if (message.argsOmitted !== 0) {
+      obj.argsOmitted = Math.round(message.argsOmitted);
+    }
     return obj;
   },
 
@@ -1288,6 +1316,7 @@ export const Job: MessageFns<Job> = {
     message.pool = (object.pool !== undefined && object.pool !== null)
       ? PoolPlacement.fromPartial(object.pool)
       : undefined;
+    message.argsOmitted = object.argsOmitted ?? 0;
     return message;
   },
 };
