@@ -1,10 +1,10 @@
 // What the client answers with: plain TypeScript objects, never generated protobuf messages. States
 // and streams are words, times are Dates (log chunks keep the wire's microseconds), every field is
 // present (null where it does not apply). Built from the wire in ./convert.ts only.
-import type { JobStateName } from '../api/job-state';
+import type { JobStateName } from '../api/job-state-names';
 import type { IoDeviceStats, ResourceStats } from '../resource-stats';
 
-export { JOB_STATE_NAMES, type JobStateName } from '../api/job-state';
+export { JOB_STATE_NAMES, type JobStateName } from '../api/job-state-names';
 
 export interface JobView {
   id: string;

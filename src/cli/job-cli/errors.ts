@@ -1,8 +1,7 @@
 // The daemon's answers and connection failures as one line for people, plus a hint where one helps
 // (which role a call needs, how to start a daemon, which flag a server-side complaint is about).
 // Pure: the command passes the connection it used.
-import { ClientError, StatusCode } from '../../client';
-import { TlsMaterialError } from '../../pki/load';
+import { ClientError, StatusCode, TlsMaterialError } from '../../client/basics';
 import { CliError, EXIT_ERROR, EXIT_USAGE } from '../run';
 import { DEFAULT_ADDRESS, type ResolvedConnection } from './connection';
 import { formatDuration } from './units';

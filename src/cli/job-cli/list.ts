@@ -6,7 +6,8 @@ import { ClientCommand } from './client-command';
 import { resolveConnection, type ResolvedConnection } from './connection';
 import { everyContextName, readContexts } from './contexts';
 import { renderJobTable } from './format';
-import { JOB_STATE_NAMES, type JobStateName } from '../../client';
+import type { JobStateName } from '../../client';
+import { JOB_STATE_NAMES } from '../../client/basics';
 import { toJobReport, type JobReport } from './job-report';
 
 export class ListCommand extends ClientCommand {

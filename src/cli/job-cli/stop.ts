@@ -2,7 +2,8 @@ import { constants } from 'node:os';
 
 import { Command, Option } from 'clipanion';
 
-import { REQUEST_BOUNDS, type StopJobOptions } from '../../client';
+import type { StopJobOptions } from '../../client';
+import { REQUEST_BOUNDS } from '../../client/basics';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
 import { toJobReport } from './job-report';

@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 
-import { REQUEST_BOUNDS, type StreamLogsRequest } from '../../client';
+import type { StreamLogsRequest } from '../../client';
+import { REQUEST_BOUNDS } from '../../client/basics';
 import { ClientCommand, parseFlag } from './client-command';
 import { exitStatusOf, isFinished, type JobReport } from './job-report';
 import { LogPrinter, printLogs } from './log-output';
