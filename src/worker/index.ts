@@ -1,6 +1,9 @@
-export { Worker, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent } from './worker';
+export { Worker, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type UserOptions, type ScratchOptions } from './worker';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
-export { type JobSpec, type JobUser, SPEC_BOUNDS, DEFAULT_JOB_PATH } from './job-spec';
+export { type JobSpec, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH } from './job-spec';
+export { NAMESPACE_NAMES, ISOLATION_BOUNDS, type NamespaceName, type NetworkMode, type BindMount, type JobIsolationSpec, type JobIsolation, type IsolationDefaults } from './isolation';
+export { DEFAULT_DYNAMIC_UID_RANGE, checkDynamicUidRange, type DynamicUidRange } from './dynamic-uids';
+export { nssUserDatabase, type UserDatabase, type UserEntry, type GroupEntry } from './user-database';
 export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-state';
 
 // What the layers above (src/server, src/daemon, the package's main export) need from the ones

@@ -7,7 +7,9 @@ import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
-import type { JobUser, ResolvedJobSpec } from './job-spec';
+import { HOST_ISOLATION, type JobIsolation } from './isolation';
+import type { JobRunAs, ResolvedJobSpec } from './job-spec';
+import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart } from '../logs/tail';
@@ -23,8 +25,12 @@ export interface JobStatus {
   cwd: string;
   /** The limits in force: the job's own with the daemon's defaults filled in. */
   limits: Limits;
-  /** The user the job runs as; null: the daemon's own. */
-  user: JobUser | null;
+  /** Who the job runs as: a dynamic uid, its owner's mapped user, or one asked for; null while starting, before it is settled. */
+  user: JobRunAs | null;
+  /** Namespaces in force, network, read-only root, binds. */
+  isolation: JobIsolation;
+  /** Its scratch directory (its cwd unless one was given), null if it was given a working directory. */
+  scratchDir: string | null;
   state: JobState;
   pid: number | null;
   /** How it ended; null until the state is final. */
@@ -73,7 +79,23 @@ export interface JobContext {
   onStateChange(job: Job, previous: JobState): void;
   /** Problems that must not fail the job but should be seen (a cgroup that would not go away…). */
   warn(message: string, details: Record<string, unknown>): void;
+  /**
+   * Gives back what a job held once nothing of it runs: removes its scratch directory, then frees
+   * its dynamic uid. `emptied` false (processes that would not die): the uid stays out of use.
+   */
+  releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void>;
 }
+
+/** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
+export interface JobSetup {
+  runAs: JobRunAs;
+  scratchDir: string | null;
+  /** Paths the job must not see (the state directory, the scratch root, the daemon's config and keys). */
+  hiddenPaths: readonly string[];
+}
+
+/** Records written before jobs had users of their own ran as the daemon's user: root. */
+const LEGACY_RUN_AS: JobRunAs = { uid: 0, gid: 0, groups: [], name: null, kind: 'requested' };
 
 /**
  * Where a job is in its life, as the Job itself sees it (the public JobState says less):
@@ -102,6 +124,20 @@ interface Running {
 
 function isSignalName(name: string): name is NodeJS.Signals {
   return Object.hasOwn(constants.signals, name);
+}
+
+/**
+ * A working directory the job's user may not enter is the host's state, not a malformed request:
+ * FAILED_PRECONDITION, naming the directory and the user.
+ */
+function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs): JobworkerError | undefined {
+  if (!(error instanceof SpawnError) || error.stage !== 'chdir' || (error.code !== 'EACCES' && error.code !== 'EPERM')) return undefined;
+  const who = runAs.name === null ? `uid ${runAs.uid}` : `${runAs.name} (uid ${runAs.uid})`;
+  return new JobworkerError(
+    'failed-precondition',
+    `cwd ${cwd}: the job's user, ${who}${runAs.kind === 'dynamic' ? ', a dynamic uid,' : ''} cannot enter it (${error.code}); give a directory that user may use, or no cwd for a scratch directory of its own`,
+    { cause: error },
+  );
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
@@ -142,7 +178,14 @@ export class Job {
    * records the job as running. On any failure nothing is left behind and the error is thrown.
    * `registered` is called as soon as the job exists (still starting), so a concurrent stop can find it.
    */
-  static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, registered: (job: Job) => void): Promise<Job> {
+  static async launch(
+    ctx: JobContext,
+    id: string,
+    spec: ResolvedJobSpec,
+    isolation: JobIsolation,
+    setUp: () => Promise<JobSetup>,
+    registered: (job: Job) => void,
+  ): Promise<Job> {
     const now = new Date().toISOString();
     const record: JobRecord = {
       version: 1,
@@ -156,13 +199,14 @@ export class Job {
       finishedAt: null,
       log: { bytes: 0, droppedBytes: 0, truncated: false, writeError: null },
       stats: null,
+      isolation,
     };
     const job = new Job(ctx, record, 'launching');
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
     try {
-      await job.#start();
+      await job.#start(setUp);
     } catch (error) {
       job.#launchError = error;
       job.#enter('never-started');
@@ -174,10 +218,26 @@ export class Job {
     return job;
   }
 
-  async #start(): Promise<void> {
+  async #start(setUp: () => Promise<JobSetup>): Promise<void> {
+    const setup = await setUp();
+    try {
+      await this.#spawn(setup);
+    } catch (error) {
+      // Nothing of the job runs any more: its scratch directory and dynamic uid go back.
+      await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: true });
+      throw error;
+    }
+  }
+
+  async #spawn(setup: JobSetup): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
     const spec = this.#record.spec;
-    const plan = await driver.plan(this.id, spec.limits, spec.cwd);
+    const { runAs, scratchDir, hiddenPaths } = setup;
+    if (scratchDir !== null) spec.cwd = scratchDir;
+    this.#record.runAs = runAs;
+    this.#record.scratchDir = scratchDir;
+    const cwd = spec.cwd ?? '/';
+    const plan = await driver.plan(this.id, spec.limits, cwd);
     spec.limits = plan.limits; // the record shows what is enforced, defaults included
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
@@ -191,7 +251,7 @@ export class Job {
         command: spec.command,
         args: spec.args,
         env: spec.env,
-        cwd: spec.cwd,
+        cwd,
         setupOps: plan.createOps,
         exitOps: plan.settleOps,
         ...plan.placement,
@@ -199,9 +259,10 @@ export class Job {
         logRecycleFrom: spareLog,
         logMaxBytes: this.#ctx.logMaxBytes,
         nofileSoft: this.#ctx.nofileSoft,
-        uid: spec.user?.uid,
-        gid: spec.user?.gid,
-        groups: spec.user ? (spec.user.groups ?? []) : undefined,
+        uid: runAs.uid,
+        gid: runAs.gid,
+        groups: runAs.groups,
+        ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }),
       });
     } catch (error) {
       if (error instanceof SpawnError && error.stage === 'setup') {
@@ -213,7 +274,7 @@ export class Job {
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
-      throw error;
+      throw unusableCwd(error, cwd, runAs) ?? error;
     }
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();
@@ -243,17 +304,18 @@ export class Job {
     this.#enter('settling');
     let stats: CgroupStats | null = null;
     let removed = false;
+    let emptied = false;
     try {
       // Usually nothing outlives the main process: the addon's capture side read the final stats and
       // removed the cgroup right after the exit (plan.settleOps).
       const settled = plan.settled(exit.exitOps ?? { completed: 0, reads: [], error: new Error('no exit ops report') });
       stats = settled.stats;
       removed = settled.removed;
+      emptied = settled.empty;
       if (!settled.empty) {
         await cgroup.kill();
-        if (!(await cgroup.waitEmpty(KILL_WAIT_MS))) {
-          this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
-        }
+        emptied = await cgroup.waitEmpty(KILL_WAIT_MS);
+        if (!emptied) this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
         stats = await cgroup.stats();
       }
     } catch (error) {
@@ -269,6 +331,7 @@ export class Job {
         this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
       }
     }
+    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir: this.#record.scratchDir ?? null, emptied });
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,
       signal: exit.signal,
@@ -349,9 +412,11 @@ export class Job {
       owner: r.spec.owner,
       command: r.spec.command,
       args: [...r.spec.args],
-      cwd: r.spec.cwd,
+      cwd: r.spec.cwd ?? '/',
       limits: structuredClone(r.spec.limits),
-      user: r.spec.user === null ? null : { ...r.spec.user, groups: [...(r.spec.user.groups ?? [])] },
+      user: r.runAs !== undefined ? structuredClone(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : { ...LEGACY_RUN_AS },
+      isolation: structuredClone(r.isolation ?? HOST_ISOLATION),
+      scratchDir: r.scratchDir ?? null,
       state: r.state,
       pid: r.pid,
       outcome: r.outcome === null ? null : { ...r.outcome },

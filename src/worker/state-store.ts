@@ -25,7 +25,8 @@ import { crc32 } from 'node:zlib';
 import type { CgroupStats } from '../cgroup';
 import { errorCode, systemError } from '../errors';
 import { isJobId } from '../job-id';
-import type { ResolvedJobSpec } from './job-spec';
+import type { JobIsolation } from './isolation';
+import type { JobRunAs, ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
 import { SpareLogs, type CreateFiles } from './spare-logs';
 
@@ -50,6 +51,12 @@ export interface JobRecord {
   log: JobLogInfo;
   /** Final resource use, taken before the cgroup was removed. */
   stats: CgroupStats | null;
+  /** Who it runs as (absent in records written before jobs had their own users: the daemon's, root). */
+  runAs?: JobRunAs;
+  /** Its isolation (absent in older records: none, the host's namespaces). */
+  isolation?: JobIsolation;
+  /** Its scratch directory, null if it was given a working directory. */
+  scratchDir?: string | null;
 }
 
 type JournalEntry = { op: 'put'; record: JobRecord } | { op: 'remove'; id: string };

@@ -1,16 +1,22 @@
 // The Worker: the library the daemon serves and Node programs embed. Owns the job registry, the
 // state directory and the cgroup driver.
 import { randomUUID } from 'node:crypto';
+import * as path from 'node:path';
 
 import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
 import { fsOps } from '../native';
-import { Job, type JobContext, type JobStatus, type StopResult } from './job';
-import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
+import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
+import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
+import { Job, type JobContext, type JobSetup, type JobStatus, type StopResult } from './job';
+import { checkJobUser, resolveJobSpec, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
+import { resolveRunAs } from './run-as';
+import { ScratchDirs } from './scratch';
 import { StateLock } from './state-lock';
 import { StateStore } from './state-store';
+import { nssUserDatabase, type UserDatabase } from './user-database';
 
 export interface WorkerDefaults {
   /** Limits applied where a job's own limits leave a field unset. */
@@ -21,8 +27,29 @@ export interface WorkerDefaults {
   nofileSoft?: number;
   /** Grace period of stop() before the cgroup is killed. Default 10 s. */
   stopGraceMs?: number;
-  /** The user jobs run as unless their spec names one. Default: this process's own (root). */
-  user?: JobUser;
+  /** Who jobs run as unless their spec says: 'dynamic' (the default), or a user. */
+  user?: JobUserChoice;
+  /** Namespaces (each on by default), network ('host' by default), read-only root (off by default). */
+  isolation?: IsolationDefaults;
+}
+
+export interface UserOptions {
+  /** uids handed to jobs that run as dynamic users. Default DEFAULT_DYNAMIC_UID_RANGE (0x70000000, 65536 uids). */
+  dynamicUids?: DynamicUidRange;
+  /** Where user and group names are looked up; default: NSS through getent(1). */
+  database?: UserDatabase;
+}
+
+export interface ScratchOptions {
+  /**
+   * Where jobs without a working directory get theirs (<root>/<job id>, 0700, the job's user's).
+   * Default: a sibling of the state directory, "<stateDir>-scratch" (/var/lib/jobworker-scratch for
+   * the daemon): on the same disk as the state (not in RAM), outside the state directory, which no
+   * job may see, and kept across restarts so that leftovers of a crash are found and removed.
+   */
+  root?: string;
+  /** Keep a finished job's directory (handed to root, 0700) instead of removing it. Default false. */
+  keep?: boolean;
 }
 
 export interface RetentionPolicy {
@@ -47,6 +74,10 @@ export interface WorkerOptions {
   maxRunningJobs?: number;
   /** Where warnings go (structured); default: process.emitWarning. */
   warn?: (message: string, details: Record<string, unknown>) => void;
+  users?: UserOptions;
+  scratch?: ScratchOptions;
+  /** Paths no job may see or bind (the daemon's config and keys); the state directory and the scratch root are always hidden. */
+  hiddenPaths?: readonly string[];
 }
 
 export interface ListFilter {
@@ -75,6 +106,12 @@ const DEFAULTS = {
  */
 const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: fsOps };
 
+/** "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). */
+export function defaultScratchRoot(stateDir: string): string {
+  const resolved = path.resolve(stateDir);
+  return path.join(path.dirname(resolved), `${path.basename(resolved)}-scratch`);
+}
+
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
 }
@@ -93,12 +130,17 @@ export class Worker {
   #listeners = new Set<(event: JobEvent) => void>();
   /** Ids of the finished jobs still kept, the earliest finished first. */
   #finished = new Set<string>();
-  #defaultUser: JobUser | null;
+  #defaultUser: JobUserChoice;
+  #isolationDefaults: Omit<JobIsolation, 'mounts'>;
+  #hiddenPaths: string[];
+  #users: UserDatabase;
+  readonly dynamicUids: DynamicUids;
+  readonly scratch: ScratchDirs;
   #running = 0;
   #closing = false;
   #ctx: JobContext;
 
-  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: OpenedCgroupDriver, recovery: RecoveryReport) {
+  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: OpenedCgroupDriver, recovery: RecoveryReport, scratch: ScratchDirs) {
     this.stateDir = options.stateDir;
     this.#options = options;
     this.#store = store;
@@ -106,7 +148,12 @@ export class Worker {
     this.cgroupDriver = driver;
     this.recovery = recovery;
     const warn = warnerOf(options);
-    this.#defaultUser = options.defaults?.user === undefined ? null : resolveJobUser('defaults.user', options.defaults.user);
+    this.#defaultUser = checkJobUser('defaults.user', options.defaults?.user ?? 'dynamic');
+    this.#isolationDefaults = resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
+    this.#users = options.users?.database ?? nssUserDatabase;
+    this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
+    this.scratch = scratch;
+    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), scratch.root, ...(options.hiddenPaths ?? []).map((p) => path.resolve(p))])];
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
@@ -116,6 +163,7 @@ export class Worker {
       defaultGraceMs: options.defaults?.stopGraceMs ?? DEFAULTS.stopGraceMs,
       onStateChange: (job, previous) => this.#stateChanged(job, previous),
       warn,
+      releaseJob: (job) => this.#releaseJob(job),
     };
     // Oldest first, as list() promises.
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
@@ -129,7 +177,11 @@ export class Worker {
     if (typeof options?.stateDir !== 'string' || options.stateDir === '') {
       throw new ValidationError('stateDir', 'is required');
     }
-    if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
+    // Checked before touching anything.
+    if (options.defaults?.user !== undefined) checkJobUser('defaults.user', options.defaults.user);
+    resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
+    new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, nssUserDatabase);
+    const scratch = new ScratchDirs(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { keep: options.scratch?.keep ?? false });
     const store = new StateStore(options.stateDir, {
       createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
     });
@@ -139,7 +191,11 @@ export class Worker {
       const driver = await openCgroupDriver({ ...options.cgroup, fs: CGROUP_FS });
       const recovery = await recover(store, driver, warnerOf(options));
       await store.rewrite(recovery.records); // lost jobs recorded, the journal compacted
-      const worker = new Worker(options, store, lock, driver, recovery);
+      // Nothing runs now: every scratch directory left is a crashed daemon's or a failed removal's.
+      await scratch.init();
+      const swept = await scratch.sweep(new Set());
+      if (swept.failed.length > 0) warnerOf(options)('scratch directories not removed', { directories: swept.failed });
+      const worker = new Worker(options, store, lock, driver, recovery, scratch);
       await worker.#applyRetention();
       return worker;
     } catch (error) {
@@ -154,7 +210,8 @@ export class Worker {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
-    if (resolved.user === null) resolved.user = this.#defaultUser;
+    const userChoice = resolved.user ?? this.#defaultUser;
+    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);
@@ -163,13 +220,50 @@ export class Worker {
     this.#running++;
     this.#startTimes.set(id, process.hrtime.bigint());
     try {
-      return await Job.launch(this.#ctx, id, resolved, (job) => this.#jobs.set(id, job));
+      const setUp = () => this.#setUp(id, userChoice, resolved.cwd === null);
+      return await Job.launch(this.#ctx, id, resolved, isolation, setUp, (job) => this.#jobs.set(id, job));
     } catch (error) {
       this.#jobs.delete(id);
       this.#startTimes.delete(id);
       this.#running--;
       throw error;
     }
+  }
+
+  /** Who the job runs as (a dynamic uid is taken here) and its scratch directory; undone on failure. */
+  async #setUp(id: string, choice: JobUserChoice, needsScratch: boolean): Promise<JobSetup> {
+    let runAs: JobRunAs;
+    if (choice === 'dynamic') {
+      const uid = await this.dynamicUids.allocate();
+      runAs = { uid, gid: uid, groups: [], name: null, kind: 'dynamic' };
+    } else {
+      runAs = await resolveRunAs(this.#users, 'user', choice);
+    }
+    let scratchDir: string | null = null;
+    if (needsScratch) {
+      try {
+        scratchDir = await this.scratch.create(id, runAs);
+      } catch (error) {
+        if (runAs.kind === 'dynamic') this.dynamicUids.release(runAs.uid);
+        throw error;
+      }
+    }
+    return { runAs, scratchDir, hiddenPaths: this.#hiddenPaths };
+  }
+
+  /** Removes a finished job's scratch directory, then frees its dynamic uid (if nothing of it is left). */
+  async #releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void> {
+    let clean = job.emptied;
+    if (job.scratchDir !== null) {
+      const outcome = await this.scratch.release(job.scratchDir, job.runAs);
+      if (!outcome.done) {
+        clean = false;
+        this.#ctx.warn('scratch directory not removed', { job: job.id, problem: outcome.problem });
+      }
+    }
+    if (job.runAs.kind !== 'dynamic') return;
+    if (clean) this.dynamicUids.release(job.runAs.uid);
+    else this.#ctx.warn('dynamic uid kept out of use until the worker reopens: something of its job is left', { job: job.id, uid: job.runAs.uid });
   }
 
   get(id: string): Job | undefined {
