@@ -192,6 +192,9 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   }
   req.nofile_soft = optional_integer(options, "nofileSoft", -1);
   req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
+  Napi::Value isolation = options.Get("isolation");
+  if (!isolation.IsUndefined() && !isolation.IsNull())
+    throw Napi::Error::New(env, "isolation is not implemented by this build of the addon yet (branch iso-native)");
   Napi::Value cgroup_path = options.Get("cgroupPath");
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
   call.join_procs_paths = string_array(options, "joinProcsPaths");

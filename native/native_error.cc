@@ -15,6 +15,8 @@ const char* stage_name(Stage stage) {
     case Stage::kPipes: return "pipes";
     case Stage::kClone: return "clone";
     case Stage::kCgroup: return "cgroup";
+    case Stage::kNamespaces: return "namespaces";
+    case Stage::kMount: return "mount";
     case Stage::kSession: return "session";
     case Stage::kStdio: return "stdio";
     case Stage::kRlimit: return "rlimit";
@@ -22,6 +24,7 @@ const char* stage_name(Stage stage) {
     case Stage::kCloseFds: return "close-fds";
     case Stage::kChdir: return "chdir";
     case Stage::kExec: return "exec";
+    case Stage::kInit: return "init";
     case Stage::kWatch: return "watch";
     case Stage::kFsOps: return "fs-ops";
     case Stage::kExitOps: return "exit-ops";
@@ -45,6 +48,8 @@ std::string what_failed(const NativeError& e) {
     case Stage::kPlacement: return "cannot open the cgroup file" + at;
     case Stage::kExec: return "spawn failed at exec" + (e.path.empty() ? "" : " of" + at);
     case Stage::kChdir: return "spawn failed at chdir" + (e.path.empty() ? "" : " to" + at);
+    case Stage::kMount: return "spawn failed at mount" + (e.path.empty() ? "" : " on" + at);
+    case Stage::kInit: return "spawn failed at exec of the job's init" + (e.path.empty() ? "" : " " + e.path);
     case Stage::kWatch: return "cannot watch the job's pidfd and pipes (epoll_ctl)";
     case Stage::kFsOps: return "fs op " + op + " failed at" + at;
     case Stage::kExitOps: return "exit op " + op + " failed at" + at;

@@ -19,6 +19,8 @@ enum class Stage : int {
   kPipes,        // parent: creating pipes or opening /dev/null
   kClone,        // parent: clone3 / clone
   kCgroup,       // joining a cgroup (v1 cgroup.procs in the child, or the fallback's v2 placement)
+  kNamespaces,   // isolation: the cgroup namespace, the hostname, the loopback interface
+  kMount,        // isolation: a step of the mount namespace's set-up: path = the mount point
   kSession,      // setsid
   kStdio,        // dup2 of stdin/stdout/stderr
   kRlimit,       // setrlimit(RLIMIT_NOFILE)
@@ -26,6 +28,7 @@ enum class Stage : int {
   kCloseFds,     // close_range
   kChdir,        // chdir: path = the working directory
   kExec,         // execve of every candidate failed: path = the candidate reported, index = its place
+  kInit,         // isolation.pid: exec of jobworker-init (PID 1 of the job's namespace): path = it
   kWatch,        // handing the job's pidfd and pipes to the capture thread (epoll_ctl)
   // Filesystem ops outside a spawn's setup: index = the op, path = its path.
   kFsOps,        // an fsOps() batch

@@ -2,6 +2,8 @@
 // back are made in native/js_values.cc: keep the two in step.
 import * as path from 'node:path';
 
+import type { Isolation } from './isolation';
+
 export interface BindingSpawnOptions {
   execCandidates: string[];
   argv: string[];
@@ -24,6 +26,8 @@ export interface BindingSpawnOptions {
   gid?: number;
   groups?: number[];
   nofileSoft?: number;
+  /** Namespaces, mounts, no_new_privs, capabilities: see Isolation (src/native/isolation.ts). */
+  isolation?: Isolation;
   forceGatedFork?: boolean;
 }
 
@@ -36,6 +40,8 @@ export type NativeStage =
   | 'pipes'
   | 'clone'
   | 'cgroup'
+  | 'namespaces'
+  | 'mount'
   | 'session'
   | 'stdio'
   | 'rlimit'
@@ -43,6 +49,7 @@ export type NativeStage =
   | 'close-fds'
   | 'chdir'
   | 'exec'
+  | 'init'
   | 'watch'
   // Filesystem ops: an fsOps() batch, a spawn's exitOps.
   | 'fs-ops'

@@ -41,6 +41,8 @@ export class SpawnError extends NativeError {}
 // disk under the state directory: the log file cannot be created) is exhaustion.
 function nativeErrorKind(stage: NativeStage, code: string): ErrorKind {
   if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
+  // A path of the request (a bind's source or target, a directory to hide or keep writable).
+  if (stage === 'mount' && ['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP'].includes(code)) return 'invalid-argument';
   if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
   if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
   return 'internal';

@@ -12,6 +12,7 @@ import {
   type BindingSpawnOptions,
 } from './binding';
 import { execCandidates } from './exec-path';
+import type { Isolation } from './isolation';
 import { encodeFsOps, toFsOpsResult, type FsOp, type FsOpsResult } from './fs-ops';
 import { fromBinding, SpawnError } from './native-error';
 
@@ -53,6 +54,11 @@ export interface SpawnOptions {
   groups?: readonly number[];
   /** RLIMIT_NOFILE soft limit for the job (Node raises its own to the hard limit). */
   nofileSoft?: number;
+  /**
+   * Namespaces and mounts, no_new_privs, no capabilities for a uid other than 0: see Isolation.
+   * Absent: the job runs in the daemon's namespaces with the daemon's view of the filesystem.
+   */
+  isolation?: Isolation;
   /** Tests only: take the fallback (gated fork) path. */
   forceGatedFork?: boolean;
 }
@@ -90,6 +96,11 @@ export function signalNumber(signal: NodeJS.Signals | number): number {
 }
 
 export class NativeProcess {
+  /**
+   * The process the handle watches and signals. With `isolation.pid` it is jobworker-init, PID 1 of
+   * the job's namespace (this is its pid on the host): kill() reaches every process of the job
+   * through it, and `exited` reports the command's own status.
+   */
   readonly pid: number;
   /** Created by the fallback path (clone3 unavailable), not clone3 into the cgroup. */
   readonly gatedFork: boolean;
@@ -186,6 +197,7 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     gid: options.gid,
     groups: options.groups ? [...options.groups] : undefined,
     nofileSoft: options.nofileSoft,
+    isolation: options.isolation,
     forceGatedFork: options.forceGatedFork,
   };
 }

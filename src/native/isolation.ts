@@ -1,0 +1,107 @@
+// How a job is kept apart from the host and from other jobs: the namespaces it is born in, what its
+// mount namespace shows, and the credentials it ends with. The mechanism is the addon's
+// (native/isolation.*, native/init.c; docs/design.md, "Isolation"); who a job runs as, and which of
+// these an admin allows, is the Worker's and the daemon's.
+
+/** A directory (or file) of the host shown at another place inside the job's mount namespace. */
+export interface BindMount {
+  /**
+   * Absolute path on the host. For a job whose uid is not 0 it is opened with the job's own uid,
+   * gid and groups, so a bind never reaches what the job's user could not reach by itself (a bind
+   * would otherwise skip the permissions of the source's parent directories). Opened after `hide`:
+   * a hidden directory cannot be bound back in (it shows as empty).
+   */
+  source: string;
+  /** Absolute path inside the job; must already exist (nothing is created), of the same kind (directory or file). */
+  target: string;
+  /** Read-only in the job (recursively: mounts beneath the source are read-only too). */
+  readOnly: boolean;
+}
+
+/**
+ * The namespaces and mounts of a job. Given at all, it also means: `no_new_privs` (setuid and
+ * file-capability binaries raise nothing), and, for a job whose uid is not 0, no capabilities left
+ * in any set, the bounding set included. Without it a job runs in the daemon's namespaces, as before.
+ *
+ * A root job (uid 0, or no uid given while the daemon is root) keeps its capabilities: it could
+ * undo every mount below (umount the hidden directories, remount the root writable, mount cgroupfs
+ * itself). Isolation is a boundary for unprivileged jobs only.
+ *
+ * Steps run in the child between clone and exec, in this order; each failure is a SpawnError with
+ * the stage given (and `path` where there is one), and nothing of the job has run:
+ * cgroup namespace ("namespaces") → mount propagation private → read-only root → /proc → the
+ * cgroup view → private /tmp → hide → binds → writable (all "mount", `path` = the mount point) →
+ * hostname, loopback ("namespaces") → credentials, capabilities, no_new_privs ("credentials") →
+ * chdir, checked as the job's user ("chdir") → exec of the command ("exec") → exec of
+ * jobworker-init ("init", only with `pid`; see NativeProcess.pid).
+ */
+export interface Isolation {
+  /**
+   * A PID namespace of its own. Its PID 1 is jobworker-init (built next to the addon), and the
+   * command is PID 1's only child: init reaps every orphan, forwards every signal it is sent to
+   * every process of the job (kill(-1): what stopping a job means; so signal such a job through
+   * its NativeProcess only, not each of its processes, or they get the signal twice), and reports
+   * the command's own exit status, which ExitInfo gives exactly as without isolation (code, or the
+   * signal; SIGKILL for an OOM kill). When the command exits, the job ends: init exits and the
+   * kernel kills whatever else is left in the namespace. SIGSTOP cannot be forwarded (it stops
+   * init only): freeze the cgroup instead. With `mount`, /proc is a fresh one that shows only the
+   * job's processes.
+   */
+  pid: boolean;
+  /**
+   * A mount namespace of its own, propagation private (nothing mounted in it is seen outside, and
+   * the host's later mounts and unmounts are not seen in it: its view is fixed at the start).
+   * Needed by `readOnlyRoot`, `privateTmp`, `hide`, `binds`, `writable`, the fresh /proc and the
+   * cgroup view.
+   */
+  mount: boolean;
+  /** An IPC namespace of its own: System V IPC objects and POSIX message queues not shared with anyone. */
+  ipc: boolean;
+  /** A UTS namespace of its own: the hostname (see `hostname`) and domain name are the job's. */
+  uts: boolean;
+  /**
+   * A cgroup namespace rooted at the job's cgroups (made after the job joined them, in every
+   * hierarchy): /proc/self/cgroup shows "/". With `mount`, /sys/fs/cgroup is replaced by a
+   * read-only view of the job's own cgroups only (pure v2: a cgroup2 mount; hybrid and v1 hosts:
+   * each hierarchy mounted again, read-only, on a read-only tmpfs), so the job sees neither
+   * other jobs' cgroups nor a writable control file.
+   */
+  cgroup: boolean;
+  /**
+   * 'host': the host's network. 'none': a network namespace of its own with only the loopback
+   * interface, up (creating one costs more than every other namespace together: see
+   * docs/benchmarks.md).
+   */
+  network: 'host' | 'none';
+  /**
+   * The hostname inside the job (needs `uts`; at most 64 bytes). Absent: the namespace keeps a copy
+   * of the host's name, as unshare(1) does.
+   */
+  hostname?: string;
+  /**
+   * Every mount the job sees becomes read-only (recursively: mount_setattr, kernel >= 5.12),
+   * except the private /tmp, /proc, `binds` that are not read-only and `writable`. Needs `mount`.
+   */
+  readOnlyRoot?: boolean;
+  /**
+   * A fresh, empty tmpfs (mode 1777, nosuid, nodev) on /tmp, /var/tmp and /dev/shm (those that
+   * exist), private to the job: two jobs never see each other's files there. Its pages are
+   * charged to the job's memory cgroup. Needs `mount`.
+   */
+  privateTmp?: boolean;
+  /**
+   * Absolute paths of directories made empty and unreadable inside the job (a read-only tmpfs of
+   * mode 000 mounted on each): the daemon's state directory, its configuration, its PKI. Each
+   * must exist and be a directory (ENOENT, ENOTDIR: a SpawnError, stage "mount"): a directory
+   * that does not exist when the job starts could appear later, unhidden. Needs `mount`.
+   */
+  hide?: readonly string[];
+  /** Host paths shown inside the job (after `hide`, in order). Needs `mount`. */
+  binds?: readonly BindMount[];
+  /**
+   * Absolute paths kept writable under `readOnlyRoot` (each bind-mounted onto itself, then made
+   * writable; mounts beneath keep their own flags), e.g. the job's scratch directory. Applied
+   * last, so a path inside a hidden directory cannot be reached (ENOENT). Needs `mount`.
+   */
+  writable?: readonly string[];
+}
