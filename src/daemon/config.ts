@@ -10,6 +10,9 @@ import { JobworkerError, errorCode } from '../errors';
 import type { LogFormat, LogLevel } from '../logger';
 import { DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR } from '../paths';
 import type { TlsFilePaths } from '../pki';
+import { ROLES, type Role } from '../pki/roles';
+import { DEFAULT_JOB_POLICY, type IsolationOptOuts } from '../server';
+import { DEFAULT_DYNAMIC_UID_RANGE, type NamespaceName } from '../worker';
 
 export interface DaemonConfig {
   listen: string;
@@ -28,8 +31,13 @@ export interface DaemonConfig {
     stopGraceMs?: number;
   };
   retention: { maxFinishedJobs?: number; maxAgeMs?: number };
-  /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
-  jobUser: { uid: number; gid: number; groups?: number[] } | null;
+  /** Identity (certificate CN) → the host user its jobs run as; other identities' jobs get dynamic uids. */
+  identities: Record<string, IdentityUser>;
+  /** The range dynamic uids come from. */
+  dynamicUids: { first: number; count: number };
+  /** Scratch directories: null root = "<stateDir>-scratch". */
+  scratch: { root: string | null; keep: boolean };
+  isolation: IsolationConfig;
   maxRunningJobs?: number;
   /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
   maxStreamsPerIdentity?: number;
@@ -38,8 +46,31 @@ export interface DaemonConfig {
   shutdown: { stopJobs: boolean; graceMs: number };
 }
 
+/** A host user by name or number, its primary group and supplementary groups (default: the user's own). */
+export interface IdentityUser {
+  user: string | number;
+  group?: string | number;
+  groups?: (string | number)[];
+}
+
+export interface IsolationConfig {
+  /** Namespaces jobs get by default (each true unless set false). */
+  namespaces: Partial<Record<NamespaceName, boolean>>;
+  network: 'host' | 'none';
+  readOnlyRoot: boolean;
+  /** Roles that may ask, per job, for less than these defaults. */
+  optOuts: IsolationOptOuts;
+  /** Roles that may bind host paths into jobs. */
+  mounts: Role[];
+  /** More directories hidden from every job (the state directory, the config's and the TLS files' are always). */
+  hide: string[];
+}
+
 const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+
+const isUserOrGroup = t.isOneOf([t.isString(), isNonNegativeInteger]);
+const isRoles = t.isArray(t.isEnum(ROLES));
 
 const isFileConfig = t.isObject(
   {
@@ -61,7 +92,31 @@ const isFileConfig = t.isObject(
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
-    jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
+    identities: t.isOptional(
+      t.isDict(t.isObject({ user: isUserOrGroup, group: t.isOptional(isUserOrGroup), groups: t.isOptional(t.isArray(isUserOrGroup)) })),
+    ),
+    dynamicUids: t.isOptional(t.isObject({ first: isPositiveInteger, count: isPositiveInteger })),
+    scratch: t.isOptional(t.isObject({ root: t.isOptional(t.isNullable(t.isString())), keep: t.isOptional(t.isBoolean()) })),
+    isolation: t.isOptional(
+      t.isObject({
+        namespaces: t.isOptional(t.isObject({ pid: t.isOptional(t.isBoolean()), mount: t.isOptional(t.isBoolean()), cgroup: t.isOptional(t.isBoolean()), ipc: t.isOptional(t.isBoolean()), uts: t.isOptional(t.isBoolean()) })),
+        network: t.isOptional(t.isEnum(['host', 'none'])),
+        readOnlyRoot: t.isOptional(t.isBoolean()),
+        optOuts: t.isOptional(
+          t.isObject({
+            pid: t.isOptional(isRoles),
+            mount: t.isOptional(isRoles),
+            cgroup: t.isOptional(isRoles),
+            ipc: t.isOptional(isRoles),
+            uts: t.isOptional(isRoles),
+            network: t.isOptional(isRoles),
+            readOnlyRoot: t.isOptional(isRoles),
+          }),
+        ),
+        mounts: t.isOptional(isRoles),
+        hide: t.isOptional(t.isArray(t.isString())),
+      }),
+    ),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
   },
@@ -79,7 +134,17 @@ export function defaultConfig(): DaemonConfig {
     tls: null,
     defaults: {},
     retention: {},
-    jobUser: null,
+    identities: {},
+    dynamicUids: { ...DEFAULT_DYNAMIC_UID_RANGE },
+    scratch: { root: null, keep: false },
+    isolation: {
+      namespaces: {},
+      network: 'host',
+      readOnlyRoot: false,
+      optOuts: { ...DEFAULT_JOB_POLICY.optOuts },
+      mounts: [...DEFAULT_JOB_POLICY.mounts],
+      hide: [],
+    },
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
   };
@@ -99,6 +164,14 @@ export function readConfigFile(file: string): FileConfig {
   } catch (error) {
     throw new JobworkerError('invalid-argument', `config file ${file}: not valid JSON (${(error as Error).message})`);
   }
+  if (typeof value === 'object' && value !== null && 'jobUser' in value) {
+    throw new JobworkerError(
+      'invalid-argument',
+      `config file ${file}: "jobUser" is no longer supported: one user shared by every writer let their jobs read and signal each other's. ` +
+        'Jobs of identities without a user of their own now run as dynamic uids (one per job, "dynamicUids"); to run an identity\'s jobs as a host user, ' +
+        'map it: "identities": { "<certificate CN>": { "user": "nobody" } } (docs/security.md, "Who a job runs as")',
+    );
+  }
   const errors: string[] = [];
   if (!isFileConfig(value, { errors })) {
     throw new JobworkerError('invalid-argument', `config file ${file}: ${errors.map((e) => e.replace(/^\./, '')).join('; ')}`);
@@ -107,6 +180,8 @@ export function readConfigFile(file: string): FileConfig {
   const resolve = (p: string) => path.resolve(dir, p);
   if (value.tls) value.tls = { ca: resolve(value.tls.ca), cert: resolve(value.tls.cert), key: resolve(value.tls.key) };
   if (value.stateDir) value.stateDir = resolve(value.stateDir);
+  if (value.scratch?.root) value.scratch.root = resolve(value.scratch.root);
+  if (value.isolation?.hide) value.isolation.hide = value.isolation.hide.map(resolve);
   return value;
 }
 
@@ -122,7 +197,17 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
-    jobUser: file.jobUser === undefined ? config.jobUser : file.jobUser,
+    identities: { ...config.identities, ...file.identities },
+    dynamicUids: file.dynamicUids ?? config.dynamicUids,
+    scratch: { root: file.scratch?.root === undefined ? config.scratch.root : file.scratch.root, keep: file.scratch?.keep ?? config.scratch.keep },
+    isolation: {
+      namespaces: { ...config.isolation.namespaces, ...file.isolation?.namespaces },
+      network: file.isolation?.network ?? config.isolation.network,
+      readOnlyRoot: file.isolation?.readOnlyRoot ?? config.isolation.readOnlyRoot,
+      optOuts: { ...config.isolation.optOuts, ...file.isolation?.optOuts },
+      mounts: file.isolation?.mounts ?? config.isolation.mounts,
+      hide: file.isolation?.hide ?? config.isolation.hide,
+    },
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
   };

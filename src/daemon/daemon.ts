@@ -10,9 +10,10 @@ import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
 import { JobworkerServer, splitHostPort } from '../server';
-import { Worker } from '../worker';
+import { nssUserDatabase, Worker } from '../worker';
 import type { DaemonConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
+import { checkDynamicUids, hiddenPathsOf, jobPolicyOf } from './job-policy';
 import { MetricsListener } from './metrics-listener';
 
 export interface DaemonOptions {
@@ -21,6 +22,8 @@ export interface DaemonOptions {
   dev: boolean;
   /** Which of the config values were given explicitly (dev mode fills in only the others). */
   explicit: { stateDir: boolean; tls: boolean };
+  /** The config file read, if any: its directory is hidden from jobs. */
+  configFile?: string | null;
 }
 
 export interface RunningDaemon {
@@ -52,6 +55,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   // Refuse to start on bad certificates before touching cgroups or the state directory.
   await loadServerTlsMaterial(config.tls);
+  checkDynamicUids(config);
+  const policy = await jobPolicyOf(config, nssUserDatabase);
+  const hidden = hiddenPathsOf(config, options.configFile ?? null);
+  for (const { path: dir, reason } of hidden.notHidden) logger.warn('not hidden from jobs', { directory: dir, reason });
 
   const worker = await Worker.open({
     stateDir: config.stateDir,
@@ -64,8 +71,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
       ...(config.defaults.logMaxBytes === undefined ? {} : { logMaxBytes: config.defaults.logMaxBytes }),
       ...(config.defaults.stopGraceMs === undefined ? {} : { stopGraceMs: config.defaults.stopGraceMs }),
-      ...(config.jobUser === null ? {} : { user: config.jobUser }),
+      isolation: policy.defaults,
     },
+    users: { dynamicUids: config.dynamicUids },
+    scratch: { ...(config.scratch.root === null ? {} : { root: config.scratch.root }), keep: config.scratch.keep },
+    hiddenPaths: hidden.hide,
     retention: config.retention,
     ...(config.maxRunningJobs === undefined ? {} : { maxRunningJobs: config.maxRunningJobs }),
     warn: (message, details) => logger.warn(message, details),
@@ -88,6 +98,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       listen: config.listen,
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+      policy,
     });
     if (config.metricsListen !== null) {
       try {
@@ -105,7 +116,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     listen: `${splitHostPort(config.listen, 'listen').host}:${server.port}`,
     metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
   });
-  logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
+  logger.info('ready', {
+    stateDir: config.stateDir,
+    cgroupMode: worker.cgroupDriver.mode,
+    cgroupRoot: worker.cgroupDriver.jobsRoot,
+    scratchRoot: worker.scratch.root,
+    dynamicUids: `${worker.dynamicUids.range.first}..${worker.dynamicUids.range.first + worker.dynamicUids.range.count - 1}`,
+    mappedIdentities: policy.identityUsers.size,
+    pid: process.pid,
+  });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
   const idleMemory = new IdleMemoryReleaser({
     onRelease: (before, after, reason) =>

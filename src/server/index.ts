@@ -1,3 +1,4 @@
 // The server's face for the daemon (src/daemon): the gRPC server and what starting it needs.
 export { JobworkerServer, splitHostPort, type JobworkerServerOptions } from './server';
 export type { ServerMetrics } from './metrics';
+export { DEFAULT_JOB_POLICY, type JobPolicy, type IsolationOptOuts } from './isolation-policy';

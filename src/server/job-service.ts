@@ -4,13 +4,14 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError, NotFoundError } from '../errors';
+import { NotFoundError } from '../errors';
 import type * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Job, type Worker } from '../worker';
-import { canSeeJob, listVisibility, seesAllJobs } from './authz';
+import { canSeeJob, listVisibility } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { jobToPb, limitsFromPb } from './convert';
+import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
 import { pageOfJobs } from './paging';
@@ -28,6 +29,8 @@ export interface JobServiceDeps {
   shuttingDown(): boolean;
   /** Open streams: shutdown ends them; each identity may hold a bounded number. */
   streams: StreamRegistry;
+  /** Who jobs run as and what of their isolation each role may change. */
+  policy: JobPolicy;
 }
 
 /**
@@ -53,10 +56,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
 
   return {
     startJob: unaryCall(context, 'StartJob', async (request: pb.StartJobRequest, identity): Promise<pb.StartJobResponse> => {
-      // Choosing the user is choosing privileges: only admins may; everyone else gets the default.
-      if (request.user !== undefined && !seesAllJobs(identity)) {
-        throw new JobworkerError('permission-denied', `${identity.name} may not choose the user a job runs as (admins only)`);
-      }
+      // Choosing the user is choosing privileges: only admins may; everyone else runs as the user
+      // the config maps them to, or a dynamic uid. Less isolation than the defaults: as the config allows.
+      const user = userChoiceOf(request, identity, deps.policy);
+      const isolation = isolationSpecOf(request, identity, deps.policy);
       try {
         const job = await worker.start({
           command: request.command,
@@ -65,7 +68,8 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           cwd: request.cwd === '' ? undefined : request.cwd,
           limits: limitsFromPb(request.limits),
           owner: identity.name,
-          ...(request.user === undefined ? {} : { user: { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups } }),
+          user,
+          isolation,
         });
         metrics.starts.inc({ result: 'ok' });
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });

@@ -15,6 +15,7 @@ import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
 import { servedDescriptors } from './descriptors';
+import { DEFAULT_JOB_POLICY, type JobPolicy } from './isolation-policy';
 import { createJobService } from './job-service';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
@@ -33,6 +34,8 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open StreamLogs/WatchJobs streams per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
+  /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
+  policy?: JobPolicy;
 }
 
 const JOB_SERVICE = 'jobworker.v1.JobService';
@@ -118,6 +121,7 @@ export class JobworkerServer {
         metrics,
         shuttingDown: () => shuttingDown.value,
         streams,
+        policy: options.policy ?? DEFAULT_JOB_POLICY,
       }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });

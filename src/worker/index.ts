@@ -12,3 +12,4 @@ export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from '../cgroup';
 export { CorruptLogError, type StreamName } from '../logs/format';
 export type { LogRecord } from '../logs/reader';
 export { SpawnError, trimNativeHeap } from '../native';
+export { resolveRunAs } from './run-as';

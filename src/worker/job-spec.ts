@@ -13,7 +13,7 @@ export { DEFAULT_JOB_PATH };
  * user database when the job starts), its primary group and supplementary groups.
  */
 export interface JobUserSpec {
-  /** The user by number; it need not be in the user database. Give this or `name`. */
+  /** The user by number; it need not be in the user database. Give this or `name` (both, with gid and groups: taken as is, no lookup). */
   uid?: number;
   /** The user by name, from the user database. */
   name?: string;
@@ -115,7 +115,11 @@ function checkName(field: string, value: unknown): string {
 export function checkJobUser(field: string, user: JobUserChoice): JobUserChoice {
   if (user === 'dynamic') return user;
   if (typeof user !== 'object' || user === null) throw new ValidationError(field, 'must be "dynamic" or an object with uid or name');
-  if ((user.uid === undefined) === (user.name === undefined)) throw new ValidationError(field, 'give exactly one of uid and name');
+  if (user.uid === undefined && user.name === undefined) throw new ValidationError(field, 'give uid or name');
+  // Both: a user resolved already (the daemon's mapped users, looked up at config load): taken as is.
+  if (user.uid !== undefined && user.name !== undefined && (user.gid === undefined || user.groups === undefined)) {
+    throw new ValidationError(field, 'give uid or name (both only with gid and groups: a user resolved already)');
+  }
   if (user.gid !== undefined && user.group !== undefined) throw new ValidationError(field, 'give at most one of gid and group');
   const groups = user.groups ?? [];
   if (!Array.isArray(groups) || groups.length > SPEC_BOUNDS.groups) {

@@ -9,7 +9,7 @@ import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import type { JobRunAs, ResolvedJobSpec } from './job-spec';
-import { isolationSpawnOptions } from './spawn-isolation';
+import { ADDON_ISOLATES, isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart } from '../logs/tail';
@@ -120,6 +120,8 @@ interface Running {
   native: NativeProcess;
   plan: JobCgroupPlan;
   cgroup: JobCgroup;
+  /** The process is the job's init (PID 1 of its own PID namespace), which forwards signals. */
+  throughInit: boolean;
 }
 
 function isSignalName(name: string): name is NodeJS.Signals {
@@ -292,7 +294,7 @@ export class Job {
       await store.remove(this.id, 0).catch(() => undefined);
       throw error;
     }
-    this.#running = { native, plan, cgroup: plan.cgroup };
+    this.#running = { native, plan, cgroup: plan.cgroup, throughInit: ADDON_ISOLATES && this.#record.isolation!.namespaces.pid };
     this.#log = { kind: 'live', log: new LiveLog(store.logPath(this.id), native) };
     this.#enter('running');
     void native.exited.then((exit) => this.#finish(exit));
@@ -518,7 +520,10 @@ export class Job {
     const running = this.#running;
     if (running !== null && this.#phase === 'running') {
       try {
-        await running.cgroup.signalAll(signal);
+        // In a PID namespace of its own, the job's init forwards the signal to every process of
+        // the job: signalling each process as well would deliver it twice.
+        if (running.throughInit) running.native.kill(signal);
+        else await running.cgroup.signalAll(signal);
       } catch (error) {
         this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
       }

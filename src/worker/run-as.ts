@@ -17,6 +17,9 @@ async function groupId(db: UserDatabase, field: string, group: number | string):
  * supplementary groups. Supplementary groups default to the user's own (initgroups(3)).
  */
 export async function resolveRunAs(db: UserDatabase, field: string, spec: JobUserSpec): Promise<JobRunAs> {
+  if (spec.uid !== undefined && spec.name !== undefined && spec.gid !== undefined && spec.groups?.every((g) => typeof g === 'number')) {
+    return { uid: spec.uid, gid: spec.gid, groups: spec.groups as number[], name: spec.name, kind: spec.kind ?? 'requested' };
+  }
   const key = spec.name ?? String(spec.uid);
   const entry = await db.user(key);
   if (entry === null && spec.name !== undefined) {

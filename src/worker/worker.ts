@@ -1,6 +1,7 @@
 // The Worker: the library the daemon serves and Node programs embed. Owns the job registry, the
 // state directory and the cgroup driver.
 import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
@@ -106,6 +107,15 @@ const DEFAULTS = {
  */
 const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: fsOps };
 
+/** A hidden path must be a directory that exists: one made later would not be hidden from jobs already running. */
+async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
+  for (const [i, hidden] of paths.entries()) {
+    if (!path.isAbsolute(hidden)) throw new ValidationError(`hiddenPaths[${i}]`, 'must be an absolute path');
+    const st = await stat(hidden).catch(() => null);
+    if (st === null || !st.isDirectory()) throw new ValidationError(`hiddenPaths[${i}]`, `${hidden} is not an existing directory (only directories can be hidden from jobs)`);
+  }
+}
+
 /** "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). */
 export function defaultScratchRoot(stateDir: string): string {
   const resolved = path.resolve(stateDir);
@@ -132,7 +142,10 @@ export class Worker {
   #finished = new Set<string>();
   #defaultUser: JobUserChoice;
   #isolationDefaults: Omit<JobIsolation, 'mounts'>;
+  /** Hidden from every job: the state directory and the configured paths (the daemon's config and keys). */
   #hiddenPaths: string[];
+  /** What no bind may show: the hidden paths and the scratch root (other jobs' directories). */
+  #unbindable: string[];
   #users: UserDatabase;
   readonly dynamicUids: DynamicUids;
   readonly scratch: ScratchDirs;
@@ -153,7 +166,8 @@ export class Worker {
     this.#users = options.users?.database ?? nssUserDatabase;
     this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
     this.scratch = scratch;
-    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), scratch.root, ...(options.hiddenPaths ?? []).map((p) => path.resolve(p))])];
+    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p))])];
+    this.#unbindable = [...this.#hiddenPaths, scratch.root];
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
@@ -182,6 +196,7 @@ export class Worker {
     resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
     new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, nssUserDatabase);
     const scratch = new ScratchDirs(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { keep: options.scratch?.keep ?? false });
+    await checkHiddenPaths(options.hiddenPaths ?? []);
     const store = new StateStore(options.stateDir, {
       createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
     });
@@ -211,7 +226,7 @@ export class Worker {
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
     const userChoice = resolved.user ?? this.#defaultUser;
-    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
+    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#unbindable, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);

@@ -29,8 +29,9 @@ describe('job spec validation', () => {
     assert.deepEqual(resolveJobSpec({ command: 'x', user: 'dynamic' }).user, 'dynamic');
     assert.deepEqual(resolveJobSpec({ command: 'x', user: { name: 'alice', groups: ['docker', 27] } }).user, { kind: 'requested', name: 'alice', groups: ['docker', 27] });
     assert.deepEqual(resolveJobSpec({ command: 'x', user: { uid: 0, gid: 0, kind: 'mapped' } }).user, { kind: 'mapped', uid: 0, gid: 0 });
-    rejects({ command: 'x', user: {} }, 'user', /exactly one of uid and name/);
-    rejects({ command: 'x', user: { uid: 1, name: 'a' } }, 'user', /exactly one of uid and name/);
+    rejects({ command: 'x', user: {} }, 'user', /give uid or name/);
+    rejects({ command: 'x', user: { uid: 1, name: 'a' } }, 'user', /both only with gid and groups/);
+    assert.deepEqual(resolveJobSpec({ command: 'x', user: { uid: 1, name: 'a', gid: 2, groups: [] } }).user, { kind: 'requested', uid: 1, name: 'a', gid: 2, groups: [] });
     rejects({ command: 'x', user: { uid: 1, gid: 1, group: 'a' } }, 'user', /at most one of gid and group/);
     rejects({ command: 'x', user: { name: '-rf' } }, 'user.name', /user or group name/);
     rejects({ command: 'x', user: { name: 'a b' } }, 'user.name', /user or group name/);

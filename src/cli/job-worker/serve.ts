@@ -65,6 +65,7 @@ export class ServeCommand extends BaseCommand {
     const daemon = await startDaemon({
       config,
       dev: this.dev,
+      configFile: this.config ?? null,
       explicit: {
         stateDir: this.stateDir !== undefined || stateDirFromEnv || fileConfig?.stateDir !== undefined,
         tls: config.tls !== null,
