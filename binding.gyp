@@ -7,6 +7,7 @@
       "sources": [
         "native/addon.cc",
         "native/fs_ops.cc",
+        "native/isolation.cc",
         "native/js_values.cc",
         "native/native_error.cc",
         "native/crc32.cc",
@@ -21,7 +22,25 @@
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror=return-type", "-fexceptions",
                     "-fstack-protector-strong", "-fvisibility=hidden"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-ldl"]
+    },
+    {
+      # PID 1 of a job's PID namespace (native/init.c), found by the addon beside jobworker.node.
+      # Static, and on x86-64 without a C library (see CMakeLists.txt).
+      "target_name": "jobworker-init",
+      "type": "executable",
+      "sources": ["native/init.c"],
+      "cflags!": ["-fPIC", "-fno-exceptions"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-fno-pie"],
+      "conditions": [
+        ["target_arch==\"x64\"", {
+          "defines": ["JW_INIT_NOLIBC"],
+          "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-asynchronous-unwind-tables"],
+          "ldflags": ["-static", "-nostdlib", "-no-pie", "-Wl,--build-id=none"]
+        }, {
+          "ldflags": ["-static", "-no-pie"]
+        }]
+      ]
     }
   ]
 }

@@ -5,8 +5,9 @@ import { captureWhileExitsBenchmark } from './capture-while-exits';
 import type { Benchmark } from './harness';
 import { spawnBenchmark } from './spawn';
 import { spawnHeapBenchmark } from './spawn-heap';
+import { spawnIsolatedBenchmark } from './spawn-isolated';
 import { grpcBenchmark } from './grpc';
 import { workerBenchmark } from './worker';
 import { workerMemoryBenchmark } from './worker-memory';
 
-export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnHeapBenchmark, captureBenchmark, captureWhileExitsBenchmark, workerBenchmark, workerMemoryBenchmark, grpcBenchmark];
+export const benchmarks: readonly Benchmark[] = [spawnBenchmark, spawnIsolatedBenchmark, spawnHeapBenchmark, captureBenchmark, captureWhileExitsBenchmark, workerBenchmark, workerMemoryBenchmark, grpcBenchmark];

@@ -3,7 +3,7 @@
 import { spawn as spawnChild, execFile } from 'node:child_process';
 import * as path from 'node:path';
 
-import { spawnProcess } from '../src/native';
+import { spawnProcess, type Isolation } from '../src/native';
 import { timeEach, type Contender } from './harness';
 
 export const TRUE_PATH = '/bin/true';
@@ -11,6 +11,8 @@ export const TRUE_PATH = '/bin/true';
 export const JOB_ENV: Readonly<Record<string, string>> = { PATH: '/usr/local/bin:/usr/bin:/bin' };
 
 export const LABEL_ADDON = 'addon';
+export const LABEL_ADDON_ISOLATED = 'addon, isolated';
+export const LABEL_ADDON_ISOLATED_NET = 'addon, isolated + network none';
 export const LABEL_CP_PIPE = 'child_process.spawn(stdio:pipe)';
 export const LABEL_CP_IGNORE = 'child_process.spawn(stdio:ignore)';
 export const LABEL_POSIX_SPAWN = 'posix_spawn (C loop, floor)';
@@ -22,22 +24,32 @@ export const LABEL_POSIX_SPAWN_LOG = 'posix_spawn + log file (C loop)';
  */
 export type SpawnCallTimes = number[];
 
+/** An isolated job as the addon spawns it: its namespaces and mounts, and the user it runs as. */
+export interface IsolatedJob {
+  label: string;
+  isolation: Isolation;
+  uid: number;
+  gid: number;
+}
+
 /**
  * spawnProcess() then `await exited` (the process is reaped and its pipes read dry). Each spawn gets
  * a new log file in `logDir`, as a job does. The files are not removed here: on ext4, deleting
  * files makes creating the next ones slower for minutes (recently deleted inodes are skipped, one
- * by one), so the caller removes the whole directory once measuring is over.
+ * by one), so the caller removes the whole directory once measuring is over. With `isolated`, each
+ * job runs in its namespaces as that user.
  */
-export function addonContender(logDir: string, spawnCall?: SpawnCallTimes): Contender {
+export function addonContender(logDir: string, spawnCall?: SpawnCallTimes, isolated?: IsolatedJob): Contender {
   let seq = 0;
+  const job = isolated === undefined ? {} : { isolation: isolated.isolation, uid: isolated.uid, gid: isolated.gid, groups: [] };
   return {
-    label: LABEL_ADDON,
+    label: isolated?.label ?? LABEL_ADDON,
     async run(iterations) {
       const closes: Promise<unknown>[] = [];
       const samples = await timeEach(iterations, async () => {
         const logPath = path.join(logDir, `spawn-${seq++}.log`);
         const start = process.hrtime.bigint();
-        const proc = spawnProcess({ command: TRUE_PATH, env: JOB_ENV, logPath });
+        const proc = spawnProcess({ command: TRUE_PATH, env: JOB_ENV, logPath, ...job });
         spawnCall?.push(Number(process.hrtime.bigint() - start));
         const exit = await proc.exited;
         closes.push(proc.closed);

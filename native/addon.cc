@@ -145,6 +145,121 @@ std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::stri
   return ops;
 }
 
+// How many paths an isolation may list (hide, writable, binds), and how long each may be.
+constexpr uint32_t kMaxIsolationPaths = 64;
+constexpr size_t kMaxPathBytes = 4095;
+constexpr size_t kMaxHostnameBytes = 64;  // HOST_NAME_MAX
+
+std::string isolation_path(Napi::Env env, Napi::Value value, const std::string& field) {
+  if (!value.IsString()) throw Napi::TypeError::New(env, field + " must be an absolute path (a string)");
+  std::string path = value.As<Napi::String>().Utf8Value();
+  if (path.empty() || path[0] != '/' || path.size() > kMaxPathBytes || path.find('\0') != std::string::npos)
+    throw Napi::TypeError::New(env, field + " must be an absolute path without NUL bytes, at most 4095 bytes");
+  return path;
+}
+
+std::vector<std::string> isolation_paths(Napi::Env env, Napi::Object isolation, const char* key) {
+  std::vector<std::string> out;
+  Napi::Value value = isolation.Get(key);
+  if (value.IsUndefined()) return out;
+  std::string field = std::string("isolation.") + key;
+  if (!value.IsArray() || value.As<Napi::Array>().Length() > kMaxIsolationPaths)
+    throw Napi::TypeError::New(env, field + " must be an array of at most 64 absolute paths");
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); i++) out.push_back(isolation_path(env, array.Get(i), field + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+bool isolation_flag(Napi::Env env, Napi::Object isolation, const char* key, bool required) {
+  Napi::Value value = isolation.Get(key);
+  if (value.IsUndefined() && !required) return false;
+  if (!value.IsBoolean()) throw Napi::TypeError::New(env, std::string("isolation.") + key + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+// "/a//b/./c/../d" -> "/a/b/d": the path as written, without asking the filesystem.
+std::string lexically_normal(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t slash = path.find('/', at);
+    std::string part = path.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    if (slash == std::string::npos) break;
+    at = slash + 1;
+  }
+  std::string out;
+  for (const std::string& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
+
+// SpawnOptions.isolation (src/native/isolation.ts). What needs the mount or UTS namespace is refused
+// without it: a hidden directory or a bind would otherwise be mounted on the host.
+IsolationRequest parse_isolation(Napi::Env env, Napi::Value value) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "isolation must be an object");
+  Napi::Object object = value.As<Napi::Object>();
+  IsolationRequest iso;
+  iso.pid = isolation_flag(env, object, "pid", true);
+  iso.mount = isolation_flag(env, object, "mount", true);
+  iso.ipc = isolation_flag(env, object, "ipc", true);
+  iso.uts = isolation_flag(env, object, "uts", true);
+  iso.cgroup = isolation_flag(env, object, "cgroup", true);
+  Napi::Value network = object.Get("network");
+  std::string network_name = network.IsString() ? network.As<Napi::String>().Utf8Value() : "";
+  if (network_name != "host" && network_name != "none") throw Napi::TypeError::New(env, "isolation.network must be 'host' or 'none'");
+  iso.network_none = network_name == "none";
+  Napi::Value hostname = object.Get("hostname");
+  if (!hostname.IsUndefined()) {
+    if (!hostname.IsString()) throw Napi::TypeError::New(env, "isolation.hostname must be a string");
+    iso.hostname = hostname.As<Napi::String>().Utf8Value();
+    if (iso.hostname.empty() || iso.hostname.size() > kMaxHostnameBytes || iso.hostname.find('\0') != std::string::npos)
+      throw Napi::TypeError::New(env, "isolation.hostname must be 1 to 64 bytes, without NUL");
+    if (!iso.uts) throw Napi::TypeError::New(env, "isolation.hostname needs isolation.uts");
+    iso.has_hostname = true;
+  }
+  iso.read_only_root = isolation_flag(env, object, "readOnlyRoot", false);
+  iso.private_tmp = isolation_flag(env, object, "privateTmp", false);
+  iso.hide = isolation_paths(env, object, "hide");
+  iso.writable = isolation_paths(env, object, "writable");
+  Napi::Value binds = object.Get("binds");
+  if (!binds.IsUndefined()) {
+    if (!binds.IsArray() || binds.As<Napi::Array>().Length() > kMaxIsolationPaths)
+      throw Napi::TypeError::New(env, "isolation.binds must be an array of at most 64 { source, target, readOnly }");
+    Napi::Array array = binds.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); i++) {
+      std::string field = "isolation.binds[" + std::to_string(i) + "]";
+      Napi::Value item = array.Get(i);
+      if (!item.IsObject()) throw Napi::TypeError::New(env, field + " must be { source, target, readOnly }");
+      Napi::Object bind = item.As<Napi::Object>();
+      BindRequest request;
+      request.source = isolation_path(env, bind.Get("source"), field + ".source");
+      request.target = isolation_path(env, bind.Get("target"), field + ".target");
+      Napi::Value read_only = bind.Get("readOnly");
+      if (!read_only.IsBoolean()) throw Napi::TypeError::New(env, field + ".readOnly must be a boolean");
+      request.read_only = read_only.As<Napi::Boolean>().Value();
+      iso.binds.push_back(std::move(request));
+    }
+  }
+  // The addon's own check on the paths as given (the plan checks them again once symlinks are
+  // resolved): a writable path is taken before the hiding, and would show a hidden directory in it.
+  for (size_t h = 0; h < iso.hide.size(); h++) {
+    std::string hidden = lexically_normal(iso.hide[h]);
+    for (size_t w = 0; w < iso.writable.size(); w++) {
+      std::string writable = lexically_normal(iso.writable[w]);
+      if (hidden == writable || writable == "/" || hidden.compare(0, writable.size() + 1, writable + "/") == 0)
+        throw Napi::TypeError::New(env, "isolation.hide[" + std::to_string(h) + "] (" + iso.hide[h] + ") is inside isolation.writable[" +
+                                            std::to_string(w) + "] (" + iso.writable[w] + "), which would show it again");
+    }
+  }
+  if (!iso.mount && (iso.read_only_root || iso.private_tmp || !iso.hide.empty() || !iso.writable.empty() || !iso.binds.empty()))
+    throw Napi::TypeError::New(env, "isolation.readOnlyRoot, privateTmp, hide, binds and writable need isolation.mount");
+  return iso;
+}
+
 // What spawn() and spawnAsync() are asked for.
 struct SpawnCall {
   SpawnRequest req;
@@ -193,8 +308,7 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   req.nofile_soft = optional_integer(options, "nofileSoft", -1);
   req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
   Napi::Value isolation = options.Get("isolation");
-  if (!isolation.IsUndefined() && !isolation.IsNull())
-    throw Napi::Error::New(env, "isolation is not implemented by this build of the addon yet (branch iso-native)");
+  if (!isolation.IsUndefined() && !isolation.IsNull()) req.isolation = parse_isolation(env, isolation);
   Napi::Value cgroup_path = options.Get("cgroupPath");
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
   call.join_procs_paths = string_array(options, "joinProcsPaths");
@@ -305,7 +419,7 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
 
 // spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, cgroupPath?, joinProcsPaths?,
 //         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, uid?, gid?, groups?,
-//         nofileSoft?, forceGatedFork? }, listener(event)) -> ProcessHandle
+//         nofileSoft?, isolation?, forceGatedFork? }, listener(event)) -> ProcessHandle
 // On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   SpawnCall call = parse_spawn_call(info, "spawn");

@@ -49,6 +49,8 @@ std::string what_failed(const NativeError& e) {
     case Stage::kExec: return "spawn failed at exec" + (e.path.empty() ? "" : " of" + at);
     case Stage::kChdir: return "spawn failed at chdir" + (e.path.empty() ? "" : " to" + at);
     case Stage::kMount: return "spawn failed at mount" + (e.path.empty() ? "" : " on" + at);
+    case Stage::kNamespaces:
+    case Stage::kCredentials: return std::string("spawn failed at ") + stage_name(e.stage) + (e.path.empty() ? "" : ": " + e.path);
     case Stage::kInit: return "spawn failed at exec of the job's init" + (e.path.empty() ? "" : " " + e.path);
     case Stage::kWatch: return "cannot watch the job's pidfd and pipes (epoll_ctl)";
     case Stage::kFsOps: return "fs op " + op + " failed at" + at;

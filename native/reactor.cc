@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "init_protocol.h"
 #include "js_values.h"
 #include "log_format.h"
 
@@ -48,6 +49,33 @@ int pipe_bytes(int fd) {
   return available;
 }
 
+// The exit status to report from a waitid result (si_code, si_status).
+void set_status(ExitStatus& status, int how, int value) {
+  if (how == CLD_EXITED) {
+    status.code = value;
+  } else {
+    status.signal = value;
+    status.core_dumped = how == CLD_DUMPED;
+  }
+}
+
+// With a PID namespace the reaped process is jobworker-init, which cannot die by the command's
+// signal: it writes the command's status on its pipe just before it exits. No message means init
+// itself was killed (SIGKILL from stop, or an OOM kill of the whole group) and its own status is
+// the job's.
+bool read_init_status(int fd, ExitStatus& status) {
+  jw_init_status message;
+  ssize_t n;
+  do n = read(fd, &message, sizeof message);
+  while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof message) || message.magic != JW_INIT_STATUS_MAGIC) return false;
+  bool exited = message.how == CLD_EXITED && message.value >= 0 && message.value <= 255;
+  bool killed = (message.how == CLD_KILLED || message.how == CLD_DUMPED) && message.value > 0 && message.value < 65;
+  if (!exited && !killed) return false;
+  set_status(status, message.how, message.value);
+  return true;
+}
+
 }  // namespace
 
 Job::Job(SpawnedChild child, std::unique_ptr<LogWriter> log_writer)
@@ -58,6 +86,7 @@ Job::Job(SpawnedChild child, std::unique_ptr<LogWriter> log_writer)
   pipes[0] = std::move(child.stdout_read);
   pipes[1] = std::move(child.stderr_read);
   pidfd_ = std::move(child.pidfd);
+  init_status_ = std::move(child.init_status);
   // F_GETPIPE_SZ cannot fail on a pipe; were it to, 0 only means the pipe is grown at its first fill.
   for (int i = 0; i < 2; i++) pipe_capacity[i] = fcntl(pipes[i].get(), F_GETPIPE_SZ);
 }
@@ -302,12 +331,10 @@ void Reactor::on_exit(Job* job) {
   ExitStatus status;
   if (rc < 0) {
     status.code = -1;  // ECHILD: someone reaped it behind our back; the status is unknowable
-  } else if (info.si_code == CLD_EXITED) {
-    status.code = info.si_status;
-  } else {
-    status.signal = info.si_status;
-    status.core_dumped = info.si_code == CLD_DUMPED;
+  } else if (!job->init_status_.valid() || !read_init_status(job->init_status_.get(), status)) {
+    set_status(status, info.si_code, info.si_status);
   }
+  job->init_status_.reset();
   status.user_cpu_us = static_cast<uint64_t>(usage.ru_utime.tv_sec) * 1000000 + usage.ru_utime.tv_usec;
   status.system_cpu_us = static_cast<uint64_t>(usage.ru_stime.tv_sec) * 1000000 + usage.ru_stime.tv_usec;
   status.time_ns = realtime_ns();

@@ -72,6 +72,7 @@ class Job {
   friend class Reactor;
   std::mutex pidfd_mutex_;
   UniqueFd pidfd_;  // closed once reaped
+  UniqueFd init_status_;  // isolation.pid: how the command itself ended (read once init is reaped)
   // Guarded by the reactor's mutex_: "close" is held back until "exit" is queued.
   bool exit_queued_ = false;
   std::optional<CloseEvent> held_close_;

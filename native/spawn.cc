@@ -12,6 +12,13 @@
 // Everything in child_main runs between clone and exec: only async-signal-safe calls, no allocation,
 // no locks. Under CLONE_VM the child shares the parent's memory, so it must not touch anything the
 // parent's other threads could be holding.
+//
+// Isolation (isolation.h) adds the namespace flags to either clone, and steps after the cgroup
+// joins. With a PID namespace the child is PID 1 of it: it clones the command's process (CLONE_VM |
+// CLONE_VFORK again, so the command's exec failure comes back through memory as without a
+// namespace), and once the command has exec'd, it execs jobworker-init (init.c) in its place. The
+// spawn returns when init runs: by then the command has exec'd, or the spawn has failed and nothing
+// of the job runs.
 #include "spawn.h"
 
 #include <fcntl.h>
@@ -27,8 +34,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "clone3_vm.h"
+#include "init_protocol.h"
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -42,11 +51,49 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+#ifndef SYS_execveat
+#define SYS_execveat 322
+#endif
 
 namespace jw {
 namespace {
 
 constexpr size_t kChildStackSize = 64 * 1024;
+constexpr size_t kGuardSize = 4096;
+
+// The stacks a spawn's children run on until they exec: the child's (PID 1's, with a PID namespace)
+// and, under init, the command's process's. One pair per spawning thread (the JS thread, each
+// threadpool thread), mapped at its first spawn and kept: a mapping per spawn costs an munmap,
+// which flushes the TLB of every CPU running one of the daemon's threads, and fresh page faults
+// every time. Reuse is safe: once the vfork returns, no child runs on them any more (each has
+// exec'd into its own memory, or exited), and in the fallback PID 1 has its own copy.
+class ChildStacks {
+ public:
+  ~ChildStacks() {
+    if (base_ != nullptr) munmap(base_, 2 * kChildStackSize + kGuardSize);  // cannot fail: our mapping
+  }
+  // Throws NativeError (stage kClone) if the stacks cannot be mapped.
+  void map() {
+    if (base_ != nullptr) return;
+    void* base = mmap(nullptr, 2 * kChildStackSize + kGuardSize, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) throw NativeError{Stage::kClone, errno};
+    // A page between them: an overflow of the command's stack faults instead of writing PID 1's.
+    if (mprotect(static_cast<char*>(base) + kChildStackSize, kGuardSize, PROT_NONE) < 0) {
+      int e = errno;
+      munmap(base, 2 * kChildStackSize + kGuardSize);
+      throw NativeError{Stage::kClone, e};
+    }
+    base_ = static_cast<char*>(base);
+  }
+  char* child_stack() const { return base_ + kChildStackSize + kGuardSize; }  // the lowest address
+  char* command_stack_top() const { return base_ + kChildStackSize; }
+
+ private:
+  char* base_ = nullptr;
+};
+
+thread_local ChildStacks child_stacks;
 
 // Everything the child needs, prepared by the parent (the child must not allocate).
 struct ChildArgs {
@@ -69,7 +116,20 @@ struct ChildArgs {
   const gid_t* groups;
   size_t group_count;
   int fd_scan_limit;   // if close_range is missing: close up to this fd number
-  // Written by the child under CLONE_VM, read by the parent after the vfork returns.
+  const IsolationPlan* isolation;  // nullptr: the daemon's namespaces
+  bool drop_bounding_set;          // isolation, for a job whose uid is not 0
+  // isolation.pid: the write end of init's status pipe; the stack of the command's process; init's
+  // argv (its second entry points at command_pid_text, which PID 1 fills in).
+  int init_status_fd;
+  void* command_stack_top;
+  char* init_argv[3];
+  char command_pid_text[24];
+  // Written by the command's process (CLONE_VM) when it could not exec, read by PID 1.
+  volatile int command_fail_stage;
+  volatile int command_fail_errno;
+  volatile int command_fail_candidate;
+  // Written by the child under CLONE_VM, read by the parent after the vfork returns. `fail_candidate`
+  // is the exec candidate (stage exec) or the mount step (stage mount).
   volatile int fail_stage;
   volatile int fail_errno;
   volatile int fail_candidate;
@@ -80,6 +140,26 @@ struct ErrorMessage {
   int err;
   int candidate;
 };
+
+// Which step of the stages "namespaces" and "credentials" failed (reported in place of a candidate),
+// and what the error then names, with the capability the step needs.
+enum IsolationStep : int {
+  kStepCgroupNamespace,
+  kStepHostname,
+  kStepLoopback,
+  kStepBoundingSet,
+  kStepNoNewPrivs,
+};
+const char* isolation_step_name(int step) {
+  switch (step) {
+    case kStepCgroupNamespace: return "the cgroup namespace (unshare, needs CAP_SYS_ADMIN)";
+    case kStepHostname: return "the hostname (sethostname, needs CAP_SYS_ADMIN)";
+    case kStepLoopback: return "the loopback interface (needs CAP_NET_ADMIN)";
+    case kStepBoundingSet: return "the capability bounding set (emptying it needs CAP_SETPCAP)";
+    case kStepNoNewPrivs: return "no_new_privs";
+  }
+  return "";
+}
 
 [[noreturn]] void child_fail(ChildArgs* a, Stage stage, int err, int candidate = -1) {
   if (a->error_fd >= 0) {
@@ -101,6 +181,102 @@ int above_stdio(ChildArgs* a, int fd) {
   int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (moved < 0) child_fail(a, Stage::kStdio, errno);
   return moved;
+}
+
+// Dispositions are default by then, so unblocking cannot run one of the daemon's handlers.
+// (SIG_SETMASK with a valid set cannot fail.)
+void unblock_all_signals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Returns only if no candidate could be exec'd: the errno to report, and which candidate.
+// execvp's rules: skip candidates that do not exist; remember EACCES; stop at any other error.
+int exec_command(const ChildArgs* a, int* candidate_out) {
+  int reported = ENOENT;
+  int reported_candidate = a->candidate_count > 0 ? 0 : -1;
+  bool saw_eacces = false;
+  for (size_t i = 0; i < a->candidate_count; i++) {
+    execve(a->candidates[i], a->argv, a->envp);
+    int e = errno;
+    if (e == EACCES) {
+      if (!saw_eacces) reported_candidate = static_cast<int>(i);
+      saw_eacces = true;
+    } else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT) {
+      reported = e;
+      reported_candidate = static_cast<int>(i);
+      saw_eacces = false;
+      break;
+    }
+  }
+  *candidate_out = reported_candidate;
+  return saw_eacces ? EACCES : reported;
+}
+
+// isolation.pid: the command's process, PID 2 of the namespace, sharing PID 1's memory until it
+// execs. A failure is left where PID 1 reads it.
+int command_main(void* arg) {
+  ChildArgs* a = static_cast<ChildArgs*>(arg);
+  // Its own session and process group, as without a namespace (PID 1 has the first one).
+  if (setsid() < 0) {
+    a->command_fail_errno = errno;
+    a->command_fail_candidate = -1;
+    a->command_fail_stage = static_cast<int>(Stage::kSession);
+    _exit(127);
+  }
+  unblock_all_signals();
+  int candidate = -1;
+  int e = exec_command(a, &candidate);
+  a->command_fail_errno = e;
+  a->command_fail_candidate = candidate;
+  a->command_fail_stage = static_cast<int>(Stage::kExec);
+  _exit(127);
+}
+
+// isolation.pid, in PID 1 with the job's credentials already: the command first, then init in
+// this process's place. Signals stay blocked here: init takes them synchronously, and whatever
+// arrives before it runs waits for it.
+[[noreturn]] void run_under_init(ChildArgs* a) {
+  int pid = clone(command_main, a->command_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+  if (pid < 0) child_fail(a, Stage::kClone, errno);
+  if (a->command_fail_stage != 0)  // it has exited: the kernel reaps it with the namespace
+    child_fail(a, static_cast<Stage>(a->command_fail_stage), a->command_fail_errno, a->command_fail_candidate);
+
+  char digits[16];
+  int n = 0;
+  for (unsigned value = static_cast<unsigned>(pid); value != 0 || n == 0; value /= 10) digits[n++] = static_cast<char>('0' + value % 10);
+  for (int i = 0; i < n; i++) a->command_pid_text[i] = digits[n - 1 - i];
+  a->command_pid_text[n] = '\0';
+
+  // init's status pipe goes to JW_INIT_STATUS_FD. Every other descriptor above 2 is close-on-exec
+  // already, and init closes 0 to 2 (the job's stdio) itself.
+  int init_fd = a->isolation->init_fd;
+  if (init_fd == JW_INIT_STATUS_FD && (init_fd = fcntl(init_fd, F_DUPFD_CLOEXEC, JW_INIT_STATUS_FD + 1)) < 0)
+    child_fail(a, Stage::kInit, errno);
+  if (a->init_status_fd == JW_INIT_STATUS_FD) {
+    if (fcntl(JW_INIT_STATUS_FD, F_SETFD, 0) < 0) child_fail(a, Stage::kInit, errno);
+  } else if (dup2(a->init_status_fd, JW_INIT_STATUS_FD) < 0) {
+    child_fail(a, Stage::kInit, errno);
+  }
+  static char* const no_environment[] = {nullptr};
+  syscall(SYS_execveat, init_fd, "", a->init_argv, no_environment, AT_EMPTY_PATH);
+  // The command is running: it dies with the namespace when this process exits.
+  child_fail(a, Stage::kInit, errno);
+}
+
+// Isolation's steps that need the daemon's privileges, right after the cgroup joins.
+void isolate(ChildArgs* a) {
+  const IsolationPlan& plan = *a->isolation;
+  // After the joins: the namespace is rooted at the job's own cgroup in every hierarchy.
+  if (plan.cgroup_namespace && unshare(CLONE_NEWCGROUP) < 0) child_fail(a, Stage::kNamespaces, errno, kStepCgroupNamespace);
+  size_t failed_step = 0;
+  if (int err = run_mount_steps(plan, a->uid, a->gid, a->set_groups, a->groups, a->group_count, &failed_step))
+    child_fail(a, Stage::kMount, err, static_cast<int>(failed_step));
+  if (int err = set_hostname(plan)) child_fail(a, Stage::kNamespaces, err, kStepHostname);
+  if (plan.loopback_up) {
+    if (int err = bring_loopback_up()) child_fail(a, Stage::kNamespaces, err, kStepLoopback);
+  }
 }
 
 int child_main(void* arg) {
@@ -142,6 +318,8 @@ int child_main(void* arg) {
     if (n != 1) child_fail(a, Stage::kCgroup, n < 0 ? errno : EIO);
   }
 
+  if (a->isolation != nullptr) isolate(a);
+
   int in = above_stdio(a, a->stdin_fd);
   int out = above_stdio(a, a->stdout_fd);
   int err = above_stdio(a, a->stderr_fd);
@@ -156,6 +334,13 @@ int child_main(void* arg) {
     child_fail(a, Stage::kCredentials, errno);
   if (a->gid >= 0 && syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0)
     child_fail(a, Stage::kCredentials, errno);
+  // Before the uid switch: dropping from the bounding set needs CAP_SETPCAP.
+  if (a->isolation != nullptr) {
+    if (a->drop_bounding_set) {
+      if (int err = drop_bounding_set(*a->isolation)) child_fail(a, Stage::kCredentials, err, kStepBoundingSet);
+    }
+    if (int err = set_no_new_privs()) child_fail(a, Stage::kCredentials, err, kStepNoNewPrivs);
+  }
   if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
     child_fail(a, Stage::kCredentials, errno);
 
@@ -169,30 +354,12 @@ int child_main(void* arg) {
 
   if (a->cwd != nullptr && chdir(a->cwd) < 0) child_fail(a, Stage::kChdir, errno);
 
-  // Dispositions are default now, so unblocking cannot run one of the daemon's handlers here.
-  // (SIG_SETMASK with a valid set cannot fail.)
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (a->isolation != nullptr && a->isolation->init_fd >= 0) run_under_init(a);
 
-  // execvp's rules: skip candidates that do not exist; remember EACCES; stop at any other error.
-  int reported = ENOENT;
-  int reported_candidate = a->candidate_count > 0 ? 0 : -1;
-  bool saw_eacces = false;
-  for (size_t i = 0; i < a->candidate_count; i++) {
-    execve(a->candidates[i], a->argv, a->envp);
-    int e = errno;
-    if (e == EACCES) {
-      if (!saw_eacces) reported_candidate = static_cast<int>(i);
-      saw_eacces = true;
-    } else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT) {
-      reported = e;
-      reported_candidate = static_cast<int>(i);
-      saw_eacces = false;
-      break;
-    }
-  }
-  child_fail(a, Stage::kExec, saw_eacces ? EACCES : reported, reported_candidate);
+  unblock_all_signals();
+  int candidate = -1;
+  int e = exec_command(a, &candidate);
+  child_fail(a, Stage::kExec, e, candidate);
 }
 
 // Holds the parent's signal mask fully blocked for its lifetime: a child must not run one of the
@@ -229,29 +396,21 @@ std::atomic<bool> fast_path_unsupported{false};
 
 #if JW_HAVE_CLONE3_VM
 // Returns -errno when clone3 itself failed; otherwise the pid (the child has exec'd or failed).
-long spawn_vfork(ChildArgs& args, int cgroup_fd, int* pidfd_out) {
-  void* stack = mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-  if (stack == MAP_FAILED) throw NativeError{Stage::kClone, errno};
-
+long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* pidfd_out) {
+  child_stacks.map();
   struct clone_args ca;
   std::memset(&ca, 0, sizeof ca);
-  ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+  ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespace_flags;
   ca.pidfd = reinterpret_cast<uint64_t>(pidfd_out);
   ca.exit_signal = SIGCHLD;
-  ca.stack = reinterpret_cast<uint64_t>(stack);
+  ca.stack = reinterpret_cast<uint64_t>(child_stacks.child_stack());
   ca.stack_size = kChildStackSize;
   if (cgroup_fd >= 0) {
     ca.flags |= CLONE_INTO_CGROUP;
     ca.cgroup = static_cast<uint64_t>(cgroup_fd);
   }
-  long ret;
-  {
-    BlockAllSignals blocked;
-    ret = clone3_vm(&ca, sizeof ca, child_main, &args);
-  }
-  munmap(stack, kChildStackSize);  // cannot fail: it is exactly the mapping made above
-  return ret;
+  BlockAllSignals blocked;
+  return clone3_vm(&ca, sizeof ca, child_main, &args);
 }
 #endif
 
@@ -263,6 +422,12 @@ NativeError child_failure(const ChildArgs& a, int stage, int err, int candidate)
     error.index = candidate;
   }
   if (error.stage == Stage::kChdir && a.cwd != nullptr) error.path = a.cwd;
+  if (error.stage == Stage::kMount && a.isolation != nullptr && candidate >= 0 &&
+      static_cast<size_t>(candidate) < a.isolation->step_count)
+    error.path = a.isolation->steps[candidate].path;
+  if (error.stage == Stage::kInit) error.path = init_path();
+  if ((error.stage == Stage::kNamespaces || error.stage == Stage::kCredentials) && candidate >= 0)
+    error.path = isolation_step_name(candidate);
   return error;
 }
 
@@ -275,7 +440,7 @@ void abandon_gated(UniqueFd& gate_write, int pidfd) {
 }
 
 // The fallback. Returns the pid; failures are thrown.
-pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
+pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, UniqueFd& pidfd) {
   UniqueFd gate_read, gate_write, error_read, error_write;
   make_pipe(gate_read, gate_write);
   make_pipe(error_read, error_write);
@@ -295,7 +460,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, UniqueFd& pidfd) {
   {
     BlockAllSignals blocked;
     // Fork-like: the child gets a copy of this stack and returns 0 here.
-    pid = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, nullptr, &child_pidfd, nullptr, nullptr);
+    pid = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD | namespace_flags, nullptr, &child_pidfd, nullptr, nullptr);
     if (pid == 0) _exit(child_main(&args));
   }
   if (pid < 0) throw NativeError{Stage::kClone, errno};
@@ -385,11 +550,33 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   args.group_count = req.groups.size();
   args.fd_scan_limit = current.rlim_cur > 65536 ? 65536 : static_cast<int>(current.rlim_cur);
 
+  // Isolation: the plan (strings and steps the child walks), and with a PID namespace init's status
+  // pipe and a stack for the command's process.
+  std::optional<IsolationPlan> plan;
+  UniqueFd init_status_write;
+  args.init_status_fd = -1;
+  if (req.isolation) {
+    plan.emplace(*req.isolation, req.cgroup_fd, req.join_procs_fds);
+    args.isolation = &*plan;
+    args.drop_bounding_set = (req.uid >= 0 ? req.uid : static_cast<long long>(geteuid())) != 0;
+    if (plan->init_fd >= 0) {
+      make_pipe(child.init_status, init_status_write);
+      if (fcntl(child.init_status.get(), F_SETFL, O_NONBLOCK) < 0) throw NativeError{Stage::kPipes, errno};
+      args.init_status_fd = init_status_write.get();
+      child_stacks.map();
+      args.command_stack_top = child_stacks.command_stack_top();
+      args.init_argv[0] = const_cast<char*>("jobworker-init");
+      args.init_argv[1] = args.command_pid_text;
+      args.init_argv[2] = nullptr;
+    }
+  }
+  uint64_t namespace_flags = plan ? plan->clone_flags : 0;
+
   bool use_fast_path = JW_HAVE_CLONE3_VM && !req.force_gated_fork && !fast_path_unsupported.load();
 #if JW_HAVE_CLONE3_VM
   if (use_fast_path) {
     int pidfd = -1;
-    long ret = spawn_vfork(args, req.cgroup_fd, &pidfd);
+    long ret = spawn_vfork(args, req.cgroup_fd, namespace_flags, &pidfd);
     if (ret > 0) {
       child.pid = static_cast<pid_t>(ret);
       child.pidfd.reset(pidfd);
@@ -410,7 +597,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
 #else
   (void)use_fast_path;
 #endif
-  child.pid = spawn_gated(args, req.cgroup_fd, child.pidfd);
+  child.pid = spawn_gated(args, req.cgroup_fd, namespace_flags, child.pidfd);
   child.gated_fork = true;
   return child;
 }

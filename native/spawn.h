@@ -3,9 +3,11 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "isolation.h"
 #include "native_error.h"
 #include "unique_fd.h"
 
@@ -23,6 +25,7 @@ struct SpawnRequest {
   bool set_groups = false;           // replace supplementary groups with `groups`
   std::vector<gid_t> groups;
   long long nofile_soft = -1;        // RLIMIT_NOFILE soft limit for the job; -1: inherit
+  std::optional<IsolationRequest> isolation;  // namespaces, mounts, no_new_privs (isolation.h)
   bool force_gated_fork = false;     // tests: take the fallback path even where clone3 works
 };
 
@@ -31,6 +34,9 @@ struct SpawnedChild {
   UniqueFd pidfd;
   UniqueFd stdout_read;  // non-blocking read ends of the job's stdout and stderr pipes
   UniqueFd stderr_read;
+  // With isolation.pid: the read end of jobworker-init's status pipe (non-blocking), which says how
+  // the command itself ended (init_protocol.h). pid and pidfd are init's.
+  UniqueFd init_status;
   bool gated_fork = false;  // which path created it (reported for tests and benchmarks)
 };
 

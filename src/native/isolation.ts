@@ -12,7 +12,10 @@ export interface BindMount {
    * a hidden directory cannot be bound back in (it shows as empty).
    */
   source: string;
-  /** Absolute path inside the job; must already exist (nothing is created), of the same kind (directory or file). */
+  /**
+   * Absolute path inside the job (its view: after `hide` and the private /tmp); must already exist
+   * (nothing is created), and be of the source's kind (directory or file).
+   */
   target: string;
   /** Read-only in the job (recursively: mounts beneath the source are read-only too). */
   readOnly: boolean;
@@ -23,17 +26,25 @@ export interface BindMount {
  * file-capability binaries raise nothing), and, for a job whose uid is not 0, no capabilities left
  * in any set, the bounding set included. Without it a job runs in the daemon's namespaces, as before.
  *
+ * What the daemon needs for it: CAP_SYS_ADMIN (namespaces, mounts, the hostname), CAP_SETPCAP (to
+ * empty a job's bounding set: without it the spawn fails, stage "credentials", EPERM), CAP_SETUID
+ * and CAP_SETGID (the job's ids, and a bind's source opened with them), CAP_NET_ADMIN for
+ * `network: 'none'` (the loopback interface). Without CAP_SYS_ADMIN the clone fails: stage "clone",
+ * EPERM.
+ *
  * A root job (uid 0, or no uid given while the daemon is root) keeps its capabilities: it could
  * undo every mount below (umount the hidden directories, remount the root writable, mount cgroupfs
  * itself). Isolation is a boundary for unprivileged jobs only.
  *
  * Steps run in the child between clone and exec, in this order; each failure is a SpawnError with
- * the stage given (and `path` where there is one), and nothing of the job has run:
- * cgroup namespace ("namespaces") → mount propagation private → read-only root → /proc → the
- * cgroup view → private /tmp → hide → binds → writable (all "mount", `path` = the mount point) →
- * hostname, loopback ("namespaces") → credentials, capabilities, no_new_privs ("credentials") →
- * chdir, checked as the job's user ("chdir") → exec of the command ("exec") → exec of
- * jobworker-init ("init", only with `pid`; see NativeProcess.pid).
+ * the stage given (and `path` where there is one), and nothing of the job has run: the cgroup
+ * namespace ("namespaces") → mount propagation private → writable paths taken → `hide` → bind
+ * sources taken → read-only root → /proc → the cgroup view → private /tmp → binds and writable paths attached
+ * (all "mount", `path` = the mount point, or the bind's source) → hostname, loopback
+ * ("namespaces") → credentials, capabilities, no_new_privs ("credentials") → chdir, as the job's
+ * user ("chdir") → exec of the command ("exec") → exec of jobworker-init ("init", only with `pid`;
+ * held open since the first such spawn, so it cannot fail for want of the file: were it to fail
+ * anyway, the command, already exec'd, dies with the namespace at once).
  */
 export interface Isolation {
   /**
@@ -99,9 +110,14 @@ export interface Isolation {
   /** Host paths shown inside the job (after `hide`, in order). Needs `mount`. */
   binds?: readonly BindMount[];
   /**
-   * Absolute paths kept writable under `readOnlyRoot` (each bind-mounted onto itself, then made
-   * writable; mounts beneath keep their own flags), e.g. the job's scratch directory. Applied
-   * last, so a path inside a hidden directory cannot be reached (ENOENT). Needs `mount`.
+   * Absolute paths of the host the job must be able to write at the same place, e.g. its scratch
+   * directory: each is bind-mounted onto itself with the flags it has on the host, so it stays
+   * writable under `readOnlyRoot` (mounts beneath keep their own flags). Taken before `hide`: one
+   * inside a hidden directory stays reachable there (the directories leading to it are made on the
+   * hidden tmpfs, mode 0711: nothing in them can be listed), while a hidden directory inside a
+   * writable path is refused (TypeError, or SpawnError stage "mount", EINVAL, when symlinks hide
+   * it from the addon's check). Put back after the private /tmp: with `privateTmp`, a path under
+   * /tmp, /var/tmp or /dev/shm fails (ENOENT). Needs `mount`.
    */
   writable?: readonly string[];
 }
