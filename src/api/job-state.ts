@@ -1,13 +1,15 @@
 // Job states on the wire: the one table between their names and the protobuf enum, for the server
 // (which sends them) and the client (which reads them). The names are the Worker's own states
-// (src/worker/job-state.ts); the server's convert.ts fails to compile if the two lists part.
+// (src/worker/job-state.ts), plus `queued`, which only pool jobs have (src/fleet); the server's
+// convert.ts fails to compile if the lists part.
 import { JobState as PbJobState } from '../gen/jobworker/v1/jobworker';
 
-export const JOB_STATE_NAMES = ['starting', 'running', 'exited', 'failed', 'stopped', 'lost'] as const;
+export const JOB_STATE_NAMES = ['queued', 'starting', 'running', 'exited', 'failed', 'stopped', 'lost'] as const;
 
 export type JobStateName = (typeof JOB_STATE_NAMES)[number];
 
 const TO_PB: Readonly<Record<JobStateName, PbJobState>> = {
+  queued: PbJobState.JOB_STATE_QUEUED,
   starting: PbJobState.JOB_STATE_STARTING,
   running: PbJobState.JOB_STATE_RUNNING,
   exited: PbJobState.JOB_STATE_EXITED,

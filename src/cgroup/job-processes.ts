@@ -20,6 +20,24 @@ export interface JobProcesses {
   waitEmpty(timeoutMs: number): Promise<boolean>;
 }
 
+/** What both kinds share: the cgroup directory whose cgroup.procs lists the job's processes. */
+export abstract class CgroupProcesses implements JobProcesses {
+  constructor(
+    protected readonly fs: CgroupFs,
+    readonly dir: string,
+  ) {}
+
+  list(): Promise<number[]> {
+    return listProcs(this.fs, this.dir);
+  }
+
+  abstract populated(): Promise<boolean>;
+  abstract freeze(): Promise<boolean>;
+  abstract thaw(): Promise<void>;
+  abstract killAll(): Promise<void>;
+  abstract waitEmpty(timeoutMs: number): Promise<boolean>;
+}
+
 /** Sends a signal to one pid; false if it no longer exists. */
 export function signalPid(pid: number, signal: NodeJS.Signals): boolean {
   try {

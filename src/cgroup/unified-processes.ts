@@ -5,7 +5,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import * as path from 'node:path';
 
 import { cgroupFsError, isCgroupGone, parseFlatKeyed, type CgroupFs } from './cgroup-fs';
-import { freezeKillThaw, listProcs, type JobProcesses } from './job-processes';
+import { CgroupProcesses, freezeKillThaw } from './job-processes';
 
 /** How long a freeze may take before we signal anyway (a task in uninterruptible sleep delays it). */
 const FREEZE_TIMEOUT_MS = 1000;
@@ -86,16 +86,7 @@ export async function waitForEvents(
   });
 }
 
-export class UnifiedProcesses implements JobProcesses {
-  constructor(
-    private readonly fs: CgroupFs,
-    readonly dir: string,
-  ) {}
-
-  list(): Promise<number[]> {
-    return listProcs(this.fs, this.dir);
-  }
-
+export class UnifiedProcesses extends CgroupProcesses {
   async populated(): Promise<boolean> {
     try {
       return parseFlatKeyed(await this.fs.read(path.join(this.dir, 'cgroup.events'))).get('populated') === 1;

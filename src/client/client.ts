@@ -9,7 +9,10 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 
+import { randomUUID } from 'node:crypto';
+
 import { REQUEST_BOUNDS } from '../api/request-bounds';
+import { RUNNER_ADDRESS_METADATA } from '../api/runner-redirect';
 import { decodeStreamLogsResponse } from '../api/stream-logs-codec';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
@@ -43,6 +46,8 @@ export class ClientError extends Error {
   constructor(
     readonly code: GrpcStatus,
     readonly details: string,
+    /** For a pool job another daemon runs: where to ask (the client follows it for streams and stops). */
+    readonly runnerAddress: string | null = null,
   ) {
     super(details);
     this.name = 'ClientError';
@@ -57,7 +62,8 @@ export class ClientError extends Error {
 function toClientError(error: unknown): unknown {
   if (typeof error === 'object' && error !== null && 'code' in error && typeof (error as ServiceError).code === 'number') {
     const e = error as ServiceError;
-    return new ClientError(e.code, e.details || e.message);
+    const runner = e.metadata?.get(RUNNER_ADDRESS_METADATA)[0];
+    return new ClientError(e.code, e.details || e.message, e.code === GrpcStatus.FAILED_PRECONDITION && typeof runner === 'string' && runner !== '' ? runner : null);
   }
   return error;
 }
@@ -70,8 +76,12 @@ export class JobworkerClient {
   readonly warnings: string[];
   #stub: pb.JobServiceClient;
   #timeoutMs: number;
+  #options: ConnectOptions;
+  /** Clients of the daemons that run pool jobs, by address (same certificate). */
+  #runners = new Map<string, Promise<JobworkerClient>>();
 
-  private constructor(address: string, stub: pb.JobServiceClient, timeoutMs: number, identity: JobworkerClient['identity'], warnings: string[]) {
+  private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, identity: JobworkerClient['identity'], warnings: string[]) {
+    this.#options = options;
     this.address = address;
     this.#stub = stub;
     this.#timeoutMs = timeoutMs;
@@ -92,20 +102,34 @@ export class JobworkerClient {
       'grpc.keepalive_timeout_ms': 10_000,
     });
     const identity = material.identity === undefined ? undefined : { name: material.identity.name, roles: [...material.identity.roles] };
-    return new JobworkerClient(options.address, stub, options.callTimeoutMs ?? 10_000, identity, material.warnings);
+    return new JobworkerClient(options, options.address, stub, options.callTimeoutMs ?? 10_000, identity, material.warnings);
   }
 
   close(): void {
     this.#stub.close();
+    for (const runner of this.#runners.values()) void runner.then((client) => client.close(), () => undefined);
+    this.#runners.clear();
   }
 
-  #options(): Partial<CallOptions> {
+  /** A client of the daemon at `address` (a pool job's runner), with this client's certificate. */
+  #runner(address: string): Promise<JobworkerClient> {
+    let client = this.#runners.get(address);
+    if (client === undefined) {
+      // The name checked is the one in the address: the runner's certificate must name it.
+      const { serverName: _ignored, ...options } = this.#options;
+      client = JobworkerClient.connect({ ...options, address });
+      this.#runners.set(address, client);
+    }
+    return client;
+  }
+
+  #callOptions(): Partial<CallOptions> {
     return { deadline: Date.now() + this.#timeoutMs };
   }
 
   #unary<Req, Res>(method: (req: Req, md: Metadata, options: Partial<CallOptions>, cb: (e: ServiceError | null, r: Res) => void) => unknown, request: Req, timeoutMs?: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const options = timeoutMs === undefined ? this.#options() : { deadline: Date.now() + timeoutMs };
+      const options = timeoutMs === undefined ? this.#callOptions() : { deadline: Date.now() + timeoutMs };
       method.call(this.#stub, request, new Metadata(), options, (error, response) => (error ? reject(toClientError(error)) : resolve(response)));
     });
   }
@@ -131,12 +155,23 @@ export class JobworkerClient {
   }
 
   async startJob(request: StartJobRequest): Promise<JobView> {
-    const response = await this.#unary(this.#stub.startJob, startJobRequestToPb(request));
+    // A pool job gets its id here, so that asking again after a lost answer queues it once.
+    const withId = request.pool !== undefined && request.pool !== '' && request.jobId === undefined ? { ...request, jobId: randomUUID() } : request;
+    const response = await this.#unary(this.#stub.startJob, startJobRequestToPb(withId));
     return requiredJobFromPb(response.job, 'StartJob');
   }
 
   /** Waits for the stop to complete (grace period included), so its deadline is the grace plus the usual timeout. */
   async stopJob(jobId: string, options: StopJobOptions = {}): Promise<StopResultView> {
+    try {
+      return await this.#stopHere(jobId, options);
+    } catch (error) {
+      if (!(error instanceof ClientError) || error.runnerAddress === null || error.runnerAddress === this.address) throw error;
+      return (await this.#runner(error.runnerAddress)).#stopHere(jobId, options);
+    }
+  }
+
+  async #stopHere(jobId: string, options: StopJobOptions): Promise<StopResultView> {
     const request = pb.StopJobRequest.fromPartial({ jobId, signal: options.signal ?? '', graceMs: options.graceMs });
     const response = await this.#unary(this.#stub.stopJob, request, (options.graceMs ?? 10_000) + this.#timeoutMs + 10_000);
     return { job: requiredJobFromPb(response.job, 'StopJob'), alreadyFinished: response.alreadyFinished };
@@ -168,8 +203,24 @@ export class JobworkerClient {
     await this.#unary(this.#stub.removeJob, { jobId });
   }
 
-  /** The job's output; ends after the message carrying the final status. Break out to cancel. */
+  /**
+   * The job's output; ends after the message carrying the final status. Break out to cancel. A pool
+   * job that another daemon runs is streamed from that daemon (the first answer says where).
+   */
   async *streamLogs(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
+    let first = true;
+    try {
+      for await (const message of this.#streamHere(request, signal)) {
+        first = false;
+        yield message;
+      }
+    } catch (error) {
+      if (!first || !(error instanceof ClientError) || error.runnerAddress === null || error.runnerAddress === this.address) throw error;
+      yield* (await this.#runner(error.runnerAddress)).#streamHere(request, signal);
+    }
+  }
+
+  async *#streamHere(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
     // Not the generated stub's streamLogs: messages are decoded without copying each payload.
     const method = pb.JobServiceService.streamLogs;
     const call = this.#stub.makeServerStreamRequest(method.path, method.requestSerialize, decodeStreamLogsResponse, streamLogsRequestToPb(request), new Metadata(), {});

@@ -55,6 +55,10 @@ export function jobFromPb(job: pb.Job): JobView {
       writeError: emptyToNull(job.log?.writeError ?? ''),
     },
     stats: job.stats === undefined ? null : resourceStatsFromPb(job.stats),
+    pool:
+      job.pool === undefined
+        ? null
+        : { name: job.pool.name, runnerHost: emptyToNull(job.pool.runnerHost), runnerAddress: emptyToNull(job.pool.runnerAddress), retries: job.pool.retries, attempts: job.pool.attempts },
   };
 }
 
@@ -143,6 +147,9 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     mounts: request.mounts ?? [],
     readOnlyRoot: request.readOnlyRoot,
     hostNamespaces: (request.hostNamespaces ?? []).map((name) => NAMESPACES_TO_PB.get(name)!),
+    pool: request.pool ?? '',
+    retries: request.retries ?? 0,
+    jobId: request.jobId ?? '',
   });
 }
 

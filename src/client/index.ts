@@ -35,6 +35,7 @@ export {
   type LogMessageView,
   type LogStreamName,
   type OutputStreamName,
+  type PoolPlacementView,
   type StatsView,
   type StopResultView,
 } from './views';

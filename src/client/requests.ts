@@ -25,6 +25,12 @@ export interface StartJobRequest {
   readOnlyRoot?: boolean;
   /** Namespaces shared with the host (opt-outs the daemon must allow the caller). */
   hostNamespaces?: Exclude<NamespaceViewName, 'network'>[];
+  /** Run it on whichever daemon of this pool has room (docs/fleet.md). */
+  pool?: string;
+  /** Pool jobs: re-runs after a lost run (default 0: at most once). */
+  retries?: number;
+  /** Pool jobs: the job's id (a lower-case UUID); the client picks one when absent, so that a retried StartJob runs the job once. */
+  jobId?: string;
 }
 
 export interface LimitsRequest {

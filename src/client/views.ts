@@ -30,6 +30,18 @@ export interface JobView {
   log: LogInfoView;
   /** Live while running (GetJob), the final reading once finished; null if unknown. */
   stats: StatsView | null;
+  /** Where a pool job is queued or runs; null for a job of one daemon alone. */
+  pool: PoolPlacementView | null;
+}
+
+export interface PoolPlacementView {
+  name: string;
+  /** The daemon that claimed it, and where clients reach it; null while queued. */
+  runnerHost: string | null;
+  runnerAddress: string | null;
+  retries: number;
+  /** Runs begun: 0 while first queued, 1 once claimed, more after lost runs were retried. */
+  attempts: number;
 }
 
 export interface JobUserView {

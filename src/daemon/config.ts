@@ -44,6 +44,8 @@ export interface DaemonConfig {
   log: { level: LogLevel; format: LogFormat | null };
   /** On SIGTERM: stop running jobs (recorded as stopped) or leave them to be recovered as lost. */
   shutdown: { stopJobs: boolean; graceMs: number };
+  /** Pools of daemons fed through NATS JetStream (docs/fleet.md); null: this daemon alone. */
+  fleet: FleetConfig | null;
 }
 
 /** A host user by name or number, its primary group and supplementary groups (default: the user's own). */
@@ -65,6 +67,21 @@ export interface IsolationConfig {
   /** More directories hidden from every job (the state directory, the config's and the TLS files' are always). */
   hide: string[];
 }
+
+export interface FleetConfig {
+  nats: { servers: string[]; tls: TlsFilePaths; replicas: number };
+  /** This daemon's name in the fleet; default: the machine's host name. */
+  host: string | null;
+  /** HOST or HOST:PORT clients reach this daemon at (in its server certificate); default: the listen address. */
+  advertise: string | null;
+  /** Pools whose jobs this daemon runs. */
+  pools: string[];
+  capacity: { jobs: number; memoryBytes?: number; cpu?: number };
+  heartbeatTtlMs: number;
+}
+
+/** A silent daemon's jobs are declared lost within this by default. */
+export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
 
 const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
@@ -119,6 +136,22 @@ const isFileConfig = t.isObject(
     ),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
+    fleet: t.isOptional(
+      t.isNullable(
+        t.isObject({
+          nats: t.isObject({
+            servers: t.cascade(t.isArray(t.isString()), [t.hasMinLength(1), t.hasMaxLength(16)]),
+            tls: t.isObject({ ca: t.isString(), cert: t.isString(), key: t.isString() }),
+            replicas: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 5)])),
+          }),
+          host: t.isOptional(t.isString()),
+          advertise: t.isOptional(t.isString()),
+          pools: t.isOptional(t.cascade(t.isArray(t.isString()), [t.hasMaxLength(64)])),
+          capacity: t.isOptional(t.isObject({ jobs: isPositiveInteger, memoryBytes: t.isOptional(isPositiveInteger), cpu: t.isOptional(t.cascade(t.isNumber(), [t.isAtLeast(0.01)])) })),
+          heartbeatTtlMs: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1000, 600_000)])),
+        }),
+      ),
+    ),
   },
 );
 
@@ -147,6 +180,7 @@ export function defaultConfig(): DaemonConfig {
     },
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
+    fleet: null,
   };
 }
 
@@ -182,6 +216,8 @@ export function readConfigFile(file: string): FileConfig {
   if (value.stateDir) value.stateDir = resolve(value.stateDir);
   if (value.scratch?.root) value.scratch.root = resolve(value.scratch.root);
   if (value.isolation?.hide) value.isolation.hide = value.isolation.hide.map(resolve);
+  const natsTls = value.fleet?.nats.tls;
+  if (natsTls) value.fleet!.nats.tls = { ca: resolve(natsTls.ca), cert: resolve(natsTls.cert), key: resolve(natsTls.key) };
   return value;
 }
 
@@ -210,6 +246,23 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     },
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
+    fleet: file.fleet === undefined ? config.fleet : fleetConfigOf(file.fleet),
+  };
+}
+
+function fleetConfigOf(fleet: FileConfig['fleet']): FleetConfig | null {
+  if (fleet === undefined || fleet === null) return null;
+  return {
+    nats: {
+      servers: fleet.nats.servers,
+      tls: { caPath: fleet.nats.tls.ca, certificatePath: fleet.nats.tls.cert, privateKeyPath: fleet.nats.tls.key },
+      replicas: fleet.nats.replicas ?? 1,
+    },
+    host: fleet.host ?? null,
+    advertise: fleet.advertise ?? null,
+    pools: fleet.pools ?? [],
+    capacity: fleet.capacity ?? { jobs: 16 },
+    heartbeatTtlMs: fleet.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS,
   };
 }
 

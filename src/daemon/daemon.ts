@@ -2,16 +2,18 @@
 // before touching cgroups or the state directory), the Worker opens (recovering what a previous run
 // left), the gRPC server listens, then the metrics listener. Shutdown: the server stops serving
 // (streams end), the metrics listener closes, then the Worker stops (or leaves) the jobs.
+import { hostname } from 'node:os';
 import * as path from 'node:path';
 
 import { JobworkerError } from '../errors';
+import { checkHostName, checkPoolName, Fleet } from '../fleet';
 import { Logger } from '../logger';
 import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
 import { JobworkerServer, splitHostPort } from '../server';
 import { nssUserDatabase, Worker } from '../worker';
-import type { DaemonConfig } from './config';
+import type { DaemonConfig, FleetConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
 import { checkDynamicUids, hiddenPathsOf, jobPolicyOf } from './job-policy';
 import { MetricsListener } from './metrics-listener';
@@ -31,6 +33,8 @@ export interface RunningDaemon {
   /** null when the config turns metrics off. */
   metrics: MetricsListener | null;
   worker: Worker;
+  /** null without a fleet in the config. */
+  fleet: Fleet | null;
   logger: Logger;
   /** Stops serving and, per config, stops the jobs; resolves when done. */
   shutdown(reason: string): Promise<void>;
@@ -53,8 +57,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   if (config.tls === null) {
     throw new JobworkerError('invalid-argument', 'no TLS files configured: give --tls-ca/--tls-cert/--tls-key, a config file with "tls", or run with --dev');
   }
-  // Refuse to start on bad certificates before touching cgroups or the state directory.
+  // Refuse to start on bad certificates (or a bad fleet section) before touching cgroups or the state directory.
   await loadServerTlsMaterial(config.tls);
+  if (config.fleet !== null) checkFleetConfig(config.fleet);
   checkDynamicUids(config);
   const policy = await jobPolicyOf(config, nssUserDatabase);
   const hidden = hiddenPathsOf(config, options.configFile ?? null);
@@ -91,6 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   let server: JobworkerServer;
   let metrics: MetricsListener | null = null;
+  let fleet: Fleet | null = null;
   try {
     server = await JobworkerServer.start({
       worker,
@@ -100,13 +106,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
       policy,
     });
-    if (config.metricsListen !== null) {
-      try {
-        metrics = await MetricsListener.start(server.metrics, config.metricsListen);
-      } catch (error) {
-        await server.shutdown(0);
-        throw error;
+    try {
+      if (config.fleet !== null) {
+        fleet = await joinFleet(config.fleet, worker, logger, config, server.port);
+        server.attachFleet(fleet);
       }
+      if (config.metricsListen !== null) metrics = await MetricsListener.start(server.metrics, config.metricsListen);
+    } catch (error) {
+      await fleet?.close();
+      await server.shutdown(0);
+      throw error;
     }
   } catch (error) {
     await worker.close({ stopJobs: true, graceMs: 0 });
@@ -138,10 +147,40 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       idleMemory.stop();
       await server.shutdown(Math.min(config.shutdown.graceMs, 5000));
       await metrics?.close();
+      await fleet?.stopTaking();
       const results = await worker.close({ stopJobs: config.shutdown.stopJobs, graceMs: config.shutdown.graceMs });
+      await fleet?.close(); // after the Worker: the stopped jobs' records are written first
       logger.info('stopped', { jobsStopped: results.filter((r) => !r.alreadyFinished).length });
     })();
     return stopping;
   };
-  return { server, metrics, worker, logger, shutdown };
+  return { server, metrics, worker, fleet, logger, shutdown };
+}
+
+function checkFleetConfig(fleet: FleetConfig): void {
+  fleet.pools.forEach((pool, i) => checkPoolName(`fleet.pools[${i}]`, pool));
+  if (fleet.host !== null) checkHostName('fleet.host', fleet.host);
+  else checkHostName('fleet.host (the machine\'s host name; set fleet.host)', hostname());
+}
+
+/** Joins the fleet once the server listens: the address announced to clients needs its port. */
+async function joinFleet(fleet: FleetConfig, worker: Worker, logger: Logger, config: DaemonConfig, port: number): Promise<Fleet> {
+  const listenHost = splitHostPort(config.listen, 'listen').host;
+  const advertised = fleet.advertise ?? (listenHost === '0.0.0.0' || listenHost === '::' ? hostname() : listenHost);
+  const hasPort = /^(?:\[[^\]]+\]|[^:[\]]+):\d{1,5}$/.test(advertised);
+  const address = hasPort ? advertised : `${advertised}:${port}`;
+  return Fleet.start({
+    worker,
+    logger,
+    nats: fleet.nats,
+    host: fleet.host ?? hostname(),
+    address,
+    pools: fleet.pools,
+    capacity: fleet.capacity,
+    heartbeatTtlMs: fleet.heartbeatTtlMs,
+    defaults: {
+      ...(config.defaults.memoryBytes === undefined ? {} : { memoryBytes: config.defaults.memoryBytes }),
+      ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
+    },
+  });
 }

@@ -55,7 +55,8 @@ export interface HiddenPaths {
 
 /** The config's directory, the TLS files' directories and `isolation.hide`: hidden from every job. */
 export function hiddenPathsOf(config: DaemonConfig, configFile: string | null): HiddenPaths {
-  const own = [configFile, config.tls?.caPath, config.tls?.certificatePath, config.tls?.privateKeyPath]
+  const nats = config.fleet?.nats.tls;
+  const own = [configFile, config.tls?.caPath, config.tls?.certificatePath, config.tls?.privateKeyPath, nats?.caPath, nats?.certificatePath, nats?.privateKeyPath]
     .filter((file): file is string => typeof file === 'string')
     .map((file) => path.dirname(path.resolve(file)));
   const hide = new Set<string>();

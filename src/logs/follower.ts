@@ -58,7 +58,9 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
           yield record;
         }
       } catch (error) {
-        if (first && error instanceof CorruptLogError && error.offset === offset) {
+        // A caller's offset that is not a record boundary is the caller's mistake; a damaged first
+        // record of the log (no offset asked for) is damage, reported as such (DATA_LOSS).
+        if (first && offset > FILE_HEADER_SIZE && error instanceof CorruptLogError && error.offset === offset) {
           throw new ValidationError('from', `offset ${offset} is not the start of a record`);
         }
         throw error;

@@ -87,7 +87,7 @@ async function walkHeaders(file: FileHandle, from: number, until: number, counte
     try {
       header = decodeRecordHeader(block, offset - blockStart, offset);
     } catch (error) {
-      if (error instanceof CorruptLogError && offset === from) throw new ValidationError('from', `offset ${from} is not the start of a record`);
+      if (error instanceof CorruptLogError && offset === from && from > FILE_HEADER_SIZE) throw new ValidationError('from', `offset ${from} is not the start of a record`);
       throw error;
     }
     const next = offset + RECORD_HEADER_SIZE + header.length;

@@ -3,6 +3,7 @@
 export {
   createCa,
   issueClientCertificate,
+  issueNatsClientCertificate,
   issueServerCertificate,
   randomSerialNumber,
   CLOCK_SKEW_MS,

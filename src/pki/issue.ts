@@ -148,6 +148,18 @@ export async function issueClientCertificate(
   ]);
 }
 
+/**
+ * A daemon's certificate for NATS (docs/fleet.md): client authentication, the daemon's fleet host
+ * name as CN, and no roles — it opens no gRPC door. Issue it from a CA of its own (the fleet CA), so
+ * no user's certificate can ever reach NATS.
+ */
+export async function issueNatsClientCertificate(ca: CertificateAuthority, options: ValidityOptions & { name: string }): Promise<IssuedCertificate> {
+  if (typeof options.name !== 'string' || !CLIENT_NAME.test(options.name)) {
+    throw new ValidationError('name', 'must be 1-64 characters of letters, digits and . _ @ + -, starting with a letter or digit');
+  }
+  return issueLeaf(ca, options, DEFAULT_VALIDITY_DAYS.server, options.name, [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])]);
+}
+
 async function issueLeaf(
   ca: CertificateAuthority,
   options: ValidityOptions,

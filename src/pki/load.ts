@@ -69,6 +69,8 @@ export interface TlsMaterial {
 export interface LoadOptions {
   /** The time to validate against (tests); default now. */
   now?: Date;
+  /** A client certificate without roles is expected (a daemon's to reach NATS): no warning for it. */
+  rolesNotExpected?: boolean;
 }
 
 /** Warn when the certificate expires within this many days. */
@@ -145,7 +147,7 @@ export async function loadTlsMaterial(use: TlsUse, paths: TlsFilePaths, options:
       if (!(error instanceof CertificateIdentityError)) throw error;
       fail(certLabel, paths.certificatePath, 'no-identity', error.message);
     }
-    if (identity.roles.length === 0) {
+    if (identity.roles.length === 0 && options.rolesNotExpected !== true) {
       warnings.push(`${certLabel} ${paths.certificatePath}: carries no known role; the server will refuse every call`);
     }
   } else if (leaf.cert.getExtension(x509.SubjectAlternativeNameExtension) === null) {

@@ -1,17 +1,18 @@
 // Between the wire (ts-proto messages) and the library (Worker types). Pure.
 import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsToPb } from '../api/resource-stats';
+import type { PoolJob, PoolJobState, PoolJobStatus, PoolPlacement } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import { NAMESPACE_NAMES, type CgroupStats, type JobIsolation, type JobRunAs, type JobState, type JobStatus, type Limits, type NamespaceName, type StreamName } from '../worker';
+import { NAMESPACE_NAMES, type CgroupStats, type JobIsolation, type JobRunAs, type JobStatus, type Limits, type NamespaceName, type StreamName } from '../worker';
 
-// The wire's state names are the Worker's states: these two take one for the other without a cast,
-// so they stop compiling if the lists part.
-export function stateToPb(state: JobState): pb.JobState {
+// The wire's state names are the pool jobs' states (the Worker's, plus queued): these two take one
+// for the other without a cast, so they stop compiling if the lists part.
+export function stateToPb(state: PoolJobState): pb.JobState {
   return jobStateToPb(state);
 }
 
 /** undefined for values that name no state (UNSPECIFIED, unknown numbers). */
-export function stateFromPb(value: pb.JobState): JobState | undefined {
+export function stateFromPb(value: pb.JobState): PoolJobState | undefined {
   return jobStateFromPb(value);
 }
 
@@ -66,7 +67,12 @@ export function statsToPb(stats: CgroupStats | null): pb.ResourceStats | undefin
   return stats === null ? undefined : resourceStatsToPb(stats);
 }
 
-export function jobToPb(status: JobStatus, liveStats?: CgroupStats | null): pb.Job {
+/** A pool job as the wire has it: its status and where it is queued or runs. */
+export function poolJobToPb(job: PoolJob, liveStats?: CgroupStats | null): pb.Job {
+  return jobToPb(job.status, liveStats, job.placement);
+}
+
+export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupStats | null, placement?: PoolPlacement): pb.Job {
   const outcome = status.outcome;
   return {
     id: status.id,
@@ -93,7 +99,11 @@ export function jobToPb(status: JobStatus, liveStats?: CgroupStats | null): pb.J
     },
     stats: statsToPb(liveStats === undefined ? status.stats : liveStats),
     user: status.user === null ? undefined : userToPb(status.user),
-    isolation: isolationToPb(status.isolation),
+    pool:
+      placement === undefined
+        ? undefined
+        : { name: placement.name, runnerHost: placement.runnerHost ?? '', runnerAddress: placement.runnerAddress ?? '', retries: placement.retries, attempts: placement.attempts },
+    isolation: status.isolation === null ? undefined : isolationToPb(status.isolation),
   };
 }
 

@@ -1,21 +1,25 @@
-// The JobService handlers: validate the request, check the caller may see the job, call the Worker,
-// map the answer. The frame of each call (identity, availability, status, metrics, stream limits)
-// is ./call.ts; the streams' own work is ./log-stream.ts and ./watch.ts, listing pages ./paging.ts.
+// The JobService handlers: validate the request, check the caller may see the job, call the Worker
+// (or, for pool jobs, the fleet: ./pool-jobs.ts), map the answer. The frame of each call (identity,
+// availability, status, metrics, stream limits) is ./call.ts; the streams' own work is
+// ./log-stream.ts and ./watch.ts, listing pages ./paging.ts, where a job is ./job-sources.ts.
 import type { ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { NotFoundError } from '../errors';
+import { NotFoundError, ValidationError } from '../errors';
+import type { Fleet } from '../fleet';
 import type * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
-import { isFinal, type Job, type Worker } from '../worker';
+import { isFinal, type Worker } from '../worker';
 import { canSeeJob, listVisibility } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { jobToPb, limitsFromPb } from './convert';
 import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
+import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
 import { pageOfJobs } from './paging';
 import type { PeerIdentity } from './peer-identity';
+import { removePoolJob, stopPoolJob, streamPoolJob, submitPoolJob } from './pool-jobs';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
 import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
@@ -23,6 +27,8 @@ import { watchJobs } from './watch';
 
 export interface JobServiceDeps {
   worker: Worker;
+  /** This daemon's part in a fleet (pool jobs); null: none configured, or not joined yet. */
+  fleet(): Fleet | null;
   logger: Logger;
   metrics: ServerMetrics;
   /** True once shutdown began: new calls answer UNAVAILABLE. */
@@ -45,13 +51,19 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   const { worker, metrics } = deps;
   const audit = deps.logger.child({ audit: true });
   const context: CallContext = deps;
+  const sources = (): JobSource[] => {
+    const fleet = deps.fleet();
+    return fleet === null ? [workerSource(worker, null)] : [workerSource(worker, fleet), fleetSource(fleet)];
+  };
+  /** The fleet, for a job found in it. */
+  const fleetOf = (): Fleet => deps.fleet()!;
 
   /** The job if the caller may see it; NOT_FOUND otherwise, whether or not it exists. */
-  function visibleJob(identity: PeerIdentity, field: string, id: string): Job {
+  function visibleJob(identity: PeerIdentity, field: string, id: string): LocatedJob {
     checkJobId(field, id);
-    const job = worker.get(id);
-    if (job === undefined || !canSeeJob(identity, job.owner)) throw new NotFoundError(`job ${id} not found`);
-    return job;
+    const located = locateJob(worker, deps.fleet(), id);
+    if (located === undefined || !canSeeJob(identity, ownerOf(located))) throw new NotFoundError(`job ${id} not found`);
+    return located;
   }
 
   return {
@@ -60,6 +72,20 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       // the config maps them to, or a dynamic uid. Less isolation than the defaults: as the config allows.
       const user = userChoiceOf(request, identity, deps.policy);
       const isolation = isolationSpecOf(request, identity, deps.policy);
+      if (request.pool !== '' || request.retries !== 0 || request.jobId !== '') {
+        // A pool job runs on whichever daemon claims it, as that daemon's default user and
+        // isolation (or the uid an admin gave): names and isolation choices are not carried yet.
+        if (request.userName !== '' || request.groupName !== '') throw new ValidationError('user_name', 'not for pool jobs (give user by number)');
+        if (Object.keys(isolation).length > 0) throw new ValidationError('pool', 'pool jobs run with the runner daemon\'s default isolation: network, mounts, read_only_root and host_namespaces are not for pool jobs');
+        const job = await submitPoolJob(deps.fleet(), request, identity).catch((error: unknown) => {
+          metrics.starts.inc({ result: 'error' });
+          audit.info('pool job not queued', { who: identity.name, action: 'start', pool: request.pool, command: request.command.slice(0, 256), result: statusOf(error).details });
+          throw error;
+        });
+        metrics.starts.inc({ result: 'ok' });
+        audit.info('pool job queued', { who: identity.name, action: 'start', job: job.id, pool: request.pool, command: request.command, result: 'ok' });
+        return { job };
+      }
       try {
         const job = await worker.start({
           command: request.command,
@@ -82,14 +108,20 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     }),
 
     stopJob: unaryCall(context, 'StopJob', async (request: pb.StopJobRequest, identity): Promise<pb.StopJobResponse> => {
-      const job = visibleJob(identity, 'job_id', request.jobId);
+      const located = visibleJob(identity, 'job_id', request.jobId);
       const signal = request.signal === '' ? 'SIGTERM' : request.signal; // the Worker checks the name
       checkGraceMs(request.graceMs);
+      if (located.where === 'pool') {
+        const answer = await stopPoolJob(fleetOf(), located.pool, identity);
+        audit.info('pool job stopped', { who: identity.name, action: 'stop', job: request.jobId, result: answer.alreadyFinished ? 'already finished' : 'ok' });
+        return answer;
+      }
+      const { job, pool } = located;
       try {
         const result = await job.stop({ signal, graceMs: request.graceMs, by: identity.name });
         metrics.stops.inc({ result: result.alreadyFinished ? 'already-finished' : 'ok' });
         audit.info('job stopped', { who: identity.name, action: 'stop', job: job.id, signal, result: result.alreadyFinished ? 'already finished' : 'ok' });
-        return { job: jobToPb(result.status), alreadyFinished: result.alreadyFinished };
+        return { job: jobToPb(result.status, undefined, pool?.placement), alreadyFinished: result.alreadyFinished };
       } catch (error) {
         metrics.stops.inc({ result: 'error' });
         audit.info('job not stopped', { who: identity.name, action: 'stop', job: job.id, result: statusOf(error).details });
@@ -98,16 +130,19 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     }),
 
     removeJob: unaryCall(context, 'RemoveJob', async (request: pb.RemoveJobRequest, identity): Promise<pb.RemoveJobResponse> => {
-      const job = visibleJob(identity, 'job_id', request.jobId);
-      await worker.remove(job.id);
-      audit.info('job removed', { who: identity.name, action: 'remove', job: job.id, result: 'ok' });
+      const located = visibleJob(identity, 'job_id', request.jobId);
+      if (located.where === 'pool' || located.pool !== undefined) await removePoolJob(fleetOf(), located);
+      else await worker.remove(located.job.id);
+      audit.info('job removed', { who: identity.name, action: 'remove', job: request.jobId, result: 'ok' });
       return {};
     }),
 
     getJob: unaryCall(context, 'GetJob', async (request: pb.GetJobRequest, identity): Promise<pb.GetJobResponse> => {
-      const job = visibleJob(identity, 'job_id', request.jobId);
+      const located = visibleJob(identity, 'job_id', request.jobId);
+      if (located.where === 'pool') return { job: jobToPb(located.pool.status, undefined, located.pool.placement) };
+      const { job, pool } = located;
       const live = isFinal(job.state) ? undefined : await job.stats().catch(() => null);
-      return { job: jobToPb(job.status(), live) };
+      return { job: jobToPb(job.status(), live, pool?.placement) };
     }),
 
     listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<pb.ListJobsResponse> => {
@@ -117,19 +152,23 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       const jobs =
         visibility.kind === 'nothing'
           ? []
-          : worker.list({ ...(visibility.kind === 'owner' ? { owner: visibility.owner } : {}), ...(states.length === 0 ? {} : { states }) });
+          : sources()
+              .flatMap((source) => source.list())
+              .filter((job) => (visibility.kind === 'everyone' || job.owner === visibility.owner) && (states.length === 0 || states.includes(job.state)));
       const page = pageOfJobs(jobs, pageSize, request.pageToken);
-      return { jobs: page.jobs.map((job) => jobToPb(job.status())), nextPageToken: page.nextPageToken };
+      return { jobs: page.jobs.map((job) => job.toPb()), nextPageToken: page.nextPageToken };
     }),
 
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, write, signal) => {
-      await streamJobLogs(visibleJob(identity, 'job_id', request.jobId), request, write, signal);
+      const located = visibleJob(identity, 'job_id', request.jobId);
+      if (located.where === 'pool') await streamPoolJob(fleetOf(), located.pool, request, write, signal);
+      else await streamJobLogs(located.job, request, write, signal, located.pool?.placement);
     }),
 
     watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, write, signal) => {
       const states = new Set(statesFromPb(request.states));
       if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(worker, identity, { jobId: request.jobId, states }, write, signal);
+      await watchJobs(sources(), identity, { jobId: request.jobId, states }, write, signal);
     }),
   };
 }

@@ -8,6 +8,7 @@ import { ChunkBatch, type OutgoingStreamLogsResponse } from '../api/stream-logs-
 import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { ValidationError } from '../errors';
 import * as pb from '../gen/jobworker/v1/jobworker';
+import type { PoolPlacement } from '../fleet';
 import type { Job, LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
 import type { StreamWrite } from './stream-writer';
@@ -34,6 +35,7 @@ export async function streamJobLogs(
   request: pb.StreamLogsRequest,
   write: StreamWrite<OutgoingStreamLogsResponse>,
   signal: AbortSignal,
+  placement?: PoolPlacement,
 ): Promise<void> {
   const selected = selectedStreams(request.streams);
   if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
@@ -88,5 +90,5 @@ export async function streamJobLogs(
   } finally {
     await iterator.return?.(undefined);
   }
-  await write({ chunks: [], finalStatus: jobToPb(job.status()) });
+  await write({ chunks: [], finalStatus: jobToPb(job.status(), undefined, placement) });
 }

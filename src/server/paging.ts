@@ -2,16 +2,21 @@
 // last job sent, so pages stay right even when jobs are removed in between; a token the server did
 // not issue is INVALID_ARGUMENT.
 import { ValidationError } from '../errors';
-import type { Job } from '../worker';
 
-export interface JobPage {
-  jobs: Job[];
+/** What a listing sorts by. */
+interface Listed {
+  id: string;
+  createdAt: Date;
+}
+
+export interface JobPage<J extends Listed> {
+  jobs: J[];
   /** Empty on the last page. */
   nextPageToken: string;
 }
 
 /** The page of `jobs` (in any order) after `pageToken` (empty: the first page). */
-export function pageOfJobs(jobs: readonly Job[], pageSize: number, pageToken: string): JobPage {
+export function pageOfJobs<J extends Listed>(jobs: readonly J[], pageSize: number, pageToken: string): JobPage<J> {
   const sorted = jobs
     .map((job) => ({ job, key: pageKey(job) }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -30,7 +35,7 @@ export function pageOfJobs(jobs: readonly Job[], pageSize: number, pageToken: st
 }
 
 /** Sort key of a job in listings: creation time, then id. */
-function pageKey(job: Job): string {
+function pageKey(job: Listed): string {
   return `${job.createdAt.toISOString()}/${job.id}`;
 }
 

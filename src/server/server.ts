@@ -11,6 +11,7 @@ import { JobworkerError } from '../errors';
 import { JobServiceService } from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
+import type { Fleet } from '../fleet';
 import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
@@ -59,6 +60,7 @@ export class JobworkerServer {
   #streams: StreamRegistry;
   #shuttingDown: { value: boolean };
   #logger: Logger;
+  #fleet: { current: Fleet | null };
 
   private constructor(fields: {
     server: Server;
@@ -70,6 +72,7 @@ export class JobworkerServer {
     streams: StreamRegistry;
     shuttingDown: { value: boolean };
     logger: Logger;
+    fleet: { current: Fleet | null };
   }) {
     this.#server = fields.server;
     this.#listener = fields.listener;
@@ -80,6 +83,15 @@ export class JobworkerServer {
     this.#streams = fields.streams;
     this.#shuttingDown = fields.shuttingDown;
     this.#logger = fields.logger;
+    this.#fleet = fields.fleet;
+  }
+
+  /**
+   * Serves pool jobs through `fleet` from now on. The daemon joins its fleet once the server listens:
+   * the fleet announces the address clients reach this server at, port included.
+   */
+  attachFleet(fleet: Fleet): void {
+    this.#fleet.current = fleet;
   }
 
   /** Validates the TLS files (refusing to start with a clear message), binds, serves. */
@@ -110,6 +122,7 @@ export class JobworkerServer {
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     });
     const shuttingDown = { value: false };
+    const fleet: { current: Fleet | null } = { current: null };
     const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
     const decoding = withSafeDecoding(JobServiceService);
     const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
@@ -117,6 +130,7 @@ export class JobworkerServer {
       service,
       createJobService({
         worker: options.worker,
+        fleet: () => fleet.current,
         logger,
         metrics,
         shuttingDown: () => shuttingDown.value,
@@ -142,7 +156,7 @@ export class JobworkerServer {
       throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
     }
 
-    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger });
+    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, fleet });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */

@@ -1,9 +1,12 @@
 // Errors to gRPC statuses: one mapping for every handler, with messages a client can act on.
-import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+
+import { RUNNER_ADDRESS_METADATA } from '../api/runner-redirect';
 
 import { JobworkerError, ValidationError, type ErrorKind } from '../errors';
 import { CorruptLogError } from '../worker';
 import { protoFieldPath } from './convert';
+import { RunnerElsewhereError } from './pool-redirect';
 
 const CODES: Record<ErrorKind, GrpcStatus> = {
   'invalid-argument': GrpcStatus.INVALID_ARGUMENT,
@@ -20,6 +23,8 @@ const CODES: Record<ErrorKind, GrpcStatus> = {
 export interface StatusError {
   code: GrpcStatus;
   details: string;
+  /** Trailing metadata to send with it (the runner's address of a pool job). */
+  metadata?: Record<string, string>;
 }
 
 /** The status for any error thrown by a handler. Unknown errors are INTERNAL with a generic message. */
@@ -28,11 +33,18 @@ export function statusOf(error: unknown): StatusError {
     const reason = error.message.slice(error.field.length + 2);
     return { code: GrpcStatus.INVALID_ARGUMENT, details: `${protoFieldPath(error.field)}: ${reason}` };
   }
+  if (error instanceof RunnerElsewhereError) return { code: GrpcStatus.FAILED_PRECONDITION, details: error.message, metadata: { [RUNNER_ADDRESS_METADATA]: error.address } };
   if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };
   if (error instanceof CorruptLogError) return { code: GrpcStatus.DATA_LOSS, details: error.message };
   return { code: GrpcStatus.INTERNAL, details: 'internal error (see the daemon log)' };
 }
 
 export function serviceError(status: StatusError): Partial<ServiceError> {
-  return { code: status.code, details: status.details, message: status.details };
+  const error: Partial<ServiceError> = { code: status.code, details: status.details, message: status.details };
+  if (status.metadata !== undefined) {
+    const metadata = new Metadata();
+    for (const [key, value] of Object.entries(status.metadata)) metadata.set(key, value);
+    error.metadata = metadata;
+  }
+  return error;
 }

@@ -4,7 +4,7 @@ import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { ValidationError } from '../errors';
 import type * as pb from '../gen/jobworker/v1/jobworker';
 import { isJobId } from '../job-id';
-import type { JobState } from '../worker';
+import type { PoolJobState } from '../fleet';
 import { stateFromPb } from './convert';
 
 export function checkJobId(field: string, id: string): string {
@@ -13,7 +13,7 @@ export function checkJobId(field: string, id: string): string {
 }
 
 /** The states of a ListJobs or WatchJobs filter (empty: every state). */
-export function statesFromPb(values: readonly pb.JobState[]): JobState[] {
+export function statesFromPb(values: readonly pb.JobState[]): PoolJobState[] {
   return values.map((value, i) => {
     const state = stateFromPb(value);
     if (state === undefined) throw new ValidationError(`states[${i}]`, `${value} is not a job state`);

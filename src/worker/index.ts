@@ -1,6 +1,6 @@
-export { Worker, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type UserOptions, type ScratchOptions } from './worker';
+export { Worker, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type UserOptions, type ScratchOptions, type StartOptions } from './worker';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
-export { type JobSpec, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH } from './job-spec';
+export { type JobSpec, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
 export { NAMESPACE_NAMES, ISOLATION_BOUNDS, type NamespaceName, type NetworkMode, type BindMount, type JobIsolationSpec, type JobIsolation, type IsolationDefaults } from './isolation';
 export { DEFAULT_DYNAMIC_UID_RANGE, checkDynamicUidRange, type DynamicUidRange } from './dynamic-uids';
 export { nssUserDatabase, type UserDatabase, type UserEntry, type GroupEntry } from './user-database';
@@ -9,6 +9,7 @@ export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-sta
 // What the layers above (src/server, src/daemon, the package's main export) need from the ones
 // below the Worker: they import it from here, never from src/cgroup, src/logs or src/native.
 export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from '../cgroup';
+export { validateLimits } from '../cgroup';
 export { CorruptLogError, type StreamName } from '../logs/format';
 export type { LogRecord } from '../logs/reader';
 export { SpawnError, trimNativeHeap } from '../native';

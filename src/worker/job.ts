@@ -9,7 +9,7 @@ import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import type { JobRunAs, ResolvedJobSpec } from './job-spec';
-import { ADDON_ISOLATES, isolationSpawnOptions } from './spawn-isolation';
+import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart } from '../logs/tail';
@@ -294,7 +294,7 @@ export class Job {
       await store.remove(this.id, 0).catch(() => undefined);
       throw error;
     }
-    this.#running = { native, plan, cgroup: plan.cgroup, throughInit: ADDON_ISOLATES && this.#record.isolation!.namespaces.pid };
+    this.#running = { native, plan, cgroup: plan.cgroup, throughInit: this.#record.isolation!.namespaces.pid };
     this.#log = { kind: 'live', log: new LiveLog(store.logPath(this.id), native) };
     this.#enter('running');
     void native.exited.then((exit) => this.#finish(exit));

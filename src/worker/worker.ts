@@ -6,6 +6,7 @@ import * as path from 'node:path';
 
 import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError } from '../errors';
+import { isJobId } from '../job-id';
 import { fsOps } from '../native';
 import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
 import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
@@ -81,6 +82,11 @@ export interface WorkerOptions {
   hiddenPaths?: readonly string[];
 }
 
+export interface StartOptions {
+  /** The job's id (a lower-case UUID not in use here); default: a new random one. */
+  id?: string;
+}
+
 export interface ListFilter {
   owner?: string;
   states?: readonly JobState[];
@@ -142,10 +148,11 @@ export class Worker {
   #finished = new Set<string>();
   #defaultUser: JobUserChoice;
   #isolationDefaults: Omit<JobIsolation, 'mounts'>;
-  /** Hidden from every job: the state directory and the configured paths (the daemon's config and keys). */
+  /**
+   * Hidden from every job with a mount namespace, and what no bind may show: the state directory,
+   * the configured paths (the daemon's config and keys) and the scratch root (other jobs' directories).
+   */
   #hiddenPaths: string[];
-  /** What no bind may show: the hidden paths and the scratch root (other jobs' directories). */
-  #unbindable: string[];
   #users: UserDatabase;
   readonly dynamicUids: DynamicUids;
   readonly scratch: ScratchDirs;
@@ -166,8 +173,7 @@ export class Worker {
     this.#users = options.users?.database ?? nssUserDatabase;
     this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
     this.scratch = scratch;
-    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p))])];
-    this.#unbindable = [...this.#hiddenPaths, scratch.root];
+    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root])];
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
@@ -220,18 +226,26 @@ export class Worker {
     }
   }
 
-  /** Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing. */
-  async start(spec: JobSpec): Promise<Job> {
+  /**
+   * Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing.
+   * `options.id` gives the job an id chosen elsewhere (a pool job keeps the id it was queued with);
+   * default: a new random one.
+   */
+  async start(spec: JobSpec, options: StartOptions = {}): Promise<Job> {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
+    if (options.id !== undefined) {
+      if (!isJobId(options.id)) throw new ValidationError('id', 'must be a lower-case UUID');
+      if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
+    }
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
     const userChoice = resolved.user ?? this.#defaultUser;
-    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#unbindable, dynamicUser: userChoice === 'dynamic' });
+    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);
     }
-    const id = randomUUID();
+    const id = options.id ?? randomUUID();
     this.#running++;
     this.#startTimes.set(id, process.hrtime.bigint());
     try {

@@ -164,6 +164,19 @@ describe('stop', requireRoot, () => {
     assert.equal(result.status.outcome?.signal, 'SIGINT');
   });
 
+  it('an unknown signal name is refused on the signal field and nothing is signalled', async () => {
+    const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
+    await assert.rejects(job.stop({ signal: 'SIGNOPE' }), (error: unknown) => error instanceof ValidationError && error.field === 'signal' && /SIGNOPE/.test(error.message));
+    assert.equal(job.state, 'running');
+    await job.stop({ signal: 'SIGKILL' });
+  });
+
+  it("a job's record shows the limits in force: its own, the pids default filled in", async () => {
+    const job = await t.worker.start({ command: 'true', limits: { memoryBytes: 64 << 20 } });
+    assert.deepEqual(job.status().limits, { memoryBytes: 64 << 20, pids: 4096 });
+    assert.deepEqual((await job.wait()).limits, { memoryBytes: 64 << 20, pids: 4096 });
+  });
+
   it('stopping a finished job is a no-op that says so', async () => {
     const job = await t.worker.start({ command: 'true' });
     await job.wait();

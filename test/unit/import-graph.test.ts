@@ -108,20 +108,32 @@ describe('the import graph', () => {
   });
 
   it('src/native, src/cgroup, src/logs and src/worker import nothing from the server, the daemon, the clients or the wire', () => {
-    assert.deepEqual(edges(graph, CORE, (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/client/', 'src/cli/', 'src/api/', 'src/gen/'])), []);
+    assert.deepEqual(edges(graph, CORE, (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/fleet/', 'src/client/', 'src/cli/', 'src/api/', 'src/gen/'])), []);
   });
 
   it('src/worker uses src/cgroup only through src/cgroup/index.ts', () => {
     assert.deepEqual(edges(graph, ['src/worker/'], (target) => within(target, 'src/cgroup/') && target !== 'src/cgroup/index.ts'), []);
   });
 
-  it('src/server imports only src/worker (its index), src/api, src/gen, src/pki and the bottom modules', () => {
-    const allowed = ['src/server/', 'src/worker/index.ts', 'src/api/', 'src/gen/', 'src/pki/', ...BOTTOM];
+  it('src/server imports only src/worker and src/fleet (their indexes), src/api, src/gen, src/pki and the bottom modules', () => {
+    const allowed = ['src/server/', 'src/worker/index.ts', 'src/fleet/index.ts', 'src/api/', 'src/gen/', 'src/pki/', ...BOTTOM];
     assert.deepEqual(edges(graph, ['src/server/'], (target) => !inAny(target, allowed)), []);
   });
 
-  it('src/daemon imports only src/server and src/worker (their indexes), src/pki and the bottom modules', () => {
-    const allowed = ['src/daemon/', 'src/server/index.ts', 'src/worker/index.ts', 'src/pki/', ...BOTTOM];
+  it('src/fleet, between the server and the Worker, imports only src/worker (its index), src/pki and the bottom modules', () => {
+    const allowed = ['src/fleet/', 'src/worker/index.ts', 'src/pki/', ...BOTTOM];
+    assert.deepEqual(edges(graph, ['src/fleet/'], (target) => !inAny(target, allowed)), []);
+  });
+
+  it('src/fleet is used by the server and the daemon only, through its index', () => {
+    assert.deepEqual(
+      edges(graph, ['src/'], (target, source) => within(target, 'src/fleet/') && !within(source, 'src/fleet/') && !(target === 'src/fleet/index.ts' && inAny(source, ['src/server/', 'src/daemon/']))),
+      [],
+    );
+  });
+
+  it('src/daemon imports only src/server, src/fleet and src/worker (their indexes), src/pki and the bottom modules', () => {
+    const allowed = ['src/daemon/', 'src/server/index.ts', 'src/fleet/index.ts', 'src/worker/index.ts', 'src/pki/', ...BOTTOM];
     assert.deepEqual(edges(graph, ['src/daemon/'], (target) => !inAny(target, allowed)), []);
   });
 
@@ -129,8 +141,8 @@ describe('the import graph', () => {
     assert.deepEqual(edges(graph, ['src/'], (target, source) => within(target, 'src/daemon/') && !inAny(source, ['src/daemon/', 'src/cli/job-worker/'])), []);
   });
 
-  it('src/client never imports src/server, src/daemon or src/worker', () => {
-    assert.deepEqual(edges(graph, ['src/client/'], (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/cli/', ...CORE])), []);
+  it('src/client never imports src/server, src/daemon, src/fleet or src/worker', () => {
+    assert.deepEqual(edges(graph, ['src/client/'], (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/fleet/', 'src/cli/', ...CORE])), []);
   });
 
   it('src/cli never imports src/server or src/gen', () => {
@@ -139,7 +151,7 @@ describe('the import graph', () => {
 
   it('job-cli reaches no daemon-side code: nothing it loads imports the server, the daemon, the Worker or the addon', () => {
     const loaded = reachable(graph, ['src/cli/job-cli/main.ts']);
-    assert.deepEqual([...loaded].filter((file) => inAny(file, ['src/server/', 'src/daemon/', ...CORE])), []);
+    assert.deepEqual([...loaded].filter((file) => inAny(file, ['src/server/', 'src/daemon/', 'src/fleet/', ...CORE])), []);
   });
 
   it('nothing outside src/cli imports it (bin/ is its only way in)', () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { canTransition, finalStateOf, isFinal } from '../../src/worker/job-state';
+import { JobworkerError } from '../../src/errors';
+import { assertTransition, canTransition, finalStateOf, isFinal } from '../../src/worker/job-state';
 
 describe('job state machine', () => {
   it('allows only the documented transitions', () => {
@@ -13,6 +14,13 @@ describe('job state machine', () => {
       assert.ok(isFinal(from));
       assert.ok(!canTransition(from, 'running'));
     }
+  });
+
+  it('an illegal transition is a bug that fails loudly', () => {
+    assertTransition('j', 'starting', 'running');
+    assert.throws(() => assertTransition('j', 'exited', 'running'), (error: unknown) =>
+      error instanceof JobworkerError && error.kind === 'internal' && /job j: state exited cannot go to running/.test(error.message));
+    assert.throws(() => assertTransition('j', 'starting', 'exited'), JobworkerError);
   });
 
   const cases = [

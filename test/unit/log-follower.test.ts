@@ -4,35 +4,16 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { crc32 } from 'node:zlib';
 
 import { ValidationError } from '../../src/errors';
 import { CompleteLog, followLog, type LogSource } from '../../src/logs/follower';
-import { CorruptLogError, FILE_MAGIC, RECORD_MAGIC } from '../../src/logs/format';
+import { CorruptLogError } from '../../src/logs/format';
 import { openLog, readRecords } from '../../src/logs/reader';
 import { repairLog } from '../../src/logs/repair';
+import { fileHeader, record } from '../helpers/log-files';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-logs-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function fileHeader(): Buffer {
-  const h = Buffer.alloc(16);
-  FILE_MAGIC.copy(h);
-  h.writeUInt32LE(16, 8);
-  h.writeUInt32LE(1, 12);
-  return h;
-}
-
-function record(stream: 1 | 2 | 3, data: string | Buffer, timeNs = 1n): Buffer {
-  const payload = Buffer.isBuffer(data) ? data : Buffer.from(data);
-  const h = Buffer.alloc(24);
-  h.writeUInt32LE(RECORD_MAGIC, 0);
-  h[4] = stream;
-  h.writeUInt32LE(payload.length, 8);
-  h.writeBigUInt64LE(timeNs, 12);
-  h.writeUInt32LE(crc32(h.subarray(0, 20)), 20);
-  return Buffer.concat([h, payload]);
-}
 
 let n = 0;
 function logFile(...records: Buffer[]): string {
@@ -137,6 +118,16 @@ describe('log follower', () => {
     await assert.rejects(collect(source, { from: 1000 }), /beyond the end/);
     await assert.rejects(collect(source, { from: -1 }), /non-negative/);
     assert.deepEqual(await collect(source, { from: 16 + 29 }), []);
+  });
+
+  it('a damaged first record is damage (CorruptLogError), not a bad offset, whether or not the start was asked for', async () => {
+    const damaged = Buffer.concat([fileHeader(), record(1, 'hello'), record(2, 'world')]);
+    damaged[16 + 5] ^= 0xff; // inside the first record's header: its CRC no longer matches
+    const file = logFile(damaged.subarray(16));
+    const source = new CompleteLog(file, damaged.length);
+    for (const options of [{}, { from: 16 }, { from: 0 }]) {
+      await assert.rejects(collect(source, options), (e: unknown) => e instanceof CorruptLogError && !(e instanceof ValidationError), JSON.stringify(options));
+    }
   });
 
   it('follows growth without gaps or duplicates and ends when complete', async () => {

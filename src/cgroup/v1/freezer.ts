@@ -2,22 +2,13 @@
 // cgroup.kill and no emptiness event, so: freeze-kill-thaw, and polling cgroup.procs.
 import * as path from 'node:path';
 
-import { cgroupFsError, isCgroupGone, readControl, type CgroupFs } from '../cgroup-fs';
-import { delay, freezeKillThaw, listProcs, type JobProcesses } from '../job-processes';
+import { cgroupFsError, isCgroupGone, readControl } from '../cgroup-fs';
+import { CgroupProcesses, delay, freezeKillThaw } from '../job-processes';
 
 const FREEZE_TIMEOUT_MS = 1000;
 const POLL_MS = 20;
 
-export class FreezerProcesses implements JobProcesses {
-  constructor(
-    private readonly fs: CgroupFs,
-    readonly dir: string,
-  ) {}
-
-  list(): Promise<number[]> {
-    return listProcs(this.fs, this.dir);
-  }
-
+export class FreezerProcesses extends CgroupProcesses {
   async populated(): Promise<boolean> {
     return (await this.list()).length > 0;
   }

@@ -59,6 +59,12 @@ export function averageCpuPercent(job: JobReport): number | null {
   return (job.stats.cpuUsageMicros / 1000 / job.durationMs) * 100;
 }
 
+function poolLine(pool: NonNullable<JobReport['pool']>): string {
+  const where = pool.runnerHost === null ? 'queued' : `on ${pool.runnerHost} (${pool.runnerAddress ?? '?'})`;
+  const retries = pool.retries === 0 ? '' : `, retries ${pool.retries}`;
+  return `${pool.name}, ${where}, attempt ${pool.attempts}${retries}`;
+}
+
 function time(iso: string | null, now: Date): string {
   return iso === null ? '-' : `${iso} (${formatAgo(new Date(iso), now)})`;
 }
@@ -95,6 +101,7 @@ export function renderJobDetails(job: JobReport, now: Date): string {
     ['State', job.state === 'running' && job.pid !== null ? `running (pid ${job.pid})` : job.state],
   ];
   if (job.reason !== null) rows.push(['Result', job.reason]);
+  if (job.pool !== null) rows.push(['Pool', poolLine(job.pool)]);
   if (job.oomKilled) rows.push(['OOM', 'the kernel killed a process of the job for exceeding its memory limit']);
   rows.push(
     ['Command', commandLine(job)],

@@ -25,6 +25,8 @@ export interface JobSpecFlags {
   mount?: string[] | undefined;
   readOnly?: boolean | undefined;
   hostNamespace?: string[] | undefined;
+  pool?: string | undefined;
+  retries?: string | undefined;
 }
 
 export type StartRequest = StartJobRequest & { args: string[]; env: Record<string, string>; cwd: string; limits: LimitsRequest & { io: NonNullable<LimitsRequest['io']> } };
@@ -87,6 +89,14 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
       return name as (typeof HOST_NAMESPACES)[number];
     });
   }
+  if (flags.pool !== undefined) {
+    if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(flags.pool)) throw flagError('--pool', `expected 1-32 of a-z, 0-9 and '-', got ${JSON.stringify(flags.pool)}`);
+    request.pool = flags.pool;
+  }
+  if (flags.retries !== undefined) {
+    if (flags.pool === undefined) throw flagError('--retries', 'is only for pool jobs: give --pool too');
+    request.retries = parseFlag('--retries', flags.retries, (text) => parseInteger(text, 0, 10));
+  }
   return request;
 }
 
@@ -139,6 +149,8 @@ export abstract class JobSpecCommand extends ClientCommand {
   mount = Option.Array('--mount', { description: 'show host path SRC at DST in the job, SRC:DST[:ro]; DST must exist (repeatable; a role the daemon allows, admins by default)' });
   readOnly = Option.Boolean('--read-only', { description: 'make every mount read-only but the scratch directory, private /tmp and --mount binds' });
   hostNamespace = Option.Array('--host-namespace', { description: 'share the host\'s pid, mount, cgroup, ipc or uts namespace instead of one of its own (repeatable; an opt-out the daemon must allow you)' });
+  pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
+  retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {

@@ -20,6 +20,7 @@ ${LIMITS_DETAILS}
       ['With an environment and a working directory', '$0 start --env LANG=C.UTF-8 --env DEBUG=1 --cwd /srv/app -- ./build.sh'],
       ['Limit disk bandwidth per device', '$0 start --io-read-bps /dev/sda=10M --io-write-bps /dev/sda=5M -- tar czf /tmp/x.tgz /srv'],
       ['Keep the id in a shell variable', 'id=$($0 start -- sh -c "echo hi; sleep 5")'],
+      ['On whichever daemon of the pool "batch" has room; run again once if that daemon is lost', '$0 start --pool batch --retries 1 --memory 1G -- ./nightly.sh'],
     ],
   });
 

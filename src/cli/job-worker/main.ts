@@ -2,7 +2,7 @@
 import { Builtins, Cli } from 'clipanion';
 
 import { runCli } from '../run';
-import { PkiCaCommand, PkiClientCommand, PkiServerCommand } from './pki';
+import { PkiCaCommand, PkiClientCommand, PkiNatsClientCommand, PkiServerCommand } from './pki';
 import { ServeCommand } from './serve';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -14,6 +14,7 @@ export function createWorkerCli(): Cli {
   cli.register(PkiCaCommand);
   cli.register(PkiServerCommand);
   cli.register(PkiClientCommand);
+  cli.register(PkiNatsClientCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

@@ -9,6 +9,7 @@ import { BaseCommand, flagError } from '../run';
 import {
   createCa,
   issueClientCertificate,
+  issueNatsClientCertificate,
   issueServerCertificate,
   loadCa,
   ROLES,
@@ -120,6 +121,34 @@ export class PkiClientCommand extends PkiCommand {
     await writePemFiles(issued, paths, { overwrite: this.force });
     await writePemFile(path.join(dir, 'ca.pem'), ca.certificatePem, { mode: 0o644, overwrite: true });
     this.say(`client certificate for ${this.name} (${this.roles.join(', ')}) written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600), ${path.join(dir, 'ca.pem')}`);
+    return 0;
+  }
+}
+
+export class PkiNatsClientCommand extends PkiCommand {
+  static override paths = [['pki', 'nats-client']];
+  static override usage = Command.Usage({
+    category: 'PKI',
+    description: "Issue a daemon's certificate for NATS (fleet)",
+    details: `
+      A client certificate without roles, for a daemon to reach NATS over mutual TLS (docs/fleet.md).
+      Its CN is the daemon's fleet host name; NATS maps it to a user (verify_and_map). Issue it from
+      the fleet's own CA, not the one that signs users' certificates, so that no user certificate can
+      connect to NATS. Writes NAME.pem, NAME-key.pem (0600) and ca.pem. Valid 1 year by default.
+    `,
+    examples: [['The NATS certificate of daemon w1', '$0 pki nats-client --ca-dir /etc/jobworker/fleet-pki --name w1 --out /etc/jobworker/nats']],
+  });
+  caDir = Option.String('--ca-dir', { required: true, description: 'directory holding the fleet CA (ca.pem and ca-key.pem)' });
+  name = Option.String('--name', { required: true, description: "the daemon's fleet host name (subject CN)" });
+
+  async run(): Promise<number> {
+    const ca = await loadCa(caPaths(this.caDir));
+    const issued = await issueNatsClientCertificate(ca, { name: this.name, ...(this.days === undefined ? {} : { validityDays: this.days }) });
+    const dir = await this.outDir();
+    const paths = { certificatePath: path.join(dir, `${this.name}.pem`), privateKeyPath: path.join(dir, `${this.name}-key.pem`) };
+    await writePemFiles(issued, paths, { overwrite: this.force });
+    await writePemFile(path.join(dir, 'ca.pem'), ca.certificatePem, { mode: 0o644, overwrite: true });
+    this.say(`NATS client certificate for ${this.name} written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600), ${path.join(dir, 'ca.pem')}`);
     return 0;
   }
 }

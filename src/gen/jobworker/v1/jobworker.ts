@@ -35,7 +35,10 @@ import { Timestamp } from "../../google/protobuf/timestamp";
  * that maximum; responses never hold more. Each request field's comment gives its real range.
  */
 
-/** The lifecycle: STARTING -> RUNNING -> EXITED | FAILED | STOPPED | LOST (docs/library.md). */
+/**
+ * The lifecycle: STARTING -> RUNNING -> EXITED | FAILED | STOPPED | LOST (docs/library.md); a pool
+ * job is QUEUED first (docs/fleet.md).
+ */
 export enum JobState {
   JOB_STATE_UNSPECIFIED = 0,
   /** JOB_STATE_STARTING - Its cgroup is being created; the process does not run yet. */
@@ -50,6 +53,8 @@ export enum JobState {
   JOB_STATE_STOPPED = 5,
   /** JOB_STATE_LOST - The daemon stopped tracking it (it restarted while the job ran); its processes were killed. */
   JOB_STATE_LOST = 6,
+  /** JOB_STATE_QUEUED - A pool job waiting for a daemon of its pool with room; no process yet. */
+  JOB_STATE_QUEUED = 7,
 }
 
 export function jobStateFromJSON(object: any): JobState {
@@ -75,6 +80,9 @@ export function jobStateFromJSON(object: any): JobState {
     case 6:
     case "JOB_STATE_LOST":
       return JobState.JOB_STATE_LOST;
+    case 7:
+    case "JOB_STATE_QUEUED":
+      return JobState.JOB_STATE_QUEUED;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum JobState");
   }
@@ -96,6 +104,8 @@ export function jobStateToJSON(object: JobState): string {
       return "JOB_STATE_STOPPED";
     case JobState.JOB_STATE_LOST:
       return "JOB_STATE_LOST";
+    case JobState.JOB_STATE_QUEUED:
+      return "JOB_STATE_QUEUED";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum JobState");
   }
@@ -422,8 +432,29 @@ export interface Job {
   user:
     | JobUser
     | undefined;
+  /** Set for a job started with a pool (docs/fleet.md); absent for a job of this daemon alone. */
+  pool:
+    | PoolPlacement
+    | undefined;
   /** How it is isolated from the host and from other jobs. */
   isolation: Isolation | undefined;
+}
+
+/** Where a pool job is queued and which daemon runs it. */
+export interface PoolPlacement {
+  /** The pool's name. */
+  name: string;
+  /** The daemon that claimed it (its configured host name); empty while queued. */
+  runnerHost: string;
+  /**
+   * HOST:PORT where clients reach that daemon: StreamLogs and StopJob of a running pool job go
+   * there (docs/fleet.md); empty while queued.
+   */
+  runnerAddress: string;
+  /** Re-runs asked for after a lost run (StartJobRequest.retries). */
+  retries: number;
+  /** Runs begun so far: 0 while first queued, 1 once claimed, more after lost runs were retried. */
+  attempts: number;
 }
 
 /** How a job is kept apart from the host and from other jobs (docs/security.md, "Threat model"). */
@@ -537,6 +568,18 @@ export interface StartJobRequest {
   user:
     | JobUser
     | undefined;
+  /**
+   * Run it on whichever daemon of this pool has room, queued through NATS JetStream
+   * (docs/fleet.md); 1-32 of a-z, 0-9, '-', starting with a letter or digit. Empty: on this daemon.
+   */
+  pool: string;
+  /** Pool jobs: re-run it this many times if the daemon running it is lost, 0..10. 0: at most once. */
+  retries: number;
+  /**
+   * Pool jobs: a UUID chosen by the client (lower case). Repeating a StartJob with the same id
+   * answers the same job, which runs once. Empty: the daemon picks one.
+   */
+  jobId: string;
   /**
    * The user to run the job as, by name, looked up in the daemon's user database (NSS) when the
    * job starts; its primary group and supplementary groups come from there too (as login sets
@@ -1084,6 +1127,7 @@ function createBaseJob(): Job {
     log: undefined,
     stats: undefined,
     user: undefined,
+    pool: undefined,
     isolation: undefined,
   };
 }
@@ -1147,8 +1191,11 @@ export const Job: MessageFns<Job> = {
     if (message.user !== undefined) {
       JobUser.encode(message.user, writer.uint32(154).fork()).join();
     }
+    if (message.pool !== undefined) {
+      PoolPlacement.encode(message.pool, writer.uint32(162).fork()).join();
+    }
     if (message.isolation !== undefined) {
-      Isolation.encode(message.isolation, writer.uint32(162).fork()).join();
+      Isolation.encode(message.isolation, writer.uint32(242).fork()).join();
     }
     return writer;
   },
@@ -1323,6 +1370,14 @@ export const Job: MessageFns<Job> = {
               break;
             }
 
+            message.pool = PoolPlacement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
             message.isolation = Isolation.decode(reader, reader.uint32());
             continue;
           }
@@ -1383,6 +1438,7 @@ export const Job: MessageFns<Job> = {
       log: isSet(object.log) ? LogInfo.fromJSON(object.log) : undefined,
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
+      pool: isSet(object.pool) ? PoolPlacement.fromJSON(object.pool) : undefined,
       isolation: isSet(object.isolation) ? Isolation.fromJSON(object.isolation) : undefined,
     };
   },
@@ -1446,6 +1502,9 @@ export const Job: MessageFns<Job> = {
     if (message.user !== undefined) {
       obj.user = JobUser.toJSON(message.user);
     }
+    if (message.pool !== undefined) {
+      obj.pool = PoolPlacement.toJSON(message.pool);
+    }
     if (message.isolation !== undefined) {
       obj.isolation = Isolation.toJSON(message.isolation);
     }
@@ -1480,9 +1539,153 @@ export const Job: MessageFns<Job> = {
       ? ResourceStats.fromPartial(object.stats)
       : undefined;
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
+    message.pool = (object.pool !== undefined && object.pool !== null)
+      ? PoolPlacement.fromPartial(object.pool)
+      : undefined;
     message.isolation = (object.isolation !== undefined && object.isolation !== null)
       ? Isolation.fromPartial(object.isolation)
       : undefined;
+    return message;
+  },
+};
+
+function createBasePoolPlacement(): PoolPlacement {
+  return { name: "", runnerHost: "", runnerAddress: "", retries: 0, attempts: 0 };
+}
+
+export const PoolPlacement: MessageFns<PoolPlacement> = {
+  encode(message: PoolPlacement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.runnerHost !== "") {
+      writer.uint32(18).string(message.runnerHost);
+    }
+    if (message.runnerAddress !== "") {
+      writer.uint32(26).string(message.runnerAddress);
+    }
+    if (message.retries !== 0) {
+      writer.uint32(32).uint32(message.retries);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(40).uint32(message.attempts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PoolPlacement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePoolPlacement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runnerHost = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runnerAddress = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.retries = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PoolPlacement {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      runnerHost: isSet(object.runnerHost)
+        ? globalThis.String(object.runnerHost)
+        : isSet(object.runner_host)
+        ? globalThis.String(object.runner_host)
+        : "",
+      runnerAddress: isSet(object.runnerAddress)
+        ? globalThis.String(object.runnerAddress)
+        : isSet(object.runner_address)
+        ? globalThis.String(object.runner_address)
+        : "",
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+    };
+  },
+
+  toJSON(message: PoolPlacement): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.runnerHost !== "") {
+      obj.runnerHost = message.runnerHost;
+    }
+    if (message.runnerAddress !== "") {
+      obj.runnerAddress = message.runnerAddress;
+    }
+    if (message.retries !== 0) {
+      obj.retries = Math.round(message.retries);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PoolPlacement>, I>>(base?: I): PoolPlacement {
+    return PoolPlacement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PoolPlacement>, I>>(object: I): PoolPlacement {
+    const message = createBasePoolPlacement();
+    message.name = object.name ?? "";
+    message.runnerHost = object.runnerHost ?? "";
+    message.runnerAddress = object.runnerAddress ?? "";
+    message.retries = object.retries ?? 0;
+    message.attempts = object.attempts ?? 0;
     return message;
   },
 };
@@ -2277,6 +2480,9 @@ function createBaseStartJobRequest(): StartJobRequest {
     cwd: "",
     limits: undefined,
     user: undefined,
+    pool: "",
+    retries: 0,
+    jobId: "",
     userName: "",
     groupName: "",
     network: 0,
@@ -2306,23 +2512,32 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.user !== undefined) {
       JobUser.encode(message.user, writer.uint32(50).fork()).join();
     }
+    if (message.pool !== "") {
+      writer.uint32(58).string(message.pool);
+    }
+    if (message.retries !== 0) {
+      writer.uint32(64).uint32(message.retries);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(74).string(message.jobId);
+    }
     if (message.userName !== "") {
-      writer.uint32(58).string(message.userName);
+      writer.uint32(242).string(message.userName);
     }
     if (message.groupName !== "") {
-      writer.uint32(66).string(message.groupName);
+      writer.uint32(250).string(message.groupName);
     }
     if (message.network !== 0) {
-      writer.uint32(72).int32(message.network);
+      writer.uint32(256).int32(message.network);
     }
     for (const v of message.mounts) {
-      Mount.encode(v!, writer.uint32(82).fork()).join();
+      Mount.encode(v!, writer.uint32(266).fork()).join();
     }
     if (message.readOnlyRoot !== undefined) {
-      writer.uint32(88).bool(message.readOnlyRoot);
+      writer.uint32(272).bool(message.readOnlyRoot);
     }
     if (message.hostNamespaces.length !== 0) {
-      writer.uint32(98).fork();
+      writer.uint32(282).fork();
       for (const v of message.hostNamespaces) {
         writer.int32(v);
       }
@@ -2400,49 +2615,73 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
               break;
             }
 
-            message.userName = reader.string();
+            message.pool = reader.string();
             continue;
           }
           case 8: {
-            if (tag !== 66) {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.retries = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.userName = reader.string();
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
               break;
             }
 
             message.groupName = reader.string();
             continue;
           }
-          case 9: {
-            if (tag !== 72) {
+          case 32: {
+            if (tag !== 256) {
               break;
             }
 
             message.network = reader.int32() as any;
             continue;
           }
-          case 10: {
-            if (tag !== 82) {
+          case 33: {
+            if (tag !== 266) {
               break;
             }
 
             message.mounts.push(Mount.decode(reader, reader.uint32()));
             continue;
           }
-          case 11: {
-            if (tag !== 88) {
+          case 34: {
+            if (tag !== 272) {
               break;
             }
 
             message.readOnlyRoot = reader.bool();
             continue;
           }
-          case 12: {
-            if (tag === 96) {
+          case 35: {
+            if (tag === 280) {
               message.hostNamespaces.push(reader.int32() as any);
 
               continue;
             }
 
-            if (tag === 98) {
+            if (tag === 282) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
                 message.hostNamespaces.push(reader.int32() as any);
@@ -2486,6 +2725,13 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
       cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
       limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
+      pool: isSet(object.pool) ? globalThis.String(object.pool) : "",
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
       userName: isSet(object.userName)
         ? globalThis.String(object.userName)
         : isSet(object.user_name)
@@ -2539,6 +2785,15 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.user !== undefined) {
       obj.user = JobUser.toJSON(message.user);
     }
+    if (message.pool !== "") {
+      obj.pool = message.pool;
+    }
+    if (message.retries !== 0) {
+      obj.retries = Math.round(message.retries);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
     if (message.userName !== "") {
       obj.userName = message.userName;
     }
@@ -2581,6 +2836,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
       ? Limits.fromPartial(object.limits)
       : undefined;
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
+    message.pool = object.pool ?? "";
+    message.retries = object.retries ?? 0;
+    message.jobId = object.jobId ?? "";
     message.userName = object.userName ?? "";
     message.groupName = object.groupName ?? "";
     message.network = object.network ?? 0;

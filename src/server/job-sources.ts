@@ -1,0 +1,72 @@
+// Where a job is: this daemon's Worker, or (with a fleet) a pool job's record, which any daemon
+// reads. A pool job that runs (or ran) here is answered from the Worker — live stats, its log —
+// with its placement from the record; one that runs elsewhere from its record alone.
+import type { Fleet, PoolJob, PoolJobState } from '../fleet';
+import type * as pb from '../gen/jobworker/v1/jobworker';
+import { isFinal, type Job, type Worker } from '../worker';
+import { jobToPb, poolJobToPb } from './convert';
+
+const FINAL: readonly PoolJobState[] = ['exited', 'failed', 'stopped', 'lost'];
+
+export type LocatedJob = { where: 'here'; job: Job; pool: PoolJob | undefined } | { where: 'pool'; pool: PoolJob };
+
+export function locateJob(worker: Worker, fleet: Fleet | null, id: string): LocatedJob | undefined {
+  const local = worker.get(id);
+  const pool = fleet?.get(id);
+  if (pool === undefined) return local === undefined ? undefined : { where: 'here', job: local, pool };
+  // Runs here, or ran here and is over (this daemon has its log).
+  const ranHere = pool.placement.runnerHost === fleet!.host && isFinal(local?.state ?? 'starting') && FINAL.includes(pool.status.state);
+  if (local !== undefined && (pool.runsHere || ranHere)) {
+    return { where: 'here', job: local, pool };
+  }
+  return { where: 'pool', pool };
+}
+
+export function ownerOf(located: LocatedJob): string {
+  return located.where === 'here' ? located.job.owner : located.pool.status.owner;
+}
+
+/** A job as listings and watches need it. */
+export interface ListedJob {
+  id: string;
+  owner: string;
+  state: PoolJobState;
+  createdAt: Date;
+  toPb(): pb.Job;
+}
+
+export interface JobSource {
+  list(): ListedJob[];
+  /** previousState null: a job seen for the first time. */
+  subscribe(listener: (job: ListedJob, previousState: PoolJobState | null) => void): () => void;
+}
+
+function listedLocal(job: Job, pool: PoolJob | undefined): ListedJob {
+  return { id: job.id, owner: job.owner, state: job.state, createdAt: job.createdAt, toPb: () => jobToPb(job.status(), undefined, pool?.placement) };
+}
+
+function listedPool(pool: PoolJob): ListedJob {
+  return { id: pool.status.id, owner: pool.status.owner, state: pool.status.state, createdAt: pool.status.createdAt, toPb: () => poolJobToPb(pool) };
+}
+
+/** This daemon's own jobs (pool jobs are the fleet source's). */
+export function workerSource(worker: Worker, fleet: Fleet | null): JobSource {
+  const isPoolJob = (id: string) => fleet?.get(id) !== undefined;
+  return {
+    list: () => worker.list().filter((job) => !isPoolJob(job.id)).map((job) => listedLocal(job, undefined)),
+    subscribe: (listener) =>
+      worker.subscribe((event) => {
+        if (isPoolJob(event.status.id)) return;
+        const status = event.status;
+        listener({ id: status.id, owner: status.owner, state: status.state, createdAt: status.createdAt, toPb: () => jobToPb(status) }, event.previousState);
+      }),
+  };
+}
+
+/** Pool jobs, from their records (every daemon of the fleet sees the same). */
+export function fleetSource(fleet: Fleet): JobSource {
+  return {
+    list: () => fleet.list().map(listedPool),
+    subscribe: (listener) => fleet.subscribe((job, previousState) => listener(listedPool(job), previousState)),
+  };
+}
