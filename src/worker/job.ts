@@ -1,4 +1,5 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
+import { statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -129,17 +130,27 @@ function isSignalName(name: string): name is NodeJS.Signals {
 }
 
 /**
- * A working directory the job's user may not enter is the host's state, not a malformed request:
- * FAILED_PRECONDITION, naming the directory and the user.
+ * A working directory the job cannot use is the host's state, not a malformed request:
+ * FAILED_PRECONDITION, naming the directory and the user. One the job's mount namespace does not
+ * show (under its private /tmp, /var/tmp or /dev/shm, or a hidden directory) is ENOENT there.
  */
-function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs): JobworkerError | undefined {
-  if (!(error instanceof SpawnError) || error.stage !== 'chdir' || (error.code !== 'EACCES' && error.code !== 'EPERM')) return undefined;
+function isHostDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs, ownMounts: boolean): JobworkerError | undefined {
+  if (!(error instanceof SpawnError) || error.stage !== 'chdir') return undefined;
   const who = runAs.name === null ? `uid ${runAs.uid}` : `${runAs.name} (uid ${runAs.uid})`;
-  return new JobworkerError(
-    'failed-precondition',
-    `cwd ${cwd}: the job's user, ${who}${runAs.kind === 'dynamic' ? ', a dynamic uid,' : ''} cannot enter it (${error.code}); give a directory that user may use, or no cwd for a scratch directory of its own`,
-    { cause: error },
-  );
+  const user = `the job's user, ${who}${runAs.kind === 'dynamic' ? ', a dynamic uid,' : ''}`;
+  let why: string;
+  if (error.code === 'EACCES' || error.code === 'EPERM') why = `${user} cannot enter it (${error.code})`;
+  else if ((error.code === 'ENOENT' || error.code === 'ENOTDIR') && ownMounts && isHostDirectory(cwd)) why = `not a directory in the job's view of the host (${error.code}): /tmp, /var/tmp and /dev/shm are private to each job, and the daemon's own directories are hidden`;
+  else return undefined;
+  return new JobworkerError('failed-precondition', `cwd ${cwd}: ${why}; give a directory that user may use, or no cwd for a scratch directory of its own`, { cause: error });
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
@@ -276,7 +287,7 @@ export class Job {
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
-      throw unusableCwd(error, cwd, runAs) ?? error;
+      throw unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ?? error;
     }
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();

@@ -122,10 +122,29 @@ async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
   }
 }
 
-/** "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). */
+/** Covered in every job's mount namespace by a private tmpfs: a scratch directory there would be out of its reach. */
+const PRIVATE_TMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+
+function underPrivateTmp(dir: string): string | undefined {
+  return PRIVATE_TMP_DIRS.find((tmp) => dir === tmp || dir.startsWith(`${tmp}/`));
+}
+
+/** Where scratch roots of state directories under /tmp, /var/tmp or /dev/shm go instead (tests, trials). */
+export const FALLBACK_SCRATCH_PARENT = '/var/lib/jobworker-scratch';
+
+/**
+ * "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). A
+ * state directory under /tmp, /var/tmp or /dev/shm gets FALLBACK_SCRATCH_PARENT/<its name> instead.
+ */
 export function defaultScratchRoot(stateDir: string): string {
   const resolved = path.resolve(stateDir);
-  return path.join(path.dirname(resolved), `${path.basename(resolved)}-scratch`);
+  const beside = path.join(path.dirname(resolved), `${path.basename(resolved)}-scratch`);
+  return underPrivateTmp(beside) === undefined ? beside : path.join(FALLBACK_SCRATCH_PARENT, path.basename(resolved));
+}
+
+function checkScratchRoot(root: string): void {
+  const tmp = underPrivateTmp(path.resolve(root));
+  if (tmp !== undefined) throw new ValidationError('scratch.root', `${root} is under ${tmp}, which every job sees as a private tmpfs of its own (its scratch directory would be out of reach); choose a directory elsewhere`);
 }
 
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
@@ -201,6 +220,7 @@ export class Worker {
     if (options.defaults?.user !== undefined) checkJobUser('defaults.user', options.defaults.user);
     resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
     new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, nssUserDatabase);
+    if (options.scratch?.root !== undefined) checkScratchRoot(options.scratch.root);
     const scratch = new ScratchDirs(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { keep: options.scratch?.keep ?? false });
     await checkHiddenPaths(options.hiddenPaths ?? []);
     const store = new StateStore(options.stateDir, {

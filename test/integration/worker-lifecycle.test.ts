@@ -275,7 +275,8 @@ describe('job user', requireRoot, () => {
   });
 
   it('a cwd the job\'s user cannot enter fails the start with FAILED_PRECONDITION naming both', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-private-'));
+    // Not under /tmp: every job has a private one, where this directory does not exist at all.
+    const dir = mkdtempSync('/var/lib/jobworker-private-');
     try {
       chmodSync(dir, 0o700);
       await assert.rejects(t.worker.start({ command: 'true', cwd: dir }), (e: unknown) => {
@@ -284,6 +285,24 @@ describe('job user', requireRoot, () => {
         return true;
       });
       assert.deepEqual([...t.worker.dynamicUids.inUse], []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a cwd under /tmp (private to each job) fails the start with FAILED_PRECONDITION saying why', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-host-tmp-'));
+    try {
+      chmodSync(dir, 0o755);
+      await assert.rejects(t.worker.start({ command: 'true', cwd: dir }), (e: unknown) => {
+        assert.ok(e instanceof JobworkerError && e.kind === 'failed-precondition', String(e));
+        assert.match(e.message, new RegExp(`^cwd ${dir}: not a directory in the job's view of the host \\(ENOENT\\): /tmp, /var/tmp and /dev/shm are private to each job`));
+        return true;
+      });
+      // An admin's opt-out of the mount namespace shows the host's /tmp.
+      const shared = await t.worker.start({ command: 'pwd', cwd: dir, user: { uid: 0, gid: 0 }, isolation: { namespaces: { mount: false } } });
+      await shared.wait();
+      assert.equal(await text(shared), `${dir}\n`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
