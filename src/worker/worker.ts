@@ -142,6 +142,12 @@ export function defaultScratchRoot(stateDir: string): string {
   return underPrivateTmp(beside) === undefined ? beside : path.join(FALLBACK_SCRATCH_PARENT, path.basename(resolved));
 }
 
+/** Directories not inside another of the list: once the outer one is hidden, the inner ones do not exist in the job's view. */
+function outermost(dirs: readonly string[]): string[] {
+  const unique = [...new Set(dirs)];
+  return unique.filter((dir) => !unique.some((other) => other !== dir && (other === '/' || dir.startsWith(`${other}/`))));
+}
+
 function checkScratchRoot(root: string): void {
   const tmp = underPrivateTmp(path.resolve(root));
   if (tmp !== undefined) throw new ValidationError('scratch.root', `${root} is under ${tmp}, which every job sees as a private tmpfs of its own (its scratch directory would be out of reach); choose a directory elsewhere`);
@@ -192,7 +198,7 @@ export class Worker {
     this.#users = options.users?.database ?? nssUserDatabase;
     this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
     this.scratch = scratch;
-    this.#hiddenPaths = [...new Set([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root])];
+    this.#hiddenPaths = outermost([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root]);
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
