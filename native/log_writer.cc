@@ -21,9 +21,26 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+namespace {
+
+// A file we may overwrite in place: a plain file of ours with one name. Anything else renamed into
+// the log's place (a symbolic or hard link planted as a spare) must not be written through.
+bool own_plain_file(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_uid == geteuid();
+}
+
+}  // namespace
+
 LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : max_bytes_(max_bytes) {
-  if (reuse) file_.reset(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!file_.valid()) file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  // Never through a link (O_NOFOLLOW), and a new log is a new file (O_EXCL): the state directory
+  // may hold links planted there, and the daemon runs as root.
+  if (reuse) {
+    file_.reset(open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (file_.valid() && !own_plain_file(file_.get())) file_.reset();
+    if (!file_.valid()) unlink(path.c_str());  // what took the spare's name goes (a link's target stays)
+  }
+  if (!file_.valid()) file_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
   if (!file_.valid()) throw NativeError{Stage::kLog, errno, path};
   uint8_t header[kFileHeaderSize];
   encode_file_header(header);

@@ -13,12 +13,14 @@ namespace jw {
 
 class LogWriter {
  public:
-  // Creates (truncates) the file and writes its header. Throws NativeError (stage kLog, the path).
+  // Creates the file (a new one: O_EXCL, never through a link) and writes its header. Throws
+  // NativeError (stage kLog, the path).
   // `max_bytes` caps the job's output kept: record payloads, not headers or markers (see
   // docs/log-format.md, "Size cap").
   // `reuse`: the file is an emptied log of ours (at most a header long, its first block still
   // allocated): it is overwritten in place rather than truncated, so no block is freed and
-  // allocated again (each free is a synchronous discard on a filesystem mounted -o discard).
+  // allocated again (each free is a synchronous discard on a filesystem mounted -o discard). If it
+  // is not a plain file of ours with one name (a link), its name is unlinked and a new file made.
   LogWriter(const std::string& path, uint64_t max_bytes, bool reuse = false);
 
   // Moves `available` bytes (FIONREAD) from the pipe into records of `stream` (kMaxRecordPayload at

@@ -54,11 +54,20 @@ export class SystemError extends JobworkerError {
 }
 
 /** Errno names that mean the host ran out of something, not that jobworker has a bug. */
-const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT']);
+const EXHAUSTION_CODES = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/** What a full or read-only filesystem means for the request, said next to the errno. */
+const HOST_STATE_DETAILS: Record<string, string> = {
+  ENOSPC: 'no space left on the filesystem',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the filesystem is read-only',
+};
 
 /**
  * Wraps a Node fs/child error (with `.code`) as a SystemError naming the operation and path. A full
- * disk (ENOSPC, EDQUOT) is `resource-exhausted` whatever `kind` says: it is the host's state, not a bug.
+ * disk (ENOSPC, EDQUOT) or fd table (EMFILE, ENFILE) is `resource-exhausted` whatever `kind` says,
+ * and a read-only filesystem (EROFS) `unavailable` unless `kind` says otherwise: they are the host's
+ * state, not a bug.
  */
 export function systemError(
   operation: string,
@@ -67,7 +76,10 @@ export function systemError(
   kind: ErrorKind = 'internal',
 ): SystemError {
   const code = errorCode(cause) ?? 'EUNKNOWN';
-  return new SystemError(operation, path, code, { cause, kind: EXHAUSTION_CODES.has(code) ? 'resource-exhausted' : kind });
+  // EROFS is `unavailable` unless the caller chose a kind (cgroupfs mounted read-only is a permission).
+  const hostKind = EXHAUSTION_CODES.has(code) ? 'resource-exhausted' : code === 'EROFS' && kind === 'internal' ? 'unavailable' : undefined;
+  const detail = HOST_STATE_DETAILS[code];
+  return new SystemError(operation, path, code, { cause, kind: hostKind ?? kind, ...(detail === undefined ? {} : { detail }) });
 }
 
 export function errorCode(error: unknown): string | undefined {

@@ -32,6 +32,7 @@ export function jobFromPb(job: pb.Job): JobView {
     owner: job.owner,
     command: job.command,
     args: job.args,
+    argsOmitted: job.argsOmitted,
     cwd: job.cwd,
     user: job.user === undefined ? null : { uid: job.user.uid, gid: job.user.gid, groups: job.user.groups, name: emptyToNull(job.user.name), kind: USER_KINDS.get(job.user.kind) ?? 'unknown' },
     isolation: isolationFromPb(job.isolation),

@@ -11,7 +11,10 @@ export interface JobView {
   /** The identity that started it. */
   owner: string;
   command: string;
+  /** Its arguments; in listings of a job with a big argv + environment, only the leading ones. */
   args: string[];
+  /** Arguments not in `args` (0: complete; GetJob always answers with every one). */
+  argsOmitted: number;
   cwd: string;
   /** The user it runs as; null only while it is starting and its user is not settled. */
   user: JobUserView | null;

@@ -39,8 +39,33 @@ export interface DaemonConfig {
   scratch: { root: string | null; keep: boolean };
   isolation: IsolationConfig;
   maxRunningJobs?: number;
-  /** Open log/watch streams one identity may hold (each can hold ~2 MiB for a client that stops reading). */
+  /**
+   * Open streams one identity may hold — StreamLogs, WatchJobs, health Watch, reflection (a log or
+   * watch stream can hold ~3 MiB for a client that stops reading). Default 1024.
+   */
   maxStreamsPerIdentity?: number;
+  /** Connections, bounded at accept (before TLS) and per connection (docs/security.md, "Bounds"). */
+  connections: {
+    /** Open connections at most; more are closed at accept. Default 1024. */
+    max?: number;
+    /** Open connections from one peer address at most. Default 128. */
+    maxPerAddress?: number;
+    /** A TLS handshake not done by then is cut. Default 10000. */
+    handshakeTimeoutMs?: number;
+    /** Calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). Default 256. */
+    maxStreamsPerConnection?: number;
+  };
+  /** The fd budget: RLIMIT_NOFILE less what the daemon keeps for itself (docs/reliability.md). */
+  fileDescriptors: {
+    /** Fds kept for the daemon beyond those open at start. Default 256. */
+    reserve?: number;
+    /** Share of the budget one identity's running jobs may hold, 0–1. Default 0.5. */
+    identityJobShare?: number;
+  };
+  /** StreamLogs tail/since scans at once (they share libuv's 4 threads with every spawn). */
+  logScans: { max?: number; maxPerIdentity?: number };
+  /** Interval of the aggregated audit lines for refused calls and connections. Default 10000. */
+  refusalLogIntervalMs?: number;
   log: { level: LogLevel; format: LogFormat | null };
   /** On SIGTERM: stop running jobs (recorded as stopped) or leave them to be recovered as lost. */
   shutdown: { stopJobs: boolean; graceMs: number };
@@ -134,6 +159,22 @@ const isFileConfig = t.isObject(
         hide: t.isOptional(t.isArray(t.isString())),
       }),
     ),
+    connections: t.isOptional(
+      t.isObject({
+        max: t.isOptional(isPositiveInteger),
+        maxPerAddress: t.isOptional(isPositiveInteger),
+        handshakeTimeoutMs: t.isOptional(isPositiveInteger),
+        maxStreamsPerConnection: t.isOptional(isPositiveInteger),
+      }),
+    ),
+    fileDescriptors: t.isOptional(
+      t.isObject({
+        reserve: t.isOptional(isNonNegativeInteger),
+        identityJobShare: t.isOptional(t.cascade(t.isNumber(), [t.isInInclusiveRange(0.01, 1)])),
+      }),
+    ),
+    logScans: t.isOptional(t.isObject({ max: t.isOptional(isPositiveInteger), maxPerIdentity: t.isOptional(isPositiveInteger) })),
+    refusalLogIntervalMs: t.isOptional(isPositiveInteger),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
     fleet: t.isOptional(
@@ -178,6 +219,9 @@ export function defaultConfig(): DaemonConfig {
       mounts: [...DEFAULT_JOB_POLICY.mounts],
       hide: [],
     },
+    connections: {},
+    fileDescriptors: {},
+    logScans: {},
     log: { level: 'info', format: null },
     shutdown: { stopJobs: true, graceMs: 10_000 },
     fleet: null,
@@ -244,6 +288,10 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
       mounts: file.isolation?.mounts ?? config.isolation.mounts,
       hide: file.isolation?.hide ?? config.isolation.hide,
     },
+    connections: { ...config.connections, ...file.connections },
+    fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
+    logScans: { ...config.logScans, ...file.logScans },
+    refusalLogIntervalMs: file.refusalLogIntervalMs ?? config.refusalLogIntervalMs,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
     fleet: file.fleet === undefined ? config.fleet : fleetConfigOf(file.fleet),

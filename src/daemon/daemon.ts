@@ -11,7 +11,7 @@ import { Logger } from '../logger';
 import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
-import { JobworkerServer, splitHostPort } from '../server';
+import { JobworkerServer, openFilesLimit, splitHostPort } from '../server';
 import { nssUserDatabase, Worker } from '../worker';
 import type { DaemonConfig, FleetConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
@@ -105,6 +105,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       logger,
       ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
       policy,
+      connections: config.connections,
+      fileDescriptors: config.fileDescriptors,
+      logScans: config.logScans,
+      ...(config.refusalLogIntervalMs === undefined ? {} : { refusalLogIntervalMs: config.refusalLogIntervalMs }),
     });
     try {
       if (config.fleet !== null) {
@@ -125,6 +129,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     listen: `${splitHostPort(config.listen, 'listen').host}:${server.port}`,
     metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
   });
+  // Node raised the soft RLIMIT_NOFILE to the hard limit at start-up; the budget is what is left
+  // after what the daemon keeps for itself (src/server/fd-budget.ts).
+  const nofile = openFilesLimit();
+  const fdFigures = { soft: nofile.soft, hard: nofile.hard, budget: server.fds.total, keptForDaemon: server.fds.reserved };
+  if (nofile.soft < nofile.hard) logger.warn('open files limit below its hard limit', fdFigures);
+  else logger.info('open files limit', fdFigures);
   logger.info('ready', {
     stateDir: config.stateDir,
     cgroupMode: worker.cgroupDriver.mode,
@@ -136,6 +146,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
   const idleMemory = new IdleMemoryReleaser({
+    onError: (task, error, failures) => logger.error('periodic task failed; it runs again at its next tick', { task, failures, error: error instanceof Error ? error.message : String(error) }),
     onRelease: (before, after, reason) =>
       logger.debug('released memory grown in a burst', { reason, rssMiB: `${mib(before.rss)} → ${mib(after.rss)}`, heapMiB: `${mib(before.heapTotal)} → ${mib(after.heapTotal)}`, liveHeapMiB: mib(after.heapUsed) }),
   });

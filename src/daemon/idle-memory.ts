@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
+import { runPeriodically, type PeriodicTask } from '../periodic';
 import { trimNativeHeap } from '../worker';
 
 export const CHECK_INTERVAL_MS = 30_000;
@@ -52,6 +53,11 @@ export interface IdleMemoryOptions {
   idleUtilization?: number;
   /** Told the figures before and after each release, and why it ran (see releaseReason). */
   onRelease?: (before: MemoryFigures, after: MemoryFigures, reason: string) => void;
+  /**
+   * Told when a check or a trim failed (process.memoryUsage() throws EMFILE when the fd table is
+   * full): the daemon logs it and goes on; never thrown out of a timer (src/periodic.ts).
+   */
+  onError?: (name: string, error: unknown, failures: number) => void;
 }
 
 /**
@@ -77,7 +83,8 @@ function figures(): MemoryFigures {
 
 /** Checks every interval and releases memory grown during a burst once the daemon is idle; stop() ends it. */
 export class IdleMemoryReleaser {
-  #timer: NodeJS.Timeout;
+  #timer: PeriodicTask;
+  #onError: NonNullable<IdleMemoryOptions['onError']>;
   #minGrowthBytes: number;
   #idleUtilization: number;
   #onRelease: IdleMemoryOptions['onRelease'];
@@ -89,8 +96,8 @@ export class IdleMemoryReleaser {
     this.#minGrowthBytes = options.minGrowthBytes ?? MIN_GROWTH_BYTES;
     this.#idleUtilization = options.idleUtilization ?? IDLE_UTILIZATION;
     this.#onRelease = options.onRelease;
-    this.#timer = setInterval(() => this.check(), options.intervalMs ?? CHECK_INTERVAL_MS);
-    this.#timer.unref();
+    this.#onError = options.onError ?? (() => undefined);
+    this.#timer = runPeriodically({ name: 'idle memory release', intervalMs: options.intervalMs ?? CHECK_INTERVAL_MS, task: () => this.check(), onError: this.#onError });
   }
 
   /**
@@ -113,16 +120,20 @@ export class IdleMemoryReleaser {
     // trimming at once would find it still in use.
     this.#trimTimer = setTimeout(() => {
       this.#trimTimer = undefined;
-      trimNativeHeap();
-      const after = figures();
-      this.#baseline = after;
-      this.#onRelease?.(before, after, reason);
+      try {
+        trimNativeHeap();
+        const after = figures();
+        this.#baseline = after;
+        this.#onRelease?.(before, after, reason);
+      } catch (error) {
+        this.#onError('idle memory trim', error, 1);
+      }
     }, TRIM_DELAY_MS); // not unref'd: a release once started finishes (stop() cancels it)
     return true;
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#timer.stop();
     clearTimeout(this.#trimTimer);
   }
 }

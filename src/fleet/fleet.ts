@@ -266,6 +266,7 @@ export class Fleet {
         owner: record.owner,
         command: record.spec.command,
         args: record.spec.args,
+        argsOmitted: 0, // a pool record carries the whole spec
         cwd: record.spec.cwd ?? '/',
         limits: record.spec.limits,
         user: record.spec.user === null ? null : { uid: record.spec.user.uid, gid: record.spec.user.gid, groups: record.spec.user.groups ?? [], name: null, kind: 'requested' },

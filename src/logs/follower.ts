@@ -40,6 +40,8 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
   if (offset < FILE_HEADER_SIZE) offset = FILE_HEADER_SIZE;
   if (offset > source.committed()) throw new ValidationError('from', `offset ${offset} is beyond the end of the log (${source.committed()} bytes)`);
 
+  // Nothing to read, ever: not even the file (a log recovery found missing is recorded empty).
+  if (source.isComplete() && offset >= source.committed()) return;
   const file = await openLog(source.path);
   const scratch = options.reuseBuffer ? { buffer: Buffer.alloc(0) } : undefined;
   let first = true;

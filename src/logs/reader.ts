@@ -1,7 +1,9 @@
 // Reads a log file's records from a record boundary, in large sequential reads, never holding more
 // than one read buffer (plus one oversized record) in memory.
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
+import { errorCode } from '../errors';
 import {
   CorruptLogError,
   FILE_HEADER_SIZE,
@@ -37,9 +39,18 @@ export interface ReadRange {
 /** Largest single read. Reads never go past `until`, so a follower close behind a job reads little. */
 const READ_SIZE = 256 << 10;
 
-/** Opens a log and checks its header. */
+/**
+ * Opens a log and checks its header. Never through a symbolic link (O_NOFOLLOW): a link planted in
+ * place of a log would serve another file's bytes; it is refused as a corrupt log.
+ */
 export async function openLog(path: string): Promise<FileHandle> {
-  const file = await open(path, 'r');
+  let file: FileHandle;
+  try {
+    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    if (errorCode(error) === 'ELOOP') throw new CorruptLogError(0, `${path} is a symbolic link, not a log (not followed)`);
+    throw error;
+  }
   try {
     const header = Buffer.alloc(FILE_HEADER_SIZE);
     const { bytesRead } = await file.read(header, 0, FILE_HEADER_SIZE, 0);

@@ -47,7 +47,7 @@ interface HeaderWalk {
 
 export async function findStart(path: string, query: StartQuery): Promise<LogStart> {
   const from = Math.max(query.from ?? FILE_HEADER_SIZE, FILE_HEADER_SIZE);
-  if (query.tailLines === undefined && query.sinceNs === undefined) return { from, skip: 0 };
+  if ((query.tailLines === undefined && query.sinceNs === undefined) || from >= query.until) return { from, skip: 0 };
   const counted = new Set<StreamName>(query.streams ?? ['stdout', 'stderr']);
   const file = await openLog(path);
   try {

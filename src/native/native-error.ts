@@ -38,13 +38,16 @@ export class NativeError extends JobworkerError {
 export class SpawnError extends NativeError {}
 
 // The request's fault (no such program, bad cwd) is an invalid argument; a busy host (or a full
-// disk under the state directory: the log file cannot be created) is exhaustion.
+// disk under the state directory: the log file cannot be created) is exhaustion; a read-only one is
+// unavailability.
 function nativeErrorKind(stage: NativeStage, code: string): ErrorKind {
   if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
   // A path of the request (a bind's source or target, a directory to hide or keep writable).
   if (stage === 'mount' && ['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP'].includes(code)) return 'invalid-argument';
   if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
   if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
+  // The state directory's filesystem was made read-only: the daemon serves reads, not starts.
+  if (code === 'EROFS') return 'unavailable';
   return 'internal';
 }
 

@@ -1,7 +1,8 @@
 // The frame of every JobService call, around the handler's own work: the caller's identity (from its
 // certificate; the interceptor already checked its role), refusing new calls once shutdown began,
 // the answer or the error as a gRPC status, and the request metrics. A stream is also registered so
-// shutdown can end it, counted against its identity's limit, and written with back-pressure.
+// shutdown can end it and written with back-pressure (the interceptor counted it against its
+// identity's limit); its body may end it early with a status of its own (`end`).
 import {
   status as GrpcStatus,
   type sendUnaryData,
@@ -56,14 +57,25 @@ export function unaryCall<Req, Res>(context: CallContext, method: string, body: 
 }
 
 /**
- * A server-streaming handler: runs `body`, which writes its messages with `write`, and ends the
- * stream OK when it returns, or with its error as a status. `signal` aborts when the client goes
- * away or the daemon shuts down (then the status is UNAVAILABLE).
+ * What a stream's body is given: `write` its messages, `signal` aborts when the client goes away or
+ * the daemon shuts down, and `end(error)` ends the stream at once with that error's status, even
+ * while a write waits for the client (a watcher fallen too far behind).
+ */
+export interface StreamControl<Res> {
+  write: StreamWrite<Res>;
+  signal: AbortSignal;
+  end(error: Error): void;
+}
+
+/**
+ * A server-streaming handler: runs `body`, which writes its messages with `control.write`, and
+ * ends the stream OK when it returns, or with its error as a status (or the error given to
+ * `control.end`; UNAVAILABLE on shutdown).
  */
 export function streamCall<Req, Res>(
   context: CallContext,
   rpc: StreamRpc,
-  body: (request: Req, identity: PeerIdentity, write: StreamWrite<Res>, signal: AbortSignal) => Promise<void>,
+  body: (request: Req, identity: PeerIdentity, control: StreamControl<Res>) => Promise<void>,
 ) {
   return (call: ServerWritableStream<Req, Res>): void => {
     void serveStream(context, rpc, call, body);
@@ -74,7 +86,7 @@ async function serveStream<Req, Res>(
   context: CallContext,
   rpc: StreamRpc,
   call: ServerWritableStream<Req, Res>,
-  body: (request: Req, identity: PeerIdentity, write: StreamWrite<Res>, signal: AbortSignal) => Promise<void>,
+  body: (request: Req, identity: PeerIdentity, control: StreamControl<Res>) => Promise<void>,
 ): Promise<void> {
   const { logger, metrics } = context;
   const abort = new AbortController();
@@ -82,29 +94,24 @@ async function serveStream<Req, Res>(
   call.on('cancelled', onCancel);
   call.on('error', onCancel);
   const untrack = context.streams.track(abort);
-  metrics.activeStreams.inc({ rpc });
-  let release: (() => void) | undefined;
   try {
     const identity = peerIdentityOf(call);
     checkAvailable(context);
-    release = context.streams.admit(identity.name);
-    await body(decoded(call.request), identity, backPressuredWriter(call, abort.signal), abort.signal);
+    const control: StreamControl<Res> = { write: backPressuredWriter(call, abort.signal), signal: abort.signal, end: (error) => abort.abort(error) };
+    await body(decoded(call.request), identity, control);
     metrics.requests.inc({ method: rpc, code: 'OK' });
     call.end();
   } catch (error) {
     const cancelled = call.cancelled || call.destroyed;
-    const status = abort.signal.aborted && !cancelled
-      ? { code: GrpcStatus.UNAVAILABLE, details: 'the daemon is shutting down' }
-      : statusOf(error);
+    // Aborted: the reason is the status (shutdown: UNAVAILABLE; a body's end(error): its own).
+    const status = statusOf(abort.signal.aborted ? abort.signal.reason : error);
     metrics.requests.inc({ method: rpc, code: cancelled ? 'CANCELLED' : GrpcStatus[status.code] });
     if (!cancelled) {
       if (status.code === GrpcStatus.INTERNAL) logger.error('stream failed', { rpc, error: String(error) });
       call.emit('error', serviceError(status));
     }
   } finally {
-    release?.();
     untrack();
-    metrics.activeStreams.dec({ rpc });
     call.off('cancelled', onCancel);
   }
 }

@@ -79,6 +79,7 @@ export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupSta
     owner: status.owner,
     command: status.command,
     args: status.args,
+    argsOmitted: status.argsOmitted,
     cwd: status.cwd,
     limits: limitsToPb(status.limits),
     state: stateToPb(status.state),

@@ -2,24 +2,28 @@
 // (or, for pool jobs, the fleet: ./pool-jobs.ts), map the answer. The frame of each call (identity,
 // availability, status, metrics, stream limits) is ./call.ts; the streams' own work is
 // ./log-stream.ts and ./watch.ts, listing pages ./paging.ts, where a job is ./job-sources.ts.
-import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
 import { NotFoundError, ValidationError } from '../errors';
 import type { Fleet } from '../fleet';
-import type * as pb from '../gen/jobworker/v1/jobworker';
+import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Worker } from '../worker';
 import { canSeeJob, listVisibility } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { jobToPb, limitsFromPb } from './convert';
 import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
+import type { FdBudget } from './fd-budget';
 import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
-import { pageOfJobs } from './paging';
+import type { OwnerJobCounts } from './owner-jobs';
+import { encodeListJobsResponse, pageOfJobs } from './paging';
 import type { PeerIdentity } from './peer-identity';
 import { removePoolJob, stopPoolJob, streamPoolJob, submitPoolJob } from './pool-jobs';
+import type { RefusalLog } from './refusal-log';
+import type { ScanLimiter } from './scan-limiter';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
 import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
@@ -37,18 +41,28 @@ export interface JobServiceDeps {
   streams: StreamRegistry;
   /** Who jobs run as and what of their isolation each role may change. */
   policy: JobPolicy;
+  /** The daemon's fd budget: a start that would exceed it is refused. */
+  fds: FdBudget;
+  /** Running jobs per owner (the fd budget's per-identity share). */
+  ownerJobs: OwnerJobCounts;
+  /** Concurrent tail/since scans. */
+  scans: ScanLimiter;
+  /** Aggregated audit lines for what a client can trigger at will (failed starts). */
+  refusals: RefusalLog;
 }
 
 /**
- * The handlers. StreamLogs writes messages ChunkBatch has already encoded (the service's
- * serializer passes them through), so its call takes those as well as messages.
+ * The handlers. StreamLogs writes messages ChunkBatch has already encoded and ListJobs answers an
+ * encoded page (the service's serializers pass them through), so their calls take those.
  */
-export interface JobServiceHandlers extends pb.JobServiceServer {
+export interface JobServiceHandlers extends Omit<pb.JobServiceServer, 'listJobs'> {
   streamLogs: (call: ServerWritableStream<pb.StreamLogsRequest, OutgoingStreamLogsResponse>) => void;
+  /** Answers an encoded ListJobsResponse (./paging.ts). */
+  listJobs: (call: ServerUnaryCall<pb.ListJobsRequest, Buffer>, callback: sendUnaryData<Buffer>) => void;
 }
 
 export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
-  const { worker, metrics } = deps;
+  const { worker, metrics, fds, ownerJobs, scans, refusals } = deps;
   const audit = deps.logger.child({ audit: true });
   const context: CallContext = deps;
   const sources = (): JobSource[] => {
@@ -79,14 +93,18 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         if (Object.keys(isolation).length > 0) throw new ValidationError('pool', 'pool jobs run with the runner daemon\'s default isolation: network, mounts, read_only_root and host_namespaces are not for pool jobs');
         const job = await submitPoolJob(deps.fleet(), request, identity).catch((error: unknown) => {
           metrics.starts.inc({ result: 'error' });
-          audit.info('pool job not queued', { who: identity.name, action: 'start', pool: request.pool, command: request.command.slice(0, 256), result: statusOf(error).details });
+          refusals.note('pool job not queued', identity.name, { who: identity.name, action: 'start', pool: request.pool, command: request.command.slice(0, 256), result: statusOf(error).details });
           throw error;
         });
         metrics.starts.inc({ result: 'ok' });
         audit.info('pool job queued', { who: identity.name, action: 'start', job: job.id, pool: request.pool, command: request.command, result: 'ok' });
         return { job };
       }
+      let startFailed: (() => void) | undefined;
       try {
+        // Checked and counted in the same turn as the Worker counts the job: concurrent starts cannot both fit.
+        fds.check('job', { name: identity.name, runningJobs: ownerJobs.running(identity.name) });
+        startFailed = ownerJobs.starting(identity.name);
         const job = await worker.start({
           command: request.command,
           args: request.args,
@@ -101,8 +119,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });
         return { job: jobToPb(job.status()) };
       } catch (error) {
+        startFailed?.();
         metrics.starts.inc({ result: 'error' });
-        audit.info('job not started', { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
+        // A writer can fail starts in a loop: aggregated per identity (./refusal-log.ts).
+        refusals.note('job not started', identity.name, { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
         throw error;
       }
     }),
@@ -142,10 +162,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       if (located.where === 'pool') return { job: jobToPb(located.pool.status, undefined, located.pool.placement) };
       const { job, pool } = located;
       const live = isFinal(job.state) ? undefined : await job.stats().catch(() => null);
-      return { job: jobToPb(job.status(), live, pool?.placement) };
+      // Every argument, even those a big spec's record keeps only in its spec file.
+      return { job: jobToPb(await job.detailedStatus(), live, pool?.placement) };
     }),
 
-    listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<pb.ListJobsResponse> => {
+    listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<Buffer> => {
       const states = statesFromPb(request.states);
       const pageSize = pageSizeOf(request.pageSize);
       const visibility = listVisibility(identity, request.owner);
@@ -155,20 +176,25 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           : sources()
               .flatMap((source) => source.list())
               .filter((job) => (visibility.kind === 'everyone' || job.owner === visibility.owner) && (states.length === 0 || states.includes(job.state)));
-      const page = pageOfJobs(jobs, pageSize, request.pageToken);
-      return { jobs: page.jobs.map((job) => job.toPb()), nextPageToken: page.nextPageToken };
+      // Bounded in bytes too (./paging.ts): each job is encoded once, in turn, and the answer is
+      // assembled from those bytes (the service's serializer passes it through).
+      const page = pageOfJobs(jobs, pageSize, request.pageToken, (job) => {
+        const item = pb.Job.encode(job.toPb()).finish();
+        return { item, bytes: item.length };
+      });
+      return encodeListJobsResponse(page.items, page.nextPageToken);
     }),
 
-    streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, write, signal) => {
+    streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {
       const located = visibleJob(identity, 'job_id', request.jobId);
       if (located.where === 'pool') await streamPoolJob(fleetOf(), located.pool, request, write, signal);
-      else await streamJobLogs(located.job, request, write, signal, located.pool?.placement);
+      else await streamJobLogs(located.job, request, write, signal, { limiter: scans, identity: identity.name }, located.pool?.placement);
     }),
 
-    watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, write, signal) => {
+    watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {
       const states = new Set(statesFromPb(request.states));
       if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(sources(), identity, { jobId: request.jobId, states }, write, signal);
+      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control);
     }),
   };
 }

@@ -3,7 +3,7 @@
 // with its placement from the record; one that runs elsewhere from its record alone.
 import type { Fleet, PoolJob, PoolJobState } from '../fleet';
 import type * as pb from '../gen/jobworker/v1/jobworker';
-import { isFinal, type Job, type Worker } from '../worker';
+import { isFinal, type Job, type JobStatus, type Worker } from '../worker';
 import { jobToPb, poolJobToPb } from './convert';
 
 const FINAL: readonly PoolJobState[] = ['exited', 'failed', 'stopped', 'lost'];
@@ -32,7 +32,15 @@ export interface ListedJob {
   owner: string;
   state: PoolJobState;
   createdAt: Date;
+  /** What its status costs to hold and to send, roughly (its strings: mostly argv); watchers bound their queues by it. */
+  bytes(): number;
   toPb(): pb.Job;
+}
+
+function statusBytes(status: Pick<JobStatus, 'command' | 'cwd' | 'owner' | 'args'>): number {
+  let bytes = 256 + status.command.length + status.cwd.length + status.owner.length;
+  for (const arg of status.args) bytes += arg.length + 2;
+  return bytes;
 }
 
 export interface JobSource {
@@ -42,11 +50,11 @@ export interface JobSource {
 }
 
 function listedLocal(job: Job, pool: PoolJob | undefined): ListedJob {
-  return { id: job.id, owner: job.owner, state: job.state, createdAt: job.createdAt, toPb: () => jobToPb(job.status(), undefined, pool?.placement) };
+  return { id: job.id, owner: job.owner, state: job.state, createdAt: job.createdAt, bytes: () => statusBytes(job.status()), toPb: () => jobToPb(job.status(), undefined, pool?.placement) };
 }
 
 function listedPool(pool: PoolJob): ListedJob {
-  return { id: pool.status.id, owner: pool.status.owner, state: pool.status.state, createdAt: pool.status.createdAt, toPb: () => poolJobToPb(pool) };
+  return { id: pool.status.id, owner: pool.status.owner, state: pool.status.state, createdAt: pool.status.createdAt, bytes: () => statusBytes(pool.status), toPb: () => poolJobToPb(pool) };
 }
 
 /** This daemon's own jobs (pool jobs are the fleet source's). */
@@ -58,7 +66,7 @@ export function workerSource(worker: Worker, fleet: Fleet | null): JobSource {
       worker.subscribe((event) => {
         if (isPoolJob(event.status.id)) return;
         const status = event.status;
-        listener({ id: status.id, owner: status.owner, state: status.state, createdAt: status.createdAt, toPb: () => jobToPb(status) }, event.previousState);
+        listener({ id: status.id, owner: status.owner, state: status.state, createdAt: status.createdAt, bytes: () => statusBytes(status), toPb: () => jobToPb(status) }, event.previousState);
       }),
   };
 }

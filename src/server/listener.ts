@@ -17,11 +17,21 @@
 // the TLS socket above it and the HTTP/2 session above that, so grpc-js ends the session's calls
 // (CANCELLED to the handlers) — within the sweep period instead of after keepalive. A socket the
 // kernel has closed can neither send nor receive any more, so nothing is lost.
+//
+// Holding the sockets also bounds them, before any TLS work: a connection beyond `maxConnections`,
+// beyond `maxConnectionsPerAddress` from one peer address, or that the daemon's fd budget cannot
+// hold (`admit`) is closed at accept, and told to `onRefused`. (TLS handshakes that stall are cut
+// by the credentials' handshake timeout, ./tls.ts.) Accept errors (EMFILE when the fd table is
+// full) are reported, never thrown: an 'error' event without a listener would kill the daemon.
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 
 import type { Server, ServerCredentials } from '@grpc/grpc-js';
 
+import { runPeriodically, type PeriodicTask } from '../periodic';
+
 export const DEAD_SOCKET_SWEEP_MS = 5000;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 128;
 
 /**
  * True if the kernel no longer holds a connection behind `socket` (getpeername fails with
@@ -41,35 +51,51 @@ export interface GrpcListenerOptions {
   /** Told how many dead connections a sweep closed (only when it closed some). */
   onSwept?: (closed: number) => void;
   sweepMs?: number;
+  /** Open connections at most (default DEFAULT_MAX_CONNECTIONS). */
+  maxConnections?: number;
+  /** Open connections from one peer address at most (default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS). */
+  maxConnectionsPerAddress?: number;
+  /** Asked at each accept whether one more connection fits (the fd budget); false closes it. */
+  admit?: () => boolean;
+  /** Told about each connection closed at accept, and why. */
+  onRefused?: (address: string, reason: string) => void;
+  /** Told about accept errors and failed sweeps (logged; never thrown). */
+  onError?: (what: string, error: unknown, failures: number) => void;
 }
 
 /** Accepts TCP connections and hands them to a grpc-js server; see the top of this file. */
 export class GrpcListener {
   readonly port: number;
   #net: NetServer;
-  #sockets: Set<Socket>;
-  #timer: NodeJS.Timeout;
+  #sockets = new Set<Socket>();
+  /** Open connections per peer address. */
+  #perAddress = new Map<string, number>();
+  #timer: PeriodicTask;
   #onSwept: ((closed: number) => void) | undefined;
+  #admit: (() => boolean) | undefined;
+  #onRefused: ((address: string, reason: string) => void) | undefined;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
 
-  private constructor(net: NetServer, sockets: Set<Socket>, port: number, options: GrpcListenerOptions) {
+  private constructor(net: NetServer, port: number, options: GrpcListenerOptions) {
     this.#net = net;
-    this.#sockets = sockets;
     this.port = port;
     this.#onSwept = options.onSwept;
-    this.#timer = setInterval(() => this.sweep(), options.sweepMs ?? DEAD_SOCKET_SWEEP_MS);
-    this.#timer.unref();
+    this.#admit = options.admit;
+    this.#onRefused = options.onRefused;
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.maxConnectionsPerAddress = options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+    const onError = options.onError ?? (() => undefined);
+    this.#timer = runPeriodically({ name: 'dead connection sweep', intervalMs: options.sweepMs ?? DEAD_SOCKET_SWEEP_MS, task: () => this.sweep(), onError });
   }
 
   /** Listens on host:port (port 0 picks a free one) and serves `server` over `credentials`. */
   static async start(server: Server, credentials: ServerCredentials, options: GrpcListenerOptions): Promise<GrpcListener> {
     const injector = server.createConnectionInjector(credentials);
-    const sockets = new Set<Socket>();
+    let listener: GrpcListener | undefined;
     const net = createServer((socket) => {
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-      // Errors surface on the TLS socket grpc-js wraps around this one; never let one be uncaught here.
-      socket.on('error', () => undefined);
-      injector.injectConnection(socket);
+      if (listener === undefined) socket.destroy(); // not listening yet: cannot happen, never leak
+      else if (listener.#accept(socket)) injector.injectConnection(socket);
     });
     await new Promise<void>((resolve, reject) => {
       net.once('error', reject);
@@ -78,9 +104,46 @@ export class GrpcListener {
         resolve();
       });
     });
+    // From now on (EMFILE at accept, mostly): reported, never uncaught.
+    let acceptFailures = 0;
+    let lastReport = 0;
+    net.on('error', (error) => {
+      acceptFailures++;
+      if (Date.now() - lastReport < 60_000) return;
+      lastReport = Date.now();
+      options.onError?.('accept', error, acceptFailures);
+      acceptFailures = 0;
+    });
     const address = net.address();
     const port = typeof address === 'object' && address !== null ? address.port : options.port;
-    return new GrpcListener(net, sockets, port, options);
+    listener = new GrpcListener(net, port, options);
+    return listener;
+  }
+
+  /** Counts a new connection in, or closes it at once (before any TLS) if it does not fit. */
+  #accept(socket: Socket): boolean {
+    // Errors surface on the TLS socket grpc-js wraps around this one; never let one be uncaught here.
+    socket.on('error', () => undefined);
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.#perAddress.get(address) ?? 0;
+    let refusal: string | null = null;
+    if (this.#sockets.size >= this.maxConnections) refusal = `${this.#sockets.size} connections open, the limit is ${this.maxConnections}`;
+    else if (fromAddress >= this.maxConnectionsPerAddress) refusal = `${fromAddress} connections open from ${address}, the limit per address is ${this.maxConnectionsPerAddress}`;
+    else if (this.#admit?.() === false) refusal = "the daemon's file descriptor budget is used up";
+    if (refusal !== null) {
+      socket.destroy();
+      this.#onRefused?.(address, refusal);
+      return false;
+    }
+    this.#sockets.add(socket);
+    this.#perAddress.set(address, fromAddress + 1);
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      const left = (this.#perAddress.get(address) ?? 1) - 1;
+      if (left === 0) this.#perAddress.delete(address);
+      else this.#perAddress.set(address, left);
+    });
+    return true;
   }
 
   /** Open connections (raw TCP sockets). */
@@ -108,7 +171,7 @@ export class GrpcListener {
 
   /** Stops accepting and destroys every connection still open (after grpc-js's shutdown). */
   close(): void {
-    clearInterval(this.#timer);
+    this.#timer.stop();
     this.#net.close();
     for (const socket of this.#sockets) socket.destroy();
   }

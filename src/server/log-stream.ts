@@ -11,6 +11,7 @@ import * as pb from '../gen/jobworker/v1/jobworker';
 import type { PoolPlacement } from '../fleet';
 import type { Job, LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
+import type { ScanLimiter } from './scan-limiter';
 import type { StreamWrite } from './stream-writer';
 
 /** A StreamLogs message carries at most this much output. */
@@ -35,14 +36,16 @@ export async function streamJobLogs(
   request: pb.StreamLogsRequest,
   write: StreamWrite<OutgoingStreamLogsResponse>,
   signal: AbortSignal,
+  scans: { limiter: ScanLimiter; identity: string },
   placement?: PoolPlacement,
 ): Promise<void> {
   const selected = selectedStreams(request.streams);
   if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
   if (request.tailLines > REQUEST_BOUNDS.maxTailLines) throw new ValidationError('tail_lines', `must be at most ${REQUEST_BOUNDS.maxTailLines}`);
 
-  // The Job finds where a tail or `since` starts (record headers only, off this thread); with a tail
-  // the first record may come from part-way through.
+  // The Job finds where a tail or `since` starts (record headers only, off this thread; a bounded
+  // number of such scans at once, ./scan-limiter.ts); with a tail the first record may come from
+  // part-way through.
   const records = job.logs({
     from: request.fromOffset,
     follow: request.follow,
@@ -50,6 +53,7 @@ export async function streamJobLogs(
     sinceNs: request.sinceUnixMicros > 0 ? BigInt(request.sinceUnixMicros) * 1000n : undefined,
     ...(request.tailLines > 0 ? { tailLines: request.tailLines } : {}),
     signal,
+    scanSlot: () => scans.limiter.acquire(scans.identity, signal),
     reuseBuffer: true, // each record is copied into a message before the next one is read
   });
   const batch = new ChunkBatch(MAX_MESSAGE_BYTES);

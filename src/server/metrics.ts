@@ -30,6 +30,41 @@ export class ServerMetrics {
         for (const [state, count] of counts) this.set({ state }, count);
       },
     });
+    new Gauge({
+      name: 'jobworker_state_damage',
+      help: 'What the last start found damaged in the state directory (the daemon log has the warning naming each job): journal lines copied aside, jobs rebuilt from their logs, jobs whose final record was lost, logs missing, links removed',
+      labelNames: ['what'],
+      registers,
+      collect() {
+        const damage = worker.recovery.damage;
+        this.set({ what: 'journal_lines' }, damage?.journalLines ?? 0);
+        this.set({ what: 'rebuilt_from_logs' }, damage?.rebuiltFromLogs.length ?? 0);
+        this.set({ what: 'final_state_unknown' }, damage?.finalStateUnknown.length ?? 0);
+        this.set({ what: 'logs_missing' }, damage?.logsMissing.length ?? 0);
+        this.set({ what: 'links_removed' }, damage?.linksRemoved.length ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'jobworker_journal_bytes',
+      help: 'Size of the job journal (file) and of the live records in it (live); it is compacted in the background when the file is 4 times the live size',
+      labelNames: ['what'],
+      registers,
+      collect() {
+        const stats = worker.journalStats();
+        this.set({ what: 'file' }, stats.bytes);
+        this.set({ what: 'live' }, stats.liveBytes);
+      },
+    });
+    new Counter({
+      name: 'jobworker_journal_compactions_total',
+      help: 'Journal compactions done while running',
+      registers,
+      collect() {
+        // The Worker counts; the counter shows its total.
+        this.reset();
+        this.inc(worker.journalStats().compactions);
+      },
+    });
     this.starts = new Counter({ name: 'jobworker_job_starts_total', help: 'StartJob calls, by result', labelNames: ['result'], registers });
     this.stops = new Counter({ name: 'jobworker_job_stops_total', help: 'StopJob calls, by result', labelNames: ['result'], registers });
     this.startLatency = new Histogram({

@@ -85,6 +85,12 @@ export interface AuthenticationInterceptorOptions {
   authorize?: (methodPath: string, identity: PeerIdentity) => CallRefusal | null;
   /** Told about every refused call (for audit logs). */
   onRefused?: (methodPath: string, refusal: CallRefusal, identity: PeerIdentity | null) => void;
+  /**
+   * Called for every authorized call whose responses are a stream (StreamLogs, WatchJobs, health
+   * Watch, reflection): returns the release (called once, when the call ends: status sent or
+   * cancelled), or a refusal. Every stream is counted here, whichever service serves it.
+   */
+  admitStream?: (methodPath: string, identity: PeerIdentity) => (() => void) | CallRefusal;
 }
 
 /**
@@ -94,16 +100,28 @@ export interface AuthenticationInterceptorOptions {
  * could forge.
  */
 export function createAuthenticationInterceptor(options: AuthenticationInterceptorOptions = {}): ServerInterceptor {
-  return (methodDescriptor, call: ServerInterceptingCallInterface) =>
-    new ServerInterceptingCall(call, {
+  return (methodDescriptor, call: ServerInterceptingCallInterface) => {
+    let release: (() => void) | null = null;
+    const ended = () => {
+      const done = release;
+      release = null;
+      done?.();
+    };
+    return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
+          onCancel: ended,
           onReceiveMetadata: (metadata, pass) => {
             let identity: PeerIdentity | null = null;
             let refusal: CallRefusal | null;
             try {
               identity = peerIdentityOf(call);
               refusal = options.authorize?.(methodDescriptor.path, identity) ?? null;
+              if (refusal === null && methodDescriptor.responseStream && options.admitStream !== undefined) {
+                const admitted = options.admitStream(methodDescriptor.path, identity);
+                if (typeof admitted === 'function') release = admitted;
+                else refusal = admitted;
+              }
             } catch (error) {
               // Never let an exception escape into grpc-js's listener (it would be uncaught):
               // a certificate problem is UNAUTHENTICATED, anything else (a bug in authorize) INTERNAL.
@@ -121,5 +139,10 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
           },
         });
       },
+      sendStatus: (status, next) => {
+        ended();
+        next(status);
+      },
     });
+  };
 }

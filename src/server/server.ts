@@ -5,6 +5,7 @@
 // Node's HTTP/2 sessions do not.
 import { Server, status as GrpcStatus } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { Counter, Gauge } from 'prom-client';
 
 import { serializeStreamLogsResponse } from '../api/stream-logs-codec';
 import { JobworkerError } from '../errors';
@@ -17,11 +18,16 @@ import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
 import { servedDescriptors } from './descriptors';
 import { DEFAULT_JOB_POLICY, type JobPolicy } from './isolation-policy';
+import { DEFAULT_FD_RESERVE, FdBudget, openFileCount, openFilesLimit } from './fd-budget';
 import { createJobService } from './job-service';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
+import { OwnerJobCounts } from './owner-jobs';
 import { createAuthenticationInterceptor } from './peer-identity';
 import { addReflectionServices } from './reflection';
+import { RefusalLog } from './refusal-log';
+import { ScanLimiter } from './scan-limiter';
+import { statusOf } from './status';
 import { StreamRegistry } from './stream-registry';
 import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from './tls';
 
@@ -33,13 +39,36 @@ export interface JobworkerServerOptions {
   logger: Logger;
   /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
   maxRequestBytes?: number;
-  /** Open StreamLogs/WatchJobs streams per identity. Default 1024. */
+  /** Open streams (StreamLogs, WatchJobs, health Watch, reflection) per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
   /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
   policy?: JobPolicy;
+  /** Connections: caps applied at accept, before TLS; the TLS handshake's time limit; streams per connection. */
+  connections?: ServerConnectionLimits;
+  /** The fd budget (./fd-budget.ts). */
+  fileDescriptors?: { limit?: number; reserve?: number; identityJobShare?: number };
+  /** Concurrent tail/since scans (./scan-limiter.ts). */
+  logScans?: { max?: number; maxPerIdentity?: number };
+  /** Interval of the aggregated audit lines for refusals (./refusal-log.ts). Default 10 s. */
+  refusalLogIntervalMs?: number;
 }
 
+export interface ServerConnectionLimits {
+  /** Open connections at most. Default 1024. */
+  max?: number;
+  /** Open connections from one peer address at most. Default 128. */
+  maxPerAddress?: number;
+  /** A TLS handshake not done by then is cut. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Concurrent calls (HTTP/2 streams) per connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 256. */
+  maxStreamsPerConnection?: number;
+}
+
+/** Default SETTINGS_MAX_CONCURRENT_STREAMS: a client with more calls at once opens more connections. */
+export const DEFAULT_MAX_STREAMS_PER_CONNECTION = 256;
+
 const JOB_SERVICE = 'jobworker.v1.JobService';
+const STREAM_LOGS = `/${JOB_SERVICE}/StreamLogs`;
 
 export function splitHostPort(address: string, field: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
@@ -60,6 +89,10 @@ export class JobworkerServer {
   #streams: StreamRegistry;
   #shuttingDown: { value: boolean };
   #logger: Logger;
+  #refusals: RefusalLog;
+  #ownerJobs: OwnerJobCounts;
+  /** The fd budget in force (the daemon logs it at start). */
+  readonly fds: FdBudget;
   #fleet: { current: Fleet | null };
 
   private constructor(fields: {
@@ -72,6 +105,9 @@ export class JobworkerServer {
     streams: StreamRegistry;
     shuttingDown: { value: boolean };
     logger: Logger;
+    refusals: RefusalLog;
+    ownerJobs: OwnerJobCounts;
+    fds: FdBudget;
     fleet: { current: Fleet | null };
   }) {
     this.#server = fields.server;
@@ -83,6 +119,9 @@ export class JobworkerServer {
     this.#streams = fields.streams;
     this.#shuttingDown = fields.shuttingDown;
     this.#logger = fields.logger;
+    this.#refusals = fields.refusals;
+    this.#ownerJobs = fields.ownerJobs;
+    this.fds = fields.fds;
     this.#fleet = fields.fleet;
   }
 
@@ -99,22 +138,56 @@ export class JobworkerServer {
     const { host, port } = splitHostPort(options.listen, 'listen');
     const material = await loadServerTlsMaterial(options.tls);
     for (const warning of material.warnings) options.logger.warn(warning, { file: options.tls.certificatePath });
-    const credentials = createServerCredentials(material);
+    const limits = options.connections ?? {};
+    const credentials = createServerCredentials(material, limits.handshakeTimeoutMs);
     const logger = options.logger.child({ component: 'server' });
     const audit = logger.child({ audit: true });
+    // Timers never throw (src/periodic.ts): what failed is logged instead.
+    const onPeriodicError = (task: string, error: unknown, failures: number) =>
+      logger.error('periodic task failed; it runs again at its next tick', { task, failures, error: error instanceof Error ? error.message : String(error) });
+    const refusals = new RefusalLog(audit, options.refusalLogIntervalMs, onPeriodicError);
 
     const metrics = new ServerMetrics(options.worker);
+    const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
+    let listener: GrpcListener | undefined;
+    const fdOptions = options.fileDescriptors ?? {};
+    const fds = new FdBudget(
+      {
+        limit: fdOptions.limit ?? openFilesLimit().soft,
+        reserved: openFileCount() + (fdOptions.reserve ?? DEFAULT_FD_RESERVE),
+        ...(fdOptions.identityJobShare === undefined ? {} : { identityJobShare: fdOptions.identityJobShare }),
+      },
+      { runningJobs: () => options.worker.runningJobs, connections: () => listener?.connections ?? 0, logStreams: () => streams.openOf(STREAM_LOGS) },
+    );
     const interceptor = createAuthenticationInterceptor({
       authorize: authorizeMethod,
       onRefused: (method, refusal, identity) => {
         metrics.requests.inc({ method: method.slice(method.lastIndexOf('/') + 1), code: GrpcStatus[refusal.code] });
-        audit.info('call refused', { who: identity?.name ?? null, method, code: GrpcStatus[refusal.code], reason: refusal.details });
+        // One reader calling in a loop must not fill the log: aggregated per identity (./refusal-log.ts).
+        const who = identity?.name ?? '(no identity)';
+        refusals.note('call refused', who, { who: identity?.name ?? null, method, code: GrpcStatus[refusal.code], reason: refusal.details });
+      },
+      admitStream: (method, identity) => {
+        try {
+          if (method === STREAM_LOGS) fds.check('log stream');
+          const release = streams.admit(identity.name, method);
+          const rpc = method.slice(method.lastIndexOf('/') + 1);
+          metrics.activeStreams.inc({ rpc });
+          return () => {
+            release();
+            metrics.activeStreams.dec({ rpc });
+          };
+        } catch (error) {
+          return statusOf(error);
+        }
       },
     });
     const maxRequest = options.maxRequestBytes ?? 2 << 20;
     const server = new Server({
       interceptors: [interceptor],
       'grpc.max_receive_message_length': maxRequest,
+      // Calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+      'grpc.max_concurrent_streams': limits.maxStreamsPerConnection ?? DEFAULT_MAX_STREAMS_PER_CONNECTION,
       // Find dead peers (half-open connections) and drop them: a ping every 30 s, 10 s to answer.
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -122,10 +195,15 @@ export class JobworkerServer {
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     });
     const shuttingDown = { value: false };
+    const ownerJobs = new OwnerJobCounts(options.worker);
+    const scans = new ScanLimiter(options.logScans?.max, options.logScans?.maxPerIdentity);
     const fleet: { current: Fleet | null } = { current: null };
-    const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
     const decoding = withSafeDecoding(JobServiceService);
-    const service = { ...decoding, streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse } };
+    const service = {
+      ...decoding,
+      streamLogs: { ...decoding.streamLogs, responseSerialize: serializeStreamLogsResponse },
+      listJobs: { ...decoding.listJobs, responseSerialize: (encoded: Buffer) => encoded },
+    };
     server.addService(
       service,
       createJobService({
@@ -136,6 +214,10 @@ export class JobworkerServer {
         shuttingDown: () => shuttingDown.value,
         streams,
         policy: options.policy ?? DEFAULT_JOB_POLICY,
+        fds,
+        ownerJobs,
+        scans,
+        refusals,
       }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
@@ -144,19 +226,40 @@ export class JobworkerServer {
 
     // Our own TCP listener, not server.bindAsync: it holds the connections' sockets and closes
     // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).
-    let listener: GrpcListener;
+    const connectionsRefused = new Counter({ name: 'jobworker_connections_refused_total', help: 'Connections closed at accept, by reason', labelNames: ['reason'], registers: [metrics.registry] });
     try {
       listener = await GrpcListener.start(server, credentials, {
         host,
         port,
+        ...(limits.max === undefined ? {} : { maxConnections: limits.max }),
+        ...(limits.maxPerAddress === undefined ? {} : { maxConnectionsPerAddress: limits.maxPerAddress }),
+        admit: () => fds.allows('connection'),
+        onRefused: (address, reason) => {
+          connectionsRefused.inc({ reason: reason.includes('per address') ? 'per address' : reason.includes('budget') ? 'fd budget' : 'total' });
+          refusals.note('connection refused', address, { address, reason });
+        },
         onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
+        onError: onPeriodicError,
       });
     } catch (error) {
       server.forceShutdown();
+      refusals.close();
+      ownerJobs.close();
       throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
     }
+    const opened = listener;
+    new Gauge({ name: 'jobworker_connections', help: 'Open client connections', registers: [metrics.registry], collect() {
+      this.set(opened.connections);
+    } });
+    new Gauge({ name: 'jobworker_fd_budget', help: "The daemon's fd budget: total, and in use by jobs, connections and log streams", labelNames: ['part'], registers: [metrics.registry], collect() {
+      const use = fds.inUse();
+      this.set({ part: 'total' }, fds.total);
+      this.set({ part: 'jobs' }, use.jobs);
+      this.set({ part: 'connections' }, use.connections);
+      this.set({ part: 'log streams' }, use.logStreams);
+    } });
 
-    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, fleet });
+    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds, fleet });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
@@ -188,5 +291,7 @@ export class JobworkerServer {
     await Promise.race([graceful, timeout]);
     clearTimeout(timer);
     this.#listener.close(); // sockets a session could not close (src/server/listener.ts)
+    this.#refusals.close();
+    this.#ownerJobs.close();
   }
 }

@@ -3,7 +3,7 @@ import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js
 
 import { RUNNER_ADDRESS_METADATA } from '../api/runner-redirect';
 
-import { JobworkerError, ValidationError, type ErrorKind } from '../errors';
+import { JobworkerError, ValidationError, errorCode, type ErrorKind } from '../errors';
 import { CorruptLogError } from '../worker';
 import { protoFieldPath } from './convert';
 import { RunnerElsewhereError } from './pool-redirect';
@@ -36,6 +36,9 @@ export function statusOf(error: unknown): StatusError {
   if (error instanceof RunnerElsewhereError) return { code: GrpcStatus.FAILED_PRECONDITION, details: error.message, metadata: { [RUNNER_ADDRESS_METADATA]: error.address } };
   if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };
   if (error instanceof CorruptLogError) return { code: GrpcStatus.DATA_LOSS, details: error.message };
+  // A raw fs error on a full fd table (a log opened for a stream): the host's state, not a bug.
+  const code = errorCode(error);
+  if (code === 'EMFILE' || code === 'ENFILE') return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `the daemon has too many open files (${code}); try again later` };
   return { code: GrpcStatus.INTERNAL, details: 'internal error (see the daemon log)' };
 }
 

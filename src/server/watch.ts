@@ -1,19 +1,30 @@
 // WatchJobs: the current status of every matching job the caller may see, then every change, until
 // the client goes away (or, watching one job, until it is final). Jobs come from sources: this
-// daemon's Worker, and with a fleet the pool jobs' records (./job-sources.ts). Changes are queued
-// while the client reads; one that falls 10,000 behind is ended with RESOURCE_EXHAUSTED.
+// daemon's Worker, and with a fleet the pool jobs' records (./job-sources.ts).
+//
+// A watcher that reads slower than jobs change gets each job's LATEST state, not every step: the
+// changes not yet written are kept per job (a new change of a job already waiting replaces its
+// status and keeps the state the client last saw as `previous_state`). A slow watcher then costs at
+// most one entry per job, and the status snapshots it holds are the ones its source made for every
+// listener (shared, not copied). Jobs come and go, though (started, finished, removed), so pending
+// entries are still bounded, at enqueue time, in count (MAX_PENDING_JOBS) and in the bytes of their
+// specs (MAX_PENDING_BYTES): past either, the stream ends at once with RESOURCE_EXHAUSTED, even
+// while a write waits for the client. (The cap used to be checked only between writes, so a client
+// that stopped reading grew the queue without bound.)
 import { JobworkerError } from '../errors';
 import type { PoolJobState } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import { canSeeJob } from './authz';
-import type { JobSource } from './job-sources';
-import type { PeerIdentity } from './peer-identity';
+import type { StreamControl } from './call';
 import { stateToPb } from './convert';
-import type { StreamWrite } from './stream-writer';
+import type { JobSource, ListedJob } from './job-sources';
+import type { PeerIdentity } from './peer-identity';
 import { WakeUp } from './wake-up';
 
-/** Changes queued for one watcher before it counts as too slow. */
-const MAX_QUEUED_CHANGES = 10_000;
+/** Jobs with a change not yet written, at most. */
+export const MAX_PENDING_JOBS = 10_000;
+/** Bytes of the pending statuses (mostly argv and env), at most. */
+export const MAX_PENDING_BYTES = 16 << 20;
 
 const FINAL: readonly PoolJobState[] = ['exited', 'failed', 'stopped', 'lost'];
 
@@ -24,23 +35,49 @@ export interface WatchFilter {
   states: ReadonlySet<PoolJobState>;
 }
 
+interface Pending {
+  job: ListedJob;
+  /** The state the client last saw (the first pending change's previous state; null: none). */
+  previousState: PoolJobState | null;
+  bytes: number;
+}
+
 export async function watchJobs(
   sources: readonly JobSource[],
   identity: PeerIdentity,
   filter: WatchFilter,
-  write: StreamWrite<pb.WatchJobsResponse>,
-  signal: AbortSignal,
+  control: StreamControl<pb.WatchJobsResponse>,
 ): Promise<void> {
+  const { write, signal } = control;
   const visible = (job: { id: string; owner: string }) => canSeeJob(identity, job.owner) && (filter.jobId === '' || job.id === filter.jobId);
   const matches = (job: { id: string; owner: string; state: PoolJobState }) => visible(job) && (filter.states.size === 0 || filter.states.has(job.state));
   let watchedState: PoolJobState | null = null;
-  const queue: pb.WatchJobsResponse[] = [];
+  // Insertion order: jobs are written in the order of their first pending change.
+  const pending = new Map<string, Pending>();
+  let pendingBytes = 0;
   const changed = new WakeUp();
-  const unsubscribe = sources.map((source) =>
+  const unsubscribe = (): void => {
+    for (const stop of subscriptions) stop();
+  };
+  const subscriptions = sources.map((source) =>
     source.subscribe((job, previousState) => {
       if (visible(job)) watchedState = job.state;
       if (!matches(job)) return;
-      queue.push({ job: job.toPb(), previousState: previousState === null ? pb.JobState.JOB_STATE_UNSPECIFIED : stateToPb(previousState) });
+      const bytes = job.bytes();
+      const waiting = pending.get(job.id);
+      if (waiting !== undefined) {
+        pendingBytes += bytes - waiting.bytes;
+        waiting.job = job;
+        waiting.bytes = bytes;
+      } else {
+        pending.set(job.id, { job, previousState, bytes });
+        pendingBytes += bytes;
+      }
+      if (pending.size > MAX_PENDING_JOBS || pendingBytes > MAX_PENDING_BYTES) {
+        unsubscribe();
+        pending.clear();
+        control.end(new JobworkerError('resource-exhausted', `the client reads status changes too slowly: more than ${MAX_PENDING_JOBS} jobs or ${MAX_PENDING_BYTES >> 20} MiB of changes not yet read`));
+      }
       changed.wake();
     }),
   );
@@ -52,9 +89,11 @@ export async function watchJobs(
       }
     }
     for (;;) {
-      while (queue.length > 0) {
-        if (queue.length > MAX_QUEUED_CHANGES) throw new JobworkerError('resource-exhausted', 'the client reads status changes too slowly');
-        await write(queue.shift()!);
+      for (const [id, change] of pending) {
+        pending.delete(id);
+        pendingBytes -= change.bytes;
+        const previousState = change.previousState === null ? pb.JobState.JOB_STATE_UNSPECIFIED : stateToPb(change.previousState);
+        await write({ job: change.job.toPb(), previousState });
       }
       // One job watched and it is final: nothing more will come.
       if (filter.jobId !== '' && (watchedState === null || FINAL.includes(watchedState))) return;
@@ -62,6 +101,6 @@ export async function watchJobs(
       signal.throwIfAborted();
     }
   } finally {
-    for (const stop of unsubscribe) stop();
+    unsubscribe();
   }
 }

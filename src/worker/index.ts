@@ -1,4 +1,6 @@
 export { Worker, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type UserOptions, type ScratchOptions, type StartOptions } from './worker';
+export type { RecoveryReport, StateDamage } from './recovery';
+export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
 export { type JobSpec, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
 export { NAMESPACE_NAMES, ISOLATION_BOUNDS, type NamespaceName, type NetworkMode, type BindMount, type JobIsolationSpec, type JobIsolation, type IsolationDefaults } from './isolation';

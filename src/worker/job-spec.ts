@@ -68,7 +68,8 @@ export interface ResolvedJobSpec {
   owner: string;
   /** null: the worker's default. */
   user: JobUserChoice | null;
-  isolation: JobIsolationSpec | undefined;
+  /** Absent: the worker's defaults. */
+  isolation?: JobIsolationSpec | undefined;
 }
 
 export const SPEC_BOUNDS = {

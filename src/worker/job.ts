@@ -9,20 +9,26 @@ import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
+import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import type { JobRunAs, ResolvedJobSpec } from './job-spec';
 import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
-import { findStart } from '../logs/tail';
+import { findStart, type LogStart } from '../logs/tail';
 import type { SpareLogs } from './spare-logs';
-import type { JobLogInfo, JobRecord, StateStore } from './state-store';
+import type { StateStore } from './state-store';
 
 /** A job's status as callers see it: a snapshot, never a live object. */
 export interface JobStatus {
   id: string;
   owner: string;
   command: string;
+  /**
+   * The arguments. A job whose argv and environment are big (over 8 KiB as JSON) keeps only the
+   * leading ones in memory: then `argsOmitted` says how many follow, and detailedStatus() has them all.
+   */
   args: string[];
+  argsOmitted: number;
   cwd: string;
   /** The limits in force: the job's own with the daemon's defaults filled in. */
   limits: Limits;
@@ -66,6 +72,11 @@ export interface LogOptions extends FollowOptions {
    * the line, its offsets are still the record's.
    */
   tailLines?: number;
+  /**
+   * With `tailLines` or `sinceNs`: awaited before the scan that finds the start, and what it
+   * resolves with is called once the scan is over (the server bounds concurrent scans with it).
+   */
+  scanSlot?: () => Promise<() => void>;
 }
 
 /** What a job needs from its worker. */
@@ -199,27 +210,14 @@ export class Job {
     setUp: () => Promise<JobSetup>,
     registered: (job: Job) => void,
   ): Promise<Job> {
-    const now = new Date().toISOString();
-    const record: JobRecord = {
-      version: 1,
-      id,
-      spec,
-      state: 'starting',
-      outcome: null,
-      pid: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      log: { bytes: 0, droppedBytes: 0, truncated: false, writeError: null },
-      stats: null,
-      isolation,
-    };
-    const job = new Job(ctx, record, 'launching');
+    // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
+    // (and in its spec file when it is big).
+    const job = new Job(ctx, { ...newJobRecord(id, spec, new Date()), isolation }, 'launching');
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
     try {
-      await job.#start(setUp);
+      await job.#start(spec, setUp);
     } catch (error) {
       job.#launchError = error;
       job.#enter('never-started');
@@ -231,10 +229,10 @@ export class Job {
     return job;
   }
 
-  async #start(setUp: () => Promise<JobSetup>): Promise<void> {
+  async #start(spec: ResolvedJobSpec, setUp: () => Promise<JobSetup>): Promise<void> {
     const setup = await setUp();
     try {
-      await this.#spawn(setup);
+      await this.#spawn(spec, setup);
     } catch (error) {
       // Nothing of the job runs any more: its scratch directory and dynamic uid go back.
       await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: true });
@@ -242,16 +240,24 @@ export class Job {
     }
   }
 
-  async #spawn(setup: JobSetup): Promise<void> {
+  async #spawn(spec: ResolvedJobSpec, setup: JobSetup): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const spec = this.#record.spec;
     const { runAs, scratchDir, hiddenPaths } = setup;
-    if (scratchDir !== null) spec.cwd = scratchDir;
+    if (scratchDir !== null) {
+      spec.cwd = scratchDir;
+      this.#record.spec.cwd = scratchDir;
+    }
     this.#record.runAs = runAs;
     this.#record.scratchDir = scratchDir;
     const cwd = spec.cwd ?? '/';
     const plan = await driver.plan(this.id, spec.limits, cwd);
-    spec.limits = plan.limits; // the record shows what is enforced, defaults included
+    // The record (and the spec file) show what is enforced, defaults included.
+    spec.limits = plan.limits;
+    this.#record.spec.limits = plan.limits;
+    // A big spec goes to its own file while the process is spawned (both off the JS thread); the
+    // job is recorded as running only once both are done.
+    const specSaved = this.#record.specFile ? store.writeSpec(this.id, spec) : null;
+    specSaved?.catch(() => undefined); // awaited below; a spawn failure must not leave it unhandled
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
     const startedAt = new Date();
@@ -278,31 +284,35 @@ export class Job {
         ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }),
       });
     } catch (error) {
+      await specSaved?.catch(() => undefined);
       if (error instanceof SpawnError && error.stage === 'setup') {
         // The addon undid what it created and stopped before taking the spare log over; a
         // directory that was there already is not ours to touch.
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
+        await this.#forget();
         throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await store.remove(this.id, 0).catch(() => undefined); // at most a header was written
+      await this.#forget(); // at most a header was written
       throw unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ?? error;
     }
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();
     try {
+      await specSaved;
       // Not fsynced: if the host dies, so do its jobs; after a daemon crash the page cache still has
       // it, and a job recorded as starting is recovered exactly like a running one (lost).
       await this.#transition('running', false);
     } catch (error) {
-      // The state directory refused the record (full? read-only?): a job must not run unrecorded.
+      // The state directory refused the spec or the record (full? read-only?): a job must not run
+      // unrecorded.
       native.kill('SIGKILL');
       await native.exited;
       native.closeCapture();
       await native.closed;
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await store.remove(this.id, 0).catch(() => undefined);
+      await this.#forget();
       throw error;
     }
     this.#running = { native, plan, cgroup: plan.cgroup, throughInit: this.#record.isolation!.namespaces.pid };
@@ -373,6 +383,11 @@ export class Job {
     this.#markFinished();
   }
 
+  /** After a failed start: whatever of the job reached the state directory goes. */
+  async #forget(): Promise<void> {
+    await this.#ctx.store.remove(this.id, { logBytes: 0, specFile: this.#record.specFile }).catch((e: unknown) => this.#ctx.warn('could not remove what a failed start left', { job: this.id, error: String(e) }));
+  }
+
   #enter(phase: Phase): void {
     if (!NEXT_PHASES[this.#phase].includes(phase)) {
       throw new JobworkerError('internal', `job ${this.id}: phase ${this.#phase} cannot go to ${phase} (a bug)`);
@@ -413,6 +428,11 @@ export class Job {
     return this.#phase === 'finished' ? this.#record.log.bytes : this.#log.log.committed();
   }
 
+  /** The whole spec is in its spec file (to be removed with the job). */
+  get hasSpecFile(): boolean {
+    return this.#record.specFile;
+  }
+
   get finishedAt(): Date | null {
     return this.#record.finishedAt === null ? null : new Date(this.#record.finishedAt);
   }
@@ -425,6 +445,7 @@ export class Job {
       owner: r.spec.owner,
       command: r.spec.command,
       args: [...r.spec.args],
+      argsOmitted: r.spec.argsOmitted,
       cwd: r.spec.cwd ?? '/',
       limits: structuredClone(r.spec.limits),
       user: r.runAs !== undefined ? structuredClone(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : { ...LEGACY_RUN_AS },
@@ -439,6 +460,21 @@ export class Job {
       log,
       stats: r.stats === null ? null : structuredClone(r.stats),
     };
+  }
+
+  /**
+   * status() with every argument: those a big spec's record leaves out are read from its spec file
+   * (for GetJob of one job; listings use status()). If the file cannot be read, status() as it is.
+   */
+  async detailedStatus(): Promise<JobStatus> {
+    const status = this.status();
+    if (status.argsOmitted === 0) return status;
+    const spec = await this.#ctx.store.readSpec(this.id);
+    if (spec === undefined) {
+      this.#ctx.warn('spec file of a job missing or damaged: its arguments are shown in part', { job: this.id });
+      return status;
+    }
+    return { ...status, args: [...spec.args], argsOmitted: 0 };
   }
 
   /** Resource use now (running), or the final snapshot (finished; null if it could not be read). */
@@ -476,7 +512,7 @@ export class Job {
   async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
     await this.#launched;
     this.#throwIfNeverStarted();
-    const { tailLines, ...follow } = options;
+    const { tailLines, scanSlot, ...follow } = options;
     if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
       throw new ValidationError('tailLines', 'must be a non-negative integer');
     }
@@ -485,13 +521,19 @@ export class Job {
       yield* followLog(source, follow);
       return;
     }
-    const start = await findStart(source.path, {
-      from: follow.from,
-      until: source.committed(),
-      tailLines,
-      sinceNs: follow.sinceNs,
-      streams: follow.streams,
-    });
+    const release = await scanSlot?.();
+    let start: LogStart;
+    try {
+      start = await findStart(source.path, {
+        from: follow.from,
+        until: source.committed(),
+        tailLines,
+        sinceNs: follow.sinceNs,
+        streams: follow.streams,
+      });
+    } finally {
+      release?.();
+    }
     let skip = start.skip;
     for await (const record of followLog(source, { ...follow, from: start.from })) {
       if (skip > 0) {

@@ -1,7 +1,9 @@
 // One worker per state directory: a second one would mark the first one's running jobs as lost and
 // kill them. The lock file holds the owner's pid; a lock whose process is gone is stale and taken over.
+// It is created O_EXCL (never through a link) and read O_NOFOLLOW: a link in its place is stale.
 import { existsSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { JobworkerError, errorCode, systemError } from '../errors';
@@ -20,7 +22,7 @@ export class StateLock {
       } catch (error) {
         if (errorCode(error) !== 'EEXIST') throw systemError('create lock file', lockPath, error);
       }
-      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      const holder = Number((await readHolder(lockPath)).trim());
       if (Number.isInteger(holder) && holder > 0 && existsSync(`/proc/${holder}`)) {
         throw new JobworkerError(
           'failed-precondition',
@@ -34,5 +36,19 @@ export class StateLock {
 
   async release(): Promise<void> {
     await rm(this.path, { force: true });
+  }
+}
+
+/** The lock file's content; '' if it cannot be read or is a link. */
+async function readHolder(lockPath: string): Promise<string> {
+  try {
+    const file = await open(lockPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      return (await file.readFile({ encoding: 'utf8' })).slice(0, 64);
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return '';
   }
 }

@@ -17,6 +17,7 @@ import { recover, type RecoveryReport } from './recovery';
 import { resolveRunAs } from './run-as';
 import { ScratchDirs } from './scratch';
 import { StateLock } from './state-lock';
+import type { CompactionPolicy, JournalStats } from './journal';
 import { StateStore } from './state-store';
 import { nssUserDatabase, type UserDatabase } from './user-database';
 
@@ -80,6 +81,8 @@ export interface WorkerOptions {
   scratch?: ScratchOptions;
   /** Paths no job may see or bind (the daemon's config and keys); the state directory and the scratch root are always hidden. */
   hiddenPaths?: readonly string[];
+  /** When the journal is compacted while running (default: 4 times its live records, at least 1 MiB). */
+  journalCompaction?: CompactionPolicy;
 }
 
 export interface StartOptions {
@@ -229,19 +232,22 @@ export class Worker {
     if (options.scratch?.root !== undefined) checkScratchRoot(options.scratch.root);
     const scratch = new ScratchDirs(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { keep: options.scratch?.keep ?? false });
     await checkHiddenPaths(options.hiddenPaths ?? []);
+    const warn = warnerOf(options);
     const store = new StateStore(options.stateDir, {
       createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
+      ...(options.journalCompaction === undefined ? {} : { compaction: options.journalCompaction }),
+      warn,
     });
     await store.init();
-    const lock = await StateLock.acquire(options.stateDir);
+    const lock = await StateLock.acquire(store.stateDir);
     try {
       const driver = await openCgroupDriver({ ...options.cgroup, fs: CGROUP_FS });
-      const recovery = await recover(store, driver, warnerOf(options));
-      await store.rewrite(recovery.records); // lost jobs recorded, the journal compacted
+      const recovery = await recover(store, driver, warn);
+      await store.open(recovery.records); // lost jobs recorded, the journal compacted
       // Nothing runs now: every scratch directory left is a crashed daemon's or a failed removal's.
       await scratch.init();
       const swept = await scratch.sweep(new Set());
-      if (swept.failed.length > 0) warnerOf(options)('scratch directories not removed', { directories: swept.failed });
+      if (swept.failed.length > 0) warn('scratch directories not removed', { directories: swept.failed });
       const worker = new Worker(options, store, lock, driver, recovery, scratch);
       await worker.#applyRetention();
       return worker;
@@ -343,21 +349,30 @@ export class Worker {
     return jobs;
   }
 
-  /** Removes a finished job's record and log. */
+  /**
+   * Removes a finished job's record, log and spec file. A state directory that refuses (read-only:
+   * `unavailable`; full: `resource-exhausted`) leaves the job as it was.
+   */
   async remove(id: string): Promise<void> {
     const job = this.job(id);
     if (!isFinal(job.state)) {
       throw new JobworkerError('failed-precondition', `job ${id} is ${job.state}; stop it before removing it`);
     }
+    // Recorded first: if the state directory refuses (full, read-only), nothing has changed.
+    await this.#store.remove(id, { logBytes: job.logBytes, specFile: job.hasSpecFile });
     this.#jobs.delete(id);
     this.#finished.delete(id);
-    await this.#store.remove(id, job.logBytes);
   }
 
   /** Calls `listener` after every job state change (persisted first). Returns the unsubscribe. */
   subscribe(listener: (event: JobEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** The journal's size, its live records' size and the compactions done since open (metrics). */
+  journalStats(): JournalStats {
+    return this.#store.journalStats();
   }
 
   get runningJobs(): number {
@@ -417,7 +432,7 @@ export class Worker {
       if (this.#finished.size <= maxCount && !tooOld) break;
       this.#finished.delete(id); // deleting the entry being visited is safe for a Set iterator
       this.#jobs.delete(id);
-      removals.push(this.#store.remove(id, oldest.logBytes).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
+      removals.push(this.#store.remove(id, { logBytes: oldest.logBytes, specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
     }
     return Promise.all(removals);
   }

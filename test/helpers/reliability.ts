@@ -24,6 +24,11 @@ export interface DaemonConfigFile {
   maxRunningJobs?: number;
   defaults?: { cpu?: number; memoryBytes?: number; pids?: number; logMaxBytes?: number; stopGraceMs?: number };
   shutdown?: { stopJobs?: boolean; graceMs?: number };
+  maxStreamsPerIdentity?: number;
+  connections?: { max?: number; maxPerAddress?: number; handshakeTimeoutMs?: number; maxStreamsPerConnection?: number };
+  fileDescriptors?: { reserve?: number; identityJobShare?: number };
+  logScans?: { max?: number; maxPerIdentity?: number };
+  refusalLogIntervalMs?: number;
 }
 
 export interface ReliabilityDaemonOptions {
@@ -35,6 +40,8 @@ export interface ReliabilityDaemonOptions {
   /** Added to the daemon's environment. */
   env?: NodeJS.ProcessEnv;
   pki?: TestPki;
+  /** RLIMIT_NOFILE (soft and hard) of the daemon process, as systemd's LimitNOFILE= would set it (util-linux prlimit). */
+  nofile?: number;
 }
 
 export interface ProcSample {
@@ -58,6 +65,7 @@ export class ReliabilityDaemon {
   #ownsPki: boolean;
   #configPath: string;
   #env: NodeJS.ProcessEnv;
+  #nofile: number | undefined;
   #serverFiles!: Awaited<ReturnType<TestPki['server']>>;
   #clients: JobworkerClient[] = [];
   process!: SpawnedDaemon;
@@ -72,6 +80,7 @@ export class ReliabilityDaemon {
     this.pki = pki;
     this.#ownsPki = ownsPki;
     this.#env = options.env ?? {};
+    this.#nofile = options.nofile;
     this.#configPath = path.join(this.dir, 'config.json');
     const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
     const placement = delegated === undefined || delegated === '' ? { cgroupRootName: this.cgroupRootName } : { cgroupRoot: path.posix.join(delegated, this.cgroupRootName) };
@@ -95,9 +104,12 @@ export class ReliabilityDaemon {
   }
 
   async #spawn(): Promise<void> {
+    // prlimit execs the command: the child's pid is the daemon's.
+    const prefix = this.#nofile === undefined ? [] : [`--nofile=${this.#nofile}:${this.#nofile}`, '--', process.execPath];
     const child = spawn(
-      process.execPath,
+      this.#nofile === undefined ? process.execPath : 'prlimit',
       [
+        ...prefix,
         WORKER_BIN,
         '--config', this.#configPath,
         '--listen', '127.0.0.1:0',

@@ -6,7 +6,7 @@ import { JobworkerClient } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { Logger } from '../../src/logger';
 import type { Role } from '../../src/pki';
-import { JobworkerServer } from '../../src/server/server';
+import { JobworkerServer, type JobworkerServerOptions } from '../../src/server/server';
 import { createTestPki, type TestPki } from './pki';
 import { openTestWorker, type TestWorker } from './worker';
 
@@ -22,7 +22,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(label: string, options: { logLines?: string[]; maxStreamsPerIdentity?: number } = {}): Promise<TestServer> {
+export type TestServerLimits = Omit<JobworkerServerOptions, 'worker' | 'tls' | 'listen' | 'logger'>;
+
+export async function startTestServer(label: string, options: { logLines?: string[]; server?: TestServerLimits; maxStreamsPerIdentity?: number } = {}): Promise<TestServer> {
   const pki = await createTestPki();
   const worker = await openTestWorker(label, { defaults: { stopGraceMs: 2000 } });
   const serverFiles = await pki.server();
@@ -33,6 +35,7 @@ export async function startTestServer(label: string, options: { logLines?: strin
     listen: '127.0.0.1:0',
     logger,
     ...(options.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: options.maxStreamsPerIdentity }),
+    ...options.server,
   });
   const address = `localhost:${server.port}`;
   const clients: JobworkerClient[] = [];

@@ -1,6 +1,7 @@
 // Isolation (SpawnOptions.isolation) against real processes, namespaces and cgroups, as a hostile
 // job would try it: each namespace proven by its effect, privileges, signals through jobworker-init,
-// exec failures still synchronous, nothing left behind. Both spawn paths (clone3 and the gated fork).
+// exec failures still synchronous, nothing left behind. Every suite runs on both spawn paths (clone3
+// and the gated fork): they share the child's steps, but not its memory (CLONE_VM or a copy).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { OpenedCgroupDriver } from '../../src/cgroup/index';
 import { SpawnError, spawnProcess, type Isolation, type NativeProcess, type SpawnOptions } from '../../src/native';
-import { closeTestDriver, createJobCgroup, openTestDriver, type CreatedCgroup } from '../helpers/cgroup-jobs';
+import { closeTestDriver, createJobCgroup, findCgroupDirs, openTestDriver, TEST_ROOT_NAME, type CreatedCgroup } from '../helpers/cgroup-jobs';
 import { readCapturedOutput, waitForStdout } from '../helpers/log';
 import { openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -24,15 +25,29 @@ let seq = 0;
 let driver: OpenedCgroupDriver;
 const cgroups: CreatedCgroup[] = [];
 
+// What the whole file must leave as it found it (both spawn paths, every failure included).
+let fdsBefore: number;
+let mountsBefore: string;
+
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'jobworker-isolation-'));
   chmodSync(dir, 0o755); // the jobs run as nobody
   driver = await openTestDriver();
+  // One job first: what the addon holds for the process's lifetime from its first isolated spawn
+  // (the capture thread's epoll and wake-up descriptors, jobworker-init's descriptor) is no leak.
+  await run({ script: 'true' });
+  fdsBefore = openFdCount();
+  mountsBefore = readFileSync('/proc/self/mountinfo', 'utf8');
 });
 after(async () => {
+  const fdsAfter = openFdCount();
   for (const cgroup of cgroups) await cgroup.destroy().catch(() => undefined);
   await closeTestDriver(driver);
   rmSync(dir, { recursive: true, force: true });
+  assert.deepEqual(zombieChildren(), [], 'no job left unreaped');
+  assert.equal(fdsAfter, fdsBefore, 'no descriptor left open');
+  assert.equal(readFileSync('/proc/self/mountinfo', 'utf8'), mountsBefore, 'no mount left in the host\'s namespace');
+  assert.deepEqual(findCgroupDirs(TEST_ROOT_NAME), [], 'every cgroup of this file is removed');
 });
 
 type RunOptions = Omit<SpawnOptions, 'logPath' | 'command'> & { script: string };
@@ -235,171 +250,174 @@ for (const forceGatedFork of [false, true]) {
       assert.equal(openFdCount(), fds);
     });
   });
+
+  describe(`isolation, ${pathName}: the mount namespace`, requireRoot, () => {
+    it('a private /tmp, /var/tmp and /dev/shm: empty, writable, and two jobs never see each other\'s files', async () => {
+      writeFileSync(path.join(dir, 'host-file'), 'host');
+      const isolation = { ...NAMESPACES, privateTmp: true };
+      const first = start({ forceGatedFork, isolation, script: 'for d in /tmp /var/tmp /dev/shm; do ls -A $d | wc -l; touch $d/mine-a; done; echo ready; sleep 100' });
+      await waitForStdout(first.proc, first.log, 'ready');
+      const second = await run({ forceGatedFork, isolation, script: 'ls -A /tmp /var/tmp /dev/shm; touch /tmp/mine-b && echo wrote' });
+      first.proc.kill('SIGKILL');
+      await first.proc.exited;
+      assert.equal((await readCapturedOutput(first.log)).stdout.toString(), '0\n0\n0\nready\n');
+      assert.equal(second.stdout, '/dev/shm:\n\n/tmp:\n\n/var/tmp:\nwrote\n');
+      for (const d of ['/tmp', '/var/tmp', '/dev/shm']) {
+        assert.equal(existsSync(path.join(d, 'mine-a')), false);
+        assert.equal(existsSync(path.join(d, 'mine-b')), false);
+      }
+    });
+
+    it('hidden directories are empty and unreadable; root sees them empty', async () => {
+      const secret = hostDir('secret');
+      writeFileSync(path.join(secret, 'key.pem'), 'private');
+      const isolation = { ...NAMESPACES, hide: [secret] };
+      const user = await run({ forceGatedFork, isolation, script: `ls ${secret}; cat ${secret}/key.pem; touch ${secret}/x` });
+      assert.match(user.stderr, /Permission denied/);
+      assert.doesNotMatch(user.stdout + user.stderr, /private/);
+      const root = await run({ forceGatedFork, isolation, uid: undefined, gid: undefined, groups: undefined, script: `ls -A ${secret} | wc -l; cat ${secret}/key.pem` });
+      assert.equal(root.stdout, '0\n');
+      assert.equal(readFileSync(path.join(secret, 'key.pem'), 'utf8'), 'private');
+    });
+
+    it('a read-only root refuses writes; writable paths and the private /tmp accept them', async () => {
+      const scratch = hostDir('scratch');
+      chmodSync(scratch, 0o777);
+      const elsewhere = hostDir('elsewhere');
+      chmodSync(elsewhere, 0o777);
+      const { stdout, stderr } = await run({
+        forceGatedFork,
+        isolation: { ...NAMESPACES, readOnlyRoot: true, writable: [scratch] },
+        script: `touch ${elsewhere}/x || echo refused; echo kept > ${scratch}/out && echo scratch-ok; echo > /dev/null && echo devnull-ok`,
+      });
+      assert.equal(stdout, 'refused\nscratch-ok\ndevnull-ok\n');
+      assert.match(stderr, /Read-only file system/);
+      assert.equal(readFileSync(path.join(scratch, 'out'), 'utf8'), 'kept\n');
+      assert.equal(existsSync(path.join(elsewhere, 'x')), false);
+      // Under a private /tmp, the host's /tmp (where `scratch` is) is out of sight: the private one is
+      // writable.
+      const tmp = await run({ forceGatedFork, isolation: { ...NAMESPACES, readOnlyRoot: true, privateTmp: true }, script: 'touch /tmp/t /var/tmp/t /dev/shm/t && echo tmp-ok; touch /etc/x 2>/dev/null || echo etc-refused' });
+      assert.equal(tmp.stdout, 'tmp-ok\netc-refused\n');
+    });
+
+    it('a writable directory inside a hidden one stays reachable at its place; nothing else there is', async () => {
+      // The daemon's layout: a scratch root no job may list, and one scratch directory per job.
+      const root = hostDir('scratch-root');
+      const mine = path.join(root, 'jobs', 'mine');
+      const theirs = path.join(root, 'jobs', 'theirs');
+      mkdirSync(mine, { recursive: true });
+      mkdirSync(theirs, { recursive: true });
+      chmodSync(mine, 0o777);
+      writeFileSync(path.join(theirs, 'secret'), 'theirs');
+      const { stdout, stderr } = await run({
+        forceGatedFork,
+        isolation: { ...NAMESPACES, readOnlyRoot: true, hide: [root], writable: [mine] },
+        cwd: mine,
+        script: `pwd; echo out > ./result && echo wrote; ls ${root} || echo root-unlisted; ls ${path.join(root, 'jobs')} || echo jobs-unlisted; cat ${theirs}/secret || echo theirs-unreachable`,
+      });
+      assert.equal(stdout, `${mine}\nwrote\nroot-unlisted\njobs-unlisted\ntheirs-unreachable\n`);
+      assert.match(stderr, /Permission denied/);
+      assert.equal(readFileSync(path.join(mine, 'result'), 'utf8'), 'out\n');
+
+      // The other way round would show what is hidden: refused.
+      assert.throws(
+        () => spawnProcess({ command: 'true', env: ENV, forceGatedFork, isolation: { ...NAMESPACES, hide: [mine], writable: [`${root}/./jobs/..`] }, logPath: path.join(dir, `never-${seq++}.log`) }),
+        /isolation\.hide\[0\] .* is inside isolation\.writable\[0\]/,
+      );
+    });
+
+    it('binds: read-only and read-write, and a source the job\'s user cannot reach is refused', async () => {
+      const source = hostDir('bind-source');
+      writeFileSync(path.join(source, 'data'), 'from the host');
+      chmodSync(source, 0o777);
+      const readOnlyTarget = hostDir('bind-ro');
+      const writableTarget = hostDir('bind-rw');
+      const { stdout, stderr } = await run({
+        forceGatedFork,
+        isolation: { ...NAMESPACES, binds: [{ source, target: readOnlyTarget, readOnly: true }, { source, target: writableTarget, readOnly: false }] },
+        script: `cat ${readOnlyTarget}/data; echo; touch ${readOnlyTarget}/no || echo refused; echo job > ${writableTarget}/from-job && echo wrote`,
+      });
+      assert.equal(stdout, 'from the host\nrefused\nwrote\n');
+      assert.match(stderr, /Read-only file system/);
+      assert.equal(readFileSync(path.join(source, 'from-job'), 'utf8'), 'job\n');
+      assert.deepEqual(readdirSync(readOnlyTarget), []); // the host's view of the target is untouched
+
+      const locked = path.join(dir, `locked-${seq++}`);
+      mkdirSync(path.join(locked, 'inner'), { recursive: true, mode: 0o700 });
+      chmodSync(path.join(locked, 'inner'), 0o777); // reachable only through a directory nobody may enter
+      assert.throws(
+        () => spawnProcess({ command: 'true', env: ENV, forceGatedFork, ...NOBODY, isolation: { ...NAMESPACES, binds: [{ source: path.join(locked, 'inner'), target: writableTarget, readOnly: false }] }, logPath: path.join(dir, `never-${seq++}.log`) }),
+        { stage: 'mount', code: 'EACCES', path: path.join(locked, 'inner') },
+      );
+    });
+
+    it('nothing mounted in the job shows on the host', async () => {
+      const before = readFileSync('/proc/self/mountinfo', 'utf8');
+      await run({ forceGatedFork, isolation: { ...NAMESPACES, privateTmp: true, readOnlyRoot: true, hide: [hostDir('h')] }, script: 'true' });
+      assert.equal(readFileSync('/proc/self/mountinfo', 'utf8'), before);
+    });
+  });
+
+  describe(`isolation, ${pathName}: privileges`, requireRoot, () => {
+    it('a job whose uid is not 0: no_new_privs, no capabilities in any set, the bounding set included', async () => {
+      const { stdout } = await run({ forceGatedFork, script: 'grep -E "^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb)):" /proc/self/status' });
+      assert.deepEqual(stdout.trim().split('\n').map((l) => l.split(/\s+/)), [
+        ['CapInh:', '0000000000000000'],
+        ['CapPrm:', '0000000000000000'],
+        ['CapEff:', '0000000000000000'],
+        ['CapBnd:', '0000000000000000'],
+        ['CapAmb:', '0000000000000000'],
+        ['NoNewPrivs:', '1'],
+      ]);
+    });
+
+    it('a root job keeps its capabilities, with no_new_privs', async () => {
+      const { stdout } = await run({ forceGatedFork, uid: undefined, gid: undefined, groups: undefined, script: 'grep -E "^(NoNewPrivs|CapBnd):" /proc/self/status' });
+      assert.match(stdout, /^CapBnd:\s+0*[1-9a-f][0-9a-f]*\nNoNewPrivs:\s+1\n$/);
+    });
+
+    it('a setuid-root binary gives no root', async () => {
+      // A setuid copy of id(1) where setuid bits count (not on a nosuid mount): proven by a job
+      // without isolation first.
+      const bin = hostDir('setuid');
+      const id = path.join(bin, 'suid-id');
+      copyFileSync('/usr/bin/id', id);
+      chmodSync(id, 0o4755);
+      const control = await run({ forceGatedFork, isolation: undefined, script: `${id} -u` });
+      if (control.stdout !== '0\n') {
+        assert.ok(statSync(id).mode & 0o4000);
+        return; // a nosuid filesystem: nothing to prove here
+      }
+      const { stdout } = await run({ forceGatedFork, script: `${id} -u; ${id} -u -r` });
+      assert.equal(stdout, '65534\n65534\n');
+    });
+
+    it('a daemon without CAP_SETPCAP cannot empty a job\'s bounding set: the spawn fails and says what is missing', () => {
+      // A Node process whose bounding set lacks CAP_SETPCAP (setpriv), spawning one isolated job.
+      const script = `
+        const { spawnProcess } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'native'))});
+        try {
+          spawnProcess({ command: 'true', logPath: ${JSON.stringify(path.join(dir, `no-setpcap-${forceGatedFork ? 'fork' : 'clone3'}.log`))}, uid: 65534, gid: 65534, groups: [], forceGatedFork: ${forceGatedFork},
+            isolation: { pid: true, mount: true, ipc: true, uts: true, cgroup: true, network: 'host' } });
+          console.log('spawned');
+        } catch (e) { console.log(JSON.stringify({ stage: e.stage, code: e.code, message: e.message })); }`;
+      const out = execFileSync('setpriv', ['--bounding-set', '-all,+setuid,+setgid,+kill,+sys_admin', '--', process.execPath, '-e', script]).toString();
+      assert.deepEqual(JSON.parse(out), {
+        stage: 'credentials',
+        code: 'EPERM',
+        message: 'spawn failed at credentials: the capability bounding set (emptying it needs CAP_SETPCAP): EPERM (Operation not permitted)',
+      });
+    });
+
+    it('mount(2) is refused', async () => {
+      const { stdout } = await run({ forceGatedFork, script: 'mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused' });
+      assert.equal(stdout, 'refused\n');
+    });
+
+    it('the job inherits only fds 0, 1 and 2; init holds none of them', async () => {
+      const { stdout } = await run({ forceGatedFork, script: 'ls /proc/self/fd | sort -n | tr "\\n" " "; echo; ls /proc/1/fd 2>&1 | grep -c denied' });
+      // ls holds fd 3 on the directory it lists; /proc/1 (init) is not the job's to read.
+      assert.equal(stdout, '0 1 2 3 \n1\n');
+    });
+  });
 }
-
-describe('isolation: the mount namespace', requireRoot, () => {
-  it('a private /tmp, /var/tmp and /dev/shm: empty, writable, and two jobs never see each other\'s files', async () => {
-    writeFileSync(path.join(dir, 'host-file'), 'host');
-    const isolation = { ...NAMESPACES, privateTmp: true };
-    const first = start({ isolation, script: 'for d in /tmp /var/tmp /dev/shm; do ls -A $d | wc -l; touch $d/mine-a; done; echo ready; sleep 100' });
-    await waitForStdout(first.proc, first.log, 'ready');
-    const second = await run({ isolation, script: 'ls -A /tmp /var/tmp /dev/shm; touch /tmp/mine-b && echo wrote' });
-    first.proc.kill('SIGKILL');
-    await first.proc.exited;
-    assert.equal((await readCapturedOutput(first.log)).stdout.toString(), '0\n0\n0\nready\n');
-    assert.equal(second.stdout, '/dev/shm:\n\n/tmp:\n\n/var/tmp:\nwrote\n');
-    for (const d of ['/tmp', '/var/tmp', '/dev/shm']) {
-      assert.equal(existsSync(path.join(d, 'mine-a')), false);
-      assert.equal(existsSync(path.join(d, 'mine-b')), false);
-    }
-  });
-
-  it('hidden directories are empty and unreadable; root sees them empty', async () => {
-    const secret = hostDir('secret');
-    writeFileSync(path.join(secret, 'key.pem'), 'private');
-    const isolation = { ...NAMESPACES, hide: [secret] };
-    const user = await run({ isolation, script: `ls ${secret}; cat ${secret}/key.pem; touch ${secret}/x` });
-    assert.match(user.stderr, /Permission denied/);
-    assert.doesNotMatch(user.stdout + user.stderr, /private/);
-    const root = await run({ isolation, uid: undefined, gid: undefined, groups: undefined, script: `ls -A ${secret} | wc -l; cat ${secret}/key.pem` });
-    assert.equal(root.stdout, '0\n');
-    assert.equal(readFileSync(path.join(secret, 'key.pem'), 'utf8'), 'private');
-  });
-
-  it('a read-only root refuses writes; writable paths and the private /tmp accept them', async () => {
-    const scratch = hostDir('scratch');
-    chmodSync(scratch, 0o777);
-    const elsewhere = hostDir('elsewhere');
-    chmodSync(elsewhere, 0o777);
-    const { stdout, stderr } = await run({
-      isolation: { ...NAMESPACES, readOnlyRoot: true, writable: [scratch] },
-      script: `touch ${elsewhere}/x || echo refused; echo kept > ${scratch}/out && echo scratch-ok; echo > /dev/null && echo devnull-ok`,
-    });
-    assert.equal(stdout, 'refused\nscratch-ok\ndevnull-ok\n');
-    assert.match(stderr, /Read-only file system/);
-    assert.equal(readFileSync(path.join(scratch, 'out'), 'utf8'), 'kept\n');
-    assert.equal(existsSync(path.join(elsewhere, 'x')), false);
-    // Under a private /tmp, the host's /tmp (where `scratch` is) is out of sight: the private one is
-    // writable.
-    const tmp = await run({ isolation: { ...NAMESPACES, readOnlyRoot: true, privateTmp: true }, script: 'touch /tmp/t /var/tmp/t /dev/shm/t && echo tmp-ok; touch /etc/x 2>/dev/null || echo etc-refused' });
-    assert.equal(tmp.stdout, 'tmp-ok\netc-refused\n');
-  });
-
-  it('a writable directory inside a hidden one stays reachable at its place; nothing else there is', async () => {
-    // The daemon's layout: a scratch root no job may list, and one scratch directory per job.
-    const root = hostDir('scratch-root');
-    const mine = path.join(root, 'jobs', 'mine');
-    const theirs = path.join(root, 'jobs', 'theirs');
-    mkdirSync(mine, { recursive: true });
-    mkdirSync(theirs, { recursive: true });
-    chmodSync(mine, 0o777);
-    writeFileSync(path.join(theirs, 'secret'), 'theirs');
-    const { stdout, stderr } = await run({
-      isolation: { ...NAMESPACES, readOnlyRoot: true, hide: [root], writable: [mine] },
-      cwd: mine,
-      script: `pwd; echo out > ./result && echo wrote; ls ${root} || echo root-unlisted; ls ${path.join(root, 'jobs')} || echo jobs-unlisted; cat ${theirs}/secret || echo theirs-unreachable`,
-    });
-    assert.equal(stdout, `${mine}\nwrote\nroot-unlisted\njobs-unlisted\ntheirs-unreachable\n`);
-    assert.match(stderr, /Permission denied/);
-    assert.equal(readFileSync(path.join(mine, 'result'), 'utf8'), 'out\n');
-
-    // The other way round would show what is hidden: refused.
-    assert.throws(
-      () => spawnProcess({ command: 'true', env: ENV, isolation: { ...NAMESPACES, hide: [mine], writable: [`${root}/./jobs/..`] }, logPath: path.join(dir, `never-${seq++}.log`) }),
-      /isolation\.hide\[0\] .* is inside isolation\.writable\[0\]/,
-    );
-  });
-
-  it('binds: read-only and read-write, and a source the job\'s user cannot reach is refused', async () => {
-    const source = hostDir('bind-source');
-    writeFileSync(path.join(source, 'data'), 'from the host');
-    chmodSync(source, 0o777);
-    const readOnlyTarget = hostDir('bind-ro');
-    const writableTarget = hostDir('bind-rw');
-    const { stdout, stderr } = await run({
-      isolation: { ...NAMESPACES, binds: [{ source, target: readOnlyTarget, readOnly: true }, { source, target: writableTarget, readOnly: false }] },
-      script: `cat ${readOnlyTarget}/data; echo; touch ${readOnlyTarget}/no || echo refused; echo job > ${writableTarget}/from-job && echo wrote`,
-    });
-    assert.equal(stdout, 'from the host\nrefused\nwrote\n');
-    assert.match(stderr, /Read-only file system/);
-    assert.equal(readFileSync(path.join(source, 'from-job'), 'utf8'), 'job\n');
-    assert.deepEqual(readdirSync(readOnlyTarget), []); // the host's view of the target is untouched
-
-    const locked = path.join(dir, `locked-${seq++}`);
-    mkdirSync(path.join(locked, 'inner'), { recursive: true, mode: 0o700 });
-    chmodSync(path.join(locked, 'inner'), 0o777); // reachable only through a directory nobody may enter
-    assert.throws(
-      () => spawnProcess({ command: 'true', env: ENV, ...NOBODY, isolation: { ...NAMESPACES, binds: [{ source: path.join(locked, 'inner'), target: writableTarget, readOnly: false }] }, logPath: path.join(dir, `never-${seq++}.log`) }),
-      { stage: 'mount', code: 'EACCES', path: path.join(locked, 'inner') },
-    );
-  });
-
-  it('nothing mounted in the job shows on the host', async () => {
-    const before = readFileSync('/proc/self/mountinfo', 'utf8');
-    await run({ isolation: { ...NAMESPACES, privateTmp: true, readOnlyRoot: true, hide: [hostDir('h')] }, script: 'true' });
-    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8'), before);
-  });
-});
-
-describe('isolation: privileges', requireRoot, () => {
-  it('a job whose uid is not 0: no_new_privs, no capabilities in any set, the bounding set included', async () => {
-    const { stdout } = await run({ script: 'grep -E "^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb)):" /proc/self/status' });
-    assert.deepEqual(stdout.trim().split('\n').map((l) => l.split(/\s+/)), [
-      ['CapInh:', '0000000000000000'],
-      ['CapPrm:', '0000000000000000'],
-      ['CapEff:', '0000000000000000'],
-      ['CapBnd:', '0000000000000000'],
-      ['CapAmb:', '0000000000000000'],
-      ['NoNewPrivs:', '1'],
-    ]);
-  });
-
-  it('a root job keeps its capabilities, with no_new_privs', async () => {
-    const { stdout } = await run({ uid: undefined, gid: undefined, groups: undefined, script: 'grep -E "^(NoNewPrivs|CapBnd):" /proc/self/status' });
-    assert.match(stdout, /^CapBnd:\s+0*[1-9a-f][0-9a-f]*\nNoNewPrivs:\s+1\n$/);
-  });
-
-  it('a setuid-root binary gives no root', async () => {
-    // A setuid copy of id(1) where setuid bits count (not on a nosuid mount): proven by a job
-    // without isolation first.
-    const bin = hostDir('setuid');
-    const id = path.join(bin, 'suid-id');
-    copyFileSync('/usr/bin/id', id);
-    chmodSync(id, 0o4755);
-    const control = await run({ isolation: undefined, script: `${id} -u` });
-    if (control.stdout !== '0\n') {
-      assert.ok(statSync(id).mode & 0o4000);
-      return; // a nosuid filesystem: nothing to prove here
-    }
-    const { stdout } = await run({ script: `${id} -u; ${id} -u -r` });
-    assert.equal(stdout, '65534\n65534\n');
-  });
-
-  it('a daemon without CAP_SETPCAP cannot empty a job\'s bounding set: the spawn fails and says what is missing', () => {
-    // A Node process whose bounding set lacks CAP_SETPCAP (setpriv), spawning one isolated job.
-    const script = `
-      const { spawnProcess } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'native'))});
-      try {
-        spawnProcess({ command: 'true', logPath: ${JSON.stringify(path.join(dir, 'no-setpcap.log'))}, uid: 65534, gid: 65534, groups: [],
-          isolation: { pid: true, mount: true, ipc: true, uts: true, cgroup: true, network: 'host' } });
-        console.log('spawned');
-      } catch (e) { console.log(JSON.stringify({ stage: e.stage, code: e.code, message: e.message })); }`;
-    const out = execFileSync('setpriv', ['--bounding-set', '-all,+setuid,+setgid,+kill,+sys_admin', '--', process.execPath, '-e', script]).toString();
-    assert.deepEqual(JSON.parse(out), {
-      stage: 'credentials',
-      code: 'EPERM',
-      message: 'spawn failed at credentials: the capability bounding set (emptying it needs CAP_SETPCAP): EPERM (Operation not permitted)',
-    });
-  });
-
-  it('mount(2) is refused', async () => {
-    const { stdout } = await run({ script: 'mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused' });
-    assert.equal(stdout, 'refused\n');
-  });
-
-  it('the job inherits only fds 0, 1 and 2; init holds none of them', async () => {
-    const { stdout } = await run({ script: 'ls /proc/self/fd | sort -n | tr "\\n" " "; echo; ls /proc/1/fd 2>&1 | grep -c denied' });
-    // ls holds fd 3 on the directory it lists; /proc/1 (init) is not the job's to read.
-    assert.equal(stdout, '0 1 2 3 \n1\n');
-  });
-});

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -307,6 +307,32 @@ describe('log file reuse (logRecycleFrom)', () => {
     await proc.exited;
     await proc.closed;
     assert.equal((await readCapturedOutput(log)).stdout.toString(), 'ok\n');
+  });
+
+  // The state directory may hold links planted there; the daemon runs as root.
+  it('a spare that is a symbolic link or a hard link is not written through: a new file is made', async () => {
+    for (const plant of [symlinkSync, linkSync]) {
+      const target = path.join(dir, `precious-${seq++}`);
+      writeFileSync(target, 'precious bytes\n');
+      const spare = path.join(dir, `spare-${seq++}`);
+      plant(target, spare);
+      const { proc, log } = run({ command: 'echo', args: ['fresh'], logRecycleFrom: spare });
+      await proc.exited;
+      await proc.closed;
+      assert.equal(readFileSync(target, 'utf8'), 'precious bytes\n', `${plant.name}: the target is untouched`);
+      assert.equal(lstatSync(log).isFile(), true);
+      assert.notEqual(statSync(log).ino, statSync(target).ino);
+      assert.equal((await readCapturedOutput(log)).stdout.toString(), 'fresh\n');
+    }
+  });
+
+  it('a log path that already exists (a planted link) is refused, the file it points to untouched', () => {
+    const target = path.join(dir, `precious-${seq++}`);
+    writeFileSync(target, 'precious bytes\n');
+    const log = logPath();
+    symlinkSync(target, log);
+    assert.throws(() => run({ command: 'echo', args: ['x'], logPath: log }), { stage: 'log', code: 'EEXIST', path: log });
+    assert.equal(readFileSync(target, 'utf8'), 'precious bytes\n');
   });
 });
 

@@ -157,7 +157,7 @@ describe('npm pack, then npm install -g of the tarball', requireRoot, () => {
     for (const needed of ['package.json', 'README.md', 'bin/job-worker.js', 'bin/job-cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/job-worker/main.js', 'native/build.js', 'native/addon.cc', 'CMakeLists.txt', 'binding.gyp', 'proto/jobworker/v1/jobworker.proto', 'contrib/jobworker.service']) {
       assert.ok(files.includes(needed), `the tarball has ${needed}`);
     }
-    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
+    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(c|cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
     assert.deepEqual(unexpected, [], 'nothing a host does not need (tests, bench, build/, node_modules, source maps, TypeScript sources)');
     const packed = JSON.parse(spawnSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }).stdout) as { dependencies: Record<string, string> };
     assert.ok('cmake-js' in packed.dependencies && 'node-addon-api' in packed.dependencies, 'what the install script builds with is a dependency');

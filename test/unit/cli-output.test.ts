@@ -77,6 +77,13 @@ describe('text for people', () => {
     assert.equal(truncate('abcdefghijkl', 6), 'abcde…');
   });
 
+  it('a listed job whose arguments were left out says how many', () => {
+    const listed = report(pbJob({ args: ['-c'], argsOmitted: 3 }), NOW);
+    assert.equal(listed.argsOmitted, 3);
+    assert.equal(commandLine(listed), 'sh -c … (3 more arguments)');
+    assert.equal(report(pbJob(), NOW).argsOmitted, 0);
+  });
+
   it('renders the EXIT column', () => {
     const base = report(pbJob(), NOW);
     assert.equal(exitCell(base), '-');

@@ -94,7 +94,7 @@ function reachable(graph: Graph, start: readonly string[]): Set<string> {
 }
 
 /** Dependency-free modules at the bottom, importable by every layer. */
-const BOTTOM = ['src/errors.ts', 'src/logger.ts', 'src/paths.ts', 'src/job-id.ts', 'src/job-path.ts', 'src/resource-stats.ts'];
+const BOTTOM = ['src/errors.ts', 'src/logger.ts', 'src/paths.ts', 'src/periodic.ts', 'src/job-id.ts', 'src/job-path.ts', 'src/resource-stats.ts'];
 /** The layers below the server: they know nothing of gRPC, the daemon or the clients. */
 const CORE = ['src/native/', 'src/cgroup/', 'src/logs/', 'src/worker/'];
 

@@ -24,7 +24,7 @@ async function openStore(options: StateStoreOptions = {}): Promise<StateStore> {
   const store = new StateStore(dir, options);
   await store.init();
   await store.readAll();
-  await store.rewrite([]);
+  await store.open([]);
   return store;
 }
 
@@ -35,8 +35,8 @@ describe('spare logs', () => {
     const store = await openStore();
     writeFileSync(store.logPath(ID[0]), Buffer.alloc(600, 0x41));
     writeFileSync(store.logPath(ID[1]), Buffer.alloc(2 << 20, 0x42));
-    await store.remove(ID[0], 600);
-    await store.remove(ID[1], 2 << 20);
+    await store.remove(ID[0], { logBytes: 600 });
+    await store.remove(ID[1], { logBytes: 2 << 20 });
     assert.equal(existsSync(store.logPath(ID[0])), false);
     assert.equal(existsSync(store.logPath(ID[1])), false);
     assert.deepEqual(spares(), ['.spare-0']);
@@ -69,7 +69,7 @@ describe('spare logs', () => {
     assert.equal(statSync(path.join(dir, 'logs', '.spare-41')).size, FILE_HEADER_SIZE);
     assert.equal(reopened.spareLogs.take(), path.join(dir, 'logs', '.spare-41'));
     writeFileSync(reopened.logPath(ID[0]), 'x');
-    await reopened.remove(ID[0], 1);
+    await reopened.remove(ID[0], { logBytes: 1 });
     assert.ok(spares().includes('.spare-42'), 'new spares are numbered after the ones found');
     await reopened.close();
   });

@@ -32,8 +32,9 @@ export function exitCell(job: JobReport): string {
   return '-';
 }
 
-export function commandLine(job: Pick<JobReport, 'command' | 'args'>): string {
-  return shellQuote([job.command, ...job.args]);
+export function commandLine(job: Pick<JobReport, 'command' | 'args'> & Partial<Pick<JobReport, 'argsOmitted'>>): string {
+  const omitted = job.argsOmitted ?? 0;
+  return shellQuote([job.command, ...job.args]) + (omitted > 0 ? ` … (${omitted} more argument${omitted === 1 ? '' : 's'})` : '');
 }
 
 export function formatLimits(limits: JobReport['limits']): string {

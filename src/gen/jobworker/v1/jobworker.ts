@@ -381,7 +381,11 @@ export interface Job {
   owner: string;
   /** The program, as given. */
   command: string;
-  /** Its arguments (argv[1..]). */
+  /**
+   * Its arguments (argv[1..]). A job whose argv and environment are big (over 8 KiB as JSON) is
+   * listed (ListJobs, WatchJobs, StartJob, StopJob) with the leading arguments only, up to 1 KiB:
+   * `args_omitted` says how many follow. GetJob always answers with every argument.
+   */
   args: string[];
   /** Working directory. */
   cwd: string;
@@ -437,7 +441,11 @@ export interface Job {
     | PoolPlacement
     | undefined;
   /** How it is isolated from the host and from other jobs. */
-  isolation: Isolation | undefined;
+  isolation:
+    | Isolation
+    | undefined;
+  /** Arguments not in `args` (see there); 0 when `args` is complete. */
+  argsOmitted: number;
 }
 
 /** Where a pool job is queued and which daemon runs it. */
@@ -1129,6 +1137,7 @@ function createBaseJob(): Job {
     user: undefined,
     pool: undefined,
     isolation: undefined,
+    argsOmitted: 0,
   };
 }
 
@@ -1196,6 +1205,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.isolation !== undefined) {
       Isolation.encode(message.isolation, writer.uint32(242).fork()).join();
+    }
+    if (message.argsOmitted !== 0) {
+      writer.uint32(320).uint32(message.argsOmitted);
     }
     return writer;
   },
@@ -1381,6 +1393,14 @@ export const Job: MessageFns<Job> = {
             message.isolation = Isolation.decode(reader, reader.uint32());
             continue;
           }
+          case 40: {
+            if (tag !== 320) {
+              break;
+            }
+
+            message.argsOmitted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1440,6 +1460,11 @@ export const Job: MessageFns<Job> = {
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
       pool: isSet(object.pool) ? PoolPlacement.fromJSON(object.pool) : undefined,
       isolation: isSet(object.isolation) ? Isolation.fromJSON(object.isolation) : undefined,
+      argsOmitted: isSet(object.argsOmitted)
+        ? globalThis.Number(object.argsOmitted)
+        : isSet(object.args_omitted)
+        ? globalThis.Number(object.args_omitted)
+        : 0,
     };
   },
 
@@ -1508,6 +1533,9 @@ export const Job: MessageFns<Job> = {
     if (message.isolation !== undefined) {
       obj.isolation = Isolation.toJSON(message.isolation);
     }
+    if (message.argsOmitted !== 0) {
+      obj.argsOmitted = Math.round(message.argsOmitted);
+    }
     return obj;
   },
 
@@ -1545,6 +1573,7 @@ export const Job: MessageFns<Job> = {
     message.isolation = (object.isolation !== undefined && object.isolation !== null)
       ? Isolation.fromPartial(object.isolation)
       : undefined;
+    message.argsOmitted = object.argsOmitted ?? 0;
     return message;
   },
 };
