@@ -58,7 +58,7 @@ export class DynamicUids {
   /** Checked free, ready to hand out (oldest checks first). */
   #ready: CheckedUid[] = [];
   #cursor = 0;
-  #refill: Promise<void> | null = null;
+  #refill: Promise<boolean> | null = null;
   #now: () => number;
 
   constructor(range: DynamicUidRange, db: UserDatabase, now: () => number = Date.now) {
@@ -83,13 +83,13 @@ export class DynamicUids {
         if (this.#ready.length < LOW_WATER) void this.#startRefill().catch(() => undefined);
         return candidate.uid;
       }
-      await this.#startRefill();
-      if (this.#ready.length === 0) {
-        throw new JobworkerError(
-          'resource-exhausted',
-          `no free dynamic uid: all ${this.range.count} of ${this.range.first}..${this.range.first + this.range.count - 1} are held by live jobs or known to the user database (widen dynamicUids)`,
-        );
-      }
+      // Others waiting on the same refill may have taken all it found: then look again; only a
+      // lap of the whole range that found nothing free means there is none.
+      if ((await this.#startRefill()) || this.#ready.length > 0) continue;
+      throw new JobworkerError(
+        'resource-exhausted',
+        `no free dynamic uid: all ${this.range.count} of ${this.range.first}..${this.range.first + this.range.count - 1} are held by live jobs or known to the user database (widen dynamicUids)`,
+      );
     }
   }
 
@@ -107,13 +107,14 @@ export class DynamicUids {
     return uid >= this.range.first && uid < this.range.first + this.range.count;
   }
 
-  #startRefill(): Promise<void> {
+  /** Resolves true if the refill found a free uid (it may be taken by the time the caller looks). */
+  #startRefill(): Promise<boolean> {
     this.#refill ??= this.#checkNextBatch().finally(() => (this.#refill = null));
     return this.#refill;
   }
 
   /** Checks the next candidates of the range against the database; one full lap at most. */
-  async #checkNextBatch(): Promise<void> {
+  async #checkNextBatch(): Promise<boolean> {
     const { first, count } = this.range;
     let looked = 0;
     while (looked < count) {
@@ -128,7 +129,8 @@ export class DynamicUids {
       const [users, groups] = await Promise.all([this.#db.knownIds('passwd', candidates), this.#db.knownIds('group', candidates)]);
       const checkedAt = this.#now();
       for (const uid of candidates) if (!users.has(uid) && !groups.has(uid)) this.#ready.push({ uid, checkedAt });
-      if (this.#ready.length > 0) return;
+      if (this.#ready.length > 0) return true;
     }
+    return false;
   }
 }
