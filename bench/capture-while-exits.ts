@@ -81,7 +81,7 @@ interface RunningJob {
 async function startIdle(driver: OpenedCgroupDriver, dir: string, round: number, count: number): Promise<RunningJob[]> {
   return Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const planned = await driver.plan(`bench-${round}-${i}`, LIMITS, '/');
+      const planned = await driver.plan({ id: `bench-${round}-${i}`, identity: 'bench' }, LIMITS, '/');
       const log = path.join(dir, `other-${round}-${i}.log`);
       const proc = await spawnProcessAsync({
         command: 'sleep',
@@ -92,6 +92,7 @@ async function startIdle(driver: OpenedCgroupDriver, dir: string, round: number,
         exitOps: planned.settleOps,
         ...planned.placement,
       });
+      planned.createOpsRan('created');
       return { proc, plan: planned, log };
     }),
   );
@@ -111,12 +112,13 @@ async function finishAll(jobs: readonly RunningJob[]): Promise<number> {
       if (exit.signal !== 'SIGTERM') throw new Error(`a sleep job ended with ${exit.code ?? exit.signal}`);
       const settled = exit.exitOps === undefined ? undefined : plan.settled(exit.exitOps);
       if (settled?.removed !== true) await plan.cgroup.destroy(); // a v1 hierarchy may still count the dying task
+      await plan.release();
     }),
   );
   return seconds;
 }
 
 async function removeAll(driver: OpenedCgroupDriver): Promise<void> {
-  for (const id of await driver.listJobIds()) await (await driver.open(id))?.destroy();
+  for (const name of await driver.listJobs()) await (await driver.open(name))?.destroy();
   await driver.releaseRoot();
 }

@@ -5,11 +5,15 @@
 import { mkdtemp } from 'node:fs/promises';
 import * as path from 'node:path';
 
+import { mkdirSync } from 'node:fs';
+
 import { JobworkerClient } from '../src/client';
+import { spawnProcess } from '../src/native';
 import { openLog, readRecords } from '../src/logs/reader';
 import { createTestPki } from '../test/helpers/pki';
 import { startDaemonProcess } from '../test/helpers/spawned-daemon';
 import { compare, GIB, MIB, median, SkipBenchmark, type Benchmark, type Row } from './harness';
+import { CLI_BIN, cliEnvironment, cliFollowMBs, TlsFloorServer, timeProcess } from './transport-floors';
 
 function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -50,9 +54,10 @@ export const grpcBenchmark: Benchmark = {
     const dir = await mkdtemp(path.join(dataDir, 'jobworker-bench-grpc-'));
     removeAtExit(dir);
     const pki = await createTestPki();
+    const serverTls = await pki.server();
     const daemon = startDaemonProcess({
       stateDir: path.join(dir, 'state'),
-      tls: await pki.server(),
+      tls: serverTls,
       cgroupRootName: `jobworker-bench-grpc-${process.pid}`,
       configDir: dir,
       config: { defaults: { logMaxBytes: 2 * GIB } }, // the default cap is 1 GiB: the job writes that much
@@ -77,8 +82,21 @@ export const grpcBenchmark: Benchmark = {
       const startMs: number[] = [];
       const ids: string[] = [];
       for (let i = 0; i < 20; i++) await client.getJob((await client.startJob({ command: '/bin/true' })).id); // warm-up
-      const startedAll = process.hrtime.bigint();
+      // The addon's own spawn+exit of /bin/true, in this process, interleaved with the starts: the
+      // floor for the daemon-side start latency (which adds cgroups, journal and record).
+      const spawnLogs = path.join(dir, 'spawn-logs');
+      mkdirSync(spawnLogs);
+      const addonMs: number[] = [];
+      const addonSpawn = async (i: number): Promise<void> => {
+        const t = process.hrtime.bigint();
+        const proc = spawnProcess({ command: '/bin/true', env: { PATH: '/usr/bin:/bin' }, logPath: path.join(spawnLogs, `${i}.log`) });
+        await proc.exited;
+        addonMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+        await proc.closed;
+      };
+      for (let i = 0; i < 20; i++) await addonSpawn(-1 - i); // warm-up
       for (let i = 0; i < starts; i++) {
+        await addonSpawn(i);
         let t = process.hrtime.bigint();
         const job = await client.startJob({ command: '/bin/true' });
         startMs.push(Number(process.hrtime.bigint() - t) / 1e6);
@@ -87,7 +105,8 @@ export const grpcBenchmark: Benchmark = {
         await client.getJob(job.id);
         unaryMs.push(Number(process.hrtime.bigint() - t) / 1e6);
       }
-      const elapsed = Number(process.hrtime.bigint() - startedAll) / 1e9;
+      // The loop's StartJob and GetJob calls, the addon's spawns between them left out.
+      const elapsed = [...startMs, ...unaryMs].reduce((a, b) => a + b, 0) / 1e3;
       const metrics = await (await fetch(`http://${metricsAddress}/metrics`)).text();
       const serverP50 = histogramPercentile(metrics, 'jobworker_job_start_latency_seconds', 50) * 1000;
       const serverP99 = histogramPercentile(metrics, 'jobworker_job_start_latency_seconds', 99) * 1000;
@@ -103,12 +122,23 @@ export const grpcBenchmark: Benchmark = {
           note: `daemon's own histogram (request to job running: cgroup, spawn, record), interpolated in its bucket; p99 ${serverP99.toFixed(2)} ms; ${starts + 20} starts`,
         }),
         compare({
+          name: 'grpc.start-latency-server-p50-vs-addon-spawn',
+          unit: 'ms',
+          better: 'lower',
+          value: serverP50,
+          baseline: 'the addon spawn+exit of /bin/true (p50), this process, interleaved',
+          baselineValue: median(addonMs),
+          target: { minRatio: 1 / 1.5, text: '<= 1.5x the addon spawn+exit' },
+          note: 'what the daemon adds to a spawn: request decoding, cgroups, journal, record',
+        }),
+        compare({
           name: 'grpc.start-latency-client-p50',
           unit: 'ms',
           better: 'lower',
           value: median(startMs),
           baseline: 'GetJob round trip (p50), same connection',
           baselineValue: median(unaryMs),
+          target: { minRatio: 1 / 1.5, text: '<= 1.5x a GetJob round trip' },
           note: `StartJob as the client sees it (TLS, HTTP/2, protobuf both ways); p99 ${percentile(startMs, 99).toFixed(2)} ms vs GetJob p99 ${percentile(unaryMs, 99).toFixed(2)} ms`,
         }),
         compare({
@@ -164,6 +194,45 @@ export const grpcBenchmark: Benchmark = {
         }),
       );
 
+      // The floor: the same bytes over a plain TLS 1.3 socket between two processes (median of 3).
+      progress(`  ${size / MIB} MiB over a raw TLS 1.3 socket between two processes, 3 times`);
+      const floor = new TlsFloorServer(serverTls, size);
+      let rawTlsMBs: number;
+      try {
+        const runs: number[] = [];
+        for (let i = 0; i < 3; i++) runs.push(await floor.readOnce(files, size));
+        rawTlsMBs = median(runs);
+      } finally {
+        await floor.stop();
+      }
+      progress(`  a job writing ${size / MIB} MiB, followed by job-cli stream > file`);
+      const cliEnv = cliEnvironment(`localhost:${port}`, files, dir);
+      const cliJob = await client.startJob({ command: 'head', args: ['-c', String(size), '/dev/zero'] });
+      const cliMBs = await cliFollowMBs(cliEnv, cliJob.id, path.join(dir, 'cli-stream.out'), size);
+      await client.removeJob(cliJob.id);
+      rows.push(
+        compare({
+          name: 'grpc.stream-one-follower-vs-raw-tls',
+          unit: 'MB/s',
+          better: 'higher',
+          value: singleMBs,
+          baseline: 'a raw TLS 1.3 socket between two processes, same bytes',
+          baselineValue: rawTlsMBs,
+          target: { minRatio: 0.5, text: '>= 50% of a raw TLS socket' },
+          note: 'the library client following a live job from the start',
+        }),
+        compare({
+          name: 'grpc.stream-one-follower-cli-vs-raw-tls',
+          unit: 'MB/s',
+          better: 'higher',
+          value: cliMBs,
+          baseline: 'a raw TLS 1.3 socket between two processes, same bytes',
+          baselineValue: rawTlsMBs,
+          target: { minRatio: 0.5, text: '>= 50% of a raw TLS socket' },
+          note: '`job-cli stream JOB > file` following a live job, process start to exit',
+        }),
+      );
+
       const followers = quick ? 10 : 100;
       const each = quick ? 8 * MIB : 64 * MIB;
       progress(`  a job writing ${each / MIB} MiB, followed by ${followers} clients`);
@@ -182,6 +251,51 @@ export const grpcBenchmark: Benchmark = {
           baseline: 'reading the log file locally',
           baselineValue: localMBs,
           note: `${followers} followers over ${many.length} connections of one ${each / MIB} MiB job; aggregate bytes delivered per second`,
+        }),
+        compare({
+          name: 'grpc.stream-100-followers-vs-raw-tls',
+          unit: 'MB/s',
+          better: 'higher',
+          value: aggregateMBs,
+          baseline: 'a raw TLS 1.3 socket between two processes (one stream)',
+          baselineValue: rawTlsMBs,
+          target: { minRatio: 0.7, text: '>= 70% of a raw TLS socket' },
+          note: `${followers} followers, aggregate`,
+        }),
+      );
+
+      // --- job-cli start-up: whole processes, interleaved with `node -e 0` ---
+      const rounds = quick ? 2 : 10;
+      progress(`  job-cli --version and job-cli query against node -e 0, ${rounds} rounds`);
+      const bare: number[] = [];
+      const version: number[] = [];
+      const query: number[] = [];
+      await timeProcess([CLI_BIN, 'query', big.id], cliEnv); // warm the page cache
+      for (let i = 0; i < rounds; i++) {
+        bare.push(await timeProcess(['-e', '0'], cliEnv));
+        version.push(await timeProcess([CLI_BIN, '--version'], cliEnv));
+        query.push(await timeProcess([CLI_BIN, 'query', big.id], cliEnv));
+      }
+      rows.push(
+        compare({
+          name: 'cli.version-vs-node',
+          unit: 's',
+          better: 'lower',
+          value: median(version),
+          baseline: '`node -e 0`, interleaved',
+          baselineValue: median(bare),
+          target: { minRatio: 0.5, text: '<= 2x node -e 0' },
+          note: '`job-cli --version` as a whole process, spawn to exit',
+        }),
+        compare({
+          name: 'cli.query-vs-node',
+          unit: 's',
+          better: 'lower',
+          value: median(query),
+          baseline: '`node -e 0`, interleaved',
+          baselineValue: median(bare),
+          target: { minRatio: 1 / 3, text: '<= 3x node -e 0' },
+          note: '`job-cli query JOB` against the local daemon (mTLS), spawn to exit',
         }),
       );
       return rows;

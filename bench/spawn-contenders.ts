@@ -39,15 +39,17 @@ export interface IsolatedJob {
  * by one), so the caller removes the whole directory once measuring is over. With `isolated`, each
  * job runs in its namespaces as that user.
  */
+/** Log names for every addon contender of the process: logs are created O_EXCL, and several contenders may share a directory. */
+let logSeq = 0;
+
 export function addonContender(logDir: string, spawnCall?: SpawnCallTimes, isolated?: IsolatedJob): Contender {
-  let seq = 0;
   const job = isolated === undefined ? {} : { isolation: isolated.isolation, uid: isolated.uid, gid: isolated.gid, groups: [] };
   return {
     label: isolated?.label ?? LABEL_ADDON,
     async run(iterations) {
       const closes: Promise<unknown>[] = [];
       const samples = await timeEach(iterations, async () => {
-        const logPath = path.join(logDir, `spawn-${seq++}.log`);
+        const logPath = path.join(logDir, `spawn-${logSeq++}.log`);
         const start = process.hrtime.bigint();
         const proc = spawnProcess({ command: TRUE_PATH, env: JOB_ENV, logPath, ...job });
         spawnCall?.push(Number(process.hrtime.bigint() - start));

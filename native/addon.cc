@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <napi.h>
 #include <signal.h>
+#include <sys/file.h>
 
 #include <cerrno>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "fs_ops.h"
 #include "js_values.h"
+#include "log_budget.h"
 #include "log_writer.h"
 #include "reactor.h"
 #include "spawn.h"
@@ -22,6 +24,7 @@ namespace {
 struct AddonState {
   std::unique_ptr<Reactor> reactor;
   Napi::FunctionReference process_handle_class;
+  Napi::FunctionReference log_budget_class;
 };
 
 void destroy_reactor(void* data) { static_cast<AddonState*>(data)->reactor.reset(); }
@@ -85,6 +88,36 @@ class ProcessHandle : public Napi::ObjectWrap<ProcessHandle> {
   // watchOutput(true) asks for coalesced "output" events as the log grows.
   Napi::Value WatchOutput(const Napi::CallbackInfo& info) {
     job->watch_output.store(info[0].As<Napi::Boolean>().Value());  // seq_cst: see request_output_event
+    return info.Env().Undefined();
+  }
+};
+
+// new LogBudget(limitBytes): an identity's log budget, handed to each of its jobs' spawns
+// (logBudget) and charged by their capture; see log_budget.h.
+class LogBudgetHandle : public Napi::ObjectWrap<LogBudgetHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "LogBudget",
+                       {
+                           InstanceAccessor<&LogBudgetHandle::Limit>("limit"),
+                           InstanceAccessor<&LogBudgetHandle::Used>("used"),
+                           InstanceMethod<&LogBudgetHandle::Add>("add"),
+                       });
+  }
+
+  explicit LogBudgetHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LogBudgetHandle>(info) {
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "LogBudget(limitBytes): a number is required");
+    budget = std::make_shared<LogBudget>(info[0].As<Napi::Number>().Int64Value());
+  }
+  std::shared_ptr<LogBudget> budget;
+
+ private:
+  Napi::Value Limit(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->limit())); }
+  Napi::Value Used(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->used())); }
+  // add(bytes): charges (positive) or releases (negative) bytes already on disk.
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "add(bytes): a number is required");
+    budget->add(info[0].As<Napi::Number>().Int64Value());
     return info.Env().Undefined();
   }
 };
@@ -265,6 +298,7 @@ struct SpawnCall {
   SpawnRequest req;
   std::string log_path;
   uint64_t log_max = 0;
+  std::shared_ptr<LogBudget> log_budget;  // null: no identity budget
   // Placement by path: opened on the spawning thread, closed once the child has exec'd.
   std::string cgroup_path;
   std::vector<std::string> join_procs_paths;
@@ -324,6 +358,13 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   Napi::Value recycle = options.Get("logRecycleFrom");
   if (recycle.IsString()) call.log_recycle_from = recycle.As<Napi::String>().Utf8Value();
   call.log_max = static_cast<uint64_t>(optional_integer(options, "logMaxBytes", 1LL << 40));
+  Napi::Value budget = options.Get("logBudget");
+  if (!budget.IsUndefined()) {
+    AddonState* state = env.GetInstanceData<AddonState>();
+    if (!budget.IsObject() || !budget.As<Napi::Object>().InstanceOf(state->log_budget_class.Value()))
+      throw Napi::TypeError::New(env, "logBudget must be a LogBudget");
+    call.log_budget = LogBudgetHandle::Unwrap(budget.As<Napi::Object>())->budget;
+  }
   return call;
 }
 
@@ -371,7 +412,7 @@ void run_spawn(SpawnCall& call, SpawnOutcome& out) {
   // cannot be renamed (gone, another filesystem) only means a new file is created.
   bool reuse = !call.log_recycle_from.empty() && rename(call.log_recycle_from.c_str(), call.log_path.c_str()) == 0;
   try {
-    out.log = std::make_unique<LogWriter>(call.log_path, call.log_max, reuse);
+    out.log = std::make_unique<LogWriter>(call.log_path, call.log_max, reuse, call.log_budget);
   } catch (const NativeError& error) {
     out.error = error;
     return;
@@ -418,7 +459,7 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
 }
 
 // spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, cgroupPath?, joinProcsPaths?,
-//         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, uid?, gid?, groups?,
+//         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, logBudget?, uid?, gid?, groups?,
 //         nofileSoft?, isolation?, forceGatedFork? }, listener(event)) -> ProcessHandle
 // On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
@@ -506,6 +547,22 @@ Napi::Value TrimNativeHeap(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// tryLockExclusive(fd) -> true if this fd now holds flock(LOCK_EX) on its file, false if another
+// open file description holds a lock on it. The lock goes with the fd (closed by the caller, or by
+// the kernel when the process dies): nothing stale is ever left. Works on any file or directory,
+// cgroupfs directories included (how a jobworker marks the cgroup root it owns).
+Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "tryLockExclusive(fd): an fd is required");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int result;
+  do result = flock(fd, LOCK_EX | LOCK_NB);
+  while (result < 0 && errno == EINTR);
+  if (result == 0) return Napi::Boolean::New(env, true);
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+  throw native_error_to_js(env, NativeError{Stage::kFsOps, errno, ""});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
@@ -516,6 +573,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ProcessHandle", handle_class);
   exports.Set("fsOps", Napi::Function::New(env, FsOps, "fsOps"));
   exports.Set("trimNativeHeap", Napi::Function::New(env, TrimNativeHeap, "trimNativeHeap"));
+  Napi::Function budget_class = LogBudgetHandle::Define(env);
+  state->log_budget_class = Napi::Persistent(budget_class);
+  exports.Set("LogBudget", budget_class);
+  exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
   return exports;
 }
 

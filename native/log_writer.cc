@@ -32,7 +32,8 @@ bool own_plain_file(int fd) {
 
 }  // namespace
 
-LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse) : max_bytes_(max_bytes) {
+LogWriter::LogWriter(const std::string& path, uint64_t max_bytes, bool reuse, std::shared_ptr<LogBudget> budget)
+    : max_bytes_(max_bytes), budget_(std::move(budget)) {
   // Never through a link (O_NOFOLLOW), and a new log is a new file (O_EXCL): the state directory
   // may hold links planted there, and the daemon runs as root.
   if (reuse) {
@@ -140,12 +141,41 @@ void LogWriter::discard(int pipe_fd, size_t count) {
   }
 }
 
+std::string LogWriter::truncated_marker(bool by_budget) const {
+  char json[128];
+  if (by_budget) {
+    snprintf(json, sizeof json, "{\"event\":\"truncated\",\"reason\":\"identity-quota\",\"limitBytes\":%lld}",
+             static_cast<long long>(budget_->limit()));
+  } else {
+    snprintf(json, sizeof json, "{\"event\":\"truncated\",\"limitBytes\":%llu}", static_cast<unsigned long long>(max_bytes_));
+  }
+  return json;
+}
+
+size_t LogWriter::claim_budget(size_t take, uint64_t* claimed) {
+  auto with_headers = [](uint64_t payload) {
+    return payload + (payload + kMaxRecordPayload - 1) / kMaxRecordPayload * kRecordHeaderSize;
+  };
+  uint64_t want = with_headers(take);
+  *claimed = budget_->claim(want);
+  if (*claimed == want) return take;
+  // The most output that fits in the grant, each record of it with its header.
+  uint64_t full = *claimed / (kMaxRecordPayload + kRecordHeaderSize);
+  uint64_t rest = *claimed - full * (kMaxRecordPayload + kRecordHeaderSize);
+  return static_cast<size_t>(full * kMaxRecordPayload + (rest > kRecordHeaderSize ? rest - kRecordHeaderSize : 0));
+}
+
+void LogWriter::settle_budget(uint64_t claimed, uint64_t offset_before) {
+  if (budget_) budget_->settle(claimed, offset_ - offset_before);
+}
+
 size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available) {
   if (truncated_ || !file_.valid()) {
     discard(pipe_fd, available);
     dropped_ += available;
     return available;
   }
+  const uint64_t offset_before = offset_;
   if (dropped_since_error_ > 0) {
     if (!write_marker(dropped_marker())) {
       discard(pipe_fd, available);
@@ -155,9 +185,17 @@ size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available
     }
     dropped_since_error_ = 0;
   }
-  // Up to the cap, in records of at most kMaxRecordPayload; the rest is read and dropped.
+  // Up to the cap and what the identity's budget grants, in records of at most kMaxRecordPayload;
+  // the rest is read and dropped.
   uint64_t room = max_bytes_ - output_bytes_;
   size_t take = available < room ? available : static_cast<size_t>(room);
+  uint64_t claimed = 0;
+  bool by_budget = false;
+  if (budget_ && take > 0) {
+    size_t granted = claim_budget(take, &claimed);
+    by_budget = granted < take;
+    take = granted;
+  }
   size_t consumed = 0, kept = 0;
   while (consumed < take) {
     size_t chunk = take - consumed < kMaxRecordPayload ? take - consumed : kMaxRecordPayload;
@@ -174,19 +212,19 @@ size_t LogWriter::append_from_pipe(int pipe_fd, uint8_t stream, size_t available
       dropped_since_error_ += lost;  // a write failed: a marker says so once writes work again
     } else {
       truncated_ = true;
-      char json[128];
-      snprintf(json, sizeof json, "{\"event\":\"truncated\",\"limitBytes\":%llu}",
-               static_cast<unsigned long long>(max_bytes_));
-      write_marker(json);
+      write_marker(truncated_marker(by_budget));
     }
   }
+  settle_budget(claimed, offset_before);
   return available;
 }
 
 void LogWriter::finish() {
   if (!file_.valid()) return;
   if (dropped_since_error_ > 0) {
+    const uint64_t offset_before = offset_;
     if (write_marker(dropped_marker())) dropped_since_error_ = 0;
+    settle_budget(0, offset_before);
   }
   // A failed record may have left bytes past the last complete one: cut them.
   if (ftruncate(file_.get(), static_cast<off_t>(offset_)) < 0) note_error(errno);

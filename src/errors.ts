@@ -23,13 +23,22 @@ export class JobworkerError extends Error {
   }
 }
 
-/** A request or option that is wrong; `field` names it (e.g. `limits.memoryBytes`). */
+/**
+ * A request or option that is wrong; `field` names it (e.g. `limits.memoryBytes`). `related` lists
+ * other fields the reason mentions by name, so that a layer naming fields otherwise (the server's
+ * proto names, job-cli's flags) can rename them there too. `kind` is invalid-argument unless the
+ * value is fine but the host cannot honour it (failed-precondition).
+ */
 export class ValidationError extends JobworkerError {
+  readonly related: readonly string[];
+
   constructor(
     readonly field: string,
-    reason: string,
+    readonly reason: string,
+    options: { related?: readonly string[]; kind?: ErrorKind; cause?: unknown } = {},
   ) {
-    super('invalid-argument', `${field}: ${reason}`);
+    super(options.kind ?? 'invalid-argument', `${field}: ${reason}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.related = options.related ?? [];
   }
 }
 
@@ -88,4 +97,23 @@ export function errorCode(error: unknown): string | undefined {
     if (typeof code === 'string') return code;
   }
   return undefined;
+}
+
+/** The quotas an identity has (docs/security.md, "Tenancy"): kept by the daemon or by the kernel. */
+export type IdentityQuota = 'maxRunningJobs' | 'logBytes' | 'memoryBytes' | 'pids' | 'cpu';
+
+/**
+ * A start refused because its identity is at one of its quotas. The message names the identity, the
+ * quota (as configured: identityLimits.<quota>), its value, what is used, and how to free it.
+ */
+export class QuotaExceededError extends JobworkerError {
+  constructor(
+    readonly identity: string,
+    readonly quota: IdentityQuota,
+    readonly limit: number,
+    readonly used: number,
+    remedy: string,
+  ) {
+    super('resource-exhausted', `identity ${JSON.stringify(identity)} is at its ${quota} quota: ${used} of ${limit} (identityLimits.${quota}); ${remedy}`);
+  }
 }

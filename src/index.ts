@@ -28,6 +28,8 @@ export {
   FINAL_STATES,
   isFinal,
   SpawnError,
+  CommandError,
+  type CommandProblem,
   type Limits,
   type IoLimit,
   type CgroupStats,

@@ -3,10 +3,9 @@
 // (src/worker/job-state.ts), plus `queued`, which only pool jobs have (src/fleet); the server's
 // convert.ts fails to compile if the lists part.
 import { JobState as PbJobState } from '../gen/jobworker/v1/jobworker';
+import { JOB_STATE_NAMES, type JobStateName } from './job-state-names';
 
-export const JOB_STATE_NAMES = ['queued', 'starting', 'running', 'exited', 'failed', 'stopped', 'lost'] as const;
-
-export type JobStateName = (typeof JOB_STATE_NAMES)[number];
+export { JOB_STATE_NAMES, type JobStateName } from './job-state-names';
 
 const TO_PB: Readonly<Record<JobStateName, PbJobState>> = {
   queued: PbJobState.JOB_STATE_QUEUED,

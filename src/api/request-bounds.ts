@@ -9,4 +9,6 @@ export const REQUEST_BOUNDS = {
   defaultPageSize: 100,
   /** StreamLogs.tail_lines. */
   maxTailLines: 100_000,
+  /** GetIdentityUsage.identity: an identity is a certificate name, at most this many bytes. */
+  maxIdentityBytes: 256,
 } as const;

@@ -23,6 +23,18 @@ export interface CgroupFs {
    * kernel.
    */
   run(ops: readonly CgroupOp[]): Promise<OpsReport>;
+  /**
+   * Takes an exclusive lock on a directory that lasts until released or until this process dies
+   * (flock(2) through an open fd: the Worker gives the addon's); undefined if another holds one.
+   * Absent: no owner lock is taken (a fake kernel, or no addon).
+   */
+  lock?(dir: string): RootLock | undefined;
+}
+
+/** A lock held on a cgroup root (see root-lock.ts). */
+export interface RootLock {
+  /** Lets go of it. Idempotent. */
+  release(): void;
 }
 
 /** One step of a batch. `optional`: ENOENT skips it (a file this kernel lacks, a cgroup already gone). */

@@ -13,9 +13,11 @@ import {
   readControl,
   removeCgroup,
   type CgroupFs,
+  type RootLock,
 } from './cgroup-fs';
 import { dirOf, type Hierarchy } from './host';
 import { RESOURCE_CONTROLLERS } from './job-limits';
+import { lockRoot } from './root-lock';
 import type { ResourceController } from './types';
 
 export const DEFAULT_ROOT_NAME = 'jobworker';
@@ -69,8 +71,10 @@ export interface V2Root {
   jobsDir: string;
   /** Controllers enabled for job cgroups. */
   controllers: ReadonlySet<ResourceController>;
-  /** Undoes the set-up once no job cgroup is left (tests; a clean uninstall). */
+  /** Undoes the set-up once no job cgroup is left (tests; a clean uninstall), and lets go of the root. */
   release(): Promise<void>;
+  /** Lets go of the root's owner lock; the set-up stays. Idempotent. */
+  unlock(): void;
 }
 
 /**
@@ -96,6 +100,7 @@ export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: Ro
   let moved: { from: string; leaf: string } | undefined;
   const jobsDir = dir(jobs);
   const baseDir = dir(base);
+  let lock: RootLock | undefined;
 
   // Back to how things were, bottom-up: controllers off (the kernel refuses a process in a cgroup
   // that has them enabled for children), the daemon out of its leaf, directories removed.
@@ -124,6 +129,9 @@ export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: Ro
   };
 
   try {
+    // Owned before anything in it is touched: another instance's daemon leaf and controllers are not ours.
+    created.push(...(await makeCgroupPath(fs, baseDir)));
+    lock = lockRoot(fs, baseDir);
     created.push(...(await makeCgroupPath(fs, dir(chain[0]!))));
     const offered = words(await readControl(fs, dir(chain[0]!), 'cgroup.controllers'));
     const notDelegated = wanted.filter((controller) => !offered.includes(controller));
@@ -159,10 +167,13 @@ export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: Ro
     }
   } catch (error) {
     const leaf = moved === undefined ? undefined : dir(moved.leaf);
-    await undo(created.filter((cgroupDir) => cgroupDir !== leaf).reverse()).catch(() => undefined);
+    // Only what this instance made, and only if it owned the root: never another instance's.
+    if (lock !== undefined) await undo(created.filter((cgroupDir) => cgroupDir !== leaf).reverse()).catch(() => undefined);
+    lock?.release();
     throw error;
   }
 
+  const held = lock;
   return {
     baseDir,
     jobsDir,
@@ -172,7 +183,9 @@ export async function prepareV2Root(fs: CgroupFs, unified: Hierarchy, choice: Ro
       // Controllers we enabled in the root cgroup stay: other users of it may rely on them by now.
       if (own === '/') enabledByUs.delete(dir('/'));
       await undo(choice.explicitRoot === undefined ? [baseDir] : []);
+      held.release();
     },
+    unlock: () => held.release(),
   };
 }
 
@@ -212,22 +225,40 @@ async function removeJobsDir(fs: CgroupFs, jobsDir: string): Promise<void> {
 
 export interface PlainRoot {
   jobsDir: string;
+  /** Removes <base>/jobs (and <base> unless configured) once no job cgroup is left, and lets go of the root. */
   release(): Promise<void>;
+  /** Lets go of the root's owner lock; the directories stay. Idempotent. */
+  unlock(): void;
 }
 
 /**
  * Makes <base>/jobs in a hierarchy that needs no controller set-up: a v1 hierarchy, or the
- * controller-less unified hierarchy of a hybrid host.
+ * controller-less unified hierarchy of a hybrid host. The base is locked for this instance first.
  */
 export async function preparePlainRoot(fs: CgroupFs, hierarchy: Hierarchy, choice: RootChoice): Promise<PlainRoot> {
   const baseDir = dirOf(hierarchy, basePath(choice, hierarchy.ownPath));
   const jobsDir = path.join(baseDir, JOBS_DIR);
-  await makeCgroupPath(fs, jobsDir);
+  const created = await makeCgroupPath(fs, baseDir);
+  let lock: RootLock;
+  try {
+    lock = lockRoot(fs, baseDir);
+  } catch (error) {
+    for (const dir of created.reverse()) await removeCgroup(fs, dir).catch(() => undefined);
+    throw error;
+  }
+  try {
+    await makeCgroupPath(fs, jobsDir);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   return {
     jobsDir,
     async release() {
       await removeJobsDir(fs, jobsDir);
       if (choice.explicitRoot === undefined) await removeCgroup(fs, baseDir);
+      lock.release();
     },
+    unlock: () => lock.release(),
   };
 }

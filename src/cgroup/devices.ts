@@ -23,7 +23,7 @@ export function deviceId(device: Pick<BlockDevice, 'major' | 'minor'>): string {
 }
 
 // glibc's gnu_dev_major/gnu_dev_minor; Node's stat gives the dev_t glibc's makedev() built.
-function splitDev(dev: bigint): { major: number; minor: number } {
+export function splitDev(dev: bigint): { major: number; minor: number } {
   return {
     major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn & 0xffffffffn)),
     minor: Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn & 0xffffffffn)),
@@ -94,9 +94,44 @@ export interface DeviceResolveOptions {
 
 /**
  * The whole disk behind `spec`: a block device node (/dev/vda1 → vda), "MAJ:MIN", or any other
- * absolute path (the disk its filesystem is on). Without `spec`, the disk behind `cwd`.
+ * absolute path (the disk its filesystem is on). Without `spec`, the disk behind `cwd`. A refusal
+ * lists the host's physical disks, so that the fix is in the message whatever the host calls them
+ * (sda, vda, nvme0n1…).
  */
 export async function resolveBlockDevice(spec: string | undefined, cwd: string, options: DeviceResolveOptions = {}): Promise<BlockDevice> {
+  try {
+    return await findBlockDevice(spec, cwd, options);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    const disks = await physicalDisks(options.sysRoot ?? DEFAULT_SYS_ROOT);
+    const list = disks.length === 0 ? 'this host has no physical disk to limit' : `this host's disks: ${disks.map((disk) => `/dev/${disk.name} (${deviceId(disk)})`).join(', ')}`;
+    throw new ValidationError(error.field, `${error.reason}; ${list}`, { related: error.related, kind: error.kind });
+  }
+}
+
+/** The whole physical disks sysfs lists (/sys/block without loop, zram, dm-… devices), by name. */
+export async function physicalDisks(sysRoot: string = DEFAULT_SYS_ROOT): Promise<BlockDevice[]> {
+  const dir = path.join(sysRoot, 'block');
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return [];
+  }
+  const disks: BlockDevice[] = [];
+  for (const name of names.sort()) {
+    try {
+      if ((await fsp.realpath(path.join(dir, name))).split(path.sep).includes('virtual')) continue;
+      const match = /^(\d+):(\d+)$/.exec((await fsp.readFile(path.join(dir, name, 'dev'), 'utf8')).trim());
+      if (match !== null) disks.push({ major: Number(match[1]), minor: Number(match[2]), name });
+    } catch {
+      // A disk that went away while we looked is not one to offer.
+    }
+  }
+  return disks;
+}
+
+async function findBlockDevice(spec: string | undefined, cwd: string, options: DeviceResolveOptions): Promise<BlockDevice> {
   const sysRoot = options.sysRoot ?? DEFAULT_SYS_ROOT;
   const field = options.field ?? 'device';
   const numeric = spec === undefined ? null : /^(\d+):(\d+)$/.exec(spec);
@@ -119,23 +154,33 @@ export async function resolveBlockDevice(spec: string | undefined, cwd: string, 
   return wholeDisk(field, what ?? `${target} is on`, splitDev(stat.dev), sysRoot);
 }
 
-/** Resolves each limit's device (default: the disk behind `cwd`); two limits on one disk are refused. */
+/**
+ * Resolves each limit's device (default: the disk behind `cwd`). Two spellings of one disk
+ * (/dev/vda and 254:0, or a partition and its disk) make one entry when they set different rates;
+ * the same rate twice for one disk is refused, naming both spellings.
+ */
 export async function resolveIoLimits(io: readonly IoLimit[] | undefined, cwd: string, options: Omit<DeviceResolveOptions, 'field'> = {}): Promise<DeviceIoLimit[]> {
-  const resolved: DeviceIoLimit[] = [];
-  const seen = new Map<string, number>();
+  const resolved = new Map<string, { entry: DeviceIoLimit; spelled: string[] }>();
   for (const [index, limit] of (io ?? []).entries()) {
-    const field = `limits.io[${index}].device`;
-    const disk = await resolveBlockDevice(limit.device, cwd, { ...options, field });
+    const field = `limits.io[${index}]`;
+    const disk = await resolveBlockDevice(limit.device, cwd, { ...options, field: `${field}.device` });
     const id = deviceId(disk);
-    const earlier = seen.get(id);
-    if (earlier !== undefined) throw new ValidationError(field, `is the same disk (${disk.name}, ${id}) as limits.io[${earlier}]`);
-    seen.set(id, index);
-    const entry: DeviceIoLimit = { device: id };
-    if (limit.readBps !== undefined) entry.readBps = limit.readBps;
-    if (limit.writeBps !== undefined) entry.writeBps = limit.writeBps;
-    if (limit.readIops !== undefined) entry.readIops = limit.readIops;
-    if (limit.writeIops !== undefined) entry.writeIops = limit.writeIops;
-    resolved.push(entry);
+    const spelling = limit.device ?? `the working directory ${cwd}`;
+    let known = resolved.get(id);
+    if (known === undefined) {
+      known = { entry: { device: id }, spelled: [] };
+      resolved.set(id, known);
+    }
+    for (const rate of ['readBps', 'writeBps', 'readIops', 'writeIops'] as const) {
+      const value = limit[rate];
+      if (value === undefined) continue;
+      if (known.entry[rate] !== undefined) {
+        const from = [...new Set(known.spelled)].join(', ');
+        throw new ValidationError(`${field}.${rate}`, `${spelling} is disk ${disk.name} (${id}), which has this rate already (from ${from}); give each rate once per disk`);
+      }
+      known.entry[rate] = value;
+    }
+    known.spelled.push(spelling);
   }
-  return resolved;
+  return [...resolved.values()].map(({ entry }) => entry);
 }

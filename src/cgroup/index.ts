@@ -4,11 +4,17 @@ import { errorCode, JobworkerError } from '../errors';
 import { childPath, nodeCgroupFs, type CgroupFs } from './cgroup-fs';
 import { checkRootChoice, prepareV2Root, preparePlainRoot, type PlainRoot } from './delegation';
 import { discoverHost, v1HierarchyOf, type CgroupHost, type Hierarchy } from './host';
+import type { SliceLimitsOf } from './sliced-driver';
 import type { CgroupDriver, ResourceController } from './types';
 import { V1Driver, type V1Layout } from './v1/driver';
 import { V2Driver } from './v2/driver';
 
 export * from './types';
+export { sliceNameOf } from './slice-name';
+export { MAX_IDLE_SLICES } from './slices';
+export { prepareSliceLimits } from './job-limits';
+export type { SliceLimitsOf } from './sliced-driver';
+export type { RootLock } from './cgroup-fs';
 export { validateLimits, type DeviceIoLimit, type ResolvedLimits } from './limits';
 export { resolveBlockDevice, resolveIoLimits, deviceId, type BlockDevice } from './devices';
 export { discoverHost, type CgroupHost } from './host';
@@ -37,16 +43,21 @@ export interface CgroupDriverOptions {
   fs?: CgroupFs;
   /** The process to move into the daemon leaf on cgroup v2. Default: this one. */
   daemonPid?: number;
+  /** Each identity's slice limits (validate them with prepareSliceLimits first). Default: none. */
+  sliceLimits?: SliceLimitsOf;
 }
 
 export interface OpenedCgroupDriver extends CgroupDriver {
   /** Resource controllers job cgroups get here; limits needing another one are refused. */
   readonly controllers: ReadonlySet<ResourceController>;
   /**
-   * Undoes the root set-up once no job cgroup is left: removes <base>/jobs (and <base> unless it was
-   * configured), and on v2 moves the daemon back out of its leaf. For tests and clean shutdowns.
+   * Undoes the root set-up once no job cgroup is left: removes the idle slices, <base>/jobs (and
+   * <base> unless it was configured), on v2 moves the daemon back out of its leaf, and lets go of
+   * the root. For tests and clean shutdowns.
    */
   releaseRoot(): Promise<void>;
+  /** Lets go of the root (its owner lock) and leaves every cgroup as it is. Idempotent. */
+  close(): void;
 }
 
 /** Whether a cgroup has a control file; undefined if that cannot be told. */
@@ -63,10 +74,11 @@ export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promi
   const choice = checkRootChoice(options.root, options.rootName);
   const host = options.host ?? discoverHost(options.fsRoot);
   const fs = options.fs ?? nodeCgroupFs;
+  const sliceLimits = options.sliceLimits ?? (() => ({}));
   if (host.mode === 'unified') {
     if (host.unified === undefined) throw new JobworkerError('internal', 'unified cgroup host described without its hierarchy');
     const root = await prepareV2Root(fs, host.unified, choice, options.daemonPid ?? process.pid);
-    return new V2Driver(fs, root, options.sysRoot);
+    return new V2Driver(fs, root, options.sysRoot, sliceLimits);
   }
 
   const roots: PlainRoot[] = [];
@@ -87,6 +99,9 @@ export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promi
     for (const root of [...roots].reverse()) await root.release().catch((error: unknown) => failures.push(error));
     if (failures.length > 0) throw failures[0];
   };
+  const unlockAll = (): void => {
+    for (const root of roots) root.unlock();
+  };
   try {
     const legacy = host.mode === 'legacy';
     const layout: V1Layout = { mode: host.mode };
@@ -102,9 +117,10 @@ export async function openCgroupDriver(options: CgroupDriverOptions = {}): Promi
     await set('pids', v1HierarchyOf(host, 'pids'));
     if (legacy) await set('freezer', v1HierarchyOf(host, 'freezer'));
     if (layout.memory !== undefined) layout.memorySwapAccounting = await hasControlFile(fs, layout.memory, 'memory.memsw.limit_in_bytes');
-    return new V1Driver(fs, layout, options.sysRoot, releaseAll);
+    return new V1Driver(fs, layout, options.sysRoot, sliceLimits, { release: releaseAll, unlock: unlockAll });
   } catch (error) {
     await releaseAll().catch(() => undefined);
+    unlockAll();
     throw error;
   }
 }

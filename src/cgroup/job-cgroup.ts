@@ -17,7 +17,8 @@ import {
   type OpsReport,
 } from './cgroup-fs';
 import { signalPid, type JobProcesses } from './job-processes';
-import type { CgroupStats, JobCgroup, JobCgroupPlan, Limits, SettledCgroup, SpawnPlacementPaths } from './types';
+import type { SliceLease } from './slices';
+import type { CgroupStats, CreateOutcome, JobCgroup, JobCgroupName, JobCgroupPlan, Limits, SettledCgroup, SpawnPlacementPaths } from './types';
 
 /** How long destroy() waits for killed processes to go (only a task stuck in the kernel takes long). */
 export const DESTROY_WAIT_MS = 10_000;
@@ -69,19 +70,24 @@ function isPopulated(populated: PopulatedFile, text: string): boolean {
 
 export class CgroupPlan implements JobCgroupPlan {
   readonly id: string;
+  readonly name: JobCgroupName;
   readonly limits: Limits;
   readonly createOps: readonly CgroupOp[];
   readonly settleOps: readonly CgroupOp[];
   readonly placement: SpawnPlacementPaths;
   readonly cgroup: CgroupOfJob;
   #parts: JobCgroupParts;
+  #slice: SliceLease;
 
-  constructor(parts: JobCgroupParts, limits: Limits) {
+  constructor(parts: JobCgroupParts, limits: Limits, slice: SliceLease) {
     this.id = parts.id;
+    this.name = { id: parts.id, slice: slice.name };
     this.limits = limits;
     this.#parts = parts;
+    this.#slice = slice;
     this.placement = parts.placement;
-    this.createOps = createOpsOf(parts.dirs);
+    // The slice first (when this job makes it): its directories must exist before the job's.
+    this.createOps = [...slice.createOps, ...createOpsOf(parts.dirs)];
     // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
     // stops there) if a process is left. Reads are optional: a missing file is told apart from a
     // failed read by the interpretation below.
@@ -97,10 +103,18 @@ export class CgroupPlan implements JobCgroupPlan {
     const failed = new OpsResults(this.createOps, report).failed;
     if (failed === undefined) return new JobworkerError('internal', `job ${this.id}: cgroup creation reported a failure without an error`);
     const error = cgroupOpError(failed.op, failed.error);
-    if (failed.op.op === 'mkdir' && error.kind === 'already-exists') {
+    if (failed.op.op === 'mkdir' && error.kind === 'already-exists' && failed.op.path.endsWith(`/${this.id}`)) {
       return new JobworkerError('already-exists', `a cgroup for job ${this.id} already exists at ${failed.op.path}`, { cause: error });
     }
     return error;
+  }
+
+  createOpsRan(outcome: CreateOutcome): void {
+    this.#slice.createOpsRan(outcome);
+  }
+
+  release(): Promise<void> {
+    return this.#slice.leave();
   }
 
   settled(report: OpsReport): SettledCgroup {
@@ -184,8 +198,9 @@ export class CgroupOfJob implements JobCgroup {
  * The limits in force for a job: its own, with the pids default filled in and each disk limit
  * naming the disk it applies to (the working directory's, when none was given).
  */
-export function limitsInForce(limits: Limits, resolved: { pids: number; io: readonly { device: string }[] }): Limits {
-  const inForce: Limits = { ...limits, pids: resolved.pids };
+export function limitsInForce(limits: Limits, resolved: { pids?: number; io: readonly { device: string }[] }): Limits {
+  const inForce: Limits = { ...limits };
+  if (resolved.pids !== undefined) inForce.pids = resolved.pids;
   if (limits.io !== undefined && limits.io.length > 0) {
     inForce.io = limits.io.map((io, i) => ({ ...io, device: io.device ?? resolved.io[i]!.device }));
   }

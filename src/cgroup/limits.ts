@@ -1,5 +1,6 @@
 // Checking a job's limits before anything touches the kernel. Pure: the server calls it on every
 // request, the drivers rely on it having been called (they check again, cheaply, in create()).
+import { describeBytes, formatBytes } from '../byte-size';
 import { ValidationError } from '../errors';
 import { DEFAULT_PIDS_MAX, type IoLimit, type Limits } from './types';
 
@@ -26,20 +27,33 @@ export interface DeviceIoLimit {
   writeIops?: number;
 }
 
-/** What the drivers write: limits validated, the pids default applied, devices resolved. */
+/**
+ * What the drivers write: limits validated, devices resolved; for a job, the pids default applied
+ * (a job always has a pids.max; an identity's slice has one only if configured).
+ */
 export interface ResolvedLimits {
   cpu?: number;
   cpuWeight?: number;
   memoryBytes?: number;
   memoryHighBytes?: number;
-  pids: number;
+  pids?: number;
   io: DeviceIoLimit[];
 }
 
-function checkNumber(field: string, value: unknown, min: number, max: number, integer: boolean, unit = ''): void {
+/** How a quantity reads in a message. */
+type Describe = (value: number) => string;
+const plain: Describe = (value) => String(value);
+const cpus: Describe = (value) => `${value} CPU${value === 1 ? '' : 's'}`;
+const perSecond: Describe = (value) => (value < 1024 ? `${value} bytes/s` : `${formatBytes(value)}/s (${value} bytes/s)`);
+
+function checkNumber(field: string, value: unknown, min: number, max: number, integer: boolean, describe: Describe = plain): void {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ValidationError(field, 'must be a finite number');
   if (integer && !Number.isInteger(value)) throw new ValidationError(field, 'must be a whole number');
-  if (value < min || value > max) throw new ValidationError(field, `must be between ${min}${unit} and ${max}${unit}, got ${value}${unit}`);
+  if (value < min || value > max) {
+    // The top of a 2^53−1 range is no limit anyone sets: say only the bottom of it.
+    const range = max >= Number.MAX_SAFE_INTEGER ? `must be at least ${describe(min)}` : `must be between ${describe(min)} and ${describe(max)}`;
+    throw new ValidationError(field, `${range}, got ${describe(value)}`);
+  }
 }
 
 const IO_RATES = ['readBps', 'writeBps', 'readIops', 'writeIops'] as const;
@@ -59,23 +73,30 @@ function validateIoLimit(field: string, limit: IoLimit): void {
     if (value === undefined) continue;
     rates++;
     const isBytes = rate.endsWith('Bps');
-    checkNumber(`${field}.${rate}`, value, isBytes ? MIN_IO_BPS : 1, Number.MAX_SAFE_INTEGER, true);
+    checkNumber(`${field}.${rate}`, value, isBytes ? MIN_IO_BPS : 1, Number.MAX_SAFE_INTEGER, true, isBytes ? perSecond : plain);
   }
-  if (rates === 0) throw new ValidationError(field, 'needs at least one of readBps, writeBps, readIops, writeIops');
+  if (rates === 0) {
+    const names = IO_RATES.map((rate) => `${field}.${rate}`);
+    throw new ValidationError(field, `needs at least one rate: ${names.join(', ')}`, { related: names });
+  }
 }
 
 /** Throws a ValidationError naming the field (e.g. `limits.memoryBytes`) for anything out of range. */
 export function validateLimits(limits: Limits): void {
   if (typeof limits !== 'object' || limits === null) throw new ValidationError('limits', 'must be an object');
-  if (limits.cpu !== undefined) checkNumber('limits.cpu', limits.cpu, MIN_CPU, MAX_CPU, false, ' CPUs');
+  if (limits.cpu !== undefined) checkNumber('limits.cpu', limits.cpu, MIN_CPU, MAX_CPU, false, cpus);
   if (limits.cpuWeight !== undefined) checkNumber('limits.cpuWeight', limits.cpuWeight, 1, 10_000, true);
   if (limits.memoryBytes !== undefined) {
-    checkNumber('limits.memoryBytes', limits.memoryBytes, MIN_MEMORY_BYTES, Number.MAX_SAFE_INTEGER, true);
+    checkNumber('limits.memoryBytes', limits.memoryBytes, MIN_MEMORY_BYTES, Number.MAX_SAFE_INTEGER, true, describeBytes);
   }
   if (limits.memoryHighBytes !== undefined) {
-    checkNumber('limits.memoryHighBytes', limits.memoryHighBytes, MIN_MEMORY_BYTES, Number.MAX_SAFE_INTEGER, true);
+    checkNumber('limits.memoryHighBytes', limits.memoryHighBytes, MIN_MEMORY_BYTES, Number.MAX_SAFE_INTEGER, true, describeBytes);
     if (limits.memoryBytes !== undefined && limits.memoryHighBytes > limits.memoryBytes) {
-      throw new ValidationError('limits.memoryHighBytes', `must not exceed limits.memoryBytes (${limits.memoryBytes})`);
+      throw new ValidationError(
+        'limits.memoryHighBytes',
+        `must not exceed the hard limit limits.memoryBytes (${describeBytes(limits.memoryBytes)}), got ${describeBytes(limits.memoryHighBytes)}`,
+        { related: ['limits.memoryBytes'] },
+      );
     }
   }
   if (limits.pids !== undefined) checkNumber('limits.pids', limits.pids, 1, MAX_PIDS, true);
@@ -91,9 +112,14 @@ export function cpuQuotaMicros(cpus: number): number {
   return Math.round(cpus * CPU_PERIOD_MICROS);
 }
 
-/** Applies defaults to validated limits whose devices are already resolved (see devices.ts). */
-export function resolvedLimits(limits: Limits, io: DeviceIoLimit[]): ResolvedLimits {
-  const resolved: ResolvedLimits = { pids: limits.pids ?? DEFAULT_PIDS_MAX, io };
+/**
+ * Applies defaults to validated limits whose devices are already resolved (see devices.ts).
+ * `defaultPids`: a job's pids.max when it sets none; null: none (an identity's slice).
+ */
+export function resolvedLimits(limits: Limits, io: DeviceIoLimit[], defaultPids: number | null = DEFAULT_PIDS_MAX): ResolvedLimits {
+  const resolved: ResolvedLimits = { io };
+  const pids = limits.pids ?? defaultPids;
+  if (pids !== null) resolved.pids = pids;
   if (limits.cpu !== undefined) resolved.cpu = limits.cpu;
   if (limits.cpuWeight !== undefined) resolved.cpuWeight = limits.cpuWeight;
   if (limits.memoryBytes !== undefined) resolved.memoryBytes = limits.memoryBytes;

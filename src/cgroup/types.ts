@@ -72,15 +72,30 @@ export interface JobCgroup {
   destroy(): Promise<void>;
 }
 
+/** Where a job's cgroup is: <base>/jobs/<slice>/<id>. */
+export interface JobCgroupName {
+  id: string;
+  /**
+   * Its identity's slice directory (sliceNameOf(identity)); absent for a job cgroup directly in
+   * jobs/ (the layout before slices: found only as an orphan).
+   */
+  slice?: string;
+}
+
+/** What the spawn made of a plan's create ops: all of them, none (one failed, the rest undone), or cannot tell. */
+export type CreateOutcome = 'created' | 'undone' | 'unknown';
+
 /**
- * A job's cgroup before it exists, as data: the ops that create it (directories, then limits), the
- * ops that settle it once its main process has exited (is anything left, the final stats, the
- * removal), and where a spawn places the process. The Worker hands createOps and settleOps to the
- * addon's spawn, which runs them in the spawn's own threadpool trip and right after the exit; the
- * answers are read back here by file, not by position.
+ * A job's cgroup before it exists, as data: the ops that create it (its identity's slice first when
+ * that does not exist yet, then its own directories and limits), the ops that settle it once its
+ * main process has exited (is anything left, the final stats, the removal), and where a spawn places
+ * the process. The Worker hands createOps and settleOps to the addon's spawn, which runs them in the
+ * spawn's own threadpool trip and right after the exit; the answers are read back here by file, not
+ * by position. The plan holds the job's place in its slice until released.
  */
 export interface JobCgroupPlan {
   readonly id: string;
+  readonly name: JobCgroupName;
   /** The limits in force: the job's own, the pids default filled in, each disk named. */
   readonly limits: Limits;
   /** mkdirs and limit writes, in order. A runner that fails part-way must remove the directories it made. */
@@ -94,6 +109,20 @@ export interface JobCgroupPlan {
   creationError(report: OpsReport): Error;
   /** What settleOps found. */
   settled(report: OpsReport): SettledCgroup;
+  /** Says what the spawn made of createOps (once it returned or failed): whether the slice now exists. */
+  createOpsRan(outcome: CreateOutcome): void;
+  /**
+   * The job's cgroup is gone, or was never made: the job leaves its slice (which may then be
+   * removed, see docs/cgroups.md). Call once; resolves after such a removal (rejects if it failed).
+   */
+  release(): Promise<void>;
+}
+
+/** Who a job belongs to: its cgroup goes in that identity's slice. */
+export interface JobOwnerRef {
+  id: string;
+  /** The identity (certificate name; "" for jobs without an owner). */
+  identity: string;
 }
 
 export interface CgroupDriver {
@@ -104,14 +133,27 @@ export interface CgroupDriver {
   readonly fs: CgroupFs;
   /**
    * Validates the limits and says how the job's cgroup is made and settled, without touching any
-   * cgroup: ValidationError for a bad value or device, JobworkerError 'failed-precondition' for a
-   * limit whose controller this host lacks.
+   * cgroup: ValidationError for a bad value or device (or one above its identity's slice),
+   * JobworkerError 'failed-precondition' for a limit whose controller this host lacks. Waits while
+   * the identity's slice is being made or removed by another job.
    */
-  plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan>;
-  /** Ids of job cgroups that exist under the root (for finding orphans after a crash). */
-  listJobIds(): Promise<string[]>;
+  plan(job: JobOwnerRef, limits: Limits, cwd: string): Promise<JobCgroupPlan>;
+  /** Job cgroups that exist under the root, in every slice (for finding orphans after a crash). */
+  listJobs(): Promise<JobCgroupName[]>;
   /** A handle on an existing job cgroup (for recovery), or undefined if it does not exist. */
-  open(id: string): Promise<JobCgroup | undefined>;
+  open(name: JobCgroupName): Promise<JobCgroup | undefined>;
+  /** The slice directory of an identity. Pure. */
+  sliceOf(identity: string): string;
+  /** An identity's slice limits in force (from the driver's sliceLimits), devices named. */
+  sliceLimits(identity: string): Promise<Limits>;
+  /** What an identity's slice uses now (all its jobs together); null when it has no slice. */
+  sliceStats(identity: string): Promise<CgroupStats | null>;
+  /**
+   * Removes every slice no job is in: those the driver let go of and kept, and those found on disk
+   * (after a crash; call once recovery removed the orphan job cgroups). A slice with a job cgroup left
+   * in it stays (and the error says so).
+   */
+  removeIdleSlices(): Promise<void>;
 }
 
 /** Default pids.max, so a fork bomb in one job cannot exhaust the host's pids. */

@@ -17,6 +17,7 @@ import { decodeStreamLogsResponse } from '../api/stream-logs-codec';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { TlsFilePaths } from '../pki/load';
 import {
+  identityUsageFromPb,
   jobChangeFromPb,
   jobFromPb,
   listJobsRequestToPb,
@@ -26,10 +27,11 @@ import {
   streamLogsRequestToPb,
   watchJobsRequestToPb,
 } from './convert';
-import { loadChannelCredentials } from './credentials';
+import { ClientError } from './client-error';
+import { connectionCredentials } from './credentials';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
-import type { JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
+import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
 
 export interface ConnectOptions {
   /** "host:port" of the daemon. */
@@ -39,24 +41,6 @@ export interface ConnectOptions {
   serverName?: string;
   /** Each unary call fails after this long without an answer (connecting included). Default 10 s. */
   callTimeoutMs?: number;
-}
-
-/** A failed call: the gRPC status code (name and number) and the server's one-line message. */
-export class ClientError extends Error {
-  constructor(
-    readonly code: GrpcStatus,
-    readonly details: string,
-    /** For a pool job another daemon runs: where to ask (the client follows it for streams and stops). */
-    readonly runnerAddress: string | null = null,
-  ) {
-    super(details);
-    this.name = 'ClientError';
-  }
-
-  /** The code's name ('NOT_FOUND'…); its number for a code grpc-js does not name. */
-  get codeName(): string {
-    return GrpcStatus[this.code] ?? String(this.code);
-  }
 }
 
 function toClientError(error: unknown): unknown {
@@ -71,7 +55,24 @@ function toClientError(error: unknown): unknown {
 export class JobworkerClient {
   readonly address: string;
   /** The identity our certificate presents (its CN) and its roles. */
-  readonly identity: { name: string; roles: string[] } | undefined;
+  get identity(): { name: string; roles: string[] } | undefined {
+    // Read on demand: the roles extension needs the certificate parser, which a short-lived client
+    // (job-cli) should not pay for at start-up.
+    if (this.#identity === null) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { identityFromCertificate } = require('../pki/identity') as typeof import('../pki/identity');
+      try {
+        const found = identityFromCertificate(this.#certificateDer);
+        this.#identity = { name: found.name, roles: [...found.roles] };
+      } catch {
+        this.#identity = undefined;
+      }
+    }
+    return this.#identity;
+  }
+
+  #identity: { name: string; roles: string[] } | undefined | null = null;
+  #certificateDer: Buffer;
   /** Problems worth telling the user about (a certificate that expires soon). */
   readonly warnings: string[];
   #stub: pb.JobServiceClient;
@@ -80,18 +81,18 @@ export class JobworkerClient {
   /** Clients of the daemons that run pool jobs, by address (same certificate). */
   #runners = new Map<string, Promise<JobworkerClient>>();
 
-  private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, identity: JobworkerClient['identity'], warnings: string[]) {
+  private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, certificateDer: Buffer, warnings: string[]) {
     this.#options = options;
     this.address = address;
     this.#stub = stub;
     this.#timeoutMs = timeoutMs;
-    this.identity = identity;
+    this.#certificateDer = certificateDer;
     this.warnings = warnings;
   }
 
   /** Loads and checks the TLS files (errors name the file and the fix), then creates the channel. */
   static async connect(options: ConnectOptions): Promise<JobworkerClient> {
-    const { credentials, material } = await loadChannelCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
+    const { credentials, warnings, certificateDer } = await connectionCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
     const stub = new pb.JobServiceClient(options.address, credentials, {
       'grpc.max_receive_message_length': 8 << 20,
       // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
@@ -101,8 +102,7 @@ export class JobworkerClient {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
     });
-    const identity = material.identity === undefined ? undefined : { name: material.identity.name, roles: [...material.identity.roles] };
-    return new JobworkerClient(options, options.address, stub, options.callTimeoutMs ?? 10_000, identity, material.warnings);
+    return new JobworkerClient(options, options.address, stub, options.callTimeoutMs ?? 10_000, certificateDer, warnings);
   }
 
   close(): void {
@@ -197,6 +197,11 @@ export class JobworkerClient {
       pageToken = page.nextPageToken;
     } while (pageToken !== '');
     return jobs;
+  }
+
+  /** What `identity` (default: ours) uses of its limits. Others' need the admin role. */
+  async getIdentityUsage(identity = ''): Promise<IdentityUsageView> {
+    return identityUsageFromPb((await this.#unary(this.#stub.getIdentityUsage, { identity })).usage);
   }
 
   async removeJob(jobId: string): Promise<void> {

@@ -4,7 +4,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsFromPb } from '../api/resource-stats';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { LimitsRequest, ListJobsRequest, StartJobRequest, StreamLogsRequest, WatchJobsRequest } from './requests';
-import type { IsolationView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, NamespaceViewName, OutputStreamName, UserKindName } from './views';
+import type { IdentityUsageView, IsolationView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, NamespaceViewName, OutputStreamName, UserKindName } from './views';
 
 const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 const emptyToNull = (value: string): string | null => (value === '' ? null : value);
@@ -87,6 +87,20 @@ function isolationFromPb(isolation: pb.Isolation | undefined): IsolationView {
     network: isolation?.network === pb.Network.NETWORK_NONE ? 'none' : 'host',
     readOnlyRoot: isolation?.readOnlyRoot ?? false,
     mounts: (isolation?.mounts ?? []).map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
+  };
+}
+
+export function identityUsageFromPb(usage: pb.IdentityUsage | undefined): IdentityUsageView {
+  if (usage === undefined) throw new TypeError('GetIdentityUsage answered without a usage');
+  return {
+    identity: usage.identity,
+    slice: usage.slice,
+    runningJobs: usage.runningJobs,
+    maxRunningJobs: usage.maxRunningJobs,
+    logBytes: usage.logBytes,
+    maxLogBytes: usage.maxLogBytes,
+    limits: limitsFromPb(usage.limits),
+    stats: usage.stats === undefined ? null : resourceStatsFromPb(usage.stats),
   };
 }
 

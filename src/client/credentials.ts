@@ -11,7 +11,8 @@ import { checkServerIdentity, createSecureContext, type PeerCertificate } from '
 import { ChannelCredentials } from '@grpc/grpc-js';
 
 import { JobworkerError } from '../errors';
-import { loadClientTlsMaterial, type LoadOptions, type TlsFilePaths, type TlsMaterial } from '../pki/load';
+import type { LoadOptions, TlsFilePaths, TlsMaterial } from '../pki/load';
+import { quickLoadClientTls } from '../pki/quick-load';
 import { TLS_POLICY } from '../pki/tls-policy';
 
 export interface ChannelCredentialsOptions {
@@ -26,11 +27,15 @@ export function createChannelCredentials(material: TlsMaterial, options: Channel
       `TLS material from ${material.paths.certificatePath} is for a ${material.use}, not a client`,
     );
   }
+  return credentialsFromPems(material, options);
+}
+
+function credentialsFromPems(pems: { caPem: string; certificatePem: string; privateKeyPem: string }, options: ChannelCredentialsOptions): ChannelCredentials {
   const context = createSecureContext({
     ...TLS_POLICY,
-    ca: material.caPem,
-    cert: material.certificatePem,
-    key: material.privateKeyPem,
+    ca: pems.caPem,
+    cert: pems.certificatePem,
+    key: pems.privateKeyPem,
   });
   const { serverName } = options;
   return ChannelCredentials.createFromSecureContext(context, {
@@ -50,7 +55,29 @@ export async function loadChannelCredentials(
   paths: TlsFilePaths,
   options: ChannelCredentialsOptions & LoadOptions = {},
 ): Promise<{ credentials: ChannelCredentials; material: TlsMaterial }> {
+  // The certificate parser is loaded only by the full check (see connectionCredentials).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadClientTlsMaterial } = require('../pki/load') as typeof import('../pki/load');
   const material = await loadClientTlsMaterial(paths, options);
   const { serverName } = options;
   return { credentials: createChannelCredentials(material, serverName === undefined ? {} : { serverName }), material };
+}
+
+/** Credentials for a connection, the warnings worth showing, and the certificate (DER) presented. */
+export interface ConnectionCredentials {
+  credentials: ChannelCredentials;
+  warnings: string[];
+  certificateDer: Buffer;
+}
+
+/**
+ * loadChannelCredentials for a client that wants to connect fast: files that pass Node's own checks
+ * (../pki/quick-load.ts) are used as they are; anything else goes through the full loader, which
+ * either accepts them too or throws its TlsMaterialError naming the file and the fix.
+ */
+export async function connectionCredentials(paths: TlsFilePaths, options: ChannelCredentialsOptions = {}): Promise<ConnectionCredentials> {
+  const quick = await quickLoadClientTls(paths);
+  if (quick !== undefined) return { credentials: credentialsFromPems(quick, options), warnings: quick.warnings, certificateDer: quick.certificateDer };
+  const { credentials, material } = await loadChannelCredentials(paths, options);
+  return { credentials, warnings: material.warnings, certificateDer: Buffer.from(material.certificate.rawData) };
 }

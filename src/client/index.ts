@@ -1,8 +1,8 @@
 // The client's face for job-cli and other programs: the connection, what it takes and answers
 // with (plain objects, no generated types), and what those are checked against.
-export { status as StatusCode } from '@grpc/grpc-js';
 export { REQUEST_BOUNDS } from '../api/request-bounds';
-export { ClientError, JobworkerClient, type ConnectOptions } from './client';
+export { JobworkerClient, type ConnectOptions } from './client';
+export { ClientError, StatusCode } from './client-error';
 export { createChannelCredentials, loadChannelCredentials } from './credentials';
 export type { ServingStatus } from './health';
 export type {
@@ -16,6 +16,7 @@ export type {
 } from './requests';
 export {
   JOB_STATE_NAMES,
+  type IdentityUsageView,
   type IoLimitView,
   type IoStatsView,
   type IsolationView,

@@ -1,6 +1,6 @@
 // What the client is asked for: plain TypeScript objects (./convert.ts makes the wire messages).
 // Absent fields take the daemon's defaults.
-import type { JobStateName } from '../api/job-state';
+import type { JobStateName } from '../api/job-state-names';
 import type { MountView, NamespaceViewName, NetworkName, OutputStreamName } from './views';
 
 export interface StartJobRequest {

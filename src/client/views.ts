@@ -1,10 +1,10 @@
 // What the client answers with: plain TypeScript objects, never generated protobuf messages. States
 // and streams are words, times are Dates (log chunks keep the wire's microseconds), every field is
 // present (null where it does not apply). Built from the wire in ./convert.ts only.
-import type { JobStateName } from '../api/job-state';
+import type { JobStateName } from '../api/job-state-names';
 import type { IoDeviceStats, ResourceStats } from '../resource-stats';
 
-export { JOB_STATE_NAMES, type JobStateName } from '../api/job-state';
+export { JOB_STATE_NAMES, type JobStateName } from '../api/job-state-names';
 
 export interface JobView {
   id: string;
@@ -111,6 +111,22 @@ export interface LogInfoView {
   droppedBytes: number;
   truncated: boolean;
   writeError: string | null;
+}
+
+/** What an identity uses of its limits, all its jobs together (GetIdentityUsage). */
+export interface IdentityUsageView {
+  identity: string;
+  /** Its slice: the cgroup its jobs are in. */
+  slice: string;
+  runningJobs: number;
+  maxRunningJobs: number;
+  /** Bytes of its logs on disk, running and finished jobs. */
+  logBytes: number;
+  maxLogBytes: number;
+  /** Its slice's kernel limits (null: none). */
+  limits: LimitsView;
+  /** What its slice uses now; null when it has none. */
+  stats: StatsView | null;
 }
 
 export type StatsView = ResourceStats;

@@ -21,7 +21,8 @@ export interface DaemonConfig {
   stateDir: string;
   /** A delegated cgroup path for jobs; default: beneath the daemon's own cgroup (`cgroupRootName`). */
   cgroupRoot: string | null;
-  cgroupRootName: string;
+  /** null: "jobworker-" and a hash of the state directory's path (one root per state directory). */
+  cgroupRootName: string | null;
   tls: TlsFilePaths | null;
   defaults: {
     cpu?: number;
@@ -39,11 +40,22 @@ export interface DaemonConfig {
   scratch: { root: string | null; keep: boolean };
   isolation: IsolationConfig;
   maxRunningJobs?: number;
+  /** What each identity may use, all its jobs together (docs/security.md, "Tenancy"); unset: host defaults. */
+  identityLimits: IdentityLimitsConfig;
+  /** Per identity (certificate name), over identityLimits. */
+  identityOverrides: Record<string, IdentityLimitsConfig>;
+  /** Identities given metric series of their own (those closest to a quota). */
+  metricsIdentities?: number;
   /**
    * Open streams one identity may hold — StreamLogs, WatchJobs, health Watch, reflection (a log or
    * watch stream can hold ~3 MiB for a client that stops reading). Default 1024.
    */
   maxStreamsPerIdentity?: number;
+  /**
+   * Jobs with a change a WatchJobs client has not read yet, at most (changes are coalesced per job);
+   * past it the stream ends with RESOURCE_EXHAUSTED. Default 10000.
+   */
+  maxUnreadWatchJobs?: number;
   /** Connections, bounded at accept (before TLS) and per connection (docs/security.md, "Bounds"). */
   connections: {
     /** Open connections at most; more are closed at accept. Default 1024. */
@@ -114,8 +126,31 @@ const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast
 const isUserOrGroup = t.isOneOf([t.isString(), isNonNegativeInteger]);
 const isRoles = t.isArray(t.isEnum(ROLES));
 
-const isFileConfig = t.isObject(
-  {
+/** An identity's limits and quotas; the values' ranges are checked when the Worker opens. */
+const isIdentityLimits = t.isObject({
+  memoryBytes: t.isOptional(isPositiveInteger),
+  memoryHighBytes: t.isOptional(isPositiveInteger),
+  pids: t.isOptional(isPositiveInteger),
+  cpu: t.isOptional(t.isNumber()),
+  cpuWeight: t.isOptional(isPositiveInteger),
+  io: t.isOptional(
+    t.isArray(
+      t.isObject({
+        device: t.isString(),
+        readBps: t.isOptional(isPositiveInteger),
+        writeBps: t.isOptional(isPositiveInteger),
+        readIops: t.isOptional(isPositiveInteger),
+        writeIops: t.isOptional(isPositiveInteger),
+      }),
+    ),
+  ),
+  maxRunningJobs: t.isOptional(isPositiveInteger),
+  logBytes: t.isOptional(isPositiveInteger),
+});
+
+export type IdentityLimitsConfig = t.InferType<typeof isIdentityLimits>;
+
+const FILE_CONFIG_SHAPE = {
     listen: t.isOptional(t.isString()),
     metricsListen: t.isOptional(t.isNullable(t.isString())),
     stateDir: t.isOptional(t.isString()),
@@ -159,6 +194,10 @@ const isFileConfig = t.isObject(
         hide: t.isOptional(t.isArray(t.isString())),
       }),
     ),
+    maxUnreadWatchJobs: t.isOptional(isPositiveInteger),
+    identityLimits: t.isOptional(isIdentityLimits),
+    identityOverrides: t.isOptional(t.isRecord(isIdentityLimits)),
+    metricsIdentities: t.isOptional(isNonNegativeInteger),
     connections: t.isOptional(
       t.isObject({
         max: t.isOptional(isPositiveInteger),
@@ -193,8 +232,12 @@ const isFileConfig = t.isObject(
         }),
       ),
     ),
-  },
-);
+};
+
+const isFileConfig = t.isObject(FILE_CONFIG_SHAPE);
+
+/** Every key a config file may have (README's example shows each). */
+export const CONFIG_FILE_KEYS: readonly string[] = Object.keys(FILE_CONFIG_SHAPE);
 
 export type FileConfig = NonNullable<t.InferType<typeof isFileConfig>>;
 
@@ -204,7 +247,7 @@ export function defaultConfig(): DaemonConfig {
     metricsListen: DEFAULT_METRICS_LISTEN,
     stateDir: DEFAULT_STATE_DIR,
     cgroupRoot: null,
-    cgroupRootName: 'jobworker',
+    cgroupRootName: null,
     tls: null,
     defaults: {},
     retention: {},
@@ -219,6 +262,8 @@ export function defaultConfig(): DaemonConfig {
       mounts: [...DEFAULT_JOB_POLICY.mounts],
       hide: [],
     },
+    identityLimits: {},
+    identityOverrides: {},
     connections: {},
     fileDescriptors: {},
     logScans: {},
@@ -288,6 +333,10 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
       mounts: file.isolation?.mounts ?? config.isolation.mounts,
       hide: file.isolation?.hide ?? config.isolation.hide,
     },
+    maxUnreadWatchJobs: file.maxUnreadWatchJobs ?? config.maxUnreadWatchJobs,
+    identityLimits: { ...config.identityLimits, ...file.identityLimits },
+    identityOverrides: { ...config.identityOverrides, ...file.identityOverrides },
+    metricsIdentities: file.metricsIdentities ?? config.metricsIdentities,
     connections: { ...config.connections, ...file.connections },
     fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
     logScans: { ...config.logScans, ...file.logScans },

@@ -11,7 +11,7 @@ import { Logger } from '../logger';
 import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
-import { JobworkerServer, openFilesLimit, splitHostPort } from '../server';
+import { JobworkerServer, ListenError, openFilesLimit, splitHostPort } from '../server';
 import { nssUserDatabase, Worker } from '../worker';
 import type { DaemonConfig, FleetConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
@@ -38,6 +38,11 @@ export interface RunningDaemon {
   logger: Logger;
   /** Stops serving and, per config, stops the jobs; resolves when done. */
   shutdown(reason: string): Promise<void>;
+  /**
+   * Logs "ready". The caller does so once its signal handlers are in place: a supervisor (or a
+   * test) that sends SIGTERM on "ready" must not meet the default action, which kills outright.
+   */
+  announceReady(): void;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
@@ -67,7 +72,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const worker = await Worker.open({
     stateDir: config.stateDir,
-    cgroup: config.cgroupRoot === null ? { rootName: config.cgroupRootName } : { root: config.cgroupRoot },
+    cgroup: config.cgroupRoot !== null ? { root: config.cgroupRoot } : config.cgroupRootName !== null ? { rootName: config.cgroupRootName } : {},
+    identityLimits: config.identityLimits,
+    identityOverrides: config.identityOverrides,
     defaults: {
       limits: {
         ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
@@ -97,25 +104,51 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let server: JobworkerServer;
   let metrics: MetricsListener | null = null;
   let fleet: Fleet | null = null;
+  // The dev certificate names localhost, 127.0.0.1 and ::1: on the loopback, the dev daemon answers
+  // on both (localhost may resolve to ::1 first), on the same port.
+  const listenOn = splitHostPort(config.listen, 'listen');
+  const devLoopback = options.dev && (listenOn.host === '127.0.0.1' || listenOn.host === 'localhost');
+  let addresses = devLoopback ? [`127.0.0.1:${listenOn.port}`, `[::1]:${listenOn.port}`] : [config.listen];
   try {
-    server = await JobworkerServer.start({
-      worker,
-      tls: config.tls,
-      listen: config.listen,
-      logger,
-      ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
-      policy,
-      connections: config.connections,
-      fileDescriptors: config.fileDescriptors,
-      logScans: config.logScans,
-      ...(config.refusalLogIntervalMs === undefined ? {} : { refusalLogIntervalMs: config.refusalLogIntervalMs }),
-    });
+    const tls = config.tls;
+    const serve = (listen: string[]) =>
+      JobworkerServer.start({
+        worker,
+        tls,
+        listen,
+        logger,
+        ...(config.maxStreamsPerIdentity === undefined ? {} : { maxStreamsPerIdentity: config.maxStreamsPerIdentity }),
+        ...(config.maxUnreadWatchJobs === undefined ? {} : { maxUnreadWatchJobs: config.maxUnreadWatchJobs }),
+        ...(config.metricsIdentities === undefined ? {} : { metricsIdentities: config.metricsIdentities }),
+        connections: config.connections,
+        fileDescriptors: config.fileDescriptors,
+        logScans: config.logScans,
+        policy,
+        ...(config.refusalLogIntervalMs === undefined ? {} : { refusalLogIntervalMs: config.refusalLogIntervalMs }),
+      });
+    try {
+      server = await serve(addresses).catch((error: unknown) => {
+        // A host without IPv6: loopback is 127.0.0.1 alone.
+        if (!devLoopback || !(error instanceof ListenError) || !['EADDRNOTAVAIL', 'EAFNOSUPPORT'].includes(error.code ?? '')) throw error;
+        logger.warn('no IPv6 loopback; serving on 127.0.0.1 only', { error: error.message });
+        addresses = [config.listen];
+        return serve(addresses);
+      });
+    } catch (error) {
+      throw error instanceof ListenError ? listenErrorWithFix(error, 'grpc', options.dev) : error;
+    }
     try {
       if (config.fleet !== null) {
         fleet = await joinFleet(config.fleet, worker, logger, config, server.port);
         server.attachFleet(fleet);
       }
-      if (config.metricsListen !== null) metrics = await MetricsListener.start(server.metrics, config.metricsListen);
+      if (config.metricsListen !== null) {
+        try {
+          metrics = await MetricsListener.start(server.metrics, config.metricsListen);
+        } catch (error) {
+          throw error instanceof ListenError ? listenErrorWithFix(error, 'metrics', options.dev) : error;
+        }
+      }
     } catch (error) {
       await fleet?.close();
       await server.shutdown(0);
@@ -127,6 +160,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   logger.info('serving', {
     listen: `${splitHostPort(config.listen, 'listen').host}:${server.port}`,
+    addresses: addresses.map((address) => address.replace(/:\d+$/, `:${server.port}`)),
     metrics: metrics === null ? null : `${config.metricsListen?.replace(/:\d+$/, '')}:${metrics.port}`,
   });
   // Node raised the soft RLIMIT_NOFILE to the hard limit at start-up; the budget is what is left
@@ -135,15 +169,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const fdFigures = { soft: nofile.soft, hard: nofile.hard, budget: server.fds.total, keptForDaemon: server.fds.reserved };
   if (nofile.soft < nofile.hard) logger.warn('open files limit below its hard limit', fdFigures);
   else logger.info('open files limit', fdFigures);
-  logger.info('ready', {
-    stateDir: config.stateDir,
-    cgroupMode: worker.cgroupDriver.mode,
-    cgroupRoot: worker.cgroupDriver.jobsRoot,
-    scratchRoot: worker.scratch.root,
-    dynamicUids: `${worker.dynamicUids.range.first}..${worker.dynamicUids.range.first + worker.dynamicUids.range.count - 1}`,
-    mappedIdentities: policy.identityUsers.size,
-    pid: process.pid,
-  });
   const mib = (bytes: number) => Math.round(bytes / 1048576);
   const idleMemory = new IdleMemoryReleaser({
     onError: (task, error, failures) => logger.error('periodic task failed; it runs again at its next tick', { task, failures, error: error instanceof Error ? error.message : String(error) }),
@@ -165,7 +190,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     })();
     return stopping;
   };
-  return { server, metrics, worker, fleet, logger, shutdown };
+  const announceReady = () =>
+    logger.info('ready', {
+      stateDir: config.stateDir,
+      cgroupMode: worker.cgroupDriver.mode,
+      cgroupRoot: worker.cgroupDriver.jobsRoot,
+      scratchRoot: worker.scratch.root,
+      dynamicUids: `${worker.dynamicUids.range.first}..${worker.dynamicUids.range.first + worker.dynamicUids.range.count - 1}`,
+      mappedIdentities: policy.identityUsers.size,
+      pid: process.pid,
+    });
+  return { server, metrics, worker, fleet, logger, shutdown, announceReady };
 }
 
 function checkFleetConfig(fleet: FleetConfig): void {
@@ -194,4 +229,17 @@ async function joinFleet(fleet: FleetConfig, worker: Worker, logger: Logger, con
       ...(config.defaults.cpu === undefined ? {} : { cpu: config.defaults.cpu }),
     },
   });
+}
+
+/** A listener that could not open, with the settings that move it (and, for metrics, turn it off). */
+function listenErrorWithFix(error: ListenError, which: 'grpc' | 'metrics', dev: boolean): JobworkerError {
+  const inUse = error.code === 'EADDRINUSE';
+  let fix: string;
+  if (which === 'grpc') {
+    const who = dev ? 'another job-worker --dev (`npm start`)' : 'another job-worker';
+    fix = `${inUse ? `the port is taken (${who}, or another program); ` : ''}choose the address with --listen HOST:PORT, JOBWORKER_LISTEN or "listen" in the config file`;
+  } else {
+    fix = `${inUse ? 'the port is taken; ' : ''}choose the address with --metrics-listen HOST:PORT, JOBWORKER_METRICS_LISTEN or "metricsListen" in the config file, or turn metrics off with --metrics-listen off`;
+  }
+  return new JobworkerError('unavailable', `${error.message}; ${fix}`, { cause: error });
 }

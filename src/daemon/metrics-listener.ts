@@ -3,8 +3,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { JobworkerError } from '../errors';
-import { splitHostPort, type ServerMetrics } from '../server';
+import { errorCode } from '../errors';
+import { ListenError, splitHostPort, type ServerMetrics } from '../server';
 
 export class MetricsListener {
   /** The port actually bound (useful with port 0). */
@@ -35,7 +35,7 @@ export class MetricsListener {
         server.listen(port, host, () => resolve());
       });
     } catch (error) {
-      throw new JobworkerError('unavailable', `cannot serve metrics on ${address}: ${(error as Error).message}`);
+      throw new ListenError(address, errorCode(error), (error as Error).message, 'metrics');
     }
     return new MetricsListener(server);
   }

@@ -22,6 +22,8 @@ export interface BindingSpawnOptions {
   /** An emptied file renamed to logPath instead of creating one (a new one is created if that fails). */
   logRecycleFrom?: string;
   logMaxBytes?: number;
+  /** The identity's log budget, shared with its other jobs: charged with every byte appended. */
+  logBudget?: BindingLogBudget;
   uid?: number;
   gid?: number;
   groups?: number[];
@@ -127,6 +129,15 @@ export interface BindingProcessHandle {
   watchOutput(on: boolean): void;
 }
 
+/** native/log_budget.h: bytes of log an identity may still write, shared by its jobs' capture. */
+export interface BindingLogBudget {
+  readonly limit: number;
+  /** Bytes charged: appended by capture (after each file header), plus add()ed. May pass limit by markers. */
+  readonly used: number;
+  /** Charges (positive) or releases (negative) bytes already on disk. */
+  add(bytes: number): void;
+}
+
 export interface Binding {
   /** On the calling thread: returns once the child has exec'd (or throws a BindingError saying why it could not). */
   spawn(options: BindingSpawnOptions, listener: BindingListener): BindingProcessHandle;
@@ -136,6 +147,9 @@ export interface Binding {
   fsOps(encodedOps: string): Promise<BindingFsOpsResult>;
   /** glibc malloc_trim(0): gives the allocator's free memory back to the kernel; true if any was. */
   trimNativeHeap(): boolean;
+  LogBudget: new (limitBytes: number) => BindingLogBudget;
+  /** flock(fd, LOCK_EX | LOCK_NB): true if locked, false if another open file holds a lock; throws otherwise. */
+  tryLockExclusive(fd: number): boolean;
 }
 
 /** Whether `error` was made by the addon (native_error_to_js). */

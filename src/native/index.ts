@@ -3,6 +3,8 @@ import { binding } from './binding';
 
 export { execCandidates, DEFAULT_PATH } from './exec-path';
 export { fsOps, type FsOp, type FsOpsResult } from './fs-ops';
+export { tryLockPath, type HeldLock } from './file-lock';
+export { LogBudget } from './log-budget';
 export type { BindMount, Isolation } from './isolation';
 export { NativeError, SpawnError, type NativeErrorFields, type NativeStage } from './native-error';
 export {

@@ -14,6 +14,7 @@ import {
 import { execCandidates } from './exec-path';
 import type { Isolation } from './isolation';
 import { encodeFsOps, toFsOpsResult, type FsOp, type FsOpsResult } from './fs-ops';
+import type { LogBudget } from './log-budget';
 import { fromBinding, SpawnError } from './native-error';
 
 export interface SpawnOptions {
@@ -49,6 +50,12 @@ export interface SpawnOptions {
   logRecycleFrom?: string;
   /** Cap on the job's output kept in its log (docs/log-format.md); beyond it, a "truncated" marker. */
   logMaxBytes?: number;
+  /**
+   * The identity's log budget, shared with its other jobs: every byte appended after the file header
+   * is charged to it, and output beyond what it grants is dropped like output beyond logMaxBytes (a
+   * "truncated" marker with "reason":"identity-quota").
+   */
+  logBudget?: LogBudget;
   uid?: number;
   gid?: number;
   groups?: readonly number[];
@@ -193,6 +200,7 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,
     logMaxBytes: options.logMaxBytes,
+    logBudget: options.logBudget?.handle,
     uid: options.uid,
     gid: options.gid,
     groups: options.groups ? [...options.groups] : undefined,

@@ -4,40 +4,21 @@
 import './keys'; // sets up @peculiar/x509 before use
 
 import { createPrivateKey, X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import * as x509 from '@peculiar/x509';
 
-import { errorCode, JobworkerError } from '../errors';
+import { errorCode } from '../errors';
+import { TlsMaterialError, type TlsMaterialProblem } from './tls-material-error';
+import { day, expiryWarning, keyModeWarning, REMEDY } from './tls-warnings';
+
+export { EXPIRY_WARNING_DAYS } from './tls-warnings';
 import { CertificateIdentityError, identityFromCertificate, type CertificateIdentity } from './identity';
 import type { CertificateAuthority } from './issue';
 import { importSigningKey } from './keys';
 
 export type TlsUse = 'server' | 'client';
 
-export type TlsMaterialProblem =
-  | 'missing'
-  | 'unreadable'
-  | 'not-pem'
-  | 'invalid'
-  | 'encrypted-key'
-  | 'not-yet-valid'
-  | 'expired'
-  | 'key-mismatch'
-  | 'untrusted'
-  | 'not-a-ca'
-  | 'wrong-usage'
-  | 'no-identity';
-
-/** A TLS file that cannot be used: `file` is its path, `problem` a stable code, the message says why. */
-export class TlsMaterialError extends JobworkerError {
-  constructor(
-    readonly file: string,
-    readonly problem: TlsMaterialProblem,
-    message: string,
-  ) {
-    super('failed-precondition', message);
-  }
-}
+export { TlsMaterialError, type TlsMaterialProblem } from './tls-material-error';
 
 export interface TlsFilePaths {
   /** PEM file with the CA certificate(s) to trust (several during a CA rotation). */
@@ -73,18 +54,9 @@ export interface LoadOptions {
   rolesNotExpected?: boolean;
 }
 
-/** Warn when the certificate expires within this many days. */
-export const EXPIRY_WARNING_DAYS = 14;
-const DAY_MS = 24 * 60 * 60 * 1000;
 const SERVER_AUTH = x509.ExtendedKeyUsage.serverAuth as string;
 const CLIENT_AUTH = x509.ExtendedKeyUsage.clientAuth as string;
 
-/** How to get a new file of each kind (the `job-worker pki` commands). */
-const REMEDY: Record<TlsUse | 'ca', string> = {
-  ca: 'create one with `job-worker pki ca ...`',
-  server: 'issue a new one with `job-worker pki server ...`',
-  client: 'issue a new one with `job-worker pki client ...`',
-};
 
 interface ParsedCertificate {
   cert: x509.X509Certificate;
@@ -127,8 +99,8 @@ export async function loadTlsMaterial(use: TlsUse, paths: TlsFilePaths, options:
       certLabel,
       paths.certificatePath,
       'untrusted',
-      `is not signed by the CA in ${paths.caPath} (certificate issuer: ${leaf.cert.issuer}; ` +
-        `CA: ${cas.map((ca) => ca.cert.subject).join('; ')})`,
+      `is not signed by ${cas.length === 1 ? 'the CA' : `any of the ${cas.length} CA certificates`} in ${paths.caPath} ` +
+        `(certificate issuer: ${leaf.cert.issuer}; ${caSubjects(cas.map((ca) => ca.cert.subject))})`,
     );
   }
   checkValidity(caLabel, paths.caPath, anchor.cert, now, REMEDY.ca);
@@ -154,18 +126,10 @@ export async function loadTlsMaterial(use: TlsUse, paths: TlsFilePaths, options:
     warnings.push(`${certLabel} ${paths.certificatePath}: has no subjectAltName; clients will not accept it for any name`);
   }
 
-  const daysLeft = Math.floor((leaf.cert.notAfter.getTime() - now.getTime()) / DAY_MS);
-  if (daysLeft < EXPIRY_WARNING_DAYS) {
-    warnings.push(
-      `${certLabel} ${paths.certificatePath}: expires on ${day(leaf.cert.notAfter)} (in ${daysLeft} day${daysLeft === 1 ? '' : 's'}); ${REMEDY[use]}`,
-    );
-  }
-  const keyMode = (await stat(paths.privateKeyPath)).mode & 0o777;
-  if ((keyMode & 0o077) !== 0) {
-    warnings.push(
-      `${keyLabel} ${paths.privateKeyPath}: mode ${keyMode.toString(8).padStart(4, '0')} lets other users read it; chmod 600 it`,
-    );
-  }
+  const expiry = expiryWarning(certLabel, paths.certificatePath, leaf.cert.notAfter, now, REMEDY[use]);
+  if (expiry !== undefined) warnings.push(expiry);
+  const keyMode = await keyModeWarning(keyLabel, paths.privateKeyPath);
+  if (keyMode !== undefined) warnings.push(keyMode);
 
   return {
     use,
@@ -323,11 +287,15 @@ function checkUsage(use: TlsUse, label: string, file: string, cert: x509.X509Cer
   }
 }
 
-function describe(cert: x509.X509Certificate): string {
-  return `"${cert.subject}"`;
+/**
+ * The CA file's subjects for a message: all of a few, the first ones of a bundle (a system bundle
+ * holds 140 and would make the line 8 KB long).
+ */
+function caSubjects(subjects: readonly string[]): string {
+  if (subjects.length <= 3) return `CA: ${subjects.join('; ')}`;
+  return `CAs there: "${subjects[0]}", "${subjects[1]}" and ${subjects.length - 2} more; a system bundle? It needs the CA that issued the certificate`;
 }
 
-/** ISO 8601 without milliseconds. */
-function day(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+function describe(cert: x509.X509Certificate): string {
+  return `"${cert.subject}"`;
 }

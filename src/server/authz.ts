@@ -19,6 +19,7 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Permission>> = {
   [`${SERVICE}ListJobs`]: 'read',
   [`${SERVICE}StreamLogs`]: 'read',
   [`${SERVICE}WatchJobs`]: 'read',
+  [`${SERVICE}GetIdentityUsage`]: 'read',
   // Health checks and reflection: any verified client certificate that names an identity, with or
   // without a role (still mTLS: no anonymous access). They reveal nothing about jobs.
   '/grpc.health.v1.Health/Check': 'service-info',
@@ -60,6 +61,15 @@ export function canSeeJob(identity: PeerIdentity, owner: string): boolean {
 
 export function seesAllJobs(identity: PeerIdentity): boolean {
   return identity.roles.includes('admin');
+}
+
+/**
+ * Whose usage a GetIdentityUsage asking for `requested` ('' for the caller's own) may show: admins
+ * anyone's, others their own; null when refused.
+ */
+export function usageVisibleTo(identity: PeerIdentity, requested: string): string | null {
+  const wanted = requested === '' ? identity.name : requested;
+  return wanted === identity.name || seesAllJobs(identity) ? wanted : null;
 }
 
 /** Whose jobs a listing shows: everyone's, one identity's, or none at all. */

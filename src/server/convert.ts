@@ -3,7 +3,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsToPb } from '../api/resource-stats';
 import type { PoolJob, PoolJobState, PoolJobStatus, PoolPlacement } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import { NAMESPACE_NAMES, type CgroupStats, type JobIsolation, type JobRunAs, type JobStatus, type Limits, type NamespaceName, type StreamName } from '../worker';
+import { NAMESPACE_NAMES, type CgroupStats, type IdentityUsage, type JobIsolation, type JobRunAs, type JobStatus, type Limits, type NamespaceName, type StreamName } from '../worker';
 
 // The wire's state names are the pool jobs' states (the Worker's, plus queued): these two take one
 // for the other without a cast, so they stop compiling if the lists part.
@@ -157,4 +157,17 @@ export function protoFieldPath(field: string): string {
   for (const [pattern, name] of REQUEST_FIELDS) if (pattern.test(field)) return field.replace(pattern, name);
   if (!field.startsWith('limits')) return field; // command, args[i], env.NAME, cwd are named alike
   return field.replace(/[A-Za-z]+/g, (word) => FIELD_NAMES[word] ?? word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+}
+
+export function identityUsageToPb(usage: IdentityUsage): pb.IdentityUsage {
+  return {
+    identity: usage.identity,
+    slice: usage.slice,
+    runningJobs: usage.runningJobs,
+    maxRunningJobs: usage.maxRunningJobs,
+    logBytes: usage.logBytes,
+    maxLogBytes: usage.maxLogBytes,
+    limits: limitsToPb(usage.limits),
+    stats: statsToPb(usage.stats),
+  };
 }

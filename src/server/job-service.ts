@@ -5,14 +5,14 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { NotFoundError, ValidationError } from '../errors';
+import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
 import type { Fleet } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Worker } from '../worker';
-import { canSeeJob, listVisibility } from './authz';
+import { canSeeJob, listVisibility, usageVisibleTo } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
-import { jobToPb, limitsFromPb } from './convert';
+import { identityUsageToPb, jobToPb, limitsFromPb } from './convert';
 import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
 import type { FdBudget } from './fd-budget';
 import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
@@ -26,7 +26,7 @@ import type { RefusalLog } from './refusal-log';
 import type { ScanLimiter } from './scan-limiter';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
-import { checkGraceMs, checkJobId, pageSizeOf, statesFromPb } from './validation';
+import { checkGraceMs, checkIdentity, checkJobId, pageSizeOf, statesFromPb } from './validation';
 import { watchJobs } from './watch';
 
 export interface JobServiceDeps {
@@ -49,6 +49,8 @@ export interface JobServiceDeps {
   scans: ScanLimiter;
   /** Aggregated audit lines for what a client can trigger at will (failed starts). */
   refusals: RefusalLog;
+  /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). */
+  maxUnreadWatchJobs: number;
 }
 
 /**
@@ -121,6 +123,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       } catch (error) {
         startFailed?.();
         metrics.starts.inc({ result: 'error' });
+        if (error instanceof QuotaExceededError) metrics.quotaRefusals.inc({ quota: error.quota });
         // A writer can fail starts in a loop: aggregated per identity (./refusal-log.ts).
         refusals.note('job not started', identity.name, { who: identity.name, action: 'start', command: request.command.slice(0, 256), result: statusOf(error).details });
         throw error;
@@ -185,6 +188,13 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       return encodeListJobsResponse(page.items, page.nextPageToken);
     }),
 
+    getIdentityUsage: unaryCall(context, 'GetIdentityUsage', async (request: pb.GetIdentityUsageRequest, identity): Promise<pb.GetIdentityUsageResponse> => {
+      checkIdentity('identity', request.identity);
+      const whose = usageVisibleTo(identity, request.identity);
+      if (whose === null) throw new JobworkerError('permission-denied', `${identity.name} may see only its own usage (admins: anyone's)`);
+      return { usage: identityUsageToPb(await worker.identityUsage(whose)) };
+    }),
+
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {
       const located = visibleJob(identity, 'job_id', request.jobId);
       if (located.where === 'pool') await streamPoolJob(fleetOf(), located.pool, request, write, signal);
@@ -194,7 +204,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {
       const states = new Set(statesFromPb(request.states));
       if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control);
+      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control, { maxPendingJobs: deps.maxUnreadWatchJobs });
     }),
   };
 }

@@ -6,6 +6,11 @@ import { FINAL_STATES, type JobState, type Worker } from '../worker';
 
 const STATES: readonly JobState[] = ['starting', 'running', ...FINAL_STATES];
 
+/** Identities with series of their own by default: bounded, whatever the number of certificates. */
+export const DEFAULT_METRICS_IDENTITIES = 20;
+
+type Resource = 'running_jobs' | 'log_bytes' | 'memory_bytes' | 'pids';
+
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly starts: Counter<'result'>;
@@ -13,10 +18,16 @@ export class ServerMetrics {
   readonly startLatency: Histogram;
   readonly activeStreams: Gauge<'rpc'>;
   readonly requests: Counter<'method' | 'code'>;
+  /** Starts refused at an identity's quota, by quota (no identity label: bounded). */
+  readonly quotaRefusals: Counter<'quota'>;
   #finishedLogBytes = 0;
   #reportedLogBytes = 0;
 
-  constructor(worker: Worker) {
+  /**
+   * `maxIdentities`: identities given series of their own (usage and limit per resource), those
+   * closest to a quota first; the others are only in the totals, so the series stay bounded.
+   */
+  constructor(worker: Worker, maxIdentities = DEFAULT_METRICS_IDENTITIES) {
     collectDefaultMetrics({ register: this.registry, prefix: 'jobworker_' });
     const registers = [this.registry];
     new Gauge({
@@ -89,6 +100,44 @@ export class ServerMetrics {
         }
       },
     });
+    this.quotaRefusals = new Counter({
+      name: 'jobworker_quota_refusals_total',
+      help: 'Starts refused because their identity was at a quota, by quota',
+      labelNames: ['quota'],
+      registers,
+    });
+    // One reading per scrape for both gauges: the registry collects its metrics concurrently, the
+    // usage gauge (registered first) starts the reading and the limit gauge awaits the same one.
+    let reading: Promise<IdentityRow[]> = Promise.resolve([]);
+    new Gauge({
+      name: 'jobworker_identity_usage',
+      help: `What an identity uses, by resource (the ${maxIdentities} identities closest to a quota; see docs/security.md)`,
+      labelNames: ['identity', 'resource'],
+      registers,
+      async collect() {
+        reading = readIdentities(worker, maxIdentities);
+        this.reset();
+        for (const row of await reading) this.set({ identity: row.identity, resource: row.resource }, row.used);
+      },
+    });
+    new Gauge({
+      name: 'jobworker_identity_limit',
+      help: 'An identity\'s limit, by resource (for the identities in jobworker_identity_usage)',
+      labelNames: ['identity', 'resource'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const row of await reading) if (row.limit !== undefined) this.set({ identity: row.identity, resource: row.resource }, row.limit);
+      },
+    });
+    new Gauge({
+      name: 'jobworker_identities_active',
+      help: 'Identities with a job running or a log on disk',
+      registers,
+      collect() {
+        this.set(worker.activeIdentities().length);
+      },
+    });
     worker.subscribe((event) => {
       if (event.startLatencyMs !== undefined) this.startLatency.observe(event.startLatencyMs / 1000);
       if (event.status.state !== 'running' && event.status.state !== 'starting' && event.previousState === 'running') {
@@ -96,4 +145,40 @@ export class ServerMetrics {
       }
     });
   }
+}
+
+interface IdentityRow {
+  identity: string;
+  resource: Resource;
+  used: number;
+  limit: number | undefined;
+}
+
+/** Usage and limit per resource of the identities nearest a quota (their slices read in one batch each). */
+async function readIdentities(worker: Worker, count: number): Promise<IdentityRow[]> {
+  const rows: IdentityRow[] = [];
+  for (const identity of closestToQuota(worker, count)) {
+    const quotas = worker.quotaUsage(identity);
+    rows.push({ identity, resource: 'running_jobs', used: quotas.runningJobs, limit: quotas.maxRunningJobs });
+    rows.push({ identity, resource: 'log_bytes', used: quotas.logBytes, limit: quotas.maxLogBytes });
+    const slice = await worker.identityUsage(identity).catch(() => null);
+    if (slice === null) continue;
+    rows.push({ identity, resource: 'memory_bytes', used: slice.stats?.memoryCurrentBytes ?? 0, limit: slice.limits.memoryBytes });
+    rows.push({ identity, resource: 'pids', used: slice.stats?.pidsCurrent ?? 0, limit: slice.limits.pids });
+  }
+  return rows;
+}
+
+/** The `count` identities nearest one of their quotas (running jobs, log bytes), nearest first. */
+export function closestToQuota(worker: Pick<Worker, 'activeIdentities' | 'quotaUsage'>, count: number): string[] {
+  const ratio = (identity: string): number => {
+    const usage = worker.quotaUsage(identity);
+    return Math.max(usage.runningJobs / usage.maxRunningJobs, usage.logBytes / usage.maxLogBytes);
+  };
+  return worker
+    .activeIdentities()
+    .map((identity) => ({ identity, ratio: ratio(identity) }))
+    .sort((a, b) => b.ratio - a.ratio || (a.identity < b.identity ? -1 : 1))
+    .slice(0, count)
+    .map(({ identity }) => identity);
 }

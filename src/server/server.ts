@@ -8,7 +8,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Counter, Gauge } from 'prom-client';
 
 import { serializeStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError } from '../errors';
+import { errorCode, JobworkerError } from '../errors';
 import { JobServiceService } from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { loadServerTlsMaterial, type TlsFilePaths } from '../pki/load';
@@ -20,6 +20,7 @@ import { servedDescriptors } from './descriptors';
 import { DEFAULT_JOB_POLICY, type JobPolicy } from './isolation-policy';
 import { DEFAULT_FD_RESERVE, FdBudget, openFileCount, openFilesLimit } from './fd-budget';
 import { createJobService } from './job-service';
+import { DEFAULT_MAX_UNREAD_WATCH_JOBS } from './watch';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
 import { OwnerJobCounts } from './owner-jobs';
@@ -34,8 +35,11 @@ import { createServerCredentials, reloadServerCredentials, type ReloadableServer
 export interface JobworkerServerOptions {
   worker: Worker;
   tls: TlsFilePaths;
-  /** "host:port"; port 0 picks a free one (see `port`). */
-  listen: string;
+  /**
+   * "host:port", or several: one listener each. Port 0 picks a free one (see `port`); the addresses
+   * after the first with port 0 take the port the first one got.
+   */
+  listen: string | readonly string[];
   logger: Logger;
   /** Largest request accepted. Default 2 MiB (a start request is at most ~1 MiB of argv and env). */
   maxRequestBytes?: number;
@@ -43,6 +47,10 @@ export interface JobworkerServerOptions {
   maxStreamsPerIdentity?: number;
   /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
   policy?: JobPolicy;
+  /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). Default 10000. */
+  maxUnreadWatchJobs?: number;
+  /** Identities given metric series of their own (those closest to a quota). Default 20. */
+  metricsIdentities?: number;
   /** Connections: caps applied at accept, before TLS; the TLS handshake's time limit; streams per connection. */
   connections?: ServerConnectionLimits;
   /** The fd budget (./fd-budget.ts). */
@@ -77,13 +85,25 @@ export function splitHostPort(address: string, field: string): { host: string; p
   return { host: match[1] ?? match[2]!, port };
 }
 
+/** A listening socket could not be opened; `code` is the errno name (EADDRINUSE…). */
+export class ListenError extends JobworkerError {
+  constructor(
+    readonly address: string,
+    readonly code: string | undefined,
+    reason: string,
+    what?: string,
+  ) {
+    super('unavailable', `cannot listen on ${address}${what === undefined ? '' : ` for ${what}`}: ${reason}`);
+  }
+}
+
 export class JobworkerServer {
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   /** What the daemon serves on its metrics listener. */
   readonly metrics: ServerMetrics;
   #server: Server;
-  #listener: GrpcListener;
+  #listeners: GrpcListener[];
   #credentials: ReloadableServerCredentials;
   #health: HealthImplementation;
   #streams: StreamRegistry;
@@ -97,7 +117,7 @@ export class JobworkerServer {
 
   private constructor(fields: {
     server: Server;
-    listener: GrpcListener;
+    listeners: GrpcListener[];
     port: number;
     credentials: ReloadableServerCredentials;
     health: HealthImplementation;
@@ -111,7 +131,7 @@ export class JobworkerServer {
     fleet: { current: Fleet | null };
   }) {
     this.#server = fields.server;
-    this.#listener = fields.listener;
+    this.#listeners = fields.listeners;
     this.port = fields.port;
     this.#credentials = fields.credentials;
     this.#health = fields.health;
@@ -135,7 +155,8 @@ export class JobworkerServer {
 
   /** Validates the TLS files (refusing to start with a clear message), binds, serves. */
   static async start(options: JobworkerServerOptions): Promise<JobworkerServer> {
-    const { host, port } = splitHostPort(options.listen, 'listen');
+    const addresses = typeof options.listen === 'string' ? [options.listen] : [...options.listen];
+    const endpoints = addresses.map((address) => ({ address, ...splitHostPort(address, 'listen') }));
     const material = await loadServerTlsMaterial(options.tls);
     for (const warning of material.warnings) options.logger.warn(warning, { file: options.tls.certificatePath });
     const limits = options.connections ?? {};
@@ -147,9 +168,9 @@ export class JobworkerServer {
       logger.error('periodic task failed; it runs again at its next tick', { task, failures, error: error instanceof Error ? error.message : String(error) });
     const refusals = new RefusalLog(audit, options.refusalLogIntervalMs, onPeriodicError);
 
-    const metrics = new ServerMetrics(options.worker);
+    const metrics = new ServerMetrics(options.worker, options.metricsIdentities);
     const streams = new StreamRegistry(options.maxStreamsPerIdentity ?? 1024);
-    let listener: GrpcListener | undefined;
+    const listeners: GrpcListener[] = [];
     const fdOptions = options.fileDescriptors ?? {};
     const fds = new FdBudget(
       {
@@ -157,7 +178,7 @@ export class JobworkerServer {
         reserved: openFileCount() + (fdOptions.reserve ?? DEFAULT_FD_RESERVE),
         ...(fdOptions.identityJobShare === undefined ? {} : { identityJobShare: fdOptions.identityJobShare }),
       },
-      { runningJobs: () => options.worker.runningJobs, connections: () => listener?.connections ?? 0, logStreams: () => streams.openOf(STREAM_LOGS) },
+      { runningJobs: () => options.worker.runningJobs, connections: () => listeners.reduce((sum, listener) => sum + listener.connections, 0), logStreams: () => streams.openOf(STREAM_LOGS) },
     );
     const interceptor = createAuthenticationInterceptor({
       authorize: authorizeMethod,
@@ -218,6 +239,7 @@ export class JobworkerServer {
         ownerJobs,
         scans,
         refusals,
+        maxUnreadWatchJobs: options.maxUnreadWatchJobs ?? DEFAULT_MAX_UNREAD_WATCH_JOBS,
       }),
     );
     const health = new HealthImplementation({ '': 'SERVING', [JOB_SERVICE]: 'SERVING' });
@@ -228,28 +250,38 @@ export class JobworkerServer {
     // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).
     const connectionsRefused = new Counter({ name: 'jobworker_connections_refused_total', help: 'Connections closed at accept, by reason', labelNames: ['reason'], registers: [metrics.registry] });
     try {
-      listener = await GrpcListener.start(server, credentials, {
-        host,
-        port,
-        ...(limits.max === undefined ? {} : { maxConnections: limits.max }),
-        ...(limits.maxPerAddress === undefined ? {} : { maxConnectionsPerAddress: limits.maxPerAddress }),
-        admit: () => fds.allows('connection'),
-        onRefused: (address, reason) => {
-          connectionsRefused.inc({ reason: reason.includes('per address') ? 'per address' : reason.includes('budget') ? 'fd budget' : 'total' });
-          refusals.note('connection refused', address, { address, reason });
-        },
-        onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
-        onError: onPeriodicError,
-      });
+      for (const endpoint of endpoints) {
+        const port = endpoint.port === 0 && listeners.length > 0 ? listeners[0]!.port : endpoint.port;
+        try {
+          listeners.push(
+            await GrpcListener.start(server, credentials, {
+              host: endpoint.host,
+              port,
+              // With several addresses (the dev daemon's two loopbacks), each listener has the caps.
+              ...(limits.max === undefined ? {} : { maxConnections: limits.max }),
+              ...(limits.maxPerAddress === undefined ? {} : { maxConnectionsPerAddress: limits.maxPerAddress }),
+              admit: () => fds.allows('connection'),
+              onRefused: (address, reason) => {
+                connectionsRefused.inc({ reason: reason.includes('per address') ? 'per address' : reason.includes('budget') ? 'fd budget' : 'total' });
+                refusals.note('connection refused', address, { address, reason });
+              },
+              onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
+              onError: onPeriodicError,
+            }),
+          );
+        } catch (error) {
+          throw new ListenError(endpoint.address, errorCode(error), (error as Error).message);
+        }
+      }
     } catch (error) {
+      for (const listener of listeners) listener.close();
       server.forceShutdown();
       refusals.close();
       ownerJobs.close();
-      throw new JobworkerError('unavailable', `cannot listen on ${options.listen}: ${(error as Error).message}`);
+      throw error;
     }
-    const opened = listener;
     new Gauge({ name: 'jobworker_connections', help: 'Open client connections', registers: [metrics.registry], collect() {
-      this.set(opened.connections);
+      this.set(listeners.reduce((sum, listener) => sum + listener.connections, 0));
     } });
     new Gauge({ name: 'jobworker_fd_budget', help: "The daemon's fd budget: total, and in use by jobs, connections and log streams", labelNames: ['part'], registers: [metrics.registry], collect() {
       const use = fds.inUse();
@@ -259,7 +291,7 @@ export class JobworkerServer {
       this.set({ part: 'log streams' }, use.logStreams);
     } });
 
-    return new JobworkerServer({ server, listener, port: listener.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds, fleet });
+    return new JobworkerServer({ server, listeners, port: listeners[0]!.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds, fleet });
   }
 
   /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
@@ -278,7 +310,7 @@ export class JobworkerServer {
     this.#shuttingDown.value = true;
     this.#health.setStatus('', 'NOT_SERVING');
     this.#health.setStatus(JOB_SERVICE, 'NOT_SERVING');
-    this.#listener.stopAccepting();
+    for (const listener of this.#listeners) listener.stopAccepting();
     this.#streams.abortAll(new JobworkerError('unavailable', 'the daemon is shutting down'));
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
@@ -290,7 +322,7 @@ export class JobworkerServer {
     });
     await Promise.race([graceful, timeout]);
     clearTimeout(timer);
-    this.#listener.close(); // sockets a session could not close (src/server/listener.ts)
+    for (const listener of this.#listeners) listener.close(); // sockets a session could not close (src/server/listener.ts)
     this.#refusals.close();
     this.#ownerJobs.close();
   }

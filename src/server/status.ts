@@ -30,8 +30,8 @@ export interface StatusError {
 /** The status for any error thrown by a handler. Unknown errors are INTERNAL with a generic message. */
 export function statusOf(error: unknown): StatusError {
   if (error instanceof ValidationError) {
-    const reason = error.message.slice(error.field.length + 2);
-    return { code: GrpcStatus.INVALID_ARGUMENT, details: `${protoFieldPath(error.field)}: ${reason}` };
+    const reason = error.related.reduce((text, field) => text.split(field).join(protoFieldPath(field)), error.reason);
+    return { code: CODES[error.kind], details: `${protoFieldPath(error.field)}: ${reason}` };
   }
   if (error instanceof RunnerElsewhereError) return { code: GrpcStatus.FAILED_PRECONDITION, details: error.message, metadata: { [RUNNER_ADDRESS_METADATA]: error.address } };
   if (error instanceof JobworkerError) return { code: CODES[error.kind], details: error.message };

@@ -33,3 +33,10 @@ export function checkGraceMs(graceMs: number | undefined): void {
     throw new ValidationError('grace_ms', `must be at most ${REQUEST_BOUNDS.maxGraceMs}`);
   }
 }
+
+/** An identity named in a request: a certificate name's bounds. */
+export function checkIdentity(field: string, identity: string): void {
+  if (Buffer.byteLength(identity, 'utf8') > REQUEST_BOUNDS.maxIdentityBytes) {
+    throw new ValidationError(field, `must be at most ${REQUEST_BOUNDS.maxIdentityBytes} bytes`);
+  }
+}

@@ -7,8 +7,8 @@
 // status and keeps the state the client last saw as `previous_state`). A slow watcher then costs at
 // most one entry per job, and the status snapshots it holds are the ones its source made for every
 // listener (shared, not copied). Jobs come and go, though (started, finished, removed), so pending
-// entries are still bounded, at enqueue time, in count (MAX_PENDING_JOBS) and in the bytes of their
-// specs (MAX_PENDING_BYTES): past either, the stream ends at once with RESOURCE_EXHAUSTED, even
+// entries are still bounded, at enqueue time, in count (`maxUnreadWatchJobs` in the config) and in
+// the bytes of their statuses (MAX_PENDING_BYTES; a big spec's status carries only an argv preview): past either, the stream ends at once with RESOURCE_EXHAUSTED, even
 // while a write waits for the client. (The cap used to be checked only between writes, so a client
 // that stopped reading grew the queue without bound.)
 import { JobworkerError } from '../errors';
@@ -21,8 +21,8 @@ import type { JobSource, ListedJob } from './job-sources';
 import type { PeerIdentity } from './peer-identity';
 import { WakeUp } from './wake-up';
 
-/** Jobs with a change not yet written, at most. */
-export const MAX_PENDING_JOBS = 10_000;
+/** Jobs with a change not yet written, at most, unless configured. */
+export const DEFAULT_MAX_UNREAD_WATCH_JOBS = 10_000;
 /** Bytes of the pending statuses (mostly argv and env), at most. */
 export const MAX_PENDING_BYTES = 16 << 20;
 
@@ -47,6 +47,7 @@ export async function watchJobs(
   identity: PeerIdentity,
   filter: WatchFilter,
   control: StreamControl<pb.WatchJobsResponse>,
+  bounds: { maxPendingJobs: number } = { maxPendingJobs: DEFAULT_MAX_UNREAD_WATCH_JOBS },
 ): Promise<void> {
   const { write, signal } = control;
   const visible = (job: { id: string; owner: string }) => canSeeJob(identity, job.owner) && (filter.jobId === '' || job.id === filter.jobId);
@@ -73,10 +74,10 @@ export async function watchJobs(
         pending.set(job.id, { job, previousState, bytes });
         pendingBytes += bytes;
       }
-      if (pending.size > MAX_PENDING_JOBS || pendingBytes > MAX_PENDING_BYTES) {
+      if (pending.size > bounds.maxPendingJobs || pendingBytes > MAX_PENDING_BYTES) {
         unsubscribe();
         pending.clear();
-        control.end(new JobworkerError('resource-exhausted', `the client reads status changes too slowly: more than ${MAX_PENDING_JOBS} jobs or ${MAX_PENDING_BYTES >> 20} MiB of changes not yet read`));
+        control.end(new JobworkerError('resource-exhausted', `the client reads status changes too slowly: more than ${bounds.maxPendingJobs} jobs or ${MAX_PENDING_BYTES >> 20} MiB of changes not yet read`));
       }
       changed.wake();
     }),

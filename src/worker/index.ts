@@ -1,7 +1,10 @@
-export { Worker, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type UserOptions, type ScratchOptions, type StartOptions } from './worker';
+export { Worker, defaultRootName, defaultScratchRoot, type WorkerOptions, type WorkerDefaults, type RetentionPolicy, type ListFilter, type JobEvent, type IdentityUsage, type UserOptions, type ScratchOptions, type StartOptions } from './worker';
+export { type IdentityLimits, hostDefaults, defaultJobMemoryBytes, hostFacts, type HostFacts } from './identity-policy';
+export type { QuotaUsage } from './identity-ledger';
 export type { RecoveryReport, StateDamage } from './recovery';
 export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
+export { CommandError, type CommandProblem } from './command-error';
 export { type JobSpec, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
 export { NAMESPACE_NAMES, ISOLATION_BOUNDS, type NamespaceName, type NetworkMode, type BindMount, type JobIsolationSpec, type JobIsolation, type IsolationDefaults } from './isolation';
 export { DEFAULT_DYNAMIC_UID_RANGE, checkDynamicUidRange, type DynamicUidRange } from './dynamic-uids';

@@ -44,7 +44,10 @@ export interface JobSpec {
   /** Program: a path, or a name looked up in the job's PATH (never run through a shell). */
   command: string;
   args?: string[];
-  /** The job's whole environment (nothing of the daemon's is inherited). Default: PATH only. */
+  /**
+   * The job's whole environment (nothing of the daemon's is inherited), plus a default PATH when it
+   * has none (DEFAULT_JOB_PATH, what systemd gives services), as docker gives one.
+   */
   env?: Record<string, string>;
   /** Absolute working directory, which the job's user must be able to enter; default: a scratch directory of its own. */
   cwd?: string;
@@ -151,7 +154,7 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
     return checked;
   });
 
-  const envIn = spec.env ?? { PATH: DEFAULT_JOB_PATH };
+  const envIn = spec.env ?? {};
   if (typeof envIn !== 'object' || envIn === null || Array.isArray(envIn)) {
     throw new ValidationError('env', 'must be an object of NAME: value strings');
   }
@@ -163,6 +166,10 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
     if (name.includes('=')) throw new ValidationError(`env.${name}`, 'name must not contain "="');
     env[name] = checkString(`env.${name}`, value, SPEC_BOUNDS.stringBytes);
     total += bytes(name) + bytes(value) + 2;
+  }
+  if (!Object.hasOwn(env, 'PATH')) {
+    env.PATH = DEFAULT_JOB_PATH;
+    total += bytes(DEFAULT_JOB_PATH) + 6;
   }
   if (total > SPEC_BOUNDS.totalBytes) {
     throw new ValidationError('args', `argv and env together exceed ${SPEC_BOUNDS.totalBytes} bytes`);

@@ -7,10 +7,11 @@ import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from
 import { JobworkerError, ValidationError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { SpawnError, spawnProcessAsync, type ExitInfo, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
+import { commandError } from './command-error';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
-import type { JobRunAs, ResolvedJobSpec } from './job-spec';
+import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
 import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
@@ -175,6 +176,8 @@ export class Job {
   #running: Running | null = null;
   #log: JobLog;
   #launchError: unknown = undefined;
+  /** Its identity's log budget, which its capture draws from (a launch only). */
+  #logBudget: LogBudget | undefined;
   /** Who asked for a stop (once one was asked for), and the stop everyone then shares. */
   #stop: { by: string; done: Promise<StopResult> } | null = null;
   #launched: Promise<void> = Promise.resolve();
@@ -207,12 +210,14 @@ export class Job {
     id: string,
     spec: ResolvedJobSpec,
     isolation: JobIsolation,
+    logBudget: LogBudget | undefined,
     setUp: () => Promise<JobSetup>,
     registered: (job: Job) => void,
   ): Promise<Job> {
     // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
     // (and in its spec file when it is big).
     const job = new Job(ctx, { ...newJobRecord(id, spec, new Date()), isolation }, 'launching');
+    job.#logBudget = logBudget;
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
@@ -250,7 +255,7 @@ export class Job {
     this.#record.runAs = runAs;
     this.#record.scratchDir = scratchDir;
     const cwd = spec.cwd ?? '/';
-    const plan = await driver.plan(this.id, spec.limits, cwd);
+    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, cwd);
     // The record (and the spec file) show what is enforced, defaults included.
     spec.limits = plan.limits;
     this.#record.spec.limits = plan.limits;
@@ -261,9 +266,10 @@ export class Job {
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
     const startedAt = new Date();
-    const spareLog = spareLogs.take();
+    let spareLog: string | undefined;
     let native: NativeProcess;
     try {
+      spareLog = spareLogs.take();
       // Off the JS thread: the addon creates the cgroup (plan.createOps, undone if one fails), takes
       // the spare log over, spawns; at the exit its capture side runs plan.settleOps.
       native = await spawnProcessAsync({
@@ -277,6 +283,7 @@ export class Job {
         logPath: store.logPath(this.id),
         logRecycleFrom: spareLog,
         logMaxBytes: this.#ctx.logMaxBytes,
+        ...(this.#logBudget === undefined ? {} : { logBudget: this.#logBudget }),
         nofileSoft: this.#ctx.nofileSoft,
         uid: runAs.uid,
         gid: runAs.gid,
@@ -288,15 +295,23 @@ export class Job {
       if (error instanceof SpawnError && error.stage === 'setup') {
         // The addon undid what it created and stopped before taking the spare log over; a
         // directory that was there already is not ours to touch.
+        plan.createOpsRan('undone');
+        await this.#leaveSlice(plan);
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
         await this.#forget();
         throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
+      plan.createOpsRan(error instanceof SpawnError ? 'created' : 'unknown');
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await this.#leaveSlice(plan);
       await this.#forget(); // at most a header was written
-      throw unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ?? error;
+      throw (
+        unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
+        (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
+      );
     }
+    plan.createOpsRan('created');
     this.#record.pid = native.pid;
     this.#record.startedAt = startedAt.toISOString();
     try {
@@ -312,6 +327,7 @@ export class Job {
       native.closeCapture();
       await native.closed;
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
+      await this.#leaveSlice(plan);
       await this.#forget();
       throw error;
     }
@@ -355,6 +371,7 @@ export class Job {
       }
     }
     await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir: this.#record.scratchDir ?? null, emptied });
+    await this.#leaveSlice(plan);
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,
       signal: exit.signal,
@@ -381,6 +398,11 @@ export class Job {
     this.#log = { kind: 'complete', log: new CompleteLog(this.#ctx.store.logPath(this.id), close.logBytes) };
     this.#enter('finished');
     this.#markFinished();
+  }
+
+  /** The job's cgroup is gone (or never was): its identity's slice may go once idle. */
+  async #leaveSlice(plan: JobCgroupPlan): Promise<void> {
+    await plan.release().catch((error: unknown) => this.#ctx.warn('identity slice not removed', { job: this.id, error: String(error) }));
   }
 
   /** After a failed start: whatever of the job reached the state directory goes. */

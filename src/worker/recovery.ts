@@ -13,7 +13,7 @@
 // everything that was lost or rebuilt.
 import { lstat } from 'node:fs/promises';
 
-import type { CgroupDriver, CgroupStats } from '../cgroup';
+import type { CgroupDriver, CgroupStats, JobCgroupName } from '../cgroup';
 import { repairLog, type LogScan } from '../logs/repair';
 import { recordSpec, type JobRecord } from './job-record';
 import { isFinal } from './job-state';
@@ -74,11 +74,18 @@ export async function recover(store: StateStore, driver: CgroupDriver, warn: War
   const report: RecoveryReport = { records: [], lost: [], orphanCgroupsRemoved: [], incompleteStartsRemoved: [], migratedRecords: journal.migrated, damage: null };
   const records = journal.records;
   const killed = new Map<string, CgroupStats | null>();
+  // Where each job's cgroup is (its slice), found on disk: an orphan log names no owner.
+  const cgroupsOf = new Map<string, JobCgroupName[]>();
+  for (const name of await driver.listJobs()) cgroupsOf.set(name.id, [...(cgroupsOf.get(name.id) ?? []), name]);
   /** Kills and removes the job's cgroup; true if a process of it was still running. */
   const killIfRunning = async (id: string): Promise<boolean> => {
-    const result = await killAndRemove(driver, id, warn);
-    if (result.populated) killed.set(id, result.stats);
-    return result.populated;
+    let populated = false;
+    for (const name of cgroupsOf.get(id) ?? []) {
+      const result = await killAndRemove(driver, name, warn);
+      if (result.populated) killed.set(id, result.stats);
+      populated ||= result.populated;
+    }
+    return populated;
   };
 
   // Links where logs should be: never ours, never followed. The name goes; a record stays, logless.
@@ -139,10 +146,12 @@ export async function recover(store: StateStore, driver: CgroupDriver, warn: War
 
   // Nothing runs yet, so every job cgroup still present is an orphan: a lost job's whose removal
   // failed above, a finished job's that would not go away last time, or one no record knows.
-  for (const id of await driver.listJobIds()) {
-    await killAndRemove(driver, id, warn);
-    report.orphanCgroupsRemoved.push(id);
+  for (const name of await driver.listJobs()) {
+    await killAndRemove(driver, name, warn);
+    report.orphanCgroupsRemoved.push(name.id);
   }
+  // And so every slice is idle: made again, with today's limits, by the next job that needs one.
+  await driver.removeIdleSlices().catch((error: unknown) => warn('identity slices not removed', { error: String(error) }));
 
   report.records = [...records.values()];
   const damaged = damage.journalLines + damage.rebuiltFromLogs.length + damage.finalStateUnknown.length + damage.logsMissing.length + damage.linksRemoved.length > 0;
@@ -205,8 +214,9 @@ async function fileTime(file: string): Promise<string> {
 }
 
 /** Kills what is left in the job's cgroup and removes it; says whether a process was left. */
-async function killAndRemove(driver: CgroupDriver, id: string, warn: Warn): Promise<{ populated: boolean; stats: CgroupStats | null }> {
-  const cgroup = await driver.open(id);
+async function killAndRemove(driver: CgroupDriver, name: JobCgroupName, warn: Warn): Promise<{ populated: boolean; stats: CgroupStats | null }> {
+  const id = name.id;
+  const cgroup = await driver.open(name);
   if (cgroup === undefined) return { populated: false, stats: null };
   let stats: CgroupStats | null = null;
   let populated = true;

@@ -1,13 +1,24 @@
 // The Worker: the library the daemon serves and Node programs embed. Owns the job registry, the
 // state directory and the cgroup driver.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { nodeCgroupFs, openCgroupDriver, type CgroupDriverOptions, type CgroupFs, type Limits, type OpenedCgroupDriver } from '../cgroup';
-import { JobworkerError, NotFoundError, ValidationError } from '../errors';
+import {
+  nodeCgroupFs,
+  openCgroupDriver,
+  prepareSliceLimits,
+  type CgroupDriverOptions,
+  type CgroupFs,
+  type CgroupStats,
+  type Limits,
+  type OpenedCgroupDriver,
+} from '../cgroup';
+import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
+import { fsOps, SpawnError, tryLockPath } from '../native';
+import { IdentityLedger, type QuotaUsage } from './identity-ledger';
+import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { isJobId } from '../job-id';
-import { fsOps } from '../native';
 import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
 import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
 import { Job, type JobContext, type JobSetup, type JobStatus, type StopResult } from './job';
@@ -22,7 +33,10 @@ import { StateStore } from './state-store';
 import { nssUserDatabase, type UserDatabase } from './user-database';
 
 export interface WorkerDefaults {
-  /** Limits applied where a job's own limits leave a field unset. */
+  /**
+   * Limits applied where a job's own limits leave a field unset. memoryBytes defaults to a quarter of
+   * the host's memory (at most its identity's): every job has a memory limit.
+   */
   limits?: Limits;
   /** Cap on each job's log file. Default 1 GiB. */
   logMaxBytes?: number;
@@ -67,10 +81,19 @@ export interface WorkerOptions {
   stateDir: string;
   /**
    * Where job cgroups go: `root` (a delegated cgroup path, the same in every hierarchy) or
-   * `rootName` (created beneath this process's own cgroup; default "jobworker"). See docs/cgroups.md.
+   * `rootName` (created beneath this process's own cgroup; default "jobworker-" and 12 hex digits of
+   * the state directory's path hashed, so instances with different state directories never share
+   * one). One instance per root: another one's open is refused. See docs/cgroups.md.
    * Jobs are always made on the real cgroupfs (the addon creates and removes their cgroups).
    */
-  cgroup?: Omit<CgroupDriverOptions, 'fs' | 'host'>;
+  cgroup?: Omit<CgroupDriverOptions, 'fs' | 'host' | 'sliceLimits'>;
+  /**
+   * What each identity (a job's owner) may use, all its jobs together: its slice's kernel limits and
+   * the quotas the Worker keeps. Unset fields: host defaults (see identity-policy.ts, docs/security.md).
+   */
+  identityLimits?: IdentityLimits;
+  /** Per identity, over identityLimits. */
+  identityOverrides?: Readonly<Record<string, IdentityLimits>>;
   defaults?: WorkerDefaults;
   retention?: RetentionPolicy;
   /** Jobs running at once; start() beyond it fails with resource-exhausted. Default 10,000. */
@@ -83,6 +106,17 @@ export interface WorkerOptions {
   hiddenPaths?: readonly string[];
   /** When the journal is compacted while running (default: 4 times its live records, at least 1 MiB). */
   journalCompaction?: CompactionPolicy;
+}
+
+/** An identity's use of its limits (Worker.identityUsage). */
+export interface IdentityUsage extends QuotaUsage {
+  identity: string;
+  /** Its slice's directory name (beneath the cgroup root's jobs/). */
+  slice: string;
+  /** Its slice's kernel limits (memory, pids, CPU, IO), the host defaults filled in. */
+  limits: Limits;
+  /** What its slice uses now, all its jobs together; null when it has no slice (no job ran lately). */
+  stats: CgroupStats | null;
 }
 
 export interface StartOptions {
@@ -112,9 +146,15 @@ const DEFAULTS = {
 
 /**
  * cgroupfs as the cgroup drivers see it, every batch run by the addon on the libuv threadpool (the
- * same runner that creates a job's cgroup inside its spawn and settles it at the exit).
+ * same runner that creates a job's cgroup inside its spawn and settles it at the exit), the root
+ * owned through the addon's flock.
  */
-const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: fsOps };
+const CGROUP_FS: CgroupFs = { ...nodeCgroupFs, run: fsOps, lock: tryLockPath };
+
+/** The cgroup root name of a state directory: instances with different state directories never share a root. */
+export function defaultRootName(stateDir: string): string {
+  return `jobworker-${createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 12)}`;
+}
 
 /** A hidden path must be a directory that exists: one made later would not be hidden from jobs already running. */
 async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
@@ -185,10 +225,23 @@ export class Worker {
   readonly dynamicUids: DynamicUids;
   readonly scratch: ScratchDirs;
   #running = 0;
+  #policy: IdentityPolicy;
+  #ledger: IdentityLedger;
+  #defaultJobMemory: number;
+  /** Per running job: what ends its count against its identity's quota. */
+  #admissions = new Map<string, () => void>();
   #closing = false;
   #ctx: JobContext;
 
-  private constructor(options: WorkerOptions, store: StateStore, lock: StateLock, driver: OpenedCgroupDriver, recovery: RecoveryReport, scratch: ScratchDirs) {
+  private constructor(
+    options: WorkerOptions,
+    store: StateStore,
+    lock: StateLock,
+    driver: OpenedCgroupDriver,
+    recovery: RecoveryReport,
+    scratch: ScratchDirs,
+    identities: { policy: IdentityPolicy; host: HostFacts },
+  ) {
     this.stateDir = options.stateDir;
     this.#options = options;
     this.#store = store;
@@ -202,6 +255,9 @@ export class Worker {
     this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
     this.scratch = scratch;
     this.#hiddenPaths = outermost([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root]);
+    this.#policy = identities.policy;
+    this.#ledger = new IdentityLedger((identity) => identities.policy.quotas(identity));
+    this.#defaultJobMemory = options.defaults?.limits?.memoryBytes ?? defaultJobMemoryBytes(identities.host);
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
@@ -215,7 +271,10 @@ export class Worker {
     };
     // Oldest first, as list() promises.
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
-    for (const record of records) this.#jobs.set(record.id, Job.restore(this.#ctx, record));
+    for (const record of records) {
+      this.#jobs.set(record.id, Job.restore(this.#ctx, record));
+      this.#ledger.chargeLog(record.spec.owner, record.log.bytes);
+    }
     const byFinish = records.filter((r) => r.finishedAt !== null).sort((a, b) => (a.finishedAt! < b.finishedAt! ? -1 : a.finishedAt! > b.finishedAt! ? 1 : 0));
     this.#finished = new Set(byFinish.map((r) => r.id));
   }
@@ -239,19 +298,32 @@ export class Worker {
       warn,
     });
     await store.init();
+    const host = hostFacts(options.stateDir);
+    const policy = new IdentityPolicy({ defaults: options.identityLimits, overrides: options.identityOverrides }, host);
     const lock = await StateLock.acquire(store.stateDir);
+    let driver: OpenedCgroupDriver | undefined;
     try {
-      const driver = await openCgroupDriver({ ...options.cgroup, fs: CGROUP_FS });
+      const cgroup = options.cgroup?.root === undefined && options.cgroup?.rootName === undefined ? { ...options.cgroup, rootName: defaultRootName(options.stateDir) } : options.cgroup;
+      driver = await openCgroupDriver({ ...cgroup, fs: CGROUP_FS, sliceLimits: (identity) => policy.sliceLimits(identity) });
+      for (const { field, limits } of policy.configured()) await prepareSliceLimits(limits, field, driver.controllers, options.cgroup?.sysRoot, driver.mode);
       const recovery = await recover(store, driver, warn);
       await store.open(recovery.records); // lost jobs recorded, the journal compacted
       // Nothing runs now: every scratch directory left is a crashed daemon's or a failed removal's.
       await scratch.init();
       const swept = await scratch.sweep(new Set());
       if (swept.failed.length > 0) warn('scratch directories not removed', { directories: swept.failed });
-      const worker = new Worker(options, store, lock, driver, recovery, scratch);
+      const worker = new Worker(options, store, lock, driver, recovery, scratch, { policy, host });
       await worker.#applyRetention();
       return worker;
     } catch (error) {
+      // A failed open leaves no cgroup: the root it made (with whatever recovery left of it) goes.
+      if (driver !== undefined) {
+        const opened = driver;
+        await opened.releaseRoot().catch((e: unknown) => {
+          warnerOf(options)('cgroup root not removed after a failed open', { error: String(e) });
+          opened.close();
+        });
+      }
       await store.close();
       await lock.release();
       throw error;
@@ -270,24 +342,28 @@ export class Worker {
       if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
     }
     const resolved = resolveJobSpec(spec);
-    resolved.limits = { ...this.#options.defaults?.limits, ...resolved.limits };
+    resolved.limits = { ...this.#jobDefaults(resolved.owner), ...resolved.limits };
     const userChoice = resolved.user ?? this.#defaultUser;
     const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
-      throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max}`);
+      throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max} (maxRunningJobs)`);
     }
+    const admission = this.#ledger.admit(resolved.owner);
     const id = options.id ?? randomUUID();
     this.#running++;
+    this.#admissions.set(id, admission.ended);
     this.#startTimes.set(id, process.hrtime.bigint());
     try {
       const setUp = () => this.#setUp(id, userChoice, resolved.cwd === null);
-      return await Job.launch(this.#ctx, id, resolved, isolation, setUp, (job) => this.#jobs.set(id, job));
+      return await Job.launch(this.#ctx, id, resolved, isolation, admission.budget, setUp, (job) => this.#jobs.set(id, job));
     } catch (error) {
       this.#jobs.delete(id);
       this.#startTimes.delete(id);
+      this.#admissions.delete(id);
+      admission.ended();
       this.#running--;
-      throw error;
+      throw await this.#quotaBehind(resolved.owner, error);
     }
   }
 
@@ -327,6 +403,53 @@ export class Worker {
     else this.#ctx.warn('dynamic uid kept out of use until the worker reopens: something of its job is left', { job: job.id, uid: job.runAs.uid });
   }
 
+  /**
+   * A spawn refused with EAGAIN when the identity's slice is at its pids.max is the identity's pids
+   * quota, not the host's: say so (which identity, its quota, how to free it).
+   */
+  async #quotaBehind(identity: string, error: unknown): Promise<unknown> {
+    if (!(error instanceof SpawnError) || error.code !== 'EAGAIN') return error;
+    const limit = this.#policy.sliceLimits(identity).pids;
+    const pids = (await this.cgroupDriver.sliceStats(identity).catch(() => null))?.pidsCurrent;
+    if (limit === undefined || pids === undefined || pids < limit - 1) return error;
+    return new QuotaExceededError(identity, 'pids', limit, pids, 'its jobs hold every process it may have: stop some (job-cli stop ID) or wait for them to end');
+  }
+
+  /**
+   * The configured default limits for a job of `identity`, no higher than the identity's slice
+   * allows (a default the job could never reach would only be refused); memory always has one.
+   */
+  #jobDefaults(identity: string): Limits {
+    const slice = this.#policy.sliceLimits(identity);
+    const defaults: Limits = { ...this.#options.defaults?.limits, memoryBytes: this.#defaultJobMemory };
+    const cap = (value: number | undefined, quota: number | undefined): number | undefined =>
+      value === undefined || quota === undefined ? value : Math.min(value, quota);
+    defaults.memoryBytes = cap(defaults.memoryBytes, slice.memoryBytes);
+    if (defaults.memoryHighBytes !== undefined) defaults.memoryHighBytes = cap(defaults.memoryHighBytes, defaults.memoryBytes);
+    if (defaults.pids !== undefined) defaults.pids = cap(defaults.pids, slice.pids);
+    if (defaults.cpu !== undefined) defaults.cpu = cap(defaults.cpu, slice.cpu);
+    return defaults;
+  }
+
+  /**
+   * What an identity uses against its limits: the Worker's quotas (running jobs, log bytes) and its
+   * slice (memory, pids, CPU, IO as the kernel counts them, all its jobs together).
+   */
+  async identityUsage(identity: string): Promise<IdentityUsage> {
+    const [limits, stats] = await Promise.all([this.cgroupDriver.sliceLimits(identity), this.cgroupDriver.sliceStats(identity)]);
+    return { identity, slice: this.cgroupDriver.sliceOf(identity), limits, stats, ...this.#ledger.usage(identity) };
+  }
+
+  /** Identities that have a job running or a log on disk now. */
+  activeIdentities(): string[] {
+    return this.#ledger.identities();
+  }
+
+  /** The Worker's quotas only (no cgroup read): for metrics over many identities. */
+  quotaUsage(identity: string): QuotaUsage {
+    return this.#ledger.usage(identity);
+  }
+
   get(id: string): Job | undefined {
     return this.#jobs.get(id);
   }
@@ -362,6 +485,7 @@ export class Worker {
     await this.#store.remove(id, { logBytes: job.logBytes, specFile: job.hasSpecFile });
     this.#jobs.delete(id);
     this.#finished.delete(id);
+    this.#ledger.releaseLog(job.owner, job.logBytes);
   }
 
   /** Calls `listener` after every job state change (persisted first). Returns the unsubscribe. */
@@ -394,9 +518,10 @@ export class Worker {
       );
     }
     if (options.stopJobs ?? true) {
-      // A clean shutdown leaves no cgroup behind, not even the (empty) root.
+      // A clean shutdown leaves no cgroup behind, not even the (empty) root or a slice.
       await this.cgroupDriver.releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
     }
+    this.cgroupDriver.close(); // the root is another instance's to take from here on
     await this.#store.close();
     await this.#lock.release();
     return results;
@@ -411,6 +536,8 @@ export class Worker {
     }
     if (isFinal(job.state) && !isFinal(previousState)) {
       this.#running--;
+      this.#admissions.get(job.id)?.();
+      this.#admissions.delete(job.id);
       this.#finished.add(job.id);
       void this.#applyRetention();
     }
@@ -432,6 +559,7 @@ export class Worker {
       if (this.#finished.size <= maxCount && !tooOld) break;
       this.#finished.delete(id); // deleting the entry being visited is safe for a Set iterator
       this.#jobs.delete(id);
+      this.#ledger.releaseLog(oldest.owner, oldest.logBytes);
       removals.push(this.#store.remove(id, { logBytes: oldest.logBytes, specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
     }
     return Promise.all(removals);

@@ -16,7 +16,7 @@ function cli(args: string[]): Promise<CliResult> {
 }
 
 const COMMANDS = [
-  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'],
+  ['run'], ['start'], ['stop'], ['query'], ['status'], ['stream'], ['logs'], ['list'], ['top'], ['rm'], ['quota'], ['ui'],
   ['context', 'add'], ['context', 'use'], ['context', 'ls'], ['context', 'rm'], ['context', 'show'],
 ];
 
@@ -36,6 +36,9 @@ describe('job-cli usage', { concurrency: 8 }, () => {
       assert.match(help.stdout, /\nExamples\n/, `${command.join(' ')} --help has no examples`);
       assert.match(help.stdout, /\$ job-cli /);
     }
+    const group = await cli(['context', '--help']);
+    assert.equal(group.code, 0, show(group));
+    for (const command of COMMANDS.filter((c) => c[0] === 'context')) assert.match(group.stdout, new RegExp(`^ {2}job-cli ${command.join(' ')} +[A-Z]`, 'm'));
     const version = await cli(['--version']);
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^\d+\.\d+\.\d+/);
@@ -45,17 +48,26 @@ describe('job-cli usage', { concurrency: 8 }, () => {
     [['start', '--memory', '12X', '--', 'true'], /^job-cli: --memory: unknown size unit "X"/],
     [['start', '--memory', '256MB', '--', 'true'], /^job-cli: --memory: "MB" is ambiguous: write M or MiB/],
     [['run', '--cpu', 'half', '--', 'true'], /^job-cli: --cpu: expected a number/],
-    [['run', '--cpu=0', '--', 'true'], /^job-cli: --cpu: must be more than 0/],
+    [['run', '--cpu=0', '--', 'true'], /^job-cli: --cpu: must be positive/],
     [['start', '--cpu-weight', '0', '--', 'true'], /^job-cli: --cpu-weight: must be from 1 to 10000/],
     [['start', '--pids', '1.5', '--', 'true'], /^job-cli: --pids: expected a whole number/],
     [['start', '--io-read-bps', '=1M', '--', 'true'], /^job-cli: --io-read-bps: the device before "=" is empty/],
     [['start', '--io-write-iops', '/dev/sda=fast', '--', 'true'], /^job-cli: --io-write-iops: expected a whole number/],
     [['start', '--io-read-bps', '/dev/sda=1M', '--io-read-bps', '/dev/sda=2M', '--', 'true'], /^job-cli: --io-read-bps: device \/dev\/sda is given twice/],
-    [['start', '--env', 'NOEQUALS', '--', 'true'], /^job-cli: --env: expected NAME=VALUE/],
+    [['start', '--env', 'NOT A NAME', '--', 'true'], /^job-cli: --env: expected NAME=VALUE, or NAME/],
     [['start', '--cwd', 'relative/dir', '--', 'true'], /^job-cli: --cwd: must be an absolute path/],
     [['start'], /^job-cli: COMMAND: give the command to run/],
     [['start', 'ls', '-la'], /^job-cli: .*\nhint: put "--" before the job's command/],
-    [['start', '--bogus', '--', 'true'], /^job-cli: Unsupported option name \("--bogus"\)/],
+    [['start', '--bogus', '--', 'true'], /^job-cli: start: unknown option --bogus\n/],
+    [['start', '--memroy', '1G', '--', 'true'], /^job-cli: start: unknown option --memroy; did you mean --memory\?\n/],
+    [['list', '--sate', 'running'], /^job-cli: list: unknown option --sate; did you mean --state\?\n/],
+    [['strat', '--', 'true'], /^job-cli: unknown command "strat"; did you mean "job-cli start"\?\n/],
+    [['context', 'lss'], /^job-cli: unknown command "context lss"; did you mean "job-cli context ls"\?\n/],
+    [['start', '--cpu', '-1', '--', 'true'], /^job-cli: --cpu: must be positive \(more than 0\), got -1\n/],
+    [['start', '--pids', '-5', '--', 'true'], /^job-cli: --pids: must be from 1 to \d+, got -5\n/],
+    [['start', '--memory', '-5M', '--', 'true'], /^job-cli: --memory: must not be negative, got "-5M"\n/],
+    [['stop', '--grace', '-1s', '00000000-0000-4000-8000-000000000000'], /^job-cli: --grace: must not be negative, got "-1s"\n/],
+    [['context'], /^job-cli context needs one of these commands\n\n {2}job-cli context add +Save/],
     [['stop', '--grace', '10', '00000000-0000-4000-8000-000000000000'], /^job-cli: --grace: .*add a unit/],
     [['stop', '--grace', '2h', '00000000-0000-4000-8000-000000000000'], /^job-cli: --grace: must be at most 1h/],
     [['stop', '--signal', 'NOPE', '00000000-0000-4000-8000-000000000000'], /^job-cli: --signal: unknown signal "NOPE"/],
@@ -70,7 +82,11 @@ describe('job-cli usage', { concurrency: 8 }, () => {
     [['list', '--addr', '::1'], /^job-cli: --addr: an IPv6 address needs brackets/],
     [['query', '--context', 'a', '--context', 'b', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: give one context/],
     [['query', '--context', 'nowhere', '00000000-0000-4000-8000-000000000000'], /^job-cli: --context: no context named "nowhere"/],
-    [['frobnicate'], /^job-cli: no command takes these arguments: frobnicate/],
+    [['ui', '--listen', '0.0.0.0:0'], /^job-cli: --listen: 0\.0\.0\.0 is not a loopback address; add --allow-remote/],
+    [['ui', '--listen', 'example.com:8080'], /^job-cli: --listen: "example\.com" is not an IP address/],
+    [['ui', '--listen', '127.0.0.1:99999'], /^job-cli: --listen: the port must be from 0 to 65535/],
+    [['ui', '--context', 'a', '--context', 'b', '--addr', 'localhost:1'], /^job-cli: --addr: cannot be combined with several contexts/],
+    [['frobnicate'], /^job-cli: unknown command "frobnicate"\n/],
   ];
 
   for (const [args, message] of usageErrors) {

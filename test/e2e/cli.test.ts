@@ -3,7 +3,7 @@
 // stdout/stderr separation, roles, and the errors people see.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -193,10 +193,38 @@ describe('job-cli against a daemon', requireRoot, () => {
       expectExit(await cli(['stop', running]), 0);
     });
 
-    it('a command that cannot be executed is an error, not a job', async () => {
-      const result = await cli(['run', '--', 'no-such-command-anywhere']);
-      assert.notEqual(result.code, 0, show(result));
-      assert.match(result.stderr, /^job-cli: .*no-such-command-anywhere.*ENOENT/m);
+    it('a command that is not found exits 127, one that cannot be executed 126, as in a shell; no job is left', async () => {
+      const before = JSON.parse((await cli(['list', '--all', '--json'])).stdout) as unknown[];
+      const missing = await cli(['run', '--', 'no-such-command-anywhere']);
+      expectExit(missing, 127);
+      assert.equal(
+        missing.stderr,
+        'job-cli: command not found: "no-such-command-anywhere" is in none of the PATH directories /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' +
+          'hint: give its full path, or a PATH that has it (--env PATH=…)\n',
+      );
+      const inPath = await cli(['start', '--env', 'PATH=/opt/nothing', '--', 'ls']);
+      expectExit(inPath, 127);
+      assert.match(inPath.stderr, /^job-cli: command not found: "ls" is in none of the PATH directories \/opt\/nothing\n/);
+      const notExecutable = await cli(['run', '--', '/proc/version']);
+      expectExit(notExecutable, 126);
+      assert.match(notExecutable.stderr, /^job-cli: command not executable: \/proc\/version: EACCES: permission denied/);
+      // A job that exits 127 by itself is told apart by stderr: no "job-cli:" line.
+      const own = await cli(['run', '--', 'sh', '-c', 'exit 127']);
+      expectExit(own, 127);
+      assert.equal(own.stderr, '');
+      const after = JSON.parse((await cli(['list', '--all', '--json'])).stdout) as unknown[];
+      assert.equal(after.length, before.length + 1, 'only the job that ran is listed');
+    });
+
+    it('the job\'s environment: -e NAME passes our value, --env-file reads a file, PATH is there unless given', async () => {
+      const file = path.join(dir, 'job.env');
+      writeFileSync(file, '# settings\nGREETING=from the file\nWHO\n');
+      const result = await runCli(['run', '-e', 'LANG', '--env-file', file, '--env', 'EXTRA=x', '--', 'sh', '-c', 'env | sort'], {
+        home,
+        env: { ...credentials(admin), LANG: 'C.UTF-8', WHO: 'ada' },
+      });
+      expectExit(result, 0);
+      assert.equal(result.stdout, ['EXTRA=x', 'GREETING=from the file', 'LANG=C.UTF-8', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'PWD=/', 'WHO=ada', ''].join('\n'));
     });
   });
 
@@ -401,6 +429,25 @@ describe('job-cli against a daemon', requireRoot, () => {
       expectExit(refused, 1);
       assert.match(refused.stderr, /stop it before removing it/);
       expectExit(await cli(['stop', running]), 0);
+    });
+
+    it('quota shows the caller\'s usage against its limits; --json for programs; another identity\'s needs the admin role', async () => {
+      const id = await startJob(['sleep', '60']);
+      const human = await cli(['quota']);
+      expectExit(human, 0);
+      assert.match(human.stdout, /^identity ada \(cgroup identity\.ada\)$/m);
+      assert.match(human.stdout, /^RESOURCE +USED +LIMIT +USE$/m);
+      assert.match(human.stdout, /^running jobs +1 +1024 +0\.1%$/m);
+      assert.match(human.stdout, /^memory +[\d.]+ [KMG]?i?B +[\d.]+ [KMGT]iB +/m);
+      const json = JSON.parse((await cli(['quota', '--json'])).stdout) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(json).sort(), ['identity', 'limits', 'logBytes', 'maxLogBytes', 'maxRunningJobs', 'runningJobs', 'slice', 'stats']);
+      assert.equal(json.identity, 'ada');
+      assert.equal(json.runningJobs, 1);
+      const refused = await cli(['quota', 'ada'], writer);
+      expectExit(refused, 1);
+      assert.match(refused.stderr, /^job-cli: permission denied: wes may see only its own usage \(admins: anyone's\)/);
+      expectExit(await cli(['quota', 'wes']), 0);
+      expectExit(await cli(['stop', id]), 0);
     });
 
     it('top --once shows live CPU and memory of running jobs', async () => {

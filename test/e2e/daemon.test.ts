@@ -14,6 +14,7 @@ import { JobworkerClient } from '../../src/client';
 import { HealthCheckResponse_ServingStatus, HealthClient, type HealthCheckResponse } from '../../src/gen/grpc/health/v1/health';
 import { ServerReflectionClient, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
+import { runCli, show } from '../helpers/cli';
 import { rawChannelCredentials, createTestPki, craftCertificate, type TestPki } from '../helpers/pki';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -185,6 +186,15 @@ describe('the daemon process', requireRoot, () => {
     let text = '';
     for await (const message of client2.streamLogs({ jobId: job.id })) for (const c of message.chunks) text += c.data.toString();
     assert.equal(text, 'written-before-the-crash\n');
+    // job-cli says so once: "job …: lost: …", not "was lost: lost: …".
+    const files = await pki.client({ name: 'ops', roles: ['admin'] });
+    const cli = await runCli(['stream', job.id], {
+      home: dir,
+      env: { JOBWORKER_ADDR: `localhost:${await again.port()}`, JOBWORKER_CA: files.caPath, JOBWORKER_CERT: files.certificatePath, JOBWORKER_KEY: files.privateKeyPath },
+    });
+    assert.equal(cli.code, 1, show(cli));
+    assert.equal(cli.stdout, 'written-before-the-crash\n');
+    assert.equal(cli.stderr, `job-cli: job ${job.id}: lost: the daemon stopped while the job was running; its processes were killed\n`);
     client2.close();
     await again.stop();
   });

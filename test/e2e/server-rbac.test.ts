@@ -147,6 +147,17 @@ describe('role-based access', requireRoot, () => {
     assert.equal(await codeOf(admin.removeJob(bobsDone.id)), 'OK');
   });
 
+  it('GetIdentityUsage: every role its own identity\'s, only admins another\'s', async () => {
+    for (const client of [alice, aliceReader]) {
+      assert.equal((await client.getIdentityUsage()).identity, 'alice');
+      assert.equal((await client.getIdentityUsage('alice')).identity, 'alice');
+      await assert.rejects(client.getIdentityUsage('bob'), (error: unknown) =>
+        error instanceof ClientError && error.codeName === 'PERMISSION_DENIED' && error.details === 'alice may see only its own usage (admins: anyone\'s)');
+    }
+    assert.equal((await admin.getIdentityUsage('bob')).identity, 'bob');
+    assert.equal(await codeOf(admin.getIdentityUsage('x'.repeat(257))), 'INVALID_ARGUMENT');
+  });
+
   it('only admins choose the user a job runs as', async () => {
     assert.equal(await codeOf(alice.startJob({ command: 'id', args: ['-u'], user: { uid: 0, gid: 0, groups: [] } })), 'PERMISSION_DENIED');
     const job = await admin.startJob({ command: 'id', args: ['-u'], user: { uid: 65534, gid: 65534, groups: [] } });

@@ -50,16 +50,18 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['too many arguments', { command: 'echo', args: Array(4097).fill('a') }, 'INVALID_ARGUMENT', /^args: has more than 4096 entries$/],
   ['"=" in an env name', { command: 'env', env: { 'A=B': 'x' } }, 'INVALID_ARGUMENT', /^env\.A=B: name must not contain "="$/],
   ['relative cwd', { command: 'pwd', cwd: 'tmp' }, 'INVALID_ARGUMENT', /^cwd: must be an absolute path$/],
-  ['missing program', { command: '/nonexistent/tool' }, 'INVALID_ARGUMENT', /exec of \/nonexistent\/tool: ENOENT/],
+  ['missing program', { command: '/nonexistent/tool' }, 'INVALID_ARGUMENT', /^command: not found: \/nonexistent\/tool \(ENOENT\)$/],
+  ['a program in no PATH directory', { command: 'no-such-tool', env: { PATH: '/usr/bin:/bin' } }, 'INVALID_ARGUMENT', /^command: not found: "no-such-tool" is in none of the PATH directories \/usr\/bin:\/bin$/],
+  ['a file that is not executable', { command: '/proc/version' }, 'INVALID_ARGUMENT', /^command: not executable: \/proc\/version: EACCES: permission denied/],
   ['cwd that does not exist', { command: 'true', cwd: '/nonexistent' }, 'INVALID_ARGUMENT', /chdir to \/nonexistent: ENOENT/],
   ['negative-looking huge cpu', { command: 'true', limits: { cpu: -1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be between/],
   ['more CPUs than the host has', { command: 'true', limits: { cpu: availableParallelism() + 1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be at most \d+ \(the CPUs of this host\)/],
   ['NaN cpu', { command: 'true', limits: { cpu: Number.NaN, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be a finite number$/],
-  ['memory below 1 MiB', { command: 'true', limits: { memoryBytes: 1000, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_bytes: must be between 1048576/],
-  ['memory high above max', { command: 'true', limits: { memoryBytes: 64 << 20, memoryHighBytes: 128 << 20, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_high_bytes: must not exceed/],
+  ['memory below 1 MiB', { command: 'true', limits: { memoryBytes: 1000, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_bytes: must be at least 1 MiB \(1048576 bytes\), got 1000 bytes$/],
+  ['memory high above max', { command: 'true', limits: { memoryBytes: 64 << 20, memoryHighBytes: 128 << 20, io: [] } }, 'INVALID_ARGUMENT', /^limits\.memory_high_bytes: must not exceed the hard limit limits\.memory_bytes \(64 MiB \(67108864 bytes\)\), got 128 MiB \(134217728 bytes\)$/],
   ['cpu weight 0', { command: 'true', limits: { cpuWeight: 0, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu_weight: must be between 1 and 10000/],
   ['pids 0', { command: 'true', limits: { pids: 0, io: [] } }, 'INVALID_ARGUMENT', /^limits\.pids: must be between/],
-  ['io limit with no rate', { command: 'true', limits: { io: [{ device: '/dev/vda' }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]: needs at least one of/],
+  ['io limit with no rate', { command: 'true', limits: { io: [{ device: '/dev/vda' }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]: needs at least one rate: limits\.io\[0\]\.read_bytes_per_second, limits\.io\[0\]\.write_bytes_per_second, limits\.io\[0\]\.read_iops, limits\.io\[0\]\.write_iops$/],
   ['io on a virtual device', { command: 'true', limits: { io: [{ device: '/dev/null', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /limits\.io\[0\]\.device/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
@@ -84,7 +86,7 @@ describe('request validation', requireRoot, () => {
       assert.equal(error.code, code);
       assert.match(error.details, message);
       assert.equal((await client.listAllJobs()).length, before);
-      assert.deepEqual(await t.worker.worker.cgroupDriver.listJobIds(), []);
+      assert.deepEqual(await t.worker.worker.cgroupDriver.listJobs(), []);
     });
   }
 

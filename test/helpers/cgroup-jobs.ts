@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { nodeCgroupFs, removeCgroup } from '../../src/cgroup/cgroup-fs';
-import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
+import { openCgroupDriver, type CgroupDriverOptions, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { UnifiedProcesses } from '../../src/cgroup/unified-processes';
 import { spawnProcess, type NativeProcess } from '../../src/native';
 import { type CreatedCgroup } from './cgroup-plan';
@@ -22,12 +22,12 @@ export const JOB_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
  * (the test runner), controllers cannot be enabled beneath it: JOBWORKER_TEST_CGROUP_ROOT then
  * names a delegated cgroup (a cgroup path such as /jobworker-ci) to use instead.
  */
-export async function openTestDriver(): Promise<OpenedCgroupDriver> {
+export async function openTestDriver(options: Pick<CgroupDriverOptions, 'sliceLimits'> = {}): Promise<OpenedCgroupDriver> {
   await sweepDeadTestRoots();
   const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
   return delegated === undefined || delegated === ''
-    ? openCgroupDriver({ rootName: TEST_ROOT_NAME })
-    : openCgroupDriver({ root: path.posix.join(delegated, TEST_ROOT_NAME) });
+    ? openCgroupDriver({ ...options, rootName: TEST_ROOT_NAME })
+    : openCgroupDriver({ ...options, root: path.posix.join(delegated, TEST_ROOT_NAME) });
 }
 
 /**
@@ -56,7 +56,7 @@ export async function sweepDeadTestRoots(): Promise<void> {
 /** Destroys every job cgroup left under the driver's root, then removes the root. */
 export async function closeTestDriver(driver: OpenedCgroupDriver | undefined): Promise<void> {
   if (driver === undefined) return;
-  for (const id of await driver.listJobIds()) await (await driver.open(id))?.destroy();
+  for (const name of await driver.listJobs()) await (await driver.open(name))?.destroy();
   await driver.releaseRoot();
 }
 

@@ -62,11 +62,11 @@ export async function startTlsDaemon(label: string, tls: TlsFilePaths, dir: stri
  * `job-worker --dev` with HOME at `home` (dev PKI in home/.config/jobworker, state in
  * home/.local/state), as `npm start` runs it; `listen` null keeps the default address.
  */
-export async function startDevDaemon(label: string, home: string, listen: string | null = '127.0.0.1:0'): Promise<RunningTestDaemon> {
+export async function startDevDaemon(label: string, home: string, listen: string | null = '127.0.0.1:0', metricsListen = 'off'): Promise<RunningTestDaemon> {
   const name = cgroupRootName(label);
   const child = spawn(
     process.execPath,
-    [WORKER_BIN, '--dev', '--config', configFile(home, name), '--metrics-listen', 'off', '--log-format', 'json', ...(listen === null ? [] : ['--listen', listen])],
+    [WORKER_BIN, '--dev', '--config', configFile(home, name), '--metrics-listen', metricsListen, '--log-format', 'json', ...(listen === null ? [] : ['--listen', listen])],
     { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnvironment(home) },
   );
   return ready(new SpawnedDaemon(child), name);

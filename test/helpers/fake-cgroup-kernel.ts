@@ -61,6 +61,7 @@ const V1_CONTROLLER_FILES: Record<string, Record<string, string>> = {
     'memory.memsw.limit_in_bytes': '9223372036854771712\n',
     'memory.soft_limit_in_bytes': '9223372036854771712\n',
     'memory.swappiness': '60\n',
+    'memory.use_hierarchy': '0\n',
     'memory.usage_in_bytes': '0\n',
     'memory.max_usage_in_bytes': '0\n',
     'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n',

@@ -3,16 +3,18 @@
 // /proc/<pid>, its metrics listener and the cgroup filesystem, so that leaks are measured where
 // they would show in production, not inside the process under test.
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { JobworkerClient } from '../../src/client';
+import type { IdentityLimitsConfig } from '../../src/daemon/config';
 import type { Role } from '../../src/pki';
+import { defaultRootName } from '../../src/worker';
 import { findCgroupDirs } from './cgroup-jobs';
 import { createTestPki, type TestPki } from './pki';
 import { zombiesOf } from './proc';
-import { SpawnedDaemon, WORKER_BIN } from './spawned-daemon';
+import { SpawnedDaemon, WORKER_BIN, type DaemonLine } from './spawned-daemon';
 
 export { eventually } from './poll';
 
@@ -22,9 +24,13 @@ export const RELIABILITY_PREFIX = `jobworker-rel-${process.pid}`;
 export interface DaemonConfigFile {
   retention?: { maxFinishedJobs?: number; maxAgeMs?: number };
   maxRunningJobs?: number;
+  identityLimits?: IdentityLimitsConfig;
+  identityOverrides?: Record<string, IdentityLimitsConfig>;
+  cgroupRootName?: string;
   defaults?: { cpu?: number; memoryBytes?: number; pids?: number; logMaxBytes?: number; stopGraceMs?: number };
   shutdown?: { stopJobs?: boolean; graceMs?: number };
   maxStreamsPerIdentity?: number;
+  maxUnreadWatchJobs?: number;
   connections?: { max?: number; maxPerAddress?: number; handshakeTimeoutMs?: number; maxStreamsPerConnection?: number };
   fileDescriptors?: { reserve?: number; identityJobShare?: number };
   logScans?: { max?: number; maxPerIdentity?: number };
@@ -37,6 +43,11 @@ export interface ReliabilityDaemonOptions {
   /** Parent of the state directory (default: a fresh directory under `workDir`). */
   stateDir?: string;
   config?: DaemonConfigFile;
+  /**
+   * Where its jobs' cgroups go: 'own' (default) a root name of its own with this run's prefix;
+   * 'derived' none configured, so the daemon derives it from its state directory.
+   */
+  placement?: 'own' | 'derived';
   /** Added to the daemon's environment. */
   env?: NodeJS.ProcessEnv;
   pki?: TestPki;
@@ -76,15 +87,16 @@ export class ReliabilityDaemon {
     this.label = options.label;
     this.dir = mkdtempSync(path.join(workDir, `${options.label}-`));
     this.stateDir = options.stateDir ?? path.join(this.dir, 'state');
-    this.cgroupRootName = `${RELIABILITY_PREFIX}-${options.label}-${seq++}`;
+    const derived = options.placement === 'derived';
+    this.cgroupRootName = options.config?.cgroupRootName ?? (derived ? defaultRootName(this.stateDir) : `${RELIABILITY_PREFIX}-${options.label}-${seq++}`);
     this.pki = pki;
     this.#ownsPki = ownsPki;
     this.#env = options.env ?? {};
     this.#nofile = options.nofile;
     this.#configPath = path.join(this.dir, 'config.json');
     const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
-    const placement = delegated === undefined || delegated === '' ? { cgroupRootName: this.cgroupRootName } : { cgroupRoot: path.posix.join(delegated, this.cgroupRootName) };
-    writeFileSync(this.#configPath, JSON.stringify({ ...placement, ...options.config }, null, 2));
+    const placement = derived ? {} : delegated === undefined || delegated === '' ? { cgroupRootName: this.cgroupRootName } : { cgroupRoot: path.posix.join(delegated, this.cgroupRootName) };
+    writeFileSync(this.#configPath, JSON.stringify({ ...options.config, ...placement }, null, 2));
   }
 
   static async start(workDir: string, options: ReliabilityDaemonOptions): Promise<ReliabilityDaemon> {
@@ -93,6 +105,30 @@ export class ReliabilityDaemon {
     daemon.#serverFiles = await pki.server(undefined, `server-${daemon.label}`);
     await daemon.#spawn();
     return daemon;
+  }
+
+  /**
+   * Starts a daemon that is expected to refuse to start: resolves with its exit and what it said
+   * (its directories are removed).
+   */
+  static async startRefused(
+    workDir: string,
+    options: ReliabilityDaemonOptions,
+  ): Promise<{ code: number | null; stderr: string; lines: DaemonLine[]; cgroupRootName: string; cgroupsLeft: string[] }> {
+    const pki = options.pki ?? (await createTestPki());
+    const daemon = new ReliabilityDaemon(workDir, options, pki, options.pki === undefined);
+    daemon.#serverFiles = await pki.server(undefined, `server-${daemon.label}`);
+    daemon.process = new SpawnedDaemon(daemon.#launch());
+    let exit: { code: number | null } = { code: null };
+    try {
+      exit = await withTimeout(daemon.process.exited, 60_000, 'a refused daemon start');
+    } finally {
+      if (daemon.alive) await daemon.stop('SIGKILL');
+    }
+    // What its root holds now, before close() would remove anything: a refused start must leave nothing.
+    const cgroupsLeft = daemon.allCgroups();
+    await daemon.close();
+    return { code: exit.code, stderr: daemon.process.stderrText, lines: daemon.process.lines, cgroupRootName: daemon.cgroupRootName, cgroupsLeft };
   }
 
   get pid(): number {
@@ -104,9 +140,17 @@ export class ReliabilityDaemon {
   }
 
   async #spawn(): Promise<void> {
+    this.process = new SpawnedDaemon(this.#launch());
+    const serving = await withTimeout(this.process.waitFor((l) => l.msg === 'serving'), 60_000, 'daemon start');
+    await withTimeout(this.process.waitFor((l) => l.msg === 'ready'), 60_000, 'daemon ready');
+    this.port = Number(String(serving.listen).split(':').pop());
+    this.metricsAddress = String(serving.metrics);
+  }
+
+  #launch(): ChildProcess {
     // prlimit execs the command: the child's pid is the daemon's.
     const prefix = this.#nofile === undefined ? [] : [`--nofile=${this.#nofile}:${this.#nofile}`, '--', process.execPath];
-    const child = spawn(
+    return spawn(
       this.#nofile === undefined ? process.execPath : 'prlimit',
       [
         ...prefix,
@@ -122,11 +166,6 @@ export class ReliabilityDaemon {
       ],
       { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...this.#env } },
     );
-    this.process = new SpawnedDaemon(child);
-    const serving = await withTimeout(this.process.waitFor((l) => l.msg === 'serving'), 60_000, 'daemon start');
-    await withTimeout(this.process.waitFor((l) => l.msg === 'ready'), 60_000, 'daemon ready');
-    this.port = Number(String(serving.listen).split(':').pop());
-    this.metricsAddress = String(serving.metrics);
   }
 
   /** A new daemon process on the same state directory (the old one must be gone). */
@@ -172,9 +211,14 @@ export class ReliabilityDaemon {
     return zombiesOf(this.pid);
   }
 
-  /** Job cgroup directories (in any hierarchy) beneath this daemon's cgroup root. */
+  /** Job cgroup directories (in any hierarchy) beneath this daemon's cgroup root: in a slice, or (older layout) in jobs/. */
   jobCgroups(): string[] {
-    return findCgroupDirs(`/${this.cgroupRootName}/jobs/`);
+    return findCgroupDirs(`/${this.cgroupRootName}/jobs/`).filter((dir) => JOB_CGROUP.test(dir));
+  }
+
+  /** Identity slices (in any hierarchy) beneath this daemon's cgroup root: kept while idle, gone at a clean stop. */
+  sliceCgroups(): string[] {
+    return findCgroupDirs(`/${this.cgroupRootName}/jobs/`).filter((dir) => /\/jobs\/identity\.[^/]+$/.test(dir));
   }
 
   /** Every cgroup directory of this daemon's root, the root included. */
@@ -215,6 +259,8 @@ export class ReliabilityDaemon {
     return this.process.lines.filter((l) => l.msg === msg);
   }
 }
+
+const JOB_CGROUP = /\/jobs\/(identity\.[^/]+\/[^/]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
 
 export function procSample(pid: number): ProcSample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -8,6 +8,7 @@ import { Logger } from '../../src/logger';
 import type { Role } from '../../src/pki';
 import { JobworkerServer, type JobworkerServerOptions } from '../../src/server/server';
 import { createTestPki, type TestPki } from './pki';
+import type { WorkerOptions } from '../../src/worker';
 import { openTestWorker, type TestWorker } from './worker';
 
 export interface TestServer {
@@ -24,9 +25,12 @@ export interface TestServer {
 
 export type TestServerLimits = Omit<JobworkerServerOptions, 'worker' | 'tls' | 'listen' | 'logger'>;
 
-export async function startTestServer(label: string, options: { logLines?: string[]; server?: TestServerLimits; maxStreamsPerIdentity?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  label: string,
+  options: { logLines?: string[]; server?: TestServerLimits; maxStreamsPerIdentity?: number; worker?: Partial<WorkerOptions> } = {},
+): Promise<TestServer> {
   const pki = await createTestPki();
-  const worker = await openTestWorker(label, { defaults: { stopGraceMs: 2000 } });
+  const worker = await openTestWorker(label, { defaults: { stopGraceMs: 2000 }, ...options.worker });
   const serverFiles = await pki.server();
   const logger = new Logger({ level: 'info', format: 'json', write: (line) => options.logLines?.push(line) });
   const server = await JobworkerServer.start({

@@ -44,7 +44,7 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
     stateDir: options.stateDir,
     options,
     async cleanup() {
-      const leftover = await worker.cgroupDriver.listJobIds();
+      const leftover = await worker.cgroupDriver.listJobs();
       await worker.close({ graceMs: 1000 }); // stops jobs and removes the cgroup root
       const scratchRoot = options.scratch?.root ?? defaultScratchRoot(options.stateDir);
       const scratchLeft = existsSync(scratchRoot) ? readdirSync(scratchRoot) : [];

@@ -22,6 +22,7 @@ import {
   waitForStdout,
   createJobCgroup,
 } from '../helpers/cgroup-jobs';
+import { TEST_SLICE } from '../helpers/cgroup-plan';
 import { requireRoot } from '../helpers/root';
 
 let driver: OpenedCgroupDriver;
@@ -69,7 +70,7 @@ describe('cgroup driver on this host', requireRoot, () => {
       const running = runInJob(job, logs, 'cat', ['/proc/self/cgroup']);
       assert.equal((await running.proc.exited).code, 0);
       const lines = (await outputOf(running)).stdout.trim().split('\n');
-      const suffix = `/${TEST_ROOT_NAME}/jobs/${id}`;
+      const suffix = `/${TEST_ROOT_NAME}/jobs/${TEST_SLICE}/${id}`;
       const pathOf = (match: (controllers: string[], hierarchyId: string) => boolean): string | undefined =>
         lines.map((line) => line.split(':')).find(([hid, controllers]) => match(controllers!.split(','), hid!))?.[2];
       const expected: string[] = [];
@@ -131,8 +132,8 @@ describe('cgroup driver on this host', requireRoot, () => {
     assert.equal(closed.writeError, null);
 
     await job.destroy();
-    assert.equal(await driver.open(id), undefined);
-    assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${id}`), []);
+    assert.equal(await driver.open({ id, slice: TEST_SLICE }), undefined);
+    assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${TEST_SLICE}/${id}`), []);
   });
 
   it('waitEmpty resolves when the last process exits (an event, not a poll); false on timeout while running', async () => {
@@ -157,8 +158,8 @@ describe('cgroup driver on this host', requireRoot, () => {
     await Promise.all([job.destroy(), job.destroy()]);
     assert.equal((await running.proc.exited).signal, 'SIGKILL');
     await job.destroy();
-    assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${id}`), []);
-    assert.equal(await driver.open(id), undefined);
+    assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${TEST_SLICE}/${id}`), []);
+    assert.equal(await driver.open({ id, slice: TEST_SLICE }), undefined);
     // A handle on a removed job does no harm.
     assert.equal(await job.signalAll('SIGTERM'), 0);
     await job.kill();
@@ -173,15 +174,16 @@ describe('cgroup driver on this host', requireRoot, () => {
     await waitForStdout(running, 'up');
     // "Restart": a fresh driver on the same root knows nothing of the job but what the cgroups say.
     const restarted = await openTestDriver();
-    assert.ok((await restarted.listJobIds()).includes(id));
-    const orphan = await restarted.open(id);
+    assert.ok((await restarted.listJobs()).some((name) => name.id === id));
+    const orphan = await restarted.open({ id, slice: TEST_SLICE });
     assert.ok(orphan !== undefined);
     assert.equal(orphan.path, job.path);
     await orphan.destroy();
     assert.equal((await running.proc.exited).signal, 'SIGKILL');
     await running.proc.closed;
-    assert.ok(!(await restarted.listJobIds()).includes(id));
-    assert.equal(await restarted.open('never-existed'), undefined);
+    await job.destroy(); // nothing left to remove: the first driver's job leaves its slice
+    assert.ok(!(await restarted.listJobs()).some((name) => name.id === id));
+    assert.equal(await restarted.open({ id: 'never-existed', slice: TEST_SLICE }), undefined);
   });
 
   it('create: a duplicate id is refused and the first job is intact; invalid limits create nothing', async () => {
@@ -189,13 +191,13 @@ describe('cgroup driver on this host', requireRoot, () => {
     const job = await createJobCgroup(driver, id, { pids: 10 }, '/');
     try {
       await assert.rejects(createJobCgroup(driver, id, {}, '/'), (error: unknown) => error instanceof JobworkerError && error.kind === 'already-exists');
-      assert.ok((await driver.listJobIds()).includes(id));
+      assert.ok((await driver.listJobs()).some((name) => name.id === id));
       const running = runInJob(job, logs, 'true', []);
       assert.equal((await running.proc.exited).code, 0);
-      const before = await driver.listJobIds();
+      const before = await driver.listJobs();
       await assert.rejects(createJobCgroup(driver, jobId('bad'), { memoryBytes: 12 }, '/'), ValidationError);
       await assert.rejects(createJobCgroup(driver, jobId('bad'), { io: [{ device: '/proc/self', readBps: 1 << 20 }] }, '/'), ValidationError);
-      assert.deepEqual(await driver.listJobIds(), before);
+      assert.deepEqual(await driver.listJobs(), before);
     } finally {
       await job.destroy();
     }
@@ -215,7 +217,10 @@ describe('cgroup driver on this host', requireRoot, () => {
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));
-    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(await driver.listJobs(), []);
+    // The identity's slice is kept for its next job (idle), and goes when asked to.
+    assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${TEST_SLICE}/`), []);
+    await driver.removeIdleSlices();
     assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/`), []);
   });
 });

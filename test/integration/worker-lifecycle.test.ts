@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { JobworkerError, ValidationError } from '../../src/errors';
 import { FILE_HEADER_SIZE } from '../../src/logs/format';
 import { SpawnError } from '../../src/native';
-import { Worker, type Job } from '../../src/worker';
+import { CommandError, DEFAULT_JOB_PATH, Worker, type Job } from '../../src/worker';
 import { requireRoot } from '../helpers/root';
 import { openTestWorker, type TestWorker } from '../helpers/worker';
 
@@ -100,7 +100,7 @@ describe('worker lifecycle', requireRoot, () => {
     const job = await t.worker.start({ command: 'sh', args: ['-c', '(sleep 1000 &) ; (setsid sleep 1000 &) ; echo $$'] });
     const status = await job.wait();
     assert.equal(status.state, 'exited');
-    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+    assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
   });
 
   it('stats are live while running', async () => {
@@ -114,7 +114,7 @@ describe('worker lifecycle', requireRoot, () => {
 
 describe('start failures leave nothing behind', requireRoot, () => {
   const cases: [string, Parameters<TestWorker['worker']['start']>[0], (e: unknown) => boolean][] = [
-    ['missing binary', { command: '/nonexistent/tool' }, (e) => e instanceof SpawnError && e.code === 'ENOENT'],
+    ['missing binary', { command: '/nonexistent/tool' }, (e) => e instanceof CommandError && e.problem === 'not-found' && e.code === 'ENOENT' && e.cause instanceof SpawnError],
     ['bad cwd', { command: 'true', cwd: '/nonexistent' }, (e) => e instanceof SpawnError && e.stage === 'chdir'],
     ['empty command', { command: '' }, (e) => e instanceof ValidationError && e.field === 'command'],
     ['NUL in an argument', { command: 'echo', args: ['a\0b'] }, (e) => e instanceof ValidationError && e.field === 'args[0]'],
@@ -127,9 +127,50 @@ describe('start failures leave nothing behind', requireRoot, () => {
       const before = t.worker.list().length;
       await assert.rejects(t.worker.start(spec), check);
       assert.equal(t.worker.list().length, before);
-      assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+      assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
     });
   }
+});
+
+describe('commands that cannot run, told as a shell tells them', requireRoot, () => {
+  const refused = (spec: Parameters<TestWorker['worker']['start']>[0], problem: string, message: RegExp) =>
+    assert.rejects(t.worker.start(spec), (e: unknown) => {
+      assert.ok(e instanceof CommandError, String(e));
+      assert.equal(e.problem, problem);
+      assert.equal(e.field, 'command');
+      assert.match(e.message, message);
+      return true;
+    });
+
+  it('not found: names the command and the PATH searched (the job\'s, else the default one)', async () => {
+    await refused({ command: 'no-such-tool' }, 'not-found', new RegExp(`^command: not found: "no-such-tool" is in none of the PATH directories ${DEFAULT_JOB_PATH}$`));
+    await refused({ command: 'no-such-tool', env: { PATH: '/opt/a:/opt/b' } }, 'not-found', /^command: not found: "no-such-tool" is in none of the PATH directories \/opt\/a:\/opt\/b$/);
+    await refused({ command: '/nonexistent/tool' }, 'not-found', /^command: not found: \/nonexistent\/tool \(ENOENT\)$/);
+  });
+
+  it('not executable: no execute bit, not a program, a missing #! interpreter', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    try {
+      writeFileSync(path.join(dir, 'plain'), 'echo hi\n', { mode: 0o644 });
+      writeFileSync(path.join(dir, 'garbage'), 'not a program', { mode: 0o755 });
+      writeFileSync(path.join(dir, 'orphan'), '#!/nonexistent/interpreter\n', { mode: 0o755 });
+      // root may execute nothing without an execute bit, so EACCES holds for the daemon's user too.
+      await refused({ command: path.join(dir, 'plain') }, 'not-executable', /^command: not executable: \S+\/plain: EACCES: permission denied/);
+      await refused({ command: 'plain', env: { PATH: dir } }, 'not-executable', /^command: not executable: \S+\/plain \(found in PATH \S+\): EACCES/);
+      await refused({ command: path.join(dir, 'garbage') }, 'not-executable', /^command: not executable: \S+\/garbage: ENOEXEC: .*#! line$/);
+      await refused({ command: path.join(dir, 'orphan') }, 'not-executable', /^command: not executable: \S+\/orphan \(its #! interpreter does not exist\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a job whose environment leaves PATH out gets the default one', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'echo "$PATH|$ONLY"'], env: { ONLY: 'this' } });
+    await job.wait();
+    let text = '';
+    for await (const record of job.logs()) text += record.data.toString();
+    assert.equal(text, `${DEFAULT_JOB_PATH}|this\n`);
+  });
 });
 
 describe('stop', requireRoot, () => {
@@ -222,7 +263,7 @@ describe('stop', requireRoot, () => {
     await outputContains(job, 'ready');
     const result = await job.stop({ graceMs: 200 });
     assert.equal(result.status.state, 'stopped');
-    assert.deepEqual(await t.worker.cgroupDriver.listJobIds(), []);
+    assert.deepEqual(await t.worker.cgroupDriver.listJobs(), []);
   });
 });
 

@@ -45,7 +45,7 @@ describe('crash recovery', requireRoot, () => {
       }
       assert.equal(isRunning(before.quiet.pid!), false, 'the lost job was killed');
       assert.equal(isRunning(before.chatty.pid!), false);
-      assert.deepEqual(await worker.cgroupDriver.listJobIds(), []);
+      assert.deepEqual(await worker.cgroupDriver.listJobs(), []);
 
       let stdout = '';
       for await (const record of worker.job(before.chatty.id).logs({ follow: true, streams: ['stdout'] })) stdout += record.data.toString();

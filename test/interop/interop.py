@@ -23,6 +23,8 @@ from stubs import Stubs
 TIMEOUT = 20
 MAX_SAFE = 2**53 - 1
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+# src/job-path.ts: the PATH a job gets when its environment has none.
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Suite:
@@ -131,9 +133,13 @@ def rpcs(s: Suite):
         assert got.id == job.id and got.exit_code == 3 and got.finished_at.seconds > 0 and got.log.size_bytes > 0, got
 
     def env_map():
+        # Exactly the map, plus the default PATH the daemon adds when the map has none (proto, env).
         job = s.start("alice", "/usr/bin/env", env={"GREETING": "hello world", "EMPTY": ""})
         chunks, _ = s.wait_finished("alice", job.id)
-        assert sorted(s.bytes_of(chunks, pb.STREAM_STDOUT).decode().splitlines()) == ["EMPTY=", "GREETING=hello world"], chunks
+        assert sorted(s.bytes_of(chunks, pb.STREAM_STDOUT).decode().splitlines()) == ["EMPTY=", "GREETING=hello world", DEFAULT_PATH], chunks
+        job = s.start("alice", "/usr/bin/env", env={"PATH": "/bin", "EMPTY": ""})
+        chunks, _ = s.wait_finished("alice", job.id)
+        assert sorted(s.bytes_of(chunks, pb.STREAM_STDOUT).decode().splitlines()) == ["EMPTY=", "PATH=/bin"], chunks
 
     def list_pages():
         ids = [s.start("bob", "true").id for _ in range(3)]
@@ -166,7 +172,7 @@ def rpcs(s: Suite):
         assert s.code(lambda: s.jobs("alice").GetJob(pb.GetJobRequest(job_id=job.id), timeout=TIMEOUT)) == "NOT_FOUND"
 
     s.check("StartJob, StreamLogs (follow, final status), GetJob through Debian protoc stubs", start_stream_get)
-    s.check("StartJob with an env map: the job sees exactly it", env_map)
+    s.check("StartJob with an env map: the job sees exactly it (and a default PATH when it has none)", env_map)
     s.check("ListJobs: pages of 2, oldest first, only the caller's jobs", list_pages)
     s.check("WatchJobs: the current status, then changes until the job ends", watch)
     s.check("StopJob (then again: already_finished), RemoveJob", stop_remove)

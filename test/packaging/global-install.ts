@@ -1,6 +1,7 @@
 // The install path the README gives: `npm pack` in a checkout, then `npm install -g` of the tarball,
 // run as written (the README's own lines) into a temporary global prefix; then the installed
-// `job-worker` and `job-cli`, from outside any checkout, run a job. Once more with cmake off PATH,
+// `job-worker` and `job-cli`, from outside any checkout, run a job and serve the dashboard (its
+// page and assets come from the package: nothing is built or fetched there). Once more with cmake off PATH,
 // where the install must build the addon with node-gyp instead. Takes two minutes or so (the addon
 // is compiled twice), so `npm run test:packaging` runs it (CI's packaging step), not `npm test`.
 import assert from 'node:assert/strict';
@@ -9,6 +10,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+
+import WebSocket from 'ws';
 
 import { CliProcess, cliEnvironment, REPO_ROOT, show } from '../helpers/cli';
 import { leftoverCgroups } from '../helpers/cli-daemon';
@@ -98,11 +101,55 @@ async function runJobWith(prefix: string, home: string): Promise<void> {
     }).result;
     assert.equal(run.code, 0, show(run));
     assert.equal(run.stdout, 'hello from the installed daemon\n', show(run));
+    await checkDashboard(home, env.PATH!, port);
   } finally {
     const exit = await daemon.stop();
     assert.deepEqual(exit, { code: 0, signal: null }, daemon.stderrText);
   }
   assert.deepEqual(leftoverCgroups(cgroupRootName), []);
+}
+
+/** The installed `job-cli ui`: its page and assets are served, and its WebSocket shows the daemon up with the job run before. */
+async function checkDashboard(home: string, pathVariable: string, port: number): Promise<void> {
+  const ui = new CliProcess('job-cli', ['ui', '--no-open', '--json'], { home, cwd: home, env: { PATH: pathVariable, JOBWORKER_ADDR: `localhost:${port}` } });
+  try {
+    await ui.waitFor('\n');
+    const { url } = JSON.parse(ui.stdout) as { url: string };
+    const signIn = await fetch(url, { redirect: 'manual' });
+    assert.equal(signIn.status, 303);
+    const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
+    const origin = new URL(url).origin;
+    const page = await fetch(origin, { headers: { cookie } });
+    assert.equal(page.status, 200);
+    // Nothing is fetched from elsewhere: the policy allows only this server, and nothing names another.
+    assert.match(page.headers.get('content-security-policy') ?? '', /^default-src 'none'; script-src 'self'; style-src 'self'[^;]*; img-src 'self' data:; font-src 'self'; connect-src 'self' ws:\/\/127\.0\.0\.1:\d+;/);
+    const texts = [await page.text()];
+    assert.match(texts[0]!, /<meta name="jobworker-csrf" content="[A-Za-z0-9_-]{43}">/);
+    for (const asset of ['/assets/app.js', '/assets/app.css']) {
+      const answer = await fetch(`${origin}${asset}`, { headers: { cookie } });
+      assert.equal(answer.status, 200, asset);
+      const text = await answer.text();
+      assert.ok(text.length > 1000, asset);
+      texts.push(text);
+    }
+    const elsewhere = texts.flatMap((text) => text.match(/(?:https?:|wss?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"'`)]*/gi) ?? []).filter((address) => !/^https?:\/\/www\.w3\.org\//.test(address));
+    assert.deepEqual(elsewhere, [], 'the page and its assets load nothing from another server (XML namespace names aside)');
+    const socket = new WebSocket(`${origin.replace('http', 'ws')}/api/ws`, { headers: { cookie, origin } });
+    await new Promise<void>((resolve, reject) => {
+      let up = false;
+      socket.on('message', (data: Buffer) => {
+        const message = JSON.parse(data.toString()) as { type: string; hosts?: { status: string }[]; jobs?: { command: string }[] };
+        if (message.type === 'hosts') up = message.hosts?.[0]?.status === 'up';
+        if (up && message.type === 'jobs' && message.jobs?.some((job) => job.command === 'sh')) resolve();
+      });
+      socket.on('error', reject);
+    });
+    socket.close();
+  } finally {
+    ui.child.kill('SIGTERM');
+    const result = await ui.result;
+    assert.equal(result.code, 0, show(result));
+  }
 }
 
 function assertOnPath(prefix: string): void {
@@ -150,14 +197,14 @@ describe('npm pack, then npm install -g of the tarball', requireRoot, () => {
     assert.ok(!existsSync(path.join(installed, 'node_modules', 'typescript')), 'no dev dependency was installed');
   });
 
-  it('the tarball holds the compiled JavaScript, the addon\'s sources and the unit, and no tests, bench, build output or node_modules', () => {
+  it('the tarball holds the compiled JavaScript, the built dashboard, the addon\'s sources and the unit, and no tests, bench, build output or node_modules', () => {
     const listed = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' });
     assert.equal(listed.status, 0, listed.stderr);
     const files = listed.stdout.split('\n').filter(Boolean).map((name) => name.replace(/^package\//, ''));
-    for (const needed of ['package.json', 'README.md', 'bin/job-worker.js', 'bin/job-cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/job-worker/main.js', 'native/build.js', 'native/addon.cc', 'CMakeLists.txt', 'binding.gyp', 'proto/jobworker/v1/jobworker.proto', 'contrib/jobworker.service']) {
+    for (const needed of ['package.json', 'README.md', 'bin/job-worker.js', 'bin/job-cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/job-worker/main.js', 'dist/web/index.html', 'dist/web/assets/app.js', 'dist/web/assets/app.css', 'native/build.js', 'native/addon.cc', 'CMakeLists.txt', 'binding.gyp', 'proto/jobworker/v1/jobworker.proto', 'contrib/jobworker.service']) {
       assert.ok(files.includes(needed), `the tarball has ${needed}`);
     }
-    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(c|cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
+    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|dist\/web\/(index\.html|assets\/app\.(js|css)(\.LEGAL\.txt)?)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(c|cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
     assert.deepEqual(unexpected, [], 'nothing a host does not need (tests, bench, build/, node_modules, source maps, TypeScript sources)');
     const packed = JSON.parse(spawnSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }).stdout) as { dependencies: Record<string, string> };
     assert.ok('cmake-js' in packed.dependencies && 'node-addon-api' in packed.dependencies, 'what the install script builds with is a dependency');

@@ -6,6 +6,7 @@ import { daemonSigkill } from './daemon-sigkill';
 import { diskFull } from './disk-full';
 import { fdStorm } from './fd-storm';
 import { fuzzRequests } from './fuzz';
+import { identityExhaustion } from './identity-exhaustion';
 import { loadJobs } from './load-jobs';
 import { manyFollowers } from './many-followers';
 import { oddJobs } from './odd-jobs';
@@ -16,6 +17,27 @@ import { stateDamage } from './state-damage';
 import { stateJournal } from './state-journal';
 import { stateLinks } from './state-links';
 import { stateReadonly } from './state-readonly';
+import { twoDaemons } from './two-daemons';
 import { vanishingClients } from './vanishing-clients';
 
-export const SCENARIOS: Scenario[] = [loadJobs, manyFollowers, attachDetach, daemonSigkill, vanishingClients, diskFull, oddJobs, fuzzRequests, security, fdStorm, stalledStreams, bigLists, auditFlood, stateJournal, stateLinks, stateDamage, stateReadonly];
+export const SCENARIOS: Scenario[] = [
+  loadJobs,
+  manyFollowers,
+  attachDetach,
+  daemonSigkill,
+  vanishingClients,
+  diskFull,
+  oddJobs,
+  fuzzRequests,
+  security,
+  fdStorm,
+  stalledStreams,
+  bigLists,
+  auditFlood,
+  stateJournal,
+  stateLinks,
+  stateDamage,
+  stateReadonly,
+  identityExhaustion,
+  twoDaemons,
+];

@@ -2,10 +2,12 @@
 // (1) An identity with no role (any verified certificate may call health and reflection) opens
 // health Watch and reflection streams and never reads them: beyond maxStreamsPerIdentity they are
 // refused with RESOURCE_EXHAUSTED, and another identity is served. (2) A WatchJobs client that
-// stops reading while a writer starts jobs with big argv: the changes it has not read are coalesced
-// per job and bounded at enqueue time; past the bound the server ends the stream at once (its
-// queue dropped, RESOURCE_EXHAUSTED) while the client still reads nothing; the client sees that
-// status after what was already in flight once it reads again (HTTP/2 sends trailers after data).
+// stops reading while a writer starts jobs with big argv: a status carries only a preview of a big
+// argv, so the daemon's memory stays flat; the changes not read are coalesced per job and bounded
+// at enqueue time (maxUnreadWatchJobs, set low here so 200 jobs pass it once the window is full); past the bound the server
+// ends the stream at once (its queue dropped, RESOURCE_EXHAUSTED) while the client still reads
+// nothing; the client sees that status after what was already in flight once it reads again (HTTP/2
+// sends trailers after data).
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -16,6 +18,11 @@ import { pemOf, rawCall, rawSession, type RawCall } from './raw-grpc';
 import type { Scenario, ScenarioContext } from './scenario';
 
 const MAX_STREAMS = 64;
+/**
+ * Well below the 200 jobs started: the client's HTTP/2 window and Node's buffers take ~120 KiB of
+ * statuses (~50 jobs' changes at ~1.2 KiB each) before the server holds any back.
+ */
+const MAX_UNREAD_WATCH_JOBS = 20;
 const RESOURCE_EXHAUSTED = 8;
 
 /** A reflection request asking for the list of services (field 7, list_services). */
@@ -27,7 +34,7 @@ export const stalledStreams: Scenario = {
   title: 'never-read health Watch, reflection and WatchJobs streams: counted per identity, bounded in memory',
   timeoutMs: (soak) => (soak ? 20 * 60_000 : 3 * 60_000),
   async run(ctx: ScenarioContext) {
-    const daemon = await ReliabilityDaemon.start(ctx.workDir, { label: 'stall', config: { maxStreamsPerIdentity: MAX_STREAMS, retention: { maxFinishedJobs: 5000 } } });
+    const daemon = await ReliabilityDaemon.start(ctx.workDir, { label: 'stall', config: { maxStreamsPerIdentity: MAX_STREAMS, maxUnreadWatchJobs: MAX_UNREAD_WATCH_JOBS, retention: { maxFinishedJobs: 5000 } } });
     ctx.defer(async () => assert.deepEqual(await daemon.close(), [], 'cgroups left'));
     const before = daemon.sample();
 
@@ -56,7 +63,9 @@ export const stalledStreams: Scenario = {
     const watchSession = await rawSession(daemon.port, pemOf(watcherFiles));
     ctx.defer(() => watchSession.destroy());
     const watch = rawCall(watchSession, '/jobworker.v1.JobService/WatchJobs', pb.WatchJobsRequest.encode(pb.WatchJobsRequest.fromPartial({})).finish());
-    const bigArgs = [Buffer.alloc(64 << 10, 'a').toString(), Buffer.alloc(64 << 10, 'b').toString()];
+    // A first argument that fits the 1 KiB preview (so each status is ~1.2 KiB), then 128 KiB that
+    // only the job's spec file holds.
+    const bigArgs = [Buffer.alloc(900, 'p').toString(), Buffer.alloc(64 << 10, 'a').toString(), Buffer.alloc(64 << 10, 'b').toString()];
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, daemon.sample().rssBytes)), 200);
     ctx.defer(() => clearInterval(sampler));

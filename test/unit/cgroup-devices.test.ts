@@ -34,6 +34,11 @@ before(() => {
   device('virtual/block/loop0', '7:0');
   device('virtual/block/zram0', '253:0');
   device('virtual/block/dm-1', '252:1');
+  // /sys/block lists whole disks, virtual ones included.
+  mkdirSync(path.join(sys, 'block'));
+  for (const disk of [sata, 'pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1', 'virtual/block/loop0']) {
+    symlinkSync(path.join('../devices', disk), path.join(sys, 'block', path.basename(disk)));
+  }
   // The disk behind our temporary directory, whatever the real one is: partition 2 of "vdz".
   const { dev } = statSync(work, { bigint: true });
   const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn & 0xffffffffn));
@@ -80,6 +85,15 @@ describe('resolveBlockDevice', () => {
     await refused(resolveBlockDevice('252:1', '/', { sysRoot: sys }), /dm-1 \(252:1\), a device-mapper device/);
   });
 
+  it('a refusal lists the physical disks of the host', async () => {
+    await refused(
+      resolveBlockDevice('/dev/sdq', '/', { sysRoot: sys, field: 'limits.io[0].device' }),
+      /^limits\.io\[0\]\.device: \/dev\/sdq does not exist; this host's disks: \/dev\/nvme0n1 \(259:0\), \/dev\/sda \(8:0\)$/,
+      'limits.io[0].device',
+    );
+    await refused(resolveBlockDevice('7:0', '/', { sysRoot: sys }), /a loop device: IO limits need a physical disk; this host's disks: \/dev\/nvme0n1/);
+  });
+
   it('refuses what is not a block device at all', async () => {
     await refused(resolveBlockDevice('9:9', '/', { sysRoot: sys }), /9:9 is not a block device/);
     await refused(resolveBlockDevice('/dev/null', '/', { sysRoot: sys }), /\/dev\/null is a character device/);
@@ -96,8 +110,13 @@ describe('resolveIoLimits', () => {
     assert.deepEqual(io, [{ device: '250:0', writeBps: 5_000_000 }, { device: '8:0', readIops: 100 }]);
   });
 
-  it('refuses two limits on one disk', async () => {
-    await refused(resolveIoLimits([{ device: '8:0', readBps: 8192 }, { device: '8:1', writeBps: 8192 }], work, { sysRoot: sys }),
-      /is the same disk \(sda, 8:0\) as limits.io\[0\]/, 'limits.io[1].device');
+  it('two spellings of one disk with different rates are one entry', async () => {
+    const io = await resolveIoLimits([{ device: '8:0', readBps: 8192 }, { device: '8:1', writeBps: 16384 }], work, { sysRoot: sys });
+    assert.deepEqual(io, [{ device: '8:0', readBps: 8192, writeBps: 16384 }]);
+  });
+
+  it('refuses the same rate twice for one disk, naming both spellings', async () => {
+    await refused(resolveIoLimits([{ device: '8:0', readBps: 8192 }, { device: '8:1', readBps: 8192 }], work, { sysRoot: sys }),
+      /^limits\.io\[1\]\.readBps: 8:1 is disk sda \(8:0\), which has this rate already \(from 8:0\); give each rate once per disk$/, 'limits.io[1].readBps');
   });
 });

@@ -37,12 +37,12 @@ describe('validateLimits', () => {
     rejects({ cpu: '1' }, 'limits.cpu', /finite number/);
     rejects({ cpuWeight: 0 }, 'limits.cpuWeight', /between 1 and 10000/);
     rejects({ cpuWeight: 1.5 }, 'limits.cpuWeight', /whole number/);
-    rejects({ memoryBytes: 1000 }, 'limits.memoryBytes', /between 1048576/);
-    rejects({ memoryBytes: 64 << 20, memoryHighBytes: 128 << 20 }, 'limits.memoryHighBytes', /must not exceed limits.memoryBytes/);
+    rejects({ memoryBytes: 1000 }, 'limits.memoryBytes', /^limits\.memoryBytes: must be at least 1 MiB \(1048576 bytes\), got 1000 bytes$/);
+    rejects({ memoryBytes: 64 << 20, memoryHighBytes: 128 << 20 }, 'limits.memoryHighBytes', /must not exceed the hard limit limits\.memoryBytes \(64 MiB \(67108864 bytes\)\), got 128 MiB/);
     rejects({ pids: 0 }, 'limits.pids', /between 1 and 4194304/);
     rejects({ io: {} }, 'limits.io', /must be a list/);
-    rejects({ io: [{}] }, 'limits.io[0]', /at least one of readBps/);
-    rejects({ io: [{ readBps: 100 }] }, 'limits.io[0].readBps', /between 4096/);
+    rejects({ io: [{}] }, 'limits.io[0]', /needs at least one rate: limits\.io\[0\]\.readBps, /);
+    rejects({ io: [{ readBps: 100 }] }, 'limits.io[0].readBps', /must be at least 4 KiB\/s \(4096 bytes\/s\), got 100 bytes\/s/);
     rejects({ io: [{ readBps: 5e6 }, { device: 'vda', readBps: 5e6 }] }, 'limits.io[1].device', /absolute path or MAJ:MIN/);
     rejects({ io: [{ device: '/dev/vd\0a', readBps: 5e6 }] }, 'limits.io[0].device', /NUL/);
     rejects({ io: Array.from({ length: 17 }, () => ({ readBps: 5e6 })) }, 'limits.io', /at most 16/);

@@ -12,7 +12,7 @@ import { runOpsOneByOne, type CgroupFs, type CgroupOp } from '../../src/cgroup/c
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError } from '../../src/errors';
-import { createJobCgroup } from '../helpers/cgroup-plan';
+import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { bootFakeV1Host, FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
@@ -111,7 +111,7 @@ describe('stats and settle in one batch', () => {
       assert.equal(settled.removed, true);
       assert.equal(settled.stats.pidsCurrent, 0);
       assert.deepEqual(fs.directReads, []);
-      assert.deepEqual(await driver.listJobIds(), []);
+      assert.deepEqual(await driver.listJobs(), []);
       await job.destroy(); // idempotent after settle removed it
     });
   }
@@ -122,15 +122,15 @@ describe('stats and settle in one batch', () => {
     const job = await createJobCgroup(driver, 'job-c', {}, '/');
     // A process that outlived the main one, as the kernel would show it.
     writeFileSync(path.join(job.path, 'cgroup.events'), 'populated 1\nfrozen 0\n');
-    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', 'job-c', 'cgroup.procs'), '4242\n');
+    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', TEST_SLICE, 'job-c', 'cgroup.procs'), '4242\n');
     const settled = job.plan.settled(await kernel.run(job.plan.settleOps));
     assert.equal(settled.empty, false);
     assert.equal(settled.removed, false);
     assert.ok(existsSync(job.path));
     writeFileSync(path.join(job.path, 'cgroup.events'), 'populated 0\nfrozen 0\n');
-    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', 'job-c', 'cgroup.procs'), '');
+    writeFileSync(path.join(tmp, 'pids', 'jw', 'jobs', TEST_SLICE, 'job-c', 'cgroup.procs'), '');
     await job.destroy();
-    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(await driver.listJobs(), []);
   });
 });
 
@@ -140,26 +140,33 @@ describe('create ops', () => {
     kernel.failWrites.set('pids.max', 'EINVAL');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     await assert.rejects(createJobCgroup(driver, 'job-d', { memoryBytes: 64 << 20, pids: 10 }, '/'), (error) =>
-      error instanceof SystemError && /write "10" to .*pids\/jw\/jobs\/job-d\/pids.max/.test(error.message) && /EINVAL/.test(error.message));
-    assert.deepEqual(await driver.listJobIds(), []);
+      error instanceof SystemError && /write "10" to .*pids\/jw\/jobs\/identity\.test\/job-d\/pids.max/.test(error.message) && /EINVAL/.test(error.message));
+    assert.deepEqual(await driver.listJobs(), []);
   });
 
   it('plan() touches nothing; its ops create the job; an existing cgroup is already-exists', async () => {
     const { kernel, host } = await unifiedHost();
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    const planned = await driver.plan('job-e', { cpu: 0.5 }, '/');
-    assert.deepEqual(await driver.listJobIds(), []);
+    const planned = await driver.plan({ id: 'job-e', identity: 'test' }, { cpu: 0.5 }, '/');
+    assert.deepEqual(await driver.listJobs(), []);
+    // The identity's slice first (it does not exist yet: this job makes it), then the job in it.
     assert.deepEqual(
       planned.createOps.map((op) => `${op.op} ${path.basename(op.path)}`),
-      ['mkdir job-e', 'write cpu.max', 'write memory.oom.group', 'write pids.max'],
+      ['mkdir identity.test', 'write cgroup.subtree_control', 'mkdir job-e', 'write cpu.max', 'write memory.oom.group', 'write pids.max'],
     );
     const result = await kernel.run(planned.createOps);
     assert.equal(result.error, undefined);
-    assert.deepEqual(await driver.listJobIds(), ['job-e']);
-    const again = await kernel.run(planned.createOps);
-    const error = planned.creationError(again);
+    planned.createOpsRan('created');
+    assert.deepEqual(await driver.listJobs(), [{ id: 'job-e', slice: 'identity.test' }]);
+    // The next plan finds the slice there: only the job's own ops.
+    const duplicate = await driver.plan({ id: 'job-e', identity: 'test' }, {}, '/');
+    assert.deepEqual(duplicate.createOps.map((op) => `${op.op} ${path.basename(op.path)}`).slice(0, 1), ['mkdir job-e']);
+    const error = duplicate.creationError(await kernel.run(duplicate.createOps));
     assert.ok(error instanceof JobworkerError && error.kind === 'already-exists' && /job job-e already exists/.test(error.message), String(error));
+    await duplicate.release();
     await planned.cgroup.destroy();
+    await planned.release();
+    await driver.releaseRoot();
   });
 });
 
@@ -174,7 +181,7 @@ describe('settle on a legacy (v1-only) host', () => {
     writeFileSync(path.join(busy.path, 'cgroup.procs'), '');
     const empty = busy.plan.settled(await kernel.run(busy.plan.settleOps));
     assert.deepEqual([empty.empty, empty.removed], [true, true]);
-    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(await driver.listJobs(), []);
   });
 
   it('a cgroup that is gone is reported as gone, not as empty', async () => {

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { openCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError } from '../../src/errors';
-import { createJobCgroup } from '../helpers/cgroup-plan';
+import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { bootFakeV1Host, FAKE_V1_MOUNTS } from '../helpers/fake-cgroup-kernel';
 
 let tmp: string;
@@ -33,17 +33,17 @@ describe('legacy (v1 only) host', () => {
     assert.equal(driver.jobsRoot, at('freezer', '/jw/jobs'));
     assert.deepEqual([...driver.controllers].sort(), ['cpu', 'io', 'memory', 'pids']);
     const job = await createJobCgroup(driver, 'j1', { cpu: 1.5, cpuWeight: 50, memoryBytes: 32 << 20, memoryHighBytes: 16 << 20, pids: 50 }, '/');
-    assert.equal(job.path, at('freezer', '/jw/jobs/j1'));
-    const cpu = at('cpu,cpuacct', '/jw/jobs/j1');
+    assert.equal(job.path, at('freezer', '/jw/jobs/identity.test/j1'));
+    const cpu = at('cpu,cpuacct', '/jw/jobs/identity.test/j1');
     assert.equal(await kernel.control(cpu, 'cpu.cfs_period_us'), '100000');
     assert.equal(await kernel.control(cpu, 'cpu.cfs_quota_us'), '150000');
     assert.equal(await kernel.control(cpu, 'cpu.shares'), '512');
     // Beneath the daemon's own memory cgroup, which is not the root here.
-    const memory = at('memory', '/machine/app/jw/jobs/j1');
+    const memory = at('memory', '/machine/app/jw/jobs/identity.test/j1');
     assert.equal(await kernel.control(memory, 'memory.limit_in_bytes'), String(32 << 20));
     assert.equal(await kernel.control(memory, 'memory.memsw.limit_in_bytes'), String(32 << 20));
     assert.equal(await kernel.control(memory, 'memory.soft_limit_in_bytes'), String(16 << 20));
-    assert.equal(await kernel.control(at('pids', '/jw/jobs/j1'), 'pids.max'), '50');
+    assert.equal(await kernel.control(at('pids', '/jw/jobs/identity.test/j1'), 'pids.max'), '50');
   });
 
   it('placement: no cgroup2 fd; the child joins every v1 hierarchy once', async () => {
@@ -54,7 +54,7 @@ describe('legacy (v1 only) host', () => {
     assert.equal(placement.cgroupPath, undefined);
     // cpu,cpuacct are co-mounted: one directory, joined once.
     const joined = placement.joinProcsPaths.map((file) => statSync(file).ino).sort();
-    const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/j2/cgroup.procs')).ino).sort();
+    const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/identity.test/j2/cgroup.procs')).ino).sort();
     assert.deepEqual(joined, expected);
   });
 
@@ -63,7 +63,7 @@ describe('legacy (v1 only) host', () => {
     kernel.noSwapAccounting = true;
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     await createJobCgroup(driver, 'j3', { memoryBytes: 8 << 20 }, '/');
-    const memory = at('memory', '/jw/jobs/j3');
+    const memory = at('memory', '/jw/jobs/identity.test/j3');
     assert.equal(await kernel.control(memory, 'memory.limit_in_bytes'), String(8 << 20));
     assert.equal(await kernel.control(memory, 'memory.swappiness'), '0');
   });
@@ -72,19 +72,19 @@ describe('legacy (v1 only) host', () => {
     const { kernel, host, at } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     const job = await createJobCgroup(driver, 'j4', {}, '/');
-    const cpu = at('cpu,cpuacct', '/jw/jobs/j4');
+    const cpu = at('cpu,cpuacct', '/jw/jobs/identity.test/j4');
     await kernel.setStat(cpu, 'cpuacct.usage', '3000000\n');
     await kernel.setStat(cpu, 'cpuacct.usage_user', '2000000\n');
     await kernel.setStat(cpu, 'cpuacct.usage_sys', '1000000\n');
     await kernel.setStat(cpu, 'cpu.stat', 'nr_periods 9\nnr_throttled 5\nthrottled_time 7000\n');
-    const memory = at('memory', '/jw/jobs/j4');
+    const memory = at('memory', '/jw/jobs/identity.test/j4');
     await kernel.setStat(memory, 'memory.usage_in_bytes', '8192\n');
     await kernel.setStat(memory, 'memory.max_usage_in_bytes', '65536\n');
     await kernel.setStat(memory, 'memory.oom_control', 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n');
-    const blkio = at('blkio', '/jw/jobs/j4');
+    const blkio = at('blkio', '/jw/jobs/identity.test/j4');
     await kernel.setStat(blkio, 'blkio.throttle.io_service_bytes', '8:0 Read 512\n8:0 Write 1024\n8:0 Total 1536\nTotal 1536\n');
     await kernel.setStat(blkio, 'blkio.throttle.io_serviced', '8:0 Read 1\n8:0 Write 2\n8:0 Total 3\nTotal 3\n');
-    await kernel.setStat(at('pids', '/jw/jobs/j4'), 'pids.current', '2\n');
+    await kernel.setStat(at('pids', '/jw/jobs/identity.test/j4'), 'pids.current', '2\n');
     assert.deepEqual(await job.stats(), {
       cpuUsageMicros: 3000,
       cpuUserMicros: 2000,
@@ -102,12 +102,17 @@ describe('legacy (v1 only) host', () => {
   it('orphans: a half-created job (some hierarchies only) is listed, opened and removed', async () => {
     const { kernel, host, at } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
-    await kernel.makeCgroupTree(at('memory', '/jw/jobs/crashed'));
-    assert.deepEqual(await driver.listJobIds(), ['crashed']);
-    const orphan = await driver.open('crashed');
-    assert.ok(orphan);
-    await orphan.destroy();
-    assert.deepEqual(await driver.listJobIds(), []);
+    // One in a slice, one directly in jobs/ (the layout before slices).
+    await kernel.makeCgroupTree(at('memory', `/jw/jobs/${TEST_SLICE}/crashed`));
+    await kernel.makeCgroupTree(at('pids', '/jw/jobs/older'));
+    assert.deepEqual(await driver.listJobs(), [{ id: 'crashed', slice: TEST_SLICE }, { id: 'older' }]);
+    for (const name of await driver.listJobs()) {
+      const orphan = await driver.open(name);
+      assert.ok(orphan);
+      await orphan.destroy();
+    }
+    assert.deepEqual(await driver.listJobs(), []);
+    await driver.removeIdleSlices();
     await driver.releaseRoot();
     for (const [name] of FAKE_V1_MOUNTS) assert.deepEqual(await kernel.children(at(name, '/')), [], name);
   });
@@ -116,8 +121,8 @@ describe('legacy (v1 only) host', () => {
     const { kernel, host } = await bootHost('legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     kernel.failWrites.set('pids.max', 'EINVAL');
-    await assert.rejects(createJobCgroup(driver, 'j5', {}, '/'), /write "4096" to .*pids\/jw\/jobs\/j5\/pids.max: EINVAL/);
-    assert.deepEqual(await driver.listJobIds(), []);
+    await assert.rejects(createJobCgroup(driver, 'j5', {}, '/'), /write "4096" to .*pids\/jw\/jobs\/identity\.test\/j5\/pids.max: EINVAL/);
+    assert.deepEqual(await driver.listJobs(), []);
   });
 
   it('no freezer hierarchy on a legacy host: refused, since daemons of a job could not be killed', async () => {
@@ -137,7 +142,7 @@ describe('hybrid host', () => {
     assert.equal(driver.mode, 'hybrid');
     assert.equal(driver.jobsRoot, at('unified', '/jw/jobs'));
     const job = await createJobCgroup(driver, 'h1', {}, '/');
-    assert.equal(job.path, at('unified', '/jw/jobs/h1'));
+    assert.equal(job.path, at('unified', '/jw/jobs/identity.test/h1'));
     const { placement } = job.plan;
     assert.ok(statSync(placement.cgroupPath!).isDirectory());
     assert.equal(placement.joinProcsPaths.length, 4); // cpu,cpuacct (co-mounted here), memory, blkio, pids
@@ -149,7 +154,7 @@ describe('hybrid host', () => {
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
     const job = await createJobCgroup(driver, 'h2', { cpu: 0.2 }, '/');
     await kernel.setStat(job.path, 'cpu.stat', 'usage_usec 400\nuser_usec 300\nsystem_usec 100\n');
-    await kernel.setStat(at('cpu,cpuacct', '/jw/jobs/h2'), 'cpu.stat', 'nr_periods 20\nnr_throttled 19\nthrottled_time 1500000000\n');
+    await kernel.setStat(at('cpu,cpuacct', '/jw/jobs/identity.test/h2'), 'cpu.stat', 'nr_periods 20\nnr_throttled 19\nthrottled_time 1500000000\n');
     const stats = await job.stats();
     assert.deepEqual(
       [stats.cpuUsageMicros, stats.cpuUserMicros, stats.cpuSystemMicros, stats.cpuThrottledPeriods, stats.cpuThrottledMicros],

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError, ValidationError } from '../../src/errors';
-import { createJobCgroup } from '../helpers/cgroup-plan';
+import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
 const ALL_V2 = ['cpuset', 'cpu', 'io', 'memory', 'hugetlb', 'pids', 'rdma', 'misc'];
@@ -108,9 +108,9 @@ describe('cgroup v2 delegation', () => {
     const second = await openCgroupDriver({ host: host(`${SERVICE}/jw-a/daemon`), fs: kernel, daemonPid: DAEMON, sysRoot: sys, rootName: 'jw-b' });
     assert.equal(second.jobsRoot, cg(`${SERVICE}/jw-b/jobs`));
     await createJobCgroup(second, 'j', { memoryBytes: 8 << 20 }, '/');
-    assert.equal(await kernel.control(cg(`${SERVICE}/jw-b/jobs/j`), 'memory.max'), String(8 << 20));
+    assert.equal(await kernel.control(cg(`${SERVICE}/jw-b/jobs/identity.test/j`), 'memory.max'), String(8 << 20));
     await assert.rejects(first.releaseRoot(), /cannot move the daemon back into .*jobworker.service: another cgroup root beneath it/);
-    await (await second.open('j'))!.destroy();
+    await (await second.open({ id: 'j', slice: TEST_SLICE }))!.destroy();
     await second.releaseRoot();
     await first.releaseRoot();
     assert.equal(await kernel.control(cg(SERVICE), 'cgroup.procs'), String(DAEMON));
@@ -142,7 +142,7 @@ describe('cgroup v2 delegation', () => {
     assert.deepEqual([...driver.controllers].sort(), ['cpu', 'memory', 'pids']);
     await assert.rejects(createJobCgroup(driver, 'j', { io: [{ device: '8:0', readBps: 1 << 20 }] }, '/'), (error: unknown) =>
       error instanceof JobworkerError && error.kind === 'failed-precondition' && /limits.io: the io controller is not available/.test(error.message));
-    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(await driver.listJobs(), []);
   });
 
   it('a daemon in the root cgroup stays there (the root is exempt from the no-internal-processes rule)', async () => {
@@ -180,7 +180,7 @@ describe('cgroup v2 job cgroups', () => {
       pids: 99,
       io: [{ device: '8:1', readBps: 5_000_000, writeBps: 1_000_000 }],
     }, '/');
-    const dir = cg(`${SERVICE}/jobworker/jobs/job-1`);
+    const dir = cg(`${SERVICE}/jobworker/jobs/identity.test/job-1`);
     assert.equal(job.path, dir);
     assert.equal(await kernel.control(dir, 'cpu.max'), '50000 100000');
     assert.equal(await kernel.control(dir, 'cpu.weight'), '200');
@@ -197,7 +197,7 @@ describe('cgroup v2 job cgroups', () => {
     await boot();
     const driver = await open();
     await createJobCgroup(driver, 'job-2', {}, '/');
-    const dir = cg(`${SERVICE}/jobworker/jobs/job-2`);
+    const dir = cg(`${SERVICE}/jobworker/jobs/identity.test/job-2`);
     assert.equal(await kernel.control(dir, 'pids.max'), '4096');
     assert.equal(await kernel.control(dir, 'memory.oom.group'), '1');
     assert.equal(await kernel.control(dir, 'memory.max'), 'max');
@@ -236,12 +236,12 @@ describe('cgroup v2 job cgroups', () => {
     const driver = await open();
     await createJobCgroup(driver, 'job-a', {}, '/');
     await createJobCgroup(driver, 'job-b', {}, '/');
-    assert.deepEqual(await driver.listJobIds(), ['job-a', 'job-b']);
+    assert.deepEqual(await driver.listJobs(), [{ id: 'job-a', slice: TEST_SLICE }, { id: 'job-b', slice: TEST_SLICE }]);
     await assert.rejects(createJobCgroup(driver, 'job-a', {}, '/'), (error: unknown) =>
       error instanceof JobworkerError && error.kind === 'already-exists' && /job job-a already exists/.test(error.message));
     await assert.rejects(createJobCgroup(driver, '../escape', {}, '/'), (error: unknown) => error instanceof ValidationError && error.field === 'id');
-    assert.equal((await driver.open('job-b'))?.path, cg(`${SERVICE}/jobworker/jobs/job-b`));
-    assert.equal(await driver.open('job-c'), undefined);
+    assert.equal((await driver.open({ id: 'job-b', slice: TEST_SLICE }))?.path, cg(`${SERVICE}/jobworker/jobs/identity.test/job-b`));
+    assert.equal(await driver.open({ id: 'job-c', slice: TEST_SLICE }), undefined);
   });
 
   it('a write the kernel refuses: the error names file, value and errno; nothing is left behind', async () => {
@@ -250,8 +250,8 @@ describe('cgroup v2 job cgroups', () => {
     kernel.failWrites.set('pids.max', 'EINVAL');
     await assert.rejects(createJobCgroup(driver, 'job-x', { pids: 12 }, '/'), (error: unknown) =>
       error instanceof SystemError && error.code === 'EINVAL' &&
-      error.message === `write "12" to ${cg(`${SERVICE}/jobworker/jobs/job-x/pids.max`)}: EINVAL`);
-    assert.deepEqual(await driver.listJobIds(), []);
+      error.message === `write "12" to ${cg(`${SERVICE}/jobworker/jobs/identity.test/job-x/pids.max`)}: EINVAL`);
+    assert.deepEqual(await driver.listJobs(), []);
   });
 
   it('invalid limits are refused before any cgroup exists', async () => {
@@ -259,8 +259,8 @@ describe('cgroup v2 job cgroups', () => {
     const driver = await open();
     const writes = kernel.writes.length;
     await assert.rejects(createJobCgroup(driver, 'job-y', { cpu: -1 }, '/'), ValidationError);
-    await assert.rejects(driver.plan('job-y', { io: [{ device: '9:9', readBps: 1 << 20 }] }, '/'), /9:9 is not a block device/);
-    assert.deepEqual(await driver.listJobIds(), []);
+    await assert.rejects(driver.plan({ id: 'job-y', identity: 'test' }, { io: [{ device: '9:9', readBps: 1 << 20 }] }, '/'), /9:9 is not a block device/);
+    assert.deepEqual(await driver.listJobs(), []);
     assert.equal(kernel.writes.length, writes);
   });
 
@@ -284,11 +284,11 @@ describe('cgroup v2 job cgroups', () => {
     await boot();
     const driver = await open();
     const job = await createJobCgroup(driver, 'job-z', {}, '/');
-    await assert.rejects(driver.releaseRoot(), /job cgroups remain .*job-z/);
+    await assert.rejects(driver.releaseRoot(), /job cgroups remain .*identity\.test\/job-z/);
     await job.destroy();
     await job.destroy();
     assert.equal(existsSync(job.path), false);
-    assert.deepEqual(await driver.listJobIds(), []);
+    assert.deepEqual(await driver.listJobs(), []);
     await driver.releaseRoot();
   });
 });

@@ -164,6 +164,18 @@ describe('the start request from flags', () => {
     assert.deepEqual(buildStartRequest({ command: ['true'] }), { command: 'true', args: [], env: {}, cwd: '', limits: { io: [] } });
   });
 
+  it('-e NAME passes job-cli\'s own value (none: no variable, like docker); --env-file lines; --env wins over a file', () => {
+    const clientEnv = { HOME: '/home/ada', TERM: 'xterm' };
+    assert.deepEqual(buildStartRequest({ command: ['x'], env: ['HOME', 'UNSET_HERE', 'A=1'] }, clientEnv).env, { HOME: '/home/ada', A: '1' });
+    const envFiles = [
+      { file: 'a.env', text: '# comment\n\nA=from a\nB=b=c\n  TERM\nUNSET_HERE\r\n' },
+      { file: 'b.env', text: 'A=from b\nC=' },
+    ];
+    assert.deepEqual(buildStartRequest({ command: ['x'], envFiles, env: ['C=from flag'] }, clientEnv).env, { A: 'from b', B: 'b=c', TERM: 'xterm', C: 'from flag' });
+    usageError(() => buildStartRequest({ command: ['x'], envFiles: [{ file: 'bad.env', text: 'OK=1\nnot a name\n' }] }), /^--env-file: bad\.env:2: expected NAME=VALUE or NAME, got "not a name"$/);
+    usageError(() => buildStartRequest({ command: ['x'], env: ['HOME', 'HOME=/x'] }, clientEnv), /^--env: HOME is given twice/);
+  });
+
   it('a bad value is a usage error naming its flag', () => {
     usageError(() => buildStartRequest({ command: [] }), /^COMMAND: give the command/);
     usageError(() => buildStartRequest({ command: ['x'], env: ['A=1', 'A=2'] }), /^--env: A is given twice/);
@@ -224,6 +236,10 @@ describe('daemon errors as people read them', () => {
     assert.equal(withFlagNames('mounts[0].source: /var/lib would show /var/lib/jobworker'), '--mount: /var/lib would show /var/lib/jobworker');
     assert.equal(withFlagNames('user_name: no user named "x"'), '--user: no user named "x"');
     assert.equal(withFlagNames('spawn failed at exec of /x: ENOENT'), 'spawn failed at exec of /x: ENOENT');
+    assert.equal(
+      withFlagNames('limits.memory_high_bytes: must not exceed the hard limit limits.memory_bytes (64 MiB (67108864 bytes)), got 128 MiB (134217728 bytes)'),
+      '--memory-high: must not exceed the hard limit --memory (64 MiB (67108864 bytes)), got 128 MiB (134217728 bytes)',
+    );
   });
 
   it('extracts the reason of a failed connection', () => {

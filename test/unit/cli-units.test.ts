@@ -46,7 +46,7 @@ describe('parseSize (1024-based)', () => {
     refuses(() => parseSize('1kb'), /ambiguous/);
     refuses(() => parseSize('12X'), /unknown size unit "X"/);
     refuses(() => parseSize('1.5.5M'), /expected a size/);
-    refuses(() => parseSize('-1M'), /expected a size/);
+    refuses(() => parseSize('-1M'), /must not be negative/);
     refuses(() => parseSize(''), /expected a size/);
     refuses(() => parseSize('M'), /expected a size/);
     refuses(() => parseSize('1e3'), /expected a size/);
@@ -70,7 +70,7 @@ describe('parseDuration', () => {
     refuses(() => parseDuration('10'), /add a unit/);
     refuses(() => parseDuration('10sec'), /expected a duration/);
     refuses(() => parseDuration('5 s'), /expected a duration/);
-    refuses(() => parseDuration('-5s'), /expected a duration/);
+    refuses(() => parseDuration('-5s'), /must not be negative/);
     refuses(() => parseDuration(''), /expected a duration/);
     refuses(() => parseDuration('1w'), /expected a duration/);
   });
@@ -117,7 +117,8 @@ describe('device values, integers and numbers', () => {
     assert.equal(parsePositiveNumber('0.5'), 0.5);
     assert.equal(parsePositiveNumber('2'), 2);
     refuses(() => parsePositiveNumber('0'), /more than 0/);
-    refuses(() => parsePositiveNumber('-1'), /expected a number/);
+    refuses(() => parsePositiveNumber('-1'), /must be positive \(more than 0\), got -1/);
+    refuses(() => parseInteger('-3', 1, 1000), /from 1 to 1000, got -3/);
     refuses(() => parsePositiveNumber('half'), /expected a number/);
   });
 });

@@ -1,11 +1,11 @@
 // The daemon's configuration: defaults < file < environment (< flags, tested end to end).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { applyEnvironment, applyFileConfig, defaultConfig, readConfigFile } from '../../src/daemon/config';
+import { applyEnvironment, applyFileConfig, CONFIG_FILE_KEYS, defaultConfig, readConfigFile } from '../../src/daemon/config';
 import { checkDynamicUids, hiddenPathsOf, jobPolicyOf } from '../../src/daemon/job-policy';
 import type { UserDatabase } from '../../src/worker';
 
@@ -40,6 +40,7 @@ describe('daemon configuration', () => {
       dynamicUids: { first: 3_000_000, count: 1000 },
       scratch: { root: 'scratch', keep: true },
       isolation: { namespaces: { uts: false }, network: 'none', readOnlyRoot: true, optOuts: { network: ['admin', 'writer'] }, mounts: [], hide: ['secrets'] },
+      maxUnreadWatchJobs: 500,
     });
     const c = applyFileConfig(defaultConfig(), readConfigFile(p));
     assert.equal(c.listen, '0.0.0.0:6000');
@@ -58,6 +59,7 @@ describe('daemon configuration', () => {
     assert.deepEqual(c.isolation.optOuts.pid, ['admin'], 'opt-outs not given stay admin-only');
     assert.deepEqual(c.isolation.mounts, []);
     assert.deepEqual(c.isolation.hide, [path.join(dir, 'secrets')]);
+    assert.equal(c.maxUnreadWatchJobs, 500);
   });
 
   it('isolation by default: every namespace, the host network, writable root; opt-outs and binds for admins only; dynamic uids from 0x70000000', () => {
@@ -82,8 +84,33 @@ describe('daemon configuration', () => {
   it('refuses unknown keys, wrong types and bad JSON, naming the file and the key', () => {
     assert.throws(() => readConfigFile(file('typo.json', { listn: 'x' })), /typo\.json: .*listn.*Extraneous/);
     assert.throws(() => readConfigFile(file('type.json', { defaults: { pids: 'many' } })), /type\.json: defaults\.pids/);
+    assert.throws(() => readConfigFile(file('zero.json', { maxUnreadWatchJobs: 0 })), /zero\.json: maxUnreadWatchJobs/);
     assert.throws(() => readConfigFile(file('bad.json', '{ nope')), /bad\.json: not valid JSON/);
     assert.throws(() => readConfigFile(path.join(dir, 'missing.json')), /missing\.json: cannot read it \(ENOENT\)/);
+  });
+
+  it('identity limits and per-identity overrides, checked by key and type; the cgroup root name is derived unless set', () => {
+    assert.equal(defaultConfig().cgroupRootName, null);
+    const p = file('tenancy.json', {
+      identityLimits: { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 },
+      identityOverrides: { ci: { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] } },
+      metricsIdentities: 5,
+    });
+    const c = applyFileConfig(defaultConfig(), readConfigFile(p));
+    assert.deepEqual(c.identityLimits, { memoryBytes: 4 * 2 ** 30, pids: 2048, cpu: 2, maxRunningJobs: 100, logBytes: 10 * 2 ** 30 });
+    assert.deepEqual(c.identityOverrides.ci, { maxRunningJobs: 500, io: [{ device: '/dev/vda', writeBps: 50_000_000 }] });
+    assert.equal(c.metricsIdentities, 5);
+    assert.throws(() => readConfigFile(file('t1.json', { identityLimits: { logbytes: 1 } })), /t1\.json: .*logbytes.*Extraneous/);
+    assert.throws(() => readConfigFile(file('t2.json', { identityLimits: { maxRunningJobs: 0 } })), /t2\.json: identityLimits\.maxRunningJobs/);
+    assert.throws(() => readConfigFile(file('t3.json', { identityOverrides: { x: { io: [{ readBps: 1 }] } } })), /t3\.json: identityOverrides\.x\.io\[0\]\.device/);
+  });
+
+  it('README\'s config example is a valid config that shows every key', () => {
+    const readme = readFileSync(path.join(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    const example = /\*\*Config file\*\*[^]*?```json\n([^]*?)```/.exec(readme)?.[1];
+    assert.ok(example !== undefined, 'README has a config example');
+    const parsed = readConfigFile(file('readme.json', example));
+    assert.deepEqual(Object.keys(parsed).sort(), [...CONFIG_FILE_KEYS].sort());
   });
 
   it('the environment overrides the file', () => {

@@ -94,7 +94,7 @@ function reachable(graph: Graph, start: readonly string[]): Set<string> {
 }
 
 /** Dependency-free modules at the bottom, importable by every layer. */
-const BOTTOM = ['src/errors.ts', 'src/logger.ts', 'src/paths.ts', 'src/periodic.ts', 'src/job-id.ts', 'src/job-path.ts', 'src/resource-stats.ts'];
+const BOTTOM = ['src/errors.ts', 'src/logger.ts', 'src/paths.ts', 'src/periodic.ts', 'src/job-id.ts', 'src/job-path.ts', 'src/resource-stats.ts', 'src/byte-size.ts'];
 /** The layers below the server: they know nothing of gRPC, the daemon or the clients. */
 const CORE = ['src/native/', 'src/cgroup/', 'src/logs/', 'src/worker/'];
 
@@ -152,6 +152,27 @@ describe('the import graph', () => {
   it('job-cli reaches no daemon-side code: nothing it loads imports the server, the daemon, the Worker or the addon', () => {
     const loaded = reachable(graph, ['src/cli/job-cli/main.ts']);
     assert.deepEqual([...loaded].filter((file) => inAny(file, ['src/server/', 'src/daemon/', 'src/fleet/', ...CORE])), []);
+  });
+
+  it("the UI server (src/cli/ui) reaches the daemons only through src/client: no server, daemon, Worker, wire or generated code", () => {
+    assert.deepEqual(edges(graph, ['src/cli/ui/'], (target) => inAny(target, ['src/server/', 'src/daemon/', 'src/api/', 'src/gen/', ...CORE])), []);
+  });
+
+  it("the page's code (web/src) takes from src/ only the UI protocol and the CLI's pure formatters", () => {
+    const web = path.join(ROOT, 'web', 'src');
+    const allowed = ['src/cli/ui/protocol.ts', 'src/cli/job-cli/units.ts', 'src/cli/job-cli/format.ts'];
+    const found = readdirSync(web)
+      .filter((name) => name.endsWith('.ts'))
+      .flatMap((name) => {
+        const file = path.join(web, name);
+        return specifiersOf(file, readFileSync(file, 'utf8'))
+          .filter((specifier) => specifier.startsWith('.'))
+          .map((specifier) => path.relative(ROOT, path.resolve(web, specifier)))
+          .filter((target) => !target.startsWith(`web${path.sep}`))
+          .map((target) => `${target}.ts`);
+      });
+    assert.ok(found.includes('src/cli/ui/protocol.ts'), 'the scan finds a known import');
+    assert.deepEqual(found.filter((target) => !allowed.includes(target)), []);
   });
 
   it('nothing outside src/cli imports it (bin/ is its only way in)', () => {

@@ -282,6 +282,20 @@ describe('loadServerTlsMaterial / loadClientTlsMaterial', () => {
     );
   });
 
+  it('a CA bundle that lacks the issuer is summed up, not listed whole', async () => {
+    const foreign = await issueServerCertificate(otherCa, { dnsNames: ['localhost'] });
+    const paths = await pki.write(foreign, 'foreign-server-bundle');
+    const cas = await Promise.all(Array.from({ length: 40 }, (_, i) => createCa({ commonName: `bundle CA ${i}` })));
+    const bundle = path.join(path.dirname(paths.caPath), 'bundle.pem');
+    writeFileSync(bundle, cas.map((ca) => ca.certificatePem).join(''));
+    await expectProblem(
+      loadServerTlsMaterial({ ...paths, caPath: bundle }),
+      'untrusted',
+      paths.certificatePath,
+      /is not signed by any of the 40 CA certificates in .*bundle\.pem \(certificate issuer: CN=other CA; CAs there: "CN=bundle CA 0", "CN=bundle CA 1" and 38 more; a system bundle\? It needs the CA that issued the certificate\)$/,
+    );
+  });
+
   it('names a certificate of the wrong kind (EKU) for its use', async () => {
     await expectProblem(
       loadServerTlsMaterial(client),

@@ -54,7 +54,7 @@ describe('server reflection', () => {
     assert.equal(start.nestedType.find((m) => m.name === 'EnvEntry')?.options?.mapEntry, true);
     // and a standard pool builds them
     const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: [proto, ...imports.map((b) => fromBinary(FileDescriptorProtoSchema, b))].reverse() }));
-    assert.equal(registry.getService('jobworker.v1.JobService')?.methods.length, 7);
+    assert.equal(registry.getService('jobworker.v1.JobService')?.methods.length, 8);
   });
 
   it('finds the file of a service, method, message, nested type, field, oneof, enum value and package', () => {

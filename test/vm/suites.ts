@@ -12,9 +12,11 @@ export const V2_SUITES: readonly string[] = [
   'dist/test/vm/v2-smoke.test.js',
   // The native core: clone3 into a cgroup, capture, exit, signals, its filesystem ops.
   'dist/test/integration/native-*.test.js',
-  // The cgroup drivers: limits proven by effect (cpu.max, memory.max + memory.events, io.max, pids.max, cgroup.kill).
+  // The cgroup drivers: limits proven by effect (cpu.max, memory.max + memory.events, io.max, pids.max, cgroup.kill),
+  // and identity slices (cgroup-slices: memory, pids, CPU and io.max shared by an identity's jobs).
   'dist/test/integration/cgroup*.test.js',
-  // The job library on top of them.
+  // The job library on top of them; worker-quotas: identity quotas, pids refused at clone3 into a
+  // full slice, one owner per cgroup root.
   'dist/test/integration/worker*.test.js',
   // Job isolation as an attacker tries it: writers' jobs through the real daemon over mTLS (native-isolation is above).
   'dist/test/e2e/escape.test.js',

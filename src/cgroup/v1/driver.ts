@@ -5,13 +5,12 @@
 // cgroup.events, which v1 lacks.
 
 import { JobworkerError } from '../../errors';
-import { childPath, listChildren, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
-import { CgroupOfJob, CgroupPlan, limitsInForce, type JobCgroupParts, type JobDirPlan } from '../job-cgroup';
-import { checkJobId, isJobId } from '../job-id';
-import { prepareLimits } from '../job-limits';
+import { childPath, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
+import type { JobCgroupParts, JobDirPlan } from '../job-cgroup';
 import type { JobProcesses } from '../job-processes';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits, ResourceController } from '../types';
+import { SlicedDriver, type SliceLimitsOf } from '../sliced-driver';
+import type { CgroupStats, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
 import { cpuStats } from '../v2/cpu';
 import { blkioStats, blkioWrites } from './blkio';
@@ -66,18 +65,32 @@ export function v1Writes(layout: V1Layout, limits: ResolvedLimits): Map<string, 
   return writes;
 }
 
-export class V1Driver implements CgroupDriver {
+/**
+ * An identity's slice in each v1 hierarchy: the limits all its jobs share (v1 limits are
+ * hierarchical: a parent's memory, pids, CFS quota and blkio throttle bound its children). Pure.
+ */
+export function v1SliceWrites(layout: V1Layout, limits: ResolvedLimits): Map<string, ControlWrite[]> {
+  const writes = v1Writes(layout, limits);
+  // Children count in the slice's memory only in hierarchical mode: the default (and the only mode)
+  // on kernels since 5.x; older ones accept it on a cgroup without children. First, before any child.
+  if (layout.memory !== undefined) writes.get(layout.memory)!.unshift({ file: 'memory.use_hierarchy', value: '1', optional: true });
+  return writes;
+}
+
+export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> {
   readonly mode: 'hybrid' | 'legacy';
   readonly jobsRoot: string;
   readonly controllers: ReadonlySet<ResourceController>;
   readonly #v1JobsDirs: string[];
 
   constructor(
-    readonly fs: CgroupFs,
+    fs: CgroupFs,
     private readonly layout: V1Layout,
-    private readonly sysRoot: string | undefined,
-    private readonly releaseRoots: () => Promise<void>,
+    sysRoot: string | undefined,
+    sliceLimits: SliceLimitsOf,
+    private readonly root: { release(): Promise<void>; unlock(): void },
   ) {
+    super(fs, sysRoot, sliceLimits);
     this.mode = layout.mode;
     const primary = layout.mode === 'hybrid' ? layout.unified : layout.freezer;
     if (primary === undefined) {
@@ -93,44 +106,35 @@ export class V1Driver implements CgroupDriver {
     this.#v1JobsDirs = v1JobsDirs(layout);
   }
 
-  async plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan> {
-    checkJobId(id);
-    const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    return new CgroupPlan(this.parts(id, v1Writes(this.layout, resolved)), limitsInForce(limits, resolved));
+  async releaseRoot(): Promise<void> {
+    await this.checkNoJobs();
+    await this.removeAllSlices();
+    await this.root.release();
   }
 
-  /** Ids with a directory in any hierarchy: a crash half-way through create() leaves some. */
-  async listJobIds(): Promise<string[]> {
-    const ids = new Set<string>();
-    for (const jobsDir of this.allJobsDirs()) {
-      for (const name of await listChildren(this.fs, jobsDir)) if (isJobId(name)) ids.add(name);
-    }
-    return [...ids].sort();
+  close(): void {
+    this.root.unlock();
   }
 
-  async open(id: string): Promise<JobCgroup | undefined> {
-    checkJobId(id);
-    for (const jobsDir of this.allJobsDirs()) {
-      if ((await listChildren(this.fs, jobsDir)).includes(id)) return new CgroupOfJob(this.parts(id, new Map()));
-    }
-    return undefined;
+  protected jobWrites(limits: ResolvedLimits): ReadonlyMap<string, ControlWrite[]> {
+    return v1Writes(this.layout, limits);
   }
 
-  releaseRoot(): Promise<void> {
-    return this.releaseRoots();
+  protected sliceWrites(limits: ResolvedLimits): ReadonlyMap<string, ControlWrite[]> {
+    return v1SliceWrites(this.layout, limits);
   }
 
-  private allJobsDirs(): string[] {
+  protected jobsDirs(): readonly string[] {
     return this.layout.unified === undefined ? this.#v1JobsDirs : [this.layout.unified, ...this.#v1JobsDirs];
   }
 
-  /** The job's directories (unified first, where there is one) with `writes` per v1 jobs directory. */
-  private parts(id: string, writes: ReadonlyMap<string, ControlWrite[]>): JobCgroupParts {
+  /** The directories at `rel` (unified first, where there is one) with `writes` per v1 jobs directory. */
+  protected partsAt(rel: string, id: string, writes: ReadonlyMap<string, ControlWrite[]> = new Map()): JobCgroupParts {
     const { layout, fs } = this;
-    const at = (jobsDir: string | undefined): string | undefined => (jobsDir === undefined ? undefined : childPath(jobsDir, id));
+    const at = (jobsDir: string | undefined): string | undefined => (jobsDir === undefined ? undefined : childPath(jobsDir, rel));
     const unified = at(layout.unified);
-    const joins = this.#v1JobsDirs.map((jobsDir) => childPath(jobsDir, id));
-    const dirs: JobDirPlan[] = this.#v1JobsDirs.map((jobsDir) => ({ dir: childPath(jobsDir, id), writes: writes.get(jobsDir) ?? [] }));
+    const joins = this.#v1JobsDirs.map((jobsDir) => childPath(jobsDir, rel));
+    const dirs: JobDirPlan[] = this.#v1JobsDirs.map((jobsDir) => ({ dir: childPath(jobsDir, rel), writes: writes.get(jobsDir) ?? [] }));
     if (unified !== undefined) dirs.unshift({ dir: unified, writes: [] });
     const freezer = at(layout.freezer);
     const processes: JobProcesses = unified !== undefined ? new UnifiedProcesses(fs, unified) : new FreezerProcesses(fs, freezer!);

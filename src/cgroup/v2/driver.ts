@@ -1,13 +1,13 @@
-// The cgroup v2 driver (unified hosts): one directory per job, <base>/jobs/<id>, holding the limits,
-// the stats, the processes (born into it through clone3) and cgroup.kill.
-import { errorCode } from '../../errors';
-import { cgroupFsError, childPath, listChildren, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
+// The cgroup v2 driver (unified hosts): one directory per job, <base>/jobs/<slice>/<id>, holding the
+// limits, the stats, the processes (born into it through clone3) and cgroup.kill; one per identity
+// (its slice) holding the limits all its jobs share.
+import { childPath, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { V2Root } from '../delegation';
-import { CgroupOfJob, CgroupPlan, limitsInForce, type JobCgroupParts } from '../job-cgroup';
-import { checkJobId, isJobId } from '../job-id';
-import { prepareLimits } from '../job-limits';
+import type { JobCgroupParts } from '../job-cgroup';
+import { RESOURCE_CONTROLLERS } from '../job-limits';
 import type { ResolvedLimits } from '../limits';
-import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits, ResourceController } from '../types';
+import { SlicedDriver, type SliceLimitsOf } from '../sliced-driver';
+import type { CgroupStats, ResourceController } from '../types';
 import { UnifiedProcesses } from '../unified-processes';
 import { cpuStats, cpuWrites } from './cpu';
 import { ioStats, ioWrites } from './io';
@@ -19,6 +19,22 @@ export function v2Writes(limits: ResolvedLimits, controllers: ReadonlySet<Resour
   return [
     ...(controllers.has('cpu') ? cpuWrites(limits) : []),
     ...(controllers.has('memory') ? memoryWrites(limits) : []),
+    ...(controllers.has('io') ? ioWrites(limits) : []),
+    ...(controllers.has('pids') ? pidsWrites(limits) : []),
+  ];
+}
+
+/**
+ * An identity's slice: its jobs get every controller (cgroup.subtree_control), the slice the limits
+ * all its jobs share; no memory.oom.group (an OOM in the slice kills one job, by that job's own
+ * oom.group, not all of them). Pure.
+ */
+export function v2SliceWrites(limits: ResolvedLimits, controllers: ReadonlySet<ResourceController>): ControlWrite[] {
+  const enable = RESOURCE_CONTROLLERS.filter((controller) => controllers.has(controller));
+  return [
+    ...(enable.length === 0 ? [] : [{ file: 'cgroup.subtree_control', value: enable.map((c) => `+${c}`).join(' ') }]),
+    ...(controllers.has('cpu') ? cpuWrites(limits) : []),
+    ...(controllers.has('memory') ? memoryWrites(limits, false) : []),
     ...(controllers.has('io') ? ioWrites(limits) : []),
     ...(controllers.has('pids') ? pidsWrites(limits) : []),
   ];
@@ -43,49 +59,48 @@ export function readV2Stats(files: ControlFiles, dir: string, controllers: Reado
   };
 }
 
-export class V2Driver implements CgroupDriver {
+export class V2Driver extends SlicedDriver<ControlWrite[]> {
   readonly mode = 'unified' as const;
   readonly jobsRoot: string;
   readonly controllers: ReadonlySet<ResourceController>;
 
   constructor(
-    readonly fs: CgroupFs,
+    fs: CgroupFs,
     private readonly root: V2Root,
-    private readonly sysRoot: string | undefined,
+    sysRoot: string | undefined,
+    sliceLimits: SliceLimitsOf,
   ) {
+    super(fs, sysRoot, sliceLimits);
     this.jobsRoot = root.jobsDir;
     this.controllers = root.controllers;
   }
 
-  async plan(id: string, limits: Limits, cwd: string): Promise<JobCgroupPlan> {
-    checkJobId(id);
-    const resolved = await prepareLimits(limits, cwd, this.controllers, this.sysRoot);
-    return new CgroupPlan(this.parts(id, v2Writes(resolved, this.controllers)), limitsInForce(limits, resolved));
-  }
-
-  async listJobIds(): Promise<string[]> {
-    return (await listChildren(this.fs, this.jobsRoot)).filter(isJobId).sort();
-  }
-
-  async open(id: string): Promise<JobCgroup | undefined> {
-    checkJobId(id);
-    const events = childPath(childPath(this.jobsRoot, id), 'cgroup.events');
-    try {
-      await this.fs.read(events);
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return undefined;
-      throw cgroupFsError('read', events, error);
-    }
-    return new CgroupOfJob(this.parts(id, []));
-  }
-
   /** Undoes the root set-up (the daemon leaf, controllers we enabled) once no job cgroup is left. */
-  releaseRoot(): Promise<void> {
-    return this.root.release();
+  async releaseRoot(): Promise<void> {
+    await this.checkNoJobs();
+    await this.removeAllSlices();
+    await this.root.release();
   }
 
-  private parts(id: string, writes: ControlWrite[]): JobCgroupParts {
-    const dir = childPath(this.jobsRoot, id);
+  /** Lets go of the root's owner lock (the cgroups stay). */
+  close(): void {
+    this.root.unlock();
+  }
+
+  protected jobWrites(limits: ResolvedLimits): ControlWrite[] {
+    return v2Writes(limits, this.controllers);
+  }
+
+  protected sliceWrites(limits: ResolvedLimits): ControlWrite[] {
+    return v2SliceWrites(limits, this.controllers);
+  }
+
+  protected jobsDirs(): readonly string[] {
+    return [this.jobsRoot];
+  }
+
+  protected partsAt(rel: string, id: string, writes: ControlWrite[] = []): JobCgroupParts {
+    const dir = childPath(this.jobsRoot, rel);
     return {
       id,
       path: dir,

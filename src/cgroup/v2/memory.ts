@@ -3,7 +3,11 @@ import { childPath, parseFlatKeyed, parseSingleNumber, type ControlWrite, type S
 import type { ResolvedLimits } from '../limits';
 import type { CgroupStats } from '../types';
 
-export function memoryWrites(limits: ResolvedLimits): ControlWrite[] {
+/**
+ * `oomGroup`: a job's OOM kill takes the whole job; an identity's slice sets no such thing (its OOM
+ * kills take the victim's job, by the job's own memory.oom.group, not every job of the identity).
+ */
+export function memoryWrites(limits: ResolvedLimits, oomGroup = true): ControlWrite[] {
   const writes: ControlWrite[] = [];
   if (limits.memoryBytes !== undefined) {
     writes.push({ file: 'memory.max', value: String(limits.memoryBytes) });
@@ -14,7 +18,7 @@ export function memoryWrites(limits: ResolvedLimits): ControlWrite[] {
   if (limits.memoryHighBytes !== undefined) writes.push({ file: 'memory.high', value: String(limits.memoryHighBytes) });
   // An OOM kill takes the whole job, not one process of it: a job missing a process is worse than
   // a job that failed (kernel >= 4.19; older kernels kill one process).
-  writes.push({ file: 'memory.oom.group', value: '1', optional: true });
+  if (oomGroup) writes.push({ file: 'memory.oom.group', value: '1', optional: true });
   return writes;
 }
 

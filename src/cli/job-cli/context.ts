@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'clipanion';
 
 import { configDir, defaultClientTlsPaths } from '../../paths';
-import { loadClientTlsMaterial, TlsMaterialError } from '../../pki/load';
+import { TlsMaterialError } from '../../client/basics';
 import { CliError, EXIT_USAGE, flagError } from '../run';
 import { ClientCommand, JobCliCommand } from './client-command';
 import { DEFAULT_ADDRESS, normalizeAddress } from './connection';
@@ -72,6 +72,9 @@ export class ContextAddCommand extends JobCliCommand {
       throw new CliError(`context ${this.name} already exists`, 'give --force to replace it');
     }
     try {
+      // The certificate parser is loaded by the commands that check certificates, not at start-up.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { loadClientTlsMaterial } = require('../../pki/load') as typeof import('../../pki/load');
       const material = await loadClientTlsMaterial({ caPath: entry.ca, certificatePath: entry.cert, privateKeyPath: entry.key });
       for (const warning of material.warnings) this.note(`warning: ${warning}`);
     } catch (error) {

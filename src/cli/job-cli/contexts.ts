@@ -7,12 +7,13 @@
 // "default" is not stored: it is the implicit context (localhost:50051 and the config dir's
 // ca.pem, cert.pem, key.pem, where `job-worker --dev` installs its admin certificate).
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 
 import * as t from 'typanion';
 
 import { errorCode } from '../../errors';
+import { defaultClientTlsPaths } from '../../paths';
 import { CliError } from '../run';
 
 export const DEFAULT_CONTEXT = 'default';
@@ -69,6 +70,12 @@ export function readContexts(configDir: string): ContextsFile {
     throw new CliError(`contexts file ${file}: ${errors.join('; ')}`, 'fix it or remove it (contexts are then lost)');
   }
   return value.current === undefined ? { contexts: value.contexts } : { current: value.current, contexts: value.contexts };
+}
+
+/** What `--all-contexts` means: every saved context, and "default" first when its certificate exists. */
+export function everyContextName(configDir: string, contents: ContextsFile): string[] {
+  const saved = Object.keys(contents.contexts).sort();
+  return existsSync(defaultClientTlsPaths(configDir).certificatePath) ? [DEFAULT_CONTEXT, ...saved] : saved;
 }
 
 /** Replaces the file atomically: readers see the old or the new contents, never a torn write. */

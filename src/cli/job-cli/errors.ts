@@ -1,8 +1,7 @@
 // The daemon's answers and connection failures as one line for people, plus a hint where one helps
 // (which role a call needs, how to start a daemon, which flag a server-side complaint is about).
 // Pure: the command passes the connection it used.
-import { ClientError, StatusCode } from '../../client';
-import { TlsMaterialError } from '../../pki/load';
+import { ClientError, StatusCode, TlsMaterialError } from '../../client/basics';
 import { CliError, EXIT_ERROR, EXIT_USAGE } from '../run';
 import { DEFAULT_ADDRESS, type ResolvedConnection } from './connection';
 import { formatDuration } from './units';
@@ -39,13 +38,38 @@ const FLAG_FOR_FIELD: [RegExp, string][] = [
   [/^since_unix_micros\b/, '--since'],
 ];
 
-/** Names the flag instead of the API field: "limits.cpu: must be at most 4" → "--cpu: must be at most 4". */
+/**
+ * Names the flag instead of the API field, where the message starts and wherever else it names one:
+ * "limits.memory_high_bytes: must not exceed the hard limit limits.memory_bytes (…)" →
+ * "--memory-high: must not exceed the hard limit --memory (…)".
+ */
 export function withFlagNames(details: string): string {
   const colon = details.indexOf(': ');
   if (colon < 0) return details;
   const field = details.slice(0, colon);
   const flag = FLAG_FOR_FIELD.find(([pattern]) => pattern.test(field))?.[1];
-  return flag === undefined ? details : `${flag}: ${details.slice(colon + 2)}`;
+  let reason = details.slice(colon + 2);
+  // Inside the text only API names (dotted or with "_") are renamed: plain words such as "user" or
+  // "network" are also English ("no user named x").
+  for (const [pattern, name] of FLAG_FOR_FIELD) {
+    reason = reason.replace(new RegExp(pattern.source.replace(/^\^/, '\\b'), 'g'), (found) => (/[._]/.test(found) ? name : found));
+  }
+  return `${flag ?? field}: ${reason}`;
+}
+
+/** sh's exit statuses for a command that is not found, and one that is found but cannot run. */
+export const EXIT_COMMAND_NOT_FOUND = 127;
+export const EXIT_COMMAND_NOT_EXECUTABLE = 126;
+
+/** The daemon's "command: not found: …" / "command: not executable: …" (docs/api.md) as sh would exit. */
+function describeCommandError(details: string): CliError | undefined {
+  const notFound = /^command: not found: (.*)$/s.exec(details)?.[1];
+  if (notFound !== undefined) {
+    return new CliError(`command not found: ${notFound}`, 'give its full path, or a PATH that has it (--env PATH=…)', EXIT_COMMAND_NOT_FOUND);
+  }
+  const notExecutable = /^command: not executable: (.*)$/s.exec(details)?.[1];
+  if (notExecutable !== undefined) return new CliError(`command not executable: ${notExecutable}`, undefined, EXIT_COMMAND_NOT_EXECUTABLE);
+  return undefined;
 }
 
 /** "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1 (2024-…)" → "connect ECONNREFUSED 127.0.0.1:1". */
@@ -70,6 +94,13 @@ export function describeConnectFailure(error: ClientError, connection: ResolvedC
   }
   if (error.code === StatusCode.UNAVAILABLE && isConnectionFailure(error.details)) {
     const reason = connectionFailureReason(error.details);
+    // OpenSSL's words for a peer that answered the TLS hello with something that is not TLS.
+    if (/wrong version number|packet length too long|http request|unknown protocol|record layer failure/i.test(reason)) {
+      return new CliError(
+        `cannot connect to ${where}: the server there does not speak TLS (it answered with something else: a plain-HTTP server such as job-worker's metrics port, or another service)`,
+        `check the port (${from}): job-worker serves its API over TLS on its --listen address (default 50051); its metrics port (default 9464) is plain HTTP`,
+      );
+    }
     let hint = `is job-worker running there? (${from}; \`npm start\` or \`job-worker --dev\` runs one on ${DEFAULT_ADDRESS})`;
     if (/Name resolution failed/i.test(reason)) {
       hint = `check the host name (${from})`;
@@ -103,14 +134,14 @@ export function describeCallError(error: ClientError, connection: ResolvedConnec
     case StatusCode.NOT_FOUND:
       return new CliError(error.details, '`job-cli list --all` lists the jobs you can see');
     case StatusCode.INVALID_ARGUMENT:
-      return new CliError(withFlagNames(error.details), undefined, EXIT_USAGE);
+      return describeCommandError(error.details) ?? new CliError(withFlagNames(error.details), undefined, EXIT_USAGE);
     case StatusCode.DEADLINE_EXCEEDED:
       return new CliError(`the daemon at ${connection.address} did not answer in time`, '--timeout waits longer');
     case StatusCode.UNAVAILABLE:
       if (isConnectionFailure(error.details)) return new CliError(`lost the connection to the daemon at ${connection.address}: ${connectionFailureReason(error.details)}`);
       return new CliError(`the daemon at ${connection.address} is unavailable: ${error.details}`);
     default:
-      return new CliError(error.details || error.codeName, undefined, EXIT_ERROR);
+      return new CliError(withFlagNames(error.details) || error.codeName, undefined, EXIT_ERROR);
   }
 }
 

@@ -1,5 +1,5 @@
 // Text for people, from the same views --json prints: tables, a job's details, command lines. Pure.
-import type { IsolationView, JobUserView } from '../../client';
+import type { IsolationView, JobUserView } from '../../client/views';
 import type { JobReport } from './job-report';
 import { formatAgo, formatBytes, formatDuration, formatPercent, formatRate } from './units';
 
@@ -60,7 +60,7 @@ export function averageCpuPercent(job: JobReport): number | null {
   return (job.stats.cpuUsageMicros / 1000 / job.durationMs) * 100;
 }
 
-function poolLine(pool: NonNullable<JobReport['pool']>): string {
+export function poolLine(pool: NonNullable<JobReport['pool']>): string {
   const where = pool.runnerHost === null ? 'queued' : `on ${pool.runnerHost} (${pool.runnerAddress ?? '?'})`;
   const retries = pool.retries === 0 ? '' : `, retries ${pool.retries}`;
   return `${pool.name}, ${where}, attempt ${pool.attempts}${retries}`;

@@ -4,7 +4,9 @@
 // keys come in this order (scripts may read them; e2e tests check the shapes).
 import { constants } from 'node:os';
 
-import type { JobOutcomeView, JobView } from '../../client';
+// The views' own module, not the client's index: the page's bundle type-checks this file, and the
+// index would bring the gRPC channel and TLS code into the browser's program.
+import type { JobOutcomeView, JobView } from '../../client/views';
 
 /** The job as the client sees it, with its outcome's fields at the top level, times as text and the duration. */
 export type JobReport = Pick<JobView, 'id' | 'owner' | 'command' | 'args' | 'argsOmitted' | 'cwd' | 'user' | 'isolation' | 'state' | 'pid'> &

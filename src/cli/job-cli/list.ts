@@ -1,14 +1,13 @@
-import { existsSync } from 'node:fs';
-
 import { Command, Option } from 'clipanion';
 
 import { configDir } from '../../paths';
 import { CliError, flagError } from '../run';
 import { ClientCommand } from './client-command';
 import { resolveConnection, type ResolvedConnection } from './connection';
-import { DEFAULT_CONTEXT, readContexts } from './contexts';
+import { everyContextName, readContexts } from './contexts';
 import { renderJobTable } from './format';
-import { JOB_STATE_NAMES, type JobStateName } from '../../client';
+import type { JobStateName } from '../../client';
+import { JOB_STATE_NAMES } from '../../client/basics';
 import { toJobReport, type JobReport } from './job-report';
 
 export class ListCommand extends ClientCommand {
@@ -101,9 +100,7 @@ export class ListCommand extends ClientCommand {
     }
     if (!this.allContexts) return [...new Set(this.contextNames)];
     if (this.contextNames !== undefined) throw flagError('--all-contexts', 'cannot be combined with --context');
-    const saved = Object.keys(readContexts(configDir()).contexts).sort();
-    const defaultCredentials = resolveConnection({ flags: { context: DEFAULT_CONTEXT }, env: {}, contexts: { contexts: {} }, configDir: configDir(), cwd: process.cwd() }).tls;
-    const withDefault = existsSync(defaultCredentials.certificatePath) ? [DEFAULT_CONTEXT, ...saved] : saved;
+    const withDefault = everyContextName(configDir(), readContexts(configDir()));
     if (withDefault.length === 0) throw new CliError('no contexts to list', '`job-cli context add` saves one');
     return withDefault;
   }

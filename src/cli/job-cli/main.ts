@@ -5,12 +5,14 @@ import { runCli } from '../run';
 import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
 import { ListCommand } from './list';
 import { QueryCommand } from './query';
+import { QuotaCommand } from './quota';
 import { RemoveCommand } from './remove';
 import { RunCommand } from './run';
 import { StartCommand } from './start';
 import { StopCommand } from './stop';
 import { StreamCommand } from './stream';
 import { TopCommand } from './top';
+import { UiCommand } from './ui';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../../package.json') as { version: string };
@@ -26,6 +28,8 @@ export function createJobCli(): Cli {
     ListCommand,
     TopCommand,
     RemoveCommand,
+    QuotaCommand,
+    UiCommand,
     ContextAddCommand,
     ContextUseCommand,
     ContextListCommand,

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 
 import { Command, Option } from 'clipanion';
 
-import { ClientError } from '../../client';
+import { ClientError } from '../../client/basics';
 import { CliError, EXIT_ERROR } from '../run';
 import { isFinished, toJobReport, type JobReport } from './job-report';
 import { LogPrinter, printLogs } from './log-output';

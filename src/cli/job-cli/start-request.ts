@@ -1,6 +1,10 @@
 // What `start` and `run` send: the job's command, environment, working directory and limits, from
 // their shared flags. The mapping is pure (buildStartRequest); the flags live on JobSpecCommand.
+import { readFileSync } from 'node:fs';
+
 import { Option } from 'clipanion';
+
+import { errorCode } from '../../errors';
 
 import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
@@ -19,6 +23,8 @@ export interface JobSpecFlags {
   ioReadIops?: string[] | undefined;
   ioWriteIops?: string[] | undefined;
   env?: string[] | undefined;
+  /** The --env-file files' contents, in the order given. */
+  envFiles?: { file: string; text: string }[] | undefined;
   cwd?: string | undefined;
   user?: string | undefined;
   network?: string | undefined;
@@ -39,8 +45,11 @@ const IO_FLAGS = [
   ['ioWriteIops', '--io-write-iops', 'writeIops', (text: string) => parseInteger(text, 1, Number.MAX_SAFE_INTEGER)],
 ] as const;
 
-/** The request for the flags given; a bad value is a usage error naming its flag. */
-export function buildStartRequest(flags: JobSpecFlags): StartRequest {
+/**
+ * The request for the flags given; a bad value is a usage error naming its flag. `clientEnv` is
+ * job-cli's own environment, for `-e NAME` (and NAME alone in an env file).
+ */
+export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Record<string, string | undefined>> = {}): StartRequest {
   const [command, ...args] = flags.command;
   if (command === undefined || command === '') throw flagError('COMMAND', 'give the command to run after "--", e.g. `-- sleep 10`');
 
@@ -64,12 +73,23 @@ export function buildStartRequest(flags: JobSpecFlags): StartRequest {
   }
 
   const env: Record<string, string> = {};
+  for (const { file, text } of flags.envFiles ?? []) {
+    for (const [index, raw] of text.split('\n').entries()) {
+      const line = raw.replace(/\r$/, '');
+      if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+      const variable = parseEnvEntry(line.trimStart(), clientEnv);
+      if (variable === 'bad') throw flagError('--env-file', `${file}:${index + 1}: expected NAME=VALUE or NAME, got ${JSON.stringify(line.slice(0, 80))}`);
+      if (variable !== null) env[variable.name] = variable.value; // a later line wins, as with docker
+    }
+  }
+  const given = new Set<string>();
   for (const entry of flags.env ?? []) {
-    const at = entry.indexOf('=');
-    if (at <= 0) throw flagError('--env', `expected NAME=VALUE, got ${JSON.stringify(entry)}`);
-    const name = entry.slice(0, at);
-    if (name in env) throw flagError('--env', `${name} is given twice`);
-    env[name] = entry.slice(at + 1);
+    const variable = parseEnvEntry(entry, clientEnv);
+    if (variable === 'bad') throw flagError('--env', `expected NAME=VALUE, or NAME to pass job-cli's own value, got ${JSON.stringify(entry)}`);
+    const name = variable?.name ?? entry;
+    if (given.has(name)) throw flagError('--env', `${name} is given twice`);
+    given.add(name);
+    if (variable !== null) env[name] = variable.value;
   }
 
   if (flags.cwd !== undefined && !flags.cwd.startsWith('/')) {
@@ -131,6 +151,19 @@ function parseMount(text: string): { source: string; target: string; readOnly: b
   return { source, target, readOnly: mode === 'ro' };
 }
 
+/**
+ * `NAME=VALUE`, or `NAME` alone for job-cli's own value of NAME (null when it has none: the job
+ * gets no NAME either, like `docker run -e NAME`). 'bad' for anything else.
+ */
+function parseEnvEntry(entry: string, clientEnv: Readonly<Record<string, string | undefined>>): { name: string; value: string } | null | 'bad' {
+  const at = entry.indexOf('=');
+  if (at === 0) return 'bad';
+  if (at > 0) return { name: entry.slice(0, at), value: entry.slice(at + 1) };
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(entry)) return 'bad';
+  const value = clientEnv[entry];
+  return value === undefined ? null : { name: entry, value };
+}
+
 /** The flags of `start` and `run`. */
 export abstract class JobSpecCommand extends ClientCommand {
   cpu = Option.String('--cpu', { description: 'CPU quota in CPUs: 0.5 is half of one CPU, 2 is two' });
@@ -138,33 +171,46 @@ export abstract class JobSpecCommand extends ClientCommand {
   memory = Option.String('--memory', { description: 'hard memory limit, e.g. 256M (1024-based); above it the job is OOM-killed' });
   memoryHigh = Option.String('--memory-high', { description: 'soft memory limit: above it the job is throttled and reclaimed' });
   pids = Option.String('--pids', { description: 'most processes and threads at once' });
-  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE per device, e.g. /dev/sda=10M (repeatable)' });
+  ioReadBps = Option.Array('--io-read-bps', { description: 'read bandwidth, DEV=RATE (e.g. /var=10M: the disk holding /var) or RATE (the working directory\'s disk) (repeatable)' });
   ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
   ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
-  env = Option.Array('--env', { description: 'environment variable NAME=VALUE (repeatable); these are the whole environment (none: just PATH)' });
   cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host, which the job\'s user must be able to enter (default: a scratch directory of the job\'s own, removed with it)' });
   user = Option.String('--user', { description: 'run as NAME, UID, NAME:GROUP or UID:GID, resolved by the daemon (admins only; default: your mapped user, else a dynamic uid)' });
   network = Option.String('--network', { description: 'host (the host\'s network) or none (loopback only); default: the daemon\'s' });
   mount = Option.Array('--mount', { description: 'show host path SRC at DST in the job, SRC:DST[:ro]; DST must exist (repeatable; a role the daemon allows, admins by default)' });
   readOnly = Option.Boolean('--read-only', { description: 'make every mount read-only but the scratch directory, private /tmp and --mount binds' });
   hostNamespace = Option.Array('--host-namespace', { description: 'share the host\'s pid, mount, cgroup, ipc or uts namespace instead of one of its own (repeatable; an opt-out the daemon must allow you)' });
+  env = Option.Array('-e,--env', { description: 'environment variable NAME=VALUE, or NAME for job-cli\'s own value of it (repeatable); with --env-file, the whole environment (plus PATH if they leave it out)' });
+  envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
   retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {
-    return buildStartRequest(this);
+    const envFiles = (this.envFile ?? []).map((file) => {
+      try {
+        return { file, text: readFileSync(file, 'utf8') };
+      } catch (error) {
+        throw flagError('--env-file', `cannot read ${file} (${errorCode(error) ?? String(error)})`);
+      }
+    });
+    return buildStartRequest({ ...this, envFiles }, this.context.env);
   }
 }
 
 /** The part of `--help` about limits, shared by start and run. */
 export const LIMITS_DETAILS = `
       Sizes are 1024-based: 256M is 256 MiB (K, M, G, T; KiB, MiB… also work; KB, MB are refused
-      as ambiguous). IO flags take DEV=VALUE, where DEV is a device node (/dev/sda), MAJ:MIN, or any
-      path on the disk; VALUE alone means the disk behind the job's working directory. Limits not
+      as ambiguous). IO flags take DEV=VALUE, where DEV is any path on the disk (/var), a device
+      node (/dev/sda, /dev/vda, /dev/nvme0n1: \`lsblk -d\` lists them; a partition means its disk) or
+      MAJ:MIN; VALUE alone means the disk behind the job's working directory. Two spellings of one
+      disk may set different rates. Limits not
       given take the daemon's defaults. The command runs directly, not through a shell (use sh -c
-      for one); its environment is exactly the --env variables (with none, just a default PATH).
+      for one), looked up in the job's PATH. Its environment is exactly the --env and --env-file
+      variables, plus a default PATH when they leave it out (/usr/local/sbin:…:/bin). -e NAME
+      passes job-cli's own value of NAME. A command that is not found exits 127, one that cannot be
+      executed 126, as in a shell.
 
       Isolation: by default the job runs as a dynamic uid of its own (or the user the daemon maps
       you to), in its own PID, mount, cgroup, IPC and UTS namespaces, with a private /tmp, without

@@ -2,7 +2,8 @@ import { constants } from 'node:os';
 
 import { Command, Option } from 'clipanion';
 
-import { REQUEST_BOUNDS } from '../../client';
+import type { StopJobOptions } from '../../client';
+import { REQUEST_BOUNDS } from '../../client/basics';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
 import { toJobReport } from './job-report';
@@ -14,6 +15,18 @@ export function normalizeSignal(text: string): string | undefined {
   if (/^\d+$/.test(text)) return Object.keys(signals).find((name) => signals[name] === Number(text));
   const name = text.toUpperCase().startsWith('SIG') ? text.toUpperCase() : `SIG${text.toUpperCase()}`;
   return signals[name] === undefined ? undefined : name;
+}
+
+/** The --signal and --grace values as StopJob options; a bad one is a usage error naming its flag. */
+export function parseStopOptions(signalText: string | undefined, graceText: string | undefined): StopJobOptions {
+  let signal: string | undefined;
+  if (signalText !== undefined) {
+    signal = normalizeSignal(signalText);
+    if (signal === undefined) throw flagError('--signal', `unknown signal ${JSON.stringify(signalText)}; use a name like TERM, INT or KILL`);
+  }
+  const graceMs = graceText === undefined ? undefined : parseFlag('--grace', graceText, parseDuration);
+  if (graceMs !== undefined && graceMs > REQUEST_BOUNDS.maxGraceMs) throw flagError('--grace', `must be at most ${REQUEST_BOUNDS.maxGraceMs / 3_600_000}h`);
+  return { ...(signal === undefined ? {} : { signal }), ...(graceMs === undefined ? {} : { graceMs }) };
 }
 
 export class StopCommand extends ClientCommand {
@@ -40,16 +53,10 @@ export class StopCommand extends ClientCommand {
   job = Option.String({ name: 'JOB' });
 
   async runCommand(): Promise<number> {
-    let signal: string | undefined;
-    if (this.signal !== undefined) {
-      signal = normalizeSignal(this.signal);
-      if (signal === undefined) throw flagError('--signal', `unknown signal ${JSON.stringify(this.signal)}; use a name like TERM, INT or KILL`);
-    }
-    const graceMs = this.grace === undefined ? undefined : parseFlag('--grace', this.grace, parseDuration);
-    if (graceMs !== undefined && graceMs > REQUEST_BOUNDS.maxGraceMs) throw flagError('--grace', `must be at most ${REQUEST_BOUNDS.maxGraceMs / 3_600_000}h`);
+    const options = parseStopOptions(this.signal, this.grace);
     const client = await this.connect();
     const id = await this.resolveJobId(client, this.job);
-    const response = await client.stopJob(id, { ...(signal === undefined ? {} : { signal }), ...(graceMs === undefined ? {} : { graceMs }) });
+    const response = await client.stopJob(id, options);
     const job = toJobReport(response.job);
     if (this.json) this.printJson({ alreadyFinished: response.alreadyFinished, job });
     else this.print(`${job.id}${response.alreadyFinished ? ' had already finished' : ''}: ${job.reason ?? job.state}`);

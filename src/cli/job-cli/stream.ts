@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 
-import { REQUEST_BOUNDS, type StreamLogsRequest } from '../../client';
+import type { StreamLogsRequest } from '../../client';
+import { REQUEST_BOUNDS } from '../../client/basics';
 import { ClientCommand, parseFlag } from './client-command';
 import { exitStatusOf, isFinished, type JobReport } from './job-report';
 import { LogPrinter, printLogs } from './log-output';
@@ -84,7 +85,8 @@ export class StreamCommand extends ClientCommand {
 
 /** The exit status for a job followed to its end, with a note where the code alone would puzzle. */
 export function exitOfFollowedJob(job: JobReport, note: (text: string) => void): number {
-  if (job.state === 'lost') note(`job ${job.id} was lost: ${job.reason ?? 'the daemon stopped tracking it'}`);
+  // The reason already says "lost: …".
+  if (job.state === 'lost') note(`job ${job.id}: ${job.reason ?? 'lost: the daemon stopped tracking it'}`);
   else if (job.oomKilled) note(`job ${job.id}: ${job.reason ?? 'killed for exceeding its memory limit'}`);
   return exitStatusOf(job);
 }

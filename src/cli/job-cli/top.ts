@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Command, Option } from 'clipanion';
 
-import { ClientError, StatusCode, type JobworkerClient } from '../../client';
+import type { JobworkerClient } from '../../client';
+import { ClientError, StatusCode } from '../../client/basics';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
 import { commandLine, renderTable, truncate } from './format';

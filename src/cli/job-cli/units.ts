@@ -7,6 +7,8 @@
 // not be 5% off from what its writer meant. Fractions are allowed and rounded to the nearest byte.
 // Output: memory in IEC units (MiB), disk throughput in SI units (MB/s), like iostat.
 
+export { formatBytes } from '../../byte-size';
+
 export class UnitError extends Error {}
 
 const SIZE_FACTORS: Record<string, number> = { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
@@ -14,6 +16,7 @@ const NUMBER = '(\\d+(?:\\.\\d+)?|\\.\\d+)';
 
 /** "256M" → 268435456. */
 export function parseSize(text: string): number {
+  if (new RegExp(`^-${NUMBER}`).test(text.trim())) throw new UnitError(`must not be negative, got ${JSON.stringify(text)}`);
   const match = new RegExp(`^${NUMBER}\\s*([A-Za-z]*)$`).exec(text.trim());
   if (match === null) throw new UnitError(`expected a size like 256M, 1.5G or 4096, got ${JSON.stringify(text)}`);
   const unit = match[2]!;
@@ -36,6 +39,7 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 export function parseDuration(text: string): number {
   const trimmed = text.trim();
   if (trimmed === '0') return 0;
+  if (trimmed.startsWith('-')) throw new UnitError(`must not be negative, got ${JSON.stringify(text)}`);
   const part = new RegExp(`${NUMBER}(ms|s|m|h|d)`, 'gy');
   let total = 0;
   let at = 0;
@@ -79,7 +83,7 @@ export function parseDeviceValue<T>(text: string, parseValue: (value: string) =>
 
 /** A whole number in [min, max]. */
 export function parseInteger(text: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text.trim())) throw new UnitError(`expected a whole number, got ${JSON.stringify(text)}`);
+  if (!/^-?\d+$/.test(text.trim())) throw new UnitError(`expected a whole number, got ${JSON.stringify(text)}`);
   const value = Number(text.trim());
   if (value < min || value > max) throw new UnitError(`must be from ${min} to ${max}, got ${value}`);
   return value;
@@ -87,26 +91,14 @@ export function parseInteger(text: string, min: number, max: number): number {
 
 /** A positive decimal number ("0.5", "2"). */
 export function parsePositiveNumber(text: string): number {
-  if (!new RegExp(`^${NUMBER}$`).test(text.trim())) throw new UnitError(`expected a number like 0.5 or 2, got ${JSON.stringify(text)}`);
+  if (!new RegExp(`^-?${NUMBER}$`).test(text.trim())) throw new UnitError(`expected a number like 0.5 or 2, got ${JSON.stringify(text)}`);
   const value = Number(text.trim());
-  if (!(value > 0)) throw new UnitError(`must be more than 0, got ${text.trim()}`);
+  if (!(value > 0)) throw new UnitError(`must be positive (more than 0), got ${text.trim()}`);
   return value;
 }
 
 function trimNumber(value: number, digits: number): string {
   return value.toFixed(digits).replace(/\.0+$/, '').replace(/(\.\d*?)0+$/, '$1');
-}
-
-/** IEC: "512 B", "1.5 KiB", "128 MiB", "1.25 GiB". */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? String(value) : trimNumber(value, value < 10 ? 2 : value < 100 ? 1 : 0)} ${units[unit]}`;
 }
 
 /** SI, per second: "0 B/s", "850 kB/s", "12.5 MB/s". */

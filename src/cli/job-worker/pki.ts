@@ -5,9 +5,11 @@ import * as path from 'node:path';
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
 
-import { BaseCommand, flagError } from '../run';
+import { BaseCommand, CliError, flagError } from '../run';
 import {
   createCa,
+  FileExistsError,
+  isRole,
   issueClientCertificate,
   issueNatsClientCertificate,
   issueServerCertificate,
@@ -15,7 +17,6 @@ import {
   ROLES,
   writePemFile,
   writePemFiles,
-  type Role,
 } from '../../pki';
 
 const isDays = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1), t.isAtMost(36500)]);
@@ -36,6 +37,11 @@ abstract class PkiCommand extends BaseCommand {
 
   protected say(text: string): void {
     this.context.stdout.write(`${text}\n`);
+  }
+
+  protected override describeError(error: unknown): CliError | undefined {
+    if (error instanceof FileExistsError) return new CliError(error.message, 'give --force to replace the files (a new key and certificate replace the old ones atomically)');
+    return undefined;
   }
 }
 
@@ -100,27 +106,29 @@ export class PkiClientCommand extends PkiCommand {
     examples: [
       ['A writer certificate for alice', '$0 pki client --ca-dir /etc/jobworker/pki --name alice --role writer --out ./alice'],
       ['A read-only dashboard for alice', '$0 pki client --ca-dir /etc/jobworker/pki --name alice --role reader --out ./alice-dashboard'],
+      ['Two roles at once', '$0 pki client --ca-dir /etc/jobworker/pki --name ci --role reader,writer --out ./ci'],
     ],
   });
   caDir = Option.String('--ca-dir', { required: true, description: 'directory holding ca.pem and ca-key.pem' });
   name = Option.String('--name', { required: true, description: 'identity (subject CN)' });
-  roles = Option.Array('--role', [], { description: `role to grant (repeatable): ${ROLES.join(', ')}` });
+  roles = Option.Array('--role', [], { description: `role to grant (repeatable, or comma-separated): ${ROLES.join(', ')}` });
 
   async run(): Promise<number> {
-    for (const role of this.roles) {
-      if (!(ROLES as readonly string[]).includes(role)) throw flagError('--role', `unknown role ${role}; expected ${ROLES.join(', ')}`);
-    }
+    const given = [...new Set(this.roles.flatMap((value) => value.split(',')).map((role) => role.trim()).filter((role) => role !== ''))];
+    const roles = given.filter(isRole);
+    const unknown = given.find((role) => !isRole(role));
+    if (unknown !== undefined) throw flagError('--role', `unknown role ${JSON.stringify(unknown)}; expected ${ROLES.join(', ')}`);
     const ca = await loadCa(caPaths(this.caDir));
     const issued = await issueClientCertificate(ca, {
       name: this.name,
-      roles: this.roles as Role[],
+      roles,
       ...(this.days === undefined ? {} : { validityDays: this.days }),
     });
     const dir = await this.outDir();
     const paths = { certificatePath: path.join(dir, `${this.name}.pem`), privateKeyPath: path.join(dir, `${this.name}-key.pem`) };
     await writePemFiles(issued, paths, { overwrite: this.force });
     await writePemFile(path.join(dir, 'ca.pem'), ca.certificatePem, { mode: 0o644, overwrite: true });
-    this.say(`client certificate for ${this.name} (${this.roles.join(', ')}) written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600), ${path.join(dir, 'ca.pem')}`);
+    this.say(`client certificate for ${this.name} (${roles.join(', ')}) written: ${paths.certificatePath}, ${paths.privateKeyPath} (0600), ${path.join(dir, 'ca.pem')}`);
     return 0;
   }
 }

@@ -18,7 +18,8 @@ export class ServeCommand extends BaseCommand {
       SIGHUP: reload the TLS files; jobs and connections are kept.
     `,
     examples: [
-      ['Development: serve on 127.0.0.1:50051 with generated certificates', '$0 --dev'],
+      ['Development: serve on 127.0.0.1:50051 and [::1]:50051 with generated certificates', '$0 --dev'],
+      ['A second dev daemon beside the first, without metrics', '$0 --dev --listen 127.0.0.1:50052 --state-dir /tmp/jobworker-2 --metrics-listen off'],
       ['Production, from a config file', '$0 --config /etc/jobworker/config.json'],
       ['Production, with flags', '$0 --listen 0.0.0.0:50051 --state-dir /var/lib/jobworker --tls-ca /etc/jobworker/ca.pem --tls-cert /etc/jobworker/server.pem --tls-key /etc/jobworker/server-key.pem'],
     ],
@@ -26,8 +27,8 @@ export class ServeCommand extends BaseCommand {
 
   config = Option.String('--config', { description: 'JSON config file' });
   dev = Option.Boolean('--dev', false, { description: 'development mode: generated certificates, per-user state' });
-  listen = Option.String('--listen', { description: 'gRPC address, HOST:PORT (default 127.0.0.1:50051)' });
-  metricsListen = Option.String('--metrics-listen', { description: 'Prometheus metrics address, HOST:PORT, or "off" (default 127.0.0.1:9464)' });
+  listen = Option.String('--listen', { description: 'gRPC address, HOST:PORT (default 127.0.0.1:50051; with --dev, a 127.0.0.1 address is served on [::1] too)' });
+  metricsListen = Option.String('--metrics-listen', { description: 'Prometheus metrics address, HOST:PORT, or "off" for none (default 127.0.0.1:9464)' });
   stateDir = Option.String('--state-dir', { description: 'job records and logs (default /var/lib/jobworker)' });
   cgroupRoot = Option.String('--cgroup-root', { description: 'delegated cgroup path for jobs (default: beneath our own cgroup)' });
   tlsCa = Option.String('--tls-ca', { description: 'CA certificate (PEM) that client certificates must chain to' });
@@ -40,7 +41,7 @@ export class ServeCommand extends BaseCommand {
   async run(): Promise<number> {
     let config = defaultConfig();
     if (this.config !== undefined) config = applyFileConfig(config, readConfigFile(this.config));
-    const stateDirFromEnv = process.env.JOBWORKER_STATE_DIR !== undefined && process.env.JOBWORKER_STATE_DIR !== '';
+    const fromEnv = (name: string) => process.env[name] !== undefined && process.env[name] !== '';
     config = applyEnvironment(config, process.env);
     if (this.listen !== undefined) config.listen = this.listen;
     if (this.metricsListen !== undefined) config.metricsListen = this.metricsListen === 'off' ? null : this.metricsListen;
@@ -67,11 +68,12 @@ export class ServeCommand extends BaseCommand {
       dev: this.dev,
       configFile: this.config ?? null,
       explicit: {
-        stateDir: this.stateDir !== undefined || stateDirFromEnv || fileConfig?.stateDir !== undefined,
+        stateDir: this.stateDir !== undefined || fromEnv('JOBWORKER_STATE_DIR') || fileConfig?.stateDir !== undefined,
         tls: config.tls !== null,
       },
     });
     handleSignals(daemon);
+    daemon.announceReady();
     await new Promise<never>(() => undefined); // serve until a signal ends the process
     return 0;
   }

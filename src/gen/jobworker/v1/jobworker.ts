@@ -558,7 +558,7 @@ export interface StartJobRequest {
   /** Arguments (argv[1..]); at most 4096, each at most 128 KiB, no NUL. */
   args: string[];
   /**
-   * The job's whole environment; nothing of the daemon's is inherited. Empty: PATH only.
+   * The job's whole environment; nothing of the daemon's is inherited. A default PATH is added when it has none.
    * At most 4096 variables; names non-empty without "=" or NUL.
    */
   env: { [key: string]: string };
@@ -787,6 +787,47 @@ export interface RemoveJobRequest {
 }
 
 export interface RemoveJobResponse {
+}
+
+export interface GetIdentityUsageRequest {
+  /**
+   * The identity (a certificate name); empty: the caller's own. Another identity's answers
+   * PERMISSION_DENIED unless the caller is an admin. At most 256 bytes.
+   */
+  identity: string;
+}
+
+export interface GetIdentityUsageResponse {
+  /** The identity's usage and limits. */
+  usage: IdentityUsage | undefined;
+}
+
+/**
+ * What an identity uses of its limits (docs/security.md, "Tenancy"). The daemon keeps the quotas on
+ * running jobs and log bytes; the kernel enforces the slice's limits on all the identity's jobs.
+ */
+export interface IdentityUsage {
+  /** The identity. */
+  identity: string;
+  /** Its slice: the cgroup all its jobs are in, beneath the daemon's cgroup root (docs/cgroups.md). */
+  slice: string;
+  /** Its jobs running now. */
+  runningJobs: number;
+  /** The most it may run at once; a start beyond answers RESOURCE_EXHAUSTED. */
+  maxRunningJobs: number;
+  /**
+   * Bytes of its logs on disk: running and finished jobs, each file after its 16-byte header.
+   * Removing finished jobs frees them.
+   */
+  logBytes: number;
+  /** Its log quota: capture stops there (a truncated marker) and starts answer RESOURCE_EXHAUSTED. */
+  maxLogBytes: number;
+  /** Its slice's limits (memory, pids, CPU, IO), shared by all its jobs. */
+  limits:
+    | Limits
+    | undefined;
+  /** What its slice uses now, all its jobs together; absent when it has no slice (no job lately). */
+  stats: ResourceStats | undefined;
 }
 
 function createBaseLimits(): Limits {
@@ -4471,6 +4512,352 @@ export const RemoveJobResponse: MessageFns<RemoveJobResponse> = {
   },
 };
 
+function createBaseGetIdentityUsageRequest(): GetIdentityUsageRequest {
+  return { identity: "" };
+}
+
+export const GetIdentityUsageRequest: MessageFns<GetIdentityUsageRequest> = {
+  encode(message: GetIdentityUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetIdentityUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetIdentityUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetIdentityUsageRequest {
+    return { identity: isSet(object.identity) ? globalThis.String(object.identity) : "" };
+  },
+
+  toJSON(message: GetIdentityUsageRequest): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetIdentityUsageRequest>, I>>(base?: I): GetIdentityUsageRequest {
+    return GetIdentityUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetIdentityUsageRequest>, I>>(object: I): GetIdentityUsageRequest {
+    const message = createBaseGetIdentityUsageRequest();
+    message.identity = object.identity ?? "";
+    return message;
+  },
+};
+
+function createBaseGetIdentityUsageResponse(): GetIdentityUsageResponse {
+  return { usage: undefined };
+}
+
+export const GetIdentityUsageResponse: MessageFns<GetIdentityUsageResponse> = {
+  encode(message: GetIdentityUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.usage !== undefined) {
+      IdentityUsage.encode(message.usage, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetIdentityUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetIdentityUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.usage = IdentityUsage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetIdentityUsageResponse {
+    return { usage: isSet(object.usage) ? IdentityUsage.fromJSON(object.usage) : undefined };
+  },
+
+  toJSON(message: GetIdentityUsageResponse): unknown {
+    const obj: any = {};
+    if (message.usage !== undefined) {
+      obj.usage = IdentityUsage.toJSON(message.usage);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetIdentityUsageResponse>, I>>(base?: I): GetIdentityUsageResponse {
+    return GetIdentityUsageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetIdentityUsageResponse>, I>>(object: I): GetIdentityUsageResponse {
+    const message = createBaseGetIdentityUsageResponse();
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? IdentityUsage.fromPartial(object.usage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseIdentityUsage(): IdentityUsage {
+  return {
+    identity: "",
+    slice: "",
+    runningJobs: 0,
+    maxRunningJobs: 0,
+    logBytes: 0,
+    maxLogBytes: 0,
+    limits: undefined,
+    stats: undefined,
+  };
+}
+
+export const IdentityUsage: MessageFns<IdentityUsage> = {
+  encode(message: IdentityUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    if (message.slice !== "") {
+      writer.uint32(18).string(message.slice);
+    }
+    if (message.runningJobs !== 0) {
+      writer.uint32(24).uint32(message.runningJobs);
+    }
+    if (message.maxRunningJobs !== 0) {
+      writer.uint32(32).uint32(message.maxRunningJobs);
+    }
+    if (message.logBytes !== 0) {
+      writer.uint32(40).uint64(message.logBytes);
+    }
+    if (message.maxLogBytes !== 0) {
+      writer.uint32(48).uint64(message.maxLogBytes);
+    }
+    if (message.limits !== undefined) {
+      Limits.encode(message.limits, writer.uint32(58).fork()).join();
+    }
+    if (message.stats !== undefined) {
+      ResourceStats.encode(message.stats, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IdentityUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIdentityUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.slice = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.runningJobs = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxRunningJobs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.logBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxLogBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.limits = Limits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.stats = ResourceStats.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IdentityUsage {
+    return {
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      slice: isSet(object.slice) ? globalThis.String(object.slice) : "",
+      runningJobs: isSet(object.runningJobs)
+        ? globalThis.Number(object.runningJobs)
+        : isSet(object.running_jobs)
+        ? globalThis.Number(object.running_jobs)
+        : 0,
+      maxRunningJobs: isSet(object.maxRunningJobs)
+        ? globalThis.Number(object.maxRunningJobs)
+        : isSet(object.max_running_jobs)
+        ? globalThis.Number(object.max_running_jobs)
+        : 0,
+      logBytes: isSet(object.logBytes)
+        ? globalThis.Number(object.logBytes)
+        : isSet(object.log_bytes)
+        ? globalThis.Number(object.log_bytes)
+        : 0,
+      maxLogBytes: isSet(object.maxLogBytes)
+        ? globalThis.Number(object.maxLogBytes)
+        : isSet(object.max_log_bytes)
+        ? globalThis.Number(object.max_log_bytes)
+        : 0,
+      limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
+      stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
+    };
+  },
+
+  toJSON(message: IdentityUsage): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.slice !== "") {
+      obj.slice = message.slice;
+    }
+    if (message.runningJobs !== 0) {
+      obj.runningJobs = Math.round(message.runningJobs);
+    }
+    if (message.maxRunningJobs !== 0) {
+      obj.maxRunningJobs = Math.round(message.maxRunningJobs);
+    }
+    if (message.logBytes !== 0) {
+      obj.logBytes = Math.round(message.logBytes);
+    }
+    if (message.maxLogBytes !== 0) {
+      obj.maxLogBytes = Math.round(message.maxLogBytes);
+    }
+    if (message.limits !== undefined) {
+      obj.limits = Limits.toJSON(message.limits);
+    }
+    if (message.stats !== undefined) {
+      obj.stats = ResourceStats.toJSON(message.stats);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IdentityUsage>, I>>(base?: I): IdentityUsage {
+    return IdentityUsage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IdentityUsage>, I>>(object: I): IdentityUsage {
+    const message = createBaseIdentityUsage();
+    message.identity = object.identity ?? "";
+    message.slice = object.slice ?? "";
+    message.runningJobs = object.runningJobs ?? 0;
+    message.maxRunningJobs = object.maxRunningJobs ?? 0;
+    message.logBytes = object.logBytes ?? 0;
+    message.maxLogBytes = object.maxLogBytes ?? 0;
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? Limits.fromPartial(object.limits)
+      : undefined;
+    message.stats = (object.stats !== undefined && object.stats !== null)
+      ? ResourceStats.fromPartial(object.stats)
+      : undefined;
+    return message;
+  },
+};
+
 /** Runs commands as jobs under cgroup limits and serves their status and output. */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
@@ -4553,6 +4940,22 @@ export const JobServiceService = {
     responseSerialize: (value: RemoveJobResponse): Buffer => Buffer.from(RemoveJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveJobResponse => RemoveJobResponse.decode(value),
   },
+  /**
+   * What an identity uses of its limits, all its jobs together: running jobs and log bytes against
+   * the daemon's quotas, memory, processes and CPU of its slice against the kernel's. Roles:
+   * reader/writer (their own identity), admin (any).
+   */
+  getIdentityUsage: {
+    path: "/jobworker.v1.JobService/GetIdentityUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetIdentityUsageRequest): Buffer =>
+      Buffer.from(GetIdentityUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetIdentityUsageRequest => GetIdentityUsageRequest.decode(value),
+    responseSerialize: (value: GetIdentityUsageResponse): Buffer =>
+      Buffer.from(GetIdentityUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetIdentityUsageResponse => GetIdentityUsageResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -4579,6 +4982,12 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   watchJobs: handleServerStreamingCall<WatchJobsRequest, WatchJobsResponse>;
   /** Deletes a finished job's record and log. Roles: writer (own), admin (any). */
   removeJob: handleUnaryCall<RemoveJobRequest, RemoveJobResponse>;
+  /**
+   * What an identity uses of its limits, all its jobs together: running jobs and log bytes against
+   * the daemon's quotas, memory, processes and CPU of its slice against the kernel's. Roles:
+   * reader/writer (their own identity), admin (any).
+   */
+  getIdentityUsage: handleUnaryCall<GetIdentityUsageRequest, GetIdentityUsageResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -4684,6 +5093,26 @@ export interface JobServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveJobResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * What an identity uses of its limits, all its jobs together: running jobs and log bytes against
+   * the daemon's quotas, memory, processes and CPU of its slice against the kernel's. Roles:
+   * reader/writer (their own identity), admin (any).
+   */
+  getIdentityUsage(
+    request: GetIdentityUsageRequest,
+    callback: (error: ServiceError | null, response: GetIdentityUsageResponse) => void,
+  ): ClientUnaryCall;
+  getIdentityUsage(
+    request: GetIdentityUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetIdentityUsageResponse) => void,
+  ): ClientUnaryCall;
+  getIdentityUsage(
+    request: GetIdentityUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetIdentityUsageResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,99 @@
+// Baselines for the grpc benchmark that are processes of their own: a raw TLS 1.3 socket between two
+// processes (the floor for log streaming), whole `job-cli` processes against `node -e 0` (the floor
+// for the CLI's start-up), and the CLI as a log follower writing to a file.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
+
+import type { TlsFilePaths } from '../src/pki';
+
+const REPO_ROOT = path.join(__dirname, '..', '..');
+export const CLI_BIN = path.join(REPO_ROOT, 'bin', 'job-cli.js');
+
+/** Seconds from spawn to exit of `node ARGS…`; rejects on a non-zero exit. */
+export async function timeProcess(args: readonly string[], env: NodeJS.ProcessEnv, stdoutFd: number | 'ignore' = 'ignore'): Promise<number> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', stdoutFd, 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (code !== 0) throw new Error(`node ${args.join(' ')} ended with ${code ?? signal}: ${stderr.trim()}`);
+  return seconds;
+}
+
+/** The environment a `job-cli` process gets: our own, pointed at the daemon with `files`. */
+export function cliEnvironment(address: string, files: TlsFilePaths, home: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('JOBWORKER_')) env[name] = value;
+  return {
+    ...env,
+    HOME: home,
+    JOBWORKER_ADDR: address,
+    JOBWORKER_CA: files.caPath,
+    JOBWORKER_CERT: files.certificatePath,
+    JOBWORKER_KEY: files.privateKeyPath,
+  };
+}
+
+/** MB/s of `job-cli stream JOB` writing the job's whole output to a file (then checked for `bytes`). */
+export async function cliFollowMBs(env: NodeJS.ProcessEnv, jobId: string, outPath: string, bytes: number): Promise<number> {
+  const fd = openSync(outPath, 'w');
+  let seconds: number;
+  try {
+    seconds = await timeProcess([CLI_BIN, 'stream', jobId], env, fd);
+  } finally {
+    closeSync(fd);
+  }
+  const size = statSync(outPath).size;
+  if (size !== bytes) throw new Error(`job-cli stream wrote ${size} bytes of ${bytes}`);
+  return bytes / 1e6 / seconds;
+}
+
+/** A TLS 1.3 server process (tls-floor-child.js) that sends `bytes` zeros to each client. */
+export class TlsFloorServer {
+  readonly #child;
+  readonly port: Promise<number>;
+
+  constructor(server: TlsFilePaths, bytes: number) {
+    this.#child = spawn(process.execPath, [path.join(__dirname, 'tls-floor-child.js'), server.certificatePath, server.privateKeyPath, server.caPath, String(bytes)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    this.port = new Promise((resolve, reject) => {
+      this.#child.once('error', reject);
+      this.#child.once('exit', (code) => reject(new Error(`tls-floor-child exited with ${code} before listening`)));
+      this.#child.stdout.setEncoding('utf8').once('data', (line: string) => resolve(Number(line.trim())));
+    });
+  }
+
+  /** MB/s of one client reading everything the server sends. */
+  async readOnce(client: TlsFilePaths, bytes: number): Promise<number> {
+    const port = await this.port;
+    const start = process.hrtime.bigint();
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: readFileSync(client.caPath),
+      cert: readFileSync(client.certificatePath),
+      key: readFileSync(client.privateKeyPath),
+      minVersion: 'TLSv1.3',
+    });
+    let got = 0;
+    socket.on('data', (data: Buffer) => (got += data.length));
+    await once(socket, 'end');
+    socket.destroy();
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    if (got !== bytes) throw new Error(`raw TLS client got ${got} bytes of ${bytes}`);
+    return bytes / 1e6 / seconds;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#child.exitCode !== null) return;
+    const exited = once(this.#child, 'exit');
+    this.#child.stdin.end();
+    await exited;
+  }
+}

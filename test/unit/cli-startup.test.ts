@@ -1,0 +1,51 @@
+// job-cli's start-up loads only what a command uses (issue 17): commands that do not connect never
+// load gRPC, the generated code or the certificate parser, and a connecting command does not load
+// the certificate parser for good files. Checked on the real binary: the modules Node loaded, as a
+// preloaded script sees them at exit.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { CLI_BIN, cliEnvironment } from '../helpers/cli';
+
+const HEAVY = [/node_modules\/@grpc\//, /node_modules\/@peculiar\//, /node_modules\/@bufbuild\//, /dist\/src\/gen\//];
+let dir: string;
+
+before(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-startup-'));
+  writeFileSync(
+    path.join(dir, 'record-modules.js'),
+    `process.on('exit', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, Object.keys(require.cache).join('\\n')));\n`,
+  );
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function modulesLoadedBy(args: string[]): string[] {
+  const out = path.join(dir, `modules-${args.join('-')}.txt`);
+  const result = spawnSync(process.execPath, ['--require', path.join(dir, 'record-modules.js'), CLI_BIN, ...args], {
+    env: { ...cliEnvironment(dir), MODULES_OUT: out },
+    encoding: 'utf8',
+  });
+  assert.ok(result.status !== null, `job-cli ${args.join(' ')} ran: ${result.stderr}`);
+  return readFileSync(out, 'utf8').split('\n');
+}
+
+describe('job-cli start-up', () => {
+  for (const args of [['--version'], ['--help'], ['query', '--help'], ['start', '--no-such-flag']]) {
+    it(`\`job-cli ${args.join(' ')}\` loads no gRPC, generated code or certificate parser`, () => {
+      const loaded = modulesLoadedBy(args);
+      assert.ok(loaded.some((file) => file.endsWith(path.join('job-cli', 'main.js'))), 'the record has teeth: it lists the CLI itself');
+      assert.deepEqual(loaded.filter((file) => HEAVY.some((pattern) => pattern.test(file))), []);
+    });
+  }
+
+  it('a connecting command loads gRPC (the record sees lazily loaded modules)', () => {
+    // Nothing listens on port 1: the command fails after it loaded the connection code.
+    const loaded = modulesLoadedBy(['query', '--addr', 'localhost:1', '--timeout', '1s', '00000000-0000-4000-8000-000000000000']);
+    assert.ok(loaded.some((file) => /node_modules\/@grpc\/grpc-js\//.test(file)));
+  });
+});
