@@ -570,6 +570,7 @@ export class Job {
   /**
    * Sends `signal` to every process of the job, waits up to `graceMs` (without holding anything),
    * then kills the whole cgroup; resolves once the job is really gone and recorded as stopped.
+   * `graceMs` 0 kills at once (SIGKILL) without sending `signal`.
    * Stopping a finished job is a no-op that says so; concurrent stops share one. An unknown signal
    * name is a ValidationError on the `signal` field, and nothing is signalled.
    */
@@ -594,20 +595,10 @@ export class Job {
     this.#throwIfNeverStarted();
     const running = this.#running;
     if (running !== null && this.#phase === 'running') {
-      try {
-        // In a PID namespace of its own, the job's init forwards the signal to every process of
-        // the job: signalling each process as well would deliver it twice.
-        if (running.throughInit) running.native.kill(signal);
-        else await running.cgroup.signalAll(signal);
-      } catch (error) {
-        this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
-      }
-      const grace = new AbortController();
-      const gone = await Promise.race([
-        this.#finished.then(() => true),
-        delay(graceMs, false, { signal: grace.signal }).catch(() => true),
-      ]);
-      grace.abort();
+      // No grace: SIGKILL at once, as `docker stop -t 0` and systemd's TimeoutStopSec=0 end up
+      // doing. Sending the signal first would race the kill: through the job's init (which forwards
+      // it a moment later) the job died of either, so the outcome was a coin toss.
+      const gone = graceMs === 0 ? false : await this.#signalAndWait(running, signal, graceMs);
       if (!gone && this.#phase === 'running') {
         await running.cgroup.kill().catch((error: unknown) => {
           throw new JobworkerError('internal', `could not kill job ${this.id}: ${String(error)}`);
@@ -616,5 +607,21 @@ export class Job {
     }
     await this.#finished;
     return { alreadyFinished: false, status: this.status() };
+  }
+
+  /** Sends `signal` to every process of the job; true if the job ended within `graceMs`. */
+  async #signalAndWait(running: Running, signal: NodeJS.Signals, graceMs: number): Promise<boolean> {
+    try {
+      // In a PID namespace of its own, the job's init forwards the signal to every process of
+      // the job: signalling each process as well would deliver it twice.
+      if (running.throughInit) running.native.kill(signal);
+      else await running.cgroup.signalAll(signal);
+    } catch (error) {
+      this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
+    }
+    const grace = new AbortController();
+    const gone = await Promise.race([this.#finished.then(() => true), delay(graceMs, false, { signal: grace.signal }).catch(() => true)]);
+    grace.abort();
+    return gone;
   }
 }

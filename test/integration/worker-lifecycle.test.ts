@@ -149,7 +149,9 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
   });
 
   it('not executable: no execute bit, not a program, a missing #! interpreter', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    // Not under /tmp (every job has a private one), and open to the job's dynamic uid.
+    const dir = mkdtempSync('/var/lib/jobworker-exec-');
+    chmodSync(dir, 0o755);
     try {
       writeFileSync(path.join(dir, 'plain'), 'echo hi\n', { mode: 0o644 });
       writeFileSync(path.join(dir, 'garbage'), 'not a program', { mode: 0o755 });
@@ -159,6 +161,17 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
       await refused({ command: 'plain', env: { PATH: dir } }, 'not-executable', /^command: not executable: \S+\/plain \(found in PATH \S+\): EACCES/);
       await refused({ command: path.join(dir, 'garbage') }, 'not-executable', /^command: not executable: \S+\/garbage: ENOEXEC: .*#! line$/);
       await refused({ command: path.join(dir, 'orphan') }, 'not-executable', /^command: not executable: \S+\/orphan \(its #! interpreter does not exist\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a program on the host but not in the job\'s view (its private /tmp) is not found, and says why', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    try {
+      writeFileSync(path.join(dir, 'tool'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+      chmodSync(dir, 0o755);
+      await refused({ command: path.join(dir, 'tool') }, 'not-found', /^command: not found: \S+\/tool \(ENOENT\): it exists on the daemon's host but not in the job's view/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -198,6 +211,20 @@ describe('stop', requireRoot, () => {
     assert.equal(result.status.state, 'stopped');
     assert.equal(result.status.outcome?.signal, 'SIGKILL');
   });
+
+  for (const [how, isolation] of [
+    ['through its init', {}],
+    ['in the host PID namespace', { namespaces: { pid: false } }],
+  ] as const) {
+    it(`no grace (${how}): SIGKILL at once, the stop signal is not sent first`, async () => {
+      const job = await t.worker.start({ command: 'sh', args: ['-c', 'trap "echo bye; exit 0" TERM; echo ready; while :; do sleep 0.05; done'], isolation });
+      await outputContains(job, 'ready');
+      const result = await job.stop({ graceMs: 0 });
+      assert.equal(result.status.state, 'stopped');
+      assert.equal(result.status.outcome?.signal, 'SIGKILL');
+      assert.equal(await text(job), 'ready\n', 'the TERM trap never ran');
+    });
+  }
 
   it('stop with another signal', async () => {
     const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
@@ -310,7 +337,7 @@ describe('job user', requireRoot, () => {
   });
 
   it('a start that fails gives its dynamic uid and scratch directory back', async () => {
-    await assert.rejects(t.worker.start({ command: '/nonexistent/tool' }), (e: unknown) => e instanceof SpawnError);
+    await assert.rejects(t.worker.start({ command: '/nonexistent/tool' }), (e: unknown) => e instanceof CommandError && e.cause instanceof SpawnError);
     assert.deepEqual([...t.worker.dynamicUids.inUse], []);
     assert.deepEqual(readdirSync(t.worker.scratch.root), []);
   });
