@@ -57,7 +57,8 @@ async function main(): Promise<void> {
   children.length = 0;
 
   const stateDir = mkdtempSync(path.join(config.dataDir, 'jobworker-bench-memory-'));
-  const worker = await Worker.open({ stateDir, cgroup: { rootName: `jobworker-bench-memory-${process.pid}` } });
+  // One identity ("") runs every job: its running-jobs quota (1,024 by default) is raised to the count.
+  const worker = await Worker.open({ stateDir, cgroup: { rootName: `jobworker-bench-memory-${process.pid}` }, identityLimits: { maxRunningJobs: jobs } });
   try {
     before = settledRss();
     const startedAt = process.hrtime.bigint();

@@ -72,12 +72,12 @@ export class CgroupPlan implements JobCgroupPlan {
   readonly id: string;
   readonly name: JobCgroupName;
   readonly limits: Limits;
-  readonly createOps: readonly CgroupOp[];
   readonly settleOps: readonly CgroupOp[];
   readonly placement: SpawnPlacementPaths;
   readonly cgroup: CgroupOfJob;
   #parts: JobCgroupParts;
   #slice: SliceLease;
+  #createOps: readonly CgroupOp[];
 
   constructor(parts: JobCgroupParts, limits: Limits, slice: SliceLease) {
     this.id = parts.id;
@@ -87,7 +87,7 @@ export class CgroupPlan implements JobCgroupPlan {
     this.#slice = slice;
     this.placement = parts.placement;
     // The slice first (when this job makes it): its directories must exist before the job's.
-    this.createOps = [...slice.createOps, ...createOpsOf(parts.dirs)];
+    this.#createOps = [...slice.createOps, ...createOpsOf(parts.dirs)];
     // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
     // stops there) if a process is left. Reads are optional: a missing file is told apart from a
     // failed read by the interpretation below.
@@ -97,6 +97,10 @@ export class CgroupPlan implements JobCgroupPlan {
       ...[...parts.dirs].reverse().map(({ dir }): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
     ];
     this.cgroup = new CgroupOfJob(parts);
+  }
+
+  get createOps(): readonly CgroupOp[] {
+    return this.#createOps;
   }
 
   creationError(report: OpsReport): Error {
@@ -111,6 +115,9 @@ export class CgroupPlan implements JobCgroupPlan {
 
   createOpsRan(outcome: CreateOutcome): void {
     this.#slice.createOpsRan(outcome);
+    // Kept by every running job otherwise (paths and limit values, ~2 KiB on a hybrid host), and
+    // only creationError() reads them, before this.
+    if (outcome === 'created') this.#createOps = [];
   }
 
   release(): Promise<void> {

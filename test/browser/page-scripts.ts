@@ -67,7 +67,9 @@ export function TEXT_COLOURS(texts: string[]): string {
 
 /** A function listing the terminal's screen rows with text, and whether a stderr tint covers each. */
 export const TINTED_ROWS = `() => {
-  const tints = [...document.querySelectorAll('.xterm-decoration.stderr-lines')].filter((tint) => tint.style.display !== 'none').map((tint) => tint.getBoundingClientRect());
+  // A tint is an element the user sees: shown, and with a background that is not transparent.
+  const visible = (tint) => tint.style.display !== 'none' && !['transparent', 'rgba(0, 0, 0, 0)'].includes(getComputedStyle(tint).backgroundColor);
+  const tints = [...document.querySelectorAll('.xterm-decoration.stderr-lines')].filter(visible).map((tint) => tint.getBoundingClientRect());
   return [...document.querySelectorAll('.xterm-rows > div')]
     .map((row) => ({ text: row.textContent.replace(/\u00a0/g, ' ').trimEnd(), box: row.getBoundingClientRect() }))
     .filter((row) => row.text !== '')

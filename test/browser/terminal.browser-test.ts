@@ -97,11 +97,11 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
 
   const colourLine = '\x1b[31mred alert\x1b[0m plain \x1b[1;32mbold green\x1b[0m\n';
   const outLines = [1, 2, 3, 4, 5, 6].map((n) => `out ${n}\n`).join('');
-  const errLines = [1, 2, 3, 4, 5, 6].map((n) => `err ${n}\n`).join('');
+  const errLines = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => `err ${n}\n`).join('');
   let twoStreams: string;
 
-  it('draws the colours a job asks for, never its escape codes, and tints its stderr lines only', async () => {
-    const script = `printf '\\033[31mred alert\\033[0m plain \\033[1;32mbold green\\033[0m\\n'; for i in 1 2 3 4 5 6; do echo "out $i"; echo "err $i" >&2; done`;
+  it('draws the colours a job asks for, never its escape codes, and tints its stderr lines only (every line of a several-line write)', async () => {
+    const script = `printf '\\033[31mred alert\\033[0m plain \\033[1;32mbold green\\033[0m\\n'; for i in 1 2 3 4 5 6; do echo "out $i"; echo "err $i" >&2; done; printf 'err 7\\nerr 8\\nerr 9\\n' >&2`;
     twoStreams = (await client.startJob({ command: 'sh', args: ['-c', script] })).id;
     await openJobPage(twoStreams);
     await waitForLogEnd();

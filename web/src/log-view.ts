@@ -261,7 +261,8 @@ export class LogView {
       marker: run.marker,
       width: this.#terminal.cols,
       height,
-      backgroundColor: '#3a1e24',
+      // No backgroundColor: xterm.js paints it on the marker's line only, whatever the height; the
+      // element spans every line of the run and style.css gives it a translucent tint.
       layer: 'bottom',
       overviewRulerOptions: { color: '#e5536b', position: 'left' },
     });
