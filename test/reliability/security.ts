@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 
 import { ClientError, JobworkerClient } from '../../src/client';
 import { craftCertificate, createTestPki } from '../helpers/pki';
+import { eventually } from '../helpers/poll';
 import { ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { jobOutput } from './streams';
@@ -220,6 +221,17 @@ export const security: Scenario = {
         .sort((a, b) => Number(a) - Number(b))
         .map((fd) => `${fd} ${readlinkSync(`/proc/${pid}/fd/${fd}`)}`);
     const initPid = sleeper.pid!;
+    // PID 1 vforks the command and execs init only after the command's exec; until then it is the
+    // daemon's clone with the daemon's descriptors (close-on-exec, and out of the job's reach: it is
+    // not dumpable). No event marks init's start: wait for it, bounded, then for its stdio closed.
+    const initRunning = await eventually(async () => {
+      try {
+        return readFileSync(`/proc/${initPid}/comm`, 'utf8') === 'jobworker-init\n' && !readdirSync(`/proc/${initPid}/fd`).includes('0');
+      } catch {
+        return false;
+      }
+    }, 5000);
+    assert.ok(initRunning, `the job's init did not start: ${readFileSync(`/proc/${initPid}/comm`, 'utf8').trim()}`);
     const commandPid = Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim());
     const initFds = fdsOf(initPid);
     const commandFds = fdsOf(commandPid);
