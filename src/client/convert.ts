@@ -4,7 +4,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsFromPb } from '../api/resource-stats';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { LimitsRequest, ListJobsRequest, StartJobRequest, StreamLogsRequest, WatchJobsRequest } from './requests';
-import type { IdentityUsageView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, OutputStreamName } from './views';
+import type { IdentityUsageView, IsolationView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, NamespaceViewName, OutputStreamName, UserKindName } from './views';
 
 const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 const emptyToNull = (value: string): string | null => (value === '' ? null : value);
@@ -34,7 +34,8 @@ export function jobFromPb(job: pb.Job): JobView {
     args: job.args,
     argsOmitted: job.argsOmitted,
     cwd: job.cwd,
-    user: job.user === undefined ? null : { uid: job.user.uid, gid: job.user.gid, groups: job.user.groups },
+    user: job.user === undefined ? null : { uid: job.user.uid, gid: job.user.gid, groups: job.user.groups, name: emptyToNull(job.user.name), kind: USER_KINDS.get(job.user.kind) ?? 'unknown' },
+    isolation: isolationFromPb(job.isolation),
     state: jobStateFromPb(job.state) ?? 'unknown',
     pid: job.pid === 0 ? null : job.pid,
     outcome: {
@@ -59,6 +60,33 @@ export function jobFromPb(job: pb.Job): JobView {
       job.pool === undefined
         ? null
         : { name: job.pool.name, runnerHost: emptyToNull(job.pool.runnerHost), runnerAddress: emptyToNull(job.pool.runnerAddress), retries: job.pool.retries, attempts: job.pool.attempts },
+  };
+}
+
+const USER_KINDS = new Map<pb.UserKind, UserKindName>([
+  [pb.UserKind.USER_KIND_DYNAMIC, 'dynamic'],
+  [pb.UserKind.USER_KIND_MAPPED, 'mapped'],
+  [pb.UserKind.USER_KIND_REQUESTED, 'requested'],
+]);
+
+const NAMESPACES: [pb.Namespace, NamespaceViewName][] = [
+  [pb.Namespace.NAMESPACE_PID, 'pid'],
+  [pb.Namespace.NAMESPACE_MOUNT, 'mount'],
+  [pb.Namespace.NAMESPACE_CGROUP, 'cgroup'],
+  [pb.Namespace.NAMESPACE_IPC, 'ipc'],
+  [pb.Namespace.NAMESPACE_UTS, 'uts'],
+  [pb.Namespace.NAMESPACE_NETWORK, 'network'],
+];
+const NAMESPACE_NAMES = new Map(NAMESPACES);
+const NAMESPACES_TO_PB = new Map(NAMESPACES.map(([value, name]) => [name, value]));
+
+function isolationFromPb(isolation: pb.Isolation | undefined): IsolationView {
+  return {
+    // Namespaces this client does not know (a newer daemon's) are left out.
+    namespaces: (isolation?.namespaces ?? []).flatMap((value) => NAMESPACE_NAMES.get(value) ?? []),
+    network: isolation?.network === pb.Network.NETWORK_NONE ? 'none' : 'host',
+    readOnlyRoot: isolation?.readOnlyRoot ?? false,
+    mounts: (isolation?.mounts ?? []).map((m) => ({ source: m.source, target: m.target, readOnly: m.readOnly })),
   };
 }
 
@@ -128,6 +156,12 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     cwd: request.cwd ?? '',
     limits: request.limits === undefined ? undefined : limitsToPb(request.limits),
     user: request.user === undefined ? undefined : { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups ?? [] },
+    userName: request.userName ?? '',
+    groupName: request.groupName ?? '',
+    network: request.network === undefined ? pb.Network.NETWORK_UNSPECIFIED : request.network === 'none' ? pb.Network.NETWORK_NONE : pb.Network.NETWORK_HOST,
+    mounts: request.mounts ?? [],
+    readOnlyRoot: request.readOnlyRoot,
+    hostNamespaces: (request.hostNamespaces ?? []).map((name) => NAMESPACES_TO_PB.get(name)!),
     pool: request.pool ?? '',
     retries: request.retries ?? 0,
     jobId: request.jobId ?? '',

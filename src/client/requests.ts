@@ -1,7 +1,7 @@
 // What the client is asked for: plain TypeScript objects (./convert.ts makes the wire messages).
 // Absent fields take the daemon's defaults.
 import type { JobStateName } from '../api/job-state-names';
-import type { OutputStreamName } from './views';
+import type { MountView, NamespaceViewName, NetworkName, OutputStreamName } from './views';
 
 export interface StartJobRequest {
   command: string;
@@ -11,8 +11,20 @@ export interface StartJobRequest {
   /** Absolute, on the daemon's host (default /). */
   cwd?: string;
   limits?: LimitsRequest;
-  /** Run as this user instead of the daemon's job user (admins only). */
+  /** Run as this user, by number (admins only); default: the caller's mapped user, else a dynamic uid. */
   user?: { uid: number; gid: number; groups?: number[] };
+  /** Run as this user, by name, resolved by the daemon (admins only; not with `user`). */
+  userName?: string;
+  /** With userName: the primary group by name. */
+  groupName?: string;
+  /** Default: the daemon's. */
+  network?: NetworkName;
+  /** Host paths shown inside the job (a role the daemon allows; admins by default). */
+  mounts?: MountView[];
+  /** Every mount read-only but the job's scratch directory, private /tmp and writable mounts. */
+  readOnlyRoot?: boolean;
+  /** Namespaces shared with the host (opt-outs the daemon must allow the caller). */
+  hostNamespaces?: Exclude<NamespaceViewName, 'network'>[];
   /** Run it on whichever daemon of this pool has room (docs/fleet.md). */
   pool?: string;
   /** Pool jobs: re-runs after a lost run (default 0: at most once). */

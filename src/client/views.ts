@@ -16,8 +16,10 @@ export interface JobView {
   /** Arguments not in `args` (0: complete; GetJob always answers with every one). */
   argsOmitted: number;
   cwd: string;
-  /** The user it runs as; null: the daemon's own. */
+  /** The user it runs as; null only while it is starting and its user is not settled. */
   user: JobUserView | null;
+  /** How it is isolated from the host and from other jobs. */
+  isolation: IsolationView;
   /** 'unknown': a state this client does not know (a newer daemon's). */
   state: JobStateName | 'unknown';
   /** Process id of the main process; null before it runs. */
@@ -49,6 +51,28 @@ export interface JobUserView {
   uid: number;
   gid: number;
   groups: number[];
+  /** Its name in the daemon's user database; null if none (dynamic uids never have one). */
+  name: string | null;
+  /** 'dynamic': a uid of its own from the daemon's range; 'mapped': its owner's configured user; 'requested': an admin's choice. */
+  kind: UserKindName;
+}
+
+export type UserKindName = 'dynamic' | 'mapped' | 'requested' | 'unknown';
+export type NamespaceViewName = 'pid' | 'mount' | 'cgroup' | 'ipc' | 'uts' | 'network';
+export type NetworkName = 'host' | 'none';
+
+export interface IsolationView {
+  /** Namespaces of its own; those not listed are the host's. */
+  namespaces: NamespaceViewName[];
+  network: NetworkName;
+  readOnlyRoot: boolean;
+  mounts: MountView[];
+}
+
+export interface MountView {
+  source: string;
+  target: string;
+  readOnly: boolean;
 }
 
 export interface JobOutcomeView {

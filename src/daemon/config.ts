@@ -10,6 +10,9 @@ import { JobworkerError, errorCode } from '../errors';
 import type { LogFormat, LogLevel } from '../logger';
 import { DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR } from '../paths';
 import type { TlsFilePaths } from '../pki';
+import { ROLES, type Role } from '../pki/roles';
+import { DEFAULT_JOB_POLICY, type IsolationOptOuts } from '../server';
+import { DEFAULT_DYNAMIC_UID_RANGE, type NamespaceName } from '../worker';
 
 export interface DaemonConfig {
   listen: string;
@@ -29,8 +32,13 @@ export interface DaemonConfig {
     stopGraceMs?: number;
   };
   retention: { maxFinishedJobs?: number; maxAgeMs?: number };
-  /** The user jobs run as unless an admin asks for another; null: the daemon's own (root). */
-  jobUser: { uid: number; gid: number; groups?: number[] } | null;
+  /** Identity (certificate CN) → the host user its jobs run as; other identities' jobs get dynamic uids. */
+  identities: Record<string, IdentityUser>;
+  /** The range dynamic uids come from. */
+  dynamicUids: { first: number; count: number };
+  /** Scratch directories: null root = "<stateDir>-scratch". */
+  scratch: { root: string | null; keep: boolean };
+  isolation: IsolationConfig;
   maxRunningJobs?: number;
   /** What each identity may use, all its jobs together (docs/security.md, "Tenancy"); unset: host defaults. */
   identityLimits: IdentityLimitsConfig;
@@ -77,6 +85,26 @@ export interface DaemonConfig {
   fleet: FleetConfig | null;
 }
 
+/** A host user by name or number, its primary group and supplementary groups (default: the user's own). */
+export interface IdentityUser {
+  user: string | number;
+  group?: string | number;
+  groups?: (string | number)[];
+}
+
+export interface IsolationConfig {
+  /** Namespaces jobs get by default (each true unless set false). */
+  namespaces: Partial<Record<NamespaceName, boolean>>;
+  network: 'host' | 'none';
+  readOnlyRoot: boolean;
+  /** Roles that may ask, per job, for less than these defaults. */
+  optOuts: IsolationOptOuts;
+  /** Roles that may bind host paths into jobs. */
+  mounts: Role[];
+  /** More directories hidden from every job (the state directory, the config's and the TLS files' are always). */
+  hide: string[];
+}
+
 export interface FleetConfig {
   nats: { servers: string[]; tls: TlsFilePaths; replicas: number };
   /** This daemon's name in the fleet; default: the machine's host name. */
@@ -94,6 +122,9 @@ export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
 
 const isPositiveInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInteger = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+
+const isUserOrGroup = t.isOneOf([t.isString(), isNonNegativeInteger]);
+const isRoles = t.isArray(t.isEnum(ROLES));
 
 /** An identity's limits and quotas; the values' ranges are checked when the Worker opens. */
 const isIdentityLimits = t.isObject({
@@ -138,6 +169,31 @@ const FILE_CONFIG_SHAPE = {
     retention: t.isOptional(t.isObject({ maxFinishedJobs: t.isOptional(isNonNegativeInteger), maxAgeMs: t.isOptional(isPositiveInteger) })),
     maxRunningJobs: t.isOptional(isPositiveInteger),
     maxStreamsPerIdentity: t.isOptional(isPositiveInteger),
+    identities: t.isOptional(
+      t.isDict(t.isObject({ user: isUserOrGroup, group: t.isOptional(isUserOrGroup), groups: t.isOptional(t.isArray(isUserOrGroup)) })),
+    ),
+    dynamicUids: t.isOptional(t.isObject({ first: isPositiveInteger, count: isPositiveInteger })),
+    scratch: t.isOptional(t.isObject({ root: t.isOptional(t.isNullable(t.isString())), keep: t.isOptional(t.isBoolean()) })),
+    isolation: t.isOptional(
+      t.isObject({
+        namespaces: t.isOptional(t.isObject({ pid: t.isOptional(t.isBoolean()), mount: t.isOptional(t.isBoolean()), cgroup: t.isOptional(t.isBoolean()), ipc: t.isOptional(t.isBoolean()), uts: t.isOptional(t.isBoolean()) })),
+        network: t.isOptional(t.isEnum(['host', 'none'])),
+        readOnlyRoot: t.isOptional(t.isBoolean()),
+        optOuts: t.isOptional(
+          t.isObject({
+            pid: t.isOptional(isRoles),
+            mount: t.isOptional(isRoles),
+            cgroup: t.isOptional(isRoles),
+            ipc: t.isOptional(isRoles),
+            uts: t.isOptional(isRoles),
+            network: t.isOptional(isRoles),
+            readOnlyRoot: t.isOptional(isRoles),
+          }),
+        ),
+        mounts: t.isOptional(isRoles),
+        hide: t.isOptional(t.isArray(t.isString())),
+      }),
+    ),
     maxUnreadWatchJobs: t.isOptional(isPositiveInteger),
     identityLimits: t.isOptional(isIdentityLimits),
     identityOverrides: t.isOptional(t.isRecord(isIdentityLimits)),
@@ -158,7 +214,6 @@ const FILE_CONFIG_SHAPE = {
     ),
     logScans: t.isOptional(t.isObject({ max: t.isOptional(isPositiveInteger), maxPerIdentity: t.isOptional(isPositiveInteger) })),
     refusalLogIntervalMs: t.isOptional(isPositiveInteger),
-    jobUser: t.isOptional(t.isNullable(t.isObject({ uid: isNonNegativeInteger, gid: isNonNegativeInteger, groups: t.isOptional(t.isArray(isNonNegativeInteger)) }))),
     log: t.isOptional(t.isObject({ level: t.isOptional(t.isEnum(['debug', 'info', 'warn', 'error'])), format: t.isOptional(t.isEnum(['json', 'text'])) })),
     shutdown: t.isOptional(t.isObject({ stopJobs: t.isOptional(t.isBoolean()), graceMs: t.isOptional(isNonNegativeInteger) })),
     fleet: t.isOptional(
@@ -196,9 +251,19 @@ export function defaultConfig(): DaemonConfig {
     tls: null,
     defaults: {},
     retention: {},
+    identities: {},
+    dynamicUids: { ...DEFAULT_DYNAMIC_UID_RANGE },
+    scratch: { root: null, keep: false },
+    isolation: {
+      namespaces: {},
+      network: 'host',
+      readOnlyRoot: false,
+      optOuts: { ...DEFAULT_JOB_POLICY.optOuts },
+      mounts: [...DEFAULT_JOB_POLICY.mounts],
+      hide: [],
+    },
     identityLimits: {},
     identityOverrides: {},
-    jobUser: null,
     connections: {},
     fileDescriptors: {},
     logScans: {},
@@ -222,6 +287,14 @@ export function readConfigFile(file: string): FileConfig {
   } catch (error) {
     throw new JobworkerError('invalid-argument', `config file ${file}: not valid JSON (${(error as Error).message})`);
   }
+  if (typeof value === 'object' && value !== null && 'jobUser' in value) {
+    throw new JobworkerError(
+      'invalid-argument',
+      `config file ${file}: "jobUser" is no longer supported: one user shared by every writer let their jobs read and signal each other's. ` +
+        'Jobs of identities without a user of their own now run as dynamic uids (one per job, "dynamicUids"); to run an identity\'s jobs as a host user, ' +
+        'map it: "identities": { "<certificate CN>": { "user": "nobody" } } (docs/security.md, "Who a job runs as")',
+    );
+  }
   const errors: string[] = [];
   if (!isFileConfig(value, { errors })) {
     throw new JobworkerError('invalid-argument', `config file ${file}: ${errors.map((e) => e.replace(/^\./, '')).join('; ')}`);
@@ -230,6 +303,8 @@ export function readConfigFile(file: string): FileConfig {
   const resolve = (p: string) => path.resolve(dir, p);
   if (value.tls) value.tls = { ca: resolve(value.tls.ca), cert: resolve(value.tls.cert), key: resolve(value.tls.key) };
   if (value.stateDir) value.stateDir = resolve(value.stateDir);
+  if (value.scratch?.root) value.scratch.root = resolve(value.scratch.root);
+  if (value.isolation?.hide) value.isolation.hide = value.isolation.hide.map(resolve);
   const natsTls = value.fleet?.nats.tls;
   if (natsTls) value.fleet!.nats.tls = { ca: resolve(natsTls.ca), cert: resolve(natsTls.cert), key: resolve(natsTls.key) };
   return value;
@@ -247,6 +322,17 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     retention: { ...config.retention, ...file.retention },
     maxRunningJobs: file.maxRunningJobs ?? config.maxRunningJobs,
     maxStreamsPerIdentity: file.maxStreamsPerIdentity ?? config.maxStreamsPerIdentity,
+    identities: { ...config.identities, ...file.identities },
+    dynamicUids: file.dynamicUids ?? config.dynamicUids,
+    scratch: { root: file.scratch?.root === undefined ? config.scratch.root : file.scratch.root, keep: file.scratch?.keep ?? config.scratch.keep },
+    isolation: {
+      namespaces: { ...config.isolation.namespaces, ...file.isolation?.namespaces },
+      network: file.isolation?.network ?? config.isolation.network,
+      readOnlyRoot: file.isolation?.readOnlyRoot ?? config.isolation.readOnlyRoot,
+      optOuts: { ...config.isolation.optOuts, ...file.isolation?.optOuts },
+      mounts: file.isolation?.mounts ?? config.isolation.mounts,
+      hide: file.isolation?.hide ?? config.isolation.hide,
+    },
     maxUnreadWatchJobs: file.maxUnreadWatchJobs ?? config.maxUnreadWatchJobs,
     identityLimits: { ...config.identityLimits, ...file.identityLimits },
     identityOverrides: { ...config.identityOverrides, ...file.identityOverrides },
@@ -255,7 +341,6 @@ export function applyFileConfig(config: DaemonConfig, file: FileConfig): DaemonC
     fileDescriptors: { ...config.fileDescriptors, ...file.fileDescriptors },
     logScans: { ...config.logScans, ...file.logScans },
     refusalLogIntervalMs: file.refusalLogIntervalMs ?? config.refusalLogIntervalMs,
-    jobUser: file.jobUser === undefined ? config.jobUser : file.jobUser,
     log: { level: file.log?.level ?? config.log.level, format: file.log?.format ?? config.log.format },
     shutdown: { stopJobs: file.shutdown?.stopJobs ?? config.shutdown.stopJobs, graceMs: file.shutdown?.graceMs ?? config.shutdown.graceMs },
     fleet: file.fleet === undefined ? config.fleet : fleetConfigOf(file.fleet),

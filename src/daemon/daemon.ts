@@ -12,9 +12,10 @@ import { configDir, stateHome } from '../paths';
 import { ensureDevPki } from '../pki/dev';
 import { loadServerTlsMaterial } from '../pki/load';
 import { JobworkerServer, ListenError, openFilesLimit, splitHostPort } from '../server';
-import { Worker } from '../worker';
+import { nssUserDatabase, Worker } from '../worker';
 import type { DaemonConfig, FleetConfig } from './config';
 import { IdleMemoryReleaser } from './idle-memory';
+import { checkDynamicUids, hiddenPathsOf, jobPolicyOf } from './job-policy';
 import { MetricsListener } from './metrics-listener';
 
 export interface DaemonOptions {
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   dev: boolean;
   /** Which of the config values were given explicitly (dev mode fills in only the others). */
   explicit: { stateDir: boolean; tls: boolean };
+  /** The config file read, if any: its directory is hidden from jobs. */
+  configFile?: string | null;
 }
 
 export interface RunningDaemon {
@@ -62,6 +65,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   // Refuse to start on bad certificates (or a bad fleet section) before touching cgroups or the state directory.
   await loadServerTlsMaterial(config.tls);
   if (config.fleet !== null) checkFleetConfig(config.fleet);
+  checkDynamicUids(config);
+  const policy = await jobPolicyOf(config, nssUserDatabase);
+  const hidden = hiddenPathsOf(config, options.configFile ?? null);
+  for (const { path: dir, reason } of hidden.notHidden) logger.warn('not hidden from jobs', { directory: dir, reason });
 
   const worker = await Worker.open({
     stateDir: config.stateDir,
@@ -76,8 +83,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       },
       ...(config.defaults.logMaxBytes === undefined ? {} : { logMaxBytes: config.defaults.logMaxBytes }),
       ...(config.defaults.stopGraceMs === undefined ? {} : { stopGraceMs: config.defaults.stopGraceMs }),
-      ...(config.jobUser === null ? {} : { user: config.jobUser }),
+      isolation: policy.defaults,
     },
+    users: { dynamicUids: config.dynamicUids },
+    scratch: { ...(config.scratch.root === null ? {} : { root: config.scratch.root }), keep: config.scratch.keep },
+    hiddenPaths: hidden.hide,
     retention: config.retention,
     ...(config.maxRunningJobs === undefined ? {} : { maxRunningJobs: config.maxRunningJobs }),
     warn: (message, details) => logger.warn(message, details),
@@ -113,6 +123,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         connections: config.connections,
         fileDescriptors: config.fileDescriptors,
         logScans: config.logScans,
+        policy,
         ...(config.refusalLogIntervalMs === undefined ? {} : { refusalLogIntervalMs: config.refusalLogIntervalMs }),
       });
     try {
@@ -180,7 +191,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     return stopping;
   };
   const announceReady = () =>
-    logger.info('ready', { stateDir: config.stateDir, cgroupMode: worker.cgroupDriver.mode, cgroupRoot: worker.cgroupDriver.jobsRoot, pid: process.pid });
+    logger.info('ready', {
+      stateDir: config.stateDir,
+      cgroupMode: worker.cgroupDriver.mode,
+      cgroupRoot: worker.cgroupDriver.jobsRoot,
+      scratchRoot: worker.scratch.root,
+      dynamicUids: `${worker.dynamicUids.range.first}..${worker.dynamicUids.range.first + worker.dynamicUids.range.count - 1}`,
+      mappedIdentities: policy.identityUsers.size,
+      pid: process.pid,
+    });
   return { server, metrics, worker, fleet, logger, shutdown, announceReady };
 }
 

@@ -43,8 +43,10 @@ export interface PoolSubmission {
 }
 
 /** A pool job's status in the Worker's terms, plus `queued`. */
-export type PoolJobStatus = Omit<JobStatus, 'state' | 'outcome'> & {
+export type PoolJobStatus = Omit<JobStatus, 'state' | 'outcome' | 'isolation'> & {
   state: PoolJobState;
+  /** Not carried in the pool's record: the runner's defaults (GetJob on the runner tells). */
+  isolation: null;
   outcome: (Omit<JobOutcome, 'signal'> & { signal: string | null }) | null;
 };
 
@@ -267,7 +269,9 @@ export class Fleet {
         argsOmitted: 0, // a pool record carries the whole spec
         cwd: record.spec.cwd ?? '/',
         limits: record.spec.limits,
-        user: record.spec.user,
+        user: record.spec.user === null ? null : { uid: record.spec.user.uid, gid: record.spec.user.gid, groups: record.spec.user.groups ?? [], name: null, kind: 'requested' },
+        isolation: null,
+        scratchDir: null,
         state: record.state,
         pid: record.pid,
         outcome: record.outcome,

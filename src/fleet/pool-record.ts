@@ -5,7 +5,7 @@
 import * as t from 'typanion';
 
 import { isJobId } from '../job-id';
-import type { CgroupStats, JobState, JobUser, Limits } from '../worker';
+import type { CgroupStats, JobState, Limits } from '../worker';
 import { isHostName, isPoolName } from './names';
 
 export type PoolJobState = JobState | 'queued';
@@ -19,7 +19,8 @@ export interface PoolJobSpec {
   env: Record<string, string> | null;
   cwd: string | null;
   limits: Limits;
-  user: JobUser | null;
+  /** A user by number an admin asked for; null: the runner daemon's default (a dynamic uid). */
+  user: { uid: number; gid: number; groups?: number[] } | null;
 }
 
 export interface PoolJobOutcome {

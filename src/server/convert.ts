@@ -3,7 +3,7 @@ import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsToPb } from '../api/resource-stats';
 import type { PoolJob, PoolJobState, PoolJobStatus, PoolPlacement } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
-import type { CgroupStats, IdentityUsage, JobStatus, Limits, StreamName } from '../worker';
+import { NAMESPACE_NAMES, type CgroupStats, type IdentityUsage, type JobIsolation, type JobRunAs, type JobStatus, type Limits, type NamespaceName, type StreamName } from '../worker';
 
 // The wire's state names are the pool jobs' states (the Worker's, plus queued): these two take one
 // for the other without a cast, so they stop compiling if the lists part.
@@ -99,11 +99,41 @@ export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupSta
       writeError: status.log.writeError ?? '',
     },
     stats: statsToPb(liveStats === undefined ? status.stats : liveStats),
-    user: status.user === null ? undefined : { uid: status.user.uid, gid: status.user.gid, groups: status.user.groups ?? [] },
+    user: status.user === null ? undefined : userToPb(status.user),
     pool:
       placement === undefined
         ? undefined
         : { name: placement.name, runnerHost: placement.runnerHost ?? '', runnerAddress: placement.runnerAddress ?? '', retries: placement.retries, attempts: placement.attempts },
+    isolation: status.isolation === null ? undefined : isolationToPb(status.isolation),
+  };
+}
+
+const USER_KIND_TO_PB: Record<JobRunAs['kind'], pb.UserKind> = {
+  dynamic: pb.UserKind.USER_KIND_DYNAMIC,
+  mapped: pb.UserKind.USER_KIND_MAPPED,
+  requested: pb.UserKind.USER_KIND_REQUESTED,
+};
+
+function userToPb(user: JobRunAs): pb.JobUser {
+  return { uid: user.uid, gid: user.gid, groups: user.groups, name: user.name ?? '', kind: USER_KIND_TO_PB[user.kind] };
+}
+
+const NAMESPACE_TO_PB: Record<NamespaceName, pb.Namespace> = {
+  pid: pb.Namespace.NAMESPACE_PID,
+  mount: pb.Namespace.NAMESPACE_MOUNT,
+  cgroup: pb.Namespace.NAMESPACE_CGROUP,
+  ipc: pb.Namespace.NAMESPACE_IPC,
+  uts: pb.Namespace.NAMESPACE_UTS,
+};
+
+function isolationToPb(isolation: JobIsolation): pb.Isolation {
+  const namespaces = NAMESPACE_NAMES.filter((name) => isolation.namespaces[name]).map((name) => NAMESPACE_TO_PB[name]);
+  if (isolation.network === 'none') namespaces.push(pb.Namespace.NAMESPACE_NETWORK);
+  return {
+    namespaces,
+    network: isolation.network === 'none' ? pb.Network.NETWORK_NONE : pb.Network.NETWORK_HOST,
+    readOnlyRoot: isolation.readOnlyRoot,
+    mounts: isolation.mounts.map((mount) => ({ source: mount.source, target: mount.target, readOnly: mount.readOnly })),
   };
 }
 
@@ -113,7 +143,18 @@ const FIELD_NAMES: Record<string, string> = {
   writeBps: 'write_bytes_per_second',
 };
 
+/** The Worker's isolation and user fields as StartJobRequest names them. */
+const REQUEST_FIELDS: [RegExp, string][] = [
+  [/^isolation\.mounts/, 'mounts'],
+  [/^isolation\.readOnlyRoot/, 'read_only_root'],
+  [/^isolation\.namespaces(\.\w+)?/, 'host_namespaces'],
+  [/^isolation\.network/, 'network'],
+  [/^user\.name$/, 'user_name'],
+  [/^user\.group$/, 'group_name'],
+];
+
 export function protoFieldPath(field: string): string {
+  for (const [pattern, name] of REQUEST_FIELDS) if (pattern.test(field)) return field.replace(pattern, name);
   if (!field.startsWith('limits')) return field; // command, args[i], env.NAME, cwd are named alike
   return field.replace(/[A-Za-z]+/g, (word) => FIELD_NAMES[word] ?? word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
 }

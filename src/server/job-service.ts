@@ -5,14 +5,15 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 
 import type { OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
-import { JobworkerError, NotFoundError, QuotaExceededError } from '../errors';
+import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
 import type { Fleet } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
 import { isFinal, type Worker } from '../worker';
-import { canSeeJob, listVisibility, seesAllJobs, usageVisibleTo } from './authz';
+import { canSeeJob, listVisibility, usageVisibleTo } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { identityUsageToPb, jobToPb, limitsFromPb } from './convert';
+import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
 import type { FdBudget } from './fd-budget';
 import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
 import { streamJobLogs } from './log-stream';
@@ -38,6 +39,8 @@ export interface JobServiceDeps {
   shuttingDown(): boolean;
   /** Open streams: shutdown ends them; each identity may hold a bounded number. */
   streams: StreamRegistry;
+  /** Who jobs run as and what of their isolation each role may change. */
+  policy: JobPolicy;
   /** The daemon's fd budget: a start that would exceed it is refused. */
   fds: FdBudget;
   /** Running jobs per owner (the fd budget's per-identity share). */
@@ -81,11 +84,15 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
 
   return {
     startJob: unaryCall(context, 'StartJob', async (request: pb.StartJobRequest, identity): Promise<pb.StartJobResponse> => {
-      // Choosing the user is choosing privileges: only admins may; everyone else gets the default.
-      if (request.user !== undefined && !seesAllJobs(identity)) {
-        throw new JobworkerError('permission-denied', `${identity.name} may not choose the user a job runs as (admins only)`);
-      }
+      // Choosing the user is choosing privileges: only admins may; everyone else runs as the user
+      // the config maps them to, or a dynamic uid. Less isolation than the defaults: as the config allows.
+      const user = userChoiceOf(request, identity, deps.policy);
+      const isolation = isolationSpecOf(request, identity, deps.policy);
       if (request.pool !== '' || request.retries !== 0 || request.jobId !== '') {
+        // A pool job runs on whichever daemon claims it, as that daemon's default user and
+        // isolation (or the uid an admin gave): names and isolation choices are not carried yet.
+        if (request.userName !== '' || request.groupName !== '') throw new ValidationError('user_name', 'not for pool jobs (give user by number)');
+        if (Object.keys(isolation).length > 0) throw new ValidationError('pool', 'pool jobs run with the runner daemon\'s default isolation: network, mounts, read_only_root and host_namespaces are not for pool jobs');
         const job = await submitPoolJob(deps.fleet(), request, identity).catch((error: unknown) => {
           metrics.starts.inc({ result: 'error' });
           refusals.note('pool job not queued', identity.name, { who: identity.name, action: 'start', pool: request.pool, command: request.command.slice(0, 256), result: statusOf(error).details });
@@ -107,7 +114,8 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           cwd: request.cwd === '' ? undefined : request.cwd,
           limits: limitsFromPb(request.limits),
           owner: identity.name,
-          ...(request.user === undefined ? {} : { user: { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups } }),
+          user,
+          isolation,
         });
         metrics.starts.inc({ result: 'ok' });
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });

@@ -17,6 +17,7 @@ import type { Worker } from '../worker';
 import { authorizeMethod } from './authz';
 import { withSafeDecoding } from './decoding';
 import { servedDescriptors } from './descriptors';
+import { DEFAULT_JOB_POLICY, type JobPolicy } from './isolation-policy';
 import { DEFAULT_FD_RESERVE, FdBudget, openFileCount, openFilesLimit } from './fd-budget';
 import { createJobService } from './job-service';
 import { DEFAULT_MAX_UNREAD_WATCH_JOBS } from './watch';
@@ -44,6 +45,8 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open streams (StreamLogs, WatchJobs, health Watch, reflection) per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
+  /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
+  policy?: JobPolicy;
   /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). Default 10000. */
   maxUnreadWatchJobs?: number;
   /** Identities given metric series of their own (those closest to a quota). Default 20. */
@@ -231,6 +234,7 @@ export class JobworkerServer {
         metrics,
         shuttingDown: () => shuttingDown.value,
         streams,
+        policy: options.policy ?? DEFAULT_JOB_POLICY,
         fds,
         ownerJobs,
         scans,

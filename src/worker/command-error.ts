@@ -2,7 +2,7 @@
 // found but not executable (126). The reason names the command and where it was looked for, and
 // starts with a stable phrase that clients may test ("command: not found: …", "command: not
 // executable: …"; docs/api.md).
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 
 import { ValidationError } from '../errors';
 import type { SpawnError } from '../native';
@@ -40,12 +40,34 @@ export function commandError(command: string, pathVariable: string, error: Spawn
   const candidate = error.path ?? command;
   if (MISSING.has(error.code)) {
     // A script whose #! interpreter is missing fails with ENOENT too, though the file is there.
-    if (searched === null && existsSync(candidate)) {
+    const interpreter = searched === null ? shebangInterpreter(candidate) : null;
+    if (interpreter !== null && !existsSync(interpreter)) {
       return new CommandError('not-executable', `not executable: ${candidate} (its #! interpreter does not exist)`, error.code, null, { cause: error });
+    }
+    // There on the daemon's host, not in the job's mount namespace (its /tmp is its own; the
+    // daemon's directories are hidden from it).
+    if (searched === null && existsSync(candidate)) {
+      const why = `${candidate} (${error.code}): it exists on the daemon's host but not in the job's view (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
+      return new CommandError('not-found', `not found: ${why}`, error.code, null, { cause: error });
     }
     const where = searched === null ? `${candidate} (${error.code})` : `${JSON.stringify(command)} is in none of the PATH directories ${searched}`;
     return new CommandError('not-found', `not found: ${where}`, error.code, searched, { cause: error });
   }
   const found = searched === null ? candidate : `${candidate} (found in PATH ${searched})`;
   return new CommandError('not-executable', `not executable: ${found}: ${WHY[error.code] ?? error.code}`, error.code, searched, { cause: error });
+}
+
+/** The interpreter a script's #! line names, if the file is one (null otherwise, or unreadable). */
+function shebangInterpreter(file: string): string | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(256);
+    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n')[0]!;
+    return line.startsWith('#!') ? (line.slice(2).trim().split(/[ \t]/)[0] ?? null) : null;
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

@@ -5,7 +5,8 @@
 // journal line carried the whole spec (up to 1 MiB, more once escaped), so a few hundred jobs made
 // a journal no start could read and each retained job cost its spec in RSS.
 import type { CgroupStats, Limits } from '../cgroup';
-import type { JobUser, ResolvedJobSpec } from './job-spec';
+import type { JobIsolation } from './isolation';
+import type { JobRunAs, JobUserChoice, ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
 
 /** argv + environment, as JSON, up to which a spec is kept in the record itself. */
@@ -29,10 +30,12 @@ export interface RecordedSpec {
   argsOmitted: number;
   /** The environment; null when the whole spec is in its spec file. */
   env: Record<string, string> | null;
-  cwd: string;
+  /** null until the job has its scratch directory (then that directory). */
+  cwd: string | null;
   limits: Limits;
   owner: string;
-  user: JobUser | null;
+  /** Who it was asked to run as (null: the worker's default); `runAs` says who it runs as. */
+  user: JobUserChoice | null;
 }
 
 export interface JobRecord {
@@ -55,6 +58,12 @@ export interface JobRecord {
    * journal entries were damaged or missing: says what is not known.
    */
   rebuilt: string | null;
+  /** Who it runs as (absent in records written before jobs had their own users: the daemon's, root). */
+  runAs?: JobRunAs;
+  /** Its isolation (absent in older records: none, the host's namespaces). */
+  isolation?: JobIsolation;
+  /** Its scratch directory, null if it was given a working directory. */
+  scratchDir?: string | null;
 }
 
 function jsonBytes(value: unknown): number {

@@ -4,14 +4,40 @@ import * as path from 'node:path';
 import type { Limits } from '../cgroup';
 import { ValidationError } from '../errors';
 import { DEFAULT_JOB_PATH } from '../job-path';
+import type { JobIsolationSpec } from './isolation';
 
 export { DEFAULT_JOB_PATH };
 
-export interface JobUser {
+/**
+ * Who a job runs as, when not a dynamic uid: a user by number or by name (looked up in the host's
+ * user database when the job starts), its primary group and supplementary groups.
+ */
+export interface JobUserSpec {
+  /** The user by number; it need not be in the user database. Give this or `name` (both, with gid and groups: taken as is, no lookup). */
+  uid?: number;
+  /** The user by name, from the user database. */
+  name?: string;
+  /** Primary group by number; default: the user's primary group in the database, else the uid's number. */
+  gid?: number;
+  /** Primary group by name. */
+  group?: string;
+  /** Supplementary groups (numbers or names); default: the user's groups in the database (as login sets them), none for a uid it does not know. */
+  groups?: (number | string)[];
+  /** How it was chosen, as the status reports it: 'requested' (the default: someone asked for it) or 'mapped' (the owner's configured user). */
+  kind?: 'mapped' | 'requested';
+}
+
+/** 'dynamic': a uid of the worker's dynamic range, the job's alone while it lives. */
+export type JobUserChoice = JobUserSpec | 'dynamic';
+
+/** Who a job runs as, resolved to numbers, as recorded and reported. */
+export interface JobRunAs {
   uid: number;
   gid: number;
-  /** Supplementary groups; default none. */
-  groups?: number[];
+  groups: number[];
+  /** The user's name in the user database; null when it has none (dynamic uids never do). */
+  name: string | null;
+  kind: 'dynamic' | 'mapped' | 'requested';
 }
 
 export interface JobSpec {
@@ -23,13 +49,15 @@ export interface JobSpec {
    * has none (DEFAULT_JOB_PATH, what systemd gives services), as docker gives one.
    */
   env?: Record<string, string>;
-  /** Absolute working directory; default "/". */
+  /** Absolute working directory, which the job's user must be able to enter; default: a scratch directory of its own. */
   cwd?: string;
   limits?: Limits;
   /** Identity the job belongs to (the gRPC server passes the caller's certificate name). */
   owner?: string;
-  /** Run as this user instead of the daemon's (root). */
-  user?: JobUser;
+  /** Who it runs as; default: the worker's `defaults.user` (itself 'dynamic' by default). */
+  user?: JobUserChoice;
+  /** Namespaces, network, read-only root, binds; absent fields take the worker's defaults. */
+  isolation?: JobIsolationSpec;
 }
 
 /** A spec with every default applied, as stored in the job's record. */
@@ -37,10 +65,14 @@ export interface ResolvedJobSpec {
   command: string;
   args: string[];
   env: Record<string, string>;
-  cwd: string;
+  /** null: a scratch directory of its own. */
+  cwd: string | null;
   limits: Limits;
   owner: string;
-  user: JobUser | null;
+  /** null: the worker's default. */
+  user: JobUserChoice | null;
+  /** Absent: the worker's defaults. */
+  isolation?: JobIsolationSpec | undefined;
 }
 
 export const SPEC_BOUNDS = {
@@ -76,18 +108,35 @@ function checkId(field: string, value: unknown): number {
   return value;
 }
 
-/** Checks a user's ids (`field` names it in errors); groups default to none. */
-export function resolveJobUser(field: string, user: JobUser): JobUser {
-  if (typeof user !== 'object' || user === null) throw new ValidationError(field, 'must be an object with uid and gid');
+const NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,255}\$?$/;
+
+function checkName(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !NAME.test(value)) throw new ValidationError(field, 'must be a user or group name (letters, digits, "._@+-", not starting with "-")');
+  return value;
+}
+
+/** Checks a user choice's shape (`field` names it in errors); names are looked up when the job starts. */
+export function checkJobUser(field: string, user: JobUserChoice): JobUserChoice {
+  if (user === 'dynamic') return user;
+  if (typeof user !== 'object' || user === null) throw new ValidationError(field, 'must be "dynamic" or an object with uid or name');
+  if (user.uid === undefined && user.name === undefined) throw new ValidationError(field, 'give uid or name');
+  // Both: a user resolved already (the daemon's mapped users, looked up at config load): taken as is.
+  if (user.uid !== undefined && user.name !== undefined && (user.gid === undefined || user.groups === undefined)) {
+    throw new ValidationError(field, 'give uid or name (both only with gid and groups: a user resolved already)');
+  }
+  if (user.gid !== undefined && user.group !== undefined) throw new ValidationError(field, 'give at most one of gid and group');
   const groups = user.groups ?? [];
   if (!Array.isArray(groups) || groups.length > SPEC_BOUNDS.groups) {
-    throw new ValidationError(`${field}.groups`, `must be an array of at most ${SPEC_BOUNDS.groups} group ids`);
+    throw new ValidationError(`${field}.groups`, `must be an array of at most ${SPEC_BOUNDS.groups} groups`);
   }
-  return {
-    uid: checkId(`${field}.uid`, user.uid),
-    gid: checkId(`${field}.gid`, user.gid),
-    groups: groups.map((g, i) => checkId(`${field}.groups[${i}]`, g)),
-  };
+  if (user.kind !== undefined && user.kind !== 'mapped' && user.kind !== 'requested') throw new ValidationError(`${field}.kind`, 'must be "mapped" or "requested"');
+  const out: JobUserSpec = { kind: user.kind ?? 'requested' };
+  if (user.uid !== undefined) out.uid = checkId(`${field}.uid`, user.uid);
+  if (user.name !== undefined) out.name = checkName(`${field}.name`, user.name);
+  if (user.gid !== undefined) out.gid = checkId(`${field}.gid`, user.gid);
+  if (user.group !== undefined) out.group = checkName(`${field}.group`, user.group);
+  if (user.groups !== undefined) out.groups = groups.map((g, i) => (typeof g === 'number' ? checkId(`${field}.groups[${i}]`, g) : checkName(`${field}.groups[${i}]`, g)));
+  return out;
 }
 
 /** Validates everything but the limits (the cgroup driver validates those) and applies defaults. */
@@ -126,14 +175,15 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
     throw new ValidationError('args', `argv and env together exceed ${SPEC_BOUNDS.totalBytes} bytes`);
   }
 
-  const cwd = checkString('cwd', spec.cwd ?? '/', SPEC_BOUNDS.pathBytes, false);
-  if (!path.isAbsolute(cwd)) throw new ValidationError('cwd', 'must be an absolute path');
+  const cwd = spec.cwd === undefined ? null : checkString('cwd', spec.cwd, SPEC_BOUNDS.pathBytes, false);
+  if (cwd !== null && !path.isAbsolute(cwd)) throw new ValidationError('cwd', 'must be an absolute path');
 
   const owner = checkString('owner', spec.owner ?? '', SPEC_BOUNDS.ownerBytes);
 
-  const user = spec.user === undefined || spec.user === null ? null : resolveJobUser('user', spec.user);
+  const user = spec.user === undefined || spec.user === null ? null : checkJobUser('user', spec.user);
+  if (spec.isolation !== undefined && (typeof spec.isolation !== 'object' || spec.isolation === null)) throw new ValidationError('isolation', 'must be an object');
 
   const limits = spec.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw new ValidationError('limits', 'must be an object');
-  return { command, args, env, cwd, limits: { ...limits }, owner, user };
+  return { command, args, env, cwd, limits: { ...limits }, owner, user, isolation: spec.isolation };
 }

@@ -1,4 +1,5 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
+import { statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -8,8 +9,10 @@ import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
+import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
-import { DEFAULT_JOB_PATH, type JobUser, type ResolvedJobSpec } from './job-spec';
+import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
+import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
 import { findStart, type LogStart } from '../logs/tail';
@@ -30,8 +33,12 @@ export interface JobStatus {
   cwd: string;
   /** The limits in force: the job's own with the daemon's defaults filled in. */
   limits: Limits;
-  /** The user the job runs as; null: the daemon's own. */
-  user: JobUser | null;
+  /** Who the job runs as: a dynamic uid, its owner's mapped user, or one asked for; null while starting, before it is settled. */
+  user: JobRunAs | null;
+  /** Namespaces in force, network, read-only root, binds. */
+  isolation: JobIsolation;
+  /** Its scratch directory (its cwd unless one was given), null if it was given a working directory. */
+  scratchDir: string | null;
   state: JobState;
   pid: number | null;
   /** How it ended; null until the state is final. */
@@ -85,7 +92,23 @@ export interface JobContext {
   onStateChange(job: Job, previous: JobState): void;
   /** Problems that must not fail the job but should be seen (a cgroup that would not go away…). */
   warn(message: string, details: Record<string, unknown>): void;
+  /**
+   * Gives back what a job held once nothing of it runs: removes its scratch directory, then frees
+   * its dynamic uid. `emptied` false (processes that would not die): the uid stays out of use.
+   */
+  releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void>;
 }
+
+/** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
+export interface JobSetup {
+  runAs: JobRunAs;
+  scratchDir: string | null;
+  /** Paths the job must not see (the state directory, the scratch root, the daemon's config and keys). */
+  hiddenPaths: readonly string[];
+}
+
+/** Records written before jobs had users of their own ran as the daemon's user: root. */
+const LEGACY_RUN_AS: JobRunAs = { uid: 0, gid: 0, groups: [], name: null, kind: 'requested' };
 
 /**
  * Where a job is in its life, as the Job itself sees it (the public JobState says less):
@@ -110,10 +133,36 @@ interface Running {
   native: NativeProcess;
   plan: JobCgroupPlan;
   cgroup: JobCgroup;
+  /** The process is the job's init (PID 1 of its own PID namespace), which forwards signals. */
+  throughInit: boolean;
 }
 
 function isSignalName(name: string): name is NodeJS.Signals {
   return Object.hasOwn(constants.signals, name);
+}
+
+/**
+ * A working directory the job cannot use is the host's state, not a malformed request:
+ * FAILED_PRECONDITION, naming the directory and the user. One the job's mount namespace does not
+ * show (under its private /tmp, /var/tmp or /dev/shm, or a hidden directory) is ENOENT there.
+ */
+function isHostDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs, ownMounts: boolean): JobworkerError | undefined {
+  if (!(error instanceof SpawnError) || error.stage !== 'chdir') return undefined;
+  const who = runAs.name === null ? `uid ${runAs.uid}` : `${runAs.name} (uid ${runAs.uid})`;
+  const user = `the job's user, ${who}${runAs.kind === 'dynamic' ? ', a dynamic uid,' : ''}`;
+  let why: string;
+  if (error.code === 'EACCES' || error.code === 'EPERM') why = `${user} cannot enter it (${error.code})`;
+  else if ((error.code === 'ENOENT' || error.code === 'ENOTDIR') && ownMounts && isHostDirectory(cwd)) why = `not a directory in the job's view of the host (${error.code}): /tmp, /var/tmp and /dev/shm are private to each job, and the daemon's own directories are hidden`;
+  else return undefined;
+  return new JobworkerError('failed-precondition', `cwd ${cwd}: ${why}; give a directory that user may use, or no cwd for a scratch directory of its own`, { cause: error });
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
@@ -156,16 +205,24 @@ export class Job {
    * records the job as running. On any failure nothing is left behind and the error is thrown.
    * `registered` is called as soon as the job exists (still starting), so a concurrent stop can find it.
    */
-  static async launch(ctx: JobContext, id: string, spec: ResolvedJobSpec, logBudget: LogBudget | undefined, registered: (job: Job) => void): Promise<Job> {
+  static async launch(
+    ctx: JobContext,
+    id: string,
+    spec: ResolvedJobSpec,
+    isolation: JobIsolation,
+    logBudget: LogBudget | undefined,
+    setUp: () => Promise<JobSetup>,
+    registered: (job: Job) => void,
+  ): Promise<Job> {
     // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
     // (and in its spec file when it is big).
-    const job = new Job(ctx, newJobRecord(id, spec, new Date()), 'launching');
+    const job = new Job(ctx, { ...newJobRecord(id, spec, new Date()), isolation }, 'launching');
     job.#logBudget = logBudget;
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
     registered(job);
     try {
-      await job.#start(spec);
+      await job.#start(spec, setUp);
     } catch (error) {
       job.#launchError = error;
       job.#enter('never-started');
@@ -177,9 +234,28 @@ export class Job {
     return job;
   }
 
-  async #start(spec: ResolvedJobSpec): Promise<void> {
+  async #start(spec: ResolvedJobSpec, setUp: () => Promise<JobSetup>): Promise<void> {
+    const setup = await setUp();
+    try {
+      await this.#spawn(spec, setup);
+    } catch (error) {
+      // Nothing of the job runs any more: its scratch directory and dynamic uid go back.
+      await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: true });
+      throw error;
+    }
+  }
+
+  async #spawn(spec: ResolvedJobSpec, setup: JobSetup): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, spec.cwd);
+    const { runAs, scratchDir, hiddenPaths } = setup;
+    if (scratchDir !== null) {
+      spec.cwd = scratchDir;
+      this.#record.spec.cwd = scratchDir;
+    }
+    this.#record.runAs = runAs;
+    this.#record.scratchDir = scratchDir;
+    const cwd = spec.cwd ?? '/';
+    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, cwd);
     // The record (and the spec file) show what is enforced, defaults included.
     spec.limits = plan.limits;
     this.#record.spec.limits = plan.limits;
@@ -200,7 +276,7 @@ export class Job {
         command: spec.command,
         args: spec.args,
         env: spec.env,
-        cwd: spec.cwd,
+        cwd,
         setupOps: plan.createOps,
         exitOps: plan.settleOps,
         ...plan.placement,
@@ -209,9 +285,10 @@ export class Job {
         logMaxBytes: this.#ctx.logMaxBytes,
         ...(this.#logBudget === undefined ? {} : { logBudget: this.#logBudget }),
         nofileSoft: this.#ctx.nofileSoft,
-        uid: spec.user?.uid,
-        gid: spec.user?.gid,
-        groups: spec.user ? (spec.user.groups ?? []) : undefined,
+        uid: runAs.uid,
+        gid: runAs.gid,
+        groups: runAs.groups,
+        ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }),
       });
     } catch (error) {
       await specSaved?.catch(() => undefined);
@@ -229,7 +306,10 @@ export class Job {
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await this.#leaveSlice(plan);
       await this.#forget(); // at most a header was written
-      throw error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error;
+      throw (
+        unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
+        (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
+      );
     }
     plan.createOpsRan('created');
     this.#record.pid = native.pid;
@@ -251,7 +331,7 @@ export class Job {
       await this.#forget();
       throw error;
     }
-    this.#running = { native, plan, cgroup: plan.cgroup };
+    this.#running = { native, plan, cgroup: plan.cgroup, throughInit: this.#record.isolation!.namespaces.pid };
     this.#log = { kind: 'live', log: new LiveLog(store.logPath(this.id), native) };
     this.#enter('running');
     void native.exited.then((exit) => this.#finish(exit));
@@ -263,17 +343,18 @@ export class Job {
     this.#enter('settling');
     let stats: CgroupStats | null = null;
     let removed = false;
+    let emptied = false;
     try {
       // Usually nothing outlives the main process: the addon's capture side read the final stats and
       // removed the cgroup right after the exit (plan.settleOps).
       const settled = plan.settled(exit.exitOps ?? { completed: 0, reads: [], error: new Error('no exit ops report') });
       stats = settled.stats;
       removed = settled.removed;
+      emptied = settled.empty;
       if (!settled.empty) {
         await cgroup.kill();
-        if (!(await cgroup.waitEmpty(KILL_WAIT_MS))) {
-          this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
-        }
+        emptied = await cgroup.waitEmpty(KILL_WAIT_MS);
+        if (!emptied) this.#ctx.warn('processes of a finished job did not die', { job: this.id, cgroup: cgroup.path });
         stats = await cgroup.stats();
       }
     } catch (error) {
@@ -289,6 +370,7 @@ export class Job {
         this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
       }
     }
+    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir: this.#record.scratchDir ?? null, emptied });
     await this.#leaveSlice(plan);
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,
@@ -386,9 +468,11 @@ export class Job {
       command: r.spec.command,
       args: [...r.spec.args],
       argsOmitted: r.spec.argsOmitted,
-      cwd: r.spec.cwd,
+      cwd: r.spec.cwd ?? '/',
       limits: structuredClone(r.spec.limits),
-      user: r.spec.user === null ? null : { ...r.spec.user, groups: [...(r.spec.user.groups ?? [])] },
+      user: r.runAs !== undefined ? structuredClone(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : { ...LEGACY_RUN_AS },
+      isolation: structuredClone(r.isolation ?? HOST_ISOLATION),
+      scratchDir: r.scratchDir ?? null,
       state: r.state,
       pid: r.pid,
       outcome: r.outcome === null ? null : { ...r.outcome },
@@ -486,6 +570,7 @@ export class Job {
   /**
    * Sends `signal` to every process of the job, waits up to `graceMs` (without holding anything),
    * then kills the whole cgroup; resolves once the job is really gone and recorded as stopped.
+   * `graceMs` 0 kills at once (SIGKILL) without sending `signal`.
    * Stopping a finished job is a no-op that says so; concurrent stops share one. An unknown signal
    * name is a ValidationError on the `signal` field, and nothing is signalled.
    */
@@ -510,17 +595,10 @@ export class Job {
     this.#throwIfNeverStarted();
     const running = this.#running;
     if (running !== null && this.#phase === 'running') {
-      try {
-        await running.cgroup.signalAll(signal);
-      } catch (error) {
-        this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
-      }
-      const grace = new AbortController();
-      const gone = await Promise.race([
-        this.#finished.then(() => true),
-        delay(graceMs, false, { signal: grace.signal }).catch(() => true),
-      ]);
-      grace.abort();
+      // No grace: SIGKILL at once, as `docker stop -t 0` and systemd's TimeoutStopSec=0 end up
+      // doing. Sending the signal first would race the kill: through the job's init (which forwards
+      // it a moment later) the job died of either, so the outcome was a coin toss.
+      const gone = graceMs === 0 ? false : await this.#signalAndWait(running, signal, graceMs);
       if (!gone && this.#phase === 'running') {
         await running.cgroup.kill().catch((error: unknown) => {
           throw new JobworkerError('internal', `could not kill job ${this.id}: ${String(error)}`);
@@ -529,5 +607,21 @@ export class Job {
     }
     await this.#finished;
     return { alreadyFinished: false, status: this.status() };
+  }
+
+  /** Sends `signal` to every process of the job; true if the job ended within `graceMs`. */
+  async #signalAndWait(running: Running, signal: NodeJS.Signals, graceMs: number): Promise<boolean> {
+    try {
+      // In a PID namespace of its own, the job's init forwards the signal to every process of
+      // the job: signalling each process as well would deliver it twice.
+      if (running.throughInit) running.native.kill(signal);
+      else await running.cgroup.signalAll(signal);
+    } catch (error) {
+      this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
+    }
+    const grace = new AbortController();
+    const gone = await Promise.race([this.#finished.then(() => true), delay(graceMs, false, { signal: grace.signal }).catch(() => true)]);
+    grace.abort();
+    return gone;
   }
 }

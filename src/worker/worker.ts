@@ -1,6 +1,7 @@
 // The Worker: the library the daemon serves and Node programs embed. Owns the job registry, the
 // state directory and the cgroup driver.
 import { createHash, randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
@@ -18,13 +19,18 @@ import { fsOps, SpawnError, tryLockPath } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { isJobId } from '../job-id';
-import { Job, type JobContext, type JobStatus, type StopResult } from './job';
-import { resolveJobSpec, resolveJobUser, type JobSpec, type JobUser } from './job-spec';
+import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
+import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
+import { Job, type JobContext, type JobSetup, type JobStatus, type StopResult } from './job';
+import { checkJobUser, resolveJobSpec, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
+import { resolveRunAs } from './run-as';
+import { ScratchDirs } from './scratch';
 import { StateLock } from './state-lock';
 import type { CompactionPolicy, JournalStats } from './journal';
 import { StateStore } from './state-store';
+import { nssUserDatabase, type UserDatabase } from './user-database';
 
 export interface WorkerDefaults {
   /**
@@ -38,8 +44,29 @@ export interface WorkerDefaults {
   nofileSoft?: number;
   /** Grace period of stop() before the cgroup is killed. Default 10 s. */
   stopGraceMs?: number;
-  /** The user jobs run as unless their spec names one. Default: this process's own (root). */
-  user?: JobUser;
+  /** Who jobs run as unless their spec says: 'dynamic' (the default), or a user. */
+  user?: JobUserChoice;
+  /** Namespaces (each on by default), network ('host' by default), read-only root (off by default). */
+  isolation?: IsolationDefaults;
+}
+
+export interface UserOptions {
+  /** uids handed to jobs that run as dynamic users. Default DEFAULT_DYNAMIC_UID_RANGE (0x70000000, 65536 uids). */
+  dynamicUids?: DynamicUidRange;
+  /** Where user and group names are looked up; default: NSS through getent(1). */
+  database?: UserDatabase;
+}
+
+export interface ScratchOptions {
+  /**
+   * Where jobs without a working directory get theirs (<root>/<job id>, 0700, the job's user's).
+   * Default: a sibling of the state directory, "<stateDir>-scratch" (/var/lib/jobworker-scratch for
+   * the daemon): on the same disk as the state (not in RAM), outside the state directory, which no
+   * job may see, and kept across restarts so that leftovers of a crash are found and removed.
+   */
+  root?: string;
+  /** Keep a finished job's directory (handed to root, 0700) instead of removing it. Default false. */
+  keep?: boolean;
 }
 
 export interface RetentionPolicy {
@@ -73,6 +100,10 @@ export interface WorkerOptions {
   maxRunningJobs?: number;
   /** Where warnings go (structured); default: process.emitWarning. */
   warn?: (message: string, details: Record<string, unknown>) => void;
+  users?: UserOptions;
+  scratch?: ScratchOptions;
+  /** Paths no job may see or bind (the daemon's config and keys); the state directory and the scratch root are always hidden. */
+  hiddenPaths?: readonly string[];
   /** When the journal is compacted while running (default: 4 times its live records, at least 1 MiB). */
   journalCompaction?: CompactionPolicy;
 }
@@ -125,6 +156,46 @@ export function defaultRootName(stateDir: string): string {
   return `jobworker-${createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 12)}`;
 }
 
+/** A hidden path must be a directory that exists: one made later would not be hidden from jobs already running. */
+async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
+  for (const [i, hidden] of paths.entries()) {
+    if (!path.isAbsolute(hidden)) throw new ValidationError(`hiddenPaths[${i}]`, 'must be an absolute path');
+    const st = await stat(hidden).catch(() => null);
+    if (st === null || !st.isDirectory()) throw new ValidationError(`hiddenPaths[${i}]`, `${hidden} is not an existing directory (only directories can be hidden from jobs)`);
+  }
+}
+
+/** Covered in every job's mount namespace by a private tmpfs: a scratch directory there would be out of its reach. */
+const PRIVATE_TMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+
+function underPrivateTmp(dir: string): string | undefined {
+  return PRIVATE_TMP_DIRS.find((tmp) => dir === tmp || dir.startsWith(`${tmp}/`));
+}
+
+/** Where scratch roots of state directories under /tmp, /var/tmp or /dev/shm go instead (tests, trials). */
+export const FALLBACK_SCRATCH_PARENT = '/var/lib/jobworker-scratch';
+
+/**
+ * "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). A
+ * state directory under /tmp, /var/tmp or /dev/shm gets FALLBACK_SCRATCH_PARENT/<its name> instead.
+ */
+export function defaultScratchRoot(stateDir: string): string {
+  const resolved = path.resolve(stateDir);
+  const beside = path.join(path.dirname(resolved), `${path.basename(resolved)}-scratch`);
+  return underPrivateTmp(beside) === undefined ? beside : path.join(FALLBACK_SCRATCH_PARENT, path.basename(resolved));
+}
+
+/** Directories not inside another of the list: once the outer one is hidden, the inner ones do not exist in the job's view. */
+function outermost(dirs: readonly string[]): string[] {
+  const unique = [...new Set(dirs)];
+  return unique.filter((dir) => !unique.some((other) => other !== dir && (other === '/' || dir.startsWith(`${other}/`))));
+}
+
+function checkScratchRoot(root: string): void {
+  const tmp = underPrivateTmp(path.resolve(root));
+  if (tmp !== undefined) throw new ValidationError('scratch.root', `${root} is under ${tmp}, which every job sees as a private tmpfs of its own (its scratch directory would be out of reach); choose a directory elsewhere`);
+}
+
 function warnerOf(options: WorkerOptions): (message: string, details: Record<string, unknown>) => void {
   return options.warn ?? ((message, details) => process.emitWarning(`${message} ${JSON.stringify(details)}`, 'JobworkerWarning'));
 }
@@ -143,7 +214,16 @@ export class Worker {
   #listeners = new Set<(event: JobEvent) => void>();
   /** Ids of the finished jobs still kept, the earliest finished first. */
   #finished = new Set<string>();
-  #defaultUser: JobUser | null;
+  #defaultUser: JobUserChoice;
+  #isolationDefaults: Omit<JobIsolation, 'mounts'>;
+  /**
+   * Hidden from every job with a mount namespace, and what no bind may show: the state directory,
+   * the configured paths (the daemon's config and keys) and the scratch root (other jobs' directories).
+   */
+  #hiddenPaths: string[];
+  #users: UserDatabase;
+  readonly dynamicUids: DynamicUids;
+  readonly scratch: ScratchDirs;
   #running = 0;
   #policy: IdentityPolicy;
   #ledger: IdentityLedger;
@@ -159,6 +239,7 @@ export class Worker {
     lock: StateLock,
     driver: OpenedCgroupDriver,
     recovery: RecoveryReport,
+    scratch: ScratchDirs,
     identities: { policy: IdentityPolicy; host: HostFacts },
   ) {
     this.stateDir = options.stateDir;
@@ -168,7 +249,12 @@ export class Worker {
     this.cgroupDriver = driver;
     this.recovery = recovery;
     const warn = warnerOf(options);
-    this.#defaultUser = options.defaults?.user === undefined ? null : resolveJobUser('defaults.user', options.defaults.user);
+    this.#defaultUser = checkJobUser('defaults.user', options.defaults?.user ?? 'dynamic');
+    this.#isolationDefaults = resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
+    this.#users = options.users?.database ?? nssUserDatabase;
+    this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
+    this.scratch = scratch;
+    this.#hiddenPaths = outermost([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root]);
     this.#policy = identities.policy;
     this.#ledger = new IdentityLedger((identity) => identities.policy.quotas(identity));
     this.#defaultJobMemory = options.defaults?.limits?.memoryBytes ?? defaultJobMemoryBytes(identities.host);
@@ -181,6 +267,7 @@ export class Worker {
       defaultGraceMs: options.defaults?.stopGraceMs ?? DEFAULTS.stopGraceMs,
       onStateChange: (job, previous) => this.#stateChanged(job, previous),
       warn,
+      releaseJob: (job) => this.#releaseJob(job),
     };
     // Oldest first, as list() promises.
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
@@ -197,7 +284,13 @@ export class Worker {
     if (typeof options?.stateDir !== 'string' || options.stateDir === '') {
       throw new ValidationError('stateDir', 'is required');
     }
-    if (options.defaults?.user !== undefined) resolveJobUser('defaults.user', options.defaults.user); // before touching anything
+    // Checked before touching anything.
+    if (options.defaults?.user !== undefined) checkJobUser('defaults.user', options.defaults.user);
+    resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
+    new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, nssUserDatabase);
+    if (options.scratch?.root !== undefined) checkScratchRoot(options.scratch.root);
+    const scratch = new ScratchDirs(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { keep: options.scratch?.keep ?? false });
+    await checkHiddenPaths(options.hiddenPaths ?? []);
     const warn = warnerOf(options);
     const store = new StateStore(options.stateDir, {
       createFiles: (paths) => fsOps(paths.map((file) => ({ op: 'create', path: file }))),
@@ -215,7 +308,11 @@ export class Worker {
       for (const { field, limits } of policy.configured()) await prepareSliceLimits(limits, field, driver.controllers, options.cgroup?.sysRoot, driver.mode);
       const recovery = await recover(store, driver, warn);
       await store.open(recovery.records); // lost jobs recorded, the journal compacted
-      const worker = new Worker(options, store, lock, driver, recovery, { policy, host });
+      // Nothing runs now: every scratch directory left is a crashed daemon's or a failed removal's.
+      await scratch.init();
+      const swept = await scratch.sweep(new Set());
+      if (swept.failed.length > 0) warn('scratch directories not removed', { directories: swept.failed });
+      const worker = new Worker(options, store, lock, driver, recovery, scratch, { policy, host });
       await worker.#applyRetention();
       return worker;
     } catch (error) {
@@ -246,7 +343,8 @@ export class Worker {
     }
     const resolved = resolveJobSpec(spec);
     resolved.limits = { ...this.#jobDefaults(resolved.owner), ...resolved.limits };
-    if (resolved.user === null) resolved.user = this.#defaultUser;
+    const userChoice = resolved.user ?? this.#defaultUser;
+    const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max} (maxRunningJobs)`);
@@ -257,7 +355,8 @@ export class Worker {
     this.#admissions.set(id, admission.ended);
     this.#startTimes.set(id, process.hrtime.bigint());
     try {
-      return await Job.launch(this.#ctx, id, resolved, admission.budget, (job) => this.#jobs.set(id, job));
+      const setUp = () => this.#setUp(id, userChoice, resolved.cwd === null);
+      return await Job.launch(this.#ctx, id, resolved, isolation, admission.budget, setUp, (job) => this.#jobs.set(id, job));
     } catch (error) {
       this.#jobs.delete(id);
       this.#startTimes.delete(id);
@@ -266,6 +365,42 @@ export class Worker {
       this.#running--;
       throw await this.#quotaBehind(resolved.owner, error);
     }
+  }
+
+  /** Who the job runs as (a dynamic uid is taken here) and its scratch directory; undone on failure. */
+  async #setUp(id: string, choice: JobUserChoice, needsScratch: boolean): Promise<JobSetup> {
+    let runAs: JobRunAs;
+    if (choice === 'dynamic') {
+      const uid = await this.dynamicUids.allocate();
+      runAs = { uid, gid: uid, groups: [], name: null, kind: 'dynamic' };
+    } else {
+      runAs = await resolveRunAs(this.#users, 'user', choice);
+    }
+    let scratchDir: string | null = null;
+    if (needsScratch) {
+      try {
+        scratchDir = await this.scratch.create(id, runAs);
+      } catch (error) {
+        if (runAs.kind === 'dynamic') this.dynamicUids.release(runAs.uid);
+        throw error;
+      }
+    }
+    return { runAs, scratchDir, hiddenPaths: this.#hiddenPaths };
+  }
+
+  /** Removes a finished job's scratch directory, then frees its dynamic uid (if nothing of it is left). */
+  async #releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void> {
+    let clean = job.emptied;
+    if (job.scratchDir !== null) {
+      const outcome = await this.scratch.release(job.scratchDir, job.runAs);
+      if (!outcome.done) {
+        clean = false;
+        this.#ctx.warn('scratch directory not removed', { job: job.id, problem: outcome.problem });
+      }
+    }
+    if (job.runAs.kind !== 'dynamic') return;
+    if (clean) this.dynamicUids.release(job.runAs.uid);
+    else this.#ctx.warn('dynamic uid kept out of use until the worker reopens: something of its job is left', { job: job.id, uid: job.runAs.uid });
   }
 
   /**

@@ -16,7 +16,7 @@ import { requireRoot } from '../helpers/root';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_KEYS = [
-  'args', 'argsOmitted', 'command', 'createdAt', 'cwd', 'durationMs', 'exitCode', 'finishedAt', 'id', 'limits', 'log', 'oomKilled',
+  'args', 'argsOmitted', 'command', 'createdAt', 'cwd', 'durationMs', 'exitCode', 'finishedAt', 'id', 'isolation', 'limits', 'log', 'oomKilled',
   'owner', 'pid', 'pool', 'reason', 'signal', 'startedAt', 'state', 'stats', 'stoppedBy', 'user',
 ].sort();
 
@@ -219,7 +219,8 @@ describe('job-cli against a daemon', requireRoot, () => {
     it('the job\'s environment: -e NAME passes our value, --env-file reads a file, PATH is there unless given', async () => {
       const file = path.join(dir, 'job.env');
       writeFileSync(file, '# settings\nGREETING=from the file\nWHO\n');
-      const result = await runCli(['run', '-e', 'LANG', '--env-file', file, '--env', 'EXTRA=x', '--', 'sh', '-c', 'env | sort'], {
+      // --cwd /: sh's PWD is then /, not the job's scratch directory.
+      const result = await runCli(['run', '--cwd', '/', '-e', 'LANG', '--env-file', file, '--env', 'EXTRA=x', '--', 'sh', '-c', 'env | sort'], {
         home,
         env: { ...credentials(admin), LANG: 'C.UTF-8', WHO: 'ada' },
       });

@@ -161,7 +161,7 @@ describe('role-based access', requireRoot, () => {
   it('only admins choose the user a job runs as', async () => {
     assert.equal(await codeOf(alice.startJob({ command: 'id', args: ['-u'], user: { uid: 0, gid: 0, groups: [] } })), 'PERMISSION_DENIED');
     const job = await admin.startJob({ command: 'id', args: ['-u'], user: { uid: 65534, gid: 65534, groups: [] } });
-    assert.deepEqual(job.user, { uid: 65534, gid: 65534, groups: [] });
+    assert.deepEqual(job.user, { uid: 65534, gid: 65534, groups: [], name: 'nobody', kind: 'requested' });
     let out = '';
     for await (const message of admin.streamLogs({ jobId: job.id, follow: true })) for (const c of message.chunks) out += c.data.toString();
     assert.equal(out, '65534\n');

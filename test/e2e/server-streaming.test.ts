@@ -111,7 +111,8 @@ describe('streaming output', requireRoot, () => {
     for await (const message of stopper.streamLogs({ jobId: job.id, follow: true })) {
       if (message.chunks.some((c) => c.data.toString().includes('started'))) break;
     }
-    await stopper.stopJob(job.id, { graceMs: 0 });
+    // A grace long enough that only the SIGTERM (forwarded by the job's init) can end it.
+    await stopper.stopJob(job.id, { graceMs: 30_000 });
     const result = await following;
     assert.equal(result.stdout, 'started\n');
     assert.equal(result.final?.state, 'stopped');

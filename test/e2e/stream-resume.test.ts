@@ -3,7 +3,7 @@
 // is resumed at EVERY chunk boundary and must give, per stream, exactly the bytes after that chunk.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,8 @@ import { requireRoot } from '../helpers/root';
 
 let pki: TestPki;
 let dir: string;
+// The job's input: not under /tmp, which is private to each job (its dynamic uid reads it).
+let inputDir: string;
 let daemon: RunningTestDaemon;
 let client: JobworkerClient;
 
@@ -41,6 +43,8 @@ describe('resuming StreamLogs', requireRoot, () => {
   before(async () => {
     pki = await createTestPki();
     dir = mkdtempSync(path.join(tmpdir(), 'jobworker-resume-test-'));
+    inputDir = mkdtempSync(path.join(process.cwd(), '.resume-test-input-'));
+    chmodSync(inputDir, 0o755);
     daemon = await startTlsDaemon('resume', await pki.server(), dir, mkdtempSync(path.join(dir, 'state-')));
     client = await JobworkerClient.connect({ address: daemon.address, tls: await pki.client({ name: 'resumer', roles: ['writer'] }), callTimeoutMs: 20_000 });
   });
@@ -49,12 +53,13 @@ describe('resuming StreamLogs', requireRoot, () => {
     await daemon?.stop();
     pki?.remove();
     rmSync(dir, { recursive: true, force: true });
+    if (inputDir !== undefined) rmSync(inputDir, { recursive: true, force: true });
   });
 
   it('at every chunk boundary of a mixed stdout/stderr log of big and small writes gives exactly the rest, per stream', { timeout: 300_000 }, async () => {
     const data = randomBytes(1 << 20);
-    const file = path.join(dir, 'data');
-    writeFileSync(file, data);
+    const file = path.join(inputDir, 'data');
+    writeFileSync(file, data, { mode: 0o644 });
     // Single writes of 1 MiB and 768 KiB (dd bs=…), after which the pipes have grown to 1 MiB, so
     // the capture thread reads big records; lines in between make small ones on both streams.
     const script = [

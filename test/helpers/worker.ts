@@ -1,12 +1,12 @@
 // A Worker on a temporary state directory and its own cgroup root, removed afterwards.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import type { CgroupDriverOptions } from '../../src/cgroup';
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
-import { Worker, type WorkerOptions } from '../../src/worker';
+import { defaultScratchRoot, Worker, type WorkerOptions } from '../../src/worker';
 
 let counter = 0;
 
@@ -36,6 +36,7 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
     worker = await Worker.open(options);
   } catch (error) {
     rmSync(options.stateDir, { recursive: true, force: true }); // a refused open leaves no directory behind
+    rmSync(options.scratch?.root ?? defaultScratchRoot(options.stateDir), { recursive: true, force: true });
     throw error;
   }
   return {
@@ -45,8 +46,13 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
     async cleanup() {
       const leftover = await worker.cgroupDriver.listJobs();
       await worker.close({ graceMs: 1000 }); // stops jobs and removes the cgroup root
+      const scratchRoot = options.scratch?.root ?? defaultScratchRoot(options.stateDir);
+      const scratchLeft = existsSync(scratchRoot) ? readdirSync(scratchRoot) : [];
       rmSync(options.stateDir, { recursive: true, force: true });
+      rmSync(scratchRoot, { recursive: true, force: true });
       assert.deepEqual(leftover, [], 'job cgroups left behind');
+      assert.deepEqual(scratchLeft, [], 'scratch directories left behind');
+      assert.deepEqual([...worker.dynamicUids.inUse], [], 'dynamic uids still held');
     },
   };
 }

@@ -1,6 +1,6 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -149,7 +149,9 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
   });
 
   it('not executable: no execute bit, not a program, a missing #! interpreter', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    // Not under /tmp (every job has a private one), and open to the job's dynamic uid.
+    const dir = mkdtempSync('/var/lib/jobworker-exec-');
+    chmodSync(dir, 0o755);
     try {
       writeFileSync(path.join(dir, 'plain'), 'echo hi\n', { mode: 0o644 });
       writeFileSync(path.join(dir, 'garbage'), 'not a program', { mode: 0o755 });
@@ -159,6 +161,17 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
       await refused({ command: 'plain', env: { PATH: dir } }, 'not-executable', /^command: not executable: \S+\/plain \(found in PATH \S+\): EACCES/);
       await refused({ command: path.join(dir, 'garbage') }, 'not-executable', /^command: not executable: \S+\/garbage: ENOEXEC: .*#! line$/);
       await refused({ command: path.join(dir, 'orphan') }, 'not-executable', /^command: not executable: \S+\/orphan \(its #! interpreter does not exist\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a program on the host but not in the job\'s view (its private /tmp) is not found, and says why', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    try {
+      writeFileSync(path.join(dir, 'tool'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+      chmodSync(dir, 0o755);
+      await refused({ command: path.join(dir, 'tool') }, 'not-found', /^command: not found: \S+\/tool \(ENOENT\): it exists on the daemon's host but not in the job's view/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -198,6 +211,20 @@ describe('stop', requireRoot, () => {
     assert.equal(result.status.state, 'stopped');
     assert.equal(result.status.outcome?.signal, 'SIGKILL');
   });
+
+  for (const [how, isolation] of [
+    ['through its init', {}],
+    ['in the host PID namespace', { namespaces: { pid: false } }],
+  ] as const) {
+    it(`no grace (${how}): SIGKILL at once, the stop signal is not sent first`, async () => {
+      const job = await t.worker.start({ command: 'sh', args: ['-c', 'trap "echo bye; exit 0" TERM; echo ready; while :; do sleep 0.05; done'], isolation });
+      await outputContains(job, 'ready');
+      const result = await job.stop({ graceMs: 0 });
+      assert.equal(result.status.state, 'stopped');
+      assert.equal(result.status.outcome?.signal, 'SIGKILL');
+      assert.equal(await text(job), 'ready\n', 'the TERM trap never ran');
+    });
+  }
 
   it('stop with another signal', async () => {
     const job = await t.worker.start({ command: 'sleep', args: ['1000'] });
@@ -288,16 +315,87 @@ describe('registry', requireRoot, () => {
 });
 
 describe('job user', requireRoot, () => {
-  it('jobs run as the default user unless their spec names one; a bad default is refused at open', async () => {
+  it('a job runs as a dynamic uid of its own by default, in a scratch directory it owns; both are gone when it ends', async () => {
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'id -u; id -g; id -G; pwd; stat -c "%u %g %a" .; echo x > file; cat file; sleep 1000'], owner: 'erin' });
+    const status = job.status();
+    const user = status.user!;
+    assert.equal(user.kind, 'dynamic');
+    assert.equal(user.name, null);
+    assert.equal(user.gid, user.uid);
+    assert.deepEqual(user.groups, []);
+    assert.ok(t.worker.dynamicUids.contains(user.uid), `uid ${user.uid} is in the dynamic range`);
+    const scratch = status.scratchDir!;
+    assert.equal(status.cwd, scratch);
+    const other = await t.worker.start({ command: 'sleep', args: ['1000'], owner: 'erin' });
+    assert.notEqual(other.status().user!.uid, user.uid, 'two live jobs never share a dynamic uid, even of one owner');
+    assert.notEqual(other.status().scratchDir, scratch);
+    await outputContains(job, 'x\n');
+    assert.equal(await text(job), `${user.uid}\n${user.uid}\n${user.uid}\n${scratch}\n${user.uid} ${user.uid} 700\nx\n`);
+    await Promise.all([job.stop({ graceMs: 0 }), other.stop({ graceMs: 0 })]);
+    assert.equal(existsSync(scratch), false, 'the scratch directory (and the file in it) is removed with the job');
+    assert.deepEqual([...t.worker.dynamicUids.inUse], [], 'the uids are free again');
+  });
+
+  it('a start that fails gives its dynamic uid and scratch directory back', async () => {
+    await assert.rejects(t.worker.start({ command: '/nonexistent/tool' }), (e: unknown) => e instanceof CommandError && e.cause instanceof SpawnError);
+    assert.deepEqual([...t.worker.dynamicUids.inUse], []);
+    assert.deepEqual(readdirSync(t.worker.scratch.root), []);
+  });
+
+  it('a cwd the job\'s user cannot enter fails the start with FAILED_PRECONDITION naming both', async () => {
+    // Not under /tmp: every job has a private one, where this directory does not exist at all.
+    const dir = mkdtempSync('/var/lib/jobworker-private-');
+    try {
+      chmodSync(dir, 0o700);
+      await assert.rejects(t.worker.start({ command: 'true', cwd: dir }), (e: unknown) => {
+        assert.ok(e instanceof JobworkerError && e.kind === 'failed-precondition', String(e));
+        assert.match(e.message, new RegExp(`^cwd ${dir}: the job's user, uid \\d+, a dynamic uid, cannot enter it \\(EACCES\\)`));
+        return true;
+      });
+      assert.deepEqual([...t.worker.dynamicUids.inUse], []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a cwd under /tmp (private to each job) fails the start with FAILED_PRECONDITION saying why', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-host-tmp-'));
+    try {
+      chmodSync(dir, 0o755);
+      await assert.rejects(t.worker.start({ command: 'true', cwd: dir }), (e: unknown) => {
+        assert.ok(e instanceof JobworkerError && e.kind === 'failed-precondition', String(e));
+        assert.match(e.message, new RegExp(`^cwd ${dir}: not a directory in the job's view of the host \\(ENOENT\\): /tmp, /var/tmp and /dev/shm are private to each job`));
+        return true;
+      });
+      // An admin's opt-out of the mount namespace shows the host's /tmp.
+      const shared = await t.worker.start({ command: 'pwd', cwd: dir, user: { uid: 0, gid: 0 }, isolation: { namespaces: { mount: false } } });
+      await shared.wait();
+      assert.equal(await text(shared), `${dir}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a job given a user by number or by name runs as exactly that; the default user can be set; a bad one is refused at open', async () => {
     const u = await openTestWorker('job-user', { defaults: { user: { uid: 65534, gid: 65534 } } });
     try {
-      const byDefault = await u.worker.start({ command: 'sh', args: ['-c', 'id -u; id -g'] });
+      const byDefault = await u.worker.start({ command: 'sh', args: ['-c', 'id -u; id -g; id -G'], cwd: '/' });
       await byDefault.wait();
-      assert.equal(await text(byDefault), '65534\n65534\n');
-      assert.deepEqual(byDefault.status().user, { uid: 65534, gid: 65534, groups: [] });
+      assert.equal(await text(byDefault), '65534\n65534\n65534\n');
+      assert.deepEqual(byDefault.status().user, { uid: 65534, gid: 65534, groups: [65534], name: 'nobody', kind: 'requested' });
+      const byName = await u.worker.start({ command: 'id', args: ['-u'], user: { name: 'daemon', kind: 'mapped' } });
+      await byName.wait();
+      assert.equal(await text(byName), '1\n');
+      assert.deepEqual(byName.status().user, { uid: 1, gid: 1, groups: [1], name: 'daemon', kind: 'mapped' });
+      assert.equal(existsSync(byName.status().scratchDir!), false);
+      const unknownUid = await u.worker.start({ command: 'sh', args: ['-c', 'id -u; id -g; id -G'], user: { uid: 4242 } });
+      await unknownUid.wait();
+      assert.equal(await text(unknownUid), '4242\n4242\n4242\n');
+      assert.deepEqual(unknownUid.status().user, { uid: 4242, gid: 4242, groups: [], name: null, kind: 'requested' });
       const asRoot = await u.worker.start({ command: 'id', args: ['-u'], user: { uid: 0, gid: 0 } });
       await asRoot.wait();
       assert.equal(await text(asRoot), '0\n');
+      await assert.rejects(u.worker.start({ command: 'true', user: { name: 'no-such-user-here' } }), (e: unknown) => e instanceof ValidationError && e.field === 'user.name');
     } finally {
       await u.cleanup();
     }

@@ -106,7 +106,8 @@ export const daemonSigkill: Scenario = {
         t.committedBeforeKill = Number((await client.getJob(t.job.id)).log!.sizeBytes);
         processes.set(t.job.id, processesOf(daemon, t.job.id));
       }
-      assert.equal(processes.get(escaped.id)!.length, 2, 'the escaped job has its shell and the setsid sleep');
+      // In its own PID namespace a job's processes include its init (jobworker-init, PID 1 there).
+      assert.equal(processes.get(escaped.id)!.length, 3, 'the escaped job has its init, its shell and the setsid sleep');
 
       const killedAt = Date.now();
       await daemon.stop('SIGKILL');

@@ -69,7 +69,6 @@ export const diskFull: Scenario = {
     const daemon = await ReliabilityDaemon.start(ctx.workDir, { label: 'diskfull', stateDir: path.join(mount, 'state') });
     ctx.defer(async () => assert.deepEqual(await daemon.close(), [], 'cgroups left'));
     const client = await daemon.client('full', ['writer']);
-    const go = path.join(ctx.workDir, 'go');
 
     // A job that writes ~2 MB (more than fits), then waits, then writes again.
     const filler = path.join(mount, 'filler');
@@ -77,8 +76,11 @@ export const diskFull: Scenario = {
     const first = 300_000;
     const job = await client.startJob({
       command: 'sh',
-      args: ['-c', `seq 1 ${first}; echo waiting >&2; while [ ! -e ${go} ]; do sleep 0.05; done; seq ${first + 1} ${first + 10_000}`],
+      // ./go: in the job's scratch directory (its working directory), which the test can reach
+      // and the job can see (its /tmp is its own, and the work directory is closed to its uid).
+      args: ['-c', `seq 1 ${first}; echo waiting >&2; while [ ! -e go ]; do sleep 0.05; done; seq ${first + 1} ${first + 10_000}`],
     });
+    const go = path.join(job.cwd, 'go');
     assert.ok(await eventually(async () => Number((await client.getJob(job.id)).log!.sizeBytes) > 0, 10_000));
     await delay(2000); // it has written everything and waits; most of it did not fit
 

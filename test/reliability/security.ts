@@ -6,7 +6,8 @@
 // - Privilege (test/e2e/server-rbac.test.ts covers the full matrix in-process): a reader cannot
 //   start or stop; a writer cannot touch another identity's jobs or learn they exist; roles cannot
 //   be forged by putting "admin" anywhere in the subject.
-// - The job's environment: the daemon's environment, fds and signal state do not leak into jobs.
+// - The job's environment: the daemon's environment, fds and signal state do not leak into jobs;
+//   a writer's job runs as a dynamic uid of its own, without capabilities, with no_new_privs.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { promisify } from 'node:util';
 
 import { ClientError, JobworkerClient } from '../../src/client';
 import { craftCertificate, createTestPki } from '../helpers/pki';
+import { eventually } from '../helpers/poll';
 import { ReliabilityDaemon } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 import { jobOutput } from './streams';
@@ -210,23 +212,45 @@ export const security: Scenario = {
     const probeOutput = await jobOutput(alice, { jobId: probe.id, follow: true });
     const text = probeOutput.stdout.toString() + probeOutput.stderr.toString();
     const [environ, , nofile, session] = text.split('---\n');
-    // The fds of a job's process, read from outside (a shell listing its own fds races with the
-    // pipes and directory fds it opens to do so): a job that only sleeps.
+    // The fds of a job's processes, read from outside (a shell listing its own fds races with the
+    // pipes and directory fds it opens to do so): a job that only sleeps. Its pid is its init's (PID
+    // 1 of the job's PID namespace); the command is init's only child.
     const sleeper = await alice.startJob({ command: 'sleep', args: ['60'], env: { PATH: '/usr/bin:/bin' } });
-    const fds = readdirSync(`/proc/${sleeper.pid}/fd`)
-      .sort((a, b) => Number(a) - Number(b))
-      .map((fd) => `${fd} ${readlinkSync(`/proc/${sleeper.pid}/fd/${fd}`)}`)
-      .join('\n');
+    const fdsOf = (pid: number) =>
+      readdirSync(`/proc/${pid}/fd`)
+        .sort((a, b) => Number(a) - Number(b))
+        .map((fd) => `${fd} ${readlinkSync(`/proc/${pid}/fd/${fd}`)}`);
+    const initPid = sleeper.pid!;
+    // PID 1 vforks the command and execs init only after the command's exec; until then it is the
+    // daemon's clone with the daemon's descriptors (close-on-exec, and out of the job's reach: it is
+    // not dumpable). No event marks init's start: wait for it, bounded, then for its stdio closed.
+    const initRunning = await eventually(async () => {
+      try {
+        return readFileSync(`/proc/${initPid}/comm`, 'utf8') === 'jobworker-init\n' && !readdirSync(`/proc/${initPid}/fd`).includes('0');
+      } catch {
+        return false;
+      }
+    }, 5000);
+    assert.ok(initRunning, `the job's init did not start: ${readFileSync(`/proc/${initPid}/comm`, 'utf8').trim()}`);
+    const commandPid = Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim());
+    const initFds = fdsOf(initPid);
+    const commandFds = fdsOf(commandPid);
+    // Two live jobs never share a uid, even of one identity.
+    const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const sleeperUid = uidOf(commandPid);
+    const noisyUid = uidOf(noisy.pid!);
     await alice.stopJob(sleeper.id, { graceMs: 0 });
     // Signal state and credentials from a process exec'd by the daemon that reads its own status
     // at once: a shell's own status is no good (dash blocks every signal while it waits for a child).
-    const statusJob = await alice.startJob({ command: 'grep', args: ['-E', '^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } });
+    const statusJob = await alice.startJob({ command: 'grep', args: ['-E', '^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs|Cap[A-Za-z]+):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } });
     const status = (await jobOutput(alice, { jobId: statusJob.id, follow: true })).stdout.toString();
-    const fdLines = fds!.trim().split('\n');
-    assert.deepEqual(fdLines.map((l) => l.split(' ')[0]), ['0', '1', '2'], `job fds:\n${fds}`);
-    assert.match(fdLines[0]!, /^0 \/dev\/null$/);
-    assert.match(fdLines[1]!, /^1 pipe:/);
-    assert.match(fdLines[2]!, /^2 pipe:/);
+    assert.deepEqual(commandFds.map((l) => l.split(' ')[0]), ['0', '1', '2'], `job fds:\n${commandFds.join('\n')}`);
+    assert.match(commandFds[0]!, /^0 \/dev\/null$/);
+    assert.match(commandFds[1]!, /^1 pipe:/);
+    assert.match(commandFds[2]!, /^2 pipe:/);
+    // init closed the job's stdio: it keeps only its status pipe to the daemon.
+    assert.equal(initFds.length, 1, `init fds:\n${initFds.join('\n')}`);
+    assert.match(initFds[0]!, /^\d+ pipe:/);
     assert.deepEqual(environ!.trim().split('\n').sort(), ['GIVEN=only this', 'PATH=/usr/bin:/bin']);
     assert.ok(!text.includes(secret), 'the daemon\'s environment leaked into the job');
     assert.match(status, /^SigBlk:\s+0+$/m);
@@ -234,10 +258,20 @@ export const security: Scenario = {
     assert.equal(nofile!.trim(), '1024');
     const [sid, pid] = session!.trim().split('\n');
     assert.equal(sid, pid, 'the job leads its own session');
-    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    // A writer's job runs as a dynamic uid of its own: not root, from the range, the same for all
+    // four ids, no supplementary groups, no capabilities (the bounding set too), no_new_privs.
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    const first = 0x7000_0000;
+    assert.ok(uid >= first && uid < first + 0x1_0000, `job uid ${uid} is not a dynamic uid`);
+    assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'), status);
+    assert.match(status, new RegExp(`^Gid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'), status);
+    assert.match(status, /^Groups:\s*$/m, status);
+    assert.match(status, /^NoNewPrivs:\s+1$/m, status);
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.match(status, new RegExp(`^${set}:\\s+0+$`, 'm'), status);
+    assert.ok(sleeperUid >= first && noisyUid >= first && sleeperUid !== noisyUid, `two live jobs of alice: uids ${sleeperUid} and ${noisyUid}`);
     // Least privilege: a writer may not choose the user; an admin may, and the job then really runs
     // as that user with only the groups given (no root group left over from the daemon).
-    const statusArgs = { command: 'grep', args: ['-E', '^(Uid|Gid|Groups):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } };
+    const statusArgs = { command: 'grep', args: ['-E', '^(Uid|Gid|Groups|NoNewPrivs):', '/proc/self/status'], env: { PATH: '/usr/bin:/bin' } };
     const nobody = { uid: 65534, gid: 65534, groups: [] };
     assert.equal(await codeOf(alice.startJob({ ...statusArgs, user: nobody })), 'PERMISSION_DENIED');
     const root = await daemon.client('root-admin', ['admin']);
@@ -246,11 +280,12 @@ export const security: Scenario = {
     assert.match(droppedStatus, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
     assert.match(droppedStatus, /^Gid:\s+65534\s+65534\s+65534\s+65534$/m, droppedStatus);
     assert.match(droppedStatus, /^Groups:\s*$/m, droppedStatus);
-    ctx.figure('job as another user', 'writer: PERMISSION_DENIED; admin: uid/gid 65534 (all four ids), no supplementary groups');
-    ctx.figure('job fds', '0 (/dev/null), 1, 2 (pipes)');
+    assert.match(droppedStatus, /^NoNewPrivs:\s+1$/m, 'no_new_privs for a user an admin asked for too');
+    ctx.figure('job as another user', 'writer: PERMISSION_DENIED; admin: uid/gid 65534 (all four ids), no supplementary groups, no_new_privs');
+    ctx.figure('job fds', 'command: 0 (/dev/null), 1, 2 (pipes); its init: its status pipe alone');
     ctx.figure('job environment', 'exactly the given variables');
     ctx.figure('job signals blocked/ignored', '0/0');
-    ctx.figure('job credentials', `uid ${uid} (the daemon's: this daemon sets no jobUser and the job asked for no user; docs/security.md), own session, RLIMIT_NOFILE 1024`);
+    ctx.figure('job credentials', `dynamic uid ${uid} (= gid, all four ids; two live jobs of one identity: ${sleeperUid} and ${noisyUid}), no groups, no capabilities (bounding set empty), no_new_privs, own session, RLIMIT_NOFILE 1024`);
     const daemonFds = readFileSync(`/proc/${daemon.pid}/status`, 'utf8') && daemon.sample().fds;
     ctx.figure('daemon fds at the time', daemonFds);
     await alice.stopJob(noisy.id, { graceMs: 0 });

@@ -184,13 +184,34 @@ describe('the start request from flags', () => {
     usageError(() => buildStartRequest({ command: ['x'], ioWriteIops: ['1', '2'] }), /^--io-write-iops: device \(the working directory's disk\) is given twice/);
     usageError(() => buildStartRequest({ command: ['x'], cwd: '.' }), /^--cwd: must be an absolute path/);
     usageError(() => buildStartRequest({ command: ['x'], pids: '0' }), /^--pids: must be from 1/);
-    usageError(() => buildStartRequest({ command: ['x'], user: 'nobody' }), /^--user: expected UID or UID:GID/);
-    usageError(() => buildStartRequest({ command: ['x'], user: '1:99999999999' }), /^--user: expected UID or UID:GID/);
+    usageError(() => buildStartRequest({ command: ['x'], user: '-rf' }), /^--user: expected NAME, UID, NAME:GROUP or UID:GID/);
+    usageError(() => buildStartRequest({ command: ['x'], user: '1:99999999999' }), /^--user: expected NAME, UID/);
+    usageError(() => buildStartRequest({ command: ['x'], user: '1000:users' }), /^--user: with a UID, the group is a GID/);
+    usageError(() => buildStartRequest({ command: ['x'], network: 'bridge' }), /^--network: expected host or none/);
+    usageError(() => buildStartRequest({ command: ['x'], mount: ['/a'] }), /^--mount: expected SRC:DST or SRC:DST:ro/);
+    usageError(() => buildStartRequest({ command: ['x'], mount: ['a:/b'] }), /^--mount: expected SRC:DST/);
+    usageError(() => buildStartRequest({ command: ['x'], mount: ['/a:/b:rx'] }), /^--mount: expected SRC:DST/);
+    usageError(() => buildStartRequest({ command: ['x'], hostNamespace: ['net'] }), /^--host-namespace: expected one of pid, mount, cgroup, ipc, uts/);
   });
 
-  it('--user takes UID or UID:GID', () => {
+  it('--user takes NAME, UID, NAME:GROUP or UID:GID', () => {
     assert.deepEqual(buildStartRequest({ command: ['x'], user: '65534' }).user, { uid: 65534, gid: 65534, groups: [] });
     assert.deepEqual(buildStartRequest({ command: ['x'], user: '1000:100' }).user, { uid: 1000, gid: 100, groups: [] });
+    const byName = buildStartRequest({ command: ['x'], user: 'postgres' });
+    assert.equal(byName.user, undefined);
+    assert.equal(byName.userName, 'postgres');
+    assert.equal(buildStartRequest({ command: ['x'], user: 'www-data:adm' }).groupName, 'adm');
+  });
+
+  it('isolation flags: --network, --mount, --read-only, --host-namespace', () => {
+    const request = buildStartRequest({ command: ['x'], network: 'none', mount: ['/srv/data:/data:ro', '/srv/out:/out'], readOnly: true, hostNamespace: ['pid', 'uts'] });
+    assert.equal(request.network, 'none');
+    assert.deepEqual(request.mounts, [{ source: '/srv/data', target: '/data', readOnly: true }, { source: '/srv/out', target: '/out', readOnly: false }]);
+    assert.equal(request.readOnlyRoot, true);
+    assert.deepEqual(request.hostNamespaces, ['pid', 'uts']);
+    const plain = buildStartRequest({ command: ['x'] });
+    assert.equal(plain.network, undefined);
+    assert.equal(plain.readOnlyRoot, undefined);
   });
 
   it('reads signals by name, with or without SIG, in any case, or by number', () => {
@@ -212,6 +233,8 @@ describe('daemon errors as people read them', () => {
     assert.equal(withFlagNames('limits.memory_bytes: must be at least 1048576'), '--memory: must be at least 1048576');
     assert.equal(withFlagNames('limits.io[1].write_iops: too low'), '--io-write-iops: too low');
     assert.equal(withFlagNames('cwd: does not exist'), '--cwd: does not exist');
+    assert.equal(withFlagNames('mounts[0].source: /var/lib would show /var/lib/jobworker'), '--mount: /var/lib would show /var/lib/jobworker');
+    assert.equal(withFlagNames('user_name: no user named "x"'), '--user: no user named "x"');
     assert.equal(withFlagNames('spawn failed at exec of /x: ENOENT'), 'spawn failed at exec of /x: ENOENT');
     assert.equal(
       withFlagNames('limits.memory_high_bytes: must not exceed the hard limit limits.memory_bytes (64 MiB (67108864 bytes)), got 128 MiB (134217728 bytes)'),

@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { applyEnvironment, applyFileConfig, CONFIG_FILE_KEYS, defaultConfig, readConfigFile } from '../../src/daemon/config';
+import { checkDynamicUids, hiddenPathsOf, jobPolicyOf } from '../../src/daemon/job-policy';
+import type { UserDatabase } from '../../src/worker';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,8 +36,11 @@ describe('daemon configuration', () => {
       tls: { ca: 'pki/ca.pem', cert: '/abs/server.pem', key: 'pki/key.pem' },
       defaults: { memoryBytes: 1 << 30, pids: 100 },
       maxStreamsPerIdentity: 64,
+      identities: { ci: { user: 'nobody', groups: ['nogroup', 100] }, bob: { user: 1001, group: 1001 } },
+      dynamicUids: { first: 3_000_000, count: 1000 },
+      scratch: { root: 'scratch', keep: true },
+      isolation: { namespaces: { uts: false }, network: 'none', readOnlyRoot: true, optOuts: { network: ['admin', 'writer'] }, mounts: [], hide: ['secrets'] },
       maxUnreadWatchJobs: 500,
-      jobUser: { uid: 65534, gid: 65534 },
     });
     const c = applyFileConfig(defaultConfig(), readConfigFile(p));
     assert.equal(c.listen, '0.0.0.0:6000');
@@ -44,8 +49,36 @@ describe('daemon configuration', () => {
     assert.deepEqual(c.tls, { caPath: path.join(dir, 'pki/ca.pem'), certificatePath: '/abs/server.pem', privateKeyPath: path.join(dir, 'pki/key.pem') });
     assert.deepEqual(c.defaults, { memoryBytes: 1 << 30, pids: 100 });
     assert.equal(c.maxStreamsPerIdentity, 64);
+    assert.deepEqual(c.identities, { ci: { user: 'nobody', groups: ['nogroup', 100] }, bob: { user: 1001, group: 1001 } });
+    assert.deepEqual(c.dynamicUids, { first: 3_000_000, count: 1000 });
+    assert.deepEqual(c.scratch, { root: path.join(dir, 'scratch'), keep: true });
+    assert.deepEqual(c.isolation.namespaces, { uts: false });
+    assert.equal(c.isolation.network, 'none');
+    assert.equal(c.isolation.readOnlyRoot, true);
+    assert.deepEqual(c.isolation.optOuts.network, ['admin', 'writer']);
+    assert.deepEqual(c.isolation.optOuts.pid, ['admin'], 'opt-outs not given stay admin-only');
+    assert.deepEqual(c.isolation.mounts, []);
+    assert.deepEqual(c.isolation.hide, [path.join(dir, 'secrets')]);
     assert.equal(c.maxUnreadWatchJobs, 500);
-    assert.deepEqual(c.jobUser, { uid: 65534, gid: 65534 });
+  });
+
+  it('isolation by default: every namespace, the host network, writable root; opt-outs and binds for admins only; dynamic uids from 0x70000000', () => {
+    const c = defaultConfig();
+    assert.deepEqual(c.isolation.namespaces, {});
+    assert.equal(c.isolation.network, 'host');
+    assert.equal(c.isolation.readOnlyRoot, false);
+    for (const roles of Object.values(c.isolation.optOuts)) assert.deepEqual(roles, ['admin']);
+    assert.deepEqual(c.isolation.mounts, ['admin']);
+    assert.deepEqual(c.dynamicUids, { first: 0x70000000, count: 65536 });
+    assert.deepEqual(c.scratch, { root: null, keep: false });
+  });
+
+  it('refuses the old jobUser, saying what replaced it', () => {
+    assert.throws(
+      () => readConfigFile(file('old.json', { jobUser: { uid: 65534, gid: 65534 } })),
+      /old\.json: "jobUser" is no longer supported: .*dynamic uids .*"identities": \{ "<certificate CN>": \{ "user": "nobody" \} \}/,
+    );
+    assert.throws(() => readConfigFile(file('role.json', { isolation: { mounts: ['root'] } })), /role\.json: isolation\.mounts/);
   });
 
   it('refuses unknown keys, wrong types and bad JSON, naming the file and the key', () => {
@@ -97,5 +130,40 @@ describe('daemon configuration', () => {
     assert.equal(c.log.level, 'debug');
     assert.throws(() => applyEnvironment(defaultConfig(), { JOBWORKER_TLS_CA: '/a' }), /must be set together/);
     assert.throws(() => applyEnvironment(defaultConfig(), { JOBWORKER_LOG_LEVEL: 'loud' }), /JOBWORKER_LOG_LEVEL/);
+  });
+});
+
+describe('job policy from the config', () => {
+  const db: UserDatabase = {
+    user: (key) => Promise.resolve(key === 'nobody' || key === '65534' ? { name: 'nobody', uid: 65534, gid: 65534 } : null),
+    group: (key) => Promise.resolve(key === 'users' ? { name: 'users', gid: 100 } : null),
+    groupsOf: (_name, gid) => Promise.resolve([gid]),
+    knownIds: () => Promise.resolve(new Set<number>()),
+  };
+
+  it('maps identities to users looked up now (a name that does not exist stops the daemon), the rest get dynamic uids', async () => {
+    const config = { ...defaultConfig(), identities: { ci: { user: 'nobody' }, ops: { user: 4242, group: 'users' } } };
+    const policy = await jobPolicyOf(config, db);
+    assert.deepEqual(policy.identityUsers.get('ci'), { uid: 65534, gid: 65534, groups: [65534], name: 'nobody', kind: 'mapped' });
+    assert.deepEqual(policy.identityUsers.get('ops'), { uid: 4242, gid: 100, groups: [], kind: 'mapped' });
+    assert.equal(policy.identityUsers.get('alice'), undefined);
+    assert.deepEqual(policy.defaults.namespaces, { pid: true, mount: true, cgroup: true, ipc: true, uts: true });
+    await assert.rejects(jobPolicyOf({ ...defaultConfig(), identities: { x: { user: 'ghost' } } }, db), /config: identities\.x\.user: no user named "ghost"/);
+  });
+
+  it('hides the config\'s and the TLS files\' directories, unless they are shared with the system', () => {
+    const config = { ...defaultConfig(), tls: { caPath: '/etc/jobworker/ca.pem', certificatePath: '/etc/jobworker/server.pem', privateKeyPath: '/etc/ssl/private/key.pem' } };
+    const hidden = hiddenPathsOf(config, '/etc/jobworker/config.json');
+    assert.deepEqual(hidden.hide.sort(), ['/etc/jobworker', '/etc/ssl/private']);
+    const shared = hiddenPathsOf({ ...config, tls: { ...config.tls, caPath: '/etc/ca.pem' } }, null);
+    assert.deepEqual(shared.notHidden.map((n) => n.path), ['/etc']);
+  });
+
+  it('refuses a dynamic range that overlaps a subordinate id range', () => {
+    const subuid = path.join(dir, 'subuid');
+    writeFileSync(subuid, 'alice:100000:65536\n');
+    const files = { subuid, subgid: path.join(dir, 'none') };
+    assert.throws(() => checkDynamicUids({ ...defaultConfig(), dynamicUids: { first: 150000, count: 10 } }, files), /overlaps .*subuid's range of alice \(100000..165535\)/);
+    assert.doesNotThrow(() => checkDynamicUids(defaultConfig(), files));
   });
 });

@@ -17,11 +17,28 @@ describe('job spec validation', () => {
       command: 'true',
       args: [],
       env: { PATH: DEFAULT_JOB_PATH },
-      cwd: '/',
+      cwd: null, // a scratch directory of its own, made when it starts
       limits: {},
       owner: '',
       user: null,
+      isolation: undefined,
     });
+  });
+
+  it('checks who a job runs as: one of uid and name, one of gid and group, names that cannot be options', () => {
+    assert.deepEqual(resolveJobSpec({ command: 'x', user: 'dynamic' }).user, 'dynamic');
+    assert.deepEqual(resolveJobSpec({ command: 'x', user: { name: 'alice', groups: ['docker', 27] } }).user, { kind: 'requested', name: 'alice', groups: ['docker', 27] });
+    assert.deepEqual(resolveJobSpec({ command: 'x', user: { uid: 0, gid: 0, kind: 'mapped' } }).user, { kind: 'mapped', uid: 0, gid: 0 });
+    rejects({ command: 'x', user: {} }, 'user', /give uid or name/);
+    rejects({ command: 'x', user: { uid: 1, name: 'a' } }, 'user', /both only with gid and groups/);
+    assert.deepEqual(resolveJobSpec({ command: 'x', user: { uid: 1, name: 'a', gid: 2, groups: [] } }).user, { kind: 'requested', uid: 1, name: 'a', gid: 2, groups: [] });
+    rejects({ command: 'x', user: { uid: 1, gid: 1, group: 'a' } }, 'user', /at most one of gid and group/);
+    rejects({ command: 'x', user: { name: '-rf' } }, 'user.name', /user or group name/);
+    rejects({ command: 'x', user: { name: 'a b' } }, 'user.name', /user or group name/);
+    rejects({ command: 'x', user: { uid: 4294967295 } }, 'user.uid', /0 to 4294967294/);
+    rejects({ command: 'x', user: { uid: 1, groups: ['--all'] } }, 'user.groups[0]', /user or group name/);
+    rejects({ command: 'x', user: { uid: 1, groups: Array(65).fill(1) } }, 'user.groups', /at most 64/);
+    rejects({ command: 'x', user: 'root' }, 'user', /"dynamic" or an object/);
   });
 
   it('refuses bad input, naming the field', () => {

@@ -68,6 +68,7 @@ function job(overrides: Partial<JobView> & { cpu?: number; memory?: number; peak
     argsOmitted: 0,
     cwd: '/',
     user: null,
+    isolation: { namespaces: ['pid', 'mount', 'cgroup', 'ipc', 'uts'], network: 'host', readOnlyRoot: false, mounts: [] },
     state: 'running',
     pid: 10,
     outcome: { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, reason: null },

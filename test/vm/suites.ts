@@ -18,4 +18,6 @@ export const V2_SUITES: readonly string[] = [
   // The job library on top of them; worker-quotas: identity quotas, pids refused at clone3 into a
   // full slice, one owner per cgroup root.
   'dist/test/integration/worker*.test.js',
+  // Job isolation as an attacker tries it: writers' jobs through the real daemon over mTLS (native-isolation is above).
+  'dist/test/e2e/escape.test.js',
 ];

@@ -3,9 +3,9 @@
 // field a newer daemon sends that this page does not know, shown as it is.
 import type { UiJob } from '../../src/cli/ui/protocol';
 import { h } from './dom';
-import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatLimits, formatPercent, poolLine } from './format';
+import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatIsolation, formatLimits, formatPercent, formatUser, poolLine } from './format';
 
-const KNOWN = new Set(['id', 'owner', 'command', 'args', 'argsOmitted', 'cwd', 'user', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
+const KNOWN = new Set(['id', 'owner', 'command', 'args', 'argsOmitted', 'cwd', 'user', 'isolation', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
 
 const time = (iso: string | null, now: Date) => (iso === null ? '-' : `${new Date(iso).toLocaleString()} (${formatAgo(new Date(iso), now)})`);
 
@@ -25,7 +25,8 @@ export function renderRecord(job: UiJob, now: Date): HTMLElement {
   rows.push(['Stopped by', job.stoppedBy ?? '-', 'stopped-by']);
   rows.push(['Command', h('code', {}, commandLine(job)), 'command']);
   rows.push(['Owner', job.owner, 'owner']);
-  rows.push(['Runs as', job.user === null ? "the daemon's job user" : `uid ${job.user.uid}, gid ${job.user.gid}${job.user.groups.length > 0 ? `, groups ${job.user.groups.join(' ')}` : ''}`, 'user']);
+  rows.push(['Runs as', formatUser(job.user), 'user']);
+  rows.push(['Isolation', formatIsolation(job.isolation), 'isolation']);
   rows.push(['Directory', job.cwd === '' ? '/' : job.cwd, 'cwd']);
   rows.push(['Process', job.pid === null ? '-' : `pid ${job.pid}`, 'pid']);
   rows.push(['Created', time(job.createdAt, now)], ['Started', time(job.startedAt, now)], ['Finished', time(job.finishedAt, now)]);

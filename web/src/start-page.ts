@@ -26,7 +26,7 @@ const FIELDS: Field[] = [
   { flag: '--io-read-iops', key: 'ioReadIops', label: 'Disk reads/s', hint: 'DEV=N per line', lines: true },
   { flag: '--io-write-iops', key: 'ioWriteIops', label: 'Disk writes/s', hint: 'DEV=N per line', lines: true },
   { flag: '--env', key: 'env', label: 'Environment', hint: 'NAME=VALUE per line: the whole environment (none: just PATH)', lines: true },
-  { flag: '--cwd', key: 'cwd', label: 'Directory', hint: "absolute, on the daemon's host (default /)" },
+  { flag: '--cwd', key: 'cwd', label: 'Directory', hint: "absolute, on the daemon's host (default: a scratch directory of the job's own)" },
   { flag: '--user', key: 'user', label: 'Run as', hint: 'UID[:GID] (admins only)', adminOnly: true },
   { flag: '--pool', key: 'pool', label: 'Pool', hint: 'run on whichever daemon of this pool has room' },
   { flag: '--retries', key: 'retries', label: 'Retries', hint: 'pool jobs: re-run up to N times (0..10) if its daemon is lost' },

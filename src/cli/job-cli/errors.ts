@@ -27,6 +27,11 @@ const FLAG_FOR_FIELD: [RegExp, string][] = [
   [/^limits\.io\[\d+\]\.device\b/, 'the device of an --io-* flag'],
   [/^env\b/, '--env'],
   [/^cwd\b/, '--cwd'],
+  [/^(user|user_name|group_name)\b/, '--user'],
+  [/^network\b/, '--network'],
+  [/^mounts\b/, '--mount'],
+  [/^read_only_root\b/, '--read-only'],
+  [/^host_namespaces\b/, '--host-namespace'],
   [/^grace_ms\b/, '--grace'],
   [/^signal\b/, '--signal'],
   [/^tail_lines\b/, '--tail'],
@@ -44,7 +49,11 @@ export function withFlagNames(details: string): string {
   const field = details.slice(0, colon);
   const flag = FLAG_FOR_FIELD.find(([pattern]) => pattern.test(field))?.[1];
   let reason = details.slice(colon + 2);
-  for (const [pattern, name] of FLAG_FOR_FIELD) reason = reason.replace(new RegExp(pattern.source.replace(/^\^/, '\\b'), 'g'), name);
+  // Inside the text only API names (dotted or with "_") are renamed: plain words such as "user" or
+  // "network" are also English ("no user named x").
+  for (const [pattern, name] of FLAG_FOR_FIELD) {
+    reason = reason.replace(new RegExp(pattern.source.replace(/^\^/, '\\b'), 'g'), (found) => (/[._]/.test(found) ? name : found));
+  }
   return `${flag ?? field}: ${reason}`;
 }
 

@@ -1,4 +1,5 @@
 // Text for people, from the same views --json prints: tables, a job's details, command lines. Pure.
+import type { IsolationView, JobUserView } from '../../client/views';
 import type { JobReport } from './job-report';
 import { formatAgo, formatBytes, formatDuration, formatPercent, formatRate } from './units';
 
@@ -69,6 +70,31 @@ function time(iso: string | null, now: Date): string {
   return iso === null ? '-' : `${iso} (${formatAgo(new Date(iso), now)})`;
 }
 
+const USER_KINDS: Record<JobUserView['kind'], string> = {
+  dynamic: 'a dynamic uid of its own',
+  mapped: "its owner's configured user",
+  requested: 'asked for by an admin',
+  unknown: 'chosen in a way this job-cli does not know',
+};
+
+/** "alice (uid 1000, gid 1000, groups 1000 27): its owner's configured user" */
+export function formatUser(user: JobUserView | null): string {
+  if (user === null) return '- (not settled yet)';
+  const ids = `uid ${user.uid}, gid ${user.gid}${user.groups.length === 0 ? ', no groups' : `, groups ${user.groups.join(' ')}`}`;
+  return `${user.name === null ? ids : `${user.name} (${ids})`}: ${USER_KINDS[user.kind]}`;
+}
+
+/** "namespaces pid mount cgroup ipc uts; network host; read-only root; mounts /srv:/data (ro)" */
+export function formatIsolation(isolation: IsolationView): string {
+  const parts = [
+    `own namespaces: ${isolation.namespaces.length === 0 ? 'none' : isolation.namespaces.join(' ')}`,
+    `network ${isolation.network === 'none' ? 'none (loopback only)' : 'host'}`,
+    isolation.readOnlyRoot ? 'read-only root' : 'writable root',
+  ];
+  if (isolation.mounts.length > 0) parts.push(`mounts ${isolation.mounts.map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`).join(' ')}`);
+  return parts.join('; ');
+}
+
 /** `query`: one "Label  value" line per fact. */
 export function renderJobDetails(job: JobReport, now: Date): string {
   const rows: [string, string][] = [
@@ -82,7 +108,8 @@ export function renderJobDetails(job: JobReport, now: Date): string {
     ['Command', commandLine(job)],
     ['Owner', job.owner],
     ['Directory', job.cwd],
-    ['User', job.user === null ? "the daemon's" : `uid ${job.user.uid}, gid ${job.user.gid}`],
+    ['User', formatUser(job.user)],
+    ['Isolation', formatIsolation(job.isolation)],
     ['Created', time(job.createdAt, now)],
     ['Started', time(job.startedAt, now)],
     ['Finished', time(job.finishedAt, now)],

@@ -27,6 +27,10 @@ export interface JobSpecFlags {
   envFiles?: { file: string; text: string }[] | undefined;
   cwd?: string | undefined;
   user?: string | undefined;
+  network?: string | undefined;
+  mount?: string[] | undefined;
+  readOnly?: boolean | undefined;
+  hostNamespace?: string[] | undefined;
   pool?: string | undefined;
   retries?: string | undefined;
 }
@@ -92,7 +96,19 @@ export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Recor
     throw flagError('--cwd', `must be an absolute path on the daemon's host, got ${JSON.stringify(flags.cwd)}`);
   }
   const request: StartRequest = { command, args, env, cwd: flags.cwd ?? '', limits };
-  if (flags.user !== undefined) request.user = parseFlag('--user', flags.user, parseUser);
+  if (flags.user !== undefined) Object.assign(request, parseFlag('--user', flags.user, parseUser));
+  if (flags.network !== undefined) {
+    if (flags.network !== 'host' && flags.network !== 'none') throw flagError('--network', `expected host or none, got ${JSON.stringify(flags.network)}`);
+    request.network = flags.network;
+  }
+  if (flags.mount !== undefined && flags.mount.length > 0) request.mounts = flags.mount.map((text) => parseFlag('--mount', text, parseMount));
+  if (flags.readOnly === true) request.readOnlyRoot = true;
+  if (flags.hostNamespace !== undefined && flags.hostNamespace.length > 0) {
+    request.hostNamespaces = flags.hostNamespace.map((name) => {
+      if (!(HOST_NAMESPACES as readonly string[]).includes(name)) throw flagError('--host-namespace', `expected one of ${HOST_NAMESPACES.join(', ')}, got ${JSON.stringify(name)} (the network: --network host)`);
+      return name as (typeof HOST_NAMESPACES)[number];
+    });
+  }
   if (flags.pool !== undefined) {
     if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(flags.pool)) throw flagError('--pool', `expected 1-32 of a-z, 0-9 and '-', got ${JSON.stringify(flags.pool)}`);
     request.pool = flags.pool;
@@ -102,6 +118,37 @@ export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Recor
     request.retries = parseFlag('--retries', flags.retries, (text) => parseInteger(text, 0, 10));
   }
   return request;
+}
+
+const HOST_NAMESPACES = ['pid', 'mount', 'cgroup', 'ipc', 'uts'] as const;
+const NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,255}\$?$/;
+
+/**
+ * NAME|UID[:GROUP]: a user by name (resolved by the daemon: its groups come from there too) or by
+ * number; GROUP by name or number (a number with UID; default: the same number, no supplementary groups).
+ */
+function parseUser(text: string): Pick<StartJobRequest, 'user' | 'userName' | 'groupName'> {
+  const [user = '', group, extra] = text.split(':');
+  const bad = () => new UnitError(`expected NAME, UID, NAME:GROUP or UID:GID, got ${JSON.stringify(text)}`);
+  if (extra !== undefined || user === '' || group === '') throw bad();
+  if (/^\d{1,10}$/.test(user)) {
+    const uid = Number(user);
+    if (group !== undefined && !/^\d+$/.test(group)) throw new UnitError(`with a UID, the group is a GID (a number), got ${JSON.stringify(group)}`);
+    const gid = group === undefined ? uid : Number(group);
+    if (uid > MAX_UINT32 - 1 || gid > MAX_UINT32 - 1 || (group?.length ?? 0) > 10) throw bad();
+    return { user: { uid, gid, groups: [] } };
+  }
+  if (!NAME.test(user) || (group !== undefined && !NAME.test(group))) throw bad();
+  return group === undefined ? { userName: user } : { userName: user, groupName: group };
+}
+
+/** SRC:DST[:ro] (absolute paths without ":"). */
+function parseMount(text: string): { source: string; target: string; readOnly: boolean } {
+  const [source = '', target = '', mode, extra] = text.split(':');
+  if (extra !== undefined || !source.startsWith('/') || !target.startsWith('/') || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
+    throw new UnitError(`expected SRC:DST or SRC:DST:ro with absolute paths, got ${JSON.stringify(text)}`);
+  }
+  return { source, target, readOnly: mode === 'ro' };
 }
 
 /**
@@ -117,15 +164,6 @@ function parseEnvEntry(entry: string, clientEnv: Readonly<Record<string, string 
   return value === undefined ? null : { name: entry, value };
 }
 
-/** "UID" or "UID:GID" (numbers: the daemon's host may not know our names); GID defaults to UID. */
-function parseUser(text: string): NonNullable<StartJobRequest['user']> {
-  const match = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(text);
-  const uid = Number(match?.[1]);
-  const gid = match?.[2] === undefined ? uid : Number(match[2]);
-  if (!match || uid > MAX_UINT32 - 1 || gid > MAX_UINT32 - 1) throw new UnitError(`expected UID or UID:GID (numbers), got ${JSON.stringify(text)}`);
-  return { uid, gid, groups: [] };
-}
-
 /** The flags of `start` and `run`. */
 export abstract class JobSpecCommand extends ClientCommand {
   cpu = Option.String('--cpu', { description: 'CPU quota in CPUs: 0.5 is half of one CPU, 2 is two' });
@@ -137,10 +175,14 @@ export abstract class JobSpecCommand extends ClientCommand {
   ioWriteBps = Option.Array('--io-write-bps', { description: 'write bandwidth, DEV=RATE (repeatable)' });
   ioReadIops = Option.Array('--io-read-iops', { description: 'read operations per second, DEV=N (repeatable)' });
   ioWriteIops = Option.Array('--io-write-iops', { description: 'write operations per second, DEV=N (repeatable)' });
+  cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host, which the job\'s user must be able to enter (default: a scratch directory of the job\'s own, removed with it)' });
+  user = Option.String('--user', { description: 'run as NAME, UID, NAME:GROUP or UID:GID, resolved by the daemon (admins only; default: your mapped user, else a dynamic uid)' });
+  network = Option.String('--network', { description: 'host (the host\'s network) or none (loopback only); default: the daemon\'s' });
+  mount = Option.Array('--mount', { description: 'show host path SRC at DST in the job, SRC:DST[:ro]; DST must exist (repeatable; a role the daemon allows, admins by default)' });
+  readOnly = Option.Boolean('--read-only', { description: 'make every mount read-only but the scratch directory, private /tmp and --mount binds' });
+  hostNamespace = Option.Array('--host-namespace', { description: 'share the host\'s pid, mount, cgroup, ipc or uts namespace instead of one of its own (repeatable; an opt-out the daemon must allow you)' });
   env = Option.Array('-e,--env', { description: 'environment variable NAME=VALUE, or NAME for job-cli\'s own value of it (repeatable); with --env-file, the whole environment (plus PATH if they leave it out)' });
   envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
-  cwd = Option.String('--cwd', { description: 'absolute working directory on the daemon\'s host (default /)' });
-  user = Option.String('--user', { description: 'run as UID[:GID] instead of the daemon\'s job user (admins only)' });
   pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
   retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
   command = Option.Rest({ name: 'COMMAND' });
@@ -169,4 +211,10 @@ export const LIMITS_DETAILS = `
       variables, plus a default PATH when they leave it out (/usr/local/sbin:…:/bin). -e NAME
       passes job-cli's own value of NAME. A command that is not found exits 127, one that cannot be
       executed 126, as in a shell.
+
+      Isolation: by default the job runs as a dynamic uid of its own (or the user the daemon maps
+      you to), in its own PID, mount, cgroup, IPC and UTS namespaces, with a private /tmp, without
+      sight of the daemon's files; without --cwd, in a scratch directory of its own that is removed
+      with it. --network none gives it only a loopback interface; --read-only a read-only root.
+      --host-namespace, --mount and --user need the daemon's permission (admins by default).
 `;

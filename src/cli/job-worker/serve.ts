@@ -66,6 +66,7 @@ export class ServeCommand extends BaseCommand {
     const daemon = await startDaemon({
       config,
       dev: this.dev,
+      configFile: this.config ?? null,
       explicit: {
         stateDir: this.stateDir !== undefined || fromEnv('JOBWORKER_STATE_DIR') || fileConfig?.stateDir !== undefined,
         tls: config.tls !== null,

@@ -156,6 +156,162 @@ export function streamToJSON(object: Stream): string {
   }
 }
 
+/** A namespace of the kernel. */
+export enum Namespace {
+  NAMESPACE_UNSPECIFIED = 0,
+  /** NAMESPACE_PID - Its own process ids: PID 1 is jobworker's init; it sees only its own processes. */
+  NAMESPACE_PID = 1,
+  /**
+   * NAMESPACE_MOUNT - Its own mounts: a fresh /proc, a private /tmp, /var/tmp and /dev/shm, the daemon's state,
+   * config and keys hidden.
+   */
+  NAMESPACE_MOUNT = 2,
+  /** NAMESPACE_CGROUP - Its own cgroup view: its cgroup is "/", read-only. */
+  NAMESPACE_CGROUP = 3,
+  /** NAMESPACE_IPC - Its own System V IPC and POSIX message queues. */
+  NAMESPACE_IPC = 4,
+  /** NAMESPACE_UTS - Its own hostname. */
+  NAMESPACE_UTS = 5,
+  /** NAMESPACE_NETWORK - Its own network (only with NETWORK_NONE). */
+  NAMESPACE_NETWORK = 6,
+}
+
+export function namespaceFromJSON(object: any): Namespace {
+  switch (object) {
+    case 0:
+    case "NAMESPACE_UNSPECIFIED":
+      return Namespace.NAMESPACE_UNSPECIFIED;
+    case 1:
+    case "NAMESPACE_PID":
+      return Namespace.NAMESPACE_PID;
+    case 2:
+    case "NAMESPACE_MOUNT":
+      return Namespace.NAMESPACE_MOUNT;
+    case 3:
+    case "NAMESPACE_CGROUP":
+      return Namespace.NAMESPACE_CGROUP;
+    case 4:
+    case "NAMESPACE_IPC":
+      return Namespace.NAMESPACE_IPC;
+    case 5:
+    case "NAMESPACE_UTS":
+      return Namespace.NAMESPACE_UTS;
+    case 6:
+    case "NAMESPACE_NETWORK":
+      return Namespace.NAMESPACE_NETWORK;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Namespace");
+  }
+}
+
+export function namespaceToJSON(object: Namespace): string {
+  switch (object) {
+    case Namespace.NAMESPACE_UNSPECIFIED:
+      return "NAMESPACE_UNSPECIFIED";
+    case Namespace.NAMESPACE_PID:
+      return "NAMESPACE_PID";
+    case Namespace.NAMESPACE_MOUNT:
+      return "NAMESPACE_MOUNT";
+    case Namespace.NAMESPACE_CGROUP:
+      return "NAMESPACE_CGROUP";
+    case Namespace.NAMESPACE_IPC:
+      return "NAMESPACE_IPC";
+    case Namespace.NAMESPACE_UTS:
+      return "NAMESPACE_UTS";
+    case Namespace.NAMESPACE_NETWORK:
+      return "NAMESPACE_NETWORK";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Namespace");
+  }
+}
+
+/** A job's network. */
+export enum Network {
+  /** NETWORK_UNSPECIFIED - In a request: the daemon's default (its config's isolation.network, "host" unless set). */
+  NETWORK_UNSPECIFIED = 0,
+  /** NETWORK_HOST - The host's network. */
+  NETWORK_HOST = 1,
+  /** NETWORK_NONE - A network namespace of its own with only the loopback interface, up. */
+  NETWORK_NONE = 2,
+}
+
+export function networkFromJSON(object: any): Network {
+  switch (object) {
+    case 0:
+    case "NETWORK_UNSPECIFIED":
+      return Network.NETWORK_UNSPECIFIED;
+    case 1:
+    case "NETWORK_HOST":
+      return Network.NETWORK_HOST;
+    case 2:
+    case "NETWORK_NONE":
+      return Network.NETWORK_NONE;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Network");
+  }
+}
+
+export function networkToJSON(object: Network): string {
+  switch (object) {
+    case Network.NETWORK_UNSPECIFIED:
+      return "NETWORK_UNSPECIFIED";
+    case Network.NETWORK_HOST:
+      return "NETWORK_HOST";
+    case Network.NETWORK_NONE:
+      return "NETWORK_NONE";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Network");
+  }
+}
+
+/** How the user a job runs as was chosen. */
+export enum UserKind {
+  USER_KIND_UNSPECIFIED = 0,
+  /**
+   * USER_KIND_DYNAMIC - A uid of the daemon's dynamic range, the job's alone while it runs (its owner is mapped to no
+   * user); gid = uid, no supplementary groups, no name.
+   */
+  USER_KIND_DYNAMIC = 1,
+  /** USER_KIND_MAPPED - The user the daemon's config maps the job's owner to. */
+  USER_KIND_MAPPED = 2,
+  /** USER_KIND_REQUESTED - The user an admin asked for in StartJobRequest. */
+  USER_KIND_REQUESTED = 3,
+}
+
+export function userKindFromJSON(object: any): UserKind {
+  switch (object) {
+    case 0:
+    case "USER_KIND_UNSPECIFIED":
+      return UserKind.USER_KIND_UNSPECIFIED;
+    case 1:
+    case "USER_KIND_DYNAMIC":
+      return UserKind.USER_KIND_DYNAMIC;
+    case 2:
+    case "USER_KIND_MAPPED":
+      return UserKind.USER_KIND_MAPPED;
+    case 3:
+    case "USER_KIND_REQUESTED":
+      return UserKind.USER_KIND_REQUESTED;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum UserKind");
+  }
+}
+
+export function userKindToJSON(object: UserKind): string {
+  switch (object) {
+    case UserKind.USER_KIND_UNSPECIFIED:
+      return "USER_KIND_UNSPECIFIED";
+    case UserKind.USER_KIND_DYNAMIC:
+      return "USER_KIND_DYNAMIC";
+    case UserKind.USER_KIND_MAPPED:
+      return "USER_KIND_MAPPED";
+    case UserKind.USER_KIND_REQUESTED:
+      return "USER_KIND_REQUESTED";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum UserKind");
+  }
+}
+
 /**
  * Resource limits of a job. Every field is optional: an absent limit is the daemon's default
  * (for pids: a finite default, so a fork bomb cannot take the host down).
@@ -273,13 +429,20 @@ export interface Job {
   stats:
     | ResourceStats
     | undefined;
-  /** The user it runs as; absent when it runs as the daemon's own user. */
+  /**
+   * The user it runs as (uid, gid, groups; its name and how it was chosen). Absent only while the
+   * job is STARTING and its user is not settled yet.
+   */
   user:
     | JobUser
     | undefined;
   /** Set for a job started with a pool (docs/fleet.md); absent for a job of this daemon alone. */
   pool:
     | PoolPlacement
+    | undefined;
+  /** How it is isolated from the host and from other jobs. */
+  isolation:
+    | Isolation
     | undefined;
   /** Arguments not in `args` (see there); 0 when `args` is complete. */
   argsOmitted: number;
@@ -300,6 +463,38 @@ export interface PoolPlacement {
   retries: number;
   /** Runs begun so far: 0 while first queued, 1 once claimed, more after lost runs were retried. */
   attempts: number;
+}
+
+/** How a job is kept apart from the host and from other jobs (docs/security.md, "Threat model"). */
+export interface Isolation {
+  /**
+   * Namespaces the job has of its own (PID, mount, cgroup, IPC, UTS; NETWORK when network is
+   * NETWORK_NONE). Those not listed are the host's.
+   */
+  namespaces: Namespace[];
+  /** Its network. */
+  network: Network;
+  /**
+   * Every mount it sees is read-only, except its scratch directory, its private /tmp, /var/tmp and
+   * /dev/shm, and writable binds. Always true for a dynamic user.
+   */
+  readOnlyRoot: boolean;
+  /** Host paths shown inside the job. */
+  mounts: Mount[];
+}
+
+/** A host path shown inside a job (a bind mount). */
+export interface Mount {
+  /**
+   * Absolute path on the host, at most 4096 bytes. It must not be, contain or lie inside the
+   * daemon's state directory, scratch root, config or PKI directories. For a job whose uid is not
+   * 0 it is opened as the job's user: a bind never reaches what that user could not reach.
+   */
+  source: string;
+  /** Absolute path inside the job, not "/", at most 4096 bytes; it must already exist there. */
+  target: string;
+  /** Read-only inside the job. */
+  readOnly: boolean;
 }
 
 /** A job's output log. */
@@ -374,8 +569,9 @@ export interface StartJobRequest {
     | Limits
     | undefined;
   /**
-   * The user to run the job as. Admins only; absent: the daemon's job user (its config's
-   * `jobUser`, else the daemon's own user).
+   * The user to run the job as, by number. Admins only (PERMISSION_DENIED otherwise). Absent (and
+   * no user_name): the user the daemon's config maps the caller to, else a dynamic uid of the
+   * job's own. name and kind must be empty here.
    */
   user:
     | JobUser
@@ -392,6 +588,41 @@ export interface StartJobRequest {
    * answers the same job, which runs once. Empty: the daemon picks one.
    */
   jobId: string;
+  /**
+   * The user to run the job as, by name, looked up in the daemon's user database (NSS) when the
+   * job starts; its primary group and supplementary groups come from there too (as login sets
+   * them) unless group_name says otherwise. Admins only; not with user. At most 256 bytes.
+   */
+  userName: string;
+  /**
+   * With user_name: the primary group, by name, instead of the user's own; supplementary groups
+   * are then none. At most 256 bytes.
+   */
+  groupName: string;
+  /**
+   * The job's network; NETWORK_UNSPECIFIED: the daemon's default. Asking for NETWORK_HOST when the
+   * default is NETWORK_NONE needs a role the daemon's config allows (isolation.optOuts.network).
+   */
+  network: Network;
+  /**
+   * Host paths shown inside the job (at most 16). Needs a role the daemon's config allows
+   * (isolation.mounts; admins by default).
+   */
+  mounts: Mount[];
+  /**
+   * Absent: the daemon's default. true: every mount read-only but the job's scratch directory,
+   * private /tmp and writable mounts. false when the default is true needs a role the config
+   * allows (isolation.optOuts.readOnlyRoot); a dynamic user always has a read-only root.
+   */
+  readOnlyRoot?:
+    | boolean
+    | undefined;
+  /**
+   * Namespaces the job shares with the host instead of having its own (NAMESPACE_PID, _MOUNT,
+   * _CGROUP, _IPC, _UTS; not _NETWORK: use network). Each needs a role the daemon's config allows
+   * (isolation.optOuts.<name>; admins by default). A dynamic user always has its own mount namespace.
+   */
+  hostNamespaces: Namespace[];
 }
 
 export interface StartJobRequest_EnvEntry {
@@ -399,7 +630,7 @@ export interface StartJobRequest_EnvEntry {
   value: string;
 }
 
-/** A Unix user and groups, by number. */
+/** A Unix user and groups. */
 export interface JobUser {
   /** User id, 0..4294967294. */
   uid: number;
@@ -407,6 +638,13 @@ export interface JobUser {
   gid: number;
   /** Supplementary group ids (at most 64); empty: none. */
   groups: number[];
+  /**
+   * In a Job: the user's name in the daemon's user database; empty if it has none (dynamic uids
+   * never do). Must be empty in a request.
+   */
+  name: string;
+  /** In a Job: how the user was chosen. Must be USER_KIND_UNSPECIFIED in a request. */
+  kind: UserKind;
 }
 
 export interface StartJobResponse {
@@ -939,6 +1177,7 @@ function createBaseJob(): Job {
     stats: undefined,
     user: undefined,
     pool: undefined,
+    isolation: undefined,
     argsOmitted: 0,
   };
 }
@@ -1004,6 +1243,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.pool !== undefined) {
       PoolPlacement.encode(message.pool, writer.uint32(162).fork()).join();
+    }
+    if (message.isolation !== undefined) {
+      Isolation.encode(message.isolation, writer.uint32(242).fork()).join();
     }
     if (message.argsOmitted !== 0) {
       writer.uint32(320).uint32(message.argsOmitted);
@@ -1184,6 +1426,14 @@ export const Job: MessageFns<Job> = {
             message.pool = PoolPlacement.decode(reader, reader.uint32());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.isolation = Isolation.decode(reader, reader.uint32());
+            continue;
+          }
           case 40: {
             if (tag !== 320) {
               break;
@@ -1250,6 +1500,7 @@ export const Job: MessageFns<Job> = {
       stats: isSet(object.stats) ? ResourceStats.fromJSON(object.stats) : undefined,
       user: isSet(object.user) ? JobUser.fromJSON(object.user) : undefined,
       pool: isSet(object.pool) ? PoolPlacement.fromJSON(object.pool) : undefined,
+      isolation: isSet(object.isolation) ? Isolation.fromJSON(object.isolation) : undefined,
       argsOmitted: isSet(object.argsOmitted)
         ? globalThis.Number(object.argsOmitted)
         : isSet(object.args_omitted)
@@ -1320,6 +1571,9 @@ export const Job: MessageFns<Job> = {
     if (message.pool !== undefined) {
       obj.pool = PoolPlacement.toJSON(message.pool);
     }
+    if (message.isolation !== undefined) {
+      obj.isolation = Isolation.toJSON(message.isolation);
+    }
     if (message.argsOmitted !== 0) {
       obj.argsOmitted = Math.round(message.argsOmitted);
     }
@@ -1356,6 +1610,9 @@ export const Job: MessageFns<Job> = {
     message.user = (object.user !== undefined && object.user !== null) ? JobUser.fromPartial(object.user) : undefined;
     message.pool = (object.pool !== undefined && object.pool !== null)
       ? PoolPlacement.fromPartial(object.pool)
+      : undefined;
+    message.isolation = (object.isolation !== undefined && object.isolation !== null)
+      ? Isolation.fromPartial(object.isolation)
       : undefined;
     message.argsOmitted = object.argsOmitted ?? 0;
     return message;
@@ -1499,6 +1756,248 @@ export const PoolPlacement: MessageFns<PoolPlacement> = {
     message.runnerAddress = object.runnerAddress ?? "";
     message.retries = object.retries ?? 0;
     message.attempts = object.attempts ?? 0;
+    return message;
+  },
+};
+
+function createBaseIsolation(): Isolation {
+  return { namespaces: [], network: 0, readOnlyRoot: false, mounts: [] };
+}
+
+export const Isolation: MessageFns<Isolation> = {
+  encode(message: Isolation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.namespaces.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.namespaces) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.network !== 0) {
+      writer.uint32(16).int32(message.network);
+    }
+    if (message.readOnlyRoot !== false) {
+      writer.uint32(24).bool(message.readOnlyRoot);
+    }
+    for (const v of message.mounts) {
+      Mount.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Isolation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIsolation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.namespaces.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.namespaces.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.network = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.readOnlyRoot = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mounts.push(Mount.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Isolation {
+    return {
+      namespaces: globalThis.Array.isArray(object?.namespaces)
+        ? object.namespaces.map((e: any) => namespaceFromJSON(e))
+        : [],
+      network: isSet(object.network) ? networkFromJSON(object.network) : 0,
+      readOnlyRoot: isSet(object.readOnlyRoot)
+        ? globalThis.Boolean(object.readOnlyRoot)
+        : isSet(object.read_only_root)
+        ? globalThis.Boolean(object.read_only_root)
+        : false,
+      mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => Mount.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Isolation): unknown {
+    const obj: any = {};
+    if (message.namespaces?.length) {
+      obj.namespaces = message.namespaces.map((e) => namespaceToJSON(e));
+    }
+    if (message.network !== 0) {
+      obj.network = networkToJSON(message.network);
+    }
+    if (message.readOnlyRoot !== false) {
+      obj.readOnlyRoot = message.readOnlyRoot;
+    }
+    if (message.mounts?.length) {
+      obj.mounts = message.mounts.map((e) => Mount.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Isolation>, I>>(base?: I): Isolation {
+    return Isolation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Isolation>, I>>(object: I): Isolation {
+    const message = createBaseIsolation();
+    message.namespaces = object.namespaces?.map((e) => e) || [];
+    message.network = object.network ?? 0;
+    message.readOnlyRoot = object.readOnlyRoot ?? false;
+    message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMount(): Mount {
+  return { source: "", target: "", readOnly: false };
+}
+
+export const Mount: MessageFns<Mount> = {
+  encode(message: Mount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(24).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Mount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Mount {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: Mount): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Mount>, I>>(base?: I): Mount {
+    return Mount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Mount>, I>>(object: I): Mount {
+    const message = createBaseMount();
+    message.source = object.source ?? "";
+    message.target = object.target ?? "";
+    message.readOnly = object.readOnly ?? false;
     return message;
   },
 };
@@ -2054,6 +2553,12 @@ function createBaseStartJobRequest(): StartJobRequest {
     pool: "",
     retries: 0,
     jobId: "",
+    userName: "",
+    groupName: "",
+    network: 0,
+    mounts: [],
+    readOnlyRoot: undefined,
+    hostNamespaces: [],
   };
 }
 
@@ -2085,6 +2590,28 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     }
     if (message.jobId !== "") {
       writer.uint32(74).string(message.jobId);
+    }
+    if (message.userName !== "") {
+      writer.uint32(242).string(message.userName);
+    }
+    if (message.groupName !== "") {
+      writer.uint32(250).string(message.groupName);
+    }
+    if (message.network !== 0) {
+      writer.uint32(256).int32(message.network);
+    }
+    for (const v of message.mounts) {
+      Mount.encode(v!, writer.uint32(266).fork()).join();
+    }
+    if (message.readOnlyRoot !== undefined) {
+      writer.uint32(272).bool(message.readOnlyRoot);
+    }
+    if (message.hostNamespaces.length !== 0) {
+      writer.uint32(282).fork();
+      for (const v of message.hostNamespaces) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -2177,6 +2704,64 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.jobId = reader.string();
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.userName = reader.string();
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.groupName = reader.string();
+            continue;
+          }
+          case 32: {
+            if (tag !== 256) {
+              break;
+            }
+
+            message.network = reader.int32() as any;
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.mounts.push(Mount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 34: {
+            if (tag !== 272) {
+              break;
+            }
+
+            message.readOnlyRoot = reader.bool();
+            continue;
+          }
+          case 35: {
+            if (tag === 280) {
+              message.hostNamespaces.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 282) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.hostNamespaces.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2217,6 +2802,30 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         : isSet(object.job_id)
         ? globalThis.String(object.job_id)
         : "",
+      userName: isSet(object.userName)
+        ? globalThis.String(object.userName)
+        : isSet(object.user_name)
+        ? globalThis.String(object.user_name)
+        : "",
+      groupName: isSet(object.groupName)
+        ? globalThis.String(object.groupName)
+        : isSet(object.group_name)
+        ? globalThis.String(object.group_name)
+        : "",
+      network: isSet(object.network) ? networkFromJSON(object.network) : 0,
+      mounts: globalThis.Array.isArray(object?.mounts)
+        ? object.mounts.map((e: any) => Mount.fromJSON(e))
+        : [],
+      readOnlyRoot: isSet(object.readOnlyRoot)
+        ? globalThis.Boolean(object.readOnlyRoot)
+        : isSet(object.read_only_root)
+        ? globalThis.Boolean(object.read_only_root)
+        : undefined,
+      hostNamespaces: globalThis.Array.isArray(object?.hostNamespaces)
+        ? object.hostNamespaces.map((e: any) => namespaceFromJSON(e))
+        : globalThis.Array.isArray(object?.host_namespaces)
+        ? object.host_namespaces.map((e: any) => namespaceFromJSON(e))
+        : [],
     };
   },
 
@@ -2255,6 +2864,24 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.jobId !== "") {
       obj.jobId = message.jobId;
     }
+    if (message.userName !== "") {
+      obj.userName = message.userName;
+    }
+    if (message.groupName !== "") {
+      obj.groupName = message.groupName;
+    }
+    if (message.network !== 0) {
+      obj.network = networkToJSON(message.network);
+    }
+    if (message.mounts?.length) {
+      obj.mounts = message.mounts.map((e) => Mount.toJSON(e));
+    }
+    if (message.readOnlyRoot !== undefined) {
+      obj.readOnlyRoot = message.readOnlyRoot;
+    }
+    if (message.hostNamespaces?.length) {
+      obj.hostNamespaces = message.hostNamespaces.map((e) => namespaceToJSON(e));
+    }
     return obj;
   },
 
@@ -2282,6 +2909,12 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.pool = object.pool ?? "";
     message.retries = object.retries ?? 0;
     message.jobId = object.jobId ?? "";
+    message.userName = object.userName ?? "";
+    message.groupName = object.groupName ?? "";
+    message.network = object.network ?? 0;
+    message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
+    message.readOnlyRoot = object.readOnlyRoot ?? undefined;
+    message.hostNamespaces = object.hostNamespaces?.map((e) => e) || [];
     return message;
   },
 };
@@ -2372,7 +3005,7 @@ export const StartJobRequest_EnvEntry: MessageFns<StartJobRequest_EnvEntry> = {
 };
 
 function createBaseJobUser(): JobUser {
-  return { uid: 0, gid: 0, groups: [] };
+  return { uid: 0, gid: 0, groups: [], name: "", kind: 0 };
 }
 
 export const JobUser: MessageFns<JobUser> = {
@@ -2389,6 +3022,12 @@ export const JobUser: MessageFns<JobUser> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(40).int32(message.kind);
     }
     return writer;
   },
@@ -2440,6 +3079,22 @@ export const JobUser: MessageFns<JobUser> = {
 
             break;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2457,6 +3112,8 @@ export const JobUser: MessageFns<JobUser> = {
       uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
       gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
       groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.Number(e)) : [],
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      kind: isSet(object.kind) ? userKindFromJSON(object.kind) : 0,
     };
   },
 
@@ -2471,6 +3128,12 @@ export const JobUser: MessageFns<JobUser> = {
     if (message.groups?.length) {
       obj.groups = message.groups.map((e) => Math.round(e));
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.kind !== 0) {
+      obj.kind = userKindToJSON(message.kind);
+    }
     return obj;
   },
 
@@ -2482,6 +3145,8 @@ export const JobUser: MessageFns<JobUser> = {
     message.uid = object.uid ?? 0;
     message.gid = object.gid ?? 0;
     message.groups = object.groups?.map((e) => e) || [];
+    message.name = object.name ?? "";
+    message.kind = object.kind ?? 0;
     return message;
   },
 };

@@ -1,0 +1,98 @@
+// The host's user database, asked through NSS with getent(1): run directly (execFile, argv, no
+// shell), one process per question. Why not parse /etc/passwd and /etc/group: users and groups
+// may come from LDAP, sssd or systemd (nss-systemd lists systemd's own DynamicUser= uids and
+// systemd-homed users), none of which are in those files, and a dynamic uid must never be one that
+// any of them knows. getent is glibc's own front end to exactly what the C library would answer.
+// The cost, a process per lookup, is paid at config load, at a start that names a user, and in
+// batches of candidate uids for the dynamic pool (./dynamic-uids.ts), never per ordinary job start.
+import { execFile } from 'node:child_process';
+
+import { JobworkerError } from '../errors';
+
+export interface UserEntry {
+  name: string;
+  uid: number;
+  /** Primary group. */
+  gid: number;
+}
+
+export interface GroupEntry {
+  name: string;
+  gid: number;
+}
+
+/** What the worker asks of the user database; tests may give their own. */
+export interface UserDatabase {
+  /** A user by name or by number (a decimal string); null if the database has none. */
+  user(key: string): Promise<UserEntry | null>;
+  /** A group by name or by number; null if none. */
+  group(key: string): Promise<GroupEntry | null>;
+  /** A user's supplementary groups as login would set them (initgroups(3)), primary group included. */
+  groupsOf(name: string, primaryGid: number): Promise<number[]>;
+  /** Which of these numbers the database knows, as uids (`passwd`) or gids (`group`). */
+  knownIds(database: 'passwd' | 'group', ids: readonly number[]): Promise<Set<number>>;
+}
+
+const GETENT = 'getent';
+// getent exits 2 when one or more keys were not found (its output has the others): not an error.
+const NOT_FOUND_EXIT = 2;
+const MAX_OUTPUT = 4 * 1024 * 1024;
+
+function getent(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(GETENT, args, { encoding: 'utf8', maxBuffer: MAX_OUTPUT, timeout: 30_000, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C' } }, (error, stdout) => {
+      if (error === null) return resolve(stdout);
+      if (error.code === NOT_FOUND_EXIT) return resolve(stdout);
+      const why = typeof error.code === 'string' ? error.code : `exit ${String(error.code ?? error.signal)}`;
+      reject(new JobworkerError('internal', `cannot ask the user database (getent ${args.join(' ').slice(0, 80)}): ${why}`, { cause: error }));
+    });
+  });
+}
+
+/** The fields of `getent passwd|group` lines (name:x:id:…). */
+function fields(stdout: string): string[][] {
+  return stdout.split('\n').filter((line) => line !== '').map((line) => line.split(':'));
+}
+
+function parseId(text: string | undefined): number | null {
+  if (text === undefined || !/^\d{1,10}$/.test(text)) return null;
+  const id = Number(text);
+  return id <= 0xfffffffe ? id : null;
+}
+
+// getent takes a key as a name or a number alike; a name that looks like an option is refused here.
+function checkKey(key: string): string {
+  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,255}\$?$/.test(key)) {
+    throw new JobworkerError('invalid-argument', `${JSON.stringify(key.slice(0, 64))} is not a user or group name or number`);
+  }
+  return key;
+}
+
+export const nssUserDatabase: UserDatabase = {
+  async user(key) {
+    const [entry] = fields(await getent(['passwd', checkKey(key)]));
+    const uid = parseId(entry?.[2]);
+    const gid = parseId(entry?.[3]);
+    return entry === undefined || uid === null || gid === null ? null : { name: entry[0]!, uid, gid };
+  },
+  async group(key) {
+    const [entry] = fields(await getent(['group', checkKey(key)]));
+    const gid = parseId(entry?.[2]);
+    return entry === undefined || gid === null ? null : { name: entry[0]!, gid };
+  },
+  async groupsOf(name, primaryGid) {
+    // "alice           1000 27 100": the user's name, then every gid initgroups(3) would set.
+    const line = (await getent(['initgroups', checkKey(name)])).trim();
+    const gids = line.split(/\s+/).slice(1).map(parseId).filter((gid): gid is number => gid !== null);
+    return [...new Set([primaryGid, ...gids])];
+  },
+  async knownIds(database, ids) {
+    const known = new Set<number>();
+    if (ids.length === 0) return known;
+    for (const entry of fields(await getent([database, ...ids.map(String)]))) {
+      const id = parseId(entry[2]);
+      if (id !== null) known.add(id);
+    }
+    return known;
+  },
+};
