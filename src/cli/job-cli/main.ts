@@ -2,6 +2,7 @@
 import { Builtins, Cli } from 'clipanion';
 
 import { runCli } from '../run';
+import { EventsCommand } from './events';
 import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
 import { ListCommand } from './list';
 import { QueryCommand } from './query';
@@ -13,6 +14,7 @@ import { StopCommand } from './stop';
 import { StreamCommand } from './stream';
 import { TopCommand } from './top';
 import { UiCommand } from './ui';
+import { WaitCommand } from './wait';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../../package.json') as { version: string };
@@ -28,6 +30,8 @@ export function createJobCli(): Cli {
     ListCommand,
     TopCommand,
     RemoveCommand,
+    WaitCommand,
+    EventsCommand,
     QuotaCommand,
     UiCommand,
     ContextAddCommand,
