@@ -112,6 +112,18 @@ describe('job-cli wait, events and run --rm against a daemon', requireRoot, () =
       assert.equal(zeros.stdout, '0\n0\n');
     });
 
+    it('more jobs than it watches at once: every one is answered, in order', async () => {
+      const done = await startJob(['true']);
+      const running = await gatedJob(9);
+      // The running job takes a watch first; the rest queue behind the ones before them.
+      const ids = [running.id, ...Array.from({ length: 24 }, () => done)];
+      const wait = spawn(['wait', ...ids]);
+      running.open();
+      const result = await wait.result;
+      expectExit(result, 9);
+      assert.equal(result.stdout, ['9', ...Array.from({ length: 24 }, () => '0')].join('\n') + '\n');
+    });
+
     it('a job stopped with SIGTERM: 143; --json gives the id, the status and the job', async () => {
       const job = await gatedJob(0);
       const wait = spawn(['wait', '--json', job.id]);

@@ -16,6 +16,37 @@ export async function waitForJob(client: JobworkerClient, id: string, signal?: A
   return last;
 }
 
+/**
+ * Jobs watched at once, at most: each watch is a stream, and the daemon bounds the streams of an
+ * identity (and HTTP/2 those of a connection). A job that ends while not yet watched is answered at
+ * once when its turn comes, so this changes how long, not what.
+ */
+export const MAX_CONCURRENT_WATCHES = 16;
+
+/** Runs `tasks`, at most `limit` at a time, in order; the promises are in the tasks' order. */
+export function runLimited<T>(tasks: readonly (() => Promise<T>)[], limit: number): Promise<T>[] {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = async (): Promise<void> => {
+    if (running < limit) running++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+  };
+  // A freed slot goes straight to the next task waiting (the count stays), else it is given back.
+  const release = (): void => {
+    const next = waiting.shift();
+    if (next === undefined) running--;
+    else next();
+  };
+  return tasks.map(async (task) => {
+    await acquire();
+    try {
+      return await task();
+    } finally {
+      release();
+    }
+  });
+}
+
 export class WaitCommand extends ClientCommand {
   static override paths = [['wait']];
   static override usage = Command.Usage({
@@ -48,8 +79,8 @@ export class WaitCommand extends ClientCommand {
     const client = await this.connect();
     const ids: string[] = [];
     for (const text of this.jobs) ids.push(await this.resolveJobId(client, text));
-    // All watched at once, so a job that ends first is not missed; printed in the order given.
-    const finals = ids.map((id) => waitForJob(client, id));
+    // Watched together (up to MAX_CONCURRENT_WATCHES), printed in the order given.
+    const finals = runLimited(ids.map((id) => () => waitForJob(client, id)), MAX_CONCURRENT_WATCHES);
     // Each failure is thrown when its turn comes; until then it must not count as unhandled.
     for (const final of finals) final.catch(() => undefined);
     const statuses: number[] = [];
