@@ -268,9 +268,11 @@ export class Fleet {
         cwd: record.spec.cwd ?? '/',
         limits: record.spec.limits,
         user: record.spec.user,
+        maxRuntimeMs: null,
         state: record.state,
         pid: record.pid,
-        outcome: record.outcome,
+        // A pool job has no maximum runtime (StartJob refuses one): it never timed out.
+        outcome: record.outcome === null ? null : { ...record.outcome, timedOut: false },
         createdAt: new Date(record.createdAt),
         startedAt: record.startedAt === null ? null : new Date(record.startedAt),
         finishedAt: record.finishedAt === null ? null : new Date(record.finishedAt),

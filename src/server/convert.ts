@@ -89,6 +89,8 @@ export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupSta
     oomKilled: outcome?.oomKilled ?? false,
     stoppedBy: outcome?.stoppedBy ?? '',
     reason: outcome?.reason ?? '',
+    maxRuntimeMs: status.maxRuntimeMs ?? 0,
+    timedOut: outcome?.timedOut ?? false,
     createdAt: status.createdAt,
     startedAt: status.startedAt ?? undefined,
     finishedAt: status.finishedAt ?? undefined,

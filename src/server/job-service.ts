@@ -107,6 +107,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           cwd: request.cwd === '' ? undefined : request.cwd,
           limits: limitsFromPb(request.limits),
           owner: identity.name,
+          ...(request.maxRuntimeMs === undefined ? {} : { maxRuntimeMs: request.maxRuntimeMs }),
           ...(request.user === undefined ? {} : { user: { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups } }),
         });
         metrics.starts.inc({ result: 'ok' });

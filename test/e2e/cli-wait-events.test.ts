@@ -1,4 +1,4 @@
-// `job-cli wait`, `job-cli events` and `run --rm` end to end: the real binary against a real daemon
+// `job-cli wait`, `job-cli events`, `run --rm` and `--max-runtime` end to end: the real binary against a real daemon
 // over mutual TLS. Jobs are released by the test (a file appearing), so every wait is on an event.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,7 +62,7 @@ function jsonLines(text: string): Record<string, unknown>[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-describe('job-cli wait, events and run --rm against a daemon', requireRoot, () => {
+describe('job-cli wait, events, run --rm and --max-runtime against a daemon', requireRoot, () => {
   before(async () => {
     pki = await createTestPki();
     dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-wait-'));
@@ -248,6 +248,75 @@ describe('job-cli wait, events and run --rm against a daemon', requireRoot, () =
       expectExit(result, 0);
       const id = (jsonLines(result.stdout)[0]!.job as { id: string }).id;
       expectExit(await cli(['query', id]), 0);
+    });
+  });
+
+  describe('--max-runtime', () => {
+    it('stops the job when its time is up; it ends failed, timed out, visible in query and list', async () => {
+      const result = await cli(['run', '--json', '--max-runtime', '1s', '--', 'sh', '-c', 'echo started; sleep 60']);
+      expectExit(result, 143);
+      const lines = jsonLines(result.stdout);
+      const id = (lines[0]!.job as { id: string }).id;
+      assert.deepEqual(lines.filter((line) => line.type === 'output').map((line) => line.data), ['started\n']);
+
+      const query = await cli(['query', '--json', id]);
+      expectExit(query, 0);
+      const job = JSON.parse(query.stdout) as Record<string, unknown>;
+      assert.equal(job.state, 'failed');
+      assert.equal(job.timedOut, true);
+      assert.equal(job.maxRuntimeMs, 1000);
+      assert.equal(job.signal, 'SIGTERM');
+      assert.equal(job.stoppedBy, null);
+      assert.equal(job.reason, 'timed out after 1s: killed by SIGTERM');
+      assert.ok((job.durationMs as number) >= 1000, `ran ${String(job.durationMs)} ms`);
+
+      const text = await cli(['query', id]);
+      assert.match(text.stdout, /^Result +timed out after 1s: killed by SIGTERM$/m);
+      assert.match(text.stdout, /^Max runtime +1s \(reached: it timed out\)$/m);
+      const list = await cli(['list', '--state', 'failed', '--json']);
+      const listed = (JSON.parse(list.stdout) as Record<string, unknown>[]).find((entry) => entry.id === id);
+      assert.equal(listed?.timedOut, true);
+      expectExit(await cli(['wait', id]), 143);
+    });
+
+    it('the stop is the normal one: the signal first, so the job may end its own way within the grace', async () => {
+      const result = await cli(['run', '--json', '--max-runtime', '500ms', '--', 'sh', '-c', 'trap "echo cleaning up; exit 7" TERM; echo ready; while :; do sleep 0.05; done']);
+      expectExit(result, 7);
+      const lines = jsonLines(result.stdout);
+      // Every process gets the signal: sh's own `sleep` too (sh says "Terminated" on stderr).
+      assert.deepEqual(lines.filter((line) => line.type === 'output' && line.stream === 'stdout').map((line) => line.data), ['ready\n', 'cleaning up\n']);
+      const status = lines.at(-1)!.job as Record<string, unknown>;
+      assert.equal(status.state, 'failed');
+      assert.equal(status.timedOut, true);
+      assert.equal(status.exitCode, 7);
+      assert.equal(status.reason, 'timed out after 500ms: exited with code 7');
+    });
+
+    it('a job that ends in time is not touched', async () => {
+      const result = await cli(['run', '--json', '--max-runtime', '1m', '--', 'true']);
+      expectExit(result, 0);
+      const status = jsonLines(result.stdout).at(-1)!.job as Record<string, unknown>;
+      assert.equal(status.state, 'exited');
+      assert.equal(status.timedOut, false);
+      assert.equal(status.maxRuntimeMs, 60_000);
+      const plain = jsonLines((await cli(['run', '--json', '--', 'true'])).stdout).at(-1)!.job as Record<string, unknown>;
+      assert.equal(plain.maxRuntimeMs, null);
+    });
+
+    it('bad values are usage errors naming the flag; no job is started', async () => {
+      for (const [value, message] of [
+        ['0', /--max-runtime: must be from 1ms to 24.8 days/],
+        ['10', /--max-runtime: .*add a unit/],
+        ['30d', /--max-runtime: must be from 1ms to 24.8 days/],
+      ] as const) {
+        const result = await cli(['start', '--max-runtime', value, '--', 'true']);
+        expectExit(result, 2);
+        assert.match(result.stderr, message);
+        assert.equal(result.stdout, '');
+      }
+      const pool = await cli(['start', '--pool', 'p', '--max-runtime', '1m', '--', 'true']);
+      expectExit(pool, 2);
+      assert.match(pool.stderr, /--max-runtime: is not supported for pool jobs yet/);
     });
   });
 });

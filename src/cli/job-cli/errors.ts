@@ -28,6 +28,7 @@ const FLAG_FOR_FIELD: [RegExp, string][] = [
   [/^env\b/, '--env'],
   [/^cwd\b/, '--cwd'],
   [/^grace_ms\b/, '--grace'],
+  [/^max_runtime_ms\b/, '--max-runtime'],
   [/^signal\b/, '--signal'],
   [/^tail_lines\b/, '--tail'],
   [/^since_unix_micros\b/, '--since'],

@@ -283,6 +283,13 @@ export interface Job {
     | undefined;
   /** Arguments not in `args` (see there); 0 when `args` is complete. */
   argsOmitted: number;
+  /** The longest it may run (StartJobRequest.max_runtime_ms); 0: no limit. */
+  maxRuntimeMs: number;
+  /**
+   * It ran for max_runtime_ms and was stopped for it (the stop signal, the grace, then a kill); its
+   * state is then FAILED and `reason` starts "timed out after".
+   */
+  timedOut: boolean;
 }
 
 /** Where a pool job is queued and which daemon runs it. */
@@ -392,6 +399,12 @@ export interface StartJobRequest {
    * answers the same job, which runs once. Empty: the daemon picks one.
    */
   jobId: string;
+  /**
+   * The longest the job may run, in milliseconds from its start, like systemd's RuntimeMaxSec=: then
+   * it is stopped as StopJob does (SIGTERM, the daemon's grace period, then a kill) and ends FAILED
+   * with `timed_out`. 1..2147483647 (24.8 days); absent: no limit. Not for pool jobs (yet).
+   */
+  maxRuntimeMs?: number | undefined;
 }
 
 export interface StartJobRequest_EnvEntry {
@@ -940,6 +953,8 @@ function createBaseJob(): Job {
     user: undefined,
     pool: undefined,
     argsOmitted: 0,
+    maxRuntimeMs: 0,
+    timedOut: false,
   };
 }
 
@@ -1007,6 +1022,12 @@ export const Job: MessageFns<Job> = {
     }
     if (message.argsOmitted !== 0) {
       writer.uint32(320).uint32(message.argsOmitted);
+    }
+    if (message.maxRuntimeMs !== 0) {
+      writer.uint32(400).uint64(message.maxRuntimeMs);
+    }
+    if (message.timedOut !== false) {
+      writer.uint32(408).bool(message.timedOut);
     }
     return writer;
   },
@@ -1192,6 +1213,22 @@ export const Job: MessageFns<Job> = {
             message.argsOmitted = reader.uint32();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.maxRuntimeMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 51: {
+            if (tag !== 408) {
+              break;
+            }
+
+            message.timedOut = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1255,6 +1292,16 @@ export const Job: MessageFns<Job> = {
         : isSet(object.args_omitted)
         ? globalThis.Number(object.args_omitted)
         : 0,
+      maxRuntimeMs: isSet(object.maxRuntimeMs)
+        ? globalThis.Number(object.maxRuntimeMs)
+        : isSet(object.max_runtime_ms)
+        ? globalThis.Number(object.max_runtime_ms)
+        : 0,
+      timedOut: isSet(object.timedOut)
+        ? globalThis.Boolean(object.timedOut)
+        : isSet(object.timed_out)
+        ? globalThis.Boolean(object.timed_out)
+        : false,
     };
   },
 
@@ -1323,6 +1370,12 @@ export const Job: MessageFns<Job> = {
     if (message.argsOmitted !== 0) {
       obj.argsOmitted = Math.round(message.argsOmitted);
     }
+    if (message.maxRuntimeMs !== 0) {
+      obj.maxRuntimeMs = Math.round(message.maxRuntimeMs);
+    }
+    if (message.timedOut !== false) {
+      obj.timedOut = message.timedOut;
+    }
     return obj;
   },
 
@@ -1358,6 +1411,8 @@ export const Job: MessageFns<Job> = {
       ? PoolPlacement.fromPartial(object.pool)
       : undefined;
     message.argsOmitted = object.argsOmitted ?? 0;
+    message.maxRuntimeMs = object.maxRuntimeMs ?? 0;
+    message.timedOut = object.timedOut ?? false;
     return message;
   },
 };
@@ -2054,6 +2109,7 @@ function createBaseStartJobRequest(): StartJobRequest {
     pool: "",
     retries: 0,
     jobId: "",
+    maxRuntimeMs: undefined,
   };
 }
 
@@ -2085,6 +2141,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     }
     if (message.jobId !== "") {
       writer.uint32(74).string(message.jobId);
+    }
+    if (message.maxRuntimeMs !== undefined) {
+      writer.uint32(400).uint64(message.maxRuntimeMs);
     }
     return writer;
   },
@@ -2177,6 +2236,14 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.jobId = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.maxRuntimeMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2217,6 +2284,11 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         : isSet(object.job_id)
         ? globalThis.String(object.job_id)
         : "",
+      maxRuntimeMs: isSet(object.maxRuntimeMs)
+        ? globalThis.Number(object.maxRuntimeMs)
+        : isSet(object.max_runtime_ms)
+        ? globalThis.Number(object.max_runtime_ms)
+        : undefined,
     };
   },
 
@@ -2255,6 +2327,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.jobId !== "") {
       obj.jobId = message.jobId;
     }
+    if (message.maxRuntimeMs !== undefined) {
+      obj.maxRuntimeMs = Math.round(message.maxRuntimeMs);
+    }
     return obj;
   },
 
@@ -2282,6 +2357,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.pool = object.pool ?? "";
     message.retries = object.retries ?? 0;
     message.jobId = object.jobId ?? "";
+    message.maxRuntimeMs = object.maxRuntimeMs ?? undefined;
     return message;
   },
 };
