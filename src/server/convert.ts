@@ -116,6 +116,7 @@ const FIELD_NAMES: Record<string, string> = {
 };
 
 export function protoFieldPath(field: string): string {
+  if (field === 'maxRuntimeMs') return 'max_runtime_ms';
   if (!field.startsWith('limits')) return field; // command, args[i], env.NAME, cwd are named alike
   return field.replace(/[A-Za-z]+/g, (word) => FIELD_NAMES[word] ?? word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
 }
