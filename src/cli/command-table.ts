@@ -15,6 +15,8 @@ export interface OptionEntry {
 export interface CommandEntry {
   /** The words after the binary's name: ["context", "add"]; [] for a default command. */
   path: string[];
+  /** Other spellings of the path (`ls` for `list`), from the command classes' `paths`; [] if none known. */
+  aliases: string[][];
   description: string;
   options: OptionEntry[];
 }
@@ -33,10 +35,20 @@ function optionEntry(definition: string, description: string): OptionEntry {
   return { names: spellings.split(','), takesValue: rest.some((word) => word.startsWith('#')), description };
 }
 
-export function commandTable(cli: Cli<BaseContext>): CommandTable {
+/** A registered command class: clipanion lists only each one's first path in its definitions. */
+export interface CommandClassPaths {
+  paths?: string[][];
+}
+
+export function commandTable(cli: Pick<Cli<BaseContext>, 'binaryName' | 'definitions'>, classes: readonly CommandClassPaths[] = []): CommandTable {
   const binaryName = cli.binaryName;
+  const aliasesOf = (path: string[]): string[][] => {
+    const owner = classes.find((command) => command.paths?.[0] !== undefined && sameWords(command.paths[0], path));
+    return owner?.paths?.slice(1) ?? [];
+  };
   const commands = cli.definitions().map((definition) => ({
     path: definition.path.split(' ').slice(1),
+    aliases: aliasesOf(definition.path.split(' ').slice(1)),
     description: (definition.description ?? '').trim(),
     options: definition.options.map((option) => optionEntry(option.definition, (option.description ?? '').trim())),
   }));

@@ -43,12 +43,14 @@ export function jobFromPb(job: pb.Job): JobView {
       signal: emptyToNull(job.signal),
       oomKilled: job.oomKilled,
       stoppedBy: emptyToNull(job.stoppedBy),
+      timedOut: job.timedOut,
       reason: emptyToNull(job.reason),
     },
     createdAt: orNull(job.createdAt),
     startedAt: orNull(job.startedAt),
     finishedAt: orNull(job.finishedAt),
     limits: limitsFromPb(job.limits),
+    maxRuntimeMs: job.maxRuntimeMs === 0 ? null : job.maxRuntimeMs,
     log: {
       sizeBytes: job.log?.sizeBytes ?? 0,
       droppedBytes: job.log?.droppedBytes ?? 0,
@@ -165,6 +167,7 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     pool: request.pool ?? '',
     retries: request.retries ?? 0,
     jobId: request.jobId ?? '',
+    maxRuntimeMs: request.maxRuntimeMs,
   });
 }
 

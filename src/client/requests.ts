@@ -29,6 +29,8 @@ export interface StartJobRequest {
   pool?: string;
   /** Pool jobs: re-runs after a lost run (default 0: at most once). */
   retries?: number;
+  /** Stop it after this long (ms from its start), like systemd's RuntimeMaxSec=; it ends failed, timedOut. Not for pool jobs. */
+  maxRuntimeMs?: number;
   /** Pool jobs: the job's id (a lower-case UUID); the client picks one when absent, so that a retried StartJob runs the job once. */
   jobId?: string;
 }

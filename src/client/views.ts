@@ -30,6 +30,8 @@ export interface JobView {
   startedAt: Date | null;
   finishedAt: Date | null;
   limits: LimitsView;
+  /** The longest it may run, ms from its start; null: no limit. */
+  maxRuntimeMs: number | null;
   log: LogInfoView;
   /** Live while running (GetJob), the final reading once finished; null if unknown. */
   stats: StatsView | null;
@@ -82,6 +84,8 @@ export interface JobOutcomeView {
   oomKilled: boolean;
   /** Who stopped it. */
   stoppedBy: string | null;
+  /** It reached its maxRuntimeMs and was stopped for it (its state is then failed). */
+  timedOut: boolean;
   /** One line for people: "exited with code 0", "stopped by alice: killed by SIGTERM". */
   reason: string | null;
 }

@@ -272,9 +272,11 @@ export class Fleet {
         user: record.spec.user === null ? null : { uid: record.spec.user.uid, gid: record.spec.user.gid, groups: record.spec.user.groups ?? [], name: null, kind: 'requested' },
         isolation: null,
         scratchDir: null,
+        maxRuntimeMs: null,
         state: record.state,
         pid: record.pid,
-        outcome: record.outcome,
+        // A pool job has no maximum runtime (StartJob refuses one): it never timed out.
+        outcome: record.outcome === null ? null : { ...record.outcome, timedOut: false },
         createdAt: new Date(record.createdAt),
         startedAt: record.startedAt === null ? null : new Date(record.startedAt),
         finishedAt: record.finishedAt === null ? null : new Date(record.finishedAt),

@@ -89,6 +89,8 @@ export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupSta
     oomKilled: outcome?.oomKilled ?? false,
     stoppedBy: outcome?.stoppedBy ?? '',
     reason: outcome?.reason ?? '',
+    maxRuntimeMs: status.maxRuntimeMs ?? 0,
+    timedOut: outcome?.timedOut ?? false,
     createdAt: status.createdAt,
     startedAt: status.startedAt ?? undefined,
     finishedAt: status.finishedAt ?? undefined,
@@ -154,6 +156,7 @@ const REQUEST_FIELDS: [RegExp, string][] = [
 ];
 
 export function protoFieldPath(field: string): string {
+  if (field === 'maxRuntimeMs') return 'max_runtime_ms';
   for (const [pattern, name] of REQUEST_FIELDS) if (pattern.test(field)) return field.replace(pattern, name);
   if (!field.startsWith('limits')) return field; // command, args[i], env.NAME, cwd are named alike
   return field.replace(/[A-Za-z]+/g, (word) => FIELD_NAMES[word] ?? word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));

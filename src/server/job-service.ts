@@ -116,6 +116,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           owner: identity.name,
           user,
           isolation,
+          ...(request.maxRuntimeMs === undefined ? {} : { maxRuntimeMs: request.maxRuntimeMs }),
         });
         metrics.starts.inc({ result: 'ok' });
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });

@@ -36,6 +36,8 @@ export interface RecordedSpec {
   owner: string;
   /** Who it was asked to run as (null: the worker's default); `runAs` says who it runs as. */
   user: JobUserChoice | null;
+  /** Absent in records written before it existed: no limit. */
+  maxRuntimeMs?: number | null;
 }
 
 export interface JobRecord {
@@ -87,7 +89,7 @@ function argsPreview(args: readonly string[]): string[] {
  * its spec file (`specFile` true).
  */
 export function recordSpec(spec: ResolvedJobSpec): { spec: RecordedSpec; specFile: boolean } {
-  const common = { command: spec.command, cwd: spec.cwd, limits: spec.limits, owner: spec.owner, user: spec.user };
+  const common = { command: spec.command, cwd: spec.cwd, limits: spec.limits, owner: spec.owner, user: spec.user, maxRuntimeMs: spec.maxRuntimeMs };
   if (jsonBytes(spec.args) + jsonBytes(spec.env) <= INLINE_SPEC_BYTES) {
     return { spec: { ...common, args: spec.args, argsOmitted: 0, env: spec.env }, specFile: false };
   }

@@ -58,6 +58,11 @@ export interface JobSpec {
   user?: JobUserChoice;
   /** Namespaces, network, read-only root, binds; absent fields take the worker's defaults. */
   isolation?: JobIsolationSpec;
+  /**
+   * The longest it may run, in ms from its start (systemd's RuntimeMaxSec=): then it is stopped
+   * like Job.stop() with the default grace, and ends `failed` with `timedOut`. Default: no limit.
+   */
+  maxRuntimeMs?: number;
 }
 
 /** A spec with every default applied, as stored in the job's record. */
@@ -73,6 +78,7 @@ export interface ResolvedJobSpec {
   user: JobUserChoice | null;
   /** Absent: the worker's defaults. */
   isolation?: JobIsolationSpec | undefined;
+  maxRuntimeMs: number | null;
 }
 
 export const SPEC_BOUNDS = {
@@ -87,6 +93,8 @@ export const SPEC_BOUNDS = {
   pathBytes: 4096,
   ownerBytes: 256,
   groups: 64,
+  /** setTimeout's longest delay (2^31-1 ms, 24.8 days): a longer one would fire at once. */
+  maxRuntimeMs: 2_147_483_647,
 } as const;
 
 function bytes(s: string): number {
@@ -185,5 +193,9 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
 
   const limits = spec.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw new ValidationError('limits', 'must be an object');
-  return { command, args, env, cwd, limits: { ...limits }, owner, user, isolation: spec.isolation };
+  const maxRuntimeMs = spec.maxRuntimeMs ?? null;
+  if (maxRuntimeMs !== null && !(Number.isInteger(maxRuntimeMs) && maxRuntimeMs >= 1 && maxRuntimeMs <= SPEC_BOUNDS.maxRuntimeMs)) {
+    throw new ValidationError('maxRuntimeMs', `must be an integer from 1 to ${SPEC_BOUNDS.maxRuntimeMs} (24.8 days)`);
+  }
+  return { command, args, env, cwd, limits: { ...limits }, owner, user, isolation: spec.isolation, maxRuntimeMs };
 }

@@ -46,6 +46,8 @@ export interface JobOutcome {
   oomKilled: boolean;
   /** Who asked for the stop, when the state is `stopped`. */
   stoppedBy: string | null;
+  /** It reached its maxRuntimeMs and was stopped for it (the state is then `failed`). */
+  timedOut: boolean;
   /** One line for people: "exited with code 0", "killed by SIGKILL (out of memory)", … */
   reason: string;
 }
@@ -55,6 +57,23 @@ export interface ExitFacts {
   signal: NodeJS.Signals | null;
   oomKilled: boolean;
   stoppedBy: string | null;
+  /** Stopped for its maximum runtime, which was this many ms (null: it was not). */
+  timedOutAfterMs: number | null;
+}
+
+/** "10m", "1h30m", "1.5s": a runtime limit as people write it. */
+function formatLimitMs(ms: number): string {
+  if (ms % 1000 !== 0) return `${ms}ms`;
+  let seconds = ms / 1000;
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+    if (seconds >= size) {
+      parts.push(`${Math.floor(seconds / size)}${unit}`);
+      seconds %= size;
+    }
+  }
+  if (seconds > 0 || parts.length === 0) parts.push(`${seconds}s`);
+  return parts.join('');
 }
 
 /** Pure: the final state and outcome from what happened. */
@@ -63,13 +82,17 @@ export function finalStateOf(facts: ExitFacts): { state: JobState; outcome: JobO
     facts.signal !== null
       ? `killed by ${facts.signal}${facts.oomKilled ? ' (out of memory)' : ''}`
       : `exited with code ${facts.exitCode}${facts.oomKilled ? ' (a process was killed: out of memory)' : ''}`;
+  const { timedOutAfterMs, ...known } = facts;
+  if (timedOutAfterMs !== null) {
+    return { state: 'failed', outcome: { ...known, stoppedBy: null, timedOut: true, reason: `timed out after ${formatLimitMs(timedOutAfterMs)}: ${how}` } };
+  }
   if (facts.stoppedBy !== null) {
-    return { state: 'stopped', outcome: { ...facts, reason: `stopped by ${facts.stoppedBy}: ${how}` } };
+    return { state: 'stopped', outcome: { ...known, timedOut: false, reason: `stopped by ${facts.stoppedBy}: ${how}` } };
   }
   const clean = facts.signal === null && facts.exitCode === 0 && !facts.oomKilled;
-  return { state: clean ? 'exited' : 'failed', outcome: { ...facts, reason: how } };
+  return { state: clean ? 'exited' : 'failed', outcome: { ...known, timedOut: false, reason: how } };
 }
 
 export function lostOutcome(why: string): JobOutcome {
-  return { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, reason: `lost: ${why}` };
+  return { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, timedOut: false, reason: `lost: ${why}` };
 }

@@ -39,6 +39,8 @@ export interface JobStatus {
   isolation: JobIsolation;
   /** Its scratch directory (its cwd unless one was given), null if it was given a working directory. */
   scratchDir: string | null;
+  /** The longest it may run (ms from its start); null: no limit. */
+  maxRuntimeMs: number | null;
   state: JobState;
   pid: number | null;
   /** How it ended; null until the state is final. */
@@ -180,6 +182,10 @@ export class Job {
   #logBudget: LogBudget | undefined;
   /** Who asked for a stop (once one was asked for), and the stop everyone then shares. */
   #stop: { by: string; done: Promise<StopResult> } | null = null;
+  /** Fires at its maximum runtime, while it runs. */
+  #deadline: NodeJS.Timeout | null = null;
+  /** The deadline's stop is the one in progress (not a client's): the job timed out. */
+  #timedOut = false;
   #launched: Promise<void> = Promise.resolve();
   #finished: Promise<void>;
   #markFinished!: () => void;
@@ -334,11 +340,18 @@ export class Job {
     this.#running = { native, plan, cgroup: plan.cgroup, throughInit: this.#record.isolation!.namespaces.pid };
     this.#log = { kind: 'live', log: new LiveLog(store.logPath(this.id), native) };
     this.#enter('running');
+    const limitMs = this.#record.spec.maxRuntimeMs ?? null;
+    if (limitMs !== null) {
+      // unref: a daemon shutting down does not wait for it (its close stops the jobs anyway).
+      this.#deadline = setTimeout(() => this.#timeOut(), limitMs).unref();
+    }
     void native.exited.then((exit) => this.#finish(exit));
   }
 
   /** Kill what is left, wait for the capture to end, take the final stats, remove the cgroup, record. */
   async #finish(exit: ExitInfo): Promise<void> {
+    if (this.#deadline !== null) clearTimeout(this.#deadline);
+    this.#deadline = null;
     const { native, plan, cgroup } = this.#running!;
     this.#enter('settling');
     let stats: CgroupStats | null = null;
@@ -376,7 +389,8 @@ export class Job {
       exitCode: exit.code,
       signal: exit.signal,
       oomKilled: (stats?.oomKills ?? 0) > 0,
-      stoppedBy: this.#stop?.by ?? null,
+      stoppedBy: this.#timedOut ? null : (this.#stop?.by ?? null),
+      timedOutAfterMs: this.#timedOut ? (this.#record.spec.maxRuntimeMs ?? null) : null,
     });
     this.#record.outcome = outcome;
     this.#record.finishedAt = exit.exitedAt.toISOString();
@@ -473,9 +487,11 @@ export class Job {
       user: r.runAs !== undefined ? structuredClone(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : { ...LEGACY_RUN_AS },
       isolation: structuredClone(r.isolation ?? HOST_ISOLATION),
       scratchDir: r.scratchDir ?? null,
+      maxRuntimeMs: r.spec.maxRuntimeMs ?? null,
       state: r.state,
       pid: r.pid,
-      outcome: r.outcome === null ? null : { ...r.outcome },
+      // Records written before timedOut existed lack it.
+      outcome: r.outcome === null ? null : { ...r.outcome, timedOut: r.outcome.timedOut ?? false },
       createdAt: new Date(r.createdAt),
       startedAt: r.startedAt === null ? null : new Date(r.startedAt),
       finishedAt: r.finishedAt === null ? null : new Date(r.finishedAt),
@@ -588,6 +604,14 @@ export class Job {
     const done = this.#stopNow(signal, options.graceMs ?? this.#ctx.defaultGraceMs);
     this.#stop = { by, done };
     return done;
+  }
+
+  /** Its maximum runtime is over: stopped like a client's stop with the defaults, unless one is under way. */
+  #timeOut(): void {
+    this.#deadline = null;
+    if (this.#phase !== 'running' || this.#stop !== null) return;
+    this.#timedOut = true;
+    this.stop({ by: 'its maximum runtime' }).catch((error: unknown) => this.#ctx.warn('could not stop a job at its maximum runtime', { job: this.id, error: String(error) }));
   }
 
   async #stopNow(signal: NodeJS.Signals, graceMs: number): Promise<StopResult> {

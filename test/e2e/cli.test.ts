@@ -17,7 +17,7 @@ import { requireRoot } from '../helpers/root';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_KEYS = [
   'args', 'argsOmitted', 'command', 'createdAt', 'cwd', 'durationMs', 'exitCode', 'finishedAt', 'id', 'isolation', 'limits', 'log', 'oomKilled',
-  'owner', 'pid', 'pool', 'reason', 'signal', 'startedAt', 'state', 'stats', 'stoppedBy', 'user',
+  'owner', 'pid', 'pool', 'reason', 'signal', 'startedAt', 'state', 'stats', 'stoppedBy', 'timedOut', 'user', 'maxRuntimeMs',
 ].sort();
 
 let pki: TestPki;

@@ -63,6 +63,9 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['pids 0', { command: 'true', limits: { pids: 0, io: [] } }, 'INVALID_ARGUMENT', /^limits\.pids: must be between/],
   ['io limit with no rate', { command: 'true', limits: { io: [{ device: '/dev/vda' }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]: needs at least one rate: limits\.io\[0\]\.read_bytes_per_second, limits\.io\[0\]\.write_bytes_per_second, limits\.io\[0\]\.read_iops, limits\.io\[0\]\.write_iops$/],
   ['io on a virtual device', { command: 'true', limits: { io: [{ device: '/dev/null', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /limits\.io\[0\]\.device/],
+  ['a maximum runtime of 0', { command: 'true', maxRuntimeMs: 0 }, 'INVALID_ARGUMENT', /^max_runtime_ms: must be an integer from 1 to 2147483647 \(24\.8 days\)$/],
+  ['a maximum runtime past setTimeout\'s longest delay', { command: 'true', maxRuntimeMs: 2 ** 31 }, 'INVALID_ARGUMENT', /^max_runtime_ms: must be an integer from 1 to 2147483647/],
+  ['a maximum runtime for a pool job', { command: 'true', pool: 'batch', maxRuntimeMs: 1000 }, 'INVALID_ARGUMENT', /^max_runtime_ms: is not supported for pool jobs yet$/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
 

@@ -123,8 +123,8 @@ export const stateJournal: Scenario = {
     const logs = path.join(daemon.stateDir, 'logs');
     const logBytes = (id: string) => statSync(path.join(logs, `${id}.log`)).size;
     const legacy = [
-      ...small.map((id, i) => ({ id, spec: { command: 'sh', args: ['-c', `echo small ${i}`], env: { PATH: '/usr/bin:/bin' }, cwd: '/', limits: {}, owner: 'big', user: null }, logBytes: logBytes(id) })),
-      ...big.map((id, i) => ({ id, spec: { ...bigRequest(i), cwd: '/', limits: {}, owner: 'big', user: null }, logBytes: logBytes(id) })),
+      ...small.map((id, i) => ({ id, spec: { command: 'sh', args: ['-c', `echo small ${i}`], env: { PATH: '/usr/bin:/bin' }, cwd: '/', limits: {}, owner: 'big', user: null, maxRuntimeMs: null }, logBytes: logBytes(id) })),
+      ...big.map((id, i) => ({ id, spec: { ...bigRequest(i), cwd: '/', limits: {}, owner: 'big', user: null, maxRuntimeMs: null }, logBytes: logBytes(id) })),
     ];
     const lineBytes = Buffer.byteLength(version1Line(big[0]!, legacy[count]!.spec, 'exited'));
     const repeated = legacy.slice(count, count + 50); // a job's lines again: the last one wins

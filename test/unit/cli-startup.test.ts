@@ -35,7 +35,7 @@ function modulesLoadedBy(args: string[]): string[] {
 }
 
 describe('job-cli start-up', () => {
-  for (const args of [['--version'], ['--help'], ['query', '--help'], ['start', '--no-such-flag']]) {
+  for (const args of [['--version'], ['--help'], ['query', '--help'], ['start', '--no-such-flag'], ['completion', 'bash']]) {
     it(`\`job-cli ${args.join(' ')}\` loads no gRPC, generated code or certificate parser`, () => {
       const loaded = modulesLoadedBy(args);
       assert.ok(loaded.some((file) => file.endsWith(path.join('job-cli', 'main.js'))), 'the record has teeth: it lists the CLI itself');

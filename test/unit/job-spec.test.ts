@@ -22,7 +22,16 @@ describe('job spec validation', () => {
       owner: '',
       user: null,
       isolation: undefined,
+      maxRuntimeMs: null,
     });
+  });
+
+  it('a maximum runtime: whole milliseconds up to setTimeout\'s longest delay', () => {
+    assert.equal(resolveJobSpec({ command: 'true', maxRuntimeMs: 600_000 }).maxRuntimeMs, 600_000);
+    assert.equal(resolveJobSpec({ command: 'true', maxRuntimeMs: SPEC_BOUNDS.maxRuntimeMs }).maxRuntimeMs, 2_147_483_647);
+    for (const bad of [0, -1, 1.5, SPEC_BOUNDS.maxRuntimeMs + 1, Number.NaN]) {
+      rejects({ command: 'true', maxRuntimeMs: bad }, 'maxRuntimeMs', /must be an integer from 1 to 2147483647/);
+    }
   });
 
   it('checks who a job runs as: one of uid and name, one of gid and group, names that cannot be options', () => {

@@ -24,12 +24,15 @@ describe('job state machine', () => {
   });
 
   const cases = [
-    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: null }, 'exited', 'exited with code 0'],
-    [{ exitCode: 2, signal: null, oomKilled: false, stoppedBy: null }, 'failed', 'exited with code 2'],
-    [{ exitCode: null, signal: 'SIGKILL', oomKilled: true, stoppedBy: null }, 'failed', 'killed by SIGKILL (out of memory)'],
-    [{ exitCode: 0, signal: null, oomKilled: true, stoppedBy: null }, 'failed', 'exited with code 0 (a process was killed: out of memory)'],
-    [{ exitCode: null, signal: 'SIGTERM', oomKilled: false, stoppedBy: 'alice' }, 'stopped', 'stopped by alice: killed by SIGTERM'],
-    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: 'bob' }, 'stopped', 'stopped by bob: exited with code 0'],
+    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: null, timedOutAfterMs: null }, 'exited', 'exited with code 0'],
+    [{ exitCode: 2, signal: null, oomKilled: false, stoppedBy: null, timedOutAfterMs: null }, 'failed', 'exited with code 2'],
+    [{ exitCode: null, signal: 'SIGKILL', oomKilled: true, stoppedBy: null, timedOutAfterMs: null }, 'failed', 'killed by SIGKILL (out of memory)'],
+    [{ exitCode: 0, signal: null, oomKilled: true, stoppedBy: null, timedOutAfterMs: null }, 'failed', 'exited with code 0 (a process was killed: out of memory)'],
+    [{ exitCode: null, signal: 'SIGTERM', oomKilled: false, stoppedBy: 'alice', timedOutAfterMs: null }, 'stopped', 'stopped by alice: killed by SIGTERM'],
+    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: 'bob', timedOutAfterMs: null }, 'stopped', 'stopped by bob: exited with code 0'],
+    [{ exitCode: null, signal: 'SIGTERM', oomKilled: false, stoppedBy: null, timedOutAfterMs: 600_000 }, 'failed', 'timed out after 10m: killed by SIGTERM'],
+    [{ exitCode: 0, signal: null, oomKilled: false, stoppedBy: null, timedOutAfterMs: 5_400_500 }, 'failed', 'timed out after 5400500ms: exited with code 0'],
+    [{ exitCode: null, signal: 'SIGKILL', oomKilled: false, stoppedBy: null, timedOutAfterMs: 90_000 }, 'failed', 'timed out after 1m30s: killed by SIGKILL'],
   ] as const;
   for (const [facts, state, reason] of cases) {
     it(`${JSON.stringify(facts)} → ${state}`, () => {

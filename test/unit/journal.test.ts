@@ -28,7 +28,7 @@ function id(i = n++): string {
 }
 
 function spec(over: Partial<ResolvedJobSpec> = {}): ResolvedJobSpec {
-  return { command: 'sh', args: ['-c', 'echo hi'], env: { PATH: '/bin' }, cwd: '/', limits: {}, owner: 'alice', user: null, ...over };
+  return { command: 'sh', args: ['-c', 'echo hi'], env: { PATH: '/bin' }, cwd: '/', limits: {}, owner: 'alice', user: null, maxRuntimeMs: null, ...over };
 }
 
 /** A spec as big as StartJob allows: 1 MiB of argv + env, in 128 KiB strings. */
@@ -42,7 +42,7 @@ function record(jobId: string, s: ResolvedJobSpec = spec()): JobRecord {
 }
 
 function finished(r: JobRecord): JobRecord {
-  return { ...r, state: 'exited', outcome: { exitCode: 0, signal: null, oomKilled: false, stoppedBy: null, reason: 'exited with code 0' }, finishedAt: '2024-05-01T12:00:01Z' };
+  return { ...r, state: 'exited', outcome: { exitCode: 0, signal: null, oomKilled: false, stoppedBy: null, timedOut: false, reason: 'exited with code 0' }, finishedAt: '2024-05-01T12:00:01Z' };
 }
 
 const journalPath = () => path.join(dir, 'journal');

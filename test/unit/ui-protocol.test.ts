@@ -71,11 +71,12 @@ function job(overrides: Partial<JobView> & { cpu?: number; memory?: number; peak
     isolation: { namespaces: ['pid', 'mount', 'cgroup', 'ipc', 'uts'], network: 'host', readOnlyRoot: false, mounts: [] },
     state: 'running',
     pid: 10,
-    outcome: { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, reason: null },
+    outcome: { exitCode: null, signal: null, oomKilled: false, stoppedBy: null, timedOut: false, reason: null },
     createdAt: new Date(0),
     startedAt: new Date(0),
     finishedAt: null,
     limits: { cpu: null, cpuWeight: null, memoryBytes: 64 << 20, memoryHighBytes: null, pids: null, io: [] },
+    maxRuntimeMs: null,
     log: { sizeBytes: 0, droppedBytes: 0, truncated: false, writeError: null },
     pool: null,
     stats: {

@@ -33,6 +33,7 @@ const FLAG_FOR_FIELD: [RegExp, string][] = [
   [/^read_only_root\b/, '--read-only'],
   [/^host_namespaces\b/, '--host-namespace'],
   [/^grace_ms\b/, '--grace'],
+  [/^max_runtime_ms\b/, '--max-runtime'],
   [/^signal\b/, '--signal'],
   [/^tail_lines\b/, '--tail'],
   [/^since_unix_micros\b/, '--since'],

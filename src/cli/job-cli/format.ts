@@ -116,6 +116,7 @@ export function renderJobDetails(job: JobReport, now: Date): string {
     ['Duration', job.durationMs === null ? '-' : formatDuration(job.durationMs)],
     ['Limits', formatLimits(job.limits)],
   );
+  if (job.maxRuntimeMs !== null) rows.push(['Max runtime', `${formatDuration(job.maxRuntimeMs)}${job.timedOut ? ' (reached: it timed out)' : ''}`]);
   const stats = job.stats;
   if (stats !== null) {
     const average = averageCpuPercent(job);

@@ -16,17 +16,17 @@ export type JobReport = Pick<JobView, 'id' | 'owner' | 'command' | 'args' | 'arg
     finishedAt: string | null;
     /** From start to finish (to now while running); null before it started. */
     durationMs: number | null;
-  } & Pick<JobView, 'limits' | 'log' | 'stats' | 'pool'>;
+  } & Pick<JobView, 'limits' | 'maxRuntimeMs' | 'log' | 'stats' | 'pool'>;
 
 const iso = (time: Date | null): string | null => time?.toISOString() ?? null;
 
 export function toJobReport(job: JobView, now: Date = new Date()): JobReport {
-  const { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, limits, log, stats, pool } = job;
-  const { exitCode, signal, oomKilled, stoppedBy, reason } = job.outcome;
+  const { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, limits, maxRuntimeMs, log, stats, pool } = job;
+  const { exitCode, signal, oomKilled, stoppedBy, timedOut, reason } = job.outcome;
   const end = job.finishedAt ?? (job.startedAt === null ? null : now);
   const durationMs = job.startedAt === null || end === null ? null : Math.max(0, end.getTime() - job.startedAt.getTime());
   // The order of the keys is the order --json prints them in.
-  return { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, exitCode, signal, oomKilled, stoppedBy, reason, createdAt: iso(job.createdAt), startedAt: iso(job.startedAt), finishedAt: iso(job.finishedAt), durationMs, limits, log, stats, pool };
+  return { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, exitCode, signal, oomKilled, stoppedBy, timedOut, reason, createdAt: iso(job.createdAt), startedAt: iso(job.startedAt), finishedAt: iso(job.finishedAt), durationMs, limits, maxRuntimeMs, log, stats, pool };
 }
 
 export function isFinished(job: Pick<JobReport, 'state'>): boolean {

@@ -7,8 +7,8 @@ import { resolveConnection, type ResolvedConnection } from './connection';
 import { everyContextName, readContexts } from './contexts';
 import { renderJobTable } from './format';
 import type { JobStateName } from '../../client';
-import { JOB_STATE_NAMES } from '../../client/basics';
 import { toJobReport, type JobReport } from './job-report';
+import { parseStates, STATE_FLAG_DESCRIPTION } from './states';
 
 export class ListCommand extends ClientCommand {
   static override paths = [['list'], ['ls']];
@@ -37,7 +37,7 @@ export class ListCommand extends ClientCommand {
     ],
   });
 
-  states = Option.Array('--state', { description: `only jobs in this state (repeatable or comma-separated): ${JOB_STATE_NAMES.join(', ')}` });
+  states = Option.Array('--state', { description: `only jobs in this state ${STATE_FLAG_DESCRIPTION}` });
   all = Option.Boolean('--all', false, { description: 'jobs in every state' });
   owner = Option.String('--owner', { description: 'only jobs of this identity (admins; others only ever see their own)' });
   allContexts = Option.Boolean('--all-contexts', false, { description: 'list on every saved context, with a HOST column' });
@@ -82,13 +82,10 @@ export class ListCommand extends ClientCommand {
   }
 
   private selectedStates(): JobStateName[] {
-    const given = (this.states ?? []).flatMap((value) => value.split(',')).map((value) => value.trim().toLowerCase()).filter((value) => value !== '');
-    for (const state of given) {
-      if (!(JOB_STATE_NAMES as readonly string[]).includes(state)) throw flagError('--state', `unknown state ${JSON.stringify(state)}; expected ${JOB_STATE_NAMES.join(', ')}`);
-    }
+    const given = parseStates(this.states);
     if (this.all && given.length > 0) throw flagError('--all', 'lists every state; it cannot be combined with --state');
     if (this.all) return [];
-    return given.length > 0 ? [...new Set(given as JobStateName[])] : ['starting', 'running'];
+    return given.length > 0 ? given : ['starting', 'running'];
   }
 
   /** null: one host, resolved the usual way. */

@@ -2,6 +2,8 @@
 import { Builtins, Cli } from 'clipanion';
 
 import { runCli } from '../run';
+import { CompletionCommand } from './completion';
+import { EventsCommand } from './events';
 import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
 import { ListCommand } from './list';
 import { QueryCommand } from './query';
@@ -13,31 +15,36 @@ import { StopCommand } from './stop';
 import { StreamCommand } from './stream';
 import { TopCommand } from './top';
 import { UiCommand } from './ui';
+import { WaitCommand } from './wait';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../../../package.json') as { version: string };
 
+/** Every command of job-cli, in the order --help lists them. */
+export const JOB_CLI_COMMANDS = [
+  RunCommand,
+  StartCommand,
+  StopCommand,
+  QueryCommand,
+  StreamCommand,
+  ListCommand,
+  TopCommand,
+  RemoveCommand,
+  WaitCommand,
+  EventsCommand,
+  QuotaCommand,
+  UiCommand,
+  ContextAddCommand,
+  ContextUseCommand,
+  ContextListCommand,
+  ContextRemoveCommand,
+  ContextShowCommand,
+  CompletionCommand,
+];
+
 export function createJobCli(): Cli {
   const cli = new Cli({ binaryName: 'job-cli', binaryLabel: 'jobworker command-line client', binaryVersion: version, enableColors: process.stdout.isTTY === true });
-  for (const command of [
-    RunCommand,
-    StartCommand,
-    StopCommand,
-    QueryCommand,
-    StreamCommand,
-    ListCommand,
-    TopCommand,
-    RemoveCommand,
-    QuotaCommand,
-    UiCommand,
-    ContextAddCommand,
-    ContextUseCommand,
-    ContextListCommand,
-    ContextRemoveCommand,
-    ContextShowCommand,
-  ]) {
-    cli.register(command);
-  }
+  for (const command of JOB_CLI_COMMANDS) cli.register(command);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline';
 
 import { Command, Option } from 'clipanion';
 
+import type { JobworkerClient } from '../../client';
 import { ClientError } from '../../client/basics';
 import { CliError, EXIT_ERROR } from '../run';
 import { isFinished, toJobReport, type JobReport } from './job-report';
@@ -28,6 +29,11 @@ export class RunCommand extends JobSpecCommand {
       finishes the stop). If the reader of its output goes away (\`job-cli run … | head\`), it
       stops the job and exits 141.
 ${LIMITS_DETAILS}
+      With --rm, once the job has ended and its output was printed, its record and log are
+      deleted from the daemon (also when Ctrl-C or a gone reader stopped it; not after detaching
+      or leaving before it stopped: then it is not over). A failed removal is reported on stderr
+      and does not change the exit status.
+
       With --json, the first line of stdout is {"type":"started","job":{…}}, then the output as
       \`stream --json\` prints it, and last {"type":"status","job":{…}}.
 
@@ -44,6 +50,7 @@ ${LIMITS_DETAILS}
   });
 
   timestamps = Option.Boolean('--timestamps', false, { description: 'start each line with the time it was captured (RFC 3339, UTC)' });
+  rm = Option.Boolean('--rm', false, { description: 'delete the job\'s record and log once it has ended and its output was printed' });
 
   async runCommand(): Promise<number> {
     const request = this.startRequest();
@@ -136,9 +143,22 @@ ${LIMITS_DETAILS}
     const ended = phase as Phase;
     if (ended === 'detached') return 0;
     if (ended === 'left') return leftWith;
-    if (pipeBroken) return EXIT_BROKEN_PIPE;
-    if (final === null || !isFinished(final)) throw new CliError(`the stream ended before job ${id} did`, `\`job-cli query ${id}\` shows it`);
-    await printer.status(final);
-    return exitOfFollowedJob(final, (text) => this.note(text));
+    if (final === null || !isFinished(final)) {
+      if (pipeBroken) return EXIT_BROKEN_PIPE;
+      throw new CliError(`the stream ended before job ${id} did`, `\`job-cli query ${id}\` shows it`);
+    }
+    if (!pipeBroken) await printer.status(final);
+    if (this.rm) await this.remove(client, id);
+    return pipeBroken ? EXIT_BROKEN_PIPE : exitOfFollowedJob(final, (text) => this.note(text));
+  }
+
+  /** --rm: the job is over and its output printed; a failure is told, not fatal (the job's status matters more). */
+  private async remove(client: JobworkerClient, id: string): Promise<void> {
+    try {
+      await client.removeJob(id);
+    } catch (error) {
+      const why = error instanceof ClientError ? error.details : String(error);
+      this.note(`could not remove job ${id}: ${why} (\`job-cli rm ${id}\` removes it)`);
+    }
   }
 }

@@ -9,7 +9,7 @@ import { errorCode } from '../../errors';
 import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
 import { ClientCommand, parseFlag } from './client-command';
-import { parseDeviceValue, parseInteger, parsePositiveNumber, parseSize, UnitError } from './units';
+import { parseDeviceValue, parseDuration, parseInteger, parsePositiveNumber, parseSize, UnitError } from './units';
 
 export interface JobSpecFlags {
   command: string[];
@@ -33,11 +33,14 @@ export interface JobSpecFlags {
   hostNamespace?: string[] | undefined;
   pool?: string | undefined;
   retries?: string | undefined;
+  maxRuntime?: string | undefined;
 }
 
 export type StartRequest = StartJobRequest & { args: string[]; env: Record<string, string>; cwd: string; limits: LimitsRequest & { io: NonNullable<LimitsRequest['io']> } };
 
 const MAX_UINT32 = 4_294_967_295;
+/** The daemon's timer limit (2^31-1 ms, 24.8 days). */
+const MAX_RUNTIME_MS = 2_147_483_647;
 const IO_FLAGS = [
   ['ioReadBps', '--io-read-bps', 'readBytesPerSecond', parseSize],
   ['ioWriteBps', '--io-write-bps', 'writeBytesPerSecond', parseSize],
@@ -117,6 +120,12 @@ export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Recor
     if (flags.pool === undefined) throw flagError('--retries', 'is only for pool jobs: give --pool too');
     request.retries = parseFlag('--retries', flags.retries, (text) => parseInteger(text, 0, 10));
   }
+  if (flags.maxRuntime !== undefined) {
+    if (flags.pool !== undefined) throw flagError('--max-runtime', 'is not supported for pool jobs yet');
+    const ms = parseFlag('--max-runtime', flags.maxRuntime, parseDuration);
+    if (ms < 1 || ms > MAX_RUNTIME_MS) throw flagError('--max-runtime', `must be from 1ms to 24.8 days (the daemon's timer limit), got ${JSON.stringify(flags.maxRuntime)}`);
+    request.maxRuntimeMs = Math.round(ms);
+  }
   return request;
 }
 
@@ -185,6 +194,7 @@ export abstract class JobSpecCommand extends ClientCommand {
   envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
   retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
+  maxRuntime = Option.String('--max-runtime', { description: 'stop it after this long, e.g. 10m, 2h (systemd\'s RuntimeMaxSec=): the stop signal, the grace, then a kill; it ends failed, "timed out"' });
   command = Option.Rest({ name: 'COMMAND' });
 
   protected startRequest(): StartRequest {

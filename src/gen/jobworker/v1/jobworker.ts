@@ -446,6 +446,13 @@ export interface Job {
     | undefined;
   /** Arguments not in `args` (see there); 0 when `args` is complete. */
   argsOmitted: number;
+  /** The longest it may run (StartJobRequest.max_runtime_ms); 0: no limit. */
+  maxRuntimeMs: number;
+  /**
+   * It ran for max_runtime_ms and was stopped for it (the stop signal, the grace, then a kill); its
+   * state is then FAILED and `reason` starts "timed out after".
+   */
+  timedOut: boolean;
 }
 
 /** Where a pool job is queued and which daemon runs it. */
@@ -623,6 +630,12 @@ export interface StartJobRequest {
    * (isolation.optOuts.<name>; admins by default). A dynamic user always has its own mount namespace.
    */
   hostNamespaces: Namespace[];
+  /**
+   * The longest the job may run, in milliseconds from its start, like systemd's RuntimeMaxSec=: then
+   * it is stopped as StopJob does (SIGTERM, the daemon's grace period, then a kill) and ends FAILED
+   * with `timed_out`. 1..2147483647 (24.8 days); absent: no limit. Not for pool jobs (yet).
+   */
+  maxRuntimeMs?: number | undefined;
 }
 
 export interface StartJobRequest_EnvEntry {
@@ -1179,6 +1192,8 @@ function createBaseJob(): Job {
     pool: undefined,
     isolation: undefined,
     argsOmitted: 0,
+    maxRuntimeMs: 0,
+    timedOut: false,
   };
 }
 
@@ -1249,6 +1264,12 @@ export const Job: MessageFns<Job> = {
     }
     if (message.argsOmitted !== 0) {
       writer.uint32(320).uint32(message.argsOmitted);
+    }
+    if (message.maxRuntimeMs !== 0) {
+      writer.uint32(400).uint64(message.maxRuntimeMs);
+    }
+    if (message.timedOut !== false) {
+      writer.uint32(408).bool(message.timedOut);
     }
     return writer;
   },
@@ -1442,6 +1463,22 @@ export const Job: MessageFns<Job> = {
             message.argsOmitted = reader.uint32();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.maxRuntimeMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 51: {
+            if (tag !== 408) {
+              break;
+            }
+
+            message.timedOut = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1506,6 +1543,16 @@ export const Job: MessageFns<Job> = {
         : isSet(object.args_omitted)
         ? globalThis.Number(object.args_omitted)
         : 0,
+      maxRuntimeMs: isSet(object.maxRuntimeMs)
+        ? globalThis.Number(object.maxRuntimeMs)
+        : isSet(object.max_runtime_ms)
+        ? globalThis.Number(object.max_runtime_ms)
+        : 0,
+      timedOut: isSet(object.timedOut)
+        ? globalThis.Boolean(object.timedOut)
+        : isSet(object.timed_out)
+        ? globalThis.Boolean(object.timed_out)
+        : false,
     };
   },
 
@@ -1577,6 +1624,12 @@ export const Job: MessageFns<Job> = {
     if (message.argsOmitted !== 0) {
       obj.argsOmitted = Math.round(message.argsOmitted);
     }
+    if (message.maxRuntimeMs !== 0) {
+      obj.maxRuntimeMs = Math.round(message.maxRuntimeMs);
+    }
+    if (message.timedOut !== false) {
+      obj.timedOut = message.timedOut;
+    }
     return obj;
   },
 
@@ -1615,6 +1668,8 @@ export const Job: MessageFns<Job> = {
       ? Isolation.fromPartial(object.isolation)
       : undefined;
     message.argsOmitted = object.argsOmitted ?? 0;
+    message.maxRuntimeMs = object.maxRuntimeMs ?? 0;
+    message.timedOut = object.timedOut ?? false;
     return message;
   },
 };
@@ -2559,6 +2614,7 @@ function createBaseStartJobRequest(): StartJobRequest {
     mounts: [],
     readOnlyRoot: undefined,
     hostNamespaces: [],
+    maxRuntimeMs: undefined,
   };
 }
 
@@ -2612,6 +2668,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.maxRuntimeMs !== undefined) {
+      writer.uint32(400).uint64(message.maxRuntimeMs);
     }
     return writer;
   },
@@ -2762,6 +2821,14 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
 
             break;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.maxRuntimeMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2826,6 +2893,11 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         : globalThis.Array.isArray(object?.host_namespaces)
         ? object.host_namespaces.map((e: any) => namespaceFromJSON(e))
         : [],
+      maxRuntimeMs: isSet(object.maxRuntimeMs)
+        ? globalThis.Number(object.maxRuntimeMs)
+        : isSet(object.max_runtime_ms)
+        ? globalThis.Number(object.max_runtime_ms)
+        : undefined,
     };
   },
 
@@ -2882,6 +2954,9 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.hostNamespaces?.length) {
       obj.hostNamespaces = message.hostNamespaces.map((e) => namespaceToJSON(e));
     }
+    if (message.maxRuntimeMs !== undefined) {
+      obj.maxRuntimeMs = Math.round(message.maxRuntimeMs);
+    }
     return obj;
   },
 
@@ -2915,6 +2990,7 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
     message.readOnlyRoot = object.readOnlyRoot ?? undefined;
     message.hostNamespaces = object.hostNamespaces?.map((e) => e) || [];
+    message.maxRuntimeMs = object.maxRuntimeMs ?? undefined;
     return message;
   },
 };
