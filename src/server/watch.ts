@@ -47,7 +47,7 @@ export async function watchJobs(
   identity: PeerIdentity,
   filter: WatchFilter,
   control: StreamControl<pb.WatchJobsResponse>,
-  bounds: { maxPendingJobs: number } = { maxPendingJobs: DEFAULT_MAX_UNREAD_WATCH_JOBS },
+  bounds: { maxPendingJobs: number },
 ): Promise<void> {
   const { write, signal } = control;
   const visible = (job: { id: string; owner: string }) => canSeeJob(identity, job.owner) && (filter.jobId === '' || job.id === filter.jobId);

@@ -20,7 +20,7 @@ import type { Page } from 'playwright-core';
 import { ClientError, JobworkerClient, StatusCode } from '../../src/client';
 import type { TlsFilePaths } from '../../src/pki';
 import { chartSeries, fetchDigest, RECORD_CHUNKS, RECORDED_OUTPUT, RECORDED_SO_FAR } from './page-scripts';
-import { launchBrowser, requireChromium, screenshot, SCREENSHOTS, type TestBrowser } from '../helpers/browser';
+import { launchBrowser, requireChromium, screenshot, SCREENSHOTS, terminalScreenLines, waitForTerminalEnd, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
@@ -51,15 +51,8 @@ async function recordedOutput(): Promise<{ sha256: string; bytes: number; gaps: 
   return page.evaluate(RECORDED_OUTPUT);
 }
 
-async function waitForLogEnd(timeoutMs = 60_000): Promise<void> {
-  await page.locator('[data-role="log-status"][data-state="ended"]').waitFor({ timeout: timeoutMs });
-}
-
-/** The lines the terminal shows on screen now. */
-async function screenLines(): Promise<string[]> {
-  const rows = await page.locator('.xterm-rows > div').allTextContents();
-  return rows.map((text) => text.replace(/\u00a0/g, ' ').trimEnd()).filter((text) => text !== '');
-}
+const waitForLogEnd = (timeoutMs?: number) => waitForTerminalEnd(page, timeoutMs);
+const screenLines = () => terminalScreenLines(page);
 
 describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () => {
   before(async () => {

@@ -15,10 +15,11 @@ import { JobworkerClient, type JobView } from '../../src/client';
 import { createCa, issueNatsClientCertificate, type TlsFilePaths } from '../../src/pki';
 import { launchBrowser, requireChromium, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups } from '../helpers/cli-daemon';
+import { startFleetMember } from '../helpers/fleet-member';
 import { NatsServer, natsServerVersion } from '../helpers/nats-server';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
-import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
+import type { SpawnedDaemon } from '../helpers/spawned-daemon';
 import { startUi, writeContexts, type UiProcess } from '../helpers/ui-process';
 
 const HOSTS = ['w1', 'w2'] as const;
@@ -37,13 +38,17 @@ let page: Page;
 
 const rowsOf = (id: string) => page.locator(`table.jobs tr[data-job="${id}"]`);
 
-/** Waits (through both daemons) until each lists the job in a state `done` accepts; answers the runner's view. */
+/** Waits (watching through both daemons) until each shows the job in a state `done` accepts; answers the runner's view. */
 async function listedByBoth(id: string, done: (job: JobView) => boolean): Promise<JobView> {
-  for (;;) {
-    const views = await Promise.all(clients.map((client) => client.getJob(id)));
-    if (views.every(done)) return views.find((view) => view.stats !== null && view.pool?.runnerHost !== null) ?? views[0]!;
-    await new Promise((resolve) => setTimeout(resolve, 100)); // the mirrors follow NATS: no event of ours to await
-  }
+  await Promise.all(
+    clients.map(async (client) => {
+      // WatchJobs with a job id ends once the job is final; its first message is the current status.
+      for await (const change of client.watchJobs({ jobId: id })) if (done(change.job)) return;
+      throw new Error(`job ${id} ended without reaching the awaited state`);
+    }),
+  );
+  const views = await Promise.all(clients.map((client) => client.getJob(id)));
+  return views.find((view) => view.stats !== null && view.pool?.runnerHost !== null) ?? views[0]!;
 }
 
 describe('job-cli ui over a fleet of two daemons', { ...requireRoot, ...requireChromium }, () => {
@@ -58,23 +63,17 @@ describe('job-cli ui over a fleet of two daemons', { ...requireRoot, ...requireC
     for (const host of HOSTS) {
       const natsTls = await fleetPki.write(await issueNatsClientCertificate(fleetPki.ca, { name: host }), `nats-${host}`);
       const cgroupRootName = `jobworker-test-${process.pid}-ui-fleet-${host}`;
-      const daemon = startDaemonProcess({
+      const daemon = startFleetMember({
+        host,
         stateDir: mkdtempSync(path.join(dir, `state-${host}-`)),
-        tls: serverTls,
         cgroupRootName,
         configDir: dir,
-        config: {
-          defaults: { memoryBytes: 64 << 20 },
-          shutdown: { graceMs: 1000 },
-          fleet: {
-            nats: { servers: [nats.url], tls: { ca: natsTls.caPath, cert: natsTls.certificatePath, key: natsTls.privateKeyPath } },
-            host,
-            advertise: 'localhost',
-            pools: [POOL],
-            capacity: { jobs: 4, memoryBytes: 1 << 30 },
-            heartbeatTtlMs: 3000,
-          },
-        },
+        serverTls,
+        natsTls,
+        natsUrl: nats.url,
+        pool: POOL,
+        capacityJobs: 4,
+        heartbeatTtlMs: 3000,
       });
       daemons.push({ host, cgroupRootName, daemon });
     }

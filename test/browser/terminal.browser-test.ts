@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 
 import { JobworkerClient } from '../../src/client';
-import { launchBrowser, requireChromium, screenshot, type TestBrowser } from '../helpers/browser';
+import { launchBrowser, requireChromium, screenshot, terminalScreenLines, waitForTerminalEnd, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
@@ -43,15 +43,8 @@ async function openJobPage(id: string): Promise<void> {
 
 const status = () => page.locator('[data-role="log-status"]');
 
-async function waitForLogEnd(): Promise<void> {
-  await page.locator('[data-role="log-status"][data-state="ended"]').waitFor({ timeout: 60_000 });
-}
-
-/** The lines the terminal shows on screen now. */
-async function screenLines(): Promise<string[]> {
-  const rows = await page.locator('.xterm-rows > div').allTextContents();
-  return rows.map((text) => text.replace(/\u00a0/g, ' ').trimEnd()).filter((text) => text !== '');
-}
+const waitForLogEnd = () => waitForTerminalEnd(page);
+const screenLines = () => terminalScreenLines(page);
 
 async function recordedOutput(): Promise<{ sha256: string; bytes: number; gaps: string[]; text: string | null }> {
   return page.evaluate(RECORDED_OUTPUT);

@@ -15,10 +15,11 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { ClientError, JobworkerClient, type JobView, type StartJobRequest } from '../../src/client';
 import { createCa, issueNatsClientCertificate, type TlsFilePaths } from '../../src/pki';
 import { leftoverCgroups } from '../helpers/cli-daemon';
+import { startFleetMember } from '../helpers/fleet-member';
 import { NatsServer, natsServerVersion } from '../helpers/nats-server';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
-import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
+import type { SpawnedDaemon } from '../helpers/spawned-daemon';
 
 const HOSTS = ['w1', 'w2', 'w3'] as const;
 const CAPACITY = 4;
@@ -47,24 +48,7 @@ let bob: JobworkerClient[];
 let admin: JobworkerClient[];
 
 function startMember(host: string, stateDir: string, cgroupRootName: string, natsTls: TlsFilePaths): SpawnedDaemon {
-  return startDaemonProcess({
-    stateDir,
-    tls: serverTls,
-    cgroupRootName,
-    configDir: dir,
-    config: {
-      defaults: { memoryBytes: 64 << 20 },
-      shutdown: { graceMs: 1000 },
-      fleet: {
-        nats: { servers: [nats.url], tls: { ca: natsTls.caPath, cert: natsTls.certificatePath, key: natsTls.privateKeyPath } },
-        host,
-        advertise: 'localhost',
-        pools: [POOL],
-        capacity: { jobs: CAPACITY, memoryBytes: 1 << 30 },
-        heartbeatTtlMs: HEARTBEAT_TTL_MS,
-      },
-    },
-  });
+  return startFleetMember({ host, stateDir, cgroupRootName, configDir: dir, serverTls, natsTls, natsUrl: nats.url, pool: POOL, capacityJobs: CAPACITY, heartbeatTtlMs: HEARTBEAT_TTL_MS });
 }
 
 async function connectAs(name: string, roles: ('reader' | 'writer' | 'admin')[]): Promise<JobworkerClient[]> {

@@ -42,3 +42,14 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   await page.evaluate('window.scrollTo(0, 0)'); // a focused field may have scrolled the page (the sticky header would land mid-picture)
   await page.screenshot({ path: path.join(SCREENSHOTS, `ui-${name}.png`), fullPage: true });
 }
+
+/** The lines the dashboard's terminal view shows on screen now. */
+export async function terminalScreenLines(page: Page): Promise<string[]> {
+  const rows = await page.locator('.xterm-rows > div').allTextContents();
+  return rows.map((text) => text.replace(/\u00a0/g, ' ').trimEnd()).filter((text) => text !== '');
+}
+
+/** Resolves once the job page's output has ended (the status line says so). */
+export async function waitForTerminalEnd(page: Page, timeoutMs = 60_000): Promise<void> {
+  await page.locator('[data-role="log-status"][data-state="ended"]').waitFor({ timeout: timeoutMs });
+}

@@ -23,7 +23,7 @@ export const JOB_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
  * names a delegated cgroup (a cgroup path such as /jobworker-ci) to use instead.
  */
 export async function openTestDriver(options: Pick<CgroupDriverOptions, 'sliceLimits'> = {}): Promise<OpenedCgroupDriver> {
-  await sweepDeadTestRoots();
+  await sweepDeadTestRootsOnce();
   const delegated = process.env.JOBWORKER_TEST_CGROUP_ROOT;
   return delegated === undefined || delegated === ''
     ? openCgroupDriver({ ...options, rootName: TEST_ROOT_NAME })
@@ -31,13 +31,19 @@ export async function openTestDriver(options: Pick<CgroupDriverOptions, 'sliceLi
 }
 
 /**
+ * A cgroup root a test process made: jobworker-test-<pid> or jobworker-rel-<pid> (the reliability
+ * suite), alone or followed by -<label>; every helper names its roots so.
+ */
+const TEST_ROOT = /\/jobworker-(?:test|rel)-(\d+)(?=[-/]|$)/;
+
+/**
  * Removes what test processes that died mid-run (killed, or crashed before their `after` hook)
- * left of their jobworker-test-<pid> roots: kills the processes in them, then removes the
- * cgroups deepest first. Only roots of exactly that name whose process is gone are touched.
+ * left of their cgroup roots: kills the processes in them, then removes the cgroups deepest first.
+ * Only roots named as TEST_ROOT says whose process is gone are touched.
  */
 export async function sweepDeadTestRoots(): Promise<void> {
-  const stale = findCgroupDirs('/jobworker-test-').filter((dir) => {
-    const match = /\/jobworker-test-(\d+)(\/|$)/.exec(dir);
+  const stale = findCgroupDirs('/jobworker-').filter((dir) => {
+    const match = TEST_ROOT.exec(dir);
     return match !== null && !existsSync(`/proc/${match[1]}`);
   });
   for (const dir of stale) {
@@ -51,6 +57,14 @@ export async function sweepDeadTestRoots(): Promise<void> {
   for (const dir of stale.sort((a, b) => b.split('/').length - a.split('/').length)) {
     await removeCgroup(nodeCgroupFs, dir).catch(() => undefined);
   }
+}
+
+let sweep: Promise<void> | undefined;
+
+/** sweepDeadTestRoots, once per test process: every helper that makes a cgroup root calls it first. */
+export function sweepDeadTestRootsOnce(): Promise<void> {
+  sweep ??= sweepDeadTestRoots();
+  return sweep;
 }
 
 /** Destroys every job cgroup left under the driver's root, then removes the root. */

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { TlsFilePaths } from '../../src/pki';
 import { cliEnvironment } from './cli';
 import { SpawnedDaemon, startDaemonProcess, WORKER_BIN } from './spawned-daemon';
+import { sweepDeadTestRootsOnce } from './cgroup-jobs';
 
 export interface RunningTestDaemon {
   daemon: SpawnedDaemon;
@@ -54,6 +55,7 @@ async function ready(daemon: SpawnedDaemon, name: string): Promise<RunningTestDa
 
 /** A daemon on 127.0.0.1:<free port> with the given server TLS files; state in `dir`. */
 export async function startTlsDaemon(label: string, tls: TlsFilePaths, dir: string, stateDir: string): Promise<RunningTestDaemon> {
+  await sweepDeadTestRootsOnce();
   const name = cgroupRootName(label);
   return ready(startDaemonProcess({ stateDir, tls, cgroupRootName: name, configDir: dir, extraArgs: ['--metrics-listen', 'off'] }), name);
 }
@@ -63,6 +65,7 @@ export async function startTlsDaemon(label: string, tls: TlsFilePaths, dir: stri
  * home/.local/state), as `npm start` runs it; `listen` null keeps the default address.
  */
 export async function startDevDaemon(label: string, home: string, listen: string | null = '127.0.0.1:0', metricsListen = 'off'): Promise<RunningTestDaemon> {
+  await sweepDeadTestRootsOnce();
   const name = cgroupRootName(label);
   const child = spawn(
     process.execPath,

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { CgroupDriverOptions } from '../../src/cgroup';
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
 import { defaultScratchRoot, Worker, type WorkerOptions } from '../../src/worker';
+import { sweepDeadTestRootsOnce } from './cgroup-jobs';
 
 let counter = 0;
 
@@ -30,6 +31,7 @@ export function testWorkerOptions(label: string, extra: Partial<WorkerOptions> =
 }
 
 export async function openTestWorker(label: string, extra: Partial<WorkerOptions> = {}): Promise<TestWorker> {
+  await sweepDeadTestRootsOnce();
   const options = testWorkerOptions(label, extra);
   let worker: Worker;
   try {

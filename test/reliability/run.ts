@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { findCgroupDirs } from '../helpers/cgroup-jobs';
+import { findCgroupDirs, sweepDeadTestRootsOnce } from '../helpers/cgroup-jobs';
 import { RELIABILITY_PREFIX } from '../helpers/reliability';
 import type { Figure, Scenario, ScenarioContext } from './scenario';
 import { SCENARIOS } from './scenarios';
@@ -173,6 +173,7 @@ async function main(): Promise<void> {
   const unknown = [...(args.only ?? []), ...args.skip].filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length > 0) throw new Error(`unknown scenario(s): ${unknown.join(', ')} (--list shows them)`);
 
+  await sweepDeadTestRootsOnce(); // what killed earlier runs left
   const runDir = mkdtempSync(path.join(tmpdir(), `${RELIABILITY_PREFIX}-`));
   const started = Date.now();
   process.stderr.write(`reliability: ${selected.length} scenarios, ${args.soak ? 'soak' : 'bounded'}, seed ${args.seed}\n`);
