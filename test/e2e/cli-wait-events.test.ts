@@ -1,7 +1,7 @@
 // `job-cli wait`, `job-cli events`, `run --rm` and `--max-runtime` end to end: the real binary against a real daemon
 // over mutual TLS. Jobs are released by the test (a file appearing), so every wait is on an event.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +10,7 @@ import type { TlsFilePaths } from '../../src/pki';
 import { runCli, show, spawnCli, type CliProcess, type CliResult } from '../helpers/cli';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
 import { createTestPki, type TestPki } from '../helpers/pki';
+import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { requireRoot } from '../helpers/root';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -67,9 +68,8 @@ describe('job-cli wait, events, run --rm and --max-runtime against a daemon', re
     pki = await createTestPki();
     dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-wait-'));
     home = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-wait-home-'));
-    gates = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-gates-'));
-    // Jobs may run as another user: they must see the gates appear.
-    chmodSync(gates, 0o755);
+    // Jobs have a private /tmp and may run as another user: they must see the gates appear.
+    gates = mkdtempVisibleToJobs('cli-gates');
     admin = await pki.client({ name: 'ada', roles: ['admin'] });
     daemon = await startTlsDaemon('cli-wait', await pki.server(), dir, mkdtempSync(path.join(dir, 'state-')));
   });

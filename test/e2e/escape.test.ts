@@ -11,6 +11,7 @@ import { JobworkerClient, type JobView, type StartJobRequest } from '../../src/c
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
+import { sharedCgroupRoot } from '../helpers/worker';
 
 let pki: TestPki;
 let base: string;
@@ -20,6 +21,7 @@ let daemon: SpawnedDaemon;
 let alice: JobworkerClient;
 let bob: JobworkerClient;
 let setuidId: string;
+let shared: ReturnType<typeof sharedCgroupRoot> | undefined;
 
 /** Each attempt prints "ESCAPED <what>" if it worked and "denied <what>" otherwise. */
 const TRY = 'try() { what="$1"; shift; if "$@" >/dev/null 2>&1; then echo "ESCAPED $what"; else echo "denied $what"; fi; }';
@@ -80,7 +82,16 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
     setuidId = path.join(base, 'bin', 'id');
     copyFileSync('/usr/bin/id', setuidId);
     chmodSync(setuidId, 0o4755);
-    daemon = startDaemonProcess({ stateDir, tls, cgroupRootName: `jobworker-test-${process.pid}-escape`, configDir: base });
+    // On pure v2 with this process alone in its cgroup (the VM's delegated layout), the daemon needs a
+    // root beside this process, not beneath the cgroup it shares with it.
+    shared = sharedCgroupRoot(`jobworker-test-${process.pid}-escape`);
+    daemon = startDaemonProcess({
+      stateDir,
+      tls,
+      cgroupRootName: `jobworker-test-${process.pid}-escape`,
+      configDir: base,
+      ...('root' in shared.cgroup && shared.cgroup.root !== undefined ? { cgroupRoot: shared.cgroup.root } : {}),
+    });
     const port = await daemon.port();
     alice = await JobworkerClient.connect({ address: `localhost:${port}`, tls: await pki.client({ name: 'alice', roles: ['writer'] }) });
     bob = await JobworkerClient.connect({ address: `localhost:${port}`, tls: await pki.client({ name: 'bob', roles: ['writer'] }) });
@@ -95,6 +106,7 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
         assert.equal(exit.code, 0, daemon.stderrText);
       }
     } finally {
+      shared?.cleanup();
       pki?.remove();
       if (base !== undefined) rmSync(base, { recursive: true, force: true });
     }

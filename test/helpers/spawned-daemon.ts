@@ -76,6 +76,12 @@ export interface DaemonSetup {
   env?: NodeJS.ProcessEnv;
   /** More keys for the daemon's config file (e.g. { defaults: { logMaxBytes: … } }). */
   config?: Record<string, unknown>;
+  /**
+   * An explicit cgroup root (a path in the unified hierarchy), e.g. from sharedCgroupRoot(): needed
+   * where this process is alone in a non-root cgroup v2 (the VM's delegated layout), which a child
+   * daemon cannot enable controllers beneath.
+   */
+  cgroupRoot?: string;
 }
 
 export function startDaemonProcess(setup: DaemonSetup): SpawnedDaemon {
@@ -86,9 +92,11 @@ export function startDaemonProcess(setup: DaemonSetup): SpawnedDaemon {
     JSON.stringify(
       {
         ...setup.config,
-        ...(delegated === undefined || delegated === ''
-          ? { cgroupRootName: setup.cgroupRootName }
-          : { cgroupRoot: path.posix.join(delegated, setup.cgroupRootName) }),
+        ...(setup.cgroupRoot !== undefined
+          ? { cgroupRoot: setup.cgroupRoot }
+          : delegated === undefined || delegated === ''
+            ? { cgroupRootName: setup.cgroupRootName }
+            : { cgroupRoot: path.posix.join(delegated, setup.cgroupRootName) }),
       },
     ),
   );

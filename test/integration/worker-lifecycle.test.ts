@@ -9,6 +9,7 @@ import { JobworkerError, ValidationError } from '../../src/errors';
 import { FILE_HEADER_SIZE } from '../../src/logs/format';
 import { SpawnError } from '../../src/native';
 import { CommandError, DEFAULT_JOB_PATH, Worker, type Job } from '../../src/worker';
+import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { requireRoot } from '../helpers/root';
 import { openTestWorker, type TestWorker } from '../helpers/worker';
 
@@ -149,9 +150,7 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
   });
 
   it('not executable: no execute bit, not a program, a missing #! interpreter', async () => {
-    // Not under /tmp (every job has a private one), and open to the job's dynamic uid.
-    const dir = mkdtempSync('/var/lib/jobworker-exec-');
-    chmodSync(dir, 0o755);
+    const dir = mkdtempVisibleToJobs('exec');
     try {
       writeFileSync(path.join(dir, 'plain'), 'echo hi\n', { mode: 0o644 });
       writeFileSync(path.join(dir, 'garbage'), 'not a program', { mode: 0o755 });
@@ -343,8 +342,7 @@ describe('job user', requireRoot, () => {
   });
 
   it('a cwd the job\'s user cannot enter fails the start with FAILED_PRECONDITION naming both', async () => {
-    // Not under /tmp: every job has a private one, where this directory does not exist at all.
-    const dir = mkdtempSync('/var/lib/jobworker-private-');
+    const dir = mkdtempVisibleToJobs('private');
     try {
       chmodSync(dir, 0o700);
       await assert.rejects(t.worker.start({ command: 'true', cwd: dir }), (e: unknown) => {
