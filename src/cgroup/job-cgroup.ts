@@ -206,10 +206,12 @@ export class CgroupOfJob implements JobCgroup {
  * naming the disk it applies to (the working directory's, when none was given).
  */
 export function limitsInForce(limits: Limits, resolved: { pids?: number; io: readonly { device: string }[] }): Limits {
-  const inForce: Limits = { ...limits };
+  // Object.assign, not spreads: V8 gives every object made by `{ ...a }` and then extended (or by
+  // `{ ...a, b }`) a hidden class of its own, and the job keeps these for its life.
+  const inForce: Limits = Object.assign({}, limits);
   if (resolved.pids !== undefined) inForce.pids = resolved.pids;
   if (limits.io !== undefined && limits.io.length > 0) {
-    inForce.io = limits.io.map((io, i) => ({ ...io, device: io.device ?? resolved.io[i]!.device }));
+    inForce.io = limits.io.map((io, i) => Object.assign({}, io, { device: io.device ?? resolved.io[i]!.device }));
   }
   return inForce;
 }

@@ -222,7 +222,7 @@ export class Job {
   ): Promise<Job> {
     // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
     // (and in its spec file when it is big).
-    const job = new Job(ctx, { ...newJobRecord(id, spec, new Date()), isolation }, 'launching');
+    const job = new Job(ctx, newJobRecord(id, spec, new Date(), isolation), 'launching');
     job.#logBudget = logBudget;
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));

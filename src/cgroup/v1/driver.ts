@@ -5,6 +5,7 @@
 // cgroup.events, which v1 lacks.
 
 import { JobworkerError } from '../../errors';
+import { resourceStats } from '../../resource-stats';
 import { childPath, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
 import type { JobCgroupParts, JobDirPlan } from '../job-cgroup';
 import type { JobProcesses } from '../job-processes';
@@ -152,7 +153,7 @@ export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> 
       fs,
       processes,
       dirs,
-      placement: { ...(unified === undefined ? {} : { cgroupPath: unified }), joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
+      placement: { cgroupPath: unified, joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
       populated: unified !== undefined ? { kind: 'events', file: childPath(unified, 'cgroup.events') } : { kind: 'procs', file: childPath(freezer!, 'cgroup.procs') },
       statFiles: v1StatFiles(statsDirs),
       readStats: (files) => readV1Stats(files, statsDirs),
@@ -193,11 +194,7 @@ export function readV1Stats(files: ControlFiles, dirs: V1StatsDirs): CgroupStats
   } else if (dirs.cpuacct !== undefined) {
     usage = cpuUsage.parse(files, dirs.cpuacct);
   }
-  return {
-    ...usage,
-    ...(dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : cpuThrottling.parse(files, dirs.cpu)),
-    ...(dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : memoryStats.parse(files, dirs.memory)),
-    pidsCurrent: dirs.pids === undefined ? 0 : pidsStats.parse(files, dirs.pids),
-    io: dirs.blkio === undefined ? [] : blkioStats.parse(files, dirs.blkio),
-  };
+  const throttling = dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : cpuThrottling.parse(files, dirs.cpu);
+  const memory = dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : memoryStats.parse(files, dirs.memory);
+  return resourceStats(usage, throttling, memory, dirs.pids === undefined ? 0 : pidsStats.parse(files, dirs.pids), dirs.blkio === undefined ? [] : blkioStats.parse(files, dirs.blkio));
 }
