@@ -155,8 +155,7 @@ export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> 
       dirs,
       placement: { cgroupPath: unified, joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
       populated: unified !== undefined ? { kind: 'events', file: childPath(unified, 'cgroup.events') } : { kind: 'procs', file: childPath(freezer!, 'cgroup.procs') },
-      statFiles: v1StatFiles(statsDirs),
-      readStats: (files) => readV1Stats(files, statsDirs),
+      ...v1StatsReader(statsDirs),
     };
   }
 }
@@ -168,6 +167,14 @@ export interface V1StatsDirs {
   memory?: string | undefined;
   blkio?: string | undefined;
   pids?: string | undefined;
+}
+
+/**
+ * The stats functions of a job's parts, made here rather than in partsAt(): closures made there would
+ * share its context, and so keep its limit writes alive as long as the job runs.
+ */
+function v1StatsReader(statsDirs: V1StatsDirs): Pick<JobCgroupParts, 'statFiles' | 'readStats'> {
+  return { statFiles: () => v1StatFiles(statsDirs), readStats: (files) => readV1Stats(files, statsDirs) };
 }
 
 /** Every file readV1Stats() reads for these directories. */

@@ -107,7 +107,7 @@ export class V2Driver extends SlicedDriver<ControlWrite[]> {
       dirs: [{ dir, writes }],
       placement: { cgroupPath: dir, joinProcsPaths: [] },
       populated: { kind: 'events', file: childPath(dir, 'cgroup.events') },
-      statFiles: v2StatFiles(dir, this.controllers),
+      statFiles: () => v2StatFiles(dir, this.controllers),
       readStats: (files) => readV2Stats(files, dir, this.controllers),
     };
   }
