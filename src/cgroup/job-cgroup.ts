@@ -45,8 +45,8 @@ export interface JobCgroupParts {
   dirs: readonly JobDirPlan[];
   placement: SpawnPlacementPaths;
   populated: PopulatedFile;
-  /** Every control file readStats() reads. */
-  statFiles: readonly string[];
+  /** Every control file readStats() reads (made when asked: a running job would keep ~1 KiB of paths). */
+  statFiles(): string[];
   /** Builds the stats from the control files, read in one batch. Pure. */
   readStats(files: ControlFiles): CgroupStats;
 }
@@ -68,14 +68,42 @@ function isPopulated(populated: PopulatedFile, text: string): boolean {
   return populated.kind === 'events' ? parseFlatKeyed(text).get('populated') === 1 : text.trim() !== '';
 }
 
+/**
+ * What a job's cgroup needs once it exists: the parts without the limits' writes (the directories by
+ * path only). Every running job keeps this, so it holds nothing the job no longer needs.
+ */
+interface KeptParts {
+  id: string;
+  path: string;
+  fs: CgroupFs;
+  processes: JobProcesses;
+  /** In the order they are created. */
+  dirs: readonly string[];
+  populated: PopulatedFile;
+  statFiles(): string[];
+  readStats(files: ControlFiles): CgroupStats;
+}
+
+function keptParts(parts: JobCgroupParts): KeptParts {
+  return {
+    id: parts.id,
+    path: parts.path,
+    fs: parts.fs,
+    processes: parts.processes,
+    dirs: parts.dirs.map(({ dir }) => dir),
+    populated: parts.populated,
+    statFiles: parts.statFiles,
+    readStats: parts.readStats,
+  };
+}
+
 export class CgroupPlan implements JobCgroupPlan {
   readonly id: string;
   readonly name: JobCgroupName;
   readonly limits: Limits;
-  readonly settleOps: readonly CgroupOp[];
   readonly placement: SpawnPlacementPaths;
   readonly cgroup: CgroupOfJob;
-  #parts: JobCgroupParts;
+  #parts: KeptParts;
   #slice: SliceLease;
   #createOps: readonly CgroupOp[];
 
@@ -83,24 +111,31 @@ export class CgroupPlan implements JobCgroupPlan {
     this.id = parts.id;
     this.name = { id: parts.id, slice: slice.name };
     this.limits = limits;
-    this.#parts = parts;
+    this.#parts = keptParts(parts);
     this.#slice = slice;
     this.placement = parts.placement;
     // The slice first (when this job makes it): its directories must exist before the job's.
     this.#createOps = [...slice.createOps, ...createOpsOf(parts.dirs)];
-    // Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
-    // stops there) if a process is left. Reads are optional: a missing file is told apart from a
-    // failed read by the interpretation below.
-    this.settleOps = [
-      { op: 'read', path: parts.populated.file, optional: true },
-      ...parts.statFiles.map((file): CgroupOp => ({ op: 'read', path: file, optional: true })),
-      ...[...parts.dirs].reverse().map(({ dir }): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
-    ];
-    this.cgroup = new CgroupOfJob(parts);
+    this.cgroup = new CgroupOfJob(this.#parts);
   }
 
   get createOps(): readonly CgroupOp[] {
     return this.#createOps;
+  }
+
+  /**
+   * Whether a process is left and the stats first, then the removal, which fails with EBUSY (and
+   * stops there) if a process is left. Reads are optional: a missing file is told apart from a failed
+   * read by settled(). Made when asked (at the spawn, and again in settled(): the same ops, as the
+   * results are read by name), not kept by every running job.
+   */
+  get settleOps(): readonly CgroupOp[] {
+    const { populated, dirs } = this.#parts;
+    return [
+      { op: 'read', path: populated.file, optional: true },
+      ...this.#parts.statFiles().map((file): CgroupOp => ({ op: 'read', path: file, optional: true })),
+      ...[...dirs].reverse().map((dir): CgroupOp => ({ op: 'rmdir', path: dir, optional: true })),
+    ];
   }
 
   creationError(report: OpsReport): Error {
@@ -135,13 +170,18 @@ export class CgroupPlan implements JobCgroupPlan {
   }
 }
 
+/** The cgroup of an existing job (or slice), from its driver's parts. */
+export function cgroupOfParts(parts: JobCgroupParts): CgroupOfJob {
+  return new CgroupOfJob(keptParts(parts));
+}
+
 export class CgroupOfJob implements JobCgroup {
   readonly id: string;
   readonly path: string;
-  #parts: JobCgroupParts;
+  #parts: KeptParts;
   #destroying: Promise<void> | undefined;
 
-  constructor(parts: JobCgroupParts) {
+  constructor(parts: KeptParts) {
     this.id = parts.id;
     this.path = parts.path;
     this.#parts = parts;
@@ -149,7 +189,7 @@ export class CgroupOfJob implements JobCgroup {
 
   async stats(): Promise<CgroupStats> {
     const { fs, statFiles, readStats } = this.#parts;
-    return readStats(await readFiles(fs, statFiles));
+    return readStats(await readFiles(fs, statFiles()));
   }
 
   async signalAll(signal: NodeJS.Signals): Promise<number> {
@@ -184,7 +224,7 @@ export class CgroupOfJob implements JobCgroup {
 
   async #destroy(): Promise<void> {
     const { processes, fs } = this.#parts;
-    const dirs = [...this.#parts.dirs].reverse().map(({ dir }) => dir);
+    const dirs = [...this.#parts.dirs].reverse();
     // Usually the job is over and its cgroups are empty: remove them in one batch. A process left
     // (EBUSY) takes the careful path below; any other failure is reported as it is.
     const removal = await fs.run(dirs.map((dir) => ({ op: 'rmdir', path: dir, optional: true })));
@@ -206,10 +246,12 @@ export class CgroupOfJob implements JobCgroup {
  * naming the disk it applies to (the working directory's, when none was given).
  */
 export function limitsInForce(limits: Limits, resolved: { pids?: number; io: readonly { device: string }[] }): Limits {
-  const inForce: Limits = { ...limits };
+  // Object.assign, not spreads: V8 gives every object made by `{ ...a }` and then extended (or by
+  // `{ ...a, b }`) a hidden class of its own, and the job keeps these for its life.
+  const inForce: Limits = Object.assign({}, limits);
   if (resolved.pids !== undefined) inForce.pids = resolved.pids;
   if (limits.io !== undefined && limits.io.length > 0) {
-    inForce.io = limits.io.map((io, i) => ({ ...io, device: io.device ?? resolved.io[i]!.device }));
+    inForce.io = limits.io.map((io, i) => Object.assign({}, io, { device: io.device ?? resolved.io[i]!.device }));
   }
   return inForce;
 }

@@ -5,7 +5,7 @@
 // limit writes (./v2/driver.ts, ./v1/driver.ts).
 import { errorCode, JobworkerError, ValidationError } from '../errors';
 import { childPath, cgroupFsError, listChildren, type CgroupFs, type CgroupOp } from './cgroup-fs';
-import { CgroupOfJob, CgroupPlan, createOpsOf, limitsInForce, type JobCgroupParts } from './job-cgroup';
+import { CgroupPlan, cgroupOfParts, createOpsOf, limitsInForce, type JobCgroupParts } from './job-cgroup';
 import { checkJobId, isJobId } from './job-id';
 import { prepareLimits, prepareSliceLimits } from './job-limits';
 import type { ResolvedLimits } from './limits';
@@ -73,7 +73,7 @@ export abstract class SlicedDriver<Writes> implements CgroupDriver {
     const rel = name.slice === undefined ? name.id : `${name.slice}/${name.id}`;
     for (const jobsDir of this.jobsDirs()) {
       const parent = name.slice === undefined ? jobsDir : childPath(jobsDir, name.slice);
-      if ((await listChildren(this.fs, parent)).includes(name.id)) return new CgroupOfJob(this.partsAt(rel, name.id));
+      if ((await listChildren(this.fs, parent)).includes(name.id)) return cgroupOfParts(this.partsAt(rel, name.id));
     }
     return undefined;
   }
@@ -84,7 +84,7 @@ export abstract class SlicedDriver<Writes> implements CgroupDriver {
 
   async sliceLimits(identity: string): Promise<Limits> {
     const resolved = await this.#resolvedSliceLimits(identity);
-    const limits: Limits = { ...this.sliceLimitsOf(identity) };
+    const limits: Limits = Object.assign({}, this.sliceLimitsOf(identity));
     if (resolved.io.length > 0) limits.io = resolved.io.map((io) => ({ ...io }));
     return limits;
   }
@@ -92,7 +92,7 @@ export abstract class SlicedDriver<Writes> implements CgroupDriver {
   async sliceStats(identity: string): Promise<CgroupStats | null> {
     const name = sliceNameOf(identity);
     try {
-      return await new CgroupOfJob(this.partsAt(name, name)).stats();
+      return await cgroupOfParts(this.partsAt(name, name)).stats();
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENODEV') return null;
       throw error;

@@ -111,7 +111,7 @@ export class IdentityPolicy {
 
   limitsOf(identity: string): IdentityLimits {
     const override = this.#overrides.get(identity);
-    return override === undefined ? this.#defaults : { ...this.#defaults, ...override };
+    return override === undefined ? this.#defaults : Object.assign({}, this.#defaults, override);
   }
 
   /** What the identity's slice carries in the kernel. */

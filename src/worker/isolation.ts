@@ -129,7 +129,7 @@ export function resolveIsolation(spec: JobIsolationSpec | undefined, context: Is
     }
     return { source, target, readOnly: mount.readOnly === true };
   });
-  const isolation: JobIsolation = { ...chosen, mounts };
+  const isolation: JobIsolation = { namespaces: chosen.namespaces, network: chosen.network, readOnlyRoot: chosen.readOnlyRoot, mounts };
   if (context.dynamicUser) {
     if (spec?.namespaces?.mount === false) {
       throw new ValidationError('isolation.namespaces.mount', 'a job with a dynamic uid always has its own mount namespace (it must leave nothing behind); run it as a mapped or requested user to share the host\'s');

@@ -197,5 +197,5 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
   if (maxRuntimeMs !== null && !(Number.isInteger(maxRuntimeMs) && maxRuntimeMs >= 1 && maxRuntimeMs <= SPEC_BOUNDS.maxRuntimeMs)) {
     throw new ValidationError('maxRuntimeMs', `must be an integer from 1 to ${SPEC_BOUNDS.maxRuntimeMs} (24.8 days)`);
   }
-  return { command, args, env, cwd, limits: { ...limits }, owner, user, isolation: spec.isolation, maxRuntimeMs };
+  return { command, args, env, cwd, limits: Object.assign({}, limits), owner, user, isolation: spec.isolation, maxRuntimeMs };
 }

@@ -82,15 +82,24 @@ export function finalStateOf(facts: ExitFacts): { state: JobState; outcome: JobO
     facts.signal !== null
       ? `killed by ${facts.signal}${facts.oomKilled ? ' (out of memory)' : ''}`
       : `exited with code ${facts.exitCode}${facts.oomKilled ? ' (a process was killed: out of memory)' : ''}`;
-  const { timedOutAfterMs, ...known } = facts;
-  if (timedOutAfterMs !== null) {
-    return { state: 'failed', outcome: { ...known, stoppedBy: null, timedOut: true, reason: `timed out after ${formatLimitMs(timedOutAfterMs)}: ${how}` } };
+  // Outcomes are spelled out in one literal (outcomeOf), not `{ ...facts, more }`: V8 gives each object
+  // made that way a hidden class of its own, and a record keeps its outcome.
+  const outcomeOf = (stoppedBy: string | null, timedOut: boolean, reason: string): JobOutcome => ({
+    exitCode: facts.exitCode,
+    signal: facts.signal,
+    oomKilled: facts.oomKilled,
+    stoppedBy,
+    timedOut,
+    reason,
+  });
+  if (facts.timedOutAfterMs !== null) {
+    return { state: 'failed', outcome: outcomeOf(null, true, `timed out after ${formatLimitMs(facts.timedOutAfterMs)}: ${how}`) };
   }
   if (facts.stoppedBy !== null) {
-    return { state: 'stopped', outcome: { ...known, timedOut: false, reason: `stopped by ${facts.stoppedBy}: ${how}` } };
+    return { state: 'stopped', outcome: outcomeOf(facts.stoppedBy, false, `stopped by ${facts.stoppedBy}: ${how}`) };
   }
   const clean = facts.signal === null && facts.exitCode === 0 && !facts.oomKilled;
-  return { state: clean ? 'exited' : 'failed', outcome: { ...known, timedOut: false, reason: how } };
+  return { state: clean ? 'exited' : 'failed', outcome: outcomeOf(null, false, how) };
 }
 
 export function lostOutcome(why: string): JobOutcome {

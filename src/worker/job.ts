@@ -10,6 +10,7 @@ import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
+import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
 import { isolationSpawnOptions } from './spawn-isolation';
@@ -222,7 +223,7 @@ export class Job {
   ): Promise<Job> {
     // The record keeps a bounded summary of the spec; the whole spec lives only until the spawn
     // (and in its spec file when it is big).
-    const job = new Job(ctx, { ...newJobRecord(id, spec, new Date()), isolation }, 'launching');
+    const job = new Job(ctx, newJobRecord(id, spec, new Date(), isolation), 'launching');
     job.#logBudget = logBudget;
     let launched!: () => void;
     job.#launched = new Promise((resolve) => (launched = resolve));
@@ -475,7 +476,8 @@ export class Job {
 
   status(): JobStatus {
     const r = this.#record;
-    const log = this.#phase === 'finished' ? { ...r.log } : { ...r.log, bytes: this.#log.log.committed() };
+    // Copies made field by field (not structuredClone, not `{ ...a, b }`): a listing calls this for
+    // every job, and V8 gives every object spread-and-extended a hidden class of its own.
     return {
       id: r.id,
       owner: r.spec.owner,
@@ -483,20 +485,24 @@ export class Job {
       args: [...r.spec.args],
       argsOmitted: r.spec.argsOmitted,
       cwd: r.spec.cwd ?? '/',
-      limits: structuredClone(r.spec.limits),
-      user: r.runAs !== undefined ? structuredClone(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : { ...LEGACY_RUN_AS },
-      isolation: structuredClone(r.isolation ?? HOST_ISOLATION),
+      limits: copyLimits(r.spec.limits),
+      user: r.runAs !== undefined ? copyRunAs(r.runAs) : this.#phase === 'launching' || this.#phase === 'never-started' ? null : copyRunAs(LEGACY_RUN_AS),
+      isolation: copyIsolation(r.isolation ?? HOST_ISOLATION),
       scratchDir: r.scratchDir ?? null,
       maxRuntimeMs: r.spec.maxRuntimeMs ?? null,
       state: r.state,
       pid: r.pid,
-      // Records written before timedOut existed lack it.
-      outcome: r.outcome === null ? null : { ...r.outcome, timedOut: r.outcome.timedOut ?? false },
+      outcome: r.outcome === null ? null : copyOutcome(r.outcome),
       createdAt: new Date(r.createdAt),
       startedAt: r.startedAt === null ? null : new Date(r.startedAt),
       finishedAt: r.finishedAt === null ? null : new Date(r.finishedAt),
-      log,
-      stats: r.stats === null ? null : structuredClone(r.stats),
+      log: {
+        bytes: this.#phase === 'finished' ? r.log.bytes : this.#log.log.committed(),
+        droppedBytes: r.log.droppedBytes,
+        truncated: r.log.truncated,
+        writeError: r.log.writeError,
+      },
+      stats: r.stats === null ? null : copyStats(r.stats),
     };
   }
 
@@ -512,7 +518,9 @@ export class Job {
       this.#ctx.warn('spec file of a job missing or damaged: its arguments are shown in part', { job: this.id });
       return status;
     }
-    return { ...status, args: [...spec.args], argsOmitted: 0 };
+    status.args = [...spec.args];
+    status.argsOmitted = 0;
+    return status;
   }
 
   /** Resource use now (running), or the final snapshot (finished; null if it could not be read). */
@@ -526,7 +534,7 @@ export class Job {
       }
     }
     await this.#finished;
-    return this.#record.stats === null ? null : structuredClone(this.#record.stats);
+    return this.#record.stats === null ? null : copyStats(this.#record.stats);
   }
 
   /** Resolves with the final status once the job has finished and everything is recorded. */

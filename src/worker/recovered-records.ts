@@ -26,13 +26,13 @@ export function markLost(record: JobRecord, running: boolean, later: LaterDamage
   if (running) record.stats = stats;
   // Killed now: it ended now. Otherwise it ended after its last output, when exactly is not known.
   record.finishedAt = running ? new Date().toISOString() : (isoOfNs(scan?.lastTimeNs ?? null) ?? record.startedAt ?? record.createdAt);
-  if (scan !== null) record.log = { ...record.log, bytes: scan.validBytes };
+  if (scan !== null) record.log = Object.assign({}, record.log, { bytes: scan.validBytes });
 }
 
 /** The log is gone: what it held is counted as dropped, and readers find an empty log. */
 export function recordLogMissing(record: JobRecord): void {
   const lost = Math.max(0, record.log.bytes - FILE_HEADER_SIZE);
-  record.log = { ...record.log, bytes: FILE_HEADER_SIZE, droppedBytes: record.log.droppedBytes + lost };
+  record.log = Object.assign({}, record.log, { bytes: FILE_HEADER_SIZE, droppedBytes: record.log.droppedBytes + lost });
 }
 
 const UNKNOWN_SPEC: RecordedSpec = { command: '', args: [], argsOmitted: 0, env: null, cwd: '', limits: {}, owner: '', user: null };

@@ -342,7 +342,9 @@ export class Worker {
       if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
     }
     const resolved = resolveJobSpec(spec);
-    resolved.limits = { ...this.#jobDefaults(resolved.owner), ...resolved.limits };
+    // Object.assign, not `{ ...a, ...b }`: V8 gives every object spread that way a hidden class of its
+    // own, and the record keeps these limits for the job's life.
+    resolved.limits = Object.assign({}, this.#jobDefaults(resolved.owner), resolved.limits);
     const userChoice = resolved.user ?? this.#defaultUser;
     const isolation = resolveIsolation(resolved.isolation, { defaults: this.#isolationDefaults, hiddenPaths: this.#hiddenPaths, dynamicUser: userChoice === 'dynamic' });
     const max = this.#options.maxRunningJobs ?? DEFAULTS.maxRunningJobs;
@@ -421,7 +423,7 @@ export class Worker {
    */
   #jobDefaults(identity: string): Limits {
     const slice = this.#policy.sliceLimits(identity);
-    const defaults: Limits = { ...this.#options.defaults?.limits, memoryBytes: this.#defaultJobMemory };
+    const defaults: Limits = Object.assign({}, this.#options.defaults?.limits, { memoryBytes: this.#defaultJobMemory });
     const cap = (value: number | undefined, quota: number | undefined): number | undefined =>
       value === undefined || quota === undefined ? value : Math.min(value, quota);
     defaults.memoryBytes = cap(defaults.memoryBytes, slice.memoryBytes);

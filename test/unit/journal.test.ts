@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
+import { HOST_ISOLATION } from '../../src/worker/isolation';
 import { SPEC_BOUNDS, type ResolvedJobSpec } from '../../src/worker/job-spec';
 import { ARGS_PREVIEW_BYTES, INLINE_SPEC_BYTES, newJobRecord, type JobRecord } from '../../src/worker/job-record';
 import { decodeJournalLine, encodeJournalLine } from '../../src/worker/journal-codec';
@@ -38,7 +39,7 @@ function bigSpec(): ResolvedJobSpec {
 }
 
 function record(jobId: string, s: ResolvedJobSpec = spec()): JobRecord {
-  return { ...newJobRecord(jobId, s, new Date('2024-05-01T12:00:00Z')), state: 'running', pid: 42, startedAt: '2024-05-01T12:00:00.001Z' };
+  return { ...newJobRecord(jobId, s, new Date('2024-05-01T12:00:00Z'), HOST_ISOLATION), state: 'running', pid: 42, startedAt: '2024-05-01T12:00:00.001Z' };
 }
 
 function finished(r: JobRecord): JobRecord {

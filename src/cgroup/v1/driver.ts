@@ -5,6 +5,7 @@
 // cgroup.events, which v1 lacks.
 
 import { JobworkerError } from '../../errors';
+import { resourceStats } from '../../resource-stats';
 import { childPath, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
 import type { JobCgroupParts, JobDirPlan } from '../job-cgroup';
 import type { JobProcesses } from '../job-processes';
@@ -152,10 +153,9 @@ export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> 
       fs,
       processes,
       dirs,
-      placement: { ...(unified === undefined ? {} : { cgroupPath: unified }), joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
+      placement: { cgroupPath: unified, joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
       populated: unified !== undefined ? { kind: 'events', file: childPath(unified, 'cgroup.events') } : { kind: 'procs', file: childPath(freezer!, 'cgroup.procs') },
-      statFiles: v1StatFiles(statsDirs),
-      readStats: (files) => readV1Stats(files, statsDirs),
+      ...v1StatsReader(statsDirs),
     };
   }
 }
@@ -167,6 +167,14 @@ export interface V1StatsDirs {
   memory?: string | undefined;
   blkio?: string | undefined;
   pids?: string | undefined;
+}
+
+/**
+ * The stats functions of a job's parts, made here rather than in partsAt(): closures made there would
+ * share its context, and so keep its limit writes alive as long as the job runs.
+ */
+function v1StatsReader(statsDirs: V1StatsDirs): Pick<JobCgroupParts, 'statFiles' | 'readStats'> {
+  return { statFiles: () => v1StatFiles(statsDirs), readStats: (files) => readV1Stats(files, statsDirs) };
 }
 
 /** Every file readV1Stats() reads for these directories. */
@@ -193,11 +201,7 @@ export function readV1Stats(files: ControlFiles, dirs: V1StatsDirs): CgroupStats
   } else if (dirs.cpuacct !== undefined) {
     usage = cpuUsage.parse(files, dirs.cpuacct);
   }
-  return {
-    ...usage,
-    ...(dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : cpuThrottling.parse(files, dirs.cpu)),
-    ...(dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : memoryStats.parse(files, dirs.memory)),
-    pidsCurrent: dirs.pids === undefined ? 0 : pidsStats.parse(files, dirs.pids),
-    io: dirs.blkio === undefined ? [] : blkioStats.parse(files, dirs.blkio),
-  };
+  const throttling = dirs.cpu === undefined ? { cpuThrottledPeriods: 0, cpuThrottledMicros: 0 } : cpuThrottling.parse(files, dirs.cpu);
+  const memory = dirs.memory === undefined ? { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 } : memoryStats.parse(files, dirs.memory);
+  return resourceStats(usage, throttling, memory, dirs.pids === undefined ? 0 : pidsStats.parse(files, dirs.pids), dirs.blkio === undefined ? [] : blkioStats.parse(files, dirs.blkio));
 }

@@ -1,6 +1,7 @@
 // The cgroup v2 driver (unified hosts): one directory per job, <base>/jobs/<slice>/<id>, holding the
 // limits, the stats, the processes (born into it through clone3) and cgroup.kill; one per identity
 // (its slice) holding the limits all its jobs share.
+import { resourceStats } from '../../resource-stats';
 import { childPath, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { V2Root } from '../delegation';
 import type { JobCgroupParts } from '../job-cgroup';
@@ -51,12 +52,9 @@ export function v2StatFiles(dir: string, controllers: ReadonlySet<ResourceContro
 }
 
 export function readV2Stats(files: ControlFiles, dir: string, controllers: ReadonlySet<ResourceController>): CgroupStats {
-  return {
-    ...cpuStats.parse(files, dir),
-    ...(controllers.has('memory') ? memoryStats.parse(files, dir) : { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 }),
-    pidsCurrent: controllers.has('pids') ? pidsStats.parse(files, dir) : 0,
-    io: controllers.has('io') ? ioStats.parse(files, dir) : [],
-  };
+  const cpu = cpuStats.parse(files, dir);
+  const memory = controllers.has('memory') ? memoryStats.parse(files, dir) : { memoryCurrentBytes: 0, memoryPeakBytes: null, oomKills: 0 };
+  return resourceStats(cpu, cpu, memory, controllers.has('pids') ? pidsStats.parse(files, dir) : 0, controllers.has('io') ? ioStats.parse(files, dir) : []);
 }
 
 export class V2Driver extends SlicedDriver<ControlWrite[]> {
@@ -109,7 +107,7 @@ export class V2Driver extends SlicedDriver<ControlWrite[]> {
       dirs: [{ dir, writes }],
       placement: { cgroupPath: dir, joinProcsPaths: [] },
       populated: { kind: 'events', file: childPath(dir, 'cgroup.events') },
-      statFiles: v2StatFiles(dir, this.controllers),
+      statFiles: () => v2StatFiles(dir, this.controllers),
       readStats: (files) => readV2Stats(files, dir, this.controllers),
     };
   }
