@@ -197,6 +197,38 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
     }
   });
 
+  it('stop reaches the job itself (not only its PID 1), and nothing it started survives it: not a setsid child, not a double fork', async () => {
+    const started = await bob.startJob({
+      command: 'sh',
+      args: [
+        '-c',
+        [
+          'trap \'echo "TERM reached the job"; exit 7\' TERM',
+          'setsid sh -c "exec sleep 301" </dev/null >/dev/null 2>&1 &',
+          '( sleep 302 </dev/null >/dev/null 2>&1 & )',
+          'echo ready',
+          'while :; do sleep 0.05; done',
+        ].join('\n'),
+      ],
+    });
+    const out: string[] = [];
+    let job: JobView | null = null;
+    let stopped = false;
+    for await (const message of bob.streamLogs({ jobId: started.id, follow: true })) {
+      for (const chunk of message.chunks) if (chunk.stream === 'stdout') out.push(Buffer.from(chunk.data).toString());
+      if (!stopped && out.join('').includes('ready\n')) {
+        stopped = true;
+        await bob.stopJob(started.id, { signal: 'SIGTERM', graceMs: 5000 });
+      }
+      if (message.finalStatus !== null) job = message.finalStatus;
+    }
+    assert.ok(job !== null, 'the stream ends with the final status');
+    assert.match(out.join(''), /^TERM reached the job$/m, out.join(''));
+    assert.equal(job.state, 'stopped');
+    assert.equal(job.outcome.exitCode, 7, JSON.stringify(job.outcome));
+    assert.deepEqual(processesOfUid(job.user!.uid), [], 'nothing of the job runs after its stop');
+  });
+
   it('exit codes, OOM and output are unchanged; the scratch directory and the dynamic uid are gone after the end', async () => {
     const exited = await run(bob, 'exit 42');
     assert.equal(exited.job.outcome.exitCode, 42);

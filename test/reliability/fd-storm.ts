@@ -6,63 +6,15 @@
 // RESOURCE_EXHAUSTED naming the fd budget); another identity, connected before, keeps its service
 // (StartJob p99 within 5x of quiet) and can still start jobs.
 import assert from 'node:assert/strict';
-import { connect as netConnect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { mib, ReliabilityDaemon, sumMetric, withTimeout } from '../helpers/reliability';
+import { holdConnections } from './connection-holder';
 import { p99, startLatencies, withinServiceBound } from './latency';
 import type { Scenario, ScenarioContext } from './scenario';
 
 const NOFILE = 1024;
 const HANDSHAKE_TIMEOUT_MS = 2000;
-
-interface Held {
-  opened: number;
-  /** Closed by the daemon (refused at accept, or cut by the handshake timeout: the client cannot tell; the daemon's metrics can). */
-  closed: number;
-  /** The longest a connection stayed open before the daemon closed it. */
-  longestMs: number;
-}
-
-/** Keeps up to `count` raw connections from `localAddress` open for `ms`, renewing those the daemon closes; `payload` is written once. */
-async function holdConnections(port: number, localAddresses: string[], count: number, ms: number, payload: Buffer | null, signal: AbortSignal): Promise<Held> {
-  const held: Held = { opened: 0, closed: 0, longestMs: 0 };
-  const open = new Set<Socket>();
-  let over = false;
-  const until = Date.now() + ms;
-  let next = 0;
-  const openOne = () => {
-    if (Date.now() >= until || signal.aborted) return;
-    const localAddress = localAddresses[next++ % localAddresses.length]!;
-    const socket = netConnect({ host: '127.0.0.1', port, localAddress });
-    const t0 = Date.now();
-    held.opened++;
-    open.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('data', () => undefined);
-    socket.once('connect', () => {
-      if (payload !== null) socket.write(payload);
-    });
-    socket.once('close', () => {
-      open.delete(socket);
-      if (over) return; // closed by us
-
-      held.closed++;
-      held.longestMs = Math.max(held.longestMs, Date.now() - t0);
-      // Renew (not in a tight loop: a refused connection is retried after 20 ms); stalled
-      // handshakes (a payload) are opened once.
-      if (payload === null) setTimeout(openOne, 20).unref();
-    });
-  };
-  for (let i = 0; i < count; i++) openOne();
-  await delay(ms, undefined, { signal }).catch(() => undefined);
-  // Opened once (stalled handshakes): wait for the daemon to cut them, within the bound checked.
-  for (let i = 0; payload !== null && open.size > 0 && i < 150; i++) await delay(100);
-  await delay(300);
-  over = true;
-  for (const socket of open) socket.destroy();
-  return held;
-}
 
 export const fdStorm: Scenario = {
   name: 'fd-storm',
