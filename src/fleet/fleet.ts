@@ -264,6 +264,9 @@ export class Fleet {
       status: {
         id: record.id,
         owner: record.owner,
+        // Names and labels are not carried by pool jobs (StartJob refuses them).
+        name: null,
+        labels: {},
         command: record.spec.command,
         args: record.spec.args,
         argsOmitted: 0, // a pool record carries the whole spec

@@ -6,6 +6,7 @@
 // a journal no start could read and each retained job cost its spec in RSS.
 import type { CgroupStats, Limits } from '../cgroup';
 import type { JobIsolation } from './isolation';
+import { NO_LABELS } from './job-labels';
 import type { JobRunAs, JobUserChoice, ResolvedJobSpec } from './job-spec';
 import type { JobOutcome, JobState } from './job-state';
 
@@ -38,6 +39,12 @@ export interface RecordedSpec {
   user: JobUserChoice | null;
   /** Absent in records written before it existed: no limit. */
   maxRuntimeMs?: number | null;
+  /**
+   * Kept in the record even when the rest of the spec is in its file: listings and name lookups
+   * read them (bounded: 64 characters, LABEL_BOUNDS). Absent in records written before they existed.
+   */
+  name?: string | null;
+  labels?: Readonly<Record<string, string>>;
 }
 
 export interface JobRecord {
@@ -103,6 +110,9 @@ export function recordSpec(spec: ResolvedJobSpec): { spec: RecordedSpec; specFil
     owner: spec.owner,
     user: spec.user,
     maxRuntimeMs: spec.maxRuntimeMs,
+    name: spec.name,
+    // Most jobs have none: they share one empty object instead of one each.
+    labels: Object.keys(spec.labels).length === 0 ? NO_LABELS : spec.labels,
   };
   return { spec: recorded, specFile: !inline };
 }

@@ -5,6 +5,7 @@ import type { Limits } from '../cgroup';
 import { ValidationError } from '../errors';
 import { DEFAULT_JOB_PATH } from '../job-path';
 import type { JobIsolationSpec } from './isolation';
+import { checkJobName, checkLabels } from './job-labels';
 
 export { DEFAULT_JOB_PATH };
 
@@ -65,6 +66,13 @@ export interface JobSpec {
   maxRuntimeMs?: number;
 }
 
+/** What a job is called and tagged with (Worker.start's options). */
+export interface JobNaming {
+  /** Unique among its owner's jobs until it is removed; usable wherever an id is. */
+  name?: string;
+  labels?: Record<string, string>;
+}
+
 /** A spec with every default applied, as stored in the job's record. */
 export interface ResolvedJobSpec {
   command: string;
@@ -79,6 +87,9 @@ export interface ResolvedJobSpec {
   /** Absent: the worker's defaults. */
   isolation?: JobIsolationSpec | undefined;
   maxRuntimeMs: number | null;
+  /** null: none. */
+  name: string | null;
+  labels: Record<string, string>;
 }
 
 export const SPEC_BOUNDS = {
@@ -148,7 +159,7 @@ export function checkJobUser(field: string, user: JobUserChoice): JobUserChoice 
 }
 
 /** Validates everything but the limits (the cgroup driver validates those) and applies defaults. */
-export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
+export function resolveJobSpec(spec: JobSpec, naming: JobNaming = {}): ResolvedJobSpec {
   if (typeof spec !== 'object' || spec === null) throw new ValidationError('spec', 'must be an object');
   const command = checkString('command', spec.command, SPEC_BOUNDS.commandBytes, false);
   let total = bytes(command);
@@ -197,5 +208,7 @@ export function resolveJobSpec(spec: JobSpec): ResolvedJobSpec {
   if (maxRuntimeMs !== null && !(Number.isInteger(maxRuntimeMs) && maxRuntimeMs >= 1 && maxRuntimeMs <= SPEC_BOUNDS.maxRuntimeMs)) {
     throw new ValidationError('maxRuntimeMs', `must be an integer from 1 to ${SPEC_BOUNDS.maxRuntimeMs} (24.8 days)`);
   }
-  return { command, args, env, cwd, limits: Object.assign({}, limits), owner, user, isolation: spec.isolation, maxRuntimeMs };
+  const name = checkJobName('name', naming.name);
+  const labels = checkLabels('labels', naming.labels);
+  return { command, args, env, cwd, limits: Object.assign({}, limits), owner, user, isolation: spec.isolation, maxRuntimeMs, name, labels };
 }

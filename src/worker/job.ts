@@ -11,6 +11,7 @@ import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type Nati
 import { commandError } from './command-error';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
+import { NO_LABELS } from './job-labels';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
 import { isolationSpawnOptions } from './spawn-isolation';
@@ -24,6 +25,10 @@ import type { StateStore } from './state-store';
 export interface JobStatus {
   id: string;
   owner: string;
+  /** Its name, unique among its owner's jobs; null: none. */
+  name: string | null;
+  /** Its labels (none: empty). */
+  labels: Record<string, string>;
   command: string;
   /**
    * The arguments. A job whose argv and environment are big (over 8 KiB as JSON) keeps only the
@@ -452,6 +457,15 @@ export class Job {
     return this.#record.spec.owner;
   }
 
+  get name(): string | null {
+    return this.#record.spec.name ?? null;
+  }
+
+  /** Its labels, read-only (status() has a copy). */
+  get labels(): Readonly<Record<string, string>> {
+    return this.#record.spec.labels ?? NO_LABELS;
+  }
+
   get createdAt(): Date {
     return new Date(this.#record.createdAt);
   }
@@ -481,6 +495,8 @@ export class Job {
     return {
       id: r.id,
       owner: r.spec.owner,
+      name: r.spec.name ?? null,
+      labels: Object.assign({}, r.spec.labels),
       command: r.spec.command,
       args: [...r.spec.args],
       argsOmitted: r.spec.argsOmitted,

@@ -74,7 +74,8 @@ function isVersion2Record(record: unknown): record is JobRecord {
 
 /** A version 1 record (the whole spec inline) as a version 2 one. */
 function fromVersion1(record: Record<string, unknown>): DecodedEntry {
-  const spec = record.spec as ResolvedJobSpec;
+  // Format 1 predates names and labels.
+  const spec: ResolvedJobSpec = { ...(record.spec as Omit<ResolvedJobSpec, 'name' | 'labels'>), name: null, labels: {} };
   const recorded = recordSpec(spec);
   const upgraded = { ...record, version: 2, ...recorded, rebuilt: null } as JobRecord;
   return { entry: { op: 'put', record: upgraded }, legacy: true, ...(recorded.specFile ? { legacySpec: spec } : {}) };

@@ -43,7 +43,8 @@ export async function readSpecFile(path: string, id: string): Promise<ResolvedJo
     if (typeof content !== 'object' || content === null) return undefined;
     const { version, id: owner, spec } = content as Partial<SpecFileContent>;
     if (version !== 1 || owner !== id || !isJobId(owner) || typeof spec !== 'object' || spec === null || !Array.isArray(spec.args)) return undefined;
-    return spec;
+    // Files written before jobs had names and labels have neither.
+    return { ...spec, name: spec.name ?? null, labels: spec.labels ?? {} };
   } finally {
     await file.close();
   }

@@ -22,7 +22,9 @@ import { isJobId } from '../job-id';
 import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
 import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
 import { Job, type JobContext, type JobSetup, type JobStatus, type StopResult } from './job';
-import { checkJobUser, resolveJobSpec, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
+import { matchesLabels, parseLabelSelector } from './job-labels';
+import { JobNames } from './job-names';
+import { checkJobUser, resolveJobSpec, type JobNaming, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
 import { resolveRunAs } from './run-as';
@@ -119,7 +121,7 @@ export interface IdentityUsage extends QuotaUsage {
   stats: CgroupStats | null;
 }
 
-export interface StartOptions {
+export interface StartOptions extends JobNaming {
   /** The job's id (a lower-case UUID not in use here); default: a new random one. */
   id?: string;
 }
@@ -127,6 +129,10 @@ export interface StartOptions {
 export interface ListFilter {
   owner?: string;
   states?: readonly JobState[];
+  /** Only the jobs with this name (of any owner, unless `owner` says). */
+  name?: string;
+  /** Only the jobs whose labels match every term: "key=value", or "key" for a label with any value. */
+  labels?: readonly string[];
 }
 
 export interface JobEvent {
@@ -214,6 +220,8 @@ export class Worker {
   #listeners = new Set<(event: JobEvent) => void>();
   /** Ids of the finished jobs still kept, the earliest finished first. */
   #finished = new Set<string>();
+  /** Names of the jobs kept, per owner. */
+  #names = new JobNames();
   #defaultUser: JobUserChoice;
   #isolationDefaults: Omit<JobIsolation, 'mounts'>;
   /**
@@ -274,6 +282,10 @@ export class Worker {
     for (const record of records) {
       this.#jobs.set(record.id, Job.restore(this.#ctx, record));
       this.#ledger.chargeLog(record.spec.owner, record.log.bytes);
+      const name = record.spec.name ?? null;
+      const holder = name === null ? null : this.#names.claim(record.spec.owner, name, record.id);
+      // Cannot happen with records this Worker wrote (starts claim the name): the older job keeps it.
+      if (holder !== null) warn('two jobs of one owner have the same name: the older one keeps it', { name, owner: record.spec.owner, kept: holder, job: record.id });
     }
     const byFinish = records.filter((r) => r.finishedAt !== null).sort((a, b) => (a.finishedAt! < b.finishedAt! ? -1 : a.finishedAt! > b.finishedAt! ? 1 : 0));
     this.#finished = new Set(byFinish.map((r) => r.id));
@@ -333,7 +345,9 @@ export class Worker {
   /**
    * Starts a job. Resolves once its process runs; a bad spec or failed spawn throws and leaves nothing.
    * `options.id` gives the job an id chosen elsewhere (a pool job keeps the id it was queued with);
-   * default: a new random one.
+   * default: a new random one. `options.name`, unique among the owner's jobs until removed, is taken
+   * before anything is awaited: of concurrent starts with one name, one wins, the others fail
+   * `already-exists`.
    */
   async start(spec: JobSpec, options: StartOptions = {}): Promise<Job> {
     if (this.#closing) throw new JobworkerError('unavailable', 'the worker is shutting down');
@@ -341,7 +355,7 @@ export class Worker {
       if (!isJobId(options.id)) throw new ValidationError('id', 'must be a lower-case UUID');
       if (this.#jobs.has(options.id)) throw new JobworkerError('already-exists', `job ${options.id} already exists`);
     }
-    const resolved = resolveJobSpec(spec);
+    const resolved = resolveJobSpec(spec, options);
     // Object.assign, not `{ ...a, ...b }`: V8 gives every object spread that way a hidden class of its
     // own, and the record keeps these limits for the job's life.
     resolved.limits = Object.assign({}, this.#jobDefaults(resolved.owner), resolved.limits);
@@ -351,8 +365,15 @@ export class Worker {
     if (this.#running >= max) {
       throw new JobworkerError('resource-exhausted', `${this.#running} jobs are running, the limit is ${max} (maxRunningJobs)`);
     }
-    const admission = this.#ledger.admit(resolved.owner);
     const id = options.id ?? randomUUID();
+    this.#claimName(resolved.owner, resolved.name, id);
+    let admission: ReturnType<IdentityLedger['admit']>;
+    try {
+      admission = this.#ledger.admit(resolved.owner);
+    } catch (error) {
+      this.#releaseName(resolved.owner, resolved.name, id);
+      throw error;
+    }
     this.#running++;
     this.#admissions.set(id, admission.ended);
     this.#startTimes.set(id, process.hrtime.bigint());
@@ -361,12 +382,27 @@ export class Worker {
       return await Job.launch(this.#ctx, id, resolved, isolation, admission.budget, setUp, (job) => this.#jobs.set(id, job));
     } catch (error) {
       this.#jobs.delete(id);
+      this.#releaseName(resolved.owner, resolved.name, id);
       this.#startTimes.delete(id);
       this.#admissions.delete(id);
       admission.ended();
       this.#running--;
       throw await this.#quotaBehind(resolved.owner, error);
     }
+  }
+
+  /** Gives the name to the job, or throws `already-exists` naming the job that has it and the way out. */
+  #claimName(owner: string, name: string | null, id: string): void {
+    if (name === null) return;
+    const holder = this.#names.claim(owner, name, id);
+    if (holder === null) return;
+    const state = this.#jobs.get(holder)?.state ?? 'starting';
+    const freeIt = isFinal(state) ? `job-cli rm ${name}` : `job-cli stop ${name}, then job-cli rm ${name}`;
+    throw new JobworkerError('already-exists', `"${name}" is already the name of job ${holder} (${state}); choose another name, or remove that job first (${freeIt})`);
+  }
+
+  #releaseName(owner: string, name: string | null, id: string): void {
+    if (name !== null) this.#names.release(owner, name, id);
   }
 
   /** Who the job runs as (a dynamic uid is taken here) and its scratch directory; undone on failure. */
@@ -463,12 +499,29 @@ export class Worker {
     return job;
   }
 
+  /** `owner`'s job named `name`. */
+  named(owner: string, name: string): Job | undefined {
+    const id = this.#names.idOf(owner, name);
+    return id === undefined ? undefined : this.#jobs.get(id);
+  }
+
+  /** Every job named `name`, at most one per owner, oldest first. */
+  allNamed(name: string): Job[] {
+    return this.#names
+      .idsOf(name)
+      .flatMap((id) => this.#jobs.get(id) ?? [])
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+  }
+
   /** Jobs, oldest first, optionally filtered. */
   list(filter: ListFilter = {}): Job[] {
+    const selector = filter.labels === undefined ? [] : parseLabelSelector('labels', filter.labels);
     const jobs: Job[] = [];
     for (const job of this.#jobs.values()) {
       if (filter.owner !== undefined && job.owner !== filter.owner) continue;
       if (filter.states !== undefined && !filter.states.includes(job.state)) continue;
+      if (filter.name !== undefined && job.name !== filter.name) continue;
+      if (!matchesLabels(job.labels, selector)) continue;
       jobs.push(job);
     }
     return jobs;
@@ -485,9 +538,7 @@ export class Worker {
     }
     // Recorded first: if the state directory refuses (full, read-only), nothing has changed.
     await this.#store.remove(id, { logBytes: job.logBytes, specFile: job.hasSpecFile });
-    this.#jobs.delete(id);
-    this.#finished.delete(id);
-    this.#ledger.releaseLog(job.owner, job.logBytes);
+    this.#forget(job);
   }
 
   /** Calls `listener` after every job state change (persisted first). Returns the unsubscribe. */
@@ -549,6 +600,14 @@ export class Worker {
     for (const listener of this.#listeners) listener(event);
   }
 
+  /** Drops a finished job from the registry: its name is free again, its log bytes no longer count. */
+  #forget(job: Job): void {
+    this.#jobs.delete(job.id);
+    this.#finished.delete(job.id);
+    this.#releaseName(job.owner, job.name, job.id);
+    this.#ledger.releaseLog(job.owner, job.logBytes);
+  }
+
   /** Removes the oldest finished jobs beyond the count limit, and those past the age limit. */
   #applyRetention(): Promise<unknown> {
     const removals: Promise<unknown>[] = [];
@@ -559,9 +618,7 @@ export class Worker {
       const oldest = this.#jobs.get(id)!;
       const tooOld = maxAge !== undefined && now - (oldest.finishedAt?.getTime() ?? now) > maxAge;
       if (this.#finished.size <= maxCount && !tooOld) break;
-      this.#finished.delete(id); // deleting the entry being visited is safe for a Set iterator
-      this.#jobs.delete(id);
-      this.#ledger.releaseLog(oldest.owner, oldest.logBytes);
+      this.#forget(oldest); // deleting the entry being visited is safe for a Set iterator
       removals.push(this.#store.remove(id, { logBytes: oldest.logBytes, specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
     }
     return Promise.all(removals);

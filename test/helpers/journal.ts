@@ -6,8 +6,11 @@ import { crc32 } from 'node:zlib';
 
 import type { ResolvedJobSpec } from '../../src/worker/job-spec';
 
+/** A spec as format 1 had it: before names and labels. */
+export type Version1Spec = Omit<ResolvedJobSpec, 'name' | 'labels'>;
+
 /** A `put` line as the previous version wrote it: format 1, the whole spec inline. */
-export function version1Line(jobId: string, spec: ResolvedJobSpec, state: 'running' | 'exited', logBytes = 16): string {
+export function version1Line(jobId: string, spec: Version1Spec, state: 'running' | 'exited', logBytes = 16): string {
   const json = JSON.stringify({
     op: 'put',
     record: {

@@ -11,8 +11,7 @@ import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { JobworkerClient } from '../../src/client';
-import type { ResolvedJobSpec } from '../../src/worker/job-spec';
-import { version1Line } from '../helpers/journal';
+import { version1Line, type Version1Spec } from '../helpers/journal';
 import { eventually, mib, pool, procSample, ReliabilityDaemon, sumMetric } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
 
@@ -54,7 +53,7 @@ function journalBytes(daemon: ReliabilityDaemon): number {
 }
 
 /** Writes a format 1 journal for these jobs (two 1 MiB lines each), in big writes. Returns its size. */
-async function writeVersion1Journal(file: string, jobs: { id: string; spec: ResolvedJobSpec; logBytes: number }[]): Promise<number> {
+async function writeVersion1Journal(file: string, jobs: { id: string; spec: Version1Spec; logBytes: number }[]): Promise<number> {
   const handle = await open(file, 'w', 0o600);
   let bytes = 0;
   try {

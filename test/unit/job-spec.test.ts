@@ -23,6 +23,8 @@ describe('job spec validation', () => {
       user: null,
       isolation: undefined,
       maxRuntimeMs: null,
+      name: null,
+      labels: {},
     });
   });
 

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { HOST_ISOLATION } from '../../src/worker/isolation';
+import { checkLabels, LABEL_BOUNDS } from '../../src/worker/job-labels';
 import { SPEC_BOUNDS, type ResolvedJobSpec } from '../../src/worker/job-spec';
 import { ARGS_PREVIEW_BYTES, INLINE_SPEC_BYTES, newJobRecord, type JobRecord } from '../../src/worker/job-record';
 import { decodeJournalLine, encodeJournalLine } from '../../src/worker/journal-codec';
@@ -29,7 +30,7 @@ function id(i = n++): string {
 }
 
 function spec(over: Partial<ResolvedJobSpec> = {}): ResolvedJobSpec {
-  return { command: 'sh', args: ['-c', 'echo hi'], env: { PATH: '/bin' }, cwd: '/', limits: {}, owner: 'alice', user: null, maxRuntimeMs: null, ...over };
+  return { command: 'sh', args: ['-c', 'echo hi'], env: { PATH: '/bin' }, cwd: '/', limits: {}, owner: 'alice', user: null, maxRuntimeMs: null, name: null, labels: {}, ...over };
 }
 
 /** A spec as big as StartJob allows: 1 MiB of argv + env, in 128 KiB strings. */
@@ -92,14 +93,22 @@ describe('journal lines', () => {
     assert.deepEqual(small.spec.env, { PATH: '/bin' });
   });
 
-  it('every line is bounded whatever the spec: under 64 KiB at worst (control characters escape to 6 bytes)', () => {
+  it('every line is bounded whatever the spec: under 96 KiB at worst (control characters escape to 6 bytes, quotes in labels to 2)', () => {
     const control = '\u0001'.repeat(SPEC_BOUNDS.pathBytes);
     // Just under the inline bound, in the costliest characters; the longest command, cwd, owner.
     const args = ['\u0001'.repeat(Math.floor(INLINE_SPEC_BYTES / 6) - 40)];
-    const worst = spec({ command: control, cwd: `/${control.slice(1)}`, owner: control.slice(0, SPEC_BOUNDS.ownerBytes), args, env: {} });
+    // A name and labels as big as checkLabels lets them be, in the costliest characters labels may hold.
+    const labels = checkLabels('labels', Object.fromEntries(Array.from({ length: LABEL_BOUNDS.count }, (_, i) => [`k${String(i).padStart(2, '0')}`, '"'.repeat(Math.floor(LABEL_BOUNDS.totalBytes / LABEL_BOUNDS.count) - 3)])));
+    const naming = { name: 'n'.repeat(64), labels };
+    const worst = spec({ command: control, cwd: `/${control.slice(1)}`, owner: control.slice(0, SPEC_BOUNDS.ownerBytes), args, env: {}, ...naming });
     const r = finished(record(id(), worst));
     assert.equal(r.specFile, false);
-    assert.ok(Buffer.byteLength(encodeJournalLine({ op: 'put', record: r })) < 64 << 10);
+    assert.ok(Buffer.byteLength(encodeJournalLine({ op: 'put', record: r })) < 96 << 10);
+    // A big spec goes to its file; its name and labels stay in the record (listings filter by them).
+    const big = finished(record(id(), { ...bigSpec(), ...naming }));
+    assert.equal(big.specFile, true);
+    assert.deepEqual([big.spec.name, big.spec.labels], [naming.name, labels]);
+    assert.ok(Buffer.byteLength(encodeJournalLine({ op: 'put', record: big })) < 24 << 10);
     assert.ok(Buffer.byteLength(encodeJournalLine({ op: 'put', record: finished(record(id(), bigSpec())) })) < 4 << 10);
   });
 });
