@@ -30,6 +30,8 @@ export function jobFromPb(job: pb.Job): JobView {
   return {
     id: job.id,
     owner: job.owner,
+    name: emptyToNull(job.name),
+    labels: job.labels,
     command: job.command,
     args: job.args,
     argsOmitted: job.argsOmitted,
@@ -168,6 +170,8 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     retries: request.retries ?? 0,
     jobId: request.jobId ?? '',
     maxRuntimeMs: request.maxRuntimeMs,
+    name: request.name ?? '',
+    labels: request.labels ?? {},
   });
 }
 
@@ -175,6 +179,8 @@ export function listJobsRequestToPb(request: ListJobsRequest): pb.ListJobsReques
   return pb.ListJobsRequest.fromPartial({
     states: (request.states ?? []).map(jobStateToPb),
     owner: request.owner ?? '',
+    name: request.name ?? '',
+    labelSelector: request.labels ?? [],
     pageSize: request.pageSize ?? 0,
     pageToken: request.pageToken ?? '',
   });

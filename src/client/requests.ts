@@ -33,6 +33,10 @@ export interface StartJobRequest {
   maxRuntimeMs?: number;
   /** Pool jobs: the job's id (a lower-case UUID); the client picks one when absent, so that a retried StartJob runs the job once. */
   jobId?: string;
+  /** A name, unique among the caller's jobs until removed; usable wherever an id is. Not for pool jobs. */
+  name?: string;
+  /** Labels to find it by (ListJobsRequest.labels). Not for pool jobs. */
+  labels?: Record<string, string>;
 }
 
 export interface LimitsRequest {
@@ -65,11 +69,16 @@ export interface ListJobsRequest {
   states?: JobStateName[];
   /** Admins: only this identity's jobs. */
   owner?: string;
+  /** Only the jobs with this name. */
+  name?: string;
+  /** Only the jobs whose labels match every term: "key=value", or "key" for a label with any value. */
+  labels?: string[];
   pageSize?: number;
   pageToken?: string;
 }
 
 export interface StreamLogsRequest {
+  /** The job's id or name. */
   jobId: string;
   /** A record boundary: 0, or a chunk's nextOffset to resume. */
   fromOffset?: number;
@@ -83,7 +92,7 @@ export interface StreamLogsRequest {
 }
 
 export interface WatchJobsRequest {
-  /** None: every job the caller may see. */
+  /** One job, by id or name; none: every job the caller may see. */
   jobId?: string;
   states?: JobStateName[];
 }

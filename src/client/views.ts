@@ -10,6 +10,10 @@ export interface JobView {
   id: string;
   /** The identity that started it. */
   owner: string;
+  /** Its name (unique among its owner's jobs); null: none. */
+  name: string | null;
+  /** Its labels (none: empty). */
+  labels: Record<string, string>;
   command: string;
   /** Its arguments; in listings of a job with a big argv + environment, only the leading ones. */
   args: string[];

@@ -77,6 +77,8 @@ export function jobToPb(status: JobStatus | PoolJobStatus, liveStats?: CgroupSta
   return {
     id: status.id,
     owner: status.owner,
+    name: status.name ?? '',
+    labels: status.labels,
     command: status.command,
     args: status.args,
     argsOmitted: status.argsOmitted,

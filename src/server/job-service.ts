@@ -9,13 +9,14 @@ import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } fr
 import type { Fleet } from '../fleet';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { Logger } from '../logger';
-import { isFinal, type Worker } from '../worker';
+import { checkJobName, isFinal, matchesLabels, parseLabelSelector, type Worker } from '../worker';
 import { canSeeJob, listVisibility, usageVisibleTo } from './authz';
 import { streamCall, unaryCall, type CallContext } from './call';
 import { identityUsageToPb, jobToPb, limitsFromPb } from './convert';
 import { isolationSpecOf, userChoiceOf, type JobPolicy } from './isolation-policy';
 import type { FdBudget } from './fd-budget';
-import { fleetSource, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
+import { jobIdOf } from './job-refs';
+import { fleetSource, idOf, locateJob, ownerOf, workerSource, type JobSource, type LocatedJob } from './job-sources';
 import { streamJobLogs } from './log-stream';
 import type { ServerMetrics } from './metrics';
 import type { OwnerJobCounts } from './owner-jobs';
@@ -26,7 +27,7 @@ import type { RefusalLog } from './refusal-log';
 import type { ScanLimiter } from './scan-limiter';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
-import { checkGraceMs, checkIdentity, checkJobId, pageSizeOf, statesFromPb } from './validation';
+import { checkGraceMs, checkIdentity, pageSizeOf, statesFromPb } from './validation';
 import { watchJobs } from './watch';
 
 export interface JobServiceDeps {
@@ -74,9 +75,9 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   /** The fleet, for a job found in it. */
   const fleetOf = (): Fleet => deps.fleet()!;
 
-  /** The job if the caller may see it; NOT_FOUND otherwise, whether or not it exists. */
-  function visibleJob(identity: PeerIdentity, field: string, id: string): LocatedJob {
-    checkJobId(field, id);
+  /** The job (by id or name: ./job-refs.ts) if the caller may see it; NOT_FOUND otherwise, whether or not it exists. */
+  function visibleJob(identity: PeerIdentity, field: string, ref: string): LocatedJob {
+    const id = jobIdOf(worker, identity, field, ref);
     const located = locateJob(worker, deps.fleet(), id);
     if (located === undefined || !canSeeJob(identity, ownerOf(located))) throw new NotFoundError(`job ${id} not found`);
     return located;
@@ -107,19 +108,22 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         // Checked and counted in the same turn as the Worker counts the job: concurrent starts cannot both fit.
         fds.check('job', { name: identity.name, runningJobs: ownerJobs.running(identity.name) });
         startFailed = ownerJobs.starting(identity.name);
-        const job = await worker.start({
-          command: request.command,
-          args: request.args,
-          env: Object.keys(request.env).length === 0 ? undefined : request.env,
-          cwd: request.cwd === '' ? undefined : request.cwd,
-          limits: limitsFromPb(request.limits),
-          owner: identity.name,
-          user,
-          isolation,
-          ...(request.maxRuntimeMs === undefined ? {} : { maxRuntimeMs: request.maxRuntimeMs }),
-        });
+        const job = await worker.start(
+          {
+            command: request.command,
+            args: request.args,
+            env: Object.keys(request.env).length === 0 ? undefined : request.env,
+            cwd: request.cwd === '' ? undefined : request.cwd,
+            limits: limitsFromPb(request.limits),
+            owner: identity.name,
+            user,
+            isolation,
+            ...(request.maxRuntimeMs === undefined ? {} : { maxRuntimeMs: request.maxRuntimeMs }),
+          },
+          { ...(request.name === '' ? {} : { name: request.name }), labels: request.labels },
+        );
         metrics.starts.inc({ result: 'ok' });
-        audit.info('job started', { who: identity.name, action: 'start', job: job.id, command: request.command, result: 'ok' });
+        audit.info('job started', { who: identity.name, action: 'start', job: job.id, ...(job.name === null ? {} : { name: job.name }), command: request.command, result: 'ok' });
         return { job: jobToPb(job.status()) };
       } catch (error) {
         startFailed?.();
@@ -137,7 +141,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       checkGraceMs(request.graceMs);
       if (located.where === 'pool') {
         const answer = await stopPoolJob(fleetOf(), located.pool, identity);
-        audit.info('pool job stopped', { who: identity.name, action: 'stop', job: request.jobId, result: answer.alreadyFinished ? 'already finished' : 'ok' });
+        audit.info('pool job stopped', { who: identity.name, action: 'stop', job: located.pool.status.id, result: answer.alreadyFinished ? 'already finished' : 'ok' });
         return answer;
       }
       const { job, pool } = located;
@@ -157,7 +161,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       const located = visibleJob(identity, 'job_id', request.jobId);
       if (located.where === 'pool' || located.pool !== undefined) await removePoolJob(fleetOf(), located);
       else await worker.remove(located.job.id);
-      audit.info('job removed', { who: identity.name, action: 'remove', job: request.jobId, result: 'ok' });
+      audit.info('job removed', { who: identity.name, action: 'remove', job: idOf(located), result: 'ok' });
       return {};
     }),
 
@@ -173,13 +177,21 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     listJobs: unaryCall(context, 'ListJobs', async (request: pb.ListJobsRequest, identity): Promise<Buffer> => {
       const states = statesFromPb(request.states);
       const pageSize = pageSizeOf(request.pageSize);
+      const name = checkJobName('name', request.name);
+      const selector = parseLabelSelector('label_selector', request.labelSelector);
       const visibility = listVisibility(identity, request.owner);
       const jobs =
         visibility.kind === 'nothing'
           ? []
           : sources()
               .flatMap((source) => source.list())
-              .filter((job) => (visibility.kind === 'everyone' || job.owner === visibility.owner) && (states.length === 0 || states.includes(job.state)));
+              .filter(
+                (job) =>
+                  (visibility.kind === 'everyone' || job.owner === visibility.owner) &&
+                  (states.length === 0 || states.includes(job.state)) &&
+                  (name === null || job.name === name) &&
+                  matchesLabels(job.labels, selector),
+              );
       // Bounded in bytes too (./paging.ts): each job is encoded once, in turn, and the answer is
       // assembled from those bytes (the service's serializer passes it through).
       const page = pageOfJobs(jobs, pageSize, request.pageToken, (job) => {
@@ -204,8 +216,9 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
 
     watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {
       const states = new Set(statesFromPb(request.states));
-      if (request.jobId !== '') visibleJob(identity, 'job_id', request.jobId);
-      await watchJobs(sources(), identity, { jobId: request.jobId, states }, control, { maxPendingJobs: deps.maxUnreadWatchJobs });
+      // A name is looked up once: the watch follows the job it names now.
+      const jobId = request.jobId === '' ? '' : idOf(visibleJob(identity, 'job_id', request.jobId));
+      await watchJobs(sources(), identity, { jobId, states }, control, { maxPendingJobs: deps.maxUnreadWatchJobs });
     }),
   };
 }

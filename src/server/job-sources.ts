@@ -26,10 +26,17 @@ export function ownerOf(located: LocatedJob): string {
   return located.where === 'here' ? located.job.owner : located.pool.status.owner;
 }
 
+export function idOf(located: LocatedJob): string {
+  return located.where === 'here' ? located.job.id : located.pool.status.id;
+}
+
 /** A job as listings and watches need it. */
 export interface ListedJob {
   id: string;
   owner: string;
+  /** null: none (pool jobs never have one). */
+  name: string | null;
+  labels: Readonly<Record<string, string>>;
   state: PoolJobState;
   createdAt: Date;
   /** What its status costs to hold and to send, roughly (its strings: mostly argv); watchers bound their queues by it. */
@@ -37,9 +44,10 @@ export interface ListedJob {
   toPb(): pb.Job;
 }
 
-function statusBytes(status: Pick<JobStatus, 'command' | 'cwd' | 'owner' | 'args'>): number {
-  let bytes = 256 + status.command.length + status.cwd.length + status.owner.length;
+function statusBytes(status: Pick<JobStatus, 'command' | 'cwd' | 'owner' | 'args' | 'name' | 'labels'>): number {
+  let bytes = 256 + status.command.length + status.cwd.length + status.owner.length + (status.name?.length ?? 0);
   for (const arg of status.args) bytes += arg.length + 2;
+  for (const [key, value] of Object.entries(status.labels)) bytes += key.length + value.length + 4;
   return bytes;
 }
 
@@ -50,11 +58,11 @@ export interface JobSource {
 }
 
 function listedLocal(job: Job, pool: PoolJob | undefined): ListedJob {
-  return { id: job.id, owner: job.owner, state: job.state, createdAt: job.createdAt, bytes: () => statusBytes(job.status()), toPb: () => jobToPb(job.status(), undefined, pool?.placement) };
+  return { id: job.id, owner: job.owner, name: job.name, labels: job.labels, state: job.state, createdAt: job.createdAt, bytes: () => statusBytes(job.status()), toPb: () => jobToPb(job.status(), undefined, pool?.placement) };
 }
 
 function listedPool(pool: PoolJob): ListedJob {
-  return { id: pool.status.id, owner: pool.status.owner, state: pool.status.state, createdAt: pool.status.createdAt, bytes: () => statusBytes(pool.status), toPb: () => poolJobToPb(pool) };
+  return { id: pool.status.id, owner: pool.status.owner, name: pool.status.name, labels: pool.status.labels, state: pool.status.state, createdAt: pool.status.createdAt, bytes: () => statusBytes(pool.status), toPb: () => poolJobToPb(pool) };
 }
 
 /** This daemon's own jobs (pool jobs are the fleet source's). */
@@ -66,7 +74,7 @@ export function workerSource(worker: Worker, fleet: Fleet | null): JobSource {
       worker.subscribe((event) => {
         if (isPoolJob(event.status.id)) return;
         const status = event.status;
-        listener({ id: status.id, owner: status.owner, state: status.state, createdAt: status.createdAt, bytes: () => statusBytes(status), toPb: () => jobToPb(status) }, event.previousState);
+        listener({ id: status.id, owner: status.owner, name: status.name, labels: status.labels, state: status.state, createdAt: status.createdAt, bytes: () => statusBytes(status), toPb: () => jobToPb(status) }, event.previousState);
       }),
   };
 }

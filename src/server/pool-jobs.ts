@@ -17,6 +17,9 @@ export async function submitPoolJob(fleet: Fleet | null, request: pb.StartJobReq
   if (request.pool === '') throw new ValidationError(request.retries !== 0 ? 'retries' : 'job_id', 'is only for pool jobs: give pool too');
   checkPoolName('pool', request.pool);
   if (request.maxRuntimeMs !== undefined) throw new ValidationError('max_runtime_ms', 'is not supported for pool jobs yet');
+  // A name is unique per owner on one daemon; a pool job may run on any: not carried (yet).
+  if (request.name !== '') throw new ValidationError('name', 'is not supported for pool jobs yet');
+  if (Object.keys(request.labels).length > 0) throw new ValidationError('labels', 'are not supported for pool jobs yet');
   if (request.retries > MAX_RETRIES) throw new ValidationError('retries', `must be at most ${MAX_RETRIES}`);
   if (request.jobId !== '') checkJobId('job_id', request.jobId);
   if (fleet === null) throw new JobworkerError('failed-precondition', 'this daemon is in no fleet (its config has no "fleet" section): start the job without a pool, or ask a daemon of the fleet');

@@ -103,7 +103,7 @@ describe('the daemon process', requireRoot, () => {
 
     it('refuses a plaintext client', async () => {
       const stub = new pb.JobServiceClient(`localhost:${port}`, grpcCredentials.createInsecure());
-      const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '' }, new Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e?.code ?? 0)));
+      const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '', name: '', labelSelector: [] }, new Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e?.code ?? 0)));
       stub.close();
       assert.equal(code, 14); // UNAVAILABLE: no TLS, no connection
     });

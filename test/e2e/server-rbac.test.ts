@@ -170,7 +170,7 @@ describe('role-based access', requireRoot, () => {
   it('a certificate without roles may call nothing on the job service', async () => {
     const noRoles = await craftCertificate({ subject: [{ CN: ['nobody'] }], issuer: t.pki.ca });
     const stub = t.stub(rawChannelCredentials({ ca: t.pki.ca.certificatePem, cert: noRoles.certificatePem, key: noRoles.privateKeyPem }));
-    const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '' }, (e) => resolve(e?.code ?? 0)));
+    const code = await new Promise<number>((resolve) => stub.listJobs({ states: [], owner: '', pageSize: 0, pageToken: '', name: '', labelSelector: [] }, (e) => resolve(e?.code ?? 0)));
     assert.equal(code, 7); // PERMISSION_DENIED
   });
 

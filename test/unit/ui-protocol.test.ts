@@ -63,6 +63,8 @@ function job(overrides: Partial<JobView> & { cpu?: number; memory?: number; peak
   return {
     id: '3f2a9c1e-5b7d-4c1e-9a43-2b8e1c0d7f11',
     owner: 'ada',
+    name: null,
+    labels: {},
     command: 'sh',
     args: [],
     argsOmitted: 0,

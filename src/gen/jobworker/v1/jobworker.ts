@@ -26,7 +26,9 @@ import { Timestamp } from "../../google/protobuf/timestamp";
  * The jobworker API, version 1. Served over gRPC with mutual TLS 1.3 (docs/security.md).
  *
  * Conventions: every size is in bytes and every duration in milliseconds, with the unit in the field
- * name; job ids are UUIDs (RFC 4122, lower case). Errors are gRPC status codes (docs/api.md):
+ * name; job ids are UUIDs (RFC 4122, lower case). A job may also have a name (StartJobRequest.name),
+ * unique among its owner's jobs, which every request field that takes a job id also takes.
+ * Errors are gRPC status codes (docs/api.md):
  * INVALID_ARGUMENT names the field and why, NOT_FOUND also answers for other identities' jobs (so
  * ids cannot be probed), PERMISSION_DENIED when the caller's role does not allow the call.
  *
@@ -453,6 +455,15 @@ export interface Job {
    * state is then FAILED and `reason` starts "timed out after".
    */
   timedOut: boolean;
+  /** Its name (StartJobRequest.name); empty: none. */
+  name: string;
+  /** Its labels (StartJobRequest.labels). */
+  labels: { [key: string]: string };
+}
+
+export interface Job_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 /** Where a pool job is queued and which daemon runs it. */
@@ -635,10 +646,34 @@ export interface StartJobRequest {
    * it is stopped as StopJob does (SIGTERM, the daemon's grace period, then a kill) and ends FAILED
    * with `timed_out`. 1..2147483647 (24.8 days); absent: no limit. Not for pool jobs (yet).
    */
-  maxRuntimeMs?: number | undefined;
+  maxRuntimeMs?:
+    | number
+    | undefined;
+  /**
+   * A name for the job, usable wherever a job id is (GetJob, StopJob, StreamLogs, RemoveJob,
+   * WatchJobs), like a docker container's. Unique among the jobs of its owner that the daemon
+   * keeps (running or finished, until removed): a second job of the same owner with the same name
+   * answers ALREADY_EXISTS naming the job that has it. Other owners may use the same name. 1-64
+   * characters: letters, digits, '_', '.', '-', starting with a letter or digit; never a UUID (in
+   * any case), so that names and ids cannot be confused. Empty: no name. Not for pool jobs (yet).
+   */
+  name: string;
+  /**
+   * Labels: key/value pairs to find jobs by (ListJobsRequest.label_selector). At most 32, keys and
+   * values together at most 8192 bytes. A key is 1-63 characters: letters, digits, '_', '.', '-',
+   * starting and ending with a letter or digit; it may have a DNS prefix (Kubernetes' form,
+   * "example.com/tier"): lower-case DNS labels joined by '.', at most 253 characters, then '/'.
+   * A value is 0-255 bytes (UTF-8) without control characters. Not for pool jobs (yet).
+   */
+  labels: { [key: string]: string };
 }
 
 export interface StartJobRequest_EnvEntry {
+  key: string;
+  value: string;
+}
+
+export interface StartJobRequest_LabelsEntry {
   key: string;
   value: string;
 }
@@ -666,7 +701,7 @@ export interface StartJobResponse {
 }
 
 export interface StopJobRequest {
-  /** UUID of the job. */
+  /** The job: its id (UUID) or its name (see GetJobRequest.job_id). */
   jobId: string;
   /** First signal sent to every process of the job, e.g. "SIGTERM" (the default) or "SIGINT". */
   signal: string;
@@ -687,7 +722,12 @@ export interface StopJobResponse {
 }
 
 export interface GetJobRequest {
-  /** UUID of the job. */
+  /**
+   * The job: its id (UUID) or its name. A name is looked up among the caller's own jobs; an admin
+   * with no job of that name gets the one job of another owner that has it: when several owners'
+   * jobs have it, FAILED_PRECONDITION lists them (give the id). No visible job of that name:
+   * NOT_FOUND. The same holds for every request field that takes a job id.
+   */
   jobId: string;
 }
 
@@ -705,6 +745,14 @@ export interface ListJobsRequest {
   pageSize: number;
   /** From a previous response's next_page_token; empty for the first page. */
   pageToken: string;
+  /** Only the jobs with this name (exactly; of every owner the caller may see). Empty: any. */
+  name: string;
+  /**
+   * Only the jobs whose labels match every entry: "key=value" (the label is there with that value)
+   * or "key" (the label is there, whatever its value). At most 32 entries, each with a key and
+   * value as StartJobRequest.labels allows. Empty: any.
+   */
+  labelSelector: string[];
 }
 
 export interface ListJobsResponse {
@@ -715,7 +763,7 @@ export interface ListJobsResponse {
 }
 
 export interface StreamLogsRequest {
-  /** UUID of the job. */
+  /** The job: its id (UUID) or its name (see GetJobRequest.job_id). */
   jobId: string;
   /**
    * Where to start: 0 for the beginning, or a record boundary seen before: any chunk's next_offset
@@ -781,7 +829,10 @@ export interface LogChunk {
 export interface WatchJobsRequest {
   /** Only jobs in these states (after the change); empty: all. */
   states: JobState[];
-  /** Only this job; empty: every job the caller may see. */
+  /**
+   * Only this job: its id (UUID) or its name (see GetJobRequest.job_id; a name is looked up once,
+   * when the call begins); empty: every job the caller may see.
+   */
   jobId: string;
 }
 
@@ -795,7 +846,10 @@ export interface WatchJobsResponse {
 }
 
 export interface RemoveJobRequest {
-  /** UUID of a finished job. */
+  /**
+   * A finished job: its id (UUID) or its name (see GetJobRequest.job_id). Its name is free again
+   * once it is removed.
+   */
   jobId: string;
 }
 
@@ -1194,6 +1248,8 @@ function createBaseJob(): Job {
     argsOmitted: 0,
     maxRuntimeMs: 0,
     timedOut: false,
+    name: "",
+    labels: {},
   };
 }
 
@@ -1271,6 +1327,12 @@ export const Job: MessageFns<Job> = {
     if (message.timedOut !== false) {
       writer.uint32(408).bool(message.timedOut);
     }
+    if (message.name !== "") {
+      writer.uint32(482).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      Job_LabelsEntry.encode({ key: key as any, value }, writer.uint32(490).fork()).join();
+    });
     return writer;
   },
 
@@ -1479,6 +1541,25 @@ export const Job: MessageFns<Job> = {
             message.timedOut = reader.bool();
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 61: {
+            if (tag !== 490) {
+              break;
+            }
+
+            const entry61 = Job_LabelsEntry.decode(reader, reader.uint32());
+            if (entry61.value !== undefined) {
+              message.labels[entry61.key] = entry61.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1553,6 +1634,21 @@ export const Job: MessageFns<Job> = {
         : isSet(object.timed_out)
         ? globalThis.Boolean(object.timed_out)
         : false,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1630,6 +1726,18 @@ export const Job: MessageFns<Job> = {
     if (message.timedOut !== false) {
       obj.timedOut = message.timedOut;
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1670,6 +1778,101 @@ export const Job: MessageFns<Job> = {
     message.argsOmitted = object.argsOmitted ?? 0;
     message.maxRuntimeMs = object.maxRuntimeMs ?? 0;
     message.timedOut = object.timedOut ?? false;
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseJob_LabelsEntry(): Job_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const Job_LabelsEntry: MessageFns<Job_LabelsEntry> = {
+  encode(message: Job_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Job_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJob_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Job_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Job_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Job_LabelsEntry>, I>>(base?: I): Job_LabelsEntry {
+    return Job_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Job_LabelsEntry>, I>>(object: I): Job_LabelsEntry {
+    const message = createBaseJob_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2615,6 +2818,8 @@ function createBaseStartJobRequest(): StartJobRequest {
     readOnlyRoot: undefined,
     hostNamespaces: [],
     maxRuntimeMs: undefined,
+    name: "",
+    labels: {},
   };
 }
 
@@ -2672,6 +2877,12 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.maxRuntimeMs !== undefined) {
       writer.uint32(400).uint64(message.maxRuntimeMs);
     }
+    if (message.name !== "") {
+      writer.uint32(482).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      StartJobRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(490).fork()).join();
+    });
     return writer;
   },
 
@@ -2829,6 +3040,25 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
             message.maxRuntimeMs = longToNumber(reader.uint64());
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 61: {
+            if (tag !== 490) {
+              break;
+            }
+
+            const entry61 = StartJobRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry61.value !== undefined) {
+              message.labels[entry61.key] = entry61.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2898,6 +3128,21 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
         : isSet(object.max_runtime_ms)
         ? globalThis.Number(object.max_runtime_ms)
         : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2957,6 +3202,18 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     if (message.maxRuntimeMs !== undefined) {
       obj.maxRuntimeMs = Math.round(message.maxRuntimeMs);
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2991,6 +3248,16 @@ export const StartJobRequest: MessageFns<StartJobRequest> = {
     message.readOnlyRoot = object.readOnlyRoot ?? undefined;
     message.hostNamespaces = object.hostNamespaces?.map((e) => e) || [];
     message.maxRuntimeMs = object.maxRuntimeMs ?? undefined;
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -3074,6 +3341,91 @@ export const StartJobRequest_EnvEntry: MessageFns<StartJobRequest_EnvEntry> = {
   },
   fromPartial<I extends Exact<DeepPartial<StartJobRequest_EnvEntry>, I>>(object: I): StartJobRequest_EnvEntry {
     const message = createBaseStartJobRequest_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseStartJobRequest_LabelsEntry(): StartJobRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const StartJobRequest_LabelsEntry: MessageFns<StartJobRequest_LabelsEntry> = {
+  encode(message: StartJobRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartJobRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartJobRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartJobRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: StartJobRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartJobRequest_LabelsEntry>, I>>(base?: I): StartJobRequest_LabelsEntry {
+    return StartJobRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartJobRequest_LabelsEntry>, I>>(object: I): StartJobRequest_LabelsEntry {
+    const message = createBaseStartJobRequest_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
@@ -3633,7 +3985,7 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
 };
 
 function createBaseListJobsRequest(): ListJobsRequest {
-  return { states: [], owner: "", pageSize: 0, pageToken: "" };
+  return { states: [], owner: "", pageSize: 0, pageToken: "", name: "", labelSelector: [] };
 }
 
 export const ListJobsRequest: MessageFns<ListJobsRequest> = {
@@ -3653,6 +4005,12 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    if (message.name !== "") {
+      writer.uint32(42).string(message.name);
+    }
+    for (const v of message.labelSelector) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -3712,6 +4070,22 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.labelSelector.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3738,6 +4112,12 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labelSelector: globalThis.Array.isArray(object?.labelSelector)
+        ? object.labelSelector.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.label_selector)
+        ? object.label_selector.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3755,6 +4135,12 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labelSelector?.length) {
+      obj.labelSelector = message.labelSelector;
+    }
     return obj;
   },
 
@@ -3767,6 +4153,8 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     message.owner = object.owner ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.name = object.name ?? "";
+    message.labelSelector = object.labelSelector?.map((e) => e) || [];
     return message;
   },
 };
