@@ -245,9 +245,9 @@ describe('several daemons', requireRoot, () => {
 
     const both = await cli(['list', '--context', 'east', '--context', 'west']);
     assert.equal(both.code, 0, show(both));
-    assert.match(both.stdout, /^HOST +ID +STATE +EXIT +CREATED +DURATION +OWNER +COMMAND$/m);
-    assert.match(both.stdout, new RegExp(`^east +${eastId} +running `, 'm'));
-    assert.match(both.stdout, new RegExp(`^west +${westId} +running `, 'm'));
+    assert.match(both.stdout, /^HOST +ID +NAME +STATE +EXIT +CREATED +DURATION +OWNER +COMMAND$/m);
+    assert.match(both.stdout, new RegExp(`^east +${eastId} +- +running `, 'm'));
+    assert.match(both.stdout, new RegExp(`^west +${westId} +- +running `, 'm'));
 
     const all = await cli(['list', '--all-contexts', '--json']);
     assert.equal(all.code, 0, show(all));

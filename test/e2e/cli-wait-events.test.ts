@@ -1,52 +1,34 @@
 // `job-cli wait`, `job-cli events`, `run --rm` and `--max-runtime` end to end: the real binary against a real daemon
 // over mutual TLS. Jobs are released by the test (a file appearing), so every wait is on an event.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { TlsFilePaths } from '../../src/pki';
-import { runCli, show, spawnCli, type CliProcess, type CliResult } from '../helpers/cli';
-import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
-import { createTestPki, type TestPki } from '../helpers/pki';
-import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
+import type { CliProcess, CliResult } from '../helpers/cli';
+import { CliTestbed, expectExit } from '../helpers/cli-testbed';
 import { requireRoot } from '../helpers/root';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-let pki: TestPki;
-let dir: string;
-let home: string;
-let gates: string;
-let daemon: RunningTestDaemon;
+let testbed: CliTestbed;
 let admin: TlsFilePaths;
-let gateCount = 0;
-
-function credentials(files: TlsFilePaths): Record<string, string> {
-  return { JOBWORKER_ADDR: daemon.address, JOBWORKER_CA: files.caPath, JOBWORKER_CERT: files.certificatePath, JOBWORKER_KEY: files.privateKeyPath };
-}
 
 function cli(args: string[]): Promise<CliResult> {
-  return runCli(args, { home, env: credentials(admin) });
+  return testbed.cli(args, admin);
 }
 
 function spawn(args: string[]): CliProcess {
-  return spawnCli(args, { home, env: credentials(admin) });
-}
-
-function expectExit(result: CliResult, code: number): void {
-  assert.equal(result.code, code, show(result));
+  return testbed.spawn(args, admin);
 }
 
 /** A job that prints "ready", then ends with `exitCode` once the test opens its gate. */
 async function gatedJob(exitCode: number): Promise<{ id: string; open: () => void }> {
-  const gate = path.join(gates, `gate-${gateCount++}`);
-  const result = await cli(['start', '--', 'sh', '-c', `echo ready; while [ ! -e ${gate} ]; do sleep 0.02; done; exit ${exitCode}`]);
+  const gate = testbed.gate();
+  const result = await cli(['start', '--', 'sh', '-c', `echo ready; ${gate.waitLoop}; exit ${exitCode}`]);
   expectExit(result, 0);
   const id = result.stdout.trim();
   assert.match(id, UUID);
-  return { id, open: () => writeFileSync(gate, '') };
+  return { id, open: gate.open };
 }
 
 async function startJob(command: string[]): Promise<string> {
@@ -65,20 +47,12 @@ function jsonLines(text: string): Record<string, unknown>[] {
 
 describe('job-cli wait, events, run --rm and --max-runtime against a daemon', requireRoot, () => {
   before(async () => {
-    pki = await createTestPki();
-    dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-wait-'));
-    home = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-wait-home-'));
-    // Jobs have a private /tmp and may run as another user: they must see the gates appear.
-    gates = mkdtempVisibleToJobs('cli-gates');
-    admin = await pki.client({ name: 'ada', roles: ['admin'] });
-    daemon = await startTlsDaemon('cli-wait', await pki.server(), dir, mkdtempSync(path.join(dir, 'state-')));
+    testbed = await CliTestbed.start('cli-wait');
+    admin = await testbed.pki.client({ name: 'ada', roles: ['admin'] });
   });
 
   after(async () => {
-    await daemon?.stop();
-    pki?.remove();
-    for (const made of [dir, home, gates]) if (made !== undefined) rmSync(made, { recursive: true, force: true });
-    if (daemon !== undefined) assert.deepEqual(leftoverCgroups(daemon.cgroupRootName), []);
+    await testbed?.stop();
   });
 
   describe('wait', () => {

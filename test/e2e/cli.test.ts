@@ -16,7 +16,7 @@ import { requireRoot } from '../helpers/root';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_KEYS = [
-  'args', 'argsOmitted', 'command', 'createdAt', 'cwd', 'durationMs', 'exitCode', 'finishedAt', 'id', 'isolation', 'limits', 'log', 'oomKilled',
+  'args', 'argsOmitted', 'command', 'createdAt', 'cwd', 'durationMs', 'exitCode', 'finishedAt', 'id', 'isolation', 'labels', 'limits', 'log', 'name', 'oomKilled',
   'owner', 'pid', 'pool', 'reason', 'signal', 'startedAt', 'state', 'stats', 'stoppedBy', 'timedOut', 'user', 'maxRuntimeMs',
 ].sort();
 
@@ -385,8 +385,8 @@ describe('job-cli against a daemon', requireRoot, () => {
 
       const table = await cli(['list']);
       expectExit(table, 0);
-      assert.match(table.stdout, /^ID +STATE +EXIT +CREATED +DURATION +OWNER +COMMAND$/m);
-      assert.match(table.stdout, new RegExp(`^${running} +running +- .* ada +sleep 60$`, 'm'));
+      assert.match(table.stdout, /^ID +NAME +STATE +EXIT +CREATED +DURATION +OWNER +COMMAND$/m);
+      assert.match(table.stdout, new RegExp(`^${running} +- +running +- .* ada +sleep 60$`, 'm'));
       assert.doesNotMatch(table.stdout, new RegExp(finished));
 
       const all = await cli(['list', '--all', '--json']);
@@ -482,13 +482,16 @@ describe('job-cli against a daemon', requireRoot, () => {
       expectExit(await cli(['list'], reader), 0); // reading is allowed
     });
 
-    it('an unknown job id is exit 1 with the server\'s message; a malformed one a usage error', async () => {
+    it('an unknown job id or name is exit 1 with the server\'s message; a malformed one a usage error', async () => {
       const unknown = await cli(['query', '00000000-0000-4000-8000-000000000000']);
       expectExit(unknown, 1);
       assert.match(unknown.stderr, /^job-cli: job 00000000-0000-4000-8000-000000000000 not found$/m);
-      const malformed = await cli(['stop', 'not-a-job']);
+      const unnamed = await cli(['stop', 'not-a-job']);
+      expectExit(unnamed, 1);
+      assert.match(unnamed.stderr, /^job-cli: no job named not-a-job$/m);
+      const malformed = await cli(['stop', '../etc']);
       expectExit(malformed, 2);
-      assert.match(malformed.stderr, /JOB: expected a job id/);
+      assert.match(malformed.stderr, /JOB: expected a job id \(a UUID, or its first characters\) or a job name, got "..\/etc"/);
     });
 
     it('dialling an IP address works without Node\'s TLS server-name warning', async () => {

@@ -102,6 +102,11 @@ describe('text for people', () => {
     assert.match(text, /^Memory +64 MiB now, 80 MiB peak$/m);
     assert.match(text, /^Processes +3$/m);
     assert.match(text, /^IO 8:0 +read 9.54 MiB \(1 MB\/s on average\), written 0 B \(0 B\/s on average\); 0 reads, 0 writes$/m);
+    assert.doesNotMatch(text, /^(Name|Labels) /m, 'no name, no labels: no lines for them');
+    const named = renderJobDetails(report(pbJob({ name: 'nightly', labels: { tier: 'web', note: 'two words' } }), NOW), NOW);
+    assert.match(named, /^Name +nightly$/m);
+    // Each label as the --label argument that gives it, quoted as a shell reads it back.
+    assert.match(named, /^Labels +tier=web 'note=two words'$/m);
     const ended = renderJobDetails(
       report(pbJob({ state: pb.JobState.JOB_STATE_FAILED, signal: 'SIGKILL', oomKilled: true, reason: 'killed by SIGKILL (out of memory)', finishedAt: new Date('2024-05-01T12:00:04Z') }), NOW),
       NOW,
@@ -118,9 +123,11 @@ describe('text for people', () => {
     const text = renderJobTable([{ ...job, context: 'east' }], NOW, true);
     assert.equal(
       text,
-      'HOST  ID                                    STATE    EXIT  CREATED  DURATION  OWNER  COMMAND\n' +
-        `east  ${job.id}  running  -     10s ago  10s       alice  ${commandLine(job)}\n`,
+      'HOST  ID                                    NAME  STATE    EXIT  CREATED  DURATION  OWNER  COMMAND\n' +
+        `east  ${job.id}  -     running  -     10s ago  10s       alice  ${commandLine(job)}\n`,
     );
+    const named = report(pbJob({ name: 'nightly-build' }), NOW);
+    assert.match(renderJobTable([named], NOW), new RegExp(`^${named.id}  nightly-build  running  `, 'm'));
   });
 });
 

@@ -4,8 +4,8 @@
 import { Option } from 'clipanion';
 
 import type { JobworkerClient } from '../../client';
-import { ClientError, TlsMaterialError } from '../../client/basics';
-import { isJobId } from '../../job-id';
+import { ClientError, StatusCode, TlsMaterialError } from '../../client/basics';
+import { isJobId, isJobName } from '../../job-id';
 import { configDir } from '../../paths';
 import { BaseCommand, CliError, EXIT_USAGE, flagError } from '../run';
 import { resolveConnection, type ResolvedConnection } from './connection';
@@ -125,18 +125,27 @@ export abstract class ClientCommand extends JobCliCommand {
   }
 
   /**
-   * A job id from the command line: a full id, or the start of one that matches exactly one of the
-   * jobs the caller can see (like docker's short ids).
+   * The id of the job JOB names, in docker's order: a full id; else a job name (the daemon looks it
+   * up: the caller's own job of that name, or for admins the one job of another owner with it);
+   * else the start of an id that matches exactly one of the jobs the caller can see.
    */
   protected async resolveJobId(client: JobworkerClient, text: string): Promise<string> {
     const id = text.trim().toLowerCase();
     if (isJobId(id)) return id;
-    if (!/^[0-9a-f-]{1,35}$/.test(id)) {
-      throw new CliError(`JOB: expected a job id (a UUID, or its first characters), got ${JSON.stringify(text)}`, undefined, EXIT_USAGE);
+    const idStart = /^[0-9a-f-]{1,35}$/.test(id);
+    if (isJobName(text)) {
+      try {
+        return (await client.getJob(text)).id;
+      } catch (error) {
+        // Not a name in use: it may still be the start of an id.
+        if (!(idStart && error instanceof ClientError && error.code === StatusCode.NOT_FOUND)) throw error;
+      }
+    } else if (!idStart) {
+      throw new CliError(`JOB: expected a job id (a UUID, or its first characters) or a job name, got ${JSON.stringify(text)}`, undefined, EXIT_USAGE);
     }
     const matches = (await client.listAllJobs()).filter((job) => job.id.startsWith(id));
     if (matches.length === 1) return matches[0]!.id;
-    if (matches.length === 0) throw new CliError(`no job id starts with ${id}`, '`job-cli list --all` lists the jobs you can see');
+    if (matches.length === 0) throw new CliError(`${isJobName(text) ? `no job is named ${text} and ` : ''}no job id starts with ${id}`, '`job-cli list --all` lists the jobs you can see');
     throw new CliError(`${id} matches ${matches.length} jobs (${matches.slice(0, 3).map((job) => job.id).join(', ')}${matches.length > 3 ? ', …' : ''}); give more of the id`);
   }
 }

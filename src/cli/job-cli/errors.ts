@@ -34,6 +34,8 @@ const FLAG_FOR_FIELD: [RegExp, string][] = [
   [/^host_namespaces\b/, '--host-namespace'],
   [/^grace_ms\b/, '--grace'],
   [/^max_runtime_ms\b/, '--max-runtime'],
+  [/^name\b/, '--name'],
+  [/^(labels|label_selector)\b/, '--label'],
   [/^signal\b/, '--signal'],
   [/^tail_lines\b/, '--tail'],
   [/^since_unix_micros\b/, '--since'],

@@ -38,7 +38,7 @@ export class EventsCommand extends ClientCommand {
       state (queued, starting, running, exited, failed, stopped, lost): the time, the job's id, the
       previous and the new state, how it ended, and its command. With --state, only changes into
       those states. With --current, the state of every matching job when the watch begins comes
-      first (marked "(current)"). With JOB (an id or its first characters), only that job, and the
+      first (marked "(current)"). With JOB (an id, its first characters or a name), only that job, and the
       command ends once the job has.
 
       A reader slower than the changes sees each job's latest state rather than every step.

@@ -95,12 +95,19 @@ export function formatIsolation(isolation: IsolationView): string {
   return parts.join('; ');
 }
 
+/** `tier=web 'note=a b'`: each label as the --label argument that gives it, as a shell reads it back. */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return shellQuote(Object.entries(labels).map(([key, value]) => `${key}=${value}`));
+}
+
 /** `query`: one "Label  value" line per fact. */
 export function renderJobDetails(job: JobReport, now: Date): string {
-  const rows: [string, string][] = [
-    ['ID', job.id],
+  const rows: [string, string][] = [['ID', job.id]];
+  if (job.name !== null) rows.push(['Name', job.name]);
+  if (Object.keys(job.labels).length > 0) rows.push(['Labels', formatLabels(job.labels)]);
+  rows.push(
     ['State', job.state === 'running' && job.pid !== null ? `running (pid ${job.pid})` : job.state],
-  ];
+  );
   if (job.reason !== null) rows.push(['Result', job.reason]);
   if (job.pool !== null) rows.push(['Pool', poolLine(job.pool)]);
   if (job.oomKilled) rows.push(['OOM', 'the kernel killed a process of the job for exceeding its memory limit']);
@@ -147,10 +154,11 @@ export function renderJobDetails(job: JobReport, now: Date): string {
 
 /** `list`: the table; `hosts` adds a HOST column first. */
 export function renderJobTable(jobs: readonly (JobReport & { context?: string })[], now: Date, hosts = false): string {
-  const headers = [...(hosts ? ['HOST'] : []), 'ID', 'STATE', 'EXIT', 'CREATED', 'DURATION', 'OWNER', 'COMMAND'];
+  const headers = [...(hosts ? ['HOST'] : []), 'ID', 'NAME', 'STATE', 'EXIT', 'CREATED', 'DURATION', 'OWNER', 'COMMAND'];
   const rows = jobs.map((job) => [
     ...(hosts ? [job.context ?? ''] : []),
     job.id,
+    job.name ?? '-',
     job.state,
     exitCell(job),
     job.createdAt === null ? '-' : formatAgo(new Date(job.createdAt), now),

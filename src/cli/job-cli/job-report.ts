@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import type { JobOutcomeView, JobView } from '../../client/views';
 
 /** The job as the client sees it, with its outcome's fields at the top level, times as text and the duration. */
-export type JobReport = Pick<JobView, 'id' | 'owner' | 'command' | 'args' | 'argsOmitted' | 'cwd' | 'user' | 'isolation' | 'state' | 'pid'> &
+export type JobReport = Pick<JobView, 'id' | 'name' | 'owner' | 'labels' | 'command' | 'args' | 'argsOmitted' | 'cwd' | 'user' | 'isolation' | 'state' | 'pid'> &
   JobOutcomeView & {
     createdAt: string | null;
     startedAt: string | null;
@@ -21,12 +21,12 @@ export type JobReport = Pick<JobView, 'id' | 'owner' | 'command' | 'args' | 'arg
 const iso = (time: Date | null): string | null => time?.toISOString() ?? null;
 
 export function toJobReport(job: JobView, now: Date = new Date()): JobReport {
-  const { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, limits, maxRuntimeMs, log, stats, pool } = job;
+  const { id, name, owner, labels, command, args, argsOmitted, cwd, user, isolation, state, pid, limits, maxRuntimeMs, log, stats, pool } = job;
   const { exitCode, signal, oomKilled, stoppedBy, timedOut, reason } = job.outcome;
   const end = job.finishedAt ?? (job.startedAt === null ? null : now);
   const durationMs = job.startedAt === null || end === null ? null : Math.max(0, end.getTime() - job.startedAt.getTime());
   // The order of the keys is the order --json prints them in.
-  return { id, owner, command, args, argsOmitted, cwd, user, isolation, state, pid, exitCode, signal, oomKilled, stoppedBy, timedOut, reason, createdAt: iso(job.createdAt), startedAt: iso(job.startedAt), finishedAt: iso(job.finishedAt), durationMs, limits, maxRuntimeMs, log, stats, pool };
+  return { id, name, owner, labels, command, args, argsOmitted, cwd, user, isolation, state, pid, exitCode, signal, oomKilled, stoppedBy, timedOut, reason, createdAt: iso(job.createdAt), startedAt: iso(job.startedAt), finishedAt: iso(job.finishedAt), durationMs, limits, maxRuntimeMs, log, stats, pool };
 }
 
 export function isFinished(job: Pick<JobReport, 'state'>): boolean {

@@ -17,6 +17,9 @@ export class ListCommand extends ClientCommand {
     details: `
       Lists the jobs you can see (admins: everyone's), oldest first: running and starting ones,
       or those in the states given with --state, or all with --all. \`ls\` is an alias.
+      --name lists the job with that name (admins: each owner's); --label KEY=VALUE the jobs that
+      have that label with that value, --label KEY those that have it at all (repeatable: every
+      one must match).
 
       Several hosts: --context may be given more than once, or --all-contexts lists every saved
       context (and "default" when its credentials exist); a HOST column names the context. The
@@ -32,6 +35,7 @@ export class ListCommand extends ClientCommand {
       ['Running jobs', '$0 list'],
       ['All jobs, finished ones too', '$0 list --all'],
       ['Failed and stopped jobs', '$0 list --state failed --state stopped'],
+      ['Jobs labelled tier=web that have a "team" label, in any state', '$0 list --all --label tier=web --label team'],
       ['Running jobs on two hosts', '$0 list --context worker1 --context worker2'],
       ['Every job on every host, for a program', '$0 list --all --all-contexts --json'],
     ],
@@ -40,11 +44,18 @@ export class ListCommand extends ClientCommand {
   states = Option.Array('--state', { description: `only jobs in this state ${STATE_FLAG_DESCRIPTION}` });
   all = Option.Boolean('--all', false, { description: 'jobs in every state' });
   owner = Option.String('--owner', { description: 'only jobs of this identity (admins; others only ever see their own)' });
+  name = Option.String('--name', { description: 'only the jobs with this name' });
+  labels = Option.Array('--label', { description: 'only jobs with this label: KEY=VALUE, or KEY with any value (repeatable; all must match)' });
   allContexts = Option.Boolean('--all-contexts', false, { description: 'list on every saved context, with a HOST column' });
 
   async runCommand(): Promise<number> {
     const states = this.selectedStates();
-    const request = { states, ...(this.owner === undefined ? {} : { owner: this.owner }) };
+    const request = {
+      states,
+      ...(this.owner === undefined ? {} : { owner: this.owner }),
+      ...(this.name === undefined ? {} : { name: this.name }),
+      ...(this.labels === undefined ? {} : { labels: this.labels }),
+    };
     const names = this.contextsToList();
     if (names === null) {
       const client = await this.connect();

@@ -12,7 +12,8 @@ export class QueryCommand extends ClientCommand {
       Shows the job's state, how it ended (exit code, signal, OOM kill, who stopped it), its times,
       its limits, and its resource use: live while it runs, the final reading once it finished.
       CPU is shown as time and as a percentage of one CPU averaged over the run, memory in MiB,
-      disk IO in bytes and MB/s. JOB is a job id or its first characters. \`status\` is an alias.
+      disk IO in bytes and MB/s. JOB is a job id, its first characters or the job's name. \`status\` is
+      an alias.
 
       Exit status: 0 shown, 1 error (e.g. no such job), 2 usage error.
     `,

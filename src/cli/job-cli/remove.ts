@@ -8,7 +8,8 @@ export class RemoveCommand extends ClientCommand {
     description: 'Delete finished jobs: their records and logs',
     details: `
       Deletes each finished job's record and output log from the daemon. A running job must be
-      stopped first. JOB is a job id or its first characters.
+      stopped first. JOB is a job id, its first characters or the job's name; the name is free
+      again once the job is removed.
 
       Exit status: 0 all removed, 1 error (the first failure ends the command), 2 usage error.
     `,

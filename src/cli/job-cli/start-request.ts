@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Option } from 'clipanion';
 
 import { errorCode } from '../../errors';
+import { isJobName, JOB_NAME_RULE } from '../../job-id';
 
 import type { LimitsRequest, StartJobRequest } from '../../client';
 import { flagError } from '../run';
@@ -34,6 +35,8 @@ export interface JobSpecFlags {
   pool?: string | undefined;
   retries?: string | undefined;
   maxRuntime?: string | undefined;
+  name?: string | undefined;
+  label?: string[] | undefined;
 }
 
 export type StartRequest = StartJobRequest & { args: string[]; env: Record<string, string>; cwd: string; limits: LimitsRequest & { io: NonNullable<LimitsRequest['io']> } };
@@ -126,7 +129,33 @@ export function buildStartRequest(flags: JobSpecFlags, clientEnv: Readonly<Recor
     if (ms < 1 || ms > MAX_RUNTIME_MS) throw flagError('--max-runtime', `must be from 1ms to 24.8 days (the daemon's timer limit), got ${JSON.stringify(flags.maxRuntime)}`);
     request.maxRuntimeMs = Math.round(ms);
   }
+  if (flags.name !== undefined) {
+    if (flags.pool !== undefined) throw flagError('--name', 'is not supported for pool jobs yet');
+    if (!isJobName(flags.name)) throw flagError('--name', `must be ${JOB_NAME_RULE}, got ${JSON.stringify(flags.name)}`);
+    request.name = flags.name;
+  }
+  if (flags.label !== undefined && flags.label.length > 0) {
+    if (flags.pool !== undefined) throw flagError('--label', 'is not supported for pool jobs yet');
+    request.labels = parseLabels(flags.label);
+  }
   return request;
+}
+
+/**
+ * --label KEY=VALUE (or KEY, for an empty value), repeatable as --env is: never split at commas,
+ * which values may hold. What a key and value may be is the daemon's to check (its refusal names
+ * --label).
+ */
+function parseLabels(entries: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    const key = at < 0 ? entry : entry.slice(0, at);
+    if (key === '') throw flagError('--label', `expected KEY=VALUE or KEY, got ${JSON.stringify(entry)}`);
+    if (Object.hasOwn(labels, key)) throw flagError('--label', `${key} is given twice`);
+    labels[key] = at < 0 ? '' : entry.slice(at + 1);
+  }
+  return labels;
 }
 
 const HOST_NAMESPACES = ['pid', 'mount', 'cgroup', 'ipc', 'uts'] as const;
@@ -194,6 +223,8 @@ export abstract class JobSpecCommand extends ClientCommand {
   envFile = Option.Array('--env-file', { description: 'read variables from a file: NAME=VALUE or NAME lines, # comments (repeatable; --env wins)' });
   pool = Option.String('--pool', { description: 'run it on whichever daemon of this pool has room (docs/fleet.md)' });
   retries = Option.String('--retries', { description: 'pool jobs: re-run it up to N times (0..10) if its daemon is lost; default 0, at most once' });
+  name = Option.String('--name', { description: 'a name for the job, usable wherever its id is (unique among your jobs until removed): 1-64 letters, digits, "_", "." or "-"' });
+  label = Option.Array('--label', { description: 'a label KEY=VALUE (or KEY, empty value) to find the job by: list --label (repeatable)' });
   maxRuntime = Option.String('--max-runtime', { description: 'stop it after this long, e.g. 10m, 2h (systemd\'s RuntimeMaxSec=): the stop signal, the grace, then a kill; it ends failed, "timed out"' });
   command = Option.Rest({ name: 'COMMAND' });
 

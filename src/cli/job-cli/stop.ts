@@ -37,7 +37,7 @@ export class StopCommand extends ClientCommand {
       Sends the signal (SIGTERM unless --signal says otherwise) to every process of the job, waits
       the grace period (the daemon's default, 10s, unless --grace says otherwise), then kills
       whatever is left of the job. Returns once the job is gone and prints how it ended. JOB is a
-      job id or its first characters. Stopping a job that already finished is not an error.
+      job id, its first characters or the job's name. Stopping a job that already finished is not an error.
 
       Exit status: 0 stopped (or already finished), 1 error, 2 usage error.
     `,

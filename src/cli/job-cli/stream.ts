@@ -17,8 +17,8 @@ export class StreamCommand extends ClientCommand {
     details: `
       Prints the job's output from the beginning (or --tail / --since), the job's stdout on stdout
       and its stderr on stderr, and keeps following new output until the job ends. Many clients
-      can stream the same job at once, while it runs or after it finished. JOB is a job id or its
-      first characters. \`logs\` is an alias.
+      can stream the same job at once, while it runs or after it finished. JOB is a job id, its
+      first characters or the job's name. \`logs\` is an alias.
 
       With --json, every chunk of output is one JSON object on a line of stdout:
       {"type":"output","stream":"stdout","time":…,"offset":…,"nextOffset":…,"data":"…"} (plus

@@ -54,8 +54,8 @@ export class WaitCommand extends ClientCommand {
     details: `
       Blocks until each JOB has ended (exited, failed, stopped or lost), then prints its exit
       status on a line of its own, in the order the jobs were given, like \`docker wait\`. A job
-      that had already ended is answered at once. JOB is a job id or its first characters. The
-      jobs are watched, not polled: the daemon says when each one ends.
+      that had already ended is answered at once. JOB is a job id, its first characters or the
+      job's name. The jobs are watched, not polled: the daemon says when each one ends.
 
       The exit status of a job is what a shell would report: its exit code, or 128 + the signal's
       number if a signal ended it (143 after a stop with SIGTERM, 137 for SIGKILL and OOM kills);
