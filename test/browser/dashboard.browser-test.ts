@@ -98,9 +98,11 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
   });
 
   it('the job list follows a job as it starts and ends, on each daemon', async () => {
-    const job = await onBeta.startJob({ command: 'sleep', args: ['300'] });
+    const job = await onBeta.startJob({ command: 'sleep', args: ['300'], name: 'sleeper', labels: { tier: 'back', note: 'two words' } });
     await row('beta', job.id).and(page.locator('[data-state="running"]')).waitFor();
     assert.equal(await row('beta', job.id).locator('[data-col="command"]').textContent(), 'sleep 300');
+    assert.equal(await row('beta', job.id).locator('[data-role="name"]').textContent(), 'sleeper');
+    assert.equal(await row('beta', job.id).locator('[data-col="name"] .labels').textContent(), "tier=back 'note=two words'");
     assert.equal(await row('beta', job.id).locator('[data-col="owner"]').textContent(), 'ada');
     // Rates come from the UI's own sampling of running jobs.
     await row('beta', job.id).locator('[data-col="memory"]').filter({ hasText: /iB/ }).waitFor();
@@ -124,6 +126,12 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     await page.fill('input[name="q"]', 'sleep 300');
     await row('beta', job.id).waitFor();
     assert.equal(await row('alpha', failing.id).count(), 0);
+    // A name, a label's key, and key=value words: that label with exactly that value (case-sensitive).
+    for (const [text, shown] of [['Sleeper', true], ['tier', true], ['tier=back sleeper', true], ['tier=Back', false], ['note=two', false], ['tier=front', false]] as const) {
+      await page.fill('input[name="q"]', text);
+      if (shown) await row('beta', job.id).waitFor();
+      else await row('beta', job.id).waitFor({ state: 'detached' });
+    }
     await page.fill('input[name="q"]', '');
   });
 

@@ -1,7 +1,7 @@
 // The page says things the way job-cli does: the same formatters (sizes, rates, durations, command
 // lines, exit cells), imported from the CLI rather than written twice.
 export { formatAgo, formatBytes, formatDuration, formatPercent, formatRate } from '../../src/cli/job-cli/units';
-export { averageCpuPercent, commandLine, exitCell, formatIsolation, formatLimits, formatUser, poolLine, truncate } from '../../src/cli/job-cli/format';
+export { averageCpuPercent, commandLine, exitCell, formatIsolation, formatLabels, formatLimits, formatUser, poolLine, truncate } from '../../src/cli/job-cli/format';
 import type { UiJob } from '../../src/cli/ui/protocol';
 
 export const FINISHED_STATES: readonly string[] = ['exited', 'failed', 'stopped', 'lost'];

@@ -3,9 +3,9 @@
 // field a newer daemon sends that this page does not know, shown as it is.
 import type { UiJob } from '../../src/cli/ui/protocol';
 import { h } from './dom';
-import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatIsolation, formatLimits, formatPercent, formatUser, poolLine } from './format';
+import { averageCpuPercent, commandLine, formatAgo, formatBytes, formatDuration, formatIsolation, formatLabels, formatLimits, formatPercent, formatUser, poolLine } from './format';
 
-const KNOWN = new Set(['id', 'owner', 'command', 'args', 'argsOmitted', 'cwd', 'user', 'isolation', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
+const KNOWN = new Set(['id', 'name', 'labels', 'owner', 'command', 'args', 'argsOmitted', 'cwd', 'user', 'isolation', 'state', 'pid', 'exitCode', 'signal', 'oomKilled', 'stoppedBy', 'reason', 'createdAt', 'startedAt', 'finishedAt', 'durationMs', 'limits', 'log', 'stats', 'pool']);
 
 const time = (iso: string | null, now: Date) => (iso === null ? '-' : `${new Date(iso).toLocaleString()} (${formatAgo(new Date(iso), now)})`);
 
@@ -17,6 +17,8 @@ function valueText(value: unknown): string {
 
 export function renderRecord(job: UiJob, now: Date): HTMLElement {
   const rows: [string, string | HTMLElement, string?][] = [];
+  if (job.name !== null) rows.push(['Name', job.name, 'name']);
+  if (Object.keys(job.labels).length > 0) rows.push(['Labels', h('code', {}, formatLabels(job.labels)), 'labels']);
   if (job.reason !== null) rows.push(['Result', job.reason, 'result']);
   if (job.pool !== null) rows.push(['Pool', poolLine(job.pool), 'pool']);
   rows.push(['Exit code', job.exitCode === null ? '-' : String(job.exitCode), 'exit-code']);

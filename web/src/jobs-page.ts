@@ -1,8 +1,9 @@
-// Every job of every daemon, newest first, live: state, owner, command, times, and the resource use
-// of running jobs over the last interval; filters by state, host, owner and text (kept in the URL).
+// Every job of every daemon, newest first, live: name, state, owner, command, times, and the
+// resource use of running jobs over the last interval; filters by state, host, owner and text (kept
+// in the URL): every word of the text must match: KEY=VALUE a label, any other word the job's text.
 import type { UiHost, UiJob, UiRates } from '../../src/cli/ui/protocol';
 import { h, replace } from './dom';
-import { commandLine, durationMs, exitCell, formatAgo, formatBytes, formatDuration, formatPercent, formatRate, isFinished, isStoppable, poolPlace, shortId, truncate } from './format';
+import { commandLine, durationMs, exitCell, formatAgo, formatBytes, formatDuration, formatLabels, formatPercent, formatRate, isFinished, isStoppable, poolPlace, shortId, truncate } from './format';
 import { openStopDialog, removeJob } from './job-actions';
 import { canChange, type ListedJob, type Store } from './store';
 
@@ -30,10 +31,25 @@ export function filtersFrom(query: URLSearchParams): Filters {
   return { state: query.get('state') ?? 'all', host: query.get('host') ?? '', owner: query.get('owner') ?? '', text: query.get('q') ?? '' };
 }
 
-/** What the text filter looks in: the id, the command line, the owner, and a name or labels if a daemon sends them. */
+/** What the text filter looks in: the host, the id, the name, the owner, the command line and the labels (as KEY=VALUE). */
 function searchable(host: string, job: UiJob): string {
-  const extra = [job['name'], job['labels']].filter((value) => value !== undefined && value !== null).map((value) => JSON.stringify(value));
-  return [host, job.id, job.owner, commandLine(job), ...extra].join(' ').toLowerCase();
+  const labels = Object.entries(job.labels).map(([key, value]) => `${key}=${value}`);
+  return [host, job.id, job.name ?? '', job.owner, commandLine(job), ...labels].join(' ').toLowerCase();
+}
+
+/**
+ * Whether a job matches every word of the text filter: a KEY=VALUE word, a job whose label KEY is
+ * exactly VALUE (as `job-cli list --label`: case-sensitive); any other word, one found (in any case)
+ * in what searchable() lists.
+ */
+function matchesText(words: readonly string[], host: string, job: UiJob): boolean {
+  if (words.length === 0) return true;
+  const text = searchable(host, job);
+  return words.every((word) => {
+    const at = word.indexOf('=');
+    if (at > 0) return Object.hasOwn(job.labels, word.slice(0, at)) && job.labels[word.slice(0, at)] === word.slice(at + 1);
+    return text.includes(word.toLowerCase());
+  });
 }
 
 export class JobsPage {
@@ -51,7 +67,7 @@ export class JobsPage {
     this.#store = store;
     this.#filters = filters;
     const stateSelect = h('select', { name: 'state' }, Object.keys(STATE_FILTERS).map((name) => h('option', { value: name, selected: name === filters.state }, name)));
-    const text = h('input', { name: 'q', type: 'search', placeholder: 'id, command, owner…', value: filters.text });
+    const text = h('input', { name: 'q', type: 'search', placeholder: 'id, name, command, owner, label=value…', value: filters.text });
     const onChange = () => {
       this.#filters = { state: stateSelect.value, host: this.#hostSelect.value, owner: this.#ownerSelect.value, text: text.value };
       const query = new URLSearchParams(Object.entries({ state: this.#filters.state === 'all' ? '' : this.#filters.state, host: this.#filters.host, owner: this.#filters.owner, q: this.#filters.text }).filter(([, value]) => value !== ''));
@@ -67,7 +83,7 @@ export class JobsPage {
       h(
         'table',
         { class: 'jobs' },
-        h('thead', {}, h('tr', {}, ['Host', 'Job', 'State', 'Owner', 'Command', 'Started', 'Duration', 'CPU', 'Memory', 'Disk read / write', 'Result', ''].map((title) => h('th', {}, title)))),
+        h('thead', {}, h('tr', {}, ['Host', 'Job', 'Name', 'State', 'Owner', 'Command', 'Started', 'Duration', 'CPU', 'Memory', 'Disk read / write', 'Result', ''].map((title) => h('th', {}, title)))),
         this.#body,
       ),
       this.#summary,
@@ -89,9 +105,9 @@ export class JobsPage {
     this.#options(this.#hostSelect, store.hosts.map((host) => host.name), this.#filters.host);
     this.#options(this.#ownerSelect, [...new Set(all.map(({ job }) => job.owner))].sort(), this.#filters.owner);
     const byState = STATE_FILTERS[this.#filters.state] ?? STATE_FILTERS.all!;
-    const text = this.#filters.text.trim().toLowerCase();
+    const words = this.#filters.text.split(/\s+/).filter((word) => word !== '');
     const shown = all
-      .filter(({ host, job, alsoOn }) => byState(job) && (this.#filters.host === '' || host === this.#filters.host || alsoOn.includes(this.#filters.host)) && (this.#filters.owner === '' || job.owner === this.#filters.owner) && (text === '' || searchable(host, job).includes(text)))
+      .filter(({ host, job, alsoOn }) => byState(job) && (this.#filters.host === '' || host === this.#filters.host || alsoOn.includes(this.#filters.host)) && (this.#filters.owner === '' || job.owner === this.#filters.owner) && matchesText(words, host, job))
       .sort((a, b) => (b.job.createdAt ?? '').localeCompare(a.job.createdAt ?? ''));
     const rows = shown.slice(0, MAX_ROWS).map((listed) => {
       const { host, job } = listed;
@@ -135,6 +151,8 @@ class JobRow {
   readonly #commandLink: HTMLAnchorElement;
   readonly #state = h('span', { class: 'state' });
   readonly #pool = h('div', { class: 'pool' });
+  readonly #name = h('span', { 'data-role': 'name' });
+  readonly #labels = h('div', { class: 'labels' });
   #actionsKey = '';
 
   constructor(host: string, id: string) {
@@ -151,6 +169,7 @@ class JobRow {
       { 'data-host': host, 'data-job': id },
       cell('host', undefined, h('span', {}, host, this.#pool)),
       cell('id', 'mono', this.#idLink),
+      cell('name', undefined, h('span', {}, this.#name, this.#labels)),
       cell('state', undefined, this.#state),
       cell('owner'),
       cell('command', 'mono', this.#commandLink),
@@ -172,6 +191,8 @@ class JobRow {
     this.#state.className = `state state-${job.state}`;
     setText(this.#pool, job.pool === null ? '' : poolPlace(job.pool));
     this.#cells.get('host')!.title = alsoOn.length === 0 ? '' : `a pool job: ${alsoOn.join(', ')} list${alsoOn.length === 1 ? 's' : ''} it too`;
+    setText(this.#name, job.name ?? '');
+    setText(this.#labels, formatLabels(job.labels));
     setText(this.#cells.get('owner')!, job.owner);
     setText(this.#commandLink, truncate(commandLine(job), 60));
     this.#cells.get('command')!.title = commandLine(job);

@@ -16,6 +16,8 @@ interface Field {
 }
 
 const FIELDS: Field[] = [
+  { flag: '--name', key: 'name', label: 'Name', hint: 'usable wherever the id is; unique among your jobs until removed' },
+  { flag: '--label', key: 'label', label: 'Labels', hint: 'KEY=VALUE per line, to find the job by', lines: true },
   { flag: '--cpu', key: 'cpu', label: 'CPU', hint: 'CPUs: 0.5 is half of one' },
   { flag: '--cpu-weight', key: 'cpuWeight', label: 'CPU weight', hint: '1..10000 (default 100)' },
   { flag: '--memory', key: 'memory', label: 'Memory', hint: 'hard limit, e.g. 256M (1024-based)' },

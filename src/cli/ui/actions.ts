@@ -34,6 +34,8 @@ export const isStartForm = t.isObject({
   user: optionalText,
   pool: optionalText,
   retries: optionalText,
+  name: optionalText,
+  label: optionalList,
 });
 
 export const isStopForm = t.isObject({ signal: optionalText, grace: optionalText });
