@@ -66,6 +66,11 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['a maximum runtime of 0', { command: 'true', maxRuntimeMs: 0 }, 'INVALID_ARGUMENT', /^max_runtime_ms: must be an integer from 1 to 2147483647 \(24\.8 days\)$/],
   ['a maximum runtime past setTimeout\'s longest delay', { command: 'true', maxRuntimeMs: 2 ** 31 }, 'INVALID_ARGUMENT', /^max_runtime_ms: must be an integer from 1 to 2147483647/],
   ['a maximum runtime for a pool job', { command: 'true', pool: 'batch', maxRuntimeMs: 1000 }, 'INVALID_ARGUMENT', /^max_runtime_ms: is not supported for pool jobs yet$/],
+  ['a name for a pool job', { command: 'true', pool: 'batch', name: 'nightly' }, 'INVALID_ARGUMENT', /^name: is not supported for pool jobs yet$/],
+  ['labels for a pool job', { command: 'true', pool: 'batch', labels: { tier: 'batch' } }, 'INVALID_ARGUMENT', /^labels: are not supported for pool jobs yet$/],
+  ['a name that is a job id', { command: 'true', name: '3f2a9c1e-5b7d-4c1e-9a43-2b8e1c0d7f11' }, 'INVALID_ARGUMENT', /^name: must be 1-64 letters, digits, '_', '\.' or '-', starting with a letter or digit, and not a UUID, got "3f2a9c1e-/],
+  ['a label key with a space', { command: 'true', labels: { 'bad key': 'x' } }, 'INVALID_ARGUMENT', /^labels: label key "bad key" must be 1-63 letters/],
+  ['33 labels', { command: 'true', labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) }, 'INVALID_ARGUMENT', /^labels: has 33 labels; at most 32$/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
 
@@ -102,6 +107,9 @@ describe('request validation', requireRoot, () => {
     ['ListJobs with a page of 1001', () => client.listJobs({ pageSize: 1001 }), 'INVALID_ARGUMENT', /^page_size: must be at most 1000$/],
     ['ListJobs with a forged page token', () => client.listJobs({ pageToken: 'bm9wZQ' }), 'INVALID_ARGUMENT', /^page_token: is not a token/],
     ['ListJobs with an unknown state', () => rawListJobs({ states: [42 as pb.JobState] }), 'INVALID_ARGUMENT', /^states\[0\]: 42 is not a job state$/],
+    ['ListJobs with a bad label selector term', () => client.listJobs({ labels: ['tier=web', 'a b'] }), 'INVALID_ARGUMENT', /^label_selector\[1\]: label key "a b" must be/],
+    ['ListJobs with a bad name', () => client.listJobs({ name: '-x' }), 'INVALID_ARGUMENT', /^name: must be 1-64 letters/],
+    ['GetJob by a name no job has', () => client.getJob('no-such-name'), 'NOT_FOUND', /^no job named no-such-name$/],
     ['StreamLogs from a non-boundary offset', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 17 })), 'INVALID_ARGUMENT', /^from: offset 17 is not the start of a record$/],
     ['StreamLogs beyond the end', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 1 << 30 })), 'INVALID_ARGUMENT', /beyond the end of the log/],
     ['StreamLogs with too many tail lines', () => drain(client.streamLogs({ jobId: finishedJob.id, tailLines: 100_001 })), 'INVALID_ARGUMENT', /^tail_lines: must be at most 100000$/],
