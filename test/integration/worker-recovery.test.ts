@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 
-import { Worker, type JobSpec, type JobStatus, type WorkerOptions } from '../../src/worker';
+import { Worker, type JobSpec, type JobStatus, type StartOptions, type WorkerOptions } from '../../src/worker';
 import { damageJournalLinesOf } from '../helpers/journal';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -76,15 +76,15 @@ describe('a damaged journal: reported, never amplified', requireRoot, () => {
     const warnings: string[] = [];
     const options = testWorkerOptions(label, { warn: (message) => warnings.push(message) });
     const worker = await Worker.open(options);
-    const run = async (spec: JobSpec) => {
-      const job = await worker.start(spec);
+    const run = async (spec: JobSpec, startOptions: StartOptions = {}) => {
+      const job = await worker.start(spec, startOptions);
       await job.wait();
       return job.id;
     };
     const ids = {
       a: await run({ command: 'sh', args: ['-c', 'echo a-output'], owner: 'alice' }),
       b: await run({ command: 'sh', args: ['-c', 'echo b-output; exit 3'], owner: 'bob' }),
-      c: await run({ command: 'sh', args: ['-c', 'echo c-output', 'arg0', bigArg, bigArg], owner: 'carol' }),
+      c: await run({ command: 'sh', args: ['-c', 'echo c-output', 'arg0', bigArg, bigArg], owner: 'carol' }, { name: 'big-one', labels: { tier: 'batch' } }),
       d: await run({ command: 'true', owner: 'dan' }),
       e: await run({ command: 'sh', args: ['-c', 'echo e-output'], owner: 'eve' }),
     };
@@ -126,6 +126,8 @@ describe('a damaged journal: reported, never amplified', requireRoot, () => {
         assert.match(c.outcome!.reason, /its record was damaged or missing; rebuilt from its log \(its exit status is unknown\)/);
         assert.deepEqual([c.command, c.owner], ['sh', 'carol'], 'from its spec file');
         assert.deepEqual(c.args, ['-c', 'echo c-output', 'arg0', bigArg, bigArg]);
+        assert.deepEqual([c.name, c.labels], ['big-one', { tier: 'batch' }], 'its name and labels from its spec file');
+        assert.equal(worker.named('carol', 'big-one')?.id, ids.c, 'and its name is taken again');
         assert.equal(await output(worker, ids.c), 'c-output\n');
         assert.ok(c.startedAt !== null && c.finishedAt !== null && c.startedAt.getTime() <= c.finishedAt.getTime());
 
