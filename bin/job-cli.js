@@ -1,3 +1,10 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/src/cli/job-cli/main.js').main(process.argv.slice(2));
+const args = process.argv.slice(2);
+// `--version` needs nothing but package.json: answered before the CLI's modules and command table
+// load (clipanion and ~30 modules: most of its start-up), as clipanion would answer it.
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
+  process.stdout.write(`${require('../package.json').version}\n`);
+} else {
+  require('../dist/src/cli/job-cli/main.js').main(args);
+}

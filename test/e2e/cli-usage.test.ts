@@ -1,7 +1,8 @@
 // job-cli's command line: --help with examples for every command, and bad flags as usage errors
 // (exit 2, one line naming the flag) before anything is contacted. No daemon needed.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -39,9 +40,15 @@ describe('job-cli usage', { concurrency: 8 }, () => {
     const group = await cli(['context', '--help']);
     assert.equal(group.code, 0, show(group));
     for (const command of COMMANDS.filter((c) => c[0] === 'context')) assert.match(group.stdout, new RegExp(`^ {2}job-cli ${command.join(' ')} +[A-Z]`, 'm'));
-    const version = await cli(['--version']);
-    assert.equal(version.code, 0);
-    assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+    // bin/job-cli.js answers --version and -v itself, without loading the CLI: exactly as the CLI does.
+    const { version: packageVersion } = JSON.parse(readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+    const asTheCliAnswers = spawnSync(process.execPath, ['-e', "require('./dist/src/cli/job-cli/main.js').main(['--version'])"], { cwd: path.join(__dirname, '..', '..', '..'), encoding: 'utf8' });
+    assert.equal(asTheCliAnswers.stdout, `${packageVersion}\n`, asTheCliAnswers.stderr);
+    for (const flag of ['--version', '-v']) {
+      const version = await cli([flag]);
+      assert.equal(version.code, 0, show(version));
+      assert.equal(version.stdout, `${packageVersion}\n`, flag);
+    }
   });
 
   const usageErrors: [string[], RegExp][] = [
