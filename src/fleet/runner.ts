@@ -254,7 +254,12 @@ export function withStatus(record: PoolJobRecord, status: JobStatus): PoolJobRec
     ...record,
     state: status.state,
     pid: status.pid,
-    outcome: status.outcome === null ? null : { ...status.outcome },
+    // Field by field: the pool record's schema is closed (a pool job has no maximum runtime, so no
+    // timedOut), and a record with an unknown key is ignored by every daemon.
+    outcome:
+      status.outcome === null
+        ? null
+        : { exitCode: status.outcome.exitCode, signal: status.outcome.signal, oomKilled: status.outcome.oomKilled, stoppedBy: status.outcome.stoppedBy, reason: status.outcome.reason },
     startedAt: status.startedAt?.getTime() ?? null,
     finishedAt: status.finishedAt?.getTime() ?? null,
     log: { ...status.log },
