@@ -34,6 +34,8 @@ class Suite:
         self.failed = 0
         self._channels = {}
         self.work = Path(tempfile.mkdtemp(prefix="py-", dir=config["workDir"]))
+        # Jobs run as a dynamic uid: they read the streaming check's data file from here.
+        os.chmod(self.work, 0o755)
         self.stubs = Stubs(config["protoDir"], self.work / "gen")
         self.pb = self.stubs.pb
 

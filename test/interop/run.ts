@@ -10,6 +10,7 @@ import * as path from 'node:path';
 
 import { createCa, issueClientCertificate } from '../../src/pki';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
+import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { craftCertificate, createTestPki, type TestPki } from '../helpers/pki';
 
 const REPO = path.join(__dirname, '..', '..', '..');
@@ -59,6 +60,9 @@ async function main(): Promise<number> {
     return 1;
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-interop-'));
+  // The Python client's files: a job of the streaming check reads one. Not under /tmp (each job has
+  // a private one) nor under `dir`, which holds the daemon's config and so is hidden from jobs.
+  const work = mkdtempVisibleToJobs('interop');
   const pki = await createTestPki();
   let daemon: RunningTestDaemon | undefined;
   try {
@@ -67,7 +71,7 @@ async function main(): Promise<number> {
     const config = path.join(dir, 'interop.json');
     writeFileSync(
       config,
-      JSON.stringify({ address: daemon.address, ca: pki.caPath, identities: await identities(pki), stateDir, workDir: dir, protoDir: path.join(REPO, 'proto') }),
+      JSON.stringify({ address: daemon.address, ca: pki.caPath, identities: await identities(pki), stateDir, workDir: work, protoDir: path.join(REPO, 'proto') }),
     );
     const code = await runPython(config);
     await daemon.stop();
@@ -82,6 +86,7 @@ async function main(): Promise<number> {
     await daemon?.stop().catch(() => undefined);
     pki.remove();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
   }
 }
 
