@@ -32,7 +32,7 @@ import { ScratchDirs } from './scratch';
 import { StateLock } from './state-lock';
 import type { CompactionPolicy, JournalStats } from './journal';
 import { StateStore } from './state-store';
-import { nssUserDatabase, type UserDatabase } from './user-database';
+import { cachingUserDatabase, nssUserDatabase, type UserDatabase } from './user-database';
 
 export interface WorkerDefaults {
   /**
@@ -259,7 +259,7 @@ export class Worker {
     const warn = warnerOf(options);
     this.#defaultUser = checkJobUser('defaults.user', options.defaults?.user ?? 'dynamic');
     this.#isolationDefaults = resolveIsolationDefaults('defaults.isolation', options.defaults?.isolation);
-    this.#users = options.users?.database ?? nssUserDatabase;
+    this.#users = options.users?.database ?? cachingUserDatabase(nssUserDatabase);
     this.dynamicUids = new DynamicUids(options.users?.dynamicUids ?? DEFAULT_DYNAMIC_UID_RANGE, this.#users);
     this.scratch = scratch;
     this.#hiddenPaths = outermost([path.resolve(options.stateDir), ...(options.hiddenPaths ?? []).map((p) => path.resolve(p)), scratch.root]);

@@ -35,7 +35,14 @@ function modulesLoadedBy(args: string[]): string[] {
 }
 
 describe('job-cli start-up', () => {
-  for (const args of [['--version'], ['--help'], ['query', '--help'], ['start', '--no-such-flag'], ['completion', 'bash']]) {
+  it('`job-cli --version` and `-v` load nothing but the launcher and package.json', () => {
+    for (const flag of ['--version', '-v']) {
+      const loaded = modulesLoadedBy([flag]).filter((file) => file !== '' && !file.endsWith('record-modules.js'));
+      assert.deepEqual(loaded.map((file) => path.basename(file)).sort(), ['job-cli.js', 'package.json'], flag);
+    }
+  });
+
+  for (const args of [['--help'], ['query', '--help'], ['start', '--no-such-flag'], ['completion', 'bash']]) {
     it(`\`job-cli ${args.join(' ')}\` loads no gRPC, generated code or certificate parser`, () => {
       const loaded = modulesLoadedBy(args);
       assert.ok(loaded.some((file) => file.endsWith(path.join('job-cli', 'main.js'))), 'the record has teeth: it lists the CLI itself');
