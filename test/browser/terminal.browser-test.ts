@@ -7,7 +7,7 @@
 // give the raw log, both streams and each one. JOBWORKER_UI_SCREENSHOTS=DIR saves docs/ui-terminal.png.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +17,7 @@ import type { Page } from 'playwright-core';
 import { JobworkerClient } from '../../src/client';
 import { launchBrowser, requireChromium, screenshot, terminalScreenLines, waitForTerminalEnd, type TestBrowser } from '../helpers/browser';
 import { leftoverCgroups, startTlsDaemon, type RunningTestDaemon } from '../helpers/cli-daemon';
+import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startUi, writeContexts, type UiProcess } from '../helpers/ui-process';
@@ -178,8 +179,8 @@ describe('the terminal view in Chromium', { ...requireRoot, ...requireChromium }
 
   it('holds the screen still while paused as the job writes on; Follow shows the rest, byte for byte', async () => {
     // The job writes a first part, waits for the test's signal file, then writes 2000 lines more.
-    const signals = mkdtempSync(path.join(tmpdir(), 'jobworker-ui-signal-'));
-    chmodSync(signals, 0o755); // the job's user looks for the file
+    // Where the job (another user, with a private /tmp) can see the file appear.
+    const signals = mkdtempVisibleToJobs('ui-signal');
     const go = path.join(signals, 'go');
     const script = `seq -f 'first %g' 1 20; while [ ! -e ${go} ]; do sleep 0.05; done; seq -f 'second %g' 1 2000`;
     try {
