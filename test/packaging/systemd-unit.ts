@@ -203,9 +203,13 @@ describe('contrib/jobworker.service', requireRoot, () => {
       const exit = await daemon?.stop();
       pki?.remove();
       if (scratchRoot !== undefined) rmSync(scratchRoot, { recursive: true, force: true });
-      assert.deepEqual(exit, { code: 0, signal: null }, daemon?.stderrText);
-      // The daemon removed its own cgroups (jobworker/…) on the way out, or this fails with EBUSY.
-      await removeCgroups(cgroups);
+      try {
+        assert.deepEqual(exit, { code: 0, signal: null }, daemon?.stderrText);
+      } finally {
+        // Also when the daemon failed: the service cgroups are this test's (a failed run left them).
+        // The daemon removed its own (jobworker/…) on the way out, or this fails with EBUSY.
+        await removeCgroups(cgroups);
+      }
       assert.deepEqual(leftoverCgroups(serviceName), []);
     });
 
