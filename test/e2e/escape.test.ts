@@ -3,11 +3,12 @@
 // must fail, and the same action on the job's own things must succeed. The daemon's state, config
 // and keys live outside /tmp here, so that hiding them (not just the private /tmp) is what is tested.
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { JobworkerClient, type JobView, type StartJobRequest } from '../../src/client';
+import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { createTestPki, type TestPki } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
@@ -64,8 +65,7 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
   before(async () => {
     pki = await createTestPki();
     // Not under /tmp: a job has a private one; these must be unreachable because they are hidden.
-    base = mkdtempSync('/var/lib/jobworker-escape-');
-    chmodSync(base, 0o755);
+    base = mkdtempVisibleToJobs('escape');
     stateDir = path.join(base, 'state');
     tlsDir = path.join(base, 'tls');
     mkdirSync(tlsDir, { mode: 0o755 });
