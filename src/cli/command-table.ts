@@ -55,6 +55,21 @@ export function commandTable(cli: Pick<Cli<BaseContext>, 'binaryName' | 'definit
   return { binaryName, commands };
 }
 
+/**
+ * The command classes a command line can be for: those with a path (or alias) that starts with its
+ * first word; all of them when none does, so a misspelled command still gets its did-you-mean and
+ * a bare `--help` lists every command. clipanion builds its parser from every registered command,
+ * which for all of job-cli's is more of `job-cli query`'s start-up than the whole call to the daemon
+ * (issue 17); registering only the candidates leaves parsing, usage errors and `CMD --help` as
+ * they were, since each concerns one command (or one group, like `context`).
+ */
+export function commandsNamedBy<T extends CommandClassPaths>(classes: readonly T[], args: readonly string[]): readonly T[] {
+  const first = args[0];
+  if (first === undefined || first.startsWith('-')) return classes;
+  const named = classes.filter((command) => command.paths?.some((path) => path[0] === first) === true);
+  return named.length > 0 ? named : classes;
+}
+
 /** The command whose path is the longest run of leading words of `args` (options skipped), if any. */
 export function matchCommand(table: CommandTable, args: readonly string[]): CommandEntry | undefined {
   const words = leadingWords(args);

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { commandsNamedBy } from '../../src/cli/command-table';
+import { JOB_CLI_COMMANDS } from '../../src/cli/job-cli/main';
 import { CLI_BIN, cliEnvironment } from '../helpers/cli';
 
 const HEAVY = [/node_modules\/@grpc\//, /node_modules\/@peculiar\//, /node_modules\/@bufbuild\//, /dist\/src\/gen\//];
@@ -54,5 +56,22 @@ describe('job-cli start-up', () => {
     // Nothing listens on port 1: the command fails after it loaded the connection code.
     const loaded = modulesLoadedBy(['query', '--addr', 'localhost:1', '--timeout', '1s', '00000000-0000-4000-8000-000000000000']);
     assert.ok(loaded.some((file) => /node_modules\/@grpc\/grpc-js\//.test(file)));
+  });
+});
+
+describe('commands registered for a command line', () => {
+  const named = (args: string[]) => commandsNamedBy(JOB_CLI_COMMANDS, args).map((command) => command.paths![0]!.join(' '));
+
+  it('only the command its first word names, by path or alias', () => {
+    assert.deepEqual(named(['query', '00000000-0000-4000-8000-000000000000']), ['query']);
+    assert.deepEqual(named(['ls', '--state', 'running']), ['list']);
+  });
+
+  it('every command of a group', () => {
+    assert.deepEqual(named(['context', 'lss']), ['context add', 'context use', 'context ls', 'context rm', 'context show']);
+  });
+
+  it('all of them for an unknown word or an option first (did-you-mean and --help need them all)', () => {
+    for (const args of [['qeury', 'x'], ['--help'], []]) assert.equal(named(args).length, JOB_CLI_COMMANDS.length, args.join(' '));
   });
 });

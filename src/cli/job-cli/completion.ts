@@ -32,10 +32,11 @@ export class CompletionCommand extends BaseCommand {
     if (!(COMPLETION_SHELLS as readonly string[]).includes(this.shell)) {
       throw flagError('SHELL', `expected ${COMPLETION_SHELLS.join(', ')}, got ${JSON.stringify(this.shell)}`);
     }
-    // The registered classes give the aliases (`ls`), which clipanion's definitions leave out.
+    // The CLI with every command: this run registered only the ones its command line names. The
+    // classes give the aliases (`ls`), which clipanion's definitions leave out.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { JOB_CLI_COMMANDS } = require('./main') as typeof import('./main');
-    this.context.stdout.write(completionScript(commandTable(this.cli, JOB_CLI_COMMANDS as readonly CommandClassPaths[]), this.shell as CompletionShell));
+    const { createJobCli, JOB_CLI_COMMANDS } = require('./main') as typeof import('./main');
+    this.context.stdout.write(completionScript(commandTable(createJobCli(), JOB_CLI_COMMANDS as readonly CommandClassPaths[]), this.shell as CompletionShell));
     return 0;
   }
 }

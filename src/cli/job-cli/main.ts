@@ -1,6 +1,7 @@
 // Entry point of bin/job-cli.
 import { Builtins, Cli } from 'clipanion';
 
+import { commandsNamedBy } from '../command-table';
 import { runCli } from '../run';
 import { CompletionCommand } from './completion';
 import { EventsCommand } from './events';
@@ -42,9 +43,11 @@ export const JOB_CLI_COMMANDS = [
   CompletionCommand,
 ];
 
-export function createJobCli(): Cli {
+/** The CLI with every command, or, given a command line, with only the commands it can be for. */
+export function createJobCli(args?: readonly string[]): Cli {
   const cli = new Cli({ binaryName: 'job-cli', binaryLabel: 'jobworker command-line client', binaryVersion: version, enableColors: process.stdout.isTTY === true });
-  for (const command of JOB_CLI_COMMANDS) cli.register(command);
+  const commands = args === undefined ? JOB_CLI_COMMANDS : commandsNamedBy(JOB_CLI_COMMANDS, args);
+  for (const command of commands) cli.register(command);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;
@@ -79,7 +82,7 @@ function flushed(stream: NodeJS.WriteStream): Promise<void> {
 
 export async function main(args: string[]): Promise<void> {
   dropIpServerNameWarning();
-  const code = await runCli(createJobCli(), args, {}, { parseHint });
+  const code = await runCli(createJobCli(args), args, {}, { parseHint });
   // Exit once our output is out, rather than when the event loop empties: a connection attempt
   // that never completed (a server that accepts and never answers) can keep grpc-js's socket
   // open after the channel is closed, and the command's answer is already given.
