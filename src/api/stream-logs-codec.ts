@@ -203,9 +203,17 @@ export function decodeStreamLogsResponse(buf: Buffer): StreamLogsResponse {
 const CHUNK_OVERHEAD = 1 + 5 + 2 + 1 + 5 + 1 + 9 + 1 + 9 + 1 + 9;
 
 /**
+ * Room left in front of every message ChunkBatch encodes: gRPC's message prefix (a compressed flag
+ * and a 4-byte length), written there by ../server/preframed-messages.ts instead of grpc-js copying
+ * the message into a new buffer to prepend it.
+ */
+export const MESSAGE_PREFIX_BYTES = 5;
+
+/**
  * Encodes log chunks straight into a StreamLogsResponse message buffer as they are read, so each
  * output byte is copied once (from the read buffer into the message) and message buffers are
- * recycled once grpc-js has sent them: a fast stream allocates almost nothing per message.
+ * recycled once grpc-js has sent them: a fast stream allocates almost nothing per message. Each
+ * message starts MESSAGE_PREFIX_BYTES into its buffer, so it can be framed in place.
  *
  * A record is never split across messages: every chunk carries one whole record (or, for a
  * tail_lines start, the end of one), so its `next_offset` is a record boundary and resuming there
@@ -214,16 +222,20 @@ const CHUNK_OVERHEAD = 1 + 5 + 2 + 1 + 5 + 1 + 9 + 1 + 9 + 1 + 9;
  */
 export class ChunkBatch {
   #buf: Buffer;
-  #at = 0;
+  #at = MESSAGE_PREFIX_BYTES;
   #free: Buffer[] = [];
 
   /** `capacity`: the output bytes one message carries, unless it holds a single bigger record. */
   constructor(readonly capacity: number) {
-    this.#buf = Buffer.allocUnsafe(capacity + CHUNK_OVERHEAD);
+    this.#buf = Buffer.allocUnsafe(this.#standardSize);
+  }
+
+  get #standardSize(): number {
+    return MESSAGE_PREFIX_BYTES + this.capacity + CHUNK_OVERHEAD;
   }
 
   get empty(): boolean {
-    return this.#at === 0;
+    return this.#at === MESSAGE_PREFIX_BYTES;
   }
 
   /**
@@ -232,22 +244,25 @@ export class ChunkBatch {
    * record).
    */
   append(stream: number, data: Uint8Array, timeUnixMicros: number, offset: number, nextOffset: number): number | null {
-    if (this.#at > 0 && this.#at + data.length > this.capacity) return null;
-    if (this.#buf.length < data.length + CHUNK_OVERHEAD) {
+    if (!this.empty && this.#at - MESSAGE_PREFIX_BYTES + data.length > this.capacity) return null;
+    if (this.#buf.length < MESSAGE_PREFIX_BYTES + data.length + CHUNK_OVERHEAD) {
       // Only an empty message gets here (capacity + overhead fits anything accepted above).
       this.#recycle(this.#buf);
-      this.#buf = Buffer.allocUnsafe(data.length + CHUNK_OVERHEAD);
+      this.#buf = Buffer.allocUnsafe(MESSAGE_PREFIX_BYTES + data.length + CHUNK_OVERHEAD);
     }
     this.#at = writeChunk(this.#buf, this.#at, stream, data, timeUnixMicros, offset, nextOffset);
     return data.length;
   }
 
-  /** The message so far, and a release() to call once it has been sent (its buffer is reused). */
+  /**
+   * The message so far (with MESSAGE_PREFIX_BYTES of its buffer in front of it), and a release() to
+   * call once it has been sent (its buffer is reused).
+   */
   take(): { bytes: Buffer; release(): void } {
     const full = this.#buf;
-    const bytes = full.subarray(0, this.#at);
-    this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(this.capacity + CHUNK_OVERHEAD);
-    this.#at = 0;
+    const bytes = full.subarray(MESSAGE_PREFIX_BYTES, this.#at);
+    this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(this.#standardSize);
+    this.#at = MESSAGE_PREFIX_BYTES;
     return { bytes, release: () => this.#recycle(full) };
   }
 
@@ -258,7 +273,7 @@ export class ChunkBatch {
    */
   #recycle(buf: Buffer): void {
     if (this.#free.length >= 8) return;
-    const standard = this.capacity + CHUNK_OVERHEAD;
+    const standard = this.#standardSize;
     if (buf.length > standard && this.#free.some((kept) => kept.length > standard)) return;
     this.#free.push(buf);
   }

@@ -1,7 +1,8 @@
 // StreamLogs: a job's output from an offset (or the last N lines, or since a time), following it
 // with `follow` until the job ends, then a last message carrying the final status. Records are
 // encoded into messages as they are read (ChunkBatch: one copy per byte, recycled buffers) and
-// handed to grpc-js already encoded; a message goes out as soon as the reader has to wait.
+// handed to grpc-js already encoded, with room to be framed in place (./preframed-messages.ts); a
+// message goes out as soon as the reader has to wait.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import { ChunkBatch, type OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
@@ -11,6 +12,7 @@ import * as pb from '../gen/jobworker/v1/jobworker';
 import type { PoolPlacement } from '../fleet';
 import type { Job, LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
+import { framedInPlace } from './preframed-messages';
 import type { ScanLimiter } from './scan-limiter';
 import type { StreamWrite } from './stream-writer';
 
@@ -60,7 +62,7 @@ export async function streamJobLogs(
   const flush = async (): Promise<void> => {
     if (batch.empty) return;
     const { bytes, release } = batch.take();
-    await write(bytes, release);
+    await write(framedInPlace(bytes), release); // released once sent: grpc-js writes this very memory
   };
   const add = async (record: LogRecord): Promise<void> => {
     let data = record.data;

@@ -25,6 +25,7 @@ import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
 import { OwnerJobCounts } from './owner-jobs';
 import { createAuthenticationInterceptor } from './peer-identity';
+import { installPreframing } from './preframed-messages';
 import { addReflectionServices } from './reflection';
 import { RefusalLog } from './refusal-log';
 import { ScanLimiter } from './scan-limiter';
@@ -203,6 +204,7 @@ export class JobworkerServer {
         }
       },
     });
+    if (!installPreframing()) logger.warn('this grpc-js has no serializeMessage to replace: log messages are copied once more (slower streams)', { module: '@grpc/grpc-js' });
     const maxRequest = options.maxRequestBytes ?? 2 << 20;
     const server = new Server({
       interceptors: [interceptor],
