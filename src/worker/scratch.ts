@@ -99,6 +99,14 @@ export class ScratchDirs {
     return { done: false, problem: `${dir} could not be emptied as uid ${owner.uid} (${last})` };
   }
 
+  /** Removes the root if nothing is left in it; true if it is gone. */
+  async removeIfEmpty(): Promise<boolean> {
+    return rmdir(this.root).then(
+      () => true,
+      (error: unknown) => errorCode(error) === 'ENOENT',
+    );
+  }
+
   /**
    * Removes directories no live job has (left by a crash or a failed removal), as their owner.
    * Returns the ones removed and the ones that could not be.

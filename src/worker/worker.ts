@@ -64,7 +64,9 @@ export interface ScratchOptions {
    * Where jobs without a working directory get theirs (<root>/<job id>, 0700, the job's user's).
    * Default: a sibling of the state directory, "<stateDir>-scratch" (/var/lib/jobworker-scratch for
    * the daemon): on the same disk as the state (not in RAM), outside the state directory, which no
-   * job may see, and kept across restarts so that leftovers of a crash are found and removed.
+   * job may see, and kept across restarts so that leftovers of a crash are found and removed (a
+   * clean close removes it once empty). A state directory under /tmp, /var/tmp or /dev/shm, which
+   * jobs see as private tmpfs, gets /var/lib/jobworker-scratch/<its name>-<hash of its path>.
    */
   root?: string;
   /** Keep a finished job's directory (handed to root, 0700) instead of removing it. Default false. */
@@ -183,12 +185,16 @@ export const FALLBACK_SCRATCH_PARENT = '/var/lib/jobworker-scratch';
 
 /**
  * "<stateDir>-scratch": beside the state directory, never inside it (jobs may not see that). A
- * state directory under /tmp, /var/tmp or /dev/shm gets FALLBACK_SCRATCH_PARENT/<its name> instead.
+ * state directory under /tmp, /var/tmp or /dev/shm gets FALLBACK_SCRATCH_PARENT/<its name>-<hash of
+ * its path> instead: two state directories of one name (/tmp/a/state, /tmp/b/state) must not share
+ * a root, or the second Worker's open() would sweep the first one's live jobs' directories.
  */
 export function defaultScratchRoot(stateDir: string): string {
   const resolved = path.resolve(stateDir);
   const beside = path.join(path.dirname(resolved), `${path.basename(resolved)}-scratch`);
-  return underPrivateTmp(beside) === undefined ? beside : path.join(FALLBACK_SCRATCH_PARENT, path.basename(resolved));
+  if (underPrivateTmp(beside) === undefined) return beside;
+  const pathHash = createHash('sha256').update(resolved).digest('hex').slice(0, 12);
+  return path.join(FALLBACK_SCRATCH_PARENT, `${path.basename(resolved)}-${pathHash}`);
 }
 
 /** Directories not inside another of the list: once the outer one is hidden, the inner ones do not exist in the job's view. */
@@ -575,6 +581,10 @@ export class Worker {
       await this.cgroupDriver.releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
     }
     this.cgroupDriver.close(); // the root is another instance's to take from here on
+    // A default scratch root is the Worker's own: once its jobs' directories are gone it goes too
+    // (one under FALLBACK_SCRATCH_PARENT per state directory would pile up otherwise). A configured
+    // root is the operator's and stays.
+    if ((options.stopJobs ?? true) && this.#options.scratch?.root === undefined) await this.scratch.removeIfEmpty();
     await this.#store.close();
     await this.#lock.release();
     return results;

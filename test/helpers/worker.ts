@@ -50,10 +50,12 @@ export async function openTestWorker(label: string, extra: Partial<WorkerOptions
       await worker.close({ graceMs: 1000 }); // stops jobs and removes the cgroup root
       const scratchRoot = options.scratch?.root ?? defaultScratchRoot(options.stateDir);
       const scratchLeft = existsSync(scratchRoot) ? readdirSync(scratchRoot) : [];
+      const defaultRootLeft = options.scratch?.root === undefined && existsSync(scratchRoot);
       rmSync(options.stateDir, { recursive: true, force: true });
       rmSync(scratchRoot, { recursive: true, force: true });
       assert.deepEqual(leftover, [], 'job cgroups left behind');
       assert.deepEqual(scratchLeft, [], 'scratch directories left behind');
+      assert.equal(defaultRootLeft, false, 'a clean close removes its (empty) default scratch root');
       assert.deepEqual([...worker.dynamicUids.inUse], [], 'dynamic uids still held');
     },
   };
