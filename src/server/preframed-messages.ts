@@ -30,7 +30,7 @@ export function framedInPlace(message: Buffer): Buffer {
 }
 
 /** The message with gRPC's prefix written in the bytes in front of it: the same memory, no copy. */
-export function frameInPlace(message: Buffer): Buffer {
+function frameInPlace(message: Buffer): Buffer {
   const framed = Buffer.from(message.buffer, message.byteOffset - MESSAGE_PREFIX_BYTES, message.length + MESSAGE_PREFIX_BYTES);
   framed[0] = 0; // not compressed
   framed.writeUInt32BE(message.length, 1);

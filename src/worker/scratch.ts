@@ -99,12 +99,9 @@ export class ScratchDirs {
     return { done: false, problem: `${dir} could not be emptied as uid ${owner.uid} (${last})` };
   }
 
-  /** Removes the root if nothing is left in it; true if it is gone. */
-  async removeIfEmpty(): Promise<boolean> {
-    return rmdir(this.root).then(
-      () => true,
-      (error: unknown) => errorCode(error) === 'ENOENT',
-    );
+  /** Removes the root if nothing is left in it (a directory left in it, or none at all: nothing to do). */
+  async removeIfEmpty(): Promise<void> {
+    await rmdir(this.root).catch(() => undefined);
   }
 
   /**

@@ -579,12 +579,12 @@ export class Worker {
     if (options.stopJobs ?? true) {
       // A clean shutdown leaves no cgroup behind, not even the (empty) root or a slice.
       await this.cgroupDriver.releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));
+      // A default scratch root is the Worker's own: once its jobs' directories are gone it goes too
+      // (one under FALLBACK_SCRATCH_PARENT per state directory would pile up otherwise). A
+      // configured root is the operator's and stays.
+      if (this.#options.scratch?.root === undefined) await this.scratch.removeIfEmpty();
     }
     this.cgroupDriver.close(); // the root is another instance's to take from here on
-    // A default scratch root is the Worker's own: once its jobs' directories are gone it goes too
-    // (one under FALLBACK_SCRATCH_PARENT per state directory would pile up otherwise). A configured
-    // root is the operator's and stays.
-    if ((options.stopJobs ?? true) && this.#options.scratch?.root === undefined) await this.scratch.removeIfEmpty();
     await this.#store.close();
     await this.#lock.release();
     return results;
