@@ -29,6 +29,7 @@ import {
 } from './convert';
 import { ClientError } from './client-error';
 import { connectionCredentials } from './credentials';
+import { LogSession, plainAuthority } from './log-session';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
 import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
@@ -51,6 +52,9 @@ function toClientError(error: unknown): unknown {
   }
   return error;
 }
+
+/** The largest message the client takes (a StreamLogs message is at most a few MiB). */
+const MAX_RECEIVE_MESSAGE_BYTES = 8 << 20;
 
 export class JobworkerClient {
   readonly address: string;
@@ -81,8 +85,12 @@ export class JobworkerClient {
   /** Clients of the daemons that run pool jobs, by address (same certificate). */
   #runners = new Map<string, Promise<JobworkerClient>>();
 
-  private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, certificateDer: Buffer, warnings: string[]) {
+  /** Log streams' own connection (./log-session.ts); null for an address only grpc-js resolves. */
+  #logSession: LogSession | null;
+
+  private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, certificateDer: Buffer, warnings: string[], logSession: LogSession | null) {
     this.#options = options;
+    this.#logSession = logSession;
     this.address = address;
     this.#stub = stub;
     this.#timeoutMs = timeoutMs;
@@ -92,9 +100,9 @@ export class JobworkerClient {
 
   /** Loads and checks the TLS files (errors name the file and the fix), then creates the channel. */
   static async connect(options: ConnectOptions): Promise<JobworkerClient> {
-    const { credentials, warnings, certificateDer } = await connectionCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
+    const { credentials, tls, warnings, certificateDer } = await connectionCredentials(options.tls, options.serverName === undefined ? {} : { serverName: options.serverName });
     const stub = new pb.JobServiceClient(options.address, credentials, {
-      'grpc.max_receive_message_length': 8 << 20,
+      'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
       // HTTP/2's default 64 KiB window makes a log stream wait for a window update every 64 KiB;
       // a larger one lets output flow at disk speed (the server still bounds what it has in flight).
       'grpc-node.flow_control_window': 1 << 20,
@@ -102,11 +110,17 @@ export class JobworkerClient {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
     });
-    return new JobworkerClient(options, options.address, stub, options.callTimeoutMs ?? 10_000, certificateDer, warnings);
+    const timeoutMs = options.callTimeoutMs ?? 10_000;
+    const logSession =
+      plainAuthority(options.address) === null
+        ? null
+        : new LogSession({ address: options.address, tls, connectTimeoutMs: timeoutMs, maxMessageBytes: MAX_RECEIVE_MESSAGE_BYTES });
+    return new JobworkerClient(options, options.address, stub, timeoutMs, certificateDer, warnings, logSession);
   }
 
   close(): void {
     this.#stub.close();
+    this.#logSession?.close();
     for (const runner of this.#runners.values()) void runner.then((client) => client.close(), () => undefined);
     this.#runners.clear();
   }
@@ -228,6 +242,11 @@ export class JobworkerClient {
   async *#streamHere(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
     // Not the generated stub's streamLogs: messages are decoded without copying each payload.
     const method = pb.JobServiceService.streamLogs;
+    if (this.#logSession !== null) {
+      const encoded = method.requestSerialize(streamLogsRequestToPb(request));
+      for await (const message of this.#logSession.serverStream(method.path, encoded, signal)) yield logMessageFromPb(decodeStreamLogsResponse(message));
+      return;
+    }
     const call = this.#stub.makeServerStreamRequest(method.path, method.requestSerialize, decodeStreamLogsResponse, streamLogsRequestToPb(request), new Metadata(), {});
     for await (const message of iterate(call, signal)) yield logMessageFromPb(message);
   }

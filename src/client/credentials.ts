@@ -7,7 +7,7 @@
 // Node's default `checkServerIdentity`, so the server's subjectAltName must name the host (or IP)
 // the client dials; `serverName` below checks another name instead (a load balancer address,
 // an IP the certificate does not list).
-import { checkServerIdentity, createSecureContext, type PeerCertificate } from 'node:tls';
+import { checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { ChannelCredentials } from '@grpc/grpc-js';
 
 import { JobworkerError } from '../errors';
@@ -21,30 +21,48 @@ export interface ChannelCredentialsOptions {
 }
 
 export function createChannelCredentials(material: TlsMaterial, options: ChannelCredentialsOptions = {}): ChannelCredentials {
+  return channelCredentials(clientTlsContext(material, options));
+}
+
+function clientTlsContext(material: TlsMaterial, options: ChannelCredentialsOptions): ClientTlsContext {
   if (material.use !== 'client') {
     throw new JobworkerError(
       'invalid-argument',
       `TLS material from ${material.paths.certificatePath} is for a ${material.use}, not a client`,
     );
   }
-  return credentialsFromPems(material, options);
+  return tlsContextFromPems(material, options);
 }
 
-function credentialsFromPems(pems: { caPem: string; certificatePem: string; privateKeyPem: string }, options: ChannelCredentialsOptions): ChannelCredentials {
-  const context = createSecureContext({
+/**
+ * What a plain TLS connection needs to be the same as the channel's: the context (policy, CA, our
+ * certificate) and, with `serverName`, the name to verify the server against.
+ */
+export interface ClientTlsContext {
+  secureContext: SecureContext;
+  checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
+}
+
+function tlsContextFromPems(pems: { caPem: string; certificatePem: string; privateKeyPem: string }, options: ChannelCredentialsOptions): ClientTlsContext {
+  const secureContext = createSecureContext({
     ...TLS_POLICY,
     ca: pems.caPem,
     cert: pems.certificatePem,
     key: pems.privateKeyPem,
   });
   const { serverName } = options;
-  return ChannelCredentials.createFromSecureContext(context, {
+  return serverName === undefined
+    ? { secureContext }
+    : { secureContext, checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(serverName, cert) };
+}
+
+function channelCredentials(tls: ClientTlsContext): ChannelCredentials {
+  return ChannelCredentials.createFromSecureContext(tls.secureContext, {
     rejectUnauthorized: true,
-    ...(serverName === undefined
-      ? {}
-      : { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(serverName, cert) }),
+    ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
   });
 }
+
 
 /**
  * Loads and validates the client's CA, certificate and key (errors name the file and the fix, e.g.
@@ -66,6 +84,8 @@ export async function loadChannelCredentials(
 /** Credentials for a connection, the warnings worth showing, and the certificate (DER) presented. */
 export interface ConnectionCredentials {
   credentials: ChannelCredentials;
+  /** The same TLS settings for a connection of the client's own (./log-session.ts). */
+  tls: ClientTlsContext;
   warnings: string[];
   certificateDer: Buffer;
 }
@@ -77,7 +97,13 @@ export interface ConnectionCredentials {
  */
 export async function connectionCredentials(paths: TlsFilePaths, options: ChannelCredentialsOptions = {}): Promise<ConnectionCredentials> {
   const quick = await quickLoadClientTls(paths);
-  if (quick !== undefined) return { credentials: credentialsFromPems(quick, options), warnings: quick.warnings, certificateDer: quick.certificateDer };
-  const { credentials, material } = await loadChannelCredentials(paths, options);
-  return { credentials, warnings: material.warnings, certificateDer: Buffer.from(material.certificate.rawData) };
+  if (quick !== undefined) {
+    const tls = tlsContextFromPems(quick, options);
+    return { credentials: channelCredentials(tls), tls, warnings: quick.warnings, certificateDer: quick.certificateDer };
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadClientTlsMaterial } = require('../pki/load') as typeof import('../pki/load');
+  const material = await loadClientTlsMaterial(paths);
+  const tls = clientTlsContext(material, options);
+  return { credentials: channelCredentials(tls), tls, warnings: material.warnings, certificateDer: Buffer.from(material.certificate.rawData) };
 }
