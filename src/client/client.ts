@@ -29,7 +29,7 @@ import {
 } from './convert';
 import { ClientError } from './client-error';
 import { connectionCredentials } from './credentials';
-import { LogSession, plainAuthority } from './log-session';
+import { LogSession, plainAuthority, proxyApplies } from './log-session';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
 import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
@@ -85,7 +85,7 @@ export class JobworkerClient {
   /** Clients of the daemons that run pool jobs, by address (same certificate). */
   #runners = new Map<string, Promise<JobworkerClient>>();
 
-  /** Log streams' own connection (./log-session.ts); null for an address only grpc-js resolves. */
+  /** Log streams' own connection (./log-session.ts); null for an address only grpc-js resolves, or a proxy. */
   #logSession: LogSession | null;
 
   private constructor(options: ConnectOptions, address: string, stub: pb.JobServiceClient, timeoutMs: number, certificateDer: Buffer, warnings: string[], logSession: LogSession | null) {
@@ -111,8 +111,9 @@ export class JobworkerClient {
       'grpc.keepalive_timeout_ms': 10_000,
     });
     const timeoutMs = options.callTimeoutMs ?? 10_000;
+    const authority = plainAuthority(options.address);
     const logSession =
-      plainAuthority(options.address) === null
+      authority === null || proxyApplies(authority.host)
         ? null
         : new LogSession({ address: options.address, tls, connectTimeoutMs: timeoutMs, maxMessageBytes: MAX_RECEIVE_MESSAGE_BYTES });
     return new JobworkerClient(options, options.address, stub, timeoutMs, certificateDer, warnings, logSession);

@@ -25,9 +25,9 @@ export class GrpcMessageParser {
 
   constructor(readonly maxMessageBytes: number) {}
 
-  /** The bytes held for a message not yet whole (a stream that ends with some is cut short). */
+  /** Bytes received of a message not yet whole, its prefix included (a stream that ends with some is cut short). */
   get pendingBytes(): number {
-    return this.#buffered;
+    return this.#buffered + (this.#length >= 0 ? MESSAGE_PREFIX_BYTES : 0);
   }
 
   /** Takes the next piece of the stream; returns the messages it completes, in order. */

@@ -7,9 +7,12 @@
 // (./grpc-frames.ts) and queued up to a bound; the server sees an ordinary gRPC call on an ordinary
 // mutual-TLS connection with the same certificate, so its RBAC, limits and errors are the same.
 //
-// The connection opens on the first stream, serves every stream of this client, and closes with
-// it. It holds the process open only while a stream is open, and a ping every KEEPALIVE_MS (answered
-// within KEEPALIVE_TIMEOUT_MS) notices a daemon that went away, as the channel's keepalive does.
+// The connection opens on the first stream, serves every stream of this client, and closes with it
+// or after IDLE_CLOSE_MS without streams. It holds the process open only while a stream is open,
+// and while one is, a ping every KEEPALIVE_MS (answered within KEEPALIVE_TIMEOUT_MS) notices a daemon
+// that went away, as the channel's keepalive does. A call ends as a grpc-js call would: the status
+// from the trailers once every byte is read; a reset mapped to a status as grpc-js maps it
+// (subchannel-call.ts); a connection lost before the end, UNAVAILABLE.
 import * as http2 from 'node:http2';
 import { isIP } from 'node:net';
 
@@ -30,8 +33,24 @@ const CONNECTION_WINDOW_BYTES = 8 << 20;
  * costs the client at most this, its window and one message.
  */
 const QUEUE_HIGH_BYTES = 2 << 20;
+/** What a queued message costs beyond its bytes (so that a stream of tiny messages is bounded too). */
+const QUEUED_MESSAGE_OVERHEAD_BYTES = 64;
 const KEEPALIVE_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 10_000;
+const IDLE_CLOSE_MS = 30_000;
+
+/**
+ * True if grpc-js would connect to `host` through a proxy (http_proxy.ts: `grpc_proxy`,
+ * `https_proxy` or `http_proxy`, unless `no_grpc_proxy`, else `no_proxy`, lists the host), which
+ * this connection cannot: then log streams go through grpc-js too. (grpc-js also matches CIDR
+ * ranges there; a host only so excluded streams through grpc-js, slower but the same.)
+ */
+export function proxyApplies(host: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const proxy = env.grpc_proxy || env.https_proxy || env.http_proxy;
+  if (!proxy) return false;
+  const exceptions = (env.no_grpc_proxy || env.no_proxy || '').split(',').map((entry) => entry.trim());
+  return !exceptions.includes(host);
+}
 
 /** "host:port" or "[v6]:port" as a URL authority, and the host; null for what only grpc-js resolves (dns:, unix:…). */
 export function plainAuthority(address: string): { authority: string; host: string } | null {
@@ -50,11 +69,65 @@ export interface LogSessionOptions {
   maxMessageBytes: number;
 }
 
+const cancelledOnClient = () => new ClientError(StatusCode.CANCELLED, 'Cancelled on client');
+
+/** One HTTP/2 connection and its open streams: referenced, and pinged, only while it has some. */
+class Connection {
+  #streams = 0;
+  #keepalive: NodeJS.Timeout | undefined;
+  #idle: NodeJS.Timeout | undefined;
+
+  constructor(readonly session: http2.ClientHttp2Session) {
+    session.unref();
+    session.once('close', () => this.#stopTimers());
+  }
+
+  get usable(): boolean {
+    return !this.session.closed && !this.session.destroyed;
+  }
+
+  streamOpened(): void {
+    if (this.#streams++ > 0) return;
+    clearTimeout(this.#idle);
+    this.session.ref();
+    this.#keepalive = setInterval(() => this.#ping(), KEEPALIVE_MS);
+    this.#keepalive.unref();
+  }
+
+  streamClosed(): void {
+    if (--this.#streams > 0 || this.session.destroyed) return;
+    this.session.unref();
+    clearInterval(this.#keepalive);
+    this.#idle = setTimeout(() => this.session.close(), IDLE_CLOSE_MS);
+    this.#idle.unref();
+  }
+
+  #ping(): void {
+    const { session } = this;
+    if (session.destroyed) return this.#stopTimers();
+    const deadline = setTimeout(() => session.destroy(new Error(`keepalive ping not answered in ${KEEPALIVE_TIMEOUT_MS} ms`)), KEEPALIVE_TIMEOUT_MS);
+    deadline.unref();
+    try {
+      session.ping((error) => {
+        clearTimeout(deadline);
+        if (error !== null && !session.destroyed) session.destroy(error);
+      });
+    } catch {
+      clearTimeout(deadline); // destroyed meanwhile: its streams have been told
+    }
+  }
+
+  #stopTimers(): void {
+    clearInterval(this.#keepalive);
+    clearTimeout(this.#idle);
+  }
+}
+
 export class LogSession {
   readonly #options: LogSessionOptions;
   readonly #host: string;
-  #session: http2.ClientHttp2Session | null = null;
-  #openStreams = 0;
+  #connection: Connection | null = null;
+  #connecting: Promise<Connection> | null = null;
   #closed = false;
 
   constructor(options: LogSessionOptions) {
@@ -67,8 +140,8 @@ export class LogSession {
   /** Closes the connection once its open streams end; streams asked for later fail. */
   close(): void {
     this.#closed = true;
-    this.#session?.close();
-    this.#session = null;
+    this.#connection?.session.close();
+    this.#connection = null;
   }
 
   /**
@@ -77,46 +150,47 @@ export class LogSession {
    * status, as the channel's calls do. Breaking out of the loop, or `signal`, cancels the call.
    */
   async *serverStream(path: string, request: Uint8Array, signal?: AbortSignal): AsyncGenerator<Buffer> {
-    signal?.throwIfAborted();
-    const session = await this.#connected();
+    if (signal?.aborted === true) throw cancelledOnClient();
+    const connection = await untilAborted(this.#connected(), signal);
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = session.request(
+      stream = connection.session.request(
         { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-accept-encoding': 'identity' },
         { endStream: false },
       );
     } catch (error) {
       throw unavailable(this.#options.address, error);
     }
-    this.#streamOpened(session);
+    connection.streamOpened();
     const parser = new GrpcMessageParser(this.#options.maxMessageBytes);
     const queue: Buffer[] = [];
     let queuedBytes = 0;
-    let ended = false;
-    let failure: unknown = null;
-    let status: http2.IncomingHttpHeaders | null = null;
+    const call: CallEnd = { status: null, readEnded: false, connectionLost: null };
+    let closed = false;
+    /** Ends the call: after the messages already queued, unless `now` (the caller cancelled). */
+    const ending: { failure: { error: unknown; now: boolean } | null } = { failure: null };
     let wake: (() => void) | null = null;
     const wakeReader = () => {
       const waiting = wake;
       wake = null;
       waiting?.();
     };
-    const fail = (error: unknown) => {
-      failure ??= error;
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+    const fail = (error: unknown, now = false) => {
+      ending.failure ??= { error, now };
+      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       wakeReader();
     };
-    const onAbort = () => fail(new ClientError(StatusCode.CANCELLED, 'Cancelled on client'));
+    const onAbort = () => fail(cancelledOnClient(), true);
     signal?.addEventListener('abort', onAbort, { once: true });
 
     stream.on('response', (headers) => {
       const httpStatus = headers[':status'];
       if (httpStatus !== 200) return fail(new ClientError(httpStatusCode(httpStatus), `the server answered HTTP ${httpStatus}, not a gRPC response`));
       // A call that fails before any message has its status in these headers ("Trailers-Only").
-      if (headers['grpc-status'] !== undefined) status = headers;
+      if (headers['grpc-status'] !== undefined) call.status = headers;
     });
     stream.on('data', (piece: Buffer) => {
-      if (failure !== null) return;
+      if (ending.failure !== null) return;
       let messages: Buffer[];
       try {
         messages = parser.push(piece);
@@ -125,79 +199,107 @@ export class LogSession {
       }
       for (const message of messages) {
         queue.push(message);
-        queuedBytes += message.length;
+        queuedBytes += message.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
       }
       // Paused, the stream stops returning receive window to the server: the server holds the rest.
       if (queuedBytes >= QUEUE_HIGH_BYTES) stream.pause();
       if (messages.length > 0) wakeReader();
     });
     stream.on('trailers', (trailers) => {
-      status = trailers;
+      call.status = trailers;
     });
-    stream.on('error', (error) => fail(unavailable(this.#options.address, error)));
+    stream.on('end', () => {
+      call.readEnded = true;
+    });
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      // A reset by the server becomes a status from its code once the stream closes; anything
+      // else here is the connection failing under the stream.
+      if (error.code !== 'ERR_HTTP2_STREAM_ERROR') call.connectionLost ??= error;
+    });
     stream.on('close', () => {
-      ended = true;
+      // Node closes a dropped connection's streams with a CANCEL of its own making (as grpc-js notes).
+      if (connection.session.destroyed) call.connectionLost ??= new Error('the connection closed');
+      closed = true;
       wakeReader();
     });
     stream.end(frameMessage(request));
 
     try {
       for (;;) {
-        if (failure !== null) throw failure;
+        const { failure } = ending;
+        if (failure !== null && (failure.now || queue.length === 0)) throw failure.error;
         const message = queue.shift();
         if (message !== undefined) {
-          queuedBytes -= message.length;
+          queuedBytes -= message.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
           if (queuedBytes < QUEUE_HIGH_BYTES / 2 && stream.isPaused()) stream.resume();
           yield message;
           continue;
         }
-        if (ended) break;
+        if (closed) break;
         await new Promise<void>((resolve) => (wake = resolve));
       }
-      throwUnlessOk(status, stream.rstCode, parser.pendingBytes);
+      const error = endStatus(call, stream.rstCode, parser.pendingBytes, this.#options.address);
+      if (error !== null) throw error;
     } finally {
       signal?.removeEventListener('abort', onAbort);
       if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      this.#streamClosed(session);
+      connection.streamClosed();
     }
-  }
-
-  #streamOpened(session: http2.ClientHttp2Session): void {
-    if (this.#openStreams++ === 0) session.ref();
-  }
-
-  #streamClosed(session: http2.ClientHttp2Session): void {
-    if (--this.#openStreams === 0 && !session.destroyed) session.unref();
   }
 
   /** The open connection, or a new one once the last has closed or failed. */
-  async #connected(): Promise<http2.ClientHttp2Session> {
-    if (this.#closed) throw new ClientError(StatusCode.CANCELLED, 'the client was closed');
-    const current = this.#session;
-    if (current !== null && !current.closed && !current.destroyed) {
-      if (current.connecting) await onceConnected(current, this.#options);
-      return current;
-    }
+  #connected(): Promise<Connection> {
+    if (this.#closed) return Promise.reject(new ClientError(StatusCode.CANCELLED, 'the client was closed'));
+    if (this.#connection?.usable === true) return Promise.resolve(this.#connection);
+    this.#connecting ??= this.#connect().finally(() => (this.#connecting = null));
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<Connection> {
     const { tls, address } = this.#options;
+    // The secure context carries the TLS policy (1.3 only, ciphers, groups) and our certificate.
     const session = http2.connect(`https://${address}`, {
       secureContext: tls.secureContext,
-      minVersion: 'TLSv1.3',
       // SNI takes names only; an IP is verified against the certificate's IP entries all the same.
       ...(isIP(this.#host) === 0 ? { servername: this.#host } : {}),
       ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
       settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
     });
-    this.#session = session;
-    session.on('error', () => undefined); // each stream reports it; the next stream reconnects
-    session.on('close', () => {
-      if (this.#session === session) this.#session = null;
+    session.on('error', () => undefined); // each open stream is told; the next stream reconnects
+    const connection = new Connection(session);
+    session.once('close', () => {
+      if (this.#connection === connection) this.#connection = null;
     });
-    session.unref();
-    keepAlive(session);
     await onceConnected(session, this.#options);
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-    return session;
+    if (this.#closed) {
+      session.close();
+      throw new ClientError(StatusCode.CANCELLED, 'the client was closed');
+    }
+    this.#connection = connection;
+    return connection;
   }
+}
+
+/** `promise`, or CANCELLED as soon as `signal` aborts (what it waits for carries on for later callers). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(cancelledOnClient());
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) reject(cancelledOnClient());
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function onceConnected(session: http2.ClientHttp2Session, options: LogSessionOptions): Promise<void> {
@@ -232,22 +334,6 @@ function onceConnected(session: http2.ClientHttp2Session, options: LogSessionOpt
   });
 }
 
-/** Pings while streams are open; a ping unanswered in time ends the connection (and its streams). */
-function keepAlive(session: http2.ClientHttp2Session): void {
-  const timer = setInterval(() => {
-    if (session.destroyed || session.closed) return clearInterval(timer);
-    const deadline = setTimeout(() => session.destroy(new Error(`keepalive ping not answered in ${KEEPALIVE_TIMEOUT_MS} ms`)), KEEPALIVE_TIMEOUT_MS);
-    deadline.unref();
-    const sent = session.ping((error) => {
-      clearTimeout(deadline);
-      if (error !== null && !session.destroyed) session.destroy(error);
-    });
-    if (!sent) clearTimeout(deadline);
-  }, KEEPALIVE_MS);
-  timer.unref();
-  session.once('close', () => clearInterval(timer));
-}
-
 function unavailable(address: string, error: unknown): ClientError {
   if (error instanceof ClientError) return error;
   const detail = error instanceof Error ? error.message : String(error);
@@ -275,30 +361,53 @@ function httpStatusCode(httpStatus: number | undefined): number {
   }
 }
 
-/** Throws the call's status unless it is OK (a status sent, no bytes of a message left over). */
-function throwUnlessOk(status: http2.IncomingHttpHeaders | null, rstCode: number | undefined, pendingBytes: number): void {
-  if (status === null) {
-    const reason = rstCode !== undefined && rstCode !== http2.constants.NGHTTP2_NO_ERROR ? ` (HTTP/2 reset, code ${rstCode})` : '';
-    throw new ClientError(StatusCode.UNAVAILABLE, `the stream ended without a status${reason}`);
+/** What a stream learnt of how its call ended. */
+export interface CallEnd {
+  /** The trailers, or the headers of a Trailers-Only answer. */
+  status: http2.IncomingHttpHeaders | null;
+  /** Every byte of the answer was read ('end'). */
+  readEnded: boolean;
+  /** The connection failed under the stream. */
+  connectionLost: Error | null;
+}
+
+/** The call's error once its stream has closed, or null for OK. */
+export function endStatus(call: CallEnd, rstCode: number | undefined, pendingBytes: number, address: string): ClientError | null {
+  if (call.status !== null && call.readEnded) {
+    const code = Number(call.status['grpc-status']);
+    if (code === StatusCode.OK) {
+      return pendingBytes > 0 ? new ClientError(StatusCode.INTERNAL, `the stream ended inside a message (${pendingBytes} bytes of it)`) : null;
+    }
+    const message = header(call.status['grpc-message']);
+    let details = message;
+    try {
+      details = decodeURIComponent(message);
+    } catch {
+      // not percent-encoded after all: shown as sent
+    }
+    const runner = header(call.status[RUNNER_ADDRESS_METADATA]);
+    return new ClientError(Number.isInteger(code) ? code : StatusCode.UNKNOWN, details, code === StatusCode.FAILED_PRECONDITION && runner !== '' ? runner : null);
   }
-  const code = Number(status['grpc-status']);
-  if (code === StatusCode.OK) {
-    if (pendingBytes > 0) throw new ClientError(StatusCode.INTERNAL, `the stream ended inside a message (${pendingBytes} bytes of it)`);
-    return;
+  if (call.connectionLost !== null) return unavailable(address, call.connectionLost);
+  if (call.status !== null) return new ClientError(StatusCode.UNAVAILABLE, `connection to ${address} closed before the rest of the answer was read`);
+  // No status: the stream was reset (grpc-js's mapping, subchannel-call.ts).
+  switch (rstCode) {
+    case http2.constants.NGHTTP2_REFUSED_STREAM:
+      return new ClientError(StatusCode.UNAVAILABLE, 'Stream refused by server');
+    case http2.constants.NGHTTP2_CANCEL:
+      return new ClientError(StatusCode.CANCELLED, 'Call cancelled');
+    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+      return new ClientError(StatusCode.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded');
+    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+      return new ClientError(StatusCode.PERMISSION_DENIED, 'Protocol not secure enough');
+    case http2.constants.NGHTTP2_INTERNAL_ERROR:
+      return new ClientError(StatusCode.INTERNAL, `Received RST_STREAM with code ${rstCode} (Internal server error)`);
+    case http2.constants.NGHTTP2_NO_ERROR:
+    case undefined:
+      return new ClientError(StatusCode.INTERNAL, `Received RST_STREAM with code ${rstCode ?? 0} (Call ended without gRPC status)`);
+    default:
+      return new ClientError(StatusCode.INTERNAL, `Received RST_STREAM with code ${rstCode}`);
   }
-  const message = header(status['grpc-message']);
-  let details = message;
-  try {
-    details = decodeURIComponent(message);
-  } catch {
-    // not percent-encoded after all: shown as sent
-  }
-  const runner = header(status[RUNNER_ADDRESS_METADATA]);
-  throw new ClientError(
-    Number.isInteger(code) ? code : StatusCode.UNKNOWN,
-    details,
-    code === StatusCode.FAILED_PRECONDITION && runner !== '' ? runner : null,
-  );
 }
 
 function header(value: string | string[] | undefined): string {

@@ -136,13 +136,20 @@ async function checkDashboard(home: string, pathVariable: string, port: number):
     assert.deepEqual(elsewhere, [], 'the page and its assets load nothing from another server (XML namespace names aside)');
     const socket = new WebSocket(`${origin.replace('http', 'ws')}/api/ws`, { headers: { cookie, origin } });
     await new Promise<void>((resolve, reject) => {
+      // The two arrive in either order: the job list can come while the host still shows
+      // "connecting" (its watch answered before its first health check), the job as a 'jobs' list
+      // or as a 'job' change.
       let up = false;
+      let seen = false;
       socket.on('message', (data: Buffer) => {
-        const message = JSON.parse(data.toString()) as { type: string; hosts?: { status: string }[]; jobs?: { command: string }[] };
+        const message = JSON.parse(data.toString()) as { type: string; hosts?: { status: string }[]; jobs?: { command: string }[]; job?: { command: string } };
         if (message.type === 'hosts') up = message.hosts?.[0]?.status === 'up';
-        if (up && message.type === 'jobs' && message.jobs?.some((job) => job.command === 'sh')) resolve();
+        if (message.type === 'jobs' && message.jobs?.some((job) => job.command === 'sh')) seen = true;
+        if (message.type === 'job' && message.job?.command === 'sh') seen = true;
+        if (up && seen) resolve();
       });
       socket.on('error', reject);
+      socket.on('close', () => reject(new Error(`the dashboard closed its WebSocket before it showed the daemon up (${up}) with the job (${seen})`)));
     });
     socket.close();
   } finally {

@@ -1,11 +1,13 @@
 // The client's gRPC message framing: messages come out whole and in order however the bytes are cut,
-// and a compressed or oversized message is refused with the status grpc-js would give.
+// and a compressed or oversized message is refused with the status grpc-js would give; and how a
+// log-session call's end becomes a status (a stream reset is mapped as grpc-js maps it).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { ClientError, StatusCode } from '../../src/client/client-error';
 import { frameMessage, GrpcMessageParser } from '../../src/client/grpc-frames';
+import { endStatus, type CallEnd } from '../../src/client/log-session';
 
 function cut(bytes: Buffer, sizes: number[]): Buffer[] {
   const pieces: Buffer[] = [];
@@ -34,11 +36,13 @@ describe('gRPC message framing (client)', () => {
     });
   }
 
-  it('counts the bytes of a message cut short', () => {
-    const parser = new GrpcMessageParser(1 << 20);
-    assert.deepEqual(parser.push(frameMessage(randomBytes(100)).subarray(0, 60)), []);
-    assert.equal(parser.pendingBytes, 55);
-  });
+  for (const cutAt of [1, 4, 5, 6, 60]) {
+    it(`counts the bytes of a message cut short after ${cutAt} of its bytes, prefix included`, () => {
+      const parser = new GrpcMessageParser(1 << 20);
+      assert.deepEqual(parser.push(frameMessage(randomBytes(100)).subarray(0, cutAt)), []);
+      assert.equal(parser.pendingBytes, cutAt);
+    });
+  }
 
   it('refuses a compressed message with INTERNAL', () => {
     const framed = frameMessage(Buffer.from('x'));
@@ -55,5 +59,37 @@ describe('gRPC message framing (client)', () => {
       () => new GrpcMessageParser(1 << 20).push(prefix),
       (error: unknown) => error instanceof ClientError && error.code === StatusCode.RESOURCE_EXHAUSTED && error.message === 'Received message larger than max (1048577 vs. 1048576)',
     );
+  });
+});
+
+describe('how a log-session call ends', () => {
+  const ended = (fields: Partial<CallEnd>): CallEnd => ({ status: null, readEnded: true, connectionLost: null, ...fields });
+  const describeEnd = (error: ClientError | null) => (error === null ? 'OK' : `${error.codeName}: ${error.details}`);
+
+  for (const [name, code, expected] of [
+    ['ENHANCE_YOUR_CALM', 11, 'RESOURCE_EXHAUSTED: Bandwidth exhausted or memory limit exceeded'],
+    ['REFUSED_STREAM', 7, 'UNAVAILABLE: Stream refused by server'],
+    ['INTERNAL_ERROR', 2, 'INTERNAL: Received RST_STREAM with code 2 (Internal server error)'],
+    ['CANCEL', 8, 'CANCELLED: Call cancelled'],
+    ['INADEQUATE_SECURITY', 12, 'PERMISSION_DENIED: Protocol not secure enough'],
+    ['PROTOCOL_ERROR', 1, 'INTERNAL: Received RST_STREAM with code 1'],
+  ] as const) {
+    it(`a reset with ${name} and no status: ${expected.split(':')[0]}, as grpc-js maps it`, () => {
+      assert.equal(describeEnd(endStatus(ended({ readEnded: false }), code, 0, 'h:1')), expected);
+    });
+  }
+
+  it('the trailers once every byte is read: their status, the message percent-decoded, the runner address for FAILED_PRECONDITION', () => {
+    assert.equal(endStatus(ended({ status: { 'grpc-status': '0' } }), 0, 0, 'h:1'), null);
+    const error = endStatus(ended({ status: { 'grpc-status': '9', 'grpc-message': 'run%20elsewhere', 'jobworker-runner-address': 'b:2' } }), 0, 0, 'h:1');
+    assert.deepEqual([error?.codeName, error?.details, error?.runnerAddress], ['FAILED_PRECONDITION', 'run elsewhere', 'b:2']);
+  });
+
+  it('trailers but the answer not all read (the connection closed first): UNAVAILABLE, not the trailers\' OK', () => {
+    assert.equal(describeEnd(endStatus(ended({ status: { 'grpc-status': '0' }, readEnded: false }), 0, 0, 'h:1')), 'UNAVAILABLE: connection to h:1 closed before the rest of the answer was read');
+  });
+
+  it('the connection lost before a status: UNAVAILABLE naming it, whatever reset Node made up', () => {
+    assert.equal(describeEnd(endStatus(ended({ readEnded: false, connectionLost: new Error('read ECONNRESET') }), 8, 0, 'h:1')), 'UNAVAILABLE: connection to h:1 failed: read ECONNRESET');
   });
 });
