@@ -29,7 +29,7 @@ import {
 } from './convert';
 import { ClientError } from './client-error';
 import { connectionCredentials } from './credentials';
-import { LogSession, plainAuthority, proxyApplies } from './log-session';
+import { LogSession, plainHost, proxyApplies } from './log-session';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
 import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
 import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
@@ -111,9 +111,9 @@ export class JobworkerClient {
       'grpc.keepalive_timeout_ms': 10_000,
     });
     const timeoutMs = options.callTimeoutMs ?? 10_000;
-    const authority = plainAuthority(options.address);
+    const host = plainHost(options.address);
     const logSession =
-      authority === null || proxyApplies(authority.host)
+      host === null || proxyApplies(host)
         ? null
         : new LogSession({ address: options.address, tls, connectTimeoutMs: timeoutMs, maxMessageBytes: MAX_RECEIVE_MESSAGE_BYTES });
     return new JobworkerClient(options, options.address, stub, timeoutMs, certificateDer, warnings, logSession);

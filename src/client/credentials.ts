@@ -63,7 +63,6 @@ function channelCredentials(tls: ClientTlsContext): ChannelCredentials {
   });
 }
 
-
 /**
  * Loads and validates the client's CA, certificate and key (errors name the file and the fix, e.g.
  * "client certificate /x/client.pem: expired on …; issue a new one with `job-worker pki client ...`")
@@ -73,12 +72,17 @@ export async function loadChannelCredentials(
   paths: TlsFilePaths,
   options: ChannelCredentialsOptions & LoadOptions = {},
 ): Promise<{ credentials: ChannelCredentials; material: TlsMaterial }> {
+  const { material, tls } = await loadClientTls(paths, options);
+  return { credentials: channelCredentials(tls), material };
+}
+
+/** The full loader's material and the TLS settings built from it. */
+async function loadClientTls(paths: TlsFilePaths, options: ChannelCredentialsOptions & LoadOptions): Promise<{ material: TlsMaterial; tls: ClientTlsContext }> {
   // The certificate parser is loaded only by the full check (see connectionCredentials).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { loadClientTlsMaterial } = require('../pki/load') as typeof import('../pki/load');
   const material = await loadClientTlsMaterial(paths, options);
-  const { serverName } = options;
-  return { credentials: createChannelCredentials(material, serverName === undefined ? {} : { serverName }), material };
+  return { material, tls: clientTlsContext(material, options) };
 }
 
 /** Credentials for a connection, the warnings worth showing, and the certificate (DER) presented. */
@@ -101,9 +105,6 @@ export async function connectionCredentials(paths: TlsFilePaths, options: Channe
     const tls = tlsContextFromPems(quick, options);
     return { credentials: channelCredentials(tls), tls, warnings: quick.warnings, certificateDer: quick.certificateDer };
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { loadClientTlsMaterial } = require('../pki/load') as typeof import('../pki/load');
-  const material = await loadClientTlsMaterial(paths);
-  const tls = clientTlsContext(material, options);
+  const { material, tls } = await loadClientTls(paths, options);
   return { credentials: channelCredentials(tls), tls, warnings: material.warnings, certificateDer: Buffer.from(material.certificate.rawData) };
 }

@@ -3,9 +3,11 @@
 // The bytes arrive in pieces of whatever size TLS and HTTP/2 cut them into (~8 KiB here), so a
 // message is usually gathered from many pieces: copied once into a buffer of its own, or handed out
 // as a view when one piece holds it whole.
+import { MESSAGE_PREFIX_BYTES } from '../api/stream-logs-codec';
 import { ClientError, StatusCode } from './client-error';
 
-export const MESSAGE_PREFIX_BYTES = 5;
+/** What push() answers for a piece that completes no message (most pieces): no array each time. */
+const NO_MESSAGES: readonly Buffer[] = Object.freeze([]);
 
 /** `message` with its 5-byte prefix (not compressed), ready to write to a request stream. */
 export function frameMessage(message: Uint8Array): Buffer {
@@ -31,14 +33,14 @@ export class GrpcMessageParser {
   }
 
   /** Takes the next piece of the stream; returns the messages it completes, in order. */
-  push(piece: Buffer): Buffer[] {
-    const messages: Buffer[] = [];
-    if (piece.length === 0) return messages;
+  push(piece: Buffer): readonly Buffer[] {
+    if (piece.length === 0) return NO_MESSAGES;
     this.#pieces.push(piece);
     this.#buffered += piece.length;
+    let messages: Buffer[] | undefined;
     for (;;) {
       if (this.#length < 0) {
-        if (this.#buffered < MESSAGE_PREFIX_BYTES) return messages;
+        if (this.#buffered < MESSAGE_PREFIX_BYTES) return messages ?? NO_MESSAGES;
         const prefix = this.#take(MESSAGE_PREFIX_BYTES);
         if ((prefix[0]! & 1) !== 0) {
           throw new ClientError(StatusCode.INTERNAL, 'the server sent a compressed message; this client asks for none (grpc-accept-encoding: identity)');
@@ -49,8 +51,8 @@ export class GrpcMessageParser {
         }
         this.#length = length;
       }
-      if (this.#buffered < this.#length) return messages;
-      messages.push(this.#take(this.#length));
+      if (this.#buffered < this.#length) return messages ?? NO_MESSAGES;
+      (messages ??= []).push(this.#take(this.#length));
       this.#length = -1;
     }
   }

@@ -52,16 +52,14 @@ export function proxyApplies(host: string, env: NodeJS.ProcessEnv = process.env)
   return !exceptions.includes(host);
 }
 
-/** "host:port" or "[v6]:port" as a URL authority, and the host; null for what only grpc-js resolves (dns:, unix:…). */
-export function plainAuthority(address: string): { authority: string; host: string } | null {
-  const bracketed = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(address);
-  if (bracketed !== null) return { authority: address, host: bracketed[1]! };
-  const plain = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
-  return plain === null ? null : { authority: address, host: plain[1]! };
+/** The host of "host:port" or "[v6]:port"; null for an address only grpc-js resolves (dns:, unix:…). */
+export function plainHost(address: string): string | null {
+  const match = /^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/.exec(address) ?? /^([A-Za-z0-9.-]+):\d{1,5}$/.exec(address);
+  return match === null ? null : match[1]!;
 }
 
 export interface LogSessionOptions {
-  /** "host:port" (plainAuthority). */
+  /** "host:port" (plainHost). */
   address: string;
   tls: ClientTlsContext;
   /** Connecting (TCP and TLS) fails after this long. */
@@ -131,10 +129,10 @@ export class LogSession {
   #closed = false;
 
   constructor(options: LogSessionOptions) {
-    const parsed = plainAuthority(options.address);
-    if (parsed === null) throw new TypeError(`not a host:port address: ${options.address}`);
+    const host = plainHost(options.address);
+    if (host === null) throw new TypeError(`not a host:port address: ${options.address}`);
     this.#options = options;
-    this.#host = parsed.host;
+    this.#host = host;
   }
 
   /** Closes the connection once its open streams end; streams asked for later fail. */
@@ -191,7 +189,7 @@ export class LogSession {
     });
     stream.on('data', (piece: Buffer) => {
       if (ending.failure !== null) return;
-      let messages: Buffer[];
+      let messages: readonly Buffer[];
       try {
         messages = parser.push(piece);
       } catch (error) {
@@ -291,8 +289,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
     promise.then(
       (value) => {
         signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) reject(cancelledOnClient());
-        else resolve(value);
+        resolve(value);
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort);

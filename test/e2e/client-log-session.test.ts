@@ -2,7 +2,6 @@
 // grpc-js: the same answers as a grpc-js call (codes, messages), IP addresses without SNI, and a
 // connection that drops mid-stream ends the stream with UNAVAILABLE instead of leaving it hanging.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
@@ -11,7 +10,7 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { decodeStreamLogsResponse } from '../../src/api/stream-logs-codec';
 import { ClientError, JobworkerClient } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
-import { rawChannelCredentials } from '../helpers/pki';
+import { rawChannelCredentialsFromFiles } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startTestServer, type TestServer } from '../helpers/test-server';
 
@@ -75,7 +74,7 @@ describe('log streams on the client’s own connection', requireRoot, () => {
     t = await startTestServer('log-session');
     client = await t.client('streams', ['writer']);
     const files = await t.pki.client({ name: 'streams-raw', roles: ['writer'] });
-    rawStub = t.stub(rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') }));
+    rawStub = t.stub(rawChannelCredentialsFromFiles(files));
     sameAsRaw = await t.client('streams-raw', ['writer']);
     othersJobId = (await client.startJob({ command: 'true' })).id;
   });

@@ -1,7 +1,7 @@
 // The whole daemon as a process: refusing bad TLS files, health and reflection, metrics, SIGHUP
 // reload, SIGTERM shutdown and restart, SIGKILL and recovery.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -15,7 +15,7 @@ import { HealthCheckResponse_ServingStatus, HealthClient, type HealthCheckRespon
 import { ServerReflectionClient, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { runCli, show } from '../helpers/cli';
-import { rawChannelCredentials, createTestPki, craftCertificate, type TestPki } from '../helpers/pki';
+import { createTestPki, craftCertificate, rawChannelCredentialsFromFiles, type TestPki } from '../helpers/pki';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
 import { startDaemonProcess, type SpawnedDaemon } from '../helpers/spawned-daemon';
@@ -82,7 +82,7 @@ describe('the daemon process', requireRoot, () => {
 
     it('answers standard health checks and reflection', async () => {
       const files = await pki.client({ name: 'probe', roles: ['reader'] });
-      const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
+      const credentials = rawChannelCredentialsFromFiles(files);
       const health = new HealthClient(`localhost:${port}`, credentials);
       for (const service of ['', 'jobworker.v1.JobService']) {
         const response = await new Promise<HealthCheckResponse>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))));

@@ -1,6 +1,5 @@
 // Bad requests: each answers its documented code and a message naming the field; nothing starts.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 
@@ -10,7 +9,7 @@ import { makeGenericClientConstructor, Metadata, type ServiceError } from '@grpc
 import { ClientError, type JobworkerClient, type JobView, type StartJobRequest } from '../../src/client';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { requestMessageOf, servedDescriptors } from '../../src/server/descriptors';
-import { rawChannelCredentials } from '../helpers/pki';
+import { rawChannelCredentialsFromFiles } from '../helpers/pki';
 import { requireRoot } from '../helpers/root';
 import { startTestServer, type TestServer } from '../helpers/test-server';
 
@@ -79,7 +78,7 @@ describe('request validation', requireRoot, () => {
     t = await startTestServer('validation');
     client = await t.client('val', ['admin']);
     const files = await t.pki.client({ name: 'val-raw', roles: ['admin'] });
-    rawStub = t.stub(rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') }));
+    rawStub = t.stub(rawChannelCredentialsFromFiles(files));
     finishedJob = await client.startJob({ command: 'echo', args: ['hello'] });
     await drain(client.streamLogs({ jobId: finishedJob.id, follow: true }));
   });
@@ -137,7 +136,7 @@ describe('request validation', requireRoot, () => {
   /** StartJob with request bytes as given (what a client of another language may send). */
   async function rawStartJob() {
     const files = await t.pki.client({ name: 'raw', roles: ['admin'] });
-    const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
+    const credentials = rawChannelCredentialsFromFiles(files);
     const Raw = makeGenericClientConstructor(
       {
         startJob: {

@@ -2,7 +2,7 @@
 // issue (self-signed clients, forged subjects, missing CN…), made with @peculiar/x509 directly.
 import '../../src/pki/keys'; // @peculiar/x509 setup
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -154,4 +154,9 @@ export function rawChannelCredentials(options: { ca: string; cert?: string; key?
     ...(options.key === undefined ? {} : { key: options.key }),
   });
   return ChannelCredentials.createFromSecureContext(context);
+}
+
+/** rawChannelCredentials from a CA, certificate and key on disk (files the tests issued). */
+export function rawChannelCredentialsFromFiles(files: TlsFilePaths): ChannelCredentials {
+  return rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
 }

@@ -13,7 +13,7 @@ import { makeGenericClientConstructor, Metadata, status as GrpcStatus, type Serv
 import fc from 'fast-check';
 
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
-import { rawChannelCredentials } from '../helpers/pki';
+import { rawChannelCredentials, rawChannelCredentialsFromFiles } from '../helpers/pki';
 import { fuzzLogReader } from '../helpers/reliability-log-fuzz';
 import { ReliabilityDaemon, withTimeout } from '../helpers/reliability';
 import type { Scenario, ScenarioContext } from './scenario';
@@ -191,7 +191,7 @@ export const fuzzRequests: Scenario = {
     const finished = await admin.startJob({ command: 'sh', args: ['-c', 'seq 1 50000; echo err >&2'] });
     for await (const _ of admin.streamLogs({ jobId: finished.id, follow: true })) void _;
     const files = await daemon.clientFiles('fuzzer', ['admin']);
-    const credentials = rawChannelCredentials({ ca: readFileSync(files.caPath, 'utf8'), cert: readFileSync(files.certificatePath, 'utf8'), key: readFileSync(files.privateKeyPath, 'utf8') });
+    const credentials = rawChannelCredentialsFromFiles(files);
     const stub = rawStub(`localhost:${daemon.port}`, credentials);
     ctx.defer(() => stub.close());
 
