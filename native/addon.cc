@@ -150,6 +150,24 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
 // Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
 // letter (k mkdir, d rmdir, w write, r read, c create), '?' if optional or '!' if not, the path, NUL, the value
 // (empty but for writes), NUL. Written by encodeFsOps() in src/native/process.ts.
+// "uid:gid", each a decimal id below 2^32 - 1 (the kernel's "no change" value is refused).
+bool parse_owner(const std::string& text, uid_t& uid, gid_t& gid) {
+  size_t colon = text.find(':');
+  if (colon == std::string::npos) return false;
+  auto id = [](const std::string& digits, uint32_t& out) {
+    if (digits.empty() || digits.size() > 10 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+    unsigned long long value = std::stoull(digits);
+    if (value >= 0xffffffffULL) return false;
+    out = static_cast<uint32_t>(value);
+    return true;
+  };
+  uint32_t u = 0, g = 0;
+  if (!id(text.substr(0, colon), u) || !id(text.substr(colon + 1), g)) return false;
+  uid = u;
+  gid = g;
+  return true;
+}
+
 std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::string& where) {
   if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
   std::string text = value.As<Napi::String>().Utf8Value();
@@ -166,12 +184,15 @@ std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::stri
       case 'w': op.kind = FsOpKind::kWrite; break;
       case 'r': op.kind = FsOpKind::kRead; break;
       case 'c': op.kind = FsOpKind::kCreate; break;
+      case 'p': op.kind = FsOpKind::kMkdirPrivate; break;
       default: throw Napi::TypeError::New(env, where + ": unknown op " + text.substr(at, 1));
     }
     if (text[at + 1] != '?' && text[at + 1] != '!') throw Napi::TypeError::New(env, where + ": malformed ops");
     op.optional = text[at + 1] == '?';
     op.path.assign(text, at + 2, path_end - at - 2);
     op.value.assign(text, path_end + 1, value_end - path_end - 1);
+    if (op.kind == FsOpKind::kMkdirPrivate && !parse_owner(op.value, op.uid, op.gid))
+      throw Napi::TypeError::New(env, where + ": a private directory's owner must be \"uid:gid\"");
     ops.push_back(std::move(op));
     at = value_end + 1;
   }
@@ -403,7 +424,8 @@ void run_spawn(SpawnCall& call, SpawnOutcome& out) {
       // Undo what was created, newest first. Best effort: the failure is what gets reported, and
       // a directory that cannot be removed is left for the caller's cleanup of the job.
       for (size_t i = setup.completed; i-- > 0;)
-        if (call.setup[i].kind == FsOpKind::kMkdir && !setup.skipped[i]) rmdir(call.setup[i].path.c_str());
+        if ((call.setup[i].kind == FsOpKind::kMkdir || call.setup[i].kind == FsOpKind::kMkdirPrivate) && !setup.skipped[i])
+          rmdir(call.setup[i].path.c_str());
       out.error = setup.error;
       return;
     }

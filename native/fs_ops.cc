@@ -46,6 +46,16 @@ int create_empty_file(const std::string& path) {
   return fd.valid() ? 0 : errno;
 }
 
+// A directory only its owner may use: made 0700 as root, then given away. Never left half-made: a
+// chown that fails removes it again.
+int make_private_dir(const FsOp& op) {
+  if (mkdir(op.path.c_str(), 0700) < 0) return errno;
+  if (chown(op.path.c_str(), op.uid, op.gid) == 0) return 0;
+  int err = errno;
+  rmdir(op.path.c_str());
+  return err;
+}
+
 int run_one(const FsOp& op, std::string& read_into) {
   switch (op.kind) {
     case FsOpKind::kMkdir: return mkdir(op.path.c_str(), 0755) == 0 ? 0 : errno;
@@ -53,6 +63,7 @@ int run_one(const FsOp& op, std::string& read_into) {
     case FsOpKind::kWrite: return write_control_file(op.path, op.value);
     case FsOpKind::kRead: return read_control_file(op.path, read_into);
     case FsOpKind::kCreate: return create_empty_file(op.path);
+    case FsOpKind::kMkdirPrivate: return make_private_dir(op);
   }
   return EINVAL;
 }

@@ -1,8 +1,11 @@
-// Batched filesystem operations: mkdir, rmdir, single-write(2) writes, whole-file reads and creating
-// empty files, run in order off the JavaScript thread. The Worker creates, reads and removes a job's
+// Batched filesystem operations: mkdir, rmdir, single-write(2) writes, whole-file reads, creating
+// empty files and private directories, run in order off the JavaScript thread. The Worker creates, reads and removes a job's
 // cgroups with them in one trip instead of dozens of synchronous calls (on a hybrid host a job has
-// five cgroup directories: ~35 system calls), and makes its spare log files (kCreate) the same way.
+// five cgroup directories: ~35 system calls), makes its spare log files (kCreate) the same way, and
+// a job's scratch directory (kMkdirPrivate) in the same trip as its cgroups and its spawn.
 #pragma once
+
+#include <sys/types.h>
 
 #include <optional>
 #include <string>
@@ -12,12 +15,14 @@
 
 namespace jw {
 
-enum class FsOpKind { kMkdir, kRmdir, kWrite, kRead, kCreate };
+enum class FsOpKind { kMkdir, kRmdir, kWrite, kRead, kCreate, kMkdirPrivate };
 
 struct FsOp {
   FsOpKind kind;
   std::string path;
   std::string value;      // kWrite: written with a single write(2), as the kernel parses each on its own
+  uid_t uid = 0;          // kMkdirPrivate: the directory's owner (mode 0700)
+  gid_t gid = 0;
   bool optional = false;  // ENOENT is not a failure: the op is skipped (a file this kernel lacks)
 };
 

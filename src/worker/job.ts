@@ -4,10 +4,10 @@ import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from '../cgroup';
-import { JobworkerError, ValidationError } from '../errors';
+import { JobworkerError, ValidationError, systemError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type FsOp, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
@@ -110,7 +110,10 @@ export interface JobContext {
 /** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
 export interface JobSetup {
   runAs: JobRunAs;
+  /** Where its scratch directory goes (null: it has a cwd of its own); made by `scratchOps`. */
   scratchDir: string | null;
+  /** Run by the spawn after the cgroup's ops: they make the scratch directory. */
+  scratchOps: readonly FsOp[];
   /** Paths the job must not see (the state directory, the scratch root, the daemon's config and keys). */
   hiddenPaths: readonly string[];
 }
@@ -259,7 +262,7 @@ export class Job {
 
   async #spawn(spec: ResolvedJobSpec, setup: JobSetup): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const { runAs, scratchDir, hiddenPaths } = setup;
+    const { runAs, scratchDir, scratchOps, hiddenPaths } = setup;
     if (scratchDir !== null) {
       spec.cwd = scratchDir;
       this.#record.spec.cwd = scratchDir;
@@ -289,7 +292,7 @@ export class Job {
         args: spec.args,
         env: spec.env,
         cwd,
-        setupOps: plan.createOps,
+        setupOps: scratchOps.length === 0 ? plan.createOps : [...plan.createOps, ...scratchOps],
         exitOps: plan.settleOps,
         ...plan.placement,
         logPath: store.logPath(this.id),
@@ -311,7 +314,12 @@ export class Job {
         await this.#leaveSlice(plan);
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
         await this.#forget();
-        throw plan.creationError({ completed: error.index ?? 0, reads: [], error });
+        const failed = error.index ?? 0;
+        if (failed < plan.createOps.length) throw plan.creationError({ completed: failed, reads: [], error });
+        // The scratch directory was not made, so it is not the job's to remove: whatever has that
+        // path stays.
+        setup.scratchDir = null;
+        throw systemError('cannot create the job\'s scratch directory', error.path ?? scratchOps[failed - plan.createOps.length]?.path, error);
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       plan.createOpsRan(error instanceof SpawnError ? 'created' : 'unknown');

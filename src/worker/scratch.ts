@@ -15,6 +15,7 @@ import { chmod, chown, lstat, mkdir, readdir, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { JobworkerError, errorCode, systemError } from '../errors';
+import type { FsOp } from '../native';
 
 export interface ScratchOwner {
   uid: number;
@@ -60,17 +61,13 @@ export class ScratchDirs {
     return path.join(this.root, jobId);
   }
 
-  /** Makes the job's directory, 0700 and owned by it. Throws if it exists (ids are fresh UUIDs). */
-  async create(jobId: string, owner: ScratchOwner): Promise<string> {
-    const dir = this.pathOf(jobId);
-    try {
-      await mkdir(dir, { mode: 0o700 });
-      await chown(dir, owner.uid, owner.gid);
-    } catch (error) {
-      await rmdir(dir).catch(() => undefined);
-      throw systemError('cannot create the job\'s scratch directory', dir, error);
-    }
-    return dir;
+  /**
+   * The op that makes a job's directory, 0700 and owned by it: run by the addon in the same trip as
+   * the job's cgroups and its spawn (a spawn that fails after it removes it again). EEXIST if the
+   * path is taken (ids are fresh UUIDs).
+   */
+  createOp(dir: string, owner: ScratchOwner): FsOp {
+    return { op: 'mkdir-private', path: dir, uid: owner.uid, gid: owner.gid };
   }
 
   /**

@@ -15,7 +15,7 @@ import {
   type OpenedCgroupDriver,
 } from '../cgroup';
 import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
-import { fsOps, SpawnError, tryLockPath } from '../native';
+import { fsOps, SpawnError, tryLockPath, type FsOp } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { isJobId } from '../job-id';
@@ -175,6 +175,7 @@ async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
 
 /** Covered in every job's mount namespace by a private tmpfs: a scratch directory there would be out of its reach. */
 const PRIVATE_TMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+const NO_OPS: readonly FsOp[] = [];
 
 function underPrivateTmp(dir: string): string | undefined {
   return PRIVATE_TMP_DIRS.find((tmp) => dir === tmp || dir.startsWith(`${tmp}/`));
@@ -411,7 +412,10 @@ export class Worker {
     if (name !== null) this.#names.release(owner, name, id);
   }
 
-  /** Who the job runs as (a dynamic uid is taken here) and its scratch directory; undone on failure. */
+  /**
+   * Who the job runs as (a dynamic uid is taken here; given back if the job never starts) and where
+   * its scratch directory goes (made by the spawn, with the cgroups, in one trip off the JS thread).
+   */
   async #setUp(id: string, choice: JobUserChoice, needsScratch: boolean): Promise<JobSetup> {
     let runAs: JobRunAs;
     if (choice === 'dynamic') {
@@ -420,16 +424,8 @@ export class Worker {
     } else {
       runAs = await resolveRunAs(this.#users, 'user', choice);
     }
-    let scratchDir: string | null = null;
-    if (needsScratch) {
-      try {
-        scratchDir = await this.scratch.create(id, runAs);
-      } catch (error) {
-        if (runAs.kind === 'dynamic') this.dynamicUids.release(runAs.uid);
-        throw error;
-      }
-    }
-    return { runAs, scratchDir, hiddenPaths: this.#hiddenPaths };
+    const scratchDir = needsScratch ? this.scratch.pathOf(id) : null;
+    return { runAs, scratchDir, scratchOps: scratchDir === null ? NO_OPS : [this.scratch.createOp(scratchDir, runAs)], hiddenPaths: this.#hiddenPaths };
   }
 
   /** Removes a finished job's scratch directory, then frees its dynamic uid (if nothing of it is left). */

@@ -2,13 +2,14 @@
 // which is how the Worker creates a job's cgroups, places the process in them and removes them.
 // cgroup.max.descendants is a core cgroup2 file, so this runs the same on hybrid and pure v2 hosts.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
 import { fsOps, NativeError, SpawnError, spawnProcessAsync } from '../../src/native';
+import { binding } from '../../src/native/binding';
 import { readCapturedOutput } from '../helpers/log';
 import { requireRoot } from '../helpers/root';
 import { unifiedMount } from '../helpers/test-cgroup';
@@ -73,6 +74,29 @@ describe('fsOps on the real cgroupfs', requireRoot, () => {
     assert.equal((statSync(file).mode & 0o777).toString(8), '640');
     const again = await fsOps([{ op: 'create', path: file }]);
     assert.equal(again.error?.code, 'EEXIST');
+  });
+
+  it('mkdir-private makes a 0700 directory owned by the given uid:gid, never over an existing path', async () => {
+    const dir = path.join(logs, 'private');
+    const made = await fsOps([{ op: 'mkdir-private', path: dir, uid: 65534, gid: 65533 }]);
+    assert.equal(made.error, undefined);
+    const st = statSync(dir);
+    assert.deepEqual({ dir: st.isDirectory(), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid }, { dir: true, mode: '700', uid: 65534, gid: 65533 });
+    writeFileSync(path.join(dir, 'kept'), 'x');
+    const again = await fsOps([{ op: 'mkdir-private', path: dir, uid: 0, gid: 0 }]);
+    assert.equal(again.error?.code, 'EEXIST');
+    assert.equal(statSync(dir).uid, 65534, 'the existing directory is not given away');
+    assert.equal(readFileSync(path.join(dir, 'kept'), 'utf8'), 'x');
+  });
+
+  it('mkdir-private refuses an owner that is not uid:gid, before anything runs', async () => {
+    const dir = path.join(logs, 'private-bad');
+    await assert.rejects(fsOps([{ op: 'mkdir-private', path: dir, uid: -1, gid: 0 }]), /owner -1:0 is not a uid:gid/);
+    await assert.rejects(fsOps([{ op: 'mkdir-private', path: dir, uid: 0xffffffff, gid: 0 }]), /is not a uid:gid/);
+    // The addon checks the encoded form itself too.
+    assert.throws(() => binding.fsOps(`p!${dir}\0nobody\0`), /a private directory's owner must be "uid:gid"/);
+    assert.throws(() => binding.fsOps(`p!${dir}\u00004294967295:0\u0000`), /a private directory's owner must be "uid:gid"/);
+    assert.equal(existsSync(dir), false);
   });
 
   it('a cgroup with a process in it is EBUSY to rmdir', async () => {
@@ -144,6 +168,43 @@ describe('a spawn with setupOps', requireRoot, () => {
     );
     assert.equal(existsSync(dir), false, 'both directories were removed again');
     assert.equal(existsSync(logPath), false, 'the log is created only after the setup');
+  });
+
+  it('a private directory made by a setup op is undone like a mkdir; one that failed leaves the path alone', async () => {
+    const dir = cgroupPath('undo-private');
+    const scratch = path.join(logs, 'undo-scratch');
+    await assert.rejects(
+      spawnProcessAsync({
+        command: 'true',
+        env: ENV,
+        logPath: path.join(logs, 'undo-private.log'),
+        setupOps: [
+          { op: 'mkdir', path: dir },
+          { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 },
+          { op: 'write', path: `${dir}/cgroup.max.descendants`, value: 'lots' },
+        ],
+        cgroupPath: dir,
+      }),
+      (error) => error instanceof SpawnError && error.stage === 'setup' && error.index === 2,
+    );
+    assert.equal(existsSync(scratch), false, 'the private directory was removed again');
+    assert.equal(existsSync(dir), false);
+
+    mkdirSync(scratch);
+    writeFileSync(path.join(scratch, 'kept'), 'x');
+    await assert.rejects(
+      spawnProcessAsync({
+        command: 'true',
+        env: ENV,
+        logPath: path.join(logs, 'undo-private-2.log'),
+        setupOps: [{ op: 'mkdir', path: dir }, { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 }],
+        cgroupPath: dir,
+      }),
+      (error) => error instanceof SpawnError && error.stage === 'setup' && error.index === 1 && error.code === 'EEXIST' && error.path === scratch,
+    );
+    assert.equal(readFileSync(path.join(scratch, 'kept'), 'utf8'), 'x', 'a path that was there is not the spawn\'s to remove');
+    assert.equal(statSync(scratch).uid, 0);
+    assert.equal(existsSync(dir), false, 'the cgroup made before it was undone');
   });
 
   it('a placement path that cannot be opened: SpawnError "placement" naming it, nothing run', async () => {

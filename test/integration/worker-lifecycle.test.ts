@@ -1,6 +1,7 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -339,6 +340,27 @@ describe('job user', requireRoot, () => {
     await assert.rejects(t.worker.start({ command: '/nonexistent/tool' }), (e: unknown) => e instanceof CommandError && e.cause instanceof SpawnError);
     assert.deepEqual([...t.worker.dynamicUids.inUse], []);
     assert.deepEqual(readdirSync(t.worker.scratch.root), []);
+  });
+
+  it('a scratch path already taken fails the start, names the directory, and leaves what is there alone', async () => {
+    const id = randomUUID();
+    const taken = t.worker.scratch.pathOf(id);
+    mkdirSync(taken, { mode: 0o700 });
+    writeFileSync(path.join(taken, 'kept'), 'x');
+    try {
+      await assert.rejects(t.worker.start({ command: 'true' }, { id }), (e: unknown) => {
+        assert.ok(e instanceof JobworkerError, String(e));
+        assert.equal(e.message, `cannot create the job's scratch directory ${taken}: EEXIST`);
+        return true;
+      });
+      assert.equal(readFileSync(path.join(taken, 'kept'), 'utf8'), 'x');
+      assert.equal(statSync(taken).uid, 0, 'not given to the job\'s user');
+      assert.equal(t.worker.get(id), undefined);
+      assert.deepEqual([...t.worker.dynamicUids.inUse], [], 'the uid is free again');
+      assert.deepEqual(await t.worker.cgroupDriver.listJobs(), [], 'the cgroup made before it was removed');
+    } finally {
+      rmSync(taken, { recursive: true, force: true });
+    }
   });
 
   it('a cwd the job\'s user cannot enter fails the start with FAILED_PRECONDITION naming both', async () => {
