@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 import { errorCode } from '../errors';
+import { readCached } from '../native';
 import {
   CorruptLogError,
   FILE_HEADER_SIZE,
@@ -108,7 +109,9 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
     while (end < need) {
       const want = Math.min(buf.length - end, until - (offset + end));
       if (want <= 0) return false;
-      const { bytesRead } = await file.read(buf, end, want, offset + end);
+      // From the page cache on this thread when it has the bytes (a followed log was written moments
+      // ago); from the disk on the threadpool otherwise, never blocking the event loop on it.
+      const bytesRead = readCached(file.fd, buf, end, want, offset + end) ?? (await file.read(buf, end, want, offset + end)).bytesRead;
       if (bytesRead === 0) return false;
       end += bytesRead;
     }

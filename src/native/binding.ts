@@ -150,6 +150,8 @@ export interface Binding {
   LogBudget: new (limitBytes: number) => BindingLogBudget;
   /** flock(fd, LOCK_EX | LOCK_NB): true if locked, false if another open file holds a lock; throws otherwise. */
   tryLockExclusive(fd: number): boolean;
+  /** preadv2(RWF_NOWAIT) on the calling thread: bytes read, or -1 when not served from the page cache. */
+  readCached(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number;
 }
 
 /** Whether `error` was made by the addon (native_error_to_js). */

@@ -1,4 +1,4 @@
-// The log reader and follower against hand-made log files (no native code, no root).
+// The log reader and follower against hand-made log files (no root; the reader reads through the addon's readCached).
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
