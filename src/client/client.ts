@@ -31,7 +31,7 @@ import { ClientError } from './client-error';
 import { connectionCredentials } from './credentials';
 import { LogSession, plainHost, proxyApplies } from './log-session';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, HEALTH_CHECK_PATH, type ServingStatus } from './health';
-import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
+import type { ListJobsRequest, StartJobRequest, StopJobOptions, StreamLogsOptions, StreamLogsRequest, WatchJobsRequest } from './requests';
 import type { IdentityUsageView, JobChangeView, JobPageView, JobView, LogMessageView, StopResultView } from './views';
 
 export interface ConnectOptions {
@@ -226,26 +226,29 @@ export class JobworkerClient {
   /**
    * The job's output; ends after the message carrying the final status. Break out to cancel. A pool
    * job that another daemon runs is streamed from that daemon (the first answer says where).
+   * With `options.reuseBuffers`, a message's chunk data is valid only until the next message is
+   * asked for (see StreamLogsOptions).
    */
-  async *streamLogs(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
+  async *streamLogs(request: StreamLogsRequest, signal?: AbortSignal, options: StreamLogsOptions = {}): AsyncGenerator<LogMessageView> {
     let first = true;
     try {
-      for await (const message of this.#streamHere(request, signal)) {
+      for await (const message of this.#streamHere(request, signal, options)) {
         first = false;
         yield message;
       }
     } catch (error) {
       if (!first || !(error instanceof ClientError) || error.runnerAddress === null || error.runnerAddress === this.address) throw error;
-      yield* (await this.#runner(error.runnerAddress)).#streamHere(request, signal);
+      yield* (await this.#runner(error.runnerAddress)).#streamHere(request, signal, options);
     }
   }
 
-  async *#streamHere(request: StreamLogsRequest, signal?: AbortSignal): AsyncGenerator<LogMessageView> {
+  async *#streamHere(request: StreamLogsRequest, signal: AbortSignal | undefined, options: StreamLogsOptions): AsyncGenerator<LogMessageView> {
     // Not the generated stub's streamLogs: messages are decoded without copying each payload.
     const method = pb.JobServiceService.streamLogs;
     if (this.#logSession !== null) {
       const encoded = method.requestSerialize(streamLogsRequestToPb(request));
-      for await (const message of this.#logSession.serverStream(method.path, encoded, signal)) yield logMessageFromPb(decodeStreamLogsResponse(message));
+      const messages = this.#logSession.serverStream(method.path, encoded, signal, { reuseBuffers: options.reuseBuffers === true });
+      for await (const message of messages) yield logMessageFromPb(decodeStreamLogsResponse(message));
       return;
     }
     const call = this.#stub.makeServerStreamRequest(method.path, method.requestSerialize, decodeStreamLogsResponse, streamLogsRequestToPb(request), new Metadata(), {});

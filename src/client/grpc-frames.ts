@@ -1,8 +1,9 @@
 // gRPC's length-prefixed messages on an HTTP/2 stream (grpc/doc/PROTOCOL-HTTP2.md, "Length-Prefixed-
 // Message"): one byte of flags (bit 0: compressed), four bytes of length (big-endian), the message.
 // The bytes arrive in pieces of whatever size TLS and HTTP/2 cut them into (~8 KiB here), so a
-// message is usually gathered from many pieces: copied once into a buffer of its own, or handed out
-// as a view when one piece holds it whole.
+// message is usually gathered from many pieces: copied once into a buffer of its own (or one a
+// MessageBuffers hands out again once its reader is done with it), or handed out as a view when one
+// piece holds it whole.
 import { MESSAGE_PREFIX_BYTES } from '../api/stream-logs-codec';
 import { ClientError, StatusCode } from './client-error';
 
@@ -18,6 +19,55 @@ export function frameMessage(message: Uint8Array): Buffer {
   return framed;
 }
 
+/** Messages up to this size are gathered into buffers a MessageBuffers can take back. */
+const POOLED_MAX_BYTES = 1 << 20;
+/**
+ * Pooled buffers are made a quarter larger than the message they are made for, in multiples of
+ * this: messages of one stream differ by a few bytes (a log stream's are ~256 KiB), and a buffer
+ * given back must fit the next one.
+ */
+const POOLED_STEP_BYTES = 64 << 10;
+/** Buffers kept for reuse at most; more given back are left to the GC. */
+const POOLED_FREE_MAX = 4;
+
+/**
+ * Buffers for messages gathered from several pieces, taken back once their reader is done with
+ * them (giveBack) and used again for later messages. At hundreds of MB/s a fresh buffer per message
+ * is most of a client's work: its memory is external to V8's heap, and allocating it at that rate
+ * starts a full garbage collection every few dozen milliseconds. Only buffers this pool made are
+ * taken back, each once.
+ */
+export class MessageBuffers {
+  #free: Buffer[] = [];
+  #made = new WeakSet<ArrayBufferLike>();
+  #out = new WeakSet<ArrayBufferLike>();
+
+  /** A buffer of exactly `n` bytes (contents undefined). */
+  take(n: number): Buffer {
+    for (let i = this.#free.length - 1; i >= 0; i--) {
+      const whole = this.#free[i]!;
+      if (whole.length < n) continue;
+      this.#free.splice(i, 1);
+      this.#out.add(whole.buffer);
+      return whole.subarray(0, n);
+    }
+    if (n > POOLED_MAX_BYTES) return Buffer.allocUnsafe(n);
+    // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool.
+    const whole = Buffer.allocUnsafeSlow(Math.ceil((n * 1.25) / POOLED_STEP_BYTES) * POOLED_STEP_BYTES);
+    this.#made.add(whole.buffer);
+    this.#out.add(whole.buffer);
+    return whole.subarray(0, n);
+  }
+
+  /** Takes back the buffer behind `message` if this pool made it: its bytes will be overwritten. */
+  giveBack(message: Buffer): void {
+    const backing = message.buffer;
+    if (!this.#made.has(backing) || !this.#out.has(backing)) return;
+    this.#out.delete(backing);
+    if (this.#free.length < POOLED_FREE_MAX) this.#free.push(Buffer.from(backing, 0, backing.byteLength));
+  }
+}
+
 /** Cuts a stream of bytes into gRPC messages; refuses compressed messages and ones over `maxMessageBytes`. */
 export class GrpcMessageParser {
   #pieces: Buffer[] = [];
@@ -25,7 +75,15 @@ export class GrpcMessageParser {
   /** Length of the message being gathered, once its prefix is in; -1 before that. */
   #length = -1;
 
-  constructor(readonly maxMessageBytes: number) {}
+  readonly #buffers: MessageBuffers | undefined;
+
+  /** With `buffers`, messages gathered from several pieces are written into buffers it hands out. */
+  constructor(
+    readonly maxMessageBytes: number,
+    buffers?: MessageBuffers,
+  ) {
+    this.#buffers = buffers;
+  }
 
   /** Bytes received of a message not yet whole, its prefix included (a stream that ends with some is cut short). */
   get pendingBytes(): number {
@@ -68,7 +126,7 @@ export class GrpcMessageParser {
       this.#buffered -= n;
       return taken;
     }
-    const taken = Buffer.allocUnsafe(n);
+    const taken = this.#buffers?.take(n) ?? Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const piece = this.#pieces[0]!;

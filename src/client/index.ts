@@ -11,6 +11,7 @@ export type {
   ListJobsRequest,
   StartJobRequest,
   StopJobOptions,
+  StreamLogsOptions,
   StreamLogsRequest,
   WatchJobsRequest,
 } from './requests';

@@ -19,7 +19,7 @@ import { isIP } from 'node:net';
 import { RUNNER_ADDRESS_METADATA } from '../api/runner-redirect';
 import { ClientError, StatusCode } from './client-error';
 import type { ClientTlsContext } from './credentials';
-import { frameMessage, GrpcMessageParser } from './grpc-frames';
+import { frameMessage, GrpcMessageParser, MessageBuffers } from './grpc-frames';
 
 /**
  * Receive window of each stream (the bytes the server may send unasked: what a stream that stops
@@ -121,6 +121,14 @@ class Connection {
   }
 }
 
+export interface ServerStreamOptions {
+  /**
+   * Reuse the memory of a message once the reader asks for the next one: a message is valid only
+   * until then. For readers that write out or copy each message before asking for the next.
+   */
+  reuseBuffers?: boolean;
+}
+
 export class LogSession {
   readonly #options: LogSessionOptions;
   readonly #host: string;
@@ -146,8 +154,9 @@ export class LogSession {
    * Calls the server-streaming method at `path` with `request` (encoded) and yields each message the
    * server sends. Ends when the server ends the call with OK; throws ClientError for any other
    * status, as the channel's calls do. Breaking out of the loop, or `signal`, cancels the call.
+   * See ServerStreamOptions.reuseBuffers for how long a message is valid.
    */
-  async *serverStream(path: string, request: Uint8Array, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  async *serverStream(path: string, request: Uint8Array, signal?: AbortSignal, options: ServerStreamOptions = {}): AsyncGenerator<Buffer> {
     if (signal?.aborted === true) throw cancelledOnClient();
     const connection = await untilAborted(this.#connected(), signal);
     let stream: http2.ClientHttp2Stream;
@@ -160,7 +169,8 @@ export class LogSession {
       throw unavailable(this.#options.address, error);
     }
     connection.streamOpened();
-    const parser = new GrpcMessageParser(this.#options.maxMessageBytes);
+    const buffers = options.reuseBuffers === true ? new MessageBuffers() : undefined;
+    const parser = new GrpcMessageParser(this.#options.maxMessageBytes, buffers);
     const queue: Buffer[] = [];
     let queuedBytes = 0;
     const call: CallEnd = { status: null, readEnded: false, connectionLost: null };
@@ -231,6 +241,8 @@ export class LogSession {
           queuedBytes -= message.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
           if (queuedBytes < QUEUE_HIGH_BYTES / 2 && stream.isPaused()) stream.resume();
           yield message;
+          // The reader asked for the next message: it is done with this one.
+          buffers?.giveBack(message);
           continue;
         }
         if (closed) break;

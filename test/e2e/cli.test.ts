@@ -178,6 +178,25 @@ describe('job-cli against a daemon', requireRoot, () => {
       assert.equal(result.stderr, result.stdout, 'checksum of what the job wrote = checksum of what job-cli printed');
     });
 
+    it('stream into a file, and into a slow pipe: exactly the bytes the job wrote, message after message', async () => {
+      // 6 MiB of random bytes: ~24 messages, each written out before the next reuses its memory.
+      const id = await startJob(['sh', '-c', 'f=$(mktemp); head -c 6291456 /dev/urandom > $f; sha256sum < $f >&2; cat $f; rm -f $f']);
+      const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-cli-stream-'));
+      try {
+        const cliLine = `'${process.execPath}' '${CLI_BIN}' stream ${id}`;
+        const toFile = await runShell(`${cliLine} > '${dir}/out' && sha256sum < '${dir}/out'`, { home, env: credentials(admin) });
+        expectExit(toFile, 0);
+        assert.match(toFile.stdout, /^[0-9a-f]{64} {2}-\n$/);
+        assert.equal(toFile.stderr, toFile.stdout, 'checksum of what the job wrote = checksum of the file');
+        // The reader starts late, so the pipe fills and job-cli's writes wait for it.
+        const slowPipe = await runShell(`${cliLine} 2>/dev/null | { sleep 1; sha256sum; }`, { home, env: credentials(admin) });
+        expectExit(slowPipe, 0);
+        assert.equal(slowPipe.stdout, toFile.stdout);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('when its reader goes away, run stops the job and exits 141; stream just leaves with 141', async () => {
       const cliLine = `'${process.execPath}' '${CLI_BIN}'`;
       const run = await runShell(`{ ${cliLine} run -- yes; echo "status=$?" >&2; } | head -c 100000 > /dev/null`, { home, env: credentials(admin) });

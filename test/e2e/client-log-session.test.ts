@@ -114,6 +114,25 @@ describe('log streams on the client’s own connection', requireRoot, () => {
     }
   });
 
+  it('with reuseBuffers: every byte, in order, when each chunk is copied before the next message; and the memory is reused', async () => {
+    // ~2.9 MB of known output: a dozen messages of ~256 KiB each.
+    const expected = Array.from({ length: 400_000 }, (_, i) => `${i + 1}\n`).join('');
+    const job = await client.startJob({ command: 'seq', args: ['1', '400000'] });
+    const copies: Buffer[] = [];
+    const backings = new Set<ArrayBufferLike>();
+    let messages = 0;
+    for await (const message of client.streamLogs({ jobId: job.id, follow: true }, undefined, { reuseBuffers: true })) {
+      messages++;
+      for (const chunk of message.chunks) {
+        copies.push(Buffer.from(chunk.data));
+        backings.add(chunk.data.buffer);
+      }
+    }
+    assert.equal(Buffer.concat(copies).toString(), expected);
+    assert.ok(messages >= 10, `${messages} messages`);
+    assert.ok(backings.size < messages / 2, `${backings.size} buffers for ${messages} messages: reused`);
+  });
+
   it('a connection cut mid-stream ends the follower with UNAVAILABLE, and the next stream reconnects', async () => {
     const relay = new CuttableRelay(t.server.port);
     const files = await t.pki.client({ name: 'streams', roles: ['writer'] }); // the job's owner

@@ -2,11 +2,12 @@
 // the text rendered from it, exit statuses, log lines with timestamps, markers, and top's rates.
 // Pure functions, no daemon.
 import assert from 'node:assert/strict';
+import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 
 import { commandLine, exitCell, renderJobDetails, renderJobTable, renderTable, shellQuote, truncate } from '../../src/cli/job-cli/format';
 import { exitStatusOf, toJobReport } from '../../src/cli/job-cli/job-report';
-import { chunkJson, describeMarker, formatMicros, prefixLines } from '../../src/cli/job-cli/log-output';
+import { chunkJson, describeMarker, formatMicros, LogPrinter, prefixLines } from '../../src/cli/job-cli/log-output';
 import { renderTop, topRows, type Reading } from '../../src/cli/job-cli/top';
 import { jobFromPb } from '../../src/client/convert';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
@@ -161,6 +162,43 @@ describe('log output', () => {
     const binary = chunkJson({ ...base, stream: 'stdout', data: Buffer.from([0xff, 0x00, 0x41]) });
     assert.equal(binary.dataBase64, '/wBB');
     assert.deepEqual(chunkJson({ ...base, stream: 'marker', data: Buffer.from('{"event":"truncated","limitBytes":5}') }).event, { event: 'truncated', limitBytes: 5 });
+  });
+
+  const chunk = (stream: 'stdout' | 'stderr', text: string) => ({ timeUnixMicros: 0, offset: 0, nextOffset: 1, stream, data: Buffer.from(text) });
+  const printerOn = (stdout: Writable, stderr: Writable, flags: { json?: boolean; timestamps?: boolean } = {}) =>
+    new LogPrinter({ stdout, stderr, json: flags.json ?? false, timestamps: flags.timestamps ?? false, note: () => undefined });
+
+  it('lets the client reuse chunk memory only when what it writes leaves the process (or is a copy)', () => {
+    // A PassThrough keeps the very buffer it is given: reusing it would change what its reader gets.
+    assert.equal(printerOn(new PassThrough(), new PassThrough()).handsOffData, false);
+    assert.equal(printerOn(new PassThrough(), new PassThrough(), { json: true }).handsOffData, true);
+    assert.equal(printerOn(new PassThrough(), new PassThrough(), { timestamps: true }).handsOffData, true);
+    assert.equal(printerOn(process.stdout, process.stderr).handsOffData, true);
+  });
+
+  it('written() waits for every write to be called back, on both streams; a stream destroyed meanwhile ends the wait', async () => {
+    const calls: ((error?: Error | null) => void)[] = [];
+    const held = () => new Writable({ write: (_data, _encoding, callback) => calls.push(callback), highWaterMark: 1 << 20 });
+    const stdout = held();
+    const stderr = held();
+    const printer = printerOn(stdout, stderr);
+    await printer.chunk(chunk('stdout', 'a'));
+    await printer.chunk(chunk('stderr', 'b'));
+    let done = false;
+    const waiting = printer.written().then(() => (done = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(done, false, 'nothing was called back yet');
+    calls.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(done, false, 'stderr\'s write is still out');
+    calls.shift()!();
+    await waiting;
+
+    await printer.chunk(chunk('stdout', 'c'));
+    const again = printer.written();
+    stdout.destroy();
+    await again;
+    await printer.written(); // nothing left: at once
   });
 });
 

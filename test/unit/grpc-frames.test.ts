@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { ClientError, StatusCode } from '../../src/client/client-error';
-import { frameMessage, GrpcMessageParser } from '../../src/client/grpc-frames';
+import { frameMessage, GrpcMessageParser, MessageBuffers } from '../../src/client/grpc-frames';
 import { endStatus, type CallEnd } from '../../src/client/log-session';
 
 function cut(bytes: Buffer, sizes: number[]): Buffer[] {
@@ -43,6 +43,44 @@ describe('gRPC message framing (client)', () => {
       assert.equal(parser.pendingBytes, cutAt);
     });
   }
+
+  it('with MessageBuffers: the same messages; a buffer given back holds a later message, one never given back is never reused', () => {
+    const buffers = new MessageBuffers();
+    const parser = new GrpcMessageParser(1 << 20, buffers);
+    const sizes = [262_000, 262_100, 261_950, 262_175, 100];
+    const sent = sizes.map((size) => randomBytes(size));
+    const received: Buffer[] = [];
+    const copies: Buffer[] = [];
+    for (const [i, piece] of cut(Buffer.concat(sent.map(frameMessage)), [7_400]).entries()) {
+      for (const message of parser.push(piece)) {
+        received.push(message);
+        copies.push(Buffer.from(message));
+        // The reader is done with every message but the second as soon as it has it.
+        if (received.length !== 2) buffers.giveBack(message);
+      }
+      assert.ok(i < 1000);
+    }
+    assert.deepEqual(copies, sent, 'each message was whole when it was handed out');
+    // (assert.ok, not assert.equal: a failure would print every byte of the buffers.)
+    assert.ok(received[1]!.buffer === received[0]!.buffer, 'the first message\'s buffer, given back, holds the second');
+    assert.ok(received[2]!.buffer !== received[1]!.buffer, 'the second, never given back, is not reused for the third');
+    assert.ok(received[3]!.buffer === received[2]!.buffer, 'the third\'s, given back, holds the fourth');
+    assert.ok(received[1]!.equals(sent[1]!), 'and the second still holds its message');
+  });
+
+  it('MessageBuffers takes back only buffers it made, each once', () => {
+    const buffers = new MessageBuffers();
+    const foreign = Buffer.allocUnsafeSlow(70_000);
+    buffers.giveBack(foreign);
+    assert.notEqual(buffers.take(70_000).buffer, foreign.buffer);
+    const made = buffers.take(70_000);
+    buffers.giveBack(made);
+    buffers.giveBack(made); // twice: must not be handed out twice
+    const first = buffers.take(70_000);
+    const second = buffers.take(70_000);
+    assert.equal(first.buffer, made.buffer);
+    assert.notEqual(second.buffer, made.buffer);
+  });
 
   it('refuses a compressed message with INTERNAL', () => {
     const framed = frameMessage(Buffer.from('x'));

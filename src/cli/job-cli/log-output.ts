@@ -89,9 +89,59 @@ export interface LogPrinterOptions {
 export class LogPrinter {
   #options: LogPrinterOptions;
   #atLineStart = { stdout: true, stderr: true };
+  /** Per stream: writes of a chunk's own bytes not yet called back (see handsOffData). */
+  #pending = new Map<Writable, { count: number; closed: () => void }>();
+  #settled: (() => void) | null = null;
 
   constructor(options: LogPrinterOptions) {
     this.#options = options;
+  }
+
+  /**
+   * Whether a chunk's bytes are out of our hands once written() resolves, so the client may reuse
+   * their memory for a later message. True for the process's own stdout and stderr: Linux writes
+   * them to files, pipes and terminals synchronously, and a write's callback means the bytes left
+   * the process. Not for other streams, which may keep the very buffer they were given (a
+   * PassThrough hands it on). --json and --timestamps print copies, so they always qualify.
+   */
+  get handsOffData(): boolean {
+    const { stdout, stderr, json, timestamps } = this.#options;
+    return json || timestamps || (stdout === process.stdout && stderr === process.stderr);
+  }
+
+  /** Resolves once every chunk written so far has been called back (or its stream closed). */
+  async written(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    await new Promise<void>((resolve) => (this.#settled = resolve));
+  }
+
+  #writeData(target: Writable, data: Uint8Array): Promise<void> {
+    if (data.length === 0 || target.destroyed || target.writableEnded) return Promise.resolve();
+    let pending = this.#pending.get(target);
+    if (pending === undefined) {
+      // A stream destroyed with writes still queued may never call them back: its close ends them.
+      const closed = () => this.#settle(target);
+      pending = { count: 0, closed };
+      this.#pending.set(target, pending);
+      target.once('close', closed);
+    }
+    pending.count++;
+    const entry = pending;
+    return write(target, data, () => {
+      if (this.#pending.get(target) === entry && --entry.count === 0) this.#settle(target);
+    });
+  }
+
+  /** `target` has nothing of ours in flight any more. */
+  #settle(target: Writable): void {
+    const pending = this.#pending.get(target);
+    if (pending === undefined) return;
+    target.off('close', pending.closed);
+    this.#pending.delete(target);
+    if (this.#pending.size > 0) return;
+    const settled = this.#settled;
+    this.#settled = null;
+    settled?.();
   }
 
   async chunk(chunk: LogChunkView): Promise<void> {
@@ -103,7 +153,7 @@ export class LogPrinter {
     }
     const name = chunk.stream === 'stderr' ? 'stderr' : 'stdout';
     const target = name === 'stderr' ? stderr : stdout;
-    if (!timestamps) return write(target, chunk.data);
+    if (!timestamps) return this.#writeData(target, chunk.data);
     const { output, atLineStart } = prefixLines(chunk.data, `${formatMicros(chunk.timeUnixMicros)} `, this.#atLineStart[name]);
     this.#atLineStart[name] = atLineStart;
     return write(target, output);
@@ -120,9 +170,9 @@ export class LogPrinter {
  * down). Once the stream is closed or failed (EPIPE: our reader went away), output is dropped; the
  * command learns of it from the stream's 'error' event.
  */
-async function write(stream: Writable, data: Uint8Array | string): Promise<void> {
+async function write(stream: Writable, data: Uint8Array | string, calledBack?: () => void): Promise<void> {
   if (data.length === 0 || stream.destroyed || stream.writableEnded) return;
-  if (stream.write(data)) return;
+  if (stream.write(data, calledBack)) return;
   await new Promise<void>((resolve) => {
     const done = () => {
       stream.off('drain', done);
@@ -147,9 +197,14 @@ export async function printLogs(
   signal?: AbortSignal,
 ): Promise<JobReport | null> {
   let final: JobReport | null = null;
+  // When the printer's output takes its bytes out of our hands, the client may write each message
+  // into memory it used before: at hundreds of MB/s a fresh buffer per message is most of our CPU.
+  const reuseBuffers = printer.handsOffData;
   try {
-    for await (const message of client.streamLogs(request, signal)) {
+    for await (const message of client.streamLogs(request, signal, { reuseBuffers })) {
       for (const chunk of message.chunks) await printer.chunk(chunk);
+      // Before the next message, which may overwrite this one's memory.
+      if (reuseBuffers) await printer.written();
       if (message.finalStatus !== null) final = toJobReport(message.finalStatus);
     }
   } catch (error) {
