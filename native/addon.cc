@@ -148,9 +148,6 @@ long long optional_integer(Napi::Object options, const char* key, long long fall
   return value.As<Napi::Number>().Int64Value();
 }
 
-// Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
-// letter (k mkdir, d rmdir, w write, r read, c create), '?' if optional or '!' if not, the path, NUL, the value
-// (empty but for writes), NUL. Written by encodeFsOps() in src/native/process.ts.
 // "uid:gid", each a decimal id below 2^32 - 1 (the kernel's "no change" value is refused).
 bool parse_owner(const std::string& text, uid_t& uid, gid_t& gid) {
   size_t colon = text.find(':');
@@ -169,6 +166,10 @@ bool parse_owner(const std::string& text, uid_t& uid, gid_t& gid) {
   return true;
 }
 
+// Ops arrive as one string (one N-API conversion instead of several per op): for each op, its
+// letter (k mkdir, d rmdir, w write, r read, c create, p private directory), '?' if optional or '!'
+// if not, the path, NUL, the value (a write's bytes, a private directory's "uid:gid", else empty),
+// NUL. Written by encodeFsOps() in src/native/fs-ops.ts.
 std::vector<FsOp> parse_fs_ops(Napi::Env env, Napi::Value value, const std::string& where) {
   if (!value.IsString()) throw Napi::TypeError::New(env, where + ": the encoded ops must be a string");
   std::string text = value.As<Napi::String>().Utf8Value();

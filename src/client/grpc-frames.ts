@@ -99,7 +99,7 @@ export class GrpcMessageParser {
     for (;;) {
       if (this.#length < 0) {
         if (this.#buffered < MESSAGE_PREFIX_BYTES) return messages ?? NO_MESSAGES;
-        const prefix = this.#take(MESSAGE_PREFIX_BYTES);
+        const prefix = this.#take(MESSAGE_PREFIX_BYTES, false);
         if ((prefix[0]! & 1) !== 0) {
           throw new ClientError(StatusCode.INTERNAL, 'the server sent a compressed message; this client asks for none (grpc-accept-encoding: identity)');
         }
@@ -110,13 +110,16 @@ export class GrpcMessageParser {
         this.#length = length;
       }
       if (this.#buffered < this.#length) return messages ?? NO_MESSAGES;
-      (messages ??= []).push(this.#take(this.#length));
+      (messages ??= []).push(this.#take(this.#length, true));
       this.#length = -1;
     }
   }
 
-  /** The next `n` buffered bytes: a view when the first piece holds them, else one copy. */
-  #take(n: number): Buffer {
+  /**
+   * The next `n` buffered bytes: a view when the first piece holds them, else one copy (a message
+   * into a buffer from the pool, when `message` and there is one; a prefix never).
+   */
+  #take(n: number, message: boolean): Buffer {
     if (n === 0) return Buffer.alloc(0); // an empty message (all fields default) is a message
     const first = this.#pieces[0]!;
     if (first.length >= n) {
@@ -126,7 +129,7 @@ export class GrpcMessageParser {
       this.#buffered -= n;
       return taken;
     }
-    const taken = this.#buffers?.take(n) ?? Buffer.allocUnsafe(n);
+    const taken = (message ? this.#buffers?.take(n) : undefined) ?? Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const piece = this.#pieces[0]!;

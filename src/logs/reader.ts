@@ -2,6 +2,7 @@
 // than one read buffer (plus one oversized record) in memory.
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 
 import { errorCode } from '../errors';
 import { readCached } from '../native';
@@ -41,13 +42,31 @@ export interface ReadRange {
 const READ_SIZE = 256 << 10;
 
 /**
+ * Bytes read from the page cache on the event loop (readCached) before the reader lets other work
+ * run: a reader whose consumer never waits (one that filters every record out) would otherwise read
+ * a whole cached log in one turn of the loop.
+ */
+const CACHED_RUN_BYTES = 4 << 20;
+
+/**
+ * O_NOATIME: reading a log never writes its inode's access time, so a read served from the page
+ * cache on the event loop never waits for the filesystem's journal. Only the file's owner (or
+ * CAP_FOWNER) may ask for it; for anyone else the open is retried without it.
+ */
+const NO_ATIME = constants.O_NOATIME ?? 0;
+
+/**
  * Opens a log and checks its header. Never through a symbolic link (O_NOFOLLOW): a link planted in
  * place of a log would serve another file's bytes; it is refused as a corrupt log.
  */
 export async function openLog(path: string): Promise<FileHandle> {
   let file: FileHandle;
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW;
   try {
-    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    file = await open(path, flags | NO_ATIME).catch((error: unknown) => {
+      if (NO_ATIME === 0 || errorCode(error) !== 'EPERM') throw error;
+      return open(path, flags);
+    });
   } catch (error) {
     if (errorCode(error) === 'ELOOP') throw new CorruptLogError(0, `${path} is a symbolic link, not a log (not followed)`);
     throw error;
@@ -74,6 +93,7 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
   let buf = scratch?.buffer ?? Buffer.alloc(0);
   let start = 0; // buf[start..end) holds file bytes from `offset`
   let end = 0;
+  let cachedRun = 0; // bytes read from the cache since the event loop last had a turn
   while (offset < until) {
     if (end - start < RECORD_HEADER_SIZE) {
       if (!(await refill(RECORD_HEADER_SIZE))) return;
@@ -111,7 +131,14 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
       if (want <= 0) return false;
       // From the page cache on this thread when it has the bytes (a followed log was written moments
       // ago); from the disk on the threadpool otherwise, never blocking the event loop on it.
-      const bytesRead = readCached(file.fd, buf, end, want, offset + end) ?? (await file.read(buf, end, want, offset + end)).bytesRead;
+      let bytesRead = readCached(file.fd, buf, end, want, offset + end);
+      if (bytesRead === null) {
+        bytesRead = (await file.read(buf, end, want, offset + end)).bytesRead;
+        cachedRun = 0;
+      } else if ((cachedRun += bytesRead) >= CACHED_RUN_BYTES) {
+        cachedRun = 0;
+        await yieldToEventLoop();
+      }
       if (bytesRead === 0) return false;
       end += bytesRead;
     }

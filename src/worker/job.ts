@@ -1,6 +1,7 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';
+import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from '../cgroup';
@@ -270,7 +271,10 @@ export class Job {
     this.#record.runAs = runAs;
     this.#record.scratchDir = scratchDir;
     const cwd = spec.cwd ?? '/';
-    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, cwd);
+    // An IO limit without a device is on the disk behind the working directory. A scratch
+    // directory is made by the spawn, later: its parent, the scratch root, is on the same disk.
+    const deviceDir = scratchDir === null ? cwd : path.dirname(scratchDir);
+    const plan = await driver.plan({ id: this.id, identity: spec.owner }, spec.limits, deviceDir);
     // The record (and the spec file) show what is enforced, defaults included.
     spec.limits = plan.limits;
     this.#record.spec.limits = plan.limits;
@@ -314,11 +318,11 @@ export class Job {
         await this.#leaveSlice(plan);
         if (spareLog !== undefined) spareLogs.giveBack(spareLog);
         await this.#forget();
+        // The scratch op comes last: it did not run, failed, or was undone. Either way the path is
+        // not the job's to remove: whatever has it stays.
+        setup.scratchDir = null;
         const failed = error.index ?? 0;
         if (failed < plan.createOps.length) throw plan.creationError({ completed: failed, reads: [], error });
-        // The scratch directory was not made, so it is not the job's to remove: whatever has that
-        // path stays.
-        setup.scratchDir = null;
         throw systemError('cannot create the job\'s scratch directory', error.path ?? scratchOps[failed - plan.createOps.length]?.path, error);
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.

@@ -63,8 +63,8 @@ export class ScratchDirs {
 
   /**
    * The op that makes a job's directory, 0700 and owned by it: run by the addon in the same trip as
-   * the job's cgroups and its spawn (a spawn that fails after it removes it again). EEXIST if the
-   * path is taken (ids are fresh UUIDs).
+   * the job's cgroups and its spawn, last of the setup ops. EEXIST if the path is taken (ids are
+   * fresh UUIDs). A spawn that fails after it leaves the directory to release().
    */
   createOp(dir: string, owner: ScratchOwner): FsOp {
     return { op: 'mkdir-private', path: dir, uid: owner.uid, gid: owner.gid };

@@ -342,6 +342,16 @@ describe('job user', requireRoot, () => {
     assert.deepEqual(readdirSync(t.worker.scratch.root), []);
   });
 
+  it('an IO limit without a device, for a job in a scratch directory: the disk behind the scratch root', async (tc) => {
+    if (!t.worker.cgroupDriver.controllers.has('io')) return tc.skip('the io controller is not available on this host');
+    const job = await t.worker.start({ command: 'true', limits: { io: [{ writeBps: 5_000_000 }] } });
+    await job.wait();
+    const io = job.status().limits.io ?? [];
+    assert.equal(io.length, 1);
+    assert.equal(io[0]!.writeBps, 5_000_000);
+    assert.match(io[0]!.device ?? '', /^\d+:\d+$/, 'resolved to the scratch root\'s disk');
+  });
+
   it('a scratch path already taken fails the start, names the directory, and leaves what is there alone', async () => {
     const id = randomUUID();
     const taken = t.worker.scratch.pathOf(id);

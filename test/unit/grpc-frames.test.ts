@@ -68,6 +68,21 @@ describe('gRPC message framing (client)', () => {
     assert.ok(received[1]!.equals(sent[1]!), 'and the second still holds its message');
   });
 
+  it('with MessageBuffers: a prefix cut across two pieces never takes a pooled buffer', () => {
+    const buffers = new MessageBuffers();
+    const parser = new GrpcMessageParser(1 << 20, buffers);
+    const [a, b] = [randomBytes(262_000), randomBytes(262_000)];
+    const stream = Buffer.concat([frameMessage(a), frameMessage(b)]);
+    // a spans the first two pieces; the second ends 2 bytes into b's prefix; b spans the last two.
+    const pieces = [stream.subarray(0, 100_000), stream.subarray(100_000, 262_007), stream.subarray(262_007, 400_000), stream.subarray(400_000)];
+    const [first] = [...parser.push(pieces[0]!), ...parser.push(pieces[1]!)];
+    assert.ok(first!.equals(a));
+    buffers.giveBack(first!);
+    const [second] = [...parser.push(pieces[2]!), ...parser.push(pieces[3]!)];
+    assert.ok(second!.equals(b));
+    assert.ok(second!.buffer === first!.buffer, 'b went into the buffer a gave back, not a fresh one');
+  });
+
   it('MessageBuffers takes back only buffers it made, each once', () => {
     const buffers = new MessageBuffers();
     const foreign = Buffer.allocUnsafeSlow(70_000);

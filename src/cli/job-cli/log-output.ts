@@ -91,7 +91,8 @@ export class LogPrinter {
   #atLineStart = { stdout: true, stderr: true };
   /** Per stream: writes of a chunk's own bytes not yet called back (see handsOffData). */
   #pending = new Map<Writable, { count: number; closed: () => void }>();
-  #settled: (() => void) | null = null;
+  /** What written() callers wait on while writes are out; resolved when the last is called back. */
+  #settled: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(options: LogPrinterOptions) {
     this.#options = options;
@@ -99,10 +100,10 @@ export class LogPrinter {
 
   /**
    * Whether a chunk's bytes are out of our hands once written() resolves, so the client may reuse
-   * their memory for a later message. True for the process's own stdout and stderr: Linux writes
-   * them to files, pipes and terminals synchronously, and a write's callback means the bytes left
-   * the process. Not for other streams, which may keep the very buffer they were given (a
-   * PassThrough hands it on). --json and --timestamps print copies, so they always qualify.
+   * their memory for a later message. True for the process's own stdout and stderr: whether Node
+   * writes them synchronously (files, terminals) or not (pipes, sockets), a write's callback comes
+   * once the kernel has the bytes. Not for other streams, which may keep the very buffer they were
+   * given (a PassThrough hands it on). --json and --timestamps print copies, so they always qualify.
    */
   get handsOffData(): boolean {
     const { stdout, stderr, json, timestamps } = this.#options;
@@ -110,9 +111,14 @@ export class LogPrinter {
   }
 
   /** Resolves once every chunk written so far has been called back (or its stream closed). */
-  async written(): Promise<void> {
-    if (this.#pending.size === 0) return;
-    await new Promise<void>((resolve) => (this.#settled = resolve));
+  written(): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    if (this.#settled === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.#settled = { promise, resolve };
+    }
+    return this.#settled.promise;
   }
 
   #writeData(target: Writable, data: Uint8Array): Promise<void> {
@@ -141,7 +147,7 @@ export class LogPrinter {
     if (this.#pending.size > 0) return;
     const settled = this.#settled;
     this.#settled = null;
-    settled?.();
+    settled?.resolve();
   }
 
   async chunk(chunk: LogChunkView): Promise<void> {
