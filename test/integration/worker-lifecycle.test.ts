@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { resolveBlockDevice } from '../../src/cgroup/devices';
 import { JobworkerError, ValidationError } from '../../src/errors';
 import { FILE_HEADER_SIZE } from '../../src/logs/format';
 import { SpawnError } from '../../src/native';
@@ -344,6 +345,8 @@ describe('job user', requireRoot, () => {
 
   it('an IO limit without a device, for a job in a scratch directory: the disk behind the scratch root', async (tc) => {
     if (!t.worker.cgroupDriver.controllers.has('io')) return tc.skip('the io controller is not available on this host');
+    const onDisk = await resolveBlockDevice(undefined, t.worker.scratch.root).then(() => true, () => false);
+    if (!onDisk) return tc.skip(`the scratch root ${t.worker.scratch.root} is not on a block device (tmpfs?): a device-less IO limit is refused there, rightly`);
     const job = await t.worker.start({ command: 'true', limits: { io: [{ writeBps: 5_000_000 }] } });
     await job.wait();
     const io = job.status().limits.io ?? [];
