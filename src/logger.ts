@@ -1,6 +1,8 @@
 // The one logger: structured records, written as JSON lines (production, log collectors) or as
 // readable lines in a terminal. Synchronous writes to stderr: few lines, and none may be lost
-// when the daemon dies right after writing one.
+// when the daemon dies right after writing one. A line stderr refuses (EPIPE: whoever read it went
+// away; EAGAIN: a non-blocking pipe is full) is dropped and counted: logging must never fail the
+// request it reports on, nor stop a shutdown half-way (its cgroups left behind).
 import { writeSync } from 'node:fs';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -26,7 +28,7 @@ export class Logger {
   constructor(options: LoggerOptions = {}, base: LogFields = {}) {
     this.level = options.level ?? 'info';
     this.format = options.format ?? (process.stderr.isTTY ? 'text' : 'json');
-    this.#write = options.write ?? ((line) => void writeSync(2, line));
+    this.#write = options.write ?? writeToStderr;
     this.#base = base;
   }
 
@@ -67,6 +69,21 @@ function textLine(record: LogFields & { time: string; level: string; msg: string
     .map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v, jsonSafe)}`)
     .join(' ');
   return `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${extras ? `  ${extras}` : ''}\n`;
+}
+
+let droppedLogLines = 0;
+
+/** Lines stderr refused since the process started (see the top of this file). */
+export function droppedLogLineCount(): number {
+  return droppedLogLines;
+}
+
+function writeToStderr(line: string): void {
+  try {
+    writeSync(2, line);
+  } catch {
+    droppedLogLines++;
+  }
 }
 
 /** A logger that drops everything (tests, embedding without logs). */

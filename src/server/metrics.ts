@@ -2,6 +2,7 @@
 // serves them on their own plain-HTTP listener (src/daemon/metrics-listener.ts).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+import { droppedLogLineCount } from '../logger';
 import { FINAL_STATES, type JobState, type Worker } from '../worker';
 
 const STATES: readonly JobState[] = ['starting', 'running', ...FINAL_STATES];
@@ -74,6 +75,15 @@ export class ServerMetrics {
         // The Worker counts; the counter shows its total.
         this.reset();
         this.inc(worker.journalStats().compactions);
+      },
+    });
+    new Counter({
+      name: 'jobworker_log_lines_dropped_total',
+      help: "The daemon's own log lines that stderr refused (EPIPE: its reader went away; EAGAIN: a full non-blocking pipe)",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(droppedLogLineCount());
       },
     });
     this.starts = new Counter({ name: 'jobworker_job_starts_total', help: 'StartJob calls, by result', labelNames: ['result'], registers });

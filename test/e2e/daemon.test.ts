@@ -15,6 +15,7 @@ import { HealthCheckResponse_ServingStatus, HealthClient, type HealthCheckRespon
 import { ServerReflectionClient, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection';
 import * as pb from '../../src/gen/jobworker/v1/jobworker';
 import { runCli, show } from '../helpers/cli';
+import { leftoverCgroups } from '../helpers/cli-daemon';
 import { createTestPki, craftCertificate, rawChannelCredentialsFromFiles, type TestPki } from '../helpers/pki';
 import { isRunning } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
@@ -163,6 +164,25 @@ describe('the daemon process', requireRoot, () => {
     assert.equal(after.outcome.stoppedBy, 'worker shutdown');
     client2.close();
     await again.stop();
+  });
+
+  it('whoever read its stderr went away: requests still succeed, and SIGTERM still stops the jobs and removes every cgroup', async () => {
+    const base = setup();
+    const daemon = startDaemonProcess({ ...base, tls: await pki.server() });
+    const client = await clientFor(await daemon.port());
+    try {
+      daemon.child.stderr!.destroy(); // the daemon's writes to fd 2 now fail with EPIPE
+      // Each start writes an audit line: the line is lost, the start is not.
+      const job = await client.startJob({ command: 'sleep', args: ['1000'] });
+      assert.equal((await client.getJob(job.id)).state, 'running');
+      const exit = await daemon.stop('SIGTERM');
+      assert.deepEqual(exit, { code: 0, signal: null });
+      assert.equal(isRunning(job.pid!), false);
+      assert.deepEqual(leftoverCgroups(base.cgroupRootName), []);
+    } finally {
+      client.close();
+      await daemon.stop('SIGKILL');
+    }
   });
 
   it('after SIGKILL, a restart marks running jobs lost and kills them', async () => {
