@@ -37,6 +37,15 @@ export async function runUi(options: UiOptions): Promise<number> {
   }
   const server = await UiServer.start({ listen: options.listen, hosts, secrets, assets });
   const running = [...hosts.values()].map(({ connection }) => connection.run());
+  // Before the URL is printed: whoever reads it may stop us at once, and a SIGTERM that came before
+  // the handler would kill the process instead of stopping it cleanly.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop).off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop).on('SIGTERM', stop);
+  });
 
   const names = options.hosts.map(({ name, connection }) => `${name} (${connection.address})`);
   if (options.json) {
@@ -50,13 +59,7 @@ export async function runUi(options: UiOptions): Promise<number> {
   const opener = options.open ?? hasDesktop(process.env) ? await openInBrowser(server.urlWithToken) : null;
   if (opener?.failure !== undefined) options.note(`could not open a browser (${opener.failure}); open the URL above`);
 
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop).off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop).on('SIGTERM', stop);
-  });
+  await stopped;
   for (const { connection, sampler } of hosts.values()) {
     sampler.stop();
     connection.stop();
