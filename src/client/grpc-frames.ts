@@ -39,7 +39,7 @@ const POOLED_FREE_MAX = 4;
  */
 export class MessageBuffers {
   #free: Buffer[] = [];
-  #made = new WeakSet<ArrayBufferLike>();
+  /** Buffers this pool made that are handed out now: the only ones it takes back. */
   #out = new WeakSet<ArrayBufferLike>();
 
   /** A buffer of exactly `n` bytes (contents undefined). */
@@ -54,7 +54,6 @@ export class MessageBuffers {
     if (n > POOLED_MAX_BYTES) return Buffer.allocUnsafe(n);
     // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool.
     const whole = Buffer.allocUnsafeSlow(Math.ceil((n * 1.25) / POOLED_STEP_BYTES) * POOLED_STEP_BYTES);
-    this.#made.add(whole.buffer);
     this.#out.add(whole.buffer);
     return whole.subarray(0, n);
   }
@@ -62,8 +61,7 @@ export class MessageBuffers {
   /** Takes back the buffer behind `message` if this pool made it: its bytes will be overwritten. */
   giveBack(message: Buffer): void {
     const backing = message.buffer;
-    if (!this.#made.has(backing) || !this.#out.has(backing)) return;
-    this.#out.delete(backing);
+    if (!this.#out.delete(backing)) return;
     if (this.#free.length < POOLED_FREE_MAX) this.#free.push(Buffer.from(backing, 0, backing.byteLength));
   }
 }

@@ -8,13 +8,14 @@ import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from
 import { JobworkerError, ValidationError, systemError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { SpawnError, spawnProcessAsync, type ExitInfo, type FsOp, type LogBudget, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
 import { HOST_ISOLATION, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
 import { NO_LABELS } from './job-labels';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
+import { scratchDirOp } from './scratch';
 import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
@@ -111,10 +112,8 @@ export interface JobContext {
 /** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
 export interface JobSetup {
   runAs: JobRunAs;
-  /** Where its scratch directory goes (null: it has a cwd of its own); made by `scratchOps`. */
+  /** Where its scratch directory goes (null: it has a cwd of its own); the spawn makes it. */
   scratchDir: string | null;
-  /** Run by the spawn after the cgroup's ops: they make the scratch directory. */
-  scratchOps: readonly FsOp[];
   /** Paths the job must not see (the state directory, the scratch root, the daemon's config and keys). */
   hiddenPaths: readonly string[];
 }
@@ -263,7 +262,7 @@ export class Job {
 
   async #spawn(spec: ResolvedJobSpec, setup: JobSetup): Promise<void> {
     const { store, spareLogs, driver } = this.#ctx;
-    const { runAs, scratchDir, scratchOps, hiddenPaths } = setup;
+    const { runAs, scratchDir, hiddenPaths } = setup;
     if (scratchDir !== null) {
       spec.cwd = scratchDir;
       this.#record.spec.cwd = scratchDir;
@@ -296,7 +295,7 @@ export class Job {
         args: spec.args,
         env: spec.env,
         cwd,
-        setupOps: scratchOps.length === 0 ? plan.createOps : [...plan.createOps, ...scratchOps],
+        setupOps: scratchDir === null ? plan.createOps : [...plan.createOps, scratchDirOp(scratchDir, runAs)],
         exitOps: plan.settleOps,
         ...plan.placement,
         logPath: store.logPath(this.id),
@@ -323,7 +322,7 @@ export class Job {
         setup.scratchDir = null;
         const failed = error.index ?? 0;
         if (failed < plan.createOps.length) throw plan.creationError({ completed: failed, reads: [], error });
-        throw systemError('cannot create the job\'s scratch directory', error.path ?? scratchOps[failed - plan.createOps.length]?.path, error);
+        throw systemError('cannot create the job\'s scratch directory', error.path ?? scratchDir ?? undefined, error);
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       plan.createOpsRan(error instanceof SpawnError ? 'created' : 'unknown');

@@ -31,6 +31,15 @@ function runAs(owner: ScratchOwner, file: string, args: readonly string[]): Prom
   });
 }
 
+/**
+ * The op that makes a job's directory, 0700 and owned by it: run by the addon in the same trip as
+ * the job's cgroups and its spawn, last of the setup ops. EEXIST if the path is taken (ids are fresh
+ * UUIDs). A spawn that fails after it leaves the directory to ScratchDirs.release().
+ */
+export function scratchDirOp(dir: string, owner: ScratchOwner): FsOp {
+  return { op: 'mkdir-private', path: dir, uid: owner.uid, gid: owner.gid };
+}
+
 export class ScratchDirs {
   readonly root: string;
   readonly keep: boolean;
@@ -59,15 +68,6 @@ export class ScratchDirs {
 
   pathOf(jobId: string): string {
     return path.join(this.root, jobId);
-  }
-
-  /**
-   * The op that makes a job's directory, 0700 and owned by it: run by the addon in the same trip as
-   * the job's cgroups and its spawn, last of the setup ops. EEXIST if the path is taken (ids are
-   * fresh UUIDs). A spawn that fails after it leaves the directory to release().
-   */
-  createOp(dir: string, owner: ScratchOwner): FsOp {
-    return { op: 'mkdir-private', path: dir, uid: owner.uid, gid: owner.gid };
   }
 
   /**

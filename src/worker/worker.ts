@@ -15,7 +15,7 @@ import {
   type OpenedCgroupDriver,
 } from '../cgroup';
 import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
-import { fsOps, SpawnError, tryLockPath, type FsOp } from '../native';
+import { fsOps, SpawnError, tryLockPath } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { isJobId } from '../job-id';
@@ -175,7 +175,6 @@ async function checkHiddenPaths(paths: readonly string[]): Promise<void> {
 
 /** Covered in every job's mount namespace by a private tmpfs: a scratch directory there would be out of its reach. */
 const PRIVATE_TMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
-const NO_OPS: readonly FsOp[] = [];
 
 function underPrivateTmp(dir: string): string | undefined {
   return PRIVATE_TMP_DIRS.find((tmp) => dir === tmp || dir.startsWith(`${tmp}/`));
@@ -424,8 +423,7 @@ export class Worker {
     } else {
       runAs = await resolveRunAs(this.#users, 'user', choice);
     }
-    const scratchDir = needsScratch ? this.scratch.pathOf(id) : null;
-    return { runAs, scratchDir, scratchOps: scratchDir === null ? NO_OPS : [this.scratch.createOp(scratchDir, runAs)], hiddenPaths: this.#hiddenPaths };
+    return { runAs, scratchDir: needsScratch ? this.scratch.pathOf(id) : null, hiddenPaths: this.#hiddenPaths };
   }
 
   /** Removes a finished job's scratch directory, then frees its dynamic uid (if nothing of it is left). */

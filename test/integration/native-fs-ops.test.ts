@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readProcCgroup, unifiedPathOf } from '../../src/cgroup/proc-cgroup';
-import { fsOps, NativeError, SpawnError, spawnProcessAsync } from '../../src/native';
+import { fsOps, NativeError, SpawnError, spawnProcessAsync, type FsOp, type NativeProcess } from '../../src/native';
 import { binding } from '../../src/native/binding';
 import { readCapturedOutput } from '../helpers/log';
 import { requireRoot } from '../helpers/root';
@@ -21,6 +21,11 @@ let counter = 0;
 /** A fresh cgroup path beneath this process's own cgroup (not created). */
 function cgroupPath(label: string): string {
   return path.join(unifiedMount(), unifiedPathOf(readProcCgroup()) ?? '/', `jobworker-test-${process.pid}-ops-${label}-${counter++}`);
+}
+
+/** `true` spawned into the cgroup `dir` once `setupOps` have run (the tests below make one fail). */
+function trueAfterSetup(dir: string, logPath: string, setupOps: FsOp[]): Promise<NativeProcess> {
+  return spawnProcessAsync({ command: 'true', env: ENV, logPath, setupOps, cgroupPath: dir });
 }
 
 before(() => {
@@ -148,17 +153,11 @@ describe('a spawn with setupOps', requireRoot, () => {
     const dir = cgroupPath('undo');
     const logPath = path.join(logs, 'undo.log');
     await assert.rejects(
-      spawnProcessAsync({
-        command: 'true',
-        env: ENV,
-        logPath,
-        setupOps: [
-          { op: 'mkdir', path: dir },
-          { op: 'mkdir', path: `${dir}/inner` },
-          { op: 'write', path: `${dir}/inner/cgroup.max.descendants`, value: 'lots' },
-        ],
-        cgroupPath: dir,
-      }),
+      trueAfterSetup(dir, logPath, [
+        { op: 'mkdir', path: dir },
+        { op: 'mkdir', path: `${dir}/inner` },
+        { op: 'write', path: `${dir}/inner/cgroup.max.descendants`, value: 'lots' },
+      ]),
       (error) =>
         error instanceof SpawnError &&
         error.stage === 'setup' &&
@@ -174,17 +173,11 @@ describe('a spawn with setupOps', requireRoot, () => {
     const dir = cgroupPath('undo-private');
     const scratch = path.join(logs, 'undo-scratch');
     await assert.rejects(
-      spawnProcessAsync({
-        command: 'true',
-        env: ENV,
-        logPath: path.join(logs, 'undo-private.log'),
-        setupOps: [
-          { op: 'mkdir', path: dir },
-          { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 },
-          { op: 'write', path: `${dir}/cgroup.max.descendants`, value: 'lots' },
-        ],
-        cgroupPath: dir,
-      }),
+      trueAfterSetup(dir, path.join(logs, 'undo-private.log'), [
+        { op: 'mkdir', path: dir },
+        { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 },
+        { op: 'write', path: `${dir}/cgroup.max.descendants`, value: 'lots' },
+      ]),
       (error) => error instanceof SpawnError && error.stage === 'setup' && error.index === 2,
     );
     assert.equal(existsSync(scratch), false, 'the private directory was removed again');
@@ -193,13 +186,7 @@ describe('a spawn with setupOps', requireRoot, () => {
     mkdirSync(scratch);
     writeFileSync(path.join(scratch, 'kept'), 'x');
     await assert.rejects(
-      spawnProcessAsync({
-        command: 'true',
-        env: ENV,
-        logPath: path.join(logs, 'undo-private-2.log'),
-        setupOps: [{ op: 'mkdir', path: dir }, { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 }],
-        cgroupPath: dir,
-      }),
+      trueAfterSetup(dir, path.join(logs, 'undo-private-2.log'), [{ op: 'mkdir', path: dir }, { op: 'mkdir-private', path: scratch, uid: 65534, gid: 65534 }]),
       (error) => error instanceof SpawnError && error.stage === 'setup' && error.index === 1 && error.code === 'EEXIST' && error.path === scratch,
     );
     assert.equal(readFileSync(path.join(scratch, 'kept'), 'utf8'), 'x', 'a path that was there is not the spawn\'s to remove');

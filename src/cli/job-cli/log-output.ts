@@ -89,10 +89,8 @@ export interface LogPrinterOptions {
 export class LogPrinter {
   #options: LogPrinterOptions;
   #atLineStart = { stdout: true, stderr: true };
-  /** Per stream: writes of a chunk's own bytes not yet called back (see handsOffData). */
-  #pending = new Map<Writable, { count: number; closed: () => void }>();
-  /** What written() callers wait on while writes are out; resolved when the last is called back. */
-  #settled: { promise: Promise<void>; resolve: () => void } | null = null;
+  /** Streams given a chunk's own bytes since the last written() (see handsOffData). */
+  #written = new Set<Writable>();
 
   constructor(options: LogPrinterOptions) {
     this.#options = options;
@@ -110,44 +108,11 @@ export class LogPrinter {
     return json || timestamps || (stdout === process.stdout && stderr === process.stderr);
   }
 
-  /** Resolves once every chunk written so far has been called back (or its stream closed). */
-  written(): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve();
-    if (this.#settled === null) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((done) => (resolve = done));
-      this.#settled = { promise, resolve };
-    }
-    return this.#settled.promise;
-  }
-
-  #writeData(target: Writable, data: Uint8Array): Promise<void> {
-    if (data.length === 0 || target.destroyed || target.writableEnded) return Promise.resolve();
-    let pending = this.#pending.get(target);
-    if (pending === undefined) {
-      // A stream destroyed with writes still queued may never call them back: its close ends them.
-      const closed = () => this.#settle(target);
-      pending = { count: 0, closed };
-      this.#pending.set(target, pending);
-      target.once('close', closed);
-    }
-    pending.count++;
-    const entry = pending;
-    return write(target, data, () => {
-      if (this.#pending.get(target) === entry && --entry.count === 0) this.#settle(target);
-    });
-  }
-
-  /** `target` has nothing of ours in flight any more. */
-  #settle(target: Writable): void {
-    const pending = this.#pending.get(target);
-    if (pending === undefined) return;
-    target.off('close', pending.closed);
-    this.#pending.delete(target);
-    if (this.#pending.size > 0) return;
-    const settled = this.#settled;
-    this.#settled = null;
-    settled?.resolve();
+  /** Resolves once every chunk's own bytes written so far are out of our hands (or their stream is gone). */
+  async written(): Promise<void> {
+    const streams = [...this.#written];
+    this.#written.clear();
+    await Promise.all(streams.map(handedOff));
   }
 
   async chunk(chunk: LogChunkView): Promise<void> {
@@ -159,7 +124,10 @@ export class LogPrinter {
     }
     const name = chunk.stream === 'stderr' ? 'stderr' : 'stdout';
     const target = name === 'stderr' ? stderr : stdout;
-    if (!timestamps) return this.#writeData(target, chunk.data);
+    if (!timestamps) {
+      this.#written.add(target);
+      return write(target, chunk.data);
+    }
     const { output, atLineStart } = prefixLines(chunk.data, `${formatMicros(chunk.timeUnixMicros)} `, this.#atLineStart[name]);
     this.#atLineStart[name] = atLineStart;
     return write(target, output);
@@ -176,9 +144,9 @@ export class LogPrinter {
  * down). Once the stream is closed or failed (EPIPE: our reader went away), output is dropped; the
  * command learns of it from the stream's 'error' event.
  */
-async function write(stream: Writable, data: Uint8Array | string, calledBack?: () => void): Promise<void> {
+async function write(stream: Writable, data: Uint8Array | string): Promise<void> {
   if (data.length === 0 || stream.destroyed || stream.writableEnded) return;
-  if (stream.write(data, calledBack)) return;
+  if (stream.write(data)) return;
   await new Promise<void>((resolve) => {
     const done = () => {
       stream.off('drain', done);
@@ -189,6 +157,23 @@ async function write(stream: Writable, data: Uint8Array | string, calledBack?: (
     stream.on('drain', done);
     stream.on('close', done);
     stream.on('error', done);
+  });
+}
+
+/**
+ * Resolves once everything written to `stream` so far has been handed to the OS: a Writable calls
+ * back its writes in order, so the callback of an empty one comes after all of theirs (at once, with
+ * an error, for a stream destroyed or ended). A stream destroyed with a write still out may never
+ * call back: its close ends the wait.
+ */
+export function handedOff(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('close', done);
+    stream.write('', done);
   });
 }
 

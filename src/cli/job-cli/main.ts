@@ -5,6 +5,7 @@ import { commandsNamedBy } from '../command-table';
 import { runCli } from '../run';
 import { CompletionCommand } from './completion';
 import { EventsCommand } from './events';
+import { handedOff } from './log-output';
 import { ContextAddCommand, ContextListCommand, ContextRemoveCommand, ContextShowCommand, ContextUseCommand } from './context';
 import { ListCommand } from './list';
 import { QueryCommand } from './query';
@@ -75,17 +76,12 @@ function parseHint(args: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** Resolves once everything written to `stream` so far has been handed to the OS. */
-function flushed(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => stream.write('', () => resolve()));
-}
-
 export async function main(args: string[]): Promise<void> {
   dropIpServerNameWarning();
   const code = await runCli(createJobCli(args), args, {}, { parseHint });
   // Exit once our output is out, rather than when the event loop empties: a connection attempt
   // that never completed (a server that accepts and never answers) can keep grpc-js's socket
   // open after the channel is closed, and the command's answer is already given.
-  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  await Promise.all([handedOff(process.stdout), handedOff(process.stderr)]);
   process.exit(code);
 }
