@@ -25,6 +25,7 @@ import type { PeerIdentity } from './peer-identity';
 import { removePoolJob, stopPoolJob, streamPoolJob, submitPoolJob } from './pool-jobs';
 import type { RefusalLog } from './refusal-log';
 import type { ScanLimiter } from './scan-limiter';
+import type { SharedLogMessages } from './shared-log-messages';
 import { statusOf } from './status';
 import type { StreamRegistry } from './stream-registry';
 import { checkGraceMs, checkIdentity, pageSizeOf, statesFromPb } from './validation';
@@ -48,6 +49,8 @@ export interface JobServiceDeps {
   ownerJobs: OwnerJobCounts;
   /** Concurrent tail/since scans. */
   scans: ScanLimiter;
+  /** Encoded log messages the followers of one job share. */
+  sharedLogMessages: SharedLogMessages;
   /** Aggregated audit lines for what a client can trigger at will (failed starts). */
   refusals: RefusalLog;
   /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). */
@@ -65,7 +68,7 @@ export interface JobServiceHandlers extends Omit<pb.JobServiceServer, 'listJobs'
 }
 
 export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
-  const { worker, metrics, fds, ownerJobs, scans, refusals } = deps;
+  const { worker, metrics, fds, ownerJobs, scans, sharedLogMessages, refusals } = deps;
   const audit = deps.logger.child({ audit: true });
   const context: CallContext = deps;
   const sources = (): JobSource[] => {
@@ -211,7 +214,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     streamLogs: streamCall<pb.StreamLogsRequest, OutgoingStreamLogsResponse>(context, 'StreamLogs', async (request, identity, { write, signal }) => {
       const located = visibleJob(identity, 'job_id', request.jobId);
       if (located.where === 'pool') await streamPoolJob(fleetOf(), located.pool, request, write, signal);
-      else await streamJobLogs(located.job, request, write, signal, { limiter: scans, identity: identity.name }, located.pool?.placement);
+      else await streamJobLogs(located.job, request, write, signal, { limiter: scans, identity: identity.name }, located.pool?.placement, sharedLogMessages);
     }),
 
     watchJobs: streamCall<pb.WatchJobsRequest, pb.WatchJobsResponse>(context, 'WatchJobs', async (request, identity, control) => {

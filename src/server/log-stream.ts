@@ -2,7 +2,8 @@
 // with `follow` until the job ends, then a last message carrying the final status. Records are
 // encoded into messages as they are read (ChunkBatch: one copy per byte, recycled buffers) and
 // handed to grpc-js already encoded, with room to be framed in place (./preframed-messages.ts); a
-// message goes out as soon as the reader has to wait.
+// message goes out as soon as the reader has to wait. Followers of one job at the same place send
+// the same encoded messages (./shared-log-messages.ts) instead of each reading and encoding them.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 import { ChunkBatch, type OutgoingStreamLogsResponse } from '../api/stream-logs-codec';
@@ -10,10 +11,11 @@ import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { ValidationError } from '../errors';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { PoolPlacement } from '../fleet';
-import type { Job, LogRecord } from '../worker';
+import { FILE_HEADER_SIZE, type Job, type LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
 import { framedInPlace } from './preframed-messages';
 import type { ScanLimiter } from './scan-limiter';
+import type { LogMessageShare, SharedLogMessages } from './shared-log-messages';
 import type { StreamWrite } from './stream-writer';
 
 /** A StreamLogs message carries at most this much output. */
@@ -40,61 +42,141 @@ export async function streamJobLogs(
   signal: AbortSignal,
   scans: { limiter: ScanLimiter; identity: string },
   placement?: PoolPlacement,
+  shared?: SharedLogMessages,
 ): Promise<void> {
   const selected = selectedStreams(request.streams);
   if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
   if (request.tailLines > REQUEST_BOUNDS.maxTailLines) throw new ValidationError('tail_lines', `must be at most ${REQUEST_BOUNDS.maxTailLines}`);
 
+  // A `since` filter applies to every record, so such a stream's messages are its own; a tail's
+  // first message may start part-way through a record, so it shares from its second on.
+  const share = shared !== undefined && request.sinceUnixMicros === 0 ? shared.join(job, selected.join(',')) : undefined;
+  try {
+    await sendRecords(job, request, selected, write, signal, scans, share);
+  } finally {
+    share?.leave();
+  }
+  await write({ chunks: [], finalStatus: jobToPb(job.status(), undefined, placement) });
+}
+
+/** A reader of the log and the read it has in progress, if any. */
+interface Cursor {
+  readonly records: AsyncIterator<LogRecord>;
+  /** The read in progress: one is started as soon as the last record is copied into a message. */
+  next: Promise<IteratorResult<LogRecord>> | undefined;
+}
+
+/** Closes a reader, once the read it has in progress (if any) is over. */
+async function closeCursor(cursor: Cursor | undefined): Promise<void> {
+  if (cursor === undefined) return;
+  await cursor.next?.catch(() => undefined);
+  cursor.next = undefined;
+  await cursor.records.return?.(undefined);
+}
+
+async function sendRecords(
+  job: Job,
+  request: pb.StreamLogsRequest,
+  selected: readonly OutputStream[],
+  write: StreamWrite<OutgoingStreamLogsResponse>,
+  signal: AbortSignal,
+  scans: { limiter: ScanLimiter; identity: string },
+  share: LogMessageShare | undefined,
+): Promise<void> {
+  const startsMidRecord = request.tailLines > 0 || request.sinceUnixMicros > 0;
   // The Job finds where a tail or `since` starts (record headers only, off this thread; a bounded
   // number of such scans at once, ./scan-limiter.ts); with a tail the first record may come from
-  // part-way through.
-  const records = job.logs({
-    from: request.fromOffset,
-    follow: request.follow,
-    streams: selected,
-    sinceNs: request.sinceUnixMicros > 0 ? BigInt(request.sinceUnixMicros) * 1000n : undefined,
-    ...(request.tailLines > 0 ? { tailLines: request.tailLines } : {}),
-    signal,
-    scanSlot: () => scans.limiter.acquire(scans.identity, signal),
-    reuseBuffer: true, // each record is copied into a message before the next one is read
-  });
+  // part-way through. A reader opened later (after messages another follower encoded) starts at
+  // the record boundary where they ended.
+  const open = (from: number | undefined): Cursor => {
+    const first = from === undefined;
+    const records = job.logs({
+      from: first ? request.fromOffset : from,
+      follow: request.follow,
+      streams: selected,
+      ...(first && request.sinceUnixMicros > 0 ? { sinceNs: BigInt(request.sinceUnixMicros) * 1000n } : {}),
+      ...(first && request.tailLines > 0 ? { tailLines: request.tailLines } : {}),
+      signal,
+      scanSlot: () => scans.limiter.acquire(scans.identity, signal),
+      reuseBuffer: true, // each record is copied into a message before the next one is read
+    })[Symbol.asyncIterator]();
+    return { records, next: records.next() };
+  };
+
   const batch = new ChunkBatch(MAX_MESSAGE_BYTES);
+  // Where the message being built starts (a record boundary, or unknown: a tail's or since's first
+  // message), and where its last record ends.
+  let start: number | undefined = startsMidRecord ? undefined : Math.max(request.fromOffset, FILE_HEADER_SIZE);
+  let end = 0;
+  let messagesSent = 0;
   const flush = async (): Promise<void> => {
     if (batch.empty) return;
     const { bytes, release } = batch.take();
-    await write(framedInPlace(bytes), release); // released once sent: grpc-js writes this very memory
+    const sent = share !== undefined && start !== undefined ? share.offer(start, end, bytes, release) : release;
+    messagesSent++;
+    start = end;
+    await write(framedInPlace(bytes), sent); // released once sent: grpc-js writes this very memory
   };
-  const add = async (record: LogRecord): Promise<void> => {
-    let data = record.data;
-    const stream = streamToPb(record.stream);
-    const micros = Number(record.timeNs / 1000n);
-    for (;;) {
-      const taken = batch.append(stream, data, micros, record.offset, record.nextOffset);
-      if (taken === null) {
-        await flush();
-        continue;
-      }
-      data = data.subarray(taken);
-      if (data.length === 0) return;
-    }
-  };
-  const iterator = records[Symbol.asyncIterator]();
+
+  let cursor: Cursor | undefined = open(undefined);
+  /** A record read that starts the next message; the cursor has no read in progress while one is held. */
+  let held: LogRecord | undefined;
   try {
-    let next = iterator.next();
     for (;;) {
-      // Batch what is already readable; flush as soon as the follower has to wait for more.
-      const result = batch.empty ? await next : await Promise.race([next, nextTurn(undefined)]);
-      if (result === undefined) {
+      // At a message's start, the same message another follower encoded, if it is kept. Not the
+      // first message: its read reports a bad offset or a missing log as this stream's own error.
+      if (share !== undefined && batch.empty && start !== undefined && messagesSent > 0) {
+        const message = share.lookup(start);
+        if (message !== undefined) {
+          held = undefined;
+          await closeCursor(cursor);
+          cursor = undefined;
+          start = end = message.end;
+          messagesSent++;
+          await write(framedInPlace(message.bytes), message.sent);
+          continue;
+        }
+      }
+      let record: LogRecord;
+      if (held !== undefined) {
+        record = held;
+        held = undefined;
+      } else {
+        cursor ??= open(start);
+        // Batch what is already readable; flush as soon as the follower has to wait for more.
+        const next = cursor.next!;
+        const result = batch.empty ? await next : await Promise.race([next, nextTurn(undefined)]);
+        if (result === undefined) {
+          await flush();
+          continue;
+        }
+        cursor.next = undefined;
+        if (result.done) break;
+        record = result.value;
+      }
+      // Messages end at fixed places of the log (a record starting past the window the message
+      // started in begins the next one), so followers at different places line up again and can
+      // share messages (./shared-log-messages.ts).
+      if (!batch.empty && start !== undefined && record.offset >= windowEnd(start)) {
+        held = record;
         await flush();
         continue;
       }
-      if (result.done) break;
-      await add(result.value); // copied out before the reader may reuse its buffer
-      next = iterator.next();
+      if (batch.append(streamToPb(record.stream), record.data, Number(record.timeNs / 1000n), record.offset, record.nextOffset) === null) {
+        held = record; // no room left: it starts the next message (an empty one takes any record)
+        await flush();
+        continue;
+      }
+      end = record.nextOffset;
+      cursor!.next = cursor!.records.next(); // copied out before the reader may reuse its buffer
     }
     await flush();
   } finally {
-    await iterator.return?.(undefined);
+    await closeCursor(cursor);
   }
-  await write({ chunks: [], finalStatus: jobToPb(job.status(), undefined, placement) });
+}
+
+/** Where the message that starts at `start` ends at the latest: the next multiple of MAX_MESSAGE_BYTES. */
+function windowEnd(start: number): number {
+  return (Math.floor(start / MAX_MESSAGE_BYTES) + 1) * MAX_MESSAGE_BYTES;
 }

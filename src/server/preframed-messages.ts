@@ -16,7 +16,10 @@ interface SerializingCall {
   serializeMessage(value: unknown): Buffer;
 }
 
-/** Messages with their prefix room free, not yet framed; weak: a message dropped unsent is forgotten. */
+/**
+ * Messages with their prefix room free; weak: a message dropped is forgotten. One message may be sent
+ * on several streams (followers of one job share them): each send writes the same prefix again.
+ */
 const unframed = new WeakSet<Buffer>();
 
 /**
@@ -55,7 +58,7 @@ export function installPreframing(): boolean {
   const original = prototype?.serializeMessage;
   if (prototype === undefined || typeof original !== 'function' || original.length !== 1) return (installed = false);
   prototype.serializeMessage = function serializeMessage(this: SerializingCall, value: unknown): Buffer {
-    if (Buffer.isBuffer(value) && unframed.delete(value)) return frameInPlace(value);
+    if (Buffer.isBuffer(value) && unframed.has(value)) return frameInPlace(value);
     return original.call(this, value);
   };
   return (installed = true);

@@ -29,6 +29,7 @@ import { installPreframing } from './preframed-messages';
 import { addReflectionServices } from './reflection';
 import { RefusalLog } from './refusal-log';
 import { ScanLimiter } from './scan-limiter';
+import { SharedLogMessages } from './shared-log-messages';
 import { statusOf } from './status';
 import { StreamRegistry } from './stream-registry';
 import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from './tls';
@@ -220,6 +221,13 @@ export class JobworkerServer {
     const shuttingDown = { value: false };
     const ownerJobs = new OwnerJobCounts(options.worker);
     const scans = new ScanLimiter(options.logScans?.max, options.logScans?.maxPerIdentity);
+    const sharedLogMessages = new SharedLogMessages();
+    new Counter({ name: 'jobworker_log_messages_total', help: 'StreamLogs messages of output sent, by source: read (the stream read and encoded it) or shared (another follower of the job at the same place had)', labelNames: ['source'], registers: [metrics.registry], collect() {
+      const stats = sharedLogMessages.stats();
+      this.reset();
+      this.inc({ source: 'read' }, stats.encoded);
+      this.inc({ source: 'shared' }, stats.shared);
+    } });
     const fleet: { current: Fleet | null } = { current: null };
     const decoding = withSafeDecoding(JobServiceService);
     const service = {
@@ -240,6 +248,7 @@ export class JobworkerServer {
         fds,
         ownerJobs,
         scans,
+        sharedLogMessages,
         refusals,
         maxUnreadWatchJobs: options.maxUnreadWatchJobs ?? DEFAULT_MAX_UNREAD_WATCH_JOBS,
       }),

@@ -16,7 +16,7 @@ export { type JobState, type JobOutcome, FINAL_STATES, isFinal } from './job-sta
 // below the Worker: they import it from here, never from src/cgroup, src/logs or src/native.
 export type { Limits, IoLimit, CgroupStats, IoDeviceStats } from '../cgroup';
 export { validateLimits } from '../cgroup';
-export { CorruptLogError, type StreamName } from '../logs/format';
+export { CorruptLogError, FILE_HEADER_SIZE, type StreamName } from '../logs/format';
 export type { LogRecord } from '../logs/reader';
 export { SpawnError, trimNativeHeap } from '../native';
 export { resolveRunAs } from './run-as';

@@ -43,6 +43,27 @@ function activeStreams(): Promise<number> {
   });
 }
 
+/** StreamLogs messages sent so far, by source: read (and encoded) by the stream, or shared by another follower. */
+async function logMessages(): Promise<{ read: number; shared: number }> {
+  const text = await t.server.metrics.registry.getSingleMetricAsString('jobworker_log_messages_total');
+  const count = (source: string) => Number(new RegExp(`^jobworker_log_messages_total\\{source="${source}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { read: count('read'), shared: count('shared') };
+}
+
+/** Per stream, the SHA-256 of its bytes and how many. */
+async function streamDigests(c: JobworkerClient, request: StreamLogsRequest): Promise<Record<'stdout' | 'stderr', { hash: string; bytes: number }>> {
+  const hashes = { stdout: createHash('sha256'), stderr: createHash('sha256') };
+  const bytes = { stdout: 0, stderr: 0 };
+  for await (const message of c.streamLogs(request)) {
+    for (const chunk of message.chunks) {
+      if (chunk.stream !== 'stdout' && chunk.stream !== 'stderr') continue;
+      hashes[chunk.stream].update(chunk.data);
+      bytes[chunk.stream] += chunk.data.length;
+    }
+  }
+  return { stdout: { hash: hashes.stdout.digest('hex'), bytes: bytes.stdout }, stderr: { hash: hashes.stderr.digest('hex'), bytes: bytes.stderr } };
+}
+
 describe('streaming output', requireRoot, () => {
   before(async () => {
     t = await startTestServer('streaming');
@@ -63,6 +84,43 @@ describe('streaming output', requireRoot, () => {
       assert.equal(result.final?.outcome.exitCode, 0);
     }
     assert.equal(await activeStreams(), 0);
+  });
+
+  it('followers of one job share encoded messages, and each still gets exactly its streams from its own start', { timeout: 120_000 }, async () => {
+    const job = await client.startJob({ command: 'sh', args: ['-c', 'head -c 6000000 /dev/urandom; head -c 3000000 /dev/urandom >&2; head -c 5000000 /dev/urandom'] });
+    const before = await logMessages();
+    const readers = await Promise.all(Array.from({ length: 6 }, () => t.client('streamer', ['reader'])));
+    const kinds: StreamLogsRequest[] = [{ jobId: job.id, follow: true }, { jobId: job.id, follow: true, streams: ['stdout'] }, { jobId: job.id, follow: true, streams: ['stderr'] }];
+    const live = await Promise.all(kinds.flatMap((request) => readers.map((c) => streamDigests(c, request))));
+    // The same bytes a lone reader of the finished log gets (nobody to share with then).
+    const alone = await streamDigests(client, { jobId: job.id });
+    assert.equal(alone.stdout.bytes, 11_000_000);
+    assert.equal(alone.stderr.bytes, 3_000_000);
+    for (const [i, got] of live.entries()) {
+      const kind = kinds[Math.floor(i / readers.length)]!;
+      if (kind.streams?.[0] !== 'stderr') assert.deepEqual(got.stdout, alone.stdout, `follower ${i} stdout`);
+      else assert.equal(got.stdout.bytes, 0);
+      if (kind.streams?.[0] !== 'stdout') assert.deepEqual(got.stderr, alone.stderr, `follower ${i} stderr`);
+      else assert.equal(got.stderr.bytes, 0);
+    }
+
+    // Followers starting part-way (an offset, a tail) line up with those from the start, on the finished log.
+    const offsets: number[] = [];
+    for await (const message of client.streamLogs({ jobId: job.id, streams: ['stdout'] })) offsets.push(...message.chunks.map((c) => c.offset));
+    const middle = offsets[Math.floor(offsets.length / 2)]!;
+    const suffix = await streamDigests(client, { jobId: job.id, fromOffset: middle });
+    const mixed = await Promise.all(
+      readers.flatMap((c) => [streamDigests(c, { jobId: job.id }), streamDigests(c, { jobId: job.id, fromOffset: middle }), streamDigests(c, { jobId: job.id, tailLines: 1000 })]),
+    );
+    for (const [i, got] of mixed.entries()) {
+      if (i % 3 === 0) assert.deepEqual(got, alone);
+      else if (i % 3 === 1) assert.deepEqual(got, suffix);
+      else assert.deepEqual(got, mixed[2]);
+    }
+    const after = await logMessages();
+    // 36 streams of ~14 MB each (~56 messages): most of those messages were another follower's.
+    assert.ok(after.shared - before.shared > (after.read - before.read) / 2, `shared ${after.shared - before.shared}, read ${after.read - before.read}`);
+    for (const c of readers) c.close();
   });
 
   it('selects streams, resumes from an offset, tails lines, and filters by time', async () => {
