@@ -1,7 +1,8 @@
 // Over mutual TLS on loopback, against a real daemon process: StartJob latency (client side, and
 // server side from the daemon's own histogram) and starts per second from one client; log streaming
 // throughput of one follower of a 1 GiB output and of 100 concurrent followers — each against a
-// baseline measured in the same run.
+// baseline measured in the same run. Every streaming contender reads in a process of its own: the
+// raw TLS floor's reader, the library followers (bench/stream-reader-child.ts) and job-cli.
 import { mkdtemp } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -14,7 +15,7 @@ import { openLog, readRecords } from '../src/logs/reader';
 import { createTestPki } from '../test/helpers/pki';
 import { startDaemonProcess } from '../test/helpers/spawned-daemon';
 import { compare, GIB, MIB, median, SkipBenchmark, type Benchmark, type Row } from './harness';
-import { CLI_BIN, cliEnvironment, cliFollowMBs, TlsFloorServer, timeProcess } from './transport-floors';
+import { CLI_BIN, cliEnvironment, cliFollowMBs, StreamReaderProcess, TlsFloorServer, timeProcess } from './transport-floors';
 
 function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -166,13 +167,18 @@ export const grpcBenchmark: Benchmark = {
       const size = quick ? 64 * MIB : GIB;
       const streamRounds = quick ? 1 : 3;
       const cliEnv = cliEnvironment(`localhost:${port}`, files, dir);
-      const liveFollow = async (reuseBuffers = false): Promise<{ jobId: string; mbs: number }> => {
-        const job = await client.startJob({ command: 'head', args: ['-c', String(size), '/dev/zero'] });
-        const start = process.hrtime.bigint();
-        const got = await followBytes(client, job.id, reuseBuffers);
-        if (got !== size) throw new Error(`follower got ${got} bytes of ${size}`);
-        return { jobId: job.id, mbs: got / 1e6 / (Number(process.hrtime.bigint() - start) / 1e9) };
+      // Each follower is a process of its own that loads only the client library (and the floor's
+      // reader one that loads only node:tls; bench/stream-reader-child.ts says why): connected first,
+      // then the job is started and followed from its first byte.
+      const followInChild = async (options: { followers: number; connections: number; reuseBuffers: boolean }, bytes: number) => {
+        const reader = await StreamReaderProcess.start({ kind: 'followers', address: `localhost:${port}`, files, ...options });
+        const job = await client.startJob({ command: 'head', args: ['-c', String(bytes), '/dev/zero'] });
+        const report = await reader.go(job.id);
+        if (report.bytes !== bytes * options.followers) throw new Error(`${options.followers} followers got ${report.bytes} bytes of ${bytes * options.followers}`);
+        return { jobId: job.id, mbs: report.bytes / 1e6 / report.seconds, cpuPerGiB: report.cpuSeconds / (report.bytes / GIB) };
       };
+      const liveFollow = (reuseBuffers = false) => followInChild({ followers: 1, connections: 1, reuseBuffers }, size);
+      const libraryCpu: number[] = [];
       const floorRuns: number[] = [];
       const libraryRuns: number[] = [];
       const reusingRuns: number[] = [];
@@ -187,6 +193,7 @@ export const grpcBenchmark: Benchmark = {
         floorRuns.push(await floor.readOnce(files, size));
         const followed = await liveFollow();
         libraryRuns.push(followed.mbs);
+        libraryCpu.push(followed.cpuPerGiB);
         if (firstJobId === undefined) firstJobId = followed.jobId;
         else await client.removeJob(followed.jobId);
         flushFilesystem(dir);
@@ -247,7 +254,7 @@ export const grpcBenchmark: Benchmark = {
           baseline: 'a raw TLS 1.3 socket between two processes, same bytes',
           baselineValue: rawTlsMBs,
           target: { minRatio: 0.5, text: '>= 50% of a raw TLS socket' },
-          note: `the library client following a live job from the start; median of ${streamRounds} (${runsText(libraryRuns)} MB/s) against the floor's (${runsText(floorRuns)} MB/s)`,
+          note: `the library client (a process of its own) following a live job from the start; median of ${streamRounds} (${runsText(libraryRuns)} MB/s) against the floor's (${runsText(floorRuns)} MB/s); its CPU ${median(libraryCpu).toFixed(2)} s per GiB`,
         }),
         compare({
           name: 'grpc.stream-one-follower-reuse-vs-raw-tls',
@@ -274,16 +281,13 @@ export const grpcBenchmark: Benchmark = {
       const followers = quick ? 10 : 100;
       const each = quick ? 8 * MIB : 64 * MIB;
       progress(`  a job writing ${each / MIB} MiB, followed by ${followers} clients`);
-      const many = await Promise.all(Array.from({ length: Math.min(followers, 10) }, () => connect()));
       flushFilesystem(dir);
       floorRuns.push(await floor.readOnce(files, size));
       await floor.stop();
       const rawTlsNearFollowersMBs = median(floorRuns);
-      const shared = await client.startJob({ command: 'head', args: ['-c', String(each), '/dev/zero'] });
-      t = process.hrtime.bigint();
-      const got = await Promise.all(Array.from({ length: followers }, (_, i) => followBytes(many[i % many.length]!, shared.id)));
-      const aggregateMBs = got.reduce((a, b) => a + b, 0) / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9);
-      if (got.some((b) => b !== each)) throw new Error('a follower missed bytes');
+      const connections = Math.min(followers, 10);
+      const many = await followInChild({ followers, connections, reuseBuffers: false }, each);
+      const aggregateMBs = many.mbs;
       rows.push(
         compare({
           name: 'grpc.stream-100-followers',
@@ -292,7 +296,7 @@ export const grpcBenchmark: Benchmark = {
           value: aggregateMBs,
           baseline: 'reading the log file locally',
           baselineValue: localMBs,
-          note: `${followers} followers over ${many.length} connections of one ${each / MIB} MiB job; aggregate bytes delivered per second`,
+          note: `${followers} followers (one process, the library's defaults) over ${connections} connections of one ${each / MIB} MiB job; aggregate bytes delivered per second; the followers' CPU ${many.cpuPerGiB.toFixed(2)} s per GiB`,
         }),
         compare({
           name: 'grpc.stream-100-followers-vs-raw-tls',

@@ -3,11 +3,12 @@
 // for the CLI's start-up), and the CLI as a log follower writing to a file.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import * as tls from 'node:tls';
+import { createInterface } from 'node:readline';
 
 import type { TlsFilePaths } from '../src/pki';
+import type { StreamReaderConfig, StreamReaderReport } from './stream-reader-child';
 
 const REPO_ROOT = path.join(__dirname, '..', '..');
 export const CLI_BIN = path.join(REPO_ROOT, 'bin', 'job-cli.js');
@@ -52,6 +53,47 @@ export async function cliFollowMBs(env: NodeJS.ProcessEnv, jobId: string, outPat
   return bytes / 1e6 / seconds;
 }
 
+/**
+ * The reading side of a streaming measurement in a process of its own (stream-reader-child.js):
+ * start() once it has connected, then go() starts the clock and resolves with its report.
+ */
+export class StreamReaderProcess {
+  readonly #child;
+  readonly #lines: AsyncIterator<string>;
+  #stderr = '';
+
+  private constructor(config: StreamReaderConfig) {
+    this.#child = spawn(process.execPath, [path.join(__dirname, 'stream-reader-child.js'), JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child.stderr.setEncoding('utf8').on('data', (text: string) => (this.#stderr += text));
+    this.#lines = createInterface({ input: this.#child.stdout })[Symbol.asyncIterator]();
+  }
+
+  /** A reader process, connected and waiting for go(). */
+  static async start(config: StreamReaderConfig): Promise<StreamReaderProcess> {
+    const reader = new StreamReaderProcess(config);
+    const line = await reader.#nextLine();
+    if (line !== 'ready') throw new Error(`stream-reader-child said ${JSON.stringify(line)} before it was ready`);
+    return reader;
+  }
+
+  /** Starts the reading (`argument`: the job id to follow) and waits for the report. */
+  async go(argument = 'go'): Promise<StreamReaderReport> {
+    this.#child.stdin.end(`${argument}\n`);
+    const line = await this.#nextLine();
+    await once(this.#child, 'exit');
+    return JSON.parse(line) as StreamReaderReport;
+  }
+
+  async #nextLine(): Promise<string> {
+    const next = await this.#lines.next();
+    if (next.done === true) {
+      await once(this.#child, 'exit').catch(() => undefined);
+      throw new Error(`stream-reader-child ended early: ${this.#stderr.trim() || `exit ${this.#child.exitCode}`}`);
+    }
+    return next.value;
+  }
+}
+
 /** A TLS 1.3 server process (tls-floor-child.js) that sends `bytes` zeros to each client. */
 export class TlsFloorServer {
   readonly #child;
@@ -68,26 +110,12 @@ export class TlsFloorServer {
     });
   }
 
-  /** MB/s of one client reading everything the server sends. */
+  /** MB/s of one client, a process of its own (stream-reader-child.js), reading everything the server sends. */
   async readOnce(client: TlsFilePaths, bytes: number): Promise<number> {
-    const port = await this.port;
-    const start = process.hrtime.bigint();
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port,
-      servername: 'localhost',
-      ca: readFileSync(client.caPath),
-      cert: readFileSync(client.certificatePath),
-      key: readFileSync(client.privateKeyPath),
-      minVersion: 'TLSv1.3',
-    });
-    let got = 0;
-    socket.on('data', (data: Buffer) => (got += data.length));
-    await once(socket, 'end');
-    socket.destroy();
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    if (got !== bytes) throw new Error(`raw TLS client got ${got} bytes of ${bytes}`);
-    return bytes / 1e6 / seconds;
+    const reader = await StreamReaderProcess.start({ kind: 'tls', port: await this.port, files: client });
+    const report = await reader.go();
+    if (report.bytes !== bytes) throw new Error(`raw TLS client got ${report.bytes} bytes of ${bytes}`);
+    return bytes / 1e6 / report.seconds;
   }
 
   async stop(): Promise<void> {
