@@ -23,9 +23,11 @@ import { frameMessage, GrpcMessageParser, MessageBuffers } from './grpc-frames';
 
 /**
  * Receive window of each stream (the bytes the server may send unasked: what a stream that stops
- * reading costs the daemon, docs/api.md; the same as the channel's) and of the whole connection.
+ * reading costs the daemon, docs/api.md) and of the whole connection. 2 MiB, not 1: with 1 MiB
+ * (four 256 KiB messages) the daemon waited for window updates, and a follower got ~9 % less
+ * (docs/benchmarks.md, issue 17); 4 MiB gave no more.
  */
-const STREAM_WINDOW_BYTES = 1 << 20;
+const STREAM_WINDOW_BYTES = 2 << 20;
 const CONNECTION_WINDOW_BYTES = 8 << 20;
 /**
  * Decoded messages a stream holds for a reader that has not taken them; past this it stops reading
