@@ -9,12 +9,13 @@ import * as path from 'node:path';
 
 import { mkdirSync } from 'node:fs';
 
-import { JobworkerClient } from '../src/client';
+import { JobworkerClient, type JobView } from '../src/client';
 import { spawnProcess } from '../src/native';
 import { openLog, readRecords } from '../src/logs/reader';
 import { createTestPki } from '../test/helpers/pki';
 import { startDaemonProcess } from '../test/helpers/spawned-daemon';
 import { compare, GIB, MIB, median, SkipBenchmark, type Benchmark, type Row } from './harness';
+import type { StreamReaderReport } from './stream-reader-child';
 import { CLI_BIN, cliEnvironment, cliFollowMBs, StreamReaderProcess, TlsFloorServer, timeProcess } from './transport-floors';
 
 function percentile(values: readonly number[], p: number): number {
@@ -172,8 +173,14 @@ export const grpcBenchmark: Benchmark = {
       // then the job is started and followed from its first byte.
       const followInChild = async (options: { followers: number; connections: number; reuseBuffers: boolean }, bytes: number) => {
         const reader = await StreamReaderProcess.start({ kind: 'followers', address: `localhost:${port}`, files, ...options });
-        const job = await client.startJob({ command: 'head', args: ['-c', String(bytes), '/dev/zero'] });
-        const report = await reader.go(job.id);
+        let report: StreamReaderReport;
+        let job: JobView;
+        try {
+          job = await client.startJob({ command: 'head', args: ['-c', String(bytes), '/dev/zero'] });
+          report = await reader.go(job.id);
+        } finally {
+          await reader.kill();
+        }
         if (report.bytes !== bytes * options.followers) throw new Error(`${options.followers} followers got ${report.bytes} bytes of ${bytes * options.followers}`);
         return { jobId: job.id, mbs: report.bytes / 1e6 / report.seconds, cpuPerGiB: report.cpuSeconds / (report.bytes / GIB) };
       };

@@ -78,7 +78,11 @@ async function main(): Promise<void> {
   }
   process.stdout.write('ready\n');
   const go = await lines.next();
-  if (go.done === true) return;
+  if (go.done === true) {
+    // The benchmark went away before saying go.
+    for (const client of clients) client.close();
+    process.exit(1);
+  }
   const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   const bytes = await run(go.value.trim());

@@ -60,35 +60,50 @@ export async function cliFollowMBs(env: NodeJS.ProcessEnv, jobId: string, outPat
 export class StreamReaderProcess {
   readonly #child;
   readonly #lines: AsyncIterator<string>;
+  /** Settles once the child has exited (listened for from the start: it may exit before its output is read). */
+  readonly #exited: Promise<void>;
   #stderr = '';
 
   private constructor(config: StreamReaderConfig) {
     this.#child = spawn(process.execPath, [path.join(__dirname, 'stream-reader-child.js'), JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#exited = once(this.#child, 'exit').then(() => undefined, () => undefined);
     this.#child.stderr.setEncoding('utf8').on('data', (text: string) => (this.#stderr += text));
+    this.#child.stdin.on('error', () => undefined); // a child that died first: its exit says why
     this.#lines = createInterface({ input: this.#child.stdout })[Symbol.asyncIterator]();
   }
 
   /** A reader process, connected and waiting for go(). */
   static async start(config: StreamReaderConfig): Promise<StreamReaderProcess> {
     const reader = new StreamReaderProcess(config);
-    const line = await reader.#nextLine();
-    if (line !== 'ready') throw new Error(`stream-reader-child said ${JSON.stringify(line)} before it was ready`);
-    return reader;
+    try {
+      const line = await reader.#nextLine();
+      if (line !== 'ready') throw new Error(`stream-reader-child said ${JSON.stringify(line)} before it was ready`);
+      return reader;
+    } catch (error) {
+      await reader.kill();
+      throw error;
+    }
   }
 
   /** Starts the reading (`argument`: the job id to follow) and waits for the report. */
   async go(argument = 'go'): Promise<StreamReaderReport> {
     this.#child.stdin.end(`${argument}\n`);
     const line = await this.#nextLine();
-    await once(this.#child, 'exit');
+    await this.#exited;
     return JSON.parse(line) as StreamReaderReport;
+  }
+
+  /** Ends the child (if it still runs) and waits for it: no reader outlives a failed measurement. */
+  async kill(): Promise<void> {
+    if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill('SIGKILL');
+    await this.#exited;
   }
 
   async #nextLine(): Promise<string> {
     const next = await this.#lines.next();
     if (next.done === true) {
-      await once(this.#child, 'exit').catch(() => undefined);
-      throw new Error(`stream-reader-child ended early: ${this.#stderr.trim() || `exit ${this.#child.exitCode}`}`);
+      await this.#exited;
+      throw new Error(`stream-reader-child ended early: ${this.#stderr.trim() || `exit ${this.#child.exitCode ?? this.#child.signalCode}`}`);
     }
     return next.value;
   }
@@ -113,7 +128,7 @@ export class TlsFloorServer {
   /** MB/s of one client, a process of its own (stream-reader-child.js), reading everything the server sends. */
   async readOnce(client: TlsFilePaths, bytes: number): Promise<number> {
     const reader = await StreamReaderProcess.start({ kind: 'tls', port: await this.port, files: client });
-    const report = await reader.go();
+    const report = await reader.go().finally(() => reader.kill());
     if (report.bytes !== bytes) throw new Error(`raw TLS client got ${report.bytes} bytes of ${bytes}`);
     return bytes / 1e6 / report.seconds;
   }

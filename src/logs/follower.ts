@@ -30,6 +30,11 @@ export interface FollowOptions {
    * asked for. For consumers that copy the bytes at once (the gRPC stream).
    */
   reuseBuffer?: boolean;
+  /**
+   * `from` is known to be a record boundary (where an earlier read of this log ended): damage found
+   * there is reported as damage, never as a bad offset of the caller's.
+   */
+  fromIsBoundary?: boolean;
   signal?: AbortSignal;
 }
 
@@ -62,7 +67,7 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
       } catch (error) {
         // A caller's offset that is not a record boundary is the caller's mistake; a damaged first
         // record of the log (no offset asked for) is damage, reported as such (DATA_LOSS).
-        if (first && offset > FILE_HEADER_SIZE && error instanceof CorruptLogError && error.offset === offset) {
+        if (first && !options.fromIsBoundary && offset > FILE_HEADER_SIZE && error instanceof CorruptLogError && error.offset === offset) {
           throw new ValidationError('from', `offset ${offset} is not the start of a record`);
         }
         throw error;

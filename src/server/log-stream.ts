@@ -48,9 +48,11 @@ export async function streamJobLogs(
   if (request.sinceUnixMicros < 0) throw new ValidationError('since_unix_micros', 'must not be negative');
   if (request.tailLines > REQUEST_BOUNDS.maxTailLines) throw new ValidationError('tail_lines', `must be at most ${REQUEST_BOUNDS.maxTailLines}`);
 
-  // A `since` filter applies to every record, so such a stream's messages are its own; a tail's
-  // first message may start part-way through a record, so it shares from its second on.
-  const share = shared !== undefined && request.sinceUnixMicros === 0 ? shared.join(job, selected.join(',')) : undefined;
+  // Only followers share: a stream without `follow` ends where the log ended when it began, and
+  // another follower's messages may go further. A `since` filter applies to every record, so such a
+  // stream's messages are its own; a tail's first message may start part-way through a record, so
+  // it shares from its second on.
+  const share = shared !== undefined && request.follow && request.sinceUnixMicros === 0 ? shared.join(job, selected.join(',')) : undefined;
   try {
     await sendRecords(job, request, selected, write, signal, scans, share);
   } finally {
@@ -92,6 +94,8 @@ async function sendRecords(
     const first = from === undefined;
     const records = job.logs({
       from: first ? request.fromOffset : from,
+      // Where another follower's message ended: damage found there is damage, not a bad offset.
+      ...(first ? {} : { fromIsBoundary: true }),
       follow: request.follow,
       streams: selected,
       ...(first && request.sinceUnixMicros > 0 ? { sinceNs: BigInt(request.sinceUnixMicros) * 1000n } : {}),
@@ -109,10 +113,15 @@ async function sendRecords(
   let start: number | undefined = startsMidRecord ? undefined : Math.max(request.fromOffset, FILE_HEADER_SIZE);
   let end = 0;
   let messagesSent = 0;
-  const flush = async (): Promise<void> => {
+  /**
+   * Sends the message built so far. `cut`: it ends at a place every follower would end it (the
+   * window, a full message, the end of the log), so others may send it too; a message cut because
+   * the reader had to wait is this stream's own.
+   */
+  const flush = async (cut: boolean): Promise<void> => {
     if (batch.empty) return;
     const { bytes, release } = batch.take();
-    const sent = share !== undefined && start !== undefined ? share.offer(start, end, bytes, release) : release;
+    const sent = cut && share !== undefined && start !== undefined ? share.offer(start, end, bytes, release) : release;
     messagesSent++;
     start = end;
     await write(framedInPlace(bytes), sent); // released once sent: grpc-js writes this very memory
@@ -147,7 +156,7 @@ async function sendRecords(
         const next = cursor.next!;
         const result = batch.empty ? await next : await Promise.race([next, nextTurn(undefined)]);
         if (result === undefined) {
-          await flush();
+          await flush(false);
           continue;
         }
         cursor.next = undefined;
@@ -159,18 +168,18 @@ async function sendRecords(
       // share messages (./shared-log-messages.ts).
       if (!batch.empty && start !== undefined && record.offset >= windowEnd(start)) {
         held = record;
-        await flush();
+        await flush(true);
         continue;
       }
       if (batch.append(streamToPb(record.stream), record.data, Number(record.timeNs / 1000n), record.offset, record.nextOffset) === null) {
         held = record; // no room left: it starts the next message (an empty one takes any record)
-        await flush();
+        await flush(true);
         continue;
       }
       end = record.nextOffset;
       cursor!.next = cursor!.records.next(); // copied out before the reader may reuse its buffer
     }
-    await flush();
+    await flush(true);
   } finally {
     await closeCursor(cursor);
   }

@@ -19,6 +19,8 @@ export interface SharedMessage {
 interface Entry {
   readonly key: string;
   readonly bytes: Buffer;
+  /** The memory it holds: the whole buffer the message was encoded into, not only its bytes. */
+  readonly size: number;
   readonly end: number;
   /** Gives the buffer back to the follower that encoded it, once nothing holds it any more. */
   readonly release: () => void;
@@ -50,7 +52,8 @@ export interface LogMessageShare {
   lookup(start: number): SharedMessage | undefined;
   /**
    * Offers a message this stream has just encoded; returns what to call once its own send is done.
-   * Kept only while the job has other followers that may use it, and within the limits.
+   * Kept only while the job has other followers that may use it, and within the limits, which count
+   * the whole buffer `bytes` is a view into.
    */
   offer(start: number, end: number, bytes: Buffer, release: () => void): () => void;
   /** The stream has ended. */
@@ -96,22 +99,25 @@ export class SharedLogMessages {
       offer: (start, end, bytes, release) => {
         this.#encodedMessages++;
         const key = `${selection}@${start}`;
+        // A message is a view into a buffer of its own (ChunkBatch's, ~256 KiB): that is what keeping it holds.
+        const size = bytes.buffer.byteLength;
         // Alone on this job (nobody to share with), already there, or too big to keep: sent and released.
-        if (state.streams < 2 || state.entries.has(key) || bytes.length > this.#perJobBytes) return release;
-        while (state.bytes + bytes.length > this.#perJobBytes) this.#evictOldest(state);
-        if (this.#bytes + bytes.length > this.#totalBytes) return release;
-        const entry: Entry = { key, bytes, end, release, sending: 1, cached: true };
+        if (state.streams < 2 || state.entries.has(key) || size > this.#perJobBytes) return release;
+        while (state.bytes + size > this.#perJobBytes) this.#evictOldest(state);
+        if (this.#bytes + size > this.#totalBytes) return release;
+        const entry: Entry = { key, bytes, size, end, release, sending: 1, cached: true };
         state.entries.set(key, entry);
-        state.bytes += bytes.length;
-        this.#bytes += bytes.length;
+        state.bytes += size;
+        this.#bytes += size;
         return () => this.#sendDone(entry);
       },
       leave: () => {
         if (left) return;
         left = true;
-        if (--state.streams > 0) return;
-        while (state.entries.size > 0) this.#evictOldest(state);
-        this.#byJob.delete(job);
+        state.streams--;
+        // Alone or gone: nobody left to share with.
+        if (state.streams < 2) while (state.entries.size > 0) this.#evictOldest(state);
+        if (state.streams === 0) this.#byJob.delete(job);
       },
     };
   }
@@ -120,8 +126,8 @@ export class SharedLogMessages {
     const entry = state.entries.values().next().value;
     if (entry === undefined) return;
     state.entries.delete(entry.key);
-    state.bytes -= entry.bytes.length;
-    this.#bytes -= entry.bytes.length;
+    state.bytes -= entry.size;
+    this.#bytes -= entry.size;
     entry.cached = false;
     if (entry.sending === 0) entry.release();
   }

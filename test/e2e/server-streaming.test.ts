@@ -110,7 +110,11 @@ describe('streaming output', requireRoot, () => {
     const middle = offsets[Math.floor(offsets.length / 2)]!;
     const suffix = await streamDigests(client, { jobId: job.id, fromOffset: middle });
     const mixed = await Promise.all(
-      readers.flatMap((c) => [streamDigests(c, { jobId: job.id }), streamDigests(c, { jobId: job.id, fromOffset: middle }), streamDigests(c, { jobId: job.id, tailLines: 1000 })]),
+      readers.flatMap((c) => [
+        streamDigests(c, { jobId: job.id, follow: true }),
+        streamDigests(c, { jobId: job.id, follow: true, fromOffset: middle }),
+        streamDigests(c, { jobId: job.id, follow: true, tailLines: 1000 }),
+      ]),
     );
     for (const [i, got] of mixed.entries()) {
       if (i % 3 === 0) assert.deepEqual(got, alone);
@@ -120,6 +124,12 @@ describe('streaming output', requireRoot, () => {
     const after = await logMessages();
     // 36 streams of ~14 MB each (~56 messages): most of those messages were another follower's.
     assert.ok(after.shared - before.shared > (after.read - before.read) / 2, `shared ${after.shared - before.shared}, read ${after.read - before.read}`);
+
+    // Streams without `follow` never take another's messages: theirs end where the log ended when
+    // they began, and a follower's may go further.
+    const unfollowed = await Promise.all(readers.map((c) => streamDigests(c, { jobId: job.id })));
+    for (const got of unfollowed) assert.deepEqual(got, alone);
+    assert.equal((await logMessages()).shared, after.shared);
     for (const c of readers) c.close();
   });
 

@@ -130,6 +130,16 @@ describe('log follower', () => {
     }
   });
 
+  it('damage at a `from` known to be a boundary (where a shared message ended) is damage, not a bad offset', async () => {
+    const damaged = Buffer.concat([fileHeader(), record(1, 'hello'), record(2, 'world')]);
+    const second = 16 + 29;
+    damaged[second + 5] ^= 0xff; // the second record's header no longer matches its CRC
+    const file = logFile(damaged.subarray(16));
+    const source = new CompleteLog(file, damaged.length);
+    await assert.rejects(collect(source, { from: second }), (e: unknown) => e instanceof ValidationError && e.field === 'from', 'asked for by a client: its offset');
+    await assert.rejects(collect(source, { from: second, fromIsBoundary: true }), (e: unknown) => e instanceof CorruptLogError && !(e instanceof ValidationError));
+  });
+
   it('follows growth without gaps or duplicates and ends when complete', async () => {
     const file = logFile();
     const log = new GrowingLog(file);

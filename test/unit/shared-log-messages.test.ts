@@ -91,20 +91,42 @@ describe('shared log messages', () => {
     assert.equal(shared.stats().keptBytes, 150 * KIB);
   });
 
-  it('when the last follower of a job leaves, its messages go back', () => {
+  it('when a job is down to one follower, or none, its messages go back', () => {
     const shared = new SharedLogMessages();
     const job = {};
     const a = shared.join(job, 's');
     const b = shared.join(job, 's');
+    const c = shared.join(job, 's');
     const m = message(10);
     a.offer(0, 10, m.bytes, m.release)();
     a.leave();
     a.leave(); // twice changes nothing
-    assert.equal(m.released(), false, 'b may still use it');
+    assert.equal(m.released(), false, 'b and c may still use it');
+    const got = b.lookup(0);
+    assert.ok(got !== undefined);
+    got.sent();
+    c.leave();
+    assert.equal(m.released(), true, 'b is alone: nobody to share with');
+    assert.equal(b.lookup(0), undefined);
     b.leave();
-    assert.equal(m.released(), true);
     assert.equal(shared.stats().keptBytes, 0);
-    const c = shared.join(job, 's');
-    assert.equal(c.lookup(0), undefined);
+    assert.equal(shared.join(job, 's').lookup(0), undefined);
+  });
+
+  it('counts the whole buffer a message holds, not only its bytes', () => {
+    const shared = new SharedLogMessages({ perJobBytes: 600 * KIB, totalBytes: 1 << 30 });
+    const job = {};
+    const a = shared.join(job, 's');
+    shared.join(job, 's');
+    // Tiny messages, each a view into a 256 KiB buffer (as ChunkBatch makes them): two fit, not three.
+    const tiny = [0, 1, 2].map(() => {
+      const m = message(256 * KIB);
+      return { ...m, bytes: m.bytes.subarray(5, 105) };
+    });
+    tiny.forEach((m, i) => a.offer(i, i + 1, m.bytes, m.release)());
+    assert.equal(shared.stats().keptBytes, 512 * KIB);
+    assert.equal(tiny[0]!.released(), true, 'the oldest made room');
+    assert.equal(a.lookup(0), undefined);
+    assert.ok(a.lookup(2) !== undefined);
   });
 });
