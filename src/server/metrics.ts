@@ -91,7 +91,9 @@ export class ServerMetrics {
     this.startLatency = new Histogram({
       name: 'jobworker_job_start_latency_seconds',
       help: 'Time from a start request to the job running (cgroup set-up, spawn, record)',
-      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+      // Fine around a start's usual 1–5 ms: a percentile is interpolated inside its bucket, and with
+      // one bucket for 2–5 ms a p50 just past 2 ms read as 2.4–2.8.
+      buckets: [0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
       registers,
     });
     this.activeStreams = new Gauge({ name: 'jobworker_active_streams', help: 'Open server streams, by RPC', labelNames: ['rpc'], registers });
