@@ -52,7 +52,7 @@ export async function streamJobLogs(
   // another follower's messages may go further. A `since` filter applies to every record, so such a
   // stream's messages are its own; a tail's first message may start part-way through a record, so
   // it shares from its second on.
-  const share = shared !== undefined && request.follow && request.sinceUnixMicros === 0 ? shared.join(job, selected.join(',')) : undefined;
+  const share = shared !== undefined && request.follow && request.sinceUnixMicros === 0 ? shared.join(job, [...selected].sort().join(',')) : undefined;
   try {
     await sendRecords(job, request, selected, write, signal, scans, share);
   } finally {
