@@ -14,6 +14,7 @@ import { spawnProcess } from '../src/native';
 import { openLog, readRecords } from '../src/logs/reader';
 import { createTestPki } from '../test/helpers/pki';
 import { startDaemonProcess } from '../test/helpers/spawned-daemon';
+import { followBytes } from './follow-bytes';
 import { compare, GIB, MIB, median, SkipBenchmark, type Benchmark, type Row } from './harness';
 import type { StreamReaderReport } from './stream-reader-child';
 import { CLI_BIN, cliEnvironment, cliFollowMBs, StreamReaderProcess, TlsFloorServer, timeProcess } from './transport-floors';
@@ -46,12 +47,6 @@ function histogramPercentile(text: string, name: string, p: number): number {
 /** syncfs(2) of the filesystem holding `dir` (coreutils `sync -f`): its dirty pages written out. */
 function flushFilesystem(dir: string): void {
   execFileSync('sync', ['-f', dir]);
-}
-
-async function followBytes(client: JobworkerClient, jobId: string, reuseBuffers = false): Promise<number> {
-  let bytes = 0;
-  for await (const message of client.streamLogs({ jobId, follow: true }, undefined, { reuseBuffers })) for (const chunk of message.chunks) bytes += chunk.data.length;
-  return bytes;
 }
 
 export const grpcBenchmark: Benchmark = {

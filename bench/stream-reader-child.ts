@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import * as tls from 'node:tls';
 
 import type { JobworkerClient } from '../src/client';
+import { followBytes } from './follow-bytes';
 
 interface Credentials {
   caPath: string;
@@ -52,12 +53,6 @@ async function readTls(port: number, files: Credentials): Promise<number> {
   return got;
 }
 
-async function follow(client: JobworkerClient, jobId: string, reuseBuffers: boolean): Promise<number> {
-  let bytes = 0;
-  for await (const message of client.streamLogs({ jobId, follow: true }, undefined, { reuseBuffers })) for (const chunk of message.chunks) bytes += chunk.data.length;
-  return bytes;
-}
-
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '') as StreamReaderConfig;
   const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -72,7 +67,7 @@ async function main(): Promise<void> {
       Array.from({ length: config.connections }, () => JobworkerClient.connect({ address: config.address, tls: config.files, callTimeoutMs: 60_000 })),
     );
     run = async (jobId) => {
-      const got = await Promise.all(Array.from({ length: config.followers }, (_, i) => follow(clients[i % clients.length]!, jobId, config.reuseBuffers)));
+      const got = await Promise.all(Array.from({ length: config.followers }, (_, i) => followBytes(clients[i % clients.length]!, jobId, config.reuseBuffers)));
       return got.reduce((a, b) => a + b, 0);
     };
   }

@@ -112,7 +112,8 @@ async function sendRecords(
   // message), and where its last record ends.
   let start: number | undefined = startsMidRecord ? undefined : Math.max(request.fromOffset, FILE_HEADER_SIZE);
   let end = 0;
-  let messagesSent = 0;
+  /** Whether a message has gone out: the first one is always this stream's own read. */
+  let sentOne = false;
   /**
    * Sends the message built so far. `cut`: it ends at a place every follower would end it (the
    * window, a full message, the end of the log), so others may send it too; a message cut because
@@ -122,7 +123,7 @@ async function sendRecords(
     if (batch.empty) return;
     const { bytes, release } = batch.take();
     const sent = cut && share !== undefined && start !== undefined ? share.offer(start, end, bytes, release) : release;
-    messagesSent++;
+    sentOne = true;
     start = end;
     await write(framedInPlace(bytes), sent); // released once sent: grpc-js writes this very memory
   };
@@ -134,14 +135,13 @@ async function sendRecords(
     for (;;) {
       // At a message's start, the same message another follower encoded, if it is kept. Not the
       // first message: its read reports a bad offset or a missing log as this stream's own error.
-      if (share !== undefined && batch.empty && start !== undefined && messagesSent > 0) {
+      if (share !== undefined && batch.empty && start !== undefined && sentOne) {
         const message = share.lookup(start);
         if (message !== undefined) {
           held = undefined;
           await closeCursor(cursor);
           cursor = undefined;
           start = end = message.end;
-          messagesSent++;
           await write(framedInPlace(message.bytes), message.sent);
           continue;
         }
