@@ -6,5 +6,6 @@ const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
   process.stdout.write(`${require('../package.json').version}\n`);
 } else {
-  require('../dist/src/cli/job-cli/main.js').main(args);
+  // From the build's bundle and code cache when there are (dist/src/cli/job-cli/launch.js).
+  require('../dist/src/cli/job-cli/launch.js').loadCli().main(args);
 }

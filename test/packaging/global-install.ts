@@ -208,11 +208,12 @@ describe('npm pack, then npm install -g of the tarball', requireRoot, () => {
     const listed = spawnSync('tar', ['-tzf', tarball], { encoding: 'utf8' });
     assert.equal(listed.status, 0, listed.stderr);
     const files = listed.stdout.split('\n').filter(Boolean).map((name) => name.replace(/^package\//, ''));
-    for (const needed of ['package.json', 'README.md', 'bin/job-worker.js', 'bin/job-cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/job-worker/main.js', 'dist/web/index.html', 'dist/web/assets/app.js', 'dist/web/assets/app.css', 'native/build.js', 'native/addon.cc', 'CMakeLists.txt', 'binding.gyp', 'proto/jobworker/v1/jobworker.proto', 'contrib/jobworker.service']) {
+    for (const needed of ['package.json', 'README.md', 'bin/job-worker.js', 'bin/job-cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/job-worker/main.js', 'dist/src/cli/job-cli/bundle.js', 'dist/src/cli/job-cli/bundle.cache', 'dist/src/cli/job-cli/bundle.stamp.json', 'dist/web/index.html', 'dist/web/assets/app.js', 'dist/web/assets/app.css', 'native/build.js', 'native/addon.cc', 'CMakeLists.txt', 'binding.gyp', 'proto/jobworker/v1/jobworker.proto', 'contrib/jobworker.service']) {
       assert.ok(files.includes(needed), `the tarball has ${needed}`);
     }
-    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|dist\/web\/(index\.html|assets\/app\.(js|css)(\.LEGAL\.txt)?)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(c|cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
+    const unexpected = files.filter((file) => !/^(package\.json|README\.md|CMakeLists\.txt|binding\.gyp|bin\/[^/]+\.js|dist\/src\/.+\.(js|d\.ts)|dist\/src\/cli\/job-cli\/bundle\.(cache|stamp\.json)|dist\/web\/(index\.html|assets\/app\.(js|css)(\.LEGAL\.txt)?)|src\/gen\/descriptors\.binpb|native\/[^/]+\.(c|cc|h|js)|proto\/jobworker\/.+\.proto|contrib\/[^/]+)$/.test(file));
     assert.deepEqual(unexpected, [], 'nothing a host does not need (tests, bench, build/, node_modules, source maps, TypeScript sources)');
+    assert.deepEqual(files.filter((file) => file.includes('build-bundle')), [], 'the build\'s own bundling script stays behind');
     const packed = JSON.parse(spawnSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }).stdout) as { dependencies: Record<string, string> };
     assert.ok('cmake-js' in packed.dependencies && 'node-addon-api' in packed.dependencies, 'what the install script builds with is a dependency');
   });
@@ -220,6 +221,14 @@ describe('npm pack, then npm install -g of the tarball', requireRoot, () => {
   it('the installed binaries run a job, from outside any checkout', { timeout: 120_000 }, async () => {
     const home = mkdtempSync(path.join(dir, 'home-'));
     await runJobWith(path.join(dir, 'prefix'), home);
+  });
+
+  it('the installed job-cli starts from its bundle with the code cache (npm gives every file one old time)', () => {
+    const launch = path.join(dir, 'prefix', 'lib', 'node_modules', 'jobworker', 'dist', 'src', 'cli', 'job-cli', 'launch.js');
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    const loaded = spawnSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(launch)}).loadCli().source)`], { env, encoding: 'utf8' });
+    assert.equal(loaded.stdout, 'bundle+cache', loaded.stderr);
   });
 
   it('without cmake on PATH, the install builds the addon with node-gyp, and that build runs jobs too', { timeout: 600_000 }, async () => {
