@@ -35,16 +35,22 @@ function sourceOf(from: string): string {
 }
 
 /**
- * A copy of the built bundle and its cache in a directory of its own, stamped as the build does, with
- * `sources`; in a development tree (a tsconfig.json above dist/src/cli/job-cli) if `checkout`.
+ * A copy of the built bundle and its cache in a package root of its own (dir/name), stamped as the
+ * build does with `sources` and `packages`; a development tree (a tsconfig.json at its root) if
+ * `checkout`.
  */
-function copyOfBuild(name: string, sources: string[] = [], checkout = false): string {
+function copyOfBuild(name: string, options: { sources?: string[]; packages?: Record<string, string>; checkout?: boolean } = {}): string {
   const copy = path.join(dir, name, 'dist', 'src', 'cli', 'job-cli');
   mkdirSync(copy, { recursive: true });
-  if (checkout) writeFileSync(path.join(dir, name, 'tsconfig.json'), '{}\n');
+  if (options.checkout === true) writeFileSync(path.join(dir, name, 'tsconfig.json'), '{}\n');
   for (const file of [BUNDLE_FILE, CODE_CACHE_FILE]) copyFileSync(path.join(BUILT, file), path.join(copy, file));
-  writeFileSync(path.join(copy, STAMP_FILE), JSON.stringify(stampFor(readFileSync(path.join(copy, BUNDLE_FILE)), sources)));
+  writeFileSync(path.join(copy, STAMP_FILE), JSON.stringify(stampFor(readFileSync(path.join(copy, BUNDLE_FILE)), options.sources ?? [], options.packages ?? {})));
   return copy;
+}
+
+function writePackage(packageDir: string, version: string): void {
+  mkdirSync(packageDir, { recursive: true });
+  writeFileSync(path.join(packageDir, 'package.json'), JSON.stringify({ name: path.basename(packageDir), version }));
 }
 
 function stampIn(copy: string): BundleStamp {
@@ -78,24 +84,52 @@ describe('job-cli bundle and code cache', () => {
     assert.equal(sourceOf(copy), 'bundle+cache');
   });
 
-  it('a bundle changed after the build runs without the cache', () => {
+  it('a bundle changed after the build runs without the cache, even at the same length (all V8 compares)', () => {
     const copy = copyOfBuild('changed');
-    appendFileSync(path.join(copy, BUNDLE_FILE), '\n// edited\n');
+    const bundlePath = path.join(copy, BUNDLE_FILE);
+    const text = readFileSync(bundlePath, 'utf8');
+    const before = 'jobworker command-line client';
+    assert.ok(text.includes(before), 'the bundle has the text this test edits');
+    writeFileSync(bundlePath, text.replace(before, before.toUpperCase()));
+    assert.equal(sourceOf(copy), 'bundle');
+    appendFileSync(bundlePath, '\n// longer\n');
     assert.equal(sourceOf(copy), 'bundle');
   });
 
-  it('a cache stamped for another Node is not used', () => {
-    const copy = copyOfBuild('other-node');
-    writeFileSync(path.join(copy, STAMP_FILE), JSON.stringify({ ...stampIn(copy), node: 'v0.0.0' }));
+  it('a cache stamped for another V8 is not used', () => {
+    const copy = copyOfBuild('other-v8');
+    writeFileSync(path.join(copy, STAMP_FILE), JSON.stringify({ ...stampIn(copy), v8: '0.0.0' }));
     assert.equal(sourceOf(copy), 'bundle');
+  });
+
+  it('a bundled package installed in another version, or not at all, means the modules run', () => {
+    const copy = copyOfBuild('packages', { packages: { 'node_modules/fake': '1.0.0' } });
+    const root = path.join(dir, 'packages');
+    writePackage(path.join(root, 'node_modules', 'fake'), '1.0.0');
+    assert.equal(sourceOf(copy), 'bundle+cache', 'the version bundled');
+    writePackage(path.join(root, 'node_modules', 'fake'), '1.0.1');
+    assert.equal(sourceOf(copy), 'modules', 'updated after the build');
+    rmSync(path.join(root, 'node_modules'), { recursive: true });
+    assert.equal(sourceOf(copy), 'modules', 'not installed');
+    writePackage(path.join(dir, 'node_modules', 'fake'), '1.0.0');
+    assert.equal(sourceOf(copy), 'bundle+cache', 'hoisted above the package, where Node finds it');
+    rmSync(path.join(dir, 'node_modules'), { recursive: true });
+  });
+
+  it('a package nested in another at build time is found where an install hoisted it', () => {
+    const copy = copyOfBuild('nested', { packages: { 'node_modules/outer/node_modules/inner': '2.0.0' } });
+    writePackage(path.join(dir, 'nested', 'node_modules', 'inner'), '2.0.0');
+    assert.equal(sourceOf(copy), 'bundle+cache');
   });
 
   it('the build lists the CLI modules it bundled; in a checkout, one compiled after the bundle means the modules run', () => {
-    const sources = JSON.parse(readFileSync(path.join(BUILT, STAMP_FILE), 'utf8')) as BundleStamp;
-    assert.ok(sources.sources.includes('main.js') && sources.sources.includes(path.join('..', '..', 'client', 'client.js')), sources.sources.join(' '));
-    assert.ok(!sources.sources.some((source) => source.includes('node_modules')));
+    const built = JSON.parse(readFileSync(path.join(BUILT, STAMP_FILE), 'utf8')) as BundleStamp;
+    assert.ok(built.sources.includes('main.js') && built.sources.includes(path.join('..', '..', 'client', 'client.js')), built.sources.join(' '));
+    assert.ok(!built.sources.some((source) => source.includes('node_modules')));
+    const grpcVersion = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal(built.packages['node_modules/@grpc/grpc-js'], grpcVersion, 'packages are listed with their versions');
     for (const checkout of [true, false]) {
-      const copy = copyOfBuild(`stale-${checkout}`, ['module.js', 'gone.js'], checkout);
+      const copy = copyOfBuild(`stale-${checkout}`, { sources: ['module.js', 'gone.js'], checkout });
       writeFileSync(path.join(copy, 'module.js'), '');
       const bundled = statSync(path.join(copy, BUNDLE_FILE)).mtimeMs / 1000;
       utimesSync(path.join(copy, 'module.js'), bundled - 10, bundled - 10);
@@ -106,10 +140,13 @@ describe('job-cli bundle and code cache', () => {
     }
   });
 
-  it('without a stamp, or without a bundle, the modules run', () => {
+  it('without a stamp, or without a bundle (stamp or not), the modules run', () => {
     const copy = copyOfBuild('no-stamp');
     rmSync(path.join(copy, STAMP_FILE));
     assert.equal(sourceOf(copy), 'modules');
+    const noBundle = copyOfBuild('no-bundle');
+    rmSync(path.join(noBundle, BUNDLE_FILE));
+    assert.equal(sourceOf(noBundle), 'modules');
     const empty = path.join(dir, 'empty');
     mkdirSync(empty);
     assert.equal(sourceOf(empty), 'modules');

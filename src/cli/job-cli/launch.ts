@@ -5,16 +5,19 @@
 // took 0.23 s from the modules, 0.22 s from the bundle alone and 0.17–0.18 s with the cache, against
 // 0.08 s for `node -e 0` (docs/benchmarks.md).
 //
-// The stamp the build writes beside them decides what runs:
-//  - no stamp, or, in a development tree (a checkout, with its tsconfig.json), one of the CLI's own
-//    compiled modules newer than the bundle (a `tsc` after the build: the bundle is stale): the
-//    modules, as before there was a bundle. An installed package is taken as built: npm writes its
-//    files with times of its own choosing, in no particular order;
-//  - otherwise the bundle, with its code cache if the stamp matches the bundle as it is (size and
-//    CRC-32: not times, which npm sets to one fixed date when it installs) and this Node. V8 also
-//    refuses a cache made by another V8 or under other flags (NODE_OPTIONS): then the bundle
-//    compiles as usual, a little slower.
-// The cache is code: it is written by the build only, beside the bundle, and trusted as the bundle is.
+// The stamp the build writes beside them decides what runs. The modules, as before there was a
+// bundle, when:
+//  - there is no stamp, or no bundle;
+//  - a package the bundle holds is not installed in the version bundled (an `npm update` or audit
+//    fix after the build: job-cli must run what is installed, as job-worker does);
+//  - in a development tree (a checkout, with its tsconfig.json), one of the CLI's own compiled
+//    modules is newer than the bundle (a `tsc` after the build). An installed package is taken as
+//    built: npm writes its files with times of its own choosing, in no particular order.
+// Otherwise the bundle, with its code cache if the stamp matches the bundle as it is (size and CRC-32:
+// V8 itself compares only the length) and this V8. V8 also refuses a cache made under other flags
+// (NODE_OPTIONS): then the bundle compiles as usual, a little slower. The cache is code: it is
+// written by the build only, beside the bundle, and trusted as the bundle is. To debug from the
+// modules, delete the stamp.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -37,41 +40,69 @@ export interface LoadedCli {
 
 /** What the build bundled and cached. */
 export interface BundleStamp {
-  node: string;
+  /** The V8 that made the cache (Node releases that share it share caches). */
+  v8: string;
   bundleBytes: number;
   bundleCrc32: number;
   /** Our own compiled modules (dist/src) in the bundle, relative to its directory. */
   sources: string[];
+  /** The packages in the bundle: their directories relative to the package root (node_modules/…), and versions. */
+  packages: Record<string, string>;
 }
 
-export function stampFor(bundle: Buffer, sources: string[]): BundleStamp {
-  return { node: process.version, bundleBytes: bundle.length, bundleCrc32: crc32(bundle), sources };
+export function stampFor(bundle: Buffer, sources: string[], packages: Record<string, string>): BundleStamp {
+  return { v8: process.versions.v8, bundleBytes: bundle.length, bundleCrc32: crc32(bundle), sources, packages };
 }
 
 function readStamp(dir: string): BundleStamp | null {
   try {
     const stamp = JSON.parse(readFileSync(path.join(dir, STAMP_FILE), 'utf8')) as BundleStamp;
-    return Array.isArray(stamp.sources) ? stamp : null;
+    return Array.isArray(stamp.sources) && typeof stamp.packages === 'object' && stamp.packages !== null ? stamp : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The version in a package.json, or null if there is none to read. */
+export function packageVersion(packageJson: string): string | null {
+  try {
+    const version = (JSON.parse(readFileSync(packageJson, 'utf8')) as { version?: unknown }).version;
+    return typeof version === 'string' ? version : null;
   } catch {
     return null;
   }
 }
 
 /**
- * True in a development tree (dist/src/cli/job-cli below a checkout) if a module the bundle was made
+ * The installed version of a bundled package: where the build found it (below `root`, the package
+ * root), else where Node would look from the root up (an installation that hoisted it: a package
+ * nested in another at build time may sit at the top of ours, or above it).
+ */
+function installedVersion(root: string, packageDir: string): string | null {
+  const there = packageVersion(path.join(root, packageDir, 'package.json'));
+  if (there !== null) return there;
+  const name = packageDir.slice(packageDir.lastIndexOf('node_modules/') + 'node_modules/'.length);
+  for (let dir = root; ; dir = path.dirname(dir)) {
+    const found = packageVersion(path.join(dir, 'node_modules', name, 'package.json'));
+    if (found !== null) return found;
+    if (path.dirname(dir) === dir) return null;
+  }
+}
+
+/** True if a package in the bundle is installed in another version than the bundled one, or not found. */
+function packagesChanged(root: string, stamp: BundleStamp): boolean {
+  return Object.entries(stamp.packages).some(([packageDir, version]) => installedVersion(root, packageDir) !== version);
+}
+
+/**
+ * True in a development tree (a tsconfig.json at the package root) if a module the bundle was made
  * from was written after it (one that is gone cannot have been).
  */
-function sourcesNewerThanBundle(dir: string, stamp: BundleStamp): boolean {
-  if (!existsSync(path.join(dir, '..', '..', '..', '..', 'tsconfig.json'))) return false;
-  let bundled: number;
-  try {
-    bundled = statSync(path.join(dir, BUNDLE_FILE)).mtimeMs;
-  } catch {
-    return true; // no bundle
-  }
+function sourcesNewerThanBundle(root: string, dir: string, stamp: BundleStamp, bundleMtimeMs: number): boolean {
+  if (!existsSync(path.join(root, 'tsconfig.json'))) return false;
   return stamp.sources.some((source) => {
     try {
-      return statSync(path.join(dir, source)).mtimeMs > bundled;
+      return statSync(path.join(dir, source)).mtimeMs > bundleMtimeMs;
     } catch {
       return false;
     }
@@ -95,16 +126,30 @@ export function runBundle(dir: string, bundle: Buffer, cachedData?: Buffer): { m
   return { main, script };
 }
 
-/** The CLI: from the bundle in `dir` when the build left a current one (see above), else from its modules. */
+function fromModules(): LoadedCli {
+  return { main: (require('./main') as typeof import('./main')).main, source: 'modules' };
+}
+
+/**
+ * The CLI: from the bundle in `dir` (dist/src/cli/job-cli, four levels below the package root) when
+ * the build left a current one (see above), else from its modules.
+ */
 export function loadCli(dir: string = __dirname): LoadedCli {
   const stamp = readStamp(dir);
-  if (stamp === null || sourcesNewerThanBundle(dir, stamp)) {
-    return { main: (require('./main') as typeof import('./main')).main, source: 'modules' };
+  if (stamp === null) return fromModules();
+  const root = path.join(dir, '..', '..', '..', '..');
+  let bundle: Buffer;
+  let bundleMtimeMs: number;
+  try {
+    bundle = readFileSync(path.join(dir, BUNDLE_FILE));
+    bundleMtimeMs = statSync(path.join(dir, BUNDLE_FILE)).mtimeMs;
+  } catch {
+    return fromModules();
   }
-  const bundle = readFileSync(path.join(dir, BUNDLE_FILE));
+  if (packagesChanged(root, stamp) || sourcesNewerThanBundle(root, dir, stamp, bundleMtimeMs)) return fromModules();
   let cachedData: Buffer | undefined;
-  const now = stampFor(bundle, stamp.sources);
-  if (now.bundleBytes === stamp.bundleBytes && now.bundleCrc32 === stamp.bundleCrc32 && now.node === stamp.node) {
+  const now = stampFor(bundle, stamp.sources, stamp.packages);
+  if (now.bundleBytes === stamp.bundleBytes && now.bundleCrc32 === stamp.bundleCrc32 && now.v8 === stamp.v8) {
     try {
       cachedData = readFileSync(path.join(dir, CODE_CACHE_FILE));
     } catch {
