@@ -96,10 +96,16 @@ function packagesChanged(root: string, stamp: BundleStamp): boolean {
 
 /**
  * True in a development tree (a tsconfig.json at the package root) if a module the bundle was made
- * from was written after it (one that is gone cannot have been).
+ * from was written after it (one that is gone cannot have been), or the bundle is gone.
  */
-function sourcesNewerThanBundle(root: string, dir: string, stamp: BundleStamp, bundleMtimeMs: number): boolean {
+function sourcesNewerThanBundle(root: string, dir: string, stamp: BundleStamp): boolean {
   if (!existsSync(path.join(root, 'tsconfig.json'))) return false;
+  let bundleMtimeMs: number;
+  try {
+    bundleMtimeMs = statSync(path.join(dir, BUNDLE_FILE)).mtimeMs;
+  } catch {
+    return true;
+  }
   return stamp.sources.some((source) => {
     try {
       return statSync(path.join(dir, source)).mtimeMs > bundleMtimeMs;
@@ -138,18 +144,15 @@ export function loadCli(dir: string = __dirname): LoadedCli {
   const stamp = readStamp(dir);
   if (stamp === null) return fromModules();
   const root = path.join(dir, '..', '..', '..', '..');
+  if (packagesChanged(root, stamp) || sourcesNewerThanBundle(root, dir, stamp)) return fromModules();
   let bundle: Buffer;
-  let bundleMtimeMs: number;
   try {
     bundle = readFileSync(path.join(dir, BUNDLE_FILE));
-    bundleMtimeMs = statSync(path.join(dir, BUNDLE_FILE)).mtimeMs;
   } catch {
     return fromModules();
   }
-  if (packagesChanged(root, stamp) || sourcesNewerThanBundle(root, dir, stamp, bundleMtimeMs)) return fromModules();
   let cachedData: Buffer | undefined;
-  const now = stampFor(bundle, stamp.sources, stamp.packages);
-  if (now.bundleBytes === stamp.bundleBytes && now.bundleCrc32 === stamp.bundleCrc32 && now.v8 === stamp.v8) {
+  if (bundle.length === stamp.bundleBytes && crc32(bundle) === stamp.bundleCrc32 && process.versions.v8 === stamp.v8) {
     try {
       cachedData = readFileSync(path.join(dir, CODE_CACHE_FILE));
     } catch {
