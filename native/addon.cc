@@ -324,7 +324,7 @@ struct SpawnCall {
   std::shared_ptr<LogBudget> log_budget;  // null: no identity budget
   // Placement by path: opened on the spawning thread, closed once the child has exec'd.
   std::string cgroup_path;
-  std::vector<std::string> join_procs_paths;
+  std::vector<std::string> join_tasks_paths;
   // Filesystem ops run first, on the same thread (creating the job's cgroups and writing its limits).
   std::vector<FsOp> setup;
   // Filesystem ops the reactor runs when the process has exited (see Job::exit_ops).
@@ -349,10 +349,10 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   Napi::Value cwd = options.Get("cwd");
   if (cwd.IsString()) req.cwd = cwd.As<Napi::String>().Utf8Value();
   req.cgroup_fd = static_cast<int>(optional_integer(options, "cgroupFd", -1));
-  Napi::Value join = options.Get("joinProcsFds");
+  Napi::Value join = options.Get("joinTasksFds");
   if (join.IsArray()) {
     Napi::Array fds = join.As<Napi::Array>();
-    for (uint32_t i = 0; i < fds.Length(); i++) req.join_procs_fds.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
+    for (uint32_t i = 0; i < fds.Length(); i++) req.join_tasks_fds.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
   }
   req.uid = optional_integer(options, "uid", -1);
   req.gid = optional_integer(options, "gid", -1);
@@ -368,12 +368,12 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   if (!isolation.IsUndefined() && !isolation.IsNull()) req.isolation = parse_isolation(env, isolation);
   Napi::Value cgroup_path = options.Get("cgroupPath");
   if (cgroup_path.IsString()) call.cgroup_path = cgroup_path.As<Napi::String>().Utf8Value();
-  call.join_procs_paths = string_array(options, "joinProcsPaths");
+  call.join_tasks_paths = string_array(options, "joinTasksPaths");
   Napi::Value setup = options.Get("setupOps");
   if (!setup.IsUndefined()) call.setup = parse_fs_ops(env, setup, "setupOps");
   Napi::Value exit_ops = options.Get("exitOps");
   if (!exit_ops.IsUndefined()) call.exit_ops = parse_fs_ops(env, exit_ops, "exitOps");
-  if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_procs_paths.empty() && !req.join_procs_fds.empty()))
+  if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_tasks_paths.empty() && !req.join_tasks_fds.empty()))
     throw Napi::TypeError::New(env, "give a cgroup placement by path or by fd, not both");
   Napi::Value log_path = options.Get("logPath");
   if (!log_path.IsString()) throw Napi::TypeError::New(env, "logPath must be a string");
@@ -410,10 +410,10 @@ std::optional<NativeError> open_placement(const SpawnCall& call, SpawnRequest& r
   if (!call.cgroup_path.empty()) {
     if (auto error = open_one(call.cgroup_path, O_RDONLY | O_DIRECTORY, req.cgroup_fd)) return error;
   }
-  for (const std::string& path : call.join_procs_paths) {
+  for (const std::string& path : call.join_tasks_paths) {
     int fd = -1;
     if (auto error = open_one(path, O_WRONLY, fd)) return error;
-    req.join_procs_fds.push_back(fd);
+    req.join_tasks_fds.push_back(fd);
   }
   return std::nullopt;
 }
@@ -454,7 +454,7 @@ void run_spawn(SpawnCall& call, SpawnOutcome& out) {
   if (out.error) out.log->finish();
   // Those fds close with `placement`: leave none of their numbers in the request.
   if (!call.cgroup_path.empty()) req.cgroup_fd = -1;
-  if (!call.join_procs_paths.empty()) req.join_procs_fds.clear();
+  if (!call.join_tasks_paths.empty()) req.join_tasks_fds.clear();
 }
 
 // JS thread: the typed error for a failed spawn, or the handle of a running one.
@@ -482,7 +482,7 @@ Napi::Value adopt_outcome(Napi::Env env, SpawnCall& call, SpawnOutcome& out, Nap
   return handle;
 }
 
-// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinProcsFds?, cgroupPath?, joinProcsPaths?,
+// spawn({ execCandidates, argv, env, cwd?, cgroupFd?, joinTasksFds?, cgroupPath?, joinTasksPaths?,
 //         setupOps?, exitOps?, logPath, logRecycleFrom?, logMaxBytes?, logBudget?, uid?, gid?, groups?,
 //         nofileSoft?, isolation?, forceGatedFork? }, listener(event)) -> ProcessHandle
 // On the calling (JS) thread, which waits the fraction of a millisecond until the child has exec'd.

@@ -20,7 +20,7 @@ struct SpawnRequest {
   std::vector<std::string> envp;     // "NAME=value"
   std::string cwd;                   // empty: inherit the daemon's
   int cgroup_fd = -1;                // cgroup v2 directory to be born into; -1: stay in ours
-  std::vector<int> join_procs_fds;   // v1 cgroup.procs files the child joins (writes "0") before exec
+  std::vector<int> join_tasks_fds;   // v1 `tasks` files the child joins (writes "0") before exec
   long long uid = -1, gid = -1;      // -1: keep
   bool set_groups = false;           // replace supplementary groups with `groups`
   std::vector<gid_t> groups;

@@ -41,8 +41,8 @@ export type { IoDeviceStats };
 export interface SpawnPlacementPaths {
   /** cgroup v2 directory the process is born into (clone3 CLONE_INTO_CGROUP); absent on legacy (v1-only) hosts. */
   cgroupPath?: string;
-  /** v1 cgroup.procs files the child joins (writes "0" to) before exec: hybrid and legacy hosts. */
-  joinProcsPaths: string[];
+  /** v1 `tasks` files the child joins (writes "0" to: itself, without the global migration lock) before exec: hybrid and legacy hosts. */
+  joinTasksPaths: string[];
 }
 
 /** What a job's cgroup looked like when its main process was gone. */

@@ -10,10 +10,10 @@ export interface BindingSpawnOptions {
   env: string[];
   cwd?: string;
   cgroupFd?: number;
-  joinProcsFds?: number[];
+  joinTasksFds?: number[];
   /** Placement by path instead of fd: opened (and closed) by the addon on the spawning thread. */
   cgroupPath?: string;
-  joinProcsPaths?: string[];
+  joinTasksPaths?: string[];
   /** Filesystem ops (encodeFsOps) run first on the same thread (undone if one fails: stage "setup", index). */
   setupOps?: string;
   /** Filesystem ops run once the process is reaped and its output is on disk; the outcome comes with "exit". */

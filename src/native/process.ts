@@ -28,11 +28,11 @@ export interface SpawnOptions {
   cwd?: string;
   /** A cgroup v2 directory fd: the process is born inside it. */
   cgroupFd?: number;
-  /** v1 `cgroup.procs` fds (hybrid and legacy hosts) the child joins before exec. */
-  joinProcsFds?: readonly number[];
+  /** v1 `tasks` fds (hybrid and legacy hosts) the child joins before exec, writing "0". */
+  joinTasksFds?: readonly number[];
   /** The same placement by path: the addon opens the files off the JS thread (not with the fds). */
   cgroupPath?: string;
-  joinProcsPaths?: readonly string[];
+  joinTasksPaths?: readonly string[];
   /**
    * Filesystem ops (creating the job's cgroups, writing limits) run first, on the same threadpool trip.
    * If one fails, those done are undone (mkdirs removed) and the spawn rejects with a SpawnError of
@@ -192,9 +192,9 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
     cwd: options.cwd,
     cgroupFd: options.cgroupFd,
-    joinProcsFds: options.joinProcsFds ? [...options.joinProcsFds] : undefined,
+    joinTasksFds: options.joinTasksFds ? [...options.joinTasksFds] : undefined,
     cgroupPath: options.cgroupPath,
-    joinProcsPaths: options.joinProcsPaths ? [...options.joinProcsPaths] : undefined,
+    joinTasksPaths: options.joinTasksPaths ? [...options.joinTasksPaths] : undefined,
     setupOps: options.setupOps ? encodeFsOps(options.setupOps) : undefined,
     exitOps: options.exitOps ? encodeFsOps(options.exitOps) : undefined,
     logPath: options.logPath,

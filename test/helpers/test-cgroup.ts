@@ -44,21 +44,21 @@ export class TestCgroup {
   }
 }
 
-/** A cgroup in a v1 controller hierarchy (hybrid hosts), with its cgroup.procs open for joining. */
+/** A cgroup in a v1 controller hierarchy (hybrid hosts), with its `tasks` open for joining. */
 export class TestV1Cgroup {
   readonly dir: string;
-  readonly procsFd: number;
+  readonly tasksFd: number;
 
   constructor(controller: string, label: string) {
     const own = v1PathOf(readProcCgroup(), controller);
     if (own === undefined) throw new Error(`no v1 ${controller} hierarchy`);
     this.dir = path.join('/sys/fs/cgroup', controller, own, `jobworker-test-${process.pid}-${label}-${counter++}`);
     mkdirSync(this.dir);
-    this.procsFd = openSync(path.join(this.dir, 'cgroup.procs'), 'w');
+    this.tasksFd = openSync(path.join(this.dir, 'tasks'), 'w');
   }
 
   async remove(): Promise<void> {
-    closeSync(this.procsFd);
+    closeSync(this.tasksFd);
     for (let i = 0; i < 500; i++) {
       try {
         rmdirSync(this.dir);

@@ -502,7 +502,7 @@ describe('placement in cgroups', requireRoot, () => {
         command: 'cat',
         args: ['/proc/self/cgroup'],
         cgroupFd: cgroup.fd,
-        joinProcsFds: [pids.procsFd],
+        joinTasksFds: [pids.tasksFd],
       });
       assert.equal(exit.code, 0);
       const name = path.basename(pids.dir);

@@ -53,8 +53,8 @@ describe('legacy (v1 only) host', () => {
     const { placement } = job.plan;
     assert.equal(placement.cgroupPath, undefined);
     // cpu,cpuacct are co-mounted: one directory, joined once.
-    const joined = placement.joinProcsPaths.map((file) => statSync(file).ino).sort();
-    const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/identity.test/j2/cgroup.procs')).ino).sort();
+    const joined = placement.joinTasksPaths.map((file) => statSync(file).ino).sort();
+    const expected = FAKE_V1_MOUNTS.map(([name]) => statSync(at(name, '/jw/jobs/identity.test/j2/tasks')).ino).sort();
     assert.deepEqual(joined, expected);
   });
 
@@ -145,7 +145,7 @@ describe('hybrid host', () => {
     assert.equal(job.path, at('unified', '/jw/jobs/identity.test/h1'));
     const { placement } = job.plan;
     assert.ok(statSync(placement.cgroupPath!).isDirectory());
-    assert.equal(placement.joinProcsPaths.length, 4); // cpu,cpuacct (co-mounted here), memory, blkio, pids
+    assert.equal(placement.joinTasksPaths.length, 4); // cpu,cpuacct (co-mounted here), memory, blkio, pids
     assert.deepEqual(await kernel.children(at('freezer', '/')), []);
   });
 

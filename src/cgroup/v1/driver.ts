@@ -153,7 +153,7 @@ export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> 
       fs,
       processes,
       dirs,
-      placement: { cgroupPath: unified, joinProcsPaths: joins.map((dir) => childPath(dir, 'cgroup.procs')) },
+      placement: { cgroupPath: unified, joinTasksPaths: joins.map((dir) => childPath(dir, 'tasks')) },
       populated: unified !== undefined ? { kind: 'events', file: childPath(unified, 'cgroup.events') } : { kind: 'procs', file: childPath(freezer!, 'cgroup.procs') },
       ...v1StatsReader(statsDirs),
     };

@@ -105,7 +105,7 @@ export class V2Driver extends SlicedDriver<ControlWrite[]> {
       fs: this.fs,
       processes: new UnifiedProcesses(this.fs, dir),
       dirs: [{ dir, writes }],
-      placement: { cgroupPath: dir, joinProcsPaths: [] },
+      placement: { cgroupPath: dir, joinTasksPaths: [] },
       populated: { kind: 'events', file: childPath(dir, 'cgroup.events') },
       statFiles: () => v2StatFiles(dir, this.controllers),
       readStats: (files) => readV2Stats(files, dir, this.controllers),
