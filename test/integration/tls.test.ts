@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { promisify } from 'node:util';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, TLSSocket, type ConnectionOptions } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { ChannelCredentials, ServerCredentials, status as GrpcStatus, type Client } from '@grpc/grpc-js';
 
@@ -139,6 +139,23 @@ describe('accepted clients', () => {
   it('a good certificate is served at the TLS level too (control for the refusals below)', async () => {
     const alice = await pki.client({ name: 'alice-raw', roles: ['reader'] });
     assert.equal(await tlsVerdict(alice.issued), 'served');
+  });
+
+  it('the handler gets the identity the interceptor found: the peer certificate is built once per call', async () => {
+    const client = await clientFor(await pki.client({ name: 'counted', roles: ['reader'] }));
+    await whoAmI(client); // connected
+    const original = TLSSocket.prototype.getPeerCertificate;
+    let built = 0;
+    TLSSocket.prototype.getPeerCertificate = function (this: TLSSocket, ...args: Parameters<TLSSocket['getPeerCertificate']>) {
+      built++;
+      return original.apply(this, args);
+    } as TLSSocket['getPeerCertificate'];
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await whoAmI(client)).name, 'counted');
+    } finally {
+      TLSSocket.prototype.getPeerCertificate = original;
+    }
+    assert.equal(built, 5);
   });
 
   it('the authorize hook runs before the handler and can refuse', async () => {
