@@ -37,13 +37,17 @@ interface JobMessages {
 }
 
 export interface SharedLogMessagesLimits {
-  /** Bytes of messages kept per job (default 8 MiB: 32 messages of 256 KiB). */
+  /** Bytes of messages kept per job (default 32 MiB: 128 messages of 256 KiB). */
   perJobBytes?: number;
   /** Bytes of messages kept in all (default 64 MiB). */
   totalBytes?: number;
 }
 
-export const DEFAULT_SHARED_BYTES_PER_JOB = 8 << 20;
+// Followers on connections of their own drift apart: 100 of them, one connection each, spread over
+// more than 16 MiB of a fast job's log here. Fewer bytes kept than that spread and the ones behind find
+// nothing, read and encode for themselves and push out what the next ones need (at 8 MiB: half the
+// throughput, twice the daemon's CPU per byte; docs/benchmarks.md, the seventh stop of issue 17).
+export const DEFAULT_SHARED_BYTES_PER_JOB = 32 << 20;
 export const DEFAULT_SHARED_BYTES_TOTAL = 64 << 20;
 
 /** The handle one stream uses: it looks messages up and offers the ones it encodes. */
