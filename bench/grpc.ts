@@ -195,12 +195,14 @@ export const grpcBenchmark: Benchmark = {
       const size = quick ? 64 * MIB : GIB;
       const streamRounds = quick ? 1 : 3;
       const cliEnv = cliEnvironment(`localhost:${port}`, files, dir);
-      // Each follower is a process of its own that loads only the client library (and the floor's
-      // reader one that loads only node:tls; bench/stream-reader-child.ts says why): connected first,
-      // then the job is started and followed from its first byte.
-      // The followers are spread over `processes` reader processes, each connected, then told to go
-      // together: bytes over the longest of their own times (as many clients would be).
+      // The followers run in `processes` reader processes that load only the client library (the
+      // floor's reader loads only node:tls; bench/stream-reader-child.ts says why), each with an
+      // equal share: all connected first, then the job is started and all follow it from its first
+      // byte; the bytes over the longest of the readers' own times.
       const followInChildren = async (processes: number, options: { followers: number; connections: number; reuseBuffers: boolean }, bytes: number) => {
+        if (options.followers % processes !== 0 || options.connections % processes !== 0) {
+          throw new Error(`${options.followers} followers over ${options.connections} connections do not split evenly over ${processes} processes`);
+        }
         const readers: StreamReaderProcess[] = [];
         let reports: StreamReaderReport[];
         let job: JobView;
@@ -228,8 +230,7 @@ export const grpcBenchmark: Benchmark = {
         const cpuSeconds = reports.reduce((sum, report) => sum + report.cpuSeconds, 0);
         return { jobId: job.id, mbs: total / 1e6 / seconds, cpuPerGiB: cpuSeconds / (total / GIB) };
       };
-      const followInChild = (options: { followers: number; connections: number; reuseBuffers: boolean }, bytes: number) => followInChildren(1, options, bytes);
-      const liveFollow = (reuseBuffers = false) => followInChild({ followers: 1, connections: 1, reuseBuffers }, size);
+      const liveFollow = (reuseBuffers = false) => followInChildren(1, { followers: 1, connections: 1, reuseBuffers }, size);
       const libraryCpu: number[] = [];
       const floorRuns: number[] = [];
       const libraryRuns: number[] = [];
@@ -345,7 +346,7 @@ export const grpcBenchmark: Benchmark = {
       await floor.stop();
       const rawTlsNearFollowersMBs = median(floorRuns);
       const connections = Math.min(followers, 10);
-      const many = await followInChild({ followers, connections, reuseBuffers: false }, each);
+      const many = await followInChildren(1, { followers, connections, reuseBuffers: false }, each);
       const aggregateMBs = many.mbs;
       // 100 clients are not one process: the same followers, each on a connection of its own, in two
       // reader processes (one per core here), so that one Node thread's decoding is not the bound.
