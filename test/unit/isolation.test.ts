@@ -106,6 +106,23 @@ describe('dynamic uids', () => {
     assert.ok(db.batches > before, 'stale checks are not trusted');
   });
 
+  it('a start that finds no checked uid waits for a small batch; refills ahead of need check big ones', async () => {
+    const sizes: number[] = [];
+    const db = fakeDatabase([]);
+    const knownIds = db.knownIds.bind(db);
+    db.knownIds = (database, ids) => {
+      if (database === 'passwd') sizes.push(ids.length);
+      return knownIds(database, ids);
+    };
+    const uids = new DynamicUids({ first: 10_000, count: 5000 }, db);
+    const got = new Set<number>();
+    for (let i = 0; i < 600; i++) got.add(await uids.allocate());
+    assert.equal(got.size, 600, 'no uid handed out twice');
+    assert.equal(sizes[0], 64, 'the first start waits for 64 lookups, not 512');
+    assert.ok(sizes.slice(1).every((n) => n === 512), `later batches: ${sizes.slice(1).join(', ')}`);
+    assert.ok(sizes.length <= 3, `${sizes.length} getent batches for 600 starts`);
+  });
+
   it('a range must leave out root, nobody and 65535, and stay below 2^32-1', () => {
     assert.throws(() => checkDynamicUidRange('r', { first: 0, count: 10 }), /r.first/);
     assert.throws(() => checkDynamicUidRange('r', { first: 60000, count: 10000 }), /contains 65534/);
