@@ -43,10 +43,10 @@ const cache = new Map<string, PeerIdentity>();
 
 /**
  * What the interceptor found, by the call's Metadata object: grpc-js hands the handler the object
- * the interceptor passed on, so the handler need not ask the TLS socket again. Node builds the whole
- * peer certificate as a JS object on every getPeerCertificate() (~65 µs here, a sixth of the
- * daemon's time for a GetJob). Weak keys: an entry lives as long as its call. A client cannot reach
- * this map: it sends headers, grpc-js makes the object.
+ * the interceptor passed on, so the handler need not ask the TLS socket again (even with the
+ * daemon's per-connection certificate cache, ./peer-certificate-cache.ts, that is a fingerprint and
+ * a lookup saved). Weak keys: an entry lives as long as its call. A client cannot reach this map:
+ * it sends headers, grpc-js makes the object.
  */
 const identityOfCall = new WeakMap<object, PeerIdentity>();
 

@@ -24,6 +24,7 @@ import { DEFAULT_MAX_UNREAD_WATCH_JOBS } from './watch';
 import { GrpcListener } from './listener';
 import { ServerMetrics } from './metrics';
 import { OwnerJobCounts } from './owner-jobs';
+import { installPeerCertificateCache } from './peer-certificate-cache';
 import { createAuthenticationInterceptor } from './peer-identity';
 import { installPreframing } from './preframed-messages';
 import { addReflectionServices } from './reflection';
@@ -205,6 +206,7 @@ export class JobworkerServer {
         }
       },
     });
+    installPeerCertificateCache();
     if (!installPreframing()) logger.warn('this grpc-js has no serializeMessage to replace: log messages are copied once more (slower streams)', { module: '@grpc/grpc-js' });
     const maxRequest = options.maxRequestBytes ?? 2 << 20;
     const server = new Server({

@@ -2,7 +2,7 @@
 // identity the server sees, and certificate reload without dropping a stream.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { connect as tlsConnect, TLSSocket, type ConnectionOptions } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +10,7 @@ import { ChannelCredentials, ServerCredentials, status as GrpcStatus, type Clien
 
 import { createChannelCredentials, loadChannelCredentials } from '../../src/client/credentials';
 import { createCa, loadServerTlsMaterial, TlsMaterialError, type TlsFilePaths } from '../../src/pki';
+import { installPeerCertificateCache, peerCertificateBuilds } from '../../src/server/peer-certificate-cache';
 import { createServerCredentials, reloadServerCredentials, type ReloadableServerCredentials } from '../../src/server/tls';
 import { craftCertificate, createTestPki, rawChannelCredentials, type TestPki } from '../helpers/pki';
 import {
@@ -90,6 +91,7 @@ async function assertRefused(client: Client, what: RegExp | undefined = undefine
 }
 
 before(async () => {
+  installPeerCertificateCache(); // as the daemon's server does
   pki = await createTestPki();
   otherPki = await createTestPki();
   serverPaths = await pki.server(undefined, 'server');
@@ -141,21 +143,23 @@ describe('accepted clients', () => {
     assert.equal(await tlsVerdict(alice.issued), 'served');
   });
 
-  it('the handler gets the identity the interceptor found: the peer certificate is built once per call', async () => {
+  it('a connection\'s peer certificate is built once, not once per call; a new connection builds its own', async () => {
     const client = await clientFor(await pki.client({ name: 'counted', roles: ['reader'] }));
     await whoAmI(client); // connected
-    const original = TLSSocket.prototype.getPeerCertificate;
-    let built = 0;
-    TLSSocket.prototype.getPeerCertificate = function (this: TLSSocket, ...args: Parameters<TLSSocket['getPeerCertificate']>) {
-      built++;
-      return original.apply(this, args);
-    } as TLSSocket['getPeerCertificate'];
-    try {
-      for (let i = 0; i < 5; i++) assert.equal((await whoAmI(client)).name, 'counted');
-    } finally {
-      TLSSocket.prototype.getPeerCertificate = original;
-    }
-    assert.equal(built, 5);
+    const before = peerCertificateBuilds();
+    for (let i = 0; i < 5; i++) assert.equal((await whoAmI(client)).name, 'counted');
+    assert.equal(peerCertificateBuilds() - before, 0, 'calls on the connected client build no certificate');
+    const other = await clientFor(await pki.client({ name: 'counted-too', roles: ['reader'] }));
+    assert.equal((await whoAmI(other)).name, 'counted-too');
+    const connected = peerCertificateBuilds();
+    // (The client side of the handshake, in this process too, asks for the server's.)
+    assert.ok(connected > before, 'the new connection built its own');
+    for (let i = 0; i < 3; i++) assert.equal((await whoAmI(other)).name, 'counted-too');
+    assert.equal((await whoAmI(client)).name, 'counted', 'each connection keeps its own certificate');
+    assert.equal(peerCertificateBuilds(), connected, 'and builds no more');
+    const unconnected = new TLSSocket(new Socket());
+    unconnected.destroy();
+    assert.equal(unconnected.getPeerCertificate(), null, 'a socket without a handle answers null, as without the cache');
   });
 
   it('the authorize hook runs before the handler and can refuse', async () => {
