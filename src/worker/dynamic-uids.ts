@@ -6,9 +6,8 @@
 //
 // Checking the database costs a getent process, so candidates are checked in batches ahead of
 // need (like spare logs) and a check is trusted for CHECK_TTL_MS: a user added to the database in
-// that window may still be handed out once. Batches ahead of need are large because starting the
-// process costs the daemon itself: Node forks it (the daemon's page tables copied: 5 ms at 50 MB
-// of RSS, 15 ms at 360 MB here) and its event loop waits for that; the lookups run in getent.
+// that window may still be handed out once. Batches ahead of need are large: each is two getent
+// processes (passwd, group), and a process per batch costs more than the lookups in it.
 // Candidates come round-robin through the range, so a released uid is used again as late as
 // possible.
 import { JobworkerError, ValidationError } from '../errors';

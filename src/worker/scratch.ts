@@ -10,12 +10,12 @@
 // job cannot have swapped it). An empty directory, the common case, costs one rmdir and no process.
 // With `keep`, the directory stays, handed to root (0:0, 0700): a dynamic uid leaves nothing it
 // owns reachable, and its number can safely be given to another job.
-import { execFile } from 'node:child_process';
 import { chmod, chown, lstat, mkdir, readdir, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { JobworkerError, errorCode, systemError } from '../errors';
 import type { FsOp } from '../native';
+import { runHelper } from './helper-process';
 
 export interface ScratchOwner {
   uid: number;
@@ -24,11 +24,11 @@ export interface ScratchOwner {
 
 const TOOL_ENV = { PATH: '/usr/bin:/bin', LC_ALL: 'C' };
 
-function runAs(owner: ScratchOwner, file: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve) => {
-    // Failures are expected (rm cannot remove the directory itself): what is left is checked after.
-    execFile(file, args, { uid: owner.uid, gid: owner.gid, env: TOOL_ENV, timeout: 120_000, maxBuffer: 1 << 20 }, () => resolve());
-  });
+/** Runs `file` as `owner` (no supplementary groups) to its end; its output is not kept. */
+async function runAs(owner: ScratchOwner, file: string, args: readonly string[]): Promise<void> {
+  // Failures are expected (rm cannot remove the directory itself): what is left is checked after.
+  // The addon's spawn, not a fork of the daemon (./helper-process.ts).
+  await runHelper({ command: file, args, env: TOOL_ENV, runAs: owner, timeoutMs: 120_000, maxOutputBytes: 64 << 10 }).catch(() => undefined);
 }
 
 /**

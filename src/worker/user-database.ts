@@ -5,10 +5,10 @@
 // any of them knows. getent is glibc's own front end to exactly what the C library would answer.
 // The cost, a process per lookup, is paid at config load, at a start that names a user (answers
 // reused for USER_LOOKUP_TTL_MS: cachingUserDatabase), and in batches of candidate uids for the
-// dynamic pool (./dynamic-uids.ts), never per ordinary job start.
-import { execFile } from 'node:child_process';
-
+// dynamic pool (./dynamic-uids.ts), never per ordinary job start. The process is the addon's
+// (./helper-process.ts), not a fork of the daemon.
 import { JobworkerError } from '../errors';
+import { runHelper } from './helper-process';
 
 export interface UserEntry {
   name: string;
@@ -38,16 +38,29 @@ const GETENT = 'getent';
 // getent exits 2 when one or more keys were not found (its output has the others): not an error.
 const NOT_FOUND_EXIT = 2;
 const MAX_OUTPUT = 4 * 1024 * 1024;
+const GETENT_TIMEOUT_MS = 30_000;
 
-function getent(args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(GETENT, args, { encoding: 'utf8', maxBuffer: MAX_OUTPUT, timeout: 30_000, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C' } }, (error, stdout) => {
-      if (error === null) return resolve(stdout);
-      if (error.code === NOT_FOUND_EXIT) return resolve(stdout);
-      const why = typeof error.code === 'string' ? error.code : `exit ${String(error.code ?? error.signal)}`;
-      reject(new JobworkerError('internal', `cannot ask the user database (getent ${args.join(' ').slice(0, 80)}): ${why}`, { cause: error }));
+async function getent(args: readonly string[]): Promise<string> {
+  const asked = `getent ${args.join(' ').slice(0, 80)}`;
+  let result: Awaited<ReturnType<typeof runHelper>>;
+  try {
+    result = await runHelper({
+      command: GETENT,
+      args,
+      env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', LC_ALL: 'C' },
+      timeoutMs: GETENT_TIMEOUT_MS,
+      maxOutputBytes: MAX_OUTPUT,
     });
-  });
+  } catch (error) {
+    throw new JobworkerError('internal', `cannot ask the user database (${asked}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  const { exit, stdout, outputTruncated, timedOut } = result;
+  let why: string | null = null;
+  if (timedOut) why = `no answer in ${GETENT_TIMEOUT_MS / 1000} s`;
+  else if (outputTruncated) why = `more than ${MAX_OUTPUT} bytes of answer`;
+  else if (exit.code !== 0 && exit.code !== NOT_FOUND_EXIT) why = exit.code === null ? `killed by ${exit.signal}` : `exit ${exit.code}`;
+  if (why !== null) throw new JobworkerError('internal', `cannot ask the user database (${asked}): ${why}`);
+  return stdout;
 }
 
 /** The fields of `getent passwd|group` lines (name:x:id:…). */

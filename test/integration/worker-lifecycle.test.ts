@@ -337,6 +337,24 @@ describe('job user', requireRoot, () => {
     assert.deepEqual([...t.worker.dynamicUids.inUse], [], 'the uids are free again');
   });
 
+  it('what a job leaves in its scratch directory goes with it: a 0000 directory too; what its links point to stays', async () => {
+    const victimDir = mkdtempSync(path.join('/var/tmp', 'jw-victim-'));
+    try {
+      writeFileSync(path.join(victimDir, 'keep'), 'root\n');
+      const script = `mkdir sub && echo y > sub/f && chmod 000 sub && ln -s ${victimDir}/keep file-link && ln -s ${victimDir} dir-link && echo done`;
+      const job = await t.worker.start({ command: 'sh', args: ['-c', script], owner: 'erin' });
+      const scratch = job.status().scratchDir!;
+      assert.equal((await job.wait()).outcome?.exitCode, 0, await text(job));
+      assert.equal(await text(job), 'done\n');
+      assert.equal(existsSync(scratch), false, 'the scratch directory and everything in it are gone');
+      assert.equal(readFileSync(path.join(victimDir, 'keep'), 'utf8'), 'root\n', 'the file a link pointed to is untouched');
+      assert.deepEqual(readdirSync(victimDir), ['keep']);
+      assert.deepEqual([...t.worker.dynamicUids.inUse], [], 'the uid is free again');
+    } finally {
+      rmSync(victimDir, { recursive: true, force: true });
+    }
+  });
+
   it('a start that fails gives its dynamic uid and scratch directory back', async () => {
     await assert.rejects(t.worker.start({ command: '/nonexistent/tool' }), (e: unknown) => e instanceof CommandError && e.cause instanceof SpawnError);
     assert.deepEqual([...t.worker.dynamicUids.inUse], []);

@@ -1,0 +1,47 @@
+// The daemon's own short programs (getent, rm as a job's user) through the addon's spawn: what
+// they print, how they end, their bounds, their user, and no output file left behind.
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { helperOutputDirectory, runHelper } from '../../src/worker/helper-process';
+import { requireRoot } from '../helpers/root';
+
+const env = { PATH: '/usr/bin:/bin' };
+
+describe('helper processes', () => {
+  it('give back stdout and the exit; stderr is dropped', async () => {
+    const result = await runHelper({ command: 'sh', args: ['-c', 'echo out; echo err >&2; exit 3'], env, timeoutMs: 10_000, maxOutputBytes: 1 << 20 });
+    assert.equal(result.stdout, 'out\n');
+    assert.equal(result.exit.code, 3);
+    assert.equal(result.timedOut, false);
+    assert.equal(result.outputTruncated, false);
+  });
+
+  it('are killed at their timeout', async () => {
+    const started = Date.now();
+    const result = await runHelper({ command: 'sleep', args: ['30'], env, timeoutMs: 200, maxOutputBytes: 1024 });
+    assert.equal(result.timedOut, true);
+    assert.equal(result.exit.signal, 'SIGKILL');
+    assert.ok(Date.now() - started < 10_000, 'returned long before the program would have ended');
+  });
+
+  it('keep at most maxOutputBytes of output and say so', async () => {
+    const result = await runHelper({ command: 'head', args: ['-c', '100000', '/dev/zero'], env, timeoutMs: 10_000, maxOutputBytes: 1000 });
+    assert.equal(result.outputTruncated, true);
+    assert.ok(result.stdout.length <= 1000, `${result.stdout.length} bytes kept`);
+    assert.equal(result.exit.code, 0);
+  });
+
+  it('run as the user asked for, without supplementary groups', requireRoot, async () => {
+    const result = await runHelper({ command: 'id', args: [], env, runAs: { uid: 65534, gid: 65534 }, timeoutMs: 10_000, maxOutputBytes: 4096 });
+    assert.match(result.stdout, /^uid=65534\(\w+\) gid=65534\(\w+\) groups=65534\(\w+\)\n$/);
+  });
+
+  it('reject a program that cannot be started, and leave no output file behind', async () => {
+    await assert.rejects(runHelper({ command: '/nonexistent/program', args: [], env, timeoutMs: 1000, maxOutputBytes: 1024 }), /nonexistent/);
+    const dir = helperOutputDirectory();
+    assert.notEqual(dir, null);
+    assert.deepEqual(readdirSync(dir!), []);
+  });
+});
