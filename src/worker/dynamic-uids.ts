@@ -118,6 +118,14 @@ export class DynamicUids {
     return uid >= this.range.first && uid < this.range.first + this.range.count;
   }
 
+  /**
+   * Resolves once no check is running (its getent processes have exited). A closing worker waits
+   * for this: a process of its own left running would keep its cgroup from being removed.
+   */
+  async settled(): Promise<void> {
+    await this.#refill?.catch(() => undefined);
+  }
+
   /** Resolves true if the refill found a free uid (it may be taken by the time the caller looks). */
   #startRefill(): Promise<boolean> {
     this.#refill ??= this.#checkNextBatch().finally(() => (this.#refill = null));

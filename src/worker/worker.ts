@@ -570,6 +570,9 @@ export class Worker {
         active.map((job) => job.stop({ by: 'worker shutdown', graceMs: options.graceMs }).catch(() => job.wait().then((status) => ({ alreadyFinished: true, status })))),
       );
     }
+    // A uid check in flight runs getent in this process's cgroup (the root's daemon leaf on a pure
+    // v2 host): it must be over before the root is removed, and no process of ours may outlive us.
+    await this.dynamicUids.settled();
     if (options.stopJobs ?? true) {
       // A clean shutdown leaves no cgroup behind, not even the (empty) root or a slice.
       await this.cgroupDriver.releaseRoot().catch((error: unknown) => this.#ctx.warn('cgroup root not removed', { error: String(error) }));

@@ -123,6 +123,28 @@ describe('dynamic uids', () => {
     assert.ok(sizes.length <= 3, `${sizes.length} getent batches for 600 starts`);
   });
 
+  it('settled() resolves only once a check in flight is over (a closing worker waits for its getent)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const db = fakeDatabase([]);
+    const knownIds = db.knownIds.bind(db);
+    db.knownIds = async (database, ids) => {
+      await gate;
+      return knownIds(database, ids);
+    };
+    const uids = new DynamicUids({ first: 10_000, count: 100 }, db);
+    const allocating = uids.allocate();
+    let settled = false;
+    const settling = uids.settled().then(() => (settled = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, 'not while getent runs');
+    release();
+    assert.equal(await allocating, 10_000);
+    await settling;
+    assert.equal(settled, true);
+    await uids.settled(); // nothing in flight: at once
+  });
+
   it('a range must leave out root, nobody and 65535, and stay below 2^32-1', () => {
     assert.throws(() => checkDynamicUidRange('r', { first: 0, count: 10 }), /r.first/);
     assert.throws(() => checkDynamicUidRange('r', { first: 60000, count: 10000 }), /contains 65534/);
