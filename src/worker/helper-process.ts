@@ -2,19 +2,21 @@
 // its scratch directory), spawned by the addon rather than by child_process.
 //
 // Why: Node's child_process forks, and a fork copies the daemon's page tables while its event loop
-// waits: 4.8 ms at 46 MB of RSS, 15 ms at 361 MB here (docs/benchmarks.md, issue 17's eighth stop),
-// paid by every call and stream the daemon serves at that moment. The addon's spawn shares the
-// daemon's memory until the exec (CLONE_VM | CLONE_VFORK), on a threadpool thread: nothing is
-// copied, and the event loop goes on. The program's stdout goes to a log file of the usual format in
-// a private directory (0700, made once per process), read back once the program has exited and
-// its output is on disk, then removed.
+// waits: 7.6 ms at 54 MB of RSS, 35-43 ms at 2 GB here (docs/benchmarks.md, issue 17's eighth
+// stop), paid by every call and stream the daemon serves at that moment. The addon's spawn shares
+// the daemon's memory until the exec (CLONE_VM | CLONE_VFORK), on a threadpool thread: nothing is
+// copied, and the event loop goes on. The program's stdout goes to a log file of the usual format
+// in a private directory (0700, made once per process under $TMPDIR), read back once the program
+// has exited and its output is on disk, then removed. Where no such directory can be made (a
+// read-only /tmp: a unit without PrivateTmp=), helpers are forked by child_process as before.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { openLog, readRecords } from '../logs/reader';
-import { spawnProcessAsync, type ExitInfo } from '../native';
+import { spawnProcessAsync } from '../native';
 
 export interface HelperRun {
   command: string;
@@ -30,7 +32,9 @@ export interface HelperRun {
 }
 
 export interface HelperResult {
-  exit: ExitInfo;
+  /** Exit code, or null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
   /** Everything the program wrote to stdout, up to maxOutputBytes (stderr is dropped). */
   stdout: string;
   outputTruncated: boolean;
@@ -48,18 +52,25 @@ export function helperOutputDirectory(): string | null {
   return outputDir;
 }
 
-function helperOutputDir(): string {
-  if (outputDir === null) {
-    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-helpers-')); // 0700
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    outputDir = dir;
+/** The private output directory, made on first use; null if none can be made (asked again next time). */
+function helperOutputDir(): string | null {
+  if (outputDir !== null) return outputDir;
+  let dir: string;
+  try {
+    dir = mkdtempSync(path.join(tmpdir(), 'jobworker-helpers-')); // 0700
+  } catch {
+    return null;
   }
-  return outputDir;
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  outputDir = dir;
+  return dir;
 }
 
 /** Runs the program to its end; rejects only if it could not be started (SpawnError). */
 export async function runHelper(run: HelperRun): Promise<HelperResult> {
-  const logPath = path.join(helperOutputDir(), `${process.pid}-${++runs}.log`);
+  const dir = helperOutputDir();
+  if (dir === null) return runForked(run);
+  const logPath = path.join(dir, `${process.pid}-${++runs}.log`);
   try {
     const child = await spawnProcessAsync({
       command: run.command,
@@ -76,7 +87,7 @@ export async function runHelper(run: HelperRun): Promise<HelperResult> {
       timedOut = true;
       child.kill('SIGKILL');
     }, run.timeoutMs);
-    let exit: ExitInfo;
+    let exit: Awaited<typeof child.exited>;
     try {
       exit = await child.exited;
     } finally {
@@ -92,8 +103,39 @@ export async function runHelper(run: HelperRun): Promise<HelperResult> {
     } finally {
       await file.close();
     }
-    return { exit, stdout: Buffer.concat(pieces).toString('utf8'), outputTruncated: closed.truncated, timedOut };
+    return { code: exit.code, signal: exit.signal, stdout: Buffer.concat(pieces).toString('utf8'), outputTruncated: closed.truncated, timedOut };
   } finally {
     await unlink(logPath).catch(() => undefined); // also after a failed spawn, which may have made it
   }
+}
+
+/** The same through child_process (a fork of the daemon): only where no output directory can be made. */
+function runForked(run: HelperRun): Promise<HelperResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      run.command,
+      run.args,
+      {
+        env: run.env,
+        cwd: '/',
+        encoding: 'utf8',
+        timeout: run.timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: run.maxOutputBytes,
+        ...(run.runAs === undefined ? {} : { uid: run.runAs.uid, gid: run.runAs.gid }), // libuv drops supplementary groups
+      },
+      (error, stdout) => {
+        if (error === null) return resolve({ code: 0, signal: null, stdout, outputTruncated: false, timedOut: false });
+        if (typeof error.code === 'string' && error.code !== 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') return reject(error); // not started
+        const outputTruncated = error.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
+        resolve({
+          code: typeof error.code === 'number' ? error.code : null,
+          signal: (error.signal as NodeJS.Signals | undefined) ?? null,
+          stdout,
+          outputTruncated,
+          timedOut: error.killed === true && !outputTruncated,
+        });
+      },
+    );
+  });
 }

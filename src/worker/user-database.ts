@@ -54,11 +54,11 @@ async function getent(args: readonly string[]): Promise<string> {
   } catch (error) {
     throw new JobworkerError('internal', `cannot ask the user database (${asked}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
-  const { exit, stdout, outputTruncated, timedOut } = result;
+  const { code, signal, stdout, outputTruncated, timedOut } = result;
   let why: string | null = null;
   if (timedOut) why = `no answer in ${GETENT_TIMEOUT_MS / 1000} s`;
   else if (outputTruncated) why = `more than ${MAX_OUTPUT} bytes of answer`;
-  else if (exit.code !== 0 && exit.code !== NOT_FOUND_EXIT) why = exit.code === null ? `killed by ${exit.signal}` : `exit ${exit.code}`;
+  else if (code !== 0 && code !== NOT_FOUND_EXIT) why = code === null ? `killed by ${signal}` : `exit ${code}`;
   if (why !== null) throw new JobworkerError('internal', `cannot ask the user database (${asked}): ${why}`);
   return stdout;
 }

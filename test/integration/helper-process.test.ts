@@ -1,6 +1,7 @@
 // The daemon's own short programs (getent, rm as a job's user) through the addon's spawn: what
 // they print, how they end, their bounds, their user, and no output file left behind.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
@@ -13,7 +14,7 @@ describe('helper processes', () => {
   it('give back stdout and the exit; stderr is dropped', async () => {
     const result = await runHelper({ command: 'sh', args: ['-c', 'echo out; echo err >&2; exit 3'], env, timeoutMs: 10_000, maxOutputBytes: 1 << 20 });
     assert.equal(result.stdout, 'out\n');
-    assert.equal(result.exit.code, 3);
+    assert.equal(result.code, 3);
     assert.equal(result.timedOut, false);
     assert.equal(result.outputTruncated, false);
   });
@@ -22,7 +23,7 @@ describe('helper processes', () => {
     const started = Date.now();
     const result = await runHelper({ command: 'sleep', args: ['30'], env, timeoutMs: 200, maxOutputBytes: 1024 });
     assert.equal(result.timedOut, true);
-    assert.equal(result.exit.signal, 'SIGKILL');
+    assert.equal(result.signal, 'SIGKILL');
     assert.ok(Date.now() - started < 10_000, 'returned long before the program would have ended');
   });
 
@@ -30,12 +31,33 @@ describe('helper processes', () => {
     const result = await runHelper({ command: 'head', args: ['-c', '100000', '/dev/zero'], env, timeoutMs: 10_000, maxOutputBytes: 1000 });
     assert.equal(result.outputTruncated, true);
     assert.ok(result.stdout.length <= 1000, `${result.stdout.length} bytes kept`);
-    assert.equal(result.exit.code, 0);
+    assert.equal(result.code, 0);
   });
 
   it('run as the user asked for, without supplementary groups', requireRoot, async () => {
     const result = await runHelper({ command: 'id', args: [], env, runAs: { uid: 65534, gid: 65534 }, timeoutMs: 10_000, maxOutputBytes: 4096 });
     assert.match(result.stdout, /^uid=65534\(\w+\) gid=65534\(\w+\) groups=65534\(\w+\)\n$/);
+  });
+
+  it('are forked as before where $TMPDIR cannot hold their output (a read-only /tmp), with the same answers', () => {
+    const script = `
+      const { runHelper } = require(${JSON.stringify(require.resolve('../../src/worker/helper-process'))});
+      const env = { PATH: '/usr/bin:/bin' };
+      (async () => {
+        const plain = await runHelper({ command: 'sh', args: ['-c', 'echo out; echo err >&2; exit 3'], env, timeoutMs: 10000, maxOutputBytes: 1 << 20 });
+        const slow = await runHelper({ command: 'sleep', args: ['30'], env, timeoutMs: 200, maxOutputBytes: 1024 });
+        const big = await runHelper({ command: 'head', args: ['-c', '100000', '/dev/zero'], env, timeoutMs: 10000, maxOutputBytes: 1000 });
+        const missing = await runHelper({ command: '/nonexistent/program', args: [], env, timeoutMs: 1000, maxOutputBytes: 1024 }).then(() => 'started', (e) => e.code);
+        process.stdout.write(JSON.stringify({ plain, slow: [slow.timedOut, slow.signal], big: [big.outputTruncated, big.stdout.length <= 1000], missing }));
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, TMPDIR: '/proc/no-such-dir' }, encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), {
+      plain: { code: 3, signal: null, stdout: 'out\n', outputTruncated: false, timedOut: false },
+      slow: [true, 'SIGKILL'],
+      big: [true, true],
+      missing: 'ENOENT',
+    });
   });
 
   it('reject a program that cannot be started, and leave no output file behind', async () => {
