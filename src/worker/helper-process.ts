@@ -6,12 +6,12 @@
 // stop), paid by every call and stream the daemon serves at that moment. The addon's spawn shares
 // the daemon's memory until the exec (CLONE_VM | CLONE_VFORK), on a threadpool thread: nothing is
 // copied, and the event loop goes on. The program's stdout goes to a log file of the usual format
-// in a private directory (0700, made once per process under $TMPDIR), read back once the program
-// has exited and its output is on disk, then removed. Where no such directory can be made (a
-// read-only /tmp: a unit without PrivateTmp=), helpers are forked by child_process as before.
+// in a private directory of its own (0700, under $TMPDIR), read back once the program has exited
+// and its output is on disk; then both go (per run: a process killed by a signal leaves nothing
+// behind but the run it was in). Where no such directory can be made (a read-only /tmp: a unit
+// without PrivateTmp=), helpers are forked by child_process as before.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -44,33 +44,23 @@ export interface HelperResult {
 /** The soft RLIMIT_NOFILE a helper gets (Node raises its own to the hard limit). */
 const HELPER_NOFILE = 1024;
 
-let outputDir: string | null = null;
-let runs = 0;
+let lastOutputDir: string | null = null;
 
-/** The directory helpers' output goes to (null until the first run), for tests. */
+/** The output directory of the latest run through the addon (removed when the run ended), for tests. */
 export function helperOutputDirectory(): string | null {
-  return outputDir;
-}
-
-/** The private output directory, made on first use; null if none can be made (asked again next time). */
-function helperOutputDir(): string | null {
-  if (outputDir !== null) return outputDir;
-  let dir: string;
-  try {
-    dir = mkdtempSync(path.join(tmpdir(), 'jobworker-helpers-')); // 0700
-  } catch {
-    return null;
-  }
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  outputDir = dir;
-  return dir;
+  return lastOutputDir;
 }
 
 /** Runs the program to its end; rejects only if it could not be started (SpawnError). */
 export async function runHelper(run: HelperRun): Promise<HelperResult> {
-  const dir = helperOutputDir();
-  if (dir === null) return runForked(run);
-  const logPath = path.join(dir, `${process.pid}-${++runs}.log`);
+  let dir: string;
+  try {
+    dir = await mkdtemp(path.join(tmpdir(), 'jobworker-helper-')); // 0700
+  } catch {
+    return runForked(run);
+  }
+  lastOutputDir = dir;
+  const logPath = path.join(dir, 'output.log');
   try {
     const child = await spawnProcessAsync({
       command: run.command,
@@ -105,7 +95,7 @@ export async function runHelper(run: HelperRun): Promise<HelperResult> {
     }
     return { code: exit.code, signal: exit.signal, stdout: Buffer.concat(pieces).toString('utf8'), outputTruncated: closed.truncated, timedOut };
   } finally {
-    await unlink(logPath).catch(() => undefined); // also after a failed spawn, which may have made it
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined); // also after a failed spawn, which may have made the log
   }
 }
 

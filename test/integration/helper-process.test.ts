@@ -2,7 +2,7 @@
 // they print, how they end, their bounds, their user, and no output file left behind.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import { helperOutputDirectory, runHelper } from '../../src/worker/helper-process';
@@ -62,8 +62,12 @@ describe('helper processes', () => {
 
   it('reject a program that cannot be started, and leave no output file behind', async () => {
     await assert.rejects(runHelper({ command: '/nonexistent/program', args: [], env, timeoutMs: 1000, maxOutputBytes: 1024 }), /nonexistent/);
-    const dir = helperOutputDirectory();
-    assert.notEqual(dir, null);
-    assert.deepEqual(readdirSync(dir!), []);
+    const failed = helperOutputDirectory();
+    assert.notEqual(failed, null);
+    assert.equal(existsSync(failed!), false, 'its output directory is gone');
+    await runHelper({ command: 'true', args: [], env, timeoutMs: 10_000, maxOutputBytes: 1024 });
+    const ran = helperOutputDirectory();
+    assert.notEqual(ran, failed, 'each run has a directory of its own');
+    assert.equal(existsSync(ran!), false, 'and it goes when the run ends');
   });
 });
