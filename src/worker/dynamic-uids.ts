@@ -6,8 +6,9 @@
 //
 // Checking the database costs a getent process, so candidates are checked in batches ahead of
 // need (like spare logs) and a check is trusted for CHECK_TTL_MS: a user added to the database in
-// that window may still be handed out once. Batches ahead of need are large: each is two getent
-// processes (passwd, group), and a process per batch costs more than the lookups in it.
+// that window may still be handed out once. Batches ahead of need are large (each is two getent
+// processes, passwd and group) so that few processes are started; a start that finds nothing
+// checked waits for a small one.
 // Candidates come round-robin through the range, so a released uid is used again as late as
 // possible.
 import { JobworkerError, ValidationError } from '../errors';
@@ -149,7 +150,7 @@ export class DynamicUids {
       const [users, groups] = await Promise.all([this.#db.knownIds('passwd', candidates), this.#db.knownIds('group', candidates)]);
       const checkedAt = this.#now();
       for (const uid of candidates) {
-        if (users.has(uid) || groups.has(uid) || this.#readyUids.has(uid)) continue;
+        if (users.has(uid) || groups.has(uid)) continue;
         this.#ready.push({ uid, checkedAt });
         this.#readyUids.add(uid);
       }

@@ -8,7 +8,7 @@
 // dynamic pool (./dynamic-uids.ts), never per ordinary job start. The process is the addon's
 // (./helper-process.ts), not a fork of the daemon.
 import { JobworkerError } from '../errors';
-import { runHelper } from './helper-process';
+import { runHelper, type HelperResult } from './helper-process';
 
 export interface UserEntry {
   name: string;
@@ -42,7 +42,7 @@ const GETENT_TIMEOUT_MS = 30_000;
 
 async function getent(args: readonly string[]): Promise<string> {
   const asked = `getent ${args.join(' ').slice(0, 80)}`;
-  let result: Awaited<ReturnType<typeof runHelper>>;
+  let result: HelperResult;
   try {
     result = await runHelper({
       command: GETENT,
