@@ -8,10 +8,12 @@
 // copied, and the event loop goes on. The program's stdout goes to a log file of the usual format
 // in a private directory of its own (0700, under $TMPDIR), read back once the program has exited
 // and its output is on disk; then both go (per run: a process killed by a signal leaves nothing
-// behind but the run it was in). Where no such directory can be made (a read-only /tmp: a unit
+// behind but the run it was in, and the first run of a later daemon removes that: see
+// sweepStaleOutputDirectories). Where no such directory can be made (a read-only /tmp: a unit
 // without PrivateTmp=), helpers are forked by child_process as before.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -51,11 +53,68 @@ export function helperOutputDirectory(): string | null {
   return lastOutputDir;
 }
 
+/**
+ * Output directories are named jobworker-helper-<pid namespace>-<pid>-XXXXXX: whose they are, so
+ * that a later process can tell one left by a process that died mid-run (SIGKILL) from one in use.
+ */
+const OUTPUT_DIR_PREFIX = 'jobworker-helper-';
+const OUTPUT_DIR_NAME = /^jobworker-helper-(\d+)-(\d+)-[A-Za-z0-9]{6}$/;
+
+function pidNamespace(): string {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+  } catch {
+    return '0';
+  }
+}
+const OWN_NAMESPACE = pidNamespace();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH'; // EPERM: alive, someone else's
+  }
+}
+
+/**
+ * Removes the output directories under `parent` that processes of this pid namespace left when they
+ * died mid-run: a real directory (not a link), owned by this user, named for a pid that no longer
+ * exists. Another namespace's, another user's or a live process's are left alone. Returns the names
+ * removed.
+ */
+export async function sweepStaleOutputDirectories(parent: string): Promise<string[]> {
+  const removed: string[] = [];
+  const uid = process.geteuid?.() ?? -1;
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const match = OUTPUT_DIR_NAME.exec(name);
+    if (!match || match[1] !== OWN_NAMESPACE) continue;
+    const pid = Number(match[2]);
+    if (pid === process.pid || alive(pid)) continue;
+    const where = path.join(parent, name);
+    const stat = await lstat(where).catch(() => null);
+    if (!stat?.isDirectory() || stat.uid !== uid) continue;
+    await rm(where, { recursive: true, force: true }).then(
+      () => removed.push(name),
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
+/** Per $TMPDIR seen, the sweep of what dead processes left there: once, before the first run. */
+const swept = new Map<string, Promise<string[]>>();
+
 /** Runs the program to its end; rejects only if it could not be started (SpawnError). */
 export async function runHelper(run: HelperRun): Promise<HelperResult> {
+  const parent = tmpdir();
+  let sweep = swept.get(parent);
+  if (sweep === undefined) swept.set(parent, (sweep = sweepStaleOutputDirectories(parent)));
+  await sweep;
   let dir: string;
   try {
-    dir = await mkdtemp(path.join(tmpdir(), 'jobworker-helper-')); // 0700
+    dir = await mkdtemp(path.join(parent, `${OUTPUT_DIR_PREFIX}${OWN_NAMESPACE}-${process.pid}-`)); // 0700
   } catch {
     return runForked(run);
   }

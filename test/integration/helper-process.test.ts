@@ -1,8 +1,11 @@
 // The daemon's own short programs (getent, rm as a job's user) through the addon's spawn: what
 // they print, how they end, their bounds, their user, and no output file left behind.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 
 import { helperOutputDirectory, runHelper } from '../../src/worker/helper-process';
@@ -69,5 +72,51 @@ describe('helper processes', () => {
     const ran = helperOutputDirectory();
     assert.notEqual(ran, failed, 'each run has a directory of its own');
     assert.equal(existsSync(ran!), false, 'and it goes when the run ends');
+  });
+
+  it("a directory left by a process killed mid-run goes at a later process's first run; live, foreign and other users' ones stay", async () => {
+    const parent = mkdtempSync(path.join(tmpdir(), 'helper-sweep-test-'));
+    const savedTmpdir = process.env.TMPDIR;
+    try {
+      // A daemon killed (SIGKILL) while its helper runs: its output directory stays behind.
+      const script = `
+        const { runHelper, helperOutputDirectory } = require(${JSON.stringify(require.resolve('../../src/worker/helper-process'))});
+        void runHelper({ command: 'sleep', args: ['1'], env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10000, maxOutputBytes: 1024 });
+        const poll = setInterval(() => { if (helperOutputDirectory()) { clearInterval(poll); console.log(helperOutputDirectory()); } }, 5);`;
+      const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, TMPDIR: parent }, stdio: ['ignore', 'pipe', 'inherit'] });
+      const [left] = (await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next()).value.split('\n') as string[];
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+      assert.equal(path.dirname(left!), parent);
+      assert.ok(existsSync(left!), 'the killed process left its directory');
+
+      const namespace = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]!;
+      const deadPid = spawnSync('true').pid;
+      const keep = (name: string): string => {
+        mkdirSync(path.join(parent, name));
+        return name;
+      };
+      const live = keep(`jobworker-helper-${namespace}-${process.ppid}-aaaaaa`);
+      const foreign = keep(`jobworker-helper-1${namespace}-${deadPid}-bbbbbb`);
+      const unrelated = keep('something-else');
+      const target = keep('target');
+      writeFileSync(path.join(parent, target, 'file'), 'kept');
+      const link = `jobworker-helper-${namespace}-${deadPid}-cccccc`;
+      symlinkSync(path.join(parent, target), path.join(parent, link));
+      const others = process.getuid?.() === 0 ? keep(`jobworker-helper-${namespace}-${deadPid}-dddddd`) : undefined;
+      if (others) chownSync(path.join(parent, others), 65534, 65534);
+
+      process.env.TMPDIR = parent;
+      const result = await runHelper({ command: 'true', args: [], env, timeoutMs: 10_000, maxOutputBytes: 1024 });
+      assert.equal(result.code, 0);
+      assert.deepEqual(readdirSync(parent).sort(), [live, foreign, unrelated, target, link, ...(others ? [others] : [])].sort(), 'only the dead process\'s directory went');
+      assert.equal(readlinkSync(path.join(parent, link)), path.join(parent, target));
+      assert.deepEqual(readdirSync(path.join(parent, target)), ['file']);
+    } finally {
+      if (savedTmpdir === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmpdir;
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 });
