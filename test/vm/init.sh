@@ -13,11 +13,55 @@
 # Names shared with protocol.ts: the mount tags "host", "ctl" and "repo", the serial "jobworker-fs", the
 # mount points, and the console marker.
 
-/bin/busybox --install -s /bin
+[ "$1" = watchdog ] || /bin/busybox --install -s /bin
 export PATH=/bin
 MARKER='##jobworker-vm##'
 NEW=/newroot
 CTL=/run/jobworker-vm
+
+# The watchdog: a beat on the console every 20 s (so the host can tell a silent kernel from a
+# slow one), and, once the runner's own heartbeat (its uptime, written every 10 s to
+# /run/jobworker-vm-heartbeat) is over 120 s old, what every task is blocked in, then a "stalled"
+# marker: the host kills the VM then and reruns the rest in a fresh one. A session of its own, so the
+# runner can tell its processes (the sleeps) from the tests' strays: init starts it as
+# `setsid /bin/sh /init watchdog`, and it writes its session id to /run/jobworker-vm-watchdog.sid.
+HEARTBEAT="$NEW/run/jobworker-vm-heartbeat"
+STALL_S=120
+dump_tasks() {
+  echo "[vm-watchdog] the runner has not beaten for $1 s; tasks and where they wait:"
+  for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
+    cmd=$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | cut -c1-160)
+    state=$(sed -n 's/^State:[[:space:]]*//p' "$dir/status" 2>/dev/null)
+    # Kernel threads have no command line; only those blocked (D) matter.
+    [ -z "$cmd" ] && [ "${state%% *}" != D ] && continue
+    for task in "$dir"/task/[0-9]*; do
+      tstate=$(sed -n 's/^State:[[:space:]]*//p' "$task/status" 2>/dev/null)
+      echo "[vm-watchdog] pid $pid task ${task##*/} [$tstate] wchan=$(cat "$task/wchan" 2>/dev/null) ${cmd:-[$(cat "$dir/comm" 2>/dev/null)]}"
+      sed "s/^/[vm-watchdog]     /" "$task/stack" 2>/dev/null | head -12
+    done
+  done
+  grep -H . /proc/pressure/* 2>/dev/null | sed "s/^/[vm-watchdog] /"
+}
+watchdog() {
+  echo $$ >"$NEW/run/jobworker-vm-watchdog.sid"
+  dumped=
+  while sleep 20; do
+    now=$(cut -d. -f1 /proc/uptime)
+    echo "$MARKER beat $now"
+    last=$(cat "$HEARTBEAT" 2>/dev/null) || continue
+    age=$((now - last))
+    if [ "$age" -le "$STALL_S" ]; then dumped=; continue; fi
+    [ -n "$dumped" ] && continue
+    dumped=1
+    dump_tasks "$age"
+    echo "$MARKER stalled runner $age"
+  done
+}
+if [ "$1" = watchdog ]; then
+  watchdog
+  exit 0
+fi
 
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -81,9 +125,13 @@ chmod 1777 "$NEW/var/tmp"
 ip link set lo up || fatal "loopback"
 hostname jobworker-v2
 
+setsid /bin/sh /init watchdog &
+watchdog_pid=$!
+
 say "running the test runner"
 chroot "$NEW" /bin/sh "$CTL/start.sh"
 echo "$?" >"$NEW$CTL/start-exit"
+kill "$watchdog_pid" 2>/dev/null
 dmesg >"$NEW$CTL/dmesg.txt"
 # What was written outside the tmpfs and scratch mounts (into the overlay, discarded at power-off).
 {

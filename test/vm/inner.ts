@@ -23,10 +23,13 @@ import * as path from 'node:path';
 import {
   CONTROL_MOUNT,
   FS_DISK_SERIAL,
+  HEARTBEAT_FILE,
   MARKER,
   RAW_DISK_SERIAL,
   SCRATCH_MOUNT,
+  WATCHDOG_SID_FILE,
   fileResultPassed,
+  fileRuns,
   type FileResult,
   type Layout,
   type TestCounts,
@@ -59,16 +62,27 @@ interface ProcInfo {
   describe: string;
 }
 
-/** Every user-space process that is not a zombie. */
+function watchdogSession(): number | undefined {
+  try {
+    return Number(read(WATCHDOG_SID_FILE).trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every user-space process that is not a zombie, except init.sh's watchdog and its sleeps. */
 function userProcesses(): ProcInfo[] {
   const out: ProcInfo[] = [];
+  const watchdog = watchdogSession();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = read(`/proc/${entry}/stat`);
+      // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags …
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const flags = Number(fields[6]);
       if (flags & PF_KTHREAD || fields[0] === 'Z' || fields[0] === 'X') continue;
+      if (watchdog !== undefined && Number(fields[3]) === watchdog) continue;
       const cmdline = read(`/proc/${entry}/cmdline`).split('\0').filter(Boolean).join(' ');
       const cgroup = read(`/proc/${entry}/cgroup`).trim().replace(/^0::/, '');
       out.push({ pid: Number(entry), state: fields[0]!, describe: `pid ${entry} in ${cgroup}: ${cmdline.slice(0, 200)}` });
@@ -362,16 +376,24 @@ async function main(): Promise<void> {
     results: [],
   };
   marker(`ready uptime=${summary.uptimeAtStart}`);
+  // For init.sh's watchdog: a runner whose event loop stops (a spawn blocked in exec, a sync read
+  // that never returns) cannot fire its own per-file timeout, so something outside must notice.
+  const beat = (): void => writeFileSync(HEARTBEAT_FILE, `${Math.floor(uptime())}\n`);
+  beat();
+  setInterval(beat, 10_000).unref();
   try {
     summary.environment = checkEnvironment();
     say(`VM: kernel ${summary.environment.kernel}, ${summary.environment.cpus} CPUs, ${summary.environment.memory}, node ${process.version}`);
     say(`VM: ${summary.environment.cgroupMount}; controllers: ${summary.environment.controllers}`);
-    for (const layout of config.layouts) {
-      for (const [index, file] of config.files.entries()) {
-        summary.results.push(await runFile(config, layout, index, file, controlDir));
-        writeSummary(controlDir, summary); // partial results survive a later hang
-      }
-      if (layout === 'delegated') {
+    const runs = fileRuns(config);
+    const resumeAt = config.resumeAt ?? 0;
+    if (resumeAt > 0) say(`VM: resuming at file run ${resumeAt + 1} of ${runs.length} (the earlier ones ran in a VM that stalled)`);
+    for (const [i, { layout, index, file }] of runs.entries()) {
+      if (i < resumeAt) continue;
+      summary.results.push(await runFile(config, layout, index, file, controlDir));
+      writeSummary(controlDir, summary); // partial results survive a later hang
+      const lastOfLayout = runs[i + 1]?.layout !== layout;
+      if (lastOfLayout && layout === 'delegated') {
         const problem = await removeCgroupTree(SLICE);
         if (problem) throw new Error(problem);
         setSubtreeControl(CGROUP_ROOT, []);

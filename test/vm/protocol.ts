@@ -44,7 +44,22 @@ export interface VmConfig {
   fileTimeoutMs: number;
   /** Extra environment for the tests (e.g. NODE_OPTIONS from the caller); the harness's own vars win. */
   extraEnv: Record<string, string>;
+  /**
+   * Index, in fileRuns() order, of the first file run this VM does: the earlier ones were done by
+   * a VM that stalled (see run-v2.ts). 0 or absent: all.
+   */
+  resumeAt?: number;
 }
+
+/** Every file in every layout, in the order the runner does them (layout by layout). */
+export function fileRuns(config: Pick<VmConfig, 'layouts' | 'files'>): { layout: Layout; index: number; file: string }[] {
+  return config.layouts.flatMap((layout) => config.files.map((file, index) => ({ layout, index, file })));
+}
+
+/** Where the runner writes its heartbeat (its uptime in whole seconds, every 10 s) for init.sh's watchdog. */
+export const HEARTBEAT_FILE = '/run/jobworker-vm-heartbeat';
+/** Where init.sh's watchdog writes its session id: its processes are the harness's, not strays. */
+export const WATCHDOG_SID_FILE = '/run/jobworker-vm-watchdog.sid';
 
 export interface TestCounts {
   tests: number;

@@ -24,6 +24,11 @@ export interface VmSpec {
   timeoutMs: number;
   /** After the runner says it is done, how long poweroff may take before qemu is killed anyway. */
   shutdownGraceMs: number;
+  /**
+   * A console silent this long is a stalled VM (init.sh's watchdog beats every 20 s): qemu is
+   * killed at once rather than at the deadline.
+   */
+  silenceMs: number;
   consoleLog: string;
 }
 
@@ -39,6 +44,12 @@ export interface VmOutcome {
   doneMs?: number;
   totalMs: number;
   fatal?: string;
+  /**
+   * Why the VM was killed as stalled: its runner stopped beating (init.sh's watchdog says so, after
+   * printing where every task waits), or the console went silent. The results so far are valid;
+   * run-v2.ts reruns the rest in a fresh VM.
+   */
+  stalled?: string;
 }
 
 /**
@@ -106,12 +117,28 @@ export function bootVm(qemu: string, spec: VmSpec, print: (line: string) => void
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
+  const stall = (why: string): void => {
+    if (outcome.stalled !== undefined || outcome.doneMs !== undefined) return;
+    outcome.stalled = why;
+    print(`[test:v2] the VM stalled: ${why}: killing qemu (pid ${child.pid})`);
+    kill();
+  };
+  let silence: NodeJS.Timeout | undefined;
+  const heard = (): void => {
+    if (silence) clearTimeout(silence);
+    if (outcome.doneMs !== undefined) return;
+    silence = setTimeout(() => stall(`its console printed nothing for ${Math.round(spec.silenceMs / 1000)} s, not even the watchdog's beat`), spec.silenceMs);
+  };
+  heard();
+
   const onLine = (line: string): void => {
     if (line.startsWith(MARKER)) {
       const [word, ...rest] = line.slice(MARKER.length).trim().split(' ');
       if (word === 'ready') outcome.readyMs = Date.now() - started;
       if (word === 'fatal') outcome.fatal = rest.join(' ');
+      if (word === 'stalled') stall(`the runner stopped (no heartbeat for ${rest.at(-1)} s; where each task waited is printed above)`);
       if (word === 'done') {
+        if (silence) clearTimeout(silence);
         outcome.doneMs = Date.now() - started;
         shutdownTimer = setTimeout(() => {
           outcome.killedAfterDone = true;
@@ -127,6 +154,7 @@ export function bootVm(qemu: string, spec: VmSpec, print: (line: string) => void
   let pending = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (chunk: string) => {
+    heard();
     consoleLog.write(chunk);
     pending += chunk.replace(/\r/g, '');
     let nl: number;
@@ -143,10 +171,12 @@ export function bootVm(qemu: string, spec: VmSpec, print: (line: string) => void
   return new Promise((resolve, reject) => {
     child.on('error', (error) => {
       clearTimeout(deadline);
+      if (silence) clearTimeout(silence);
       reject(error);
     });
     child.on('close', (code, signal) => {
       clearTimeout(deadline);
+      if (silence) clearTimeout(silence);
       if (shutdownTimer) clearTimeout(shutdownTimer);
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
