@@ -50,6 +50,8 @@ watchdog() {
     now=$(cut -d. -f1 /proc/uptime)
     echo "$MARKER beat $now"
     last=$(cat "$HEARTBEAT" 2>/dev/null) || continue
+    # Never arithmetic on anything but digits: an error there would end this shell (and its beats).
+    case "$last" in '' | *[!0-9]*) continue ;; esac
     age=$((now - last))
     if [ "$age" -le "$STALL_S" ]; then dumped=; continue; fi
     [ -n "$dumped" ] && continue

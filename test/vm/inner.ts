@@ -380,7 +380,9 @@ async function main(): Promise<void> {
   // that never returns) cannot fire its own per-file timeout, so something outside must notice.
   const beat = (): void => {
     try {
-      writeFileSync(HEARTBEAT_FILE, `${Math.floor(uptime())}\n`);
+      // Whole or not at all: the watchdog must never read a half-written number.
+      writeFileSync(`${HEARTBEAT_FILE}.tmp`, `${Math.floor(uptime())}\n`);
+      renameSync(`${HEARTBEAT_FILE}.tmp`, HEARTBEAT_FILE);
     } catch {
       // no heartbeat file: the watchdog then never calls a stall, and the deadline stays the bound
     }
