@@ -20,18 +20,25 @@ NEW=/newroot
 CTL=/run/jobworker-vm
 
 # The watchdog: a beat on the console every 20 s (so the host can tell a silent kernel from a
-# slow one), and, once the runner's own heartbeat (its uptime, written every 10 s to
-# /run/jobworker-vm-heartbeat) is over 120 s old, what every task is blocked in, then a "stalled"
-# marker: the host kills the VM then and reruns the rest in a fresh one. A session of its own, so the
-# runner can tell its processes (the sleeps) from the tests' strays: init starts it as
+# slow one), and, once the runner's own heartbeat (its uptime, rewritten every 10 s in
+# /run/jobworker-vm-heartbeat) has not changed for STALL_TICKS beats in a row (~120 s), what every
+# task is blocked in, then a "stalled" marker: the host kills the VM then and reruns the rest in a
+# fresh one. Beats are counted, not clock readings compared: a guest clock that jumps (qemu
+# descheduled on a busy host) must not look like a stall. A session of its own, so the runner can
+# tell its processes (the sleeps) from the tests' strays: init starts it as
 # `setsid /bin/sh /init watchdog`, and it writes its session id to /run/jobworker-vm-watchdog.sid.
-HEARTBEAT="$NEW/run/jobworker-vm-heartbeat"
-STALL_S=120
+# (BEAT_S, STALL_TICKS and WATCHDOG_ROOT are for test/unit/vm-harness.test.ts, which runs the
+# watchdog on the host against a directory of its own.)
+HEARTBEAT="${WATCHDOG_ROOT:-$NEW}/run/jobworker-vm-heartbeat"
+BEAT_S=${BEAT_S:-20}
+STALL_TICKS=${STALL_TICKS:-6}
 dump_tasks() {
-  echo "[vm-watchdog] the runner has not beaten for $1 s; tasks and where they wait:"
+  echo "[vm-watchdog] the runner has not beaten for ~$1 s; tasks and where they wait:"
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
-    cmd=$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | cut -c1-160)
+    # cmdline takes the process's mmap lock, which a stalled process may hold or wait for: bounded.
+    # comm, status, wchan and stack do not.
+    cmd=$(timeout -s KILL 2 tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | cut -c1-160)
     state=$(sed -n 's/^State:[[:space:]]*//p' "$dir/status" 2>/dev/null)
     # Kernel threads have no command line; only those blocked (D) matter.
     [ -z "$cmd" ] && [ "${state%% *}" != D ] && continue
@@ -44,20 +51,29 @@ dump_tasks() {
   grep -H . /proc/pressure/* 2>/dev/null | sed "s/^/[vm-watchdog] /"
 }
 watchdog() {
-  echo $$ >"$NEW/run/jobworker-vm-watchdog.sid"
+  echo $$ >"${WATCHDOG_ROOT:-$NEW}/run/jobworker-vm-watchdog.sid"
+  seen=
+  same=0
   dumped=
-  while sleep 20; do
-    now=$(cut -d. -f1 /proc/uptime)
-    echo "$MARKER beat $now"
+  # `while :`, not `while sleep`: a sleep killed by anyone must not end the beats.
+  while :; do
+    sleep "$BEAT_S"
+    echo "$MARKER beat $(cut -d' ' -f1 /proc/uptime)"
     last=$(cat "$HEARTBEAT" 2>/dev/null) || continue
-    # Never arithmetic on anything but digits: an error there would end this shell (and its beats).
-    case "$last" in '' | *[!0-9]*) continue ;; esac
-    age=$((now - last))
-    if [ "$age" -le "$STALL_S" ]; then dumped=; continue; fi
+    [ -n "$last" ] || continue
+    if [ "$last" != "$seen" ]; then
+      seen=$last
+      same=0
+      dumped=
+      continue
+    fi
+    same=$((same + 1))
+    [ "$same" -ge "$STALL_TICKS" ] || continue
     [ -n "$dumped" ] && continue
     dumped=1
-    dump_tasks "$age"
-    echo "$MARKER stalled runner $age"
+    whole=${BEAT_S%%.*} # (the tests beat in fractions of a second)
+    dump_tasks $((same * ${whole:-0}))
+    echo "$MARKER stalled runner $((same * ${whole:-0}))"
   done
 }
 if [ "$1" = watchdog ]; then

@@ -384,7 +384,12 @@ async function main(): Promise<void> {
       writeFileSync(`${HEARTBEAT_FILE}.tmp`, `${Math.floor(uptime())}\n`);
       renameSync(`${HEARTBEAT_FILE}.tmp`, HEARTBEAT_FILE);
     } catch {
-      // no heartbeat file: the watchdog then never calls a stall, and the deadline stays the bound
+      // None at all rather than an old one the watchdog would take for a stall: the deadline stays the bound.
+      try {
+        rmSync(HEARTBEAT_FILE, { force: true });
+      } catch {
+        // nothing more to do from here
+      }
     }
   };
   beat();

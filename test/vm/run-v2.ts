@@ -36,6 +36,7 @@ import {
 import { globFiles } from './glob';
 import { LAYOUTS, fileRuns, isLayout, type FileResult, type Layout, type VmConfig, type VmSummary } from './protocol';
 import { bootVm, defaultCpuModel, qemuArgs, type VmOutcome, type VmSpec } from './qemu';
+import { bootWithResume } from './resume';
 import { V2_SUITES } from './suites';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -181,7 +182,10 @@ async function main(): Promise<number> {
   log(`booting: ${cpus} vCPUs (${accel === 'kvm' ? 'KVM' : `TCG emulation, no KVM, -cpu ${cpuModel}`}), ${memoryMiB} MiB, deadline ${timeoutMs / 1000} s; run dir ${path.relative(REPO, runDir)}`);
 
   /** One VM: its own control directory and fresh disks; the file runs from `resumeAt` on. */
-  const boot = async (attempt: number, resumeAt: number): Promise<{ outcome: VmOutcome; summary?: VmSummary; controlDir: string }> => {
+  const boot = async (
+    attempt: number,
+    resumeAt: number,
+  ): Promise<{ outcome: VmOutcome; summary?: VmSummary; controlDir: string; results: FileResult[]; stalled?: string }> => {
     const controlDir = path.join(runDir, attempt === 1 ? 'control' : `control-${attempt}`);
     mkdirSync(controlDir);
     const disks = phase(attempt === 1 ? 'disks' : `disks (VM ${attempt})`, () => createDisks(runDir));
@@ -220,36 +224,20 @@ async function main(): Promise<number> {
     } catch {
       summary = undefined;
     }
-    return { outcome, summary, controlDir };
+    return { outcome, summary, controlDir, results: summary?.results ?? [], ...(outcome.stalled === undefined ? {} : { stalled: outcome.stalled }) };
   };
 
   // A VM that stalls (its runner or its whole kernel stops, seen once under TCG with no trace) is
   // killed and the file runs from the one it stalled in are done once more in a fresh VM. A test
   // that hangs is not a stall: the runner's per-file timeout fails it. Twice stalled fails.
-  const results: FileResult[] = [];
-  const notes: string[] = [];
-  let last: Awaited<ReturnType<typeof boot>>;
-  for (let attempt = 1; ; attempt++) {
-    const resumeAt = results.length;
-    last = await boot(attempt, resumeAt);
-    results.push(...(last.summary?.results ?? []));
-    const stalled = last.outcome.stalled;
-    if (stalled === undefined || results.length >= runs.length) break;
-    const during = runs[results.length]!;
-    const note = `VM ${attempt} stalled during ${during.file} (${during.layout}), file run ${results.length + 1} of ${runs.length}: ${stalled}`;
-    if (attempt >= MAX_BOOTS) {
-      notes.push(note);
-      break;
-    }
-    notes.push(`${note}; it and the file runs after it were done again in a fresh VM`);
-    log(`${note}: booting a fresh VM for file runs ${results.length + 1}-${runs.length}`);
-  }
+  const resumed = await bootWithResume<FileResult, Awaited<ReturnType<typeof boot>>>(runs, MAX_BOOTS, boot, log);
+  const { results, notes } = resumed;
   rmSync(initramfs, { force: true });
-  const { outcome, summary, controlDir } = last;
+  const { outcome, summary, controlDir } = resumed.last;
 
   const problems: string[] = [];
   if (outcome.timedOut) problems.push(`the VM did not finish within ${timeoutMs / 1000} s (killed)`);
-  if (outcome.stalled) problems.push(`the VM stalled ${MAX_BOOTS} times: ${notes.join('; ')}`);
+  if (resumed.failed) problems.push(`the VM stalled ${resumed.stalls === 1 ? 'once' : `${resumed.stalls} times`}: ${notes.join('; ')}`);
   if (outcome.fatal) problems.push(`VM init failed: ${outcome.fatal}`);
   if (!summary) {
     if (!outcome.stalled) problems.push('the VM produced no summary.json');
