@@ -12,7 +12,7 @@
 // sweepStaleOutputDirectories). Where no such directory can be made (a read-only /tmp: a unit
 // without PrivateTmp=), helpers are forked by child_process as before.
 import { execFile } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -54,20 +54,25 @@ export function helperOutputDirectory(): string | null {
 }
 
 /**
- * Output directories are named jobworker-helper-<pid namespace>-<pid>-XXXXXX: whose they are, so
- * that a later process can tell one left by a process that died mid-run (SIGKILL) from one in use.
+ * Output directories are named jobworker-helper-<boot>-<pid namespace>-<pid>-XXXXXX: whose they
+ * are, so that a later process can tell one left by a process that died mid-run (SIGKILL) from one
+ * in use. <boot> (the kernel's boot id, first 8 hex digits) keeps hosts that share a $TMPDIR apart;
+ * the pid namespace's inode, containers on one host.
  */
 const OUTPUT_DIR_PREFIX = 'jobworker-helper-';
-const OUTPUT_DIR_NAME = /^jobworker-helper-(\d+)-(\d+)-[A-Za-z0-9]{6}$/;
+const OUTPUT_DIR_NAME = /^jobworker-helper-([0-9a-f]{8}-\d+)-(\d+)-[A-Za-z0-9]{6}$/;
 
-function pidNamespace(): string {
+/** "<boot>-<pid namespace>", or null where either cannot be read (then nothing is swept). */
+function processScope(): string | null {
   try {
-    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').replace(/-/g, '').slice(0, 8);
+    const namespace = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1];
+    return /^[0-9a-f]{8}$/.test(boot) && namespace !== undefined ? `${boot}-${namespace}` : null;
   } catch {
-    return '0';
+    return null;
   }
 }
-const OWN_NAMESPACE = pidNamespace();
+const OWN_SCOPE = processScope();
 
 function alive(pid: number): boolean {
   try {
@@ -79,17 +84,18 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes the output directories under `parent` that processes of this pid namespace left when they
- * died mid-run: a real directory (not a link), owned by this user, named for a pid that no longer
- * exists. Another namespace's, another user's or a live process's are left alone. Returns the names
- * removed.
+ * Removes the output directories under `parent` that processes of this boot and pid namespace left
+ * when they died mid-run: a real directory (not a link), owned by this user, named for a pid that no
+ * longer exists. Another host's, namespace's or user's, or a live process's, are left alone; where
+ * this process cannot tell its own scope, nothing is. Returns the names removed; never throws.
  */
 export async function sweepStaleOutputDirectories(parent: string): Promise<string[]> {
   const removed: string[] = [];
+  if (OWN_SCOPE === null) return removed;
   const uid = process.geteuid?.() ?? -1;
   for (const name of await readdir(parent).catch(() => [] as string[])) {
     const match = OUTPUT_DIR_NAME.exec(name);
-    if (!match || match[1] !== OWN_NAMESPACE) continue;
+    if (!match || match[1] !== OWN_SCOPE) continue;
     const pid = Number(match[2]);
     if (pid === process.pid || alive(pid)) continue;
     const where = path.join(parent, name);
@@ -110,11 +116,11 @@ const swept = new Map<string, Promise<string[]>>();
 export async function runHelper(run: HelperRun): Promise<HelperResult> {
   const parent = tmpdir();
   let sweep = swept.get(parent);
-  if (sweep === undefined) swept.set(parent, (sweep = sweepStaleOutputDirectories(parent)));
-  await sweep;
+  if (sweep === undefined) swept.set(parent, (sweep = sweepStaleOutputDirectories(parent).catch(() => [])));
+  await sweep; // one readdir, once: cheap, and a run returns only after the dead's directories went
   let dir: string;
   try {
-    dir = await mkdtemp(path.join(parent, `${OUTPUT_DIR_PREFIX}${OWN_NAMESPACE}-${process.pid}-`)); // 0700
+    dir = await mkdtemp(path.join(parent, `${OUTPUT_DIR_PREFIX}${OWN_SCOPE ?? 'unknown'}-${process.pid}-`)); // 0700
   } catch {
     return runForked(run);
   }

@@ -2,7 +2,7 @@
 // they print, how they end, their bounds, their user, and no output file left behind.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -74,7 +74,7 @@ describe('helper processes', () => {
     assert.equal(existsSync(ran!), false, 'and it goes when the run ends');
   });
 
-  it("a directory left by a process killed mid-run goes at a later process's first run; live, foreign and other users' ones stay", async () => {
+  it("a directory left by a process killed mid-run goes at a later process's first run; live ones, other hosts', namespaces' and users' stay", async () => {
     const parent = mkdtempSync(path.join(tmpdir(), 'helper-sweep-test-'));
     const savedTmpdir = process.env.TMPDIR;
     try {
@@ -91,14 +91,16 @@ describe('helper processes', () => {
       assert.equal(path.dirname(left!), parent);
       assert.ok(existsSync(left!), 'the killed process left its directory');
 
-      const namespace = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]!;
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').replace(/-/g, '').slice(0, 8);
+      const namespace = `${boot}-${/\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]!}`;
       const deadPid = spawnSync('true').pid;
       const keep = (name: string): string => {
         mkdirSync(path.join(parent, name));
         return name;
       };
       const live = keep(`jobworker-helper-${namespace}-${process.ppid}-aaaaaa`);
-      const foreign = keep(`jobworker-helper-1${namespace}-${deadPid}-bbbbbb`);
+      const foreign = keep(`jobworker-helper-${boot}-1${namespace.slice(9)}-${deadPid}-bbbbbb`);
+      const otherHost = keep(`jobworker-helper-${boot === '00000000' ? '11111111' : '00000000'}${namespace.slice(8)}-${deadPid}-eeeeee`);
       const unrelated = keep('something-else');
       const target = keep('target');
       writeFileSync(path.join(parent, target, 'file'), 'kept');
@@ -110,7 +112,7 @@ describe('helper processes', () => {
       process.env.TMPDIR = parent;
       const result = await runHelper({ command: 'true', args: [], env, timeoutMs: 10_000, maxOutputBytes: 1024 });
       assert.equal(result.code, 0);
-      assert.deepEqual(readdirSync(parent).sort(), [live, foreign, unrelated, target, link, ...(others ? [others] : [])].sort(), 'only the dead process\'s directory went');
+      assert.deepEqual(readdirSync(parent).sort(), [live, foreign, otherHost, unrelated, target, link, ...(others ? [others] : [])].sort(), 'only the dead process\'s directory went');
       assert.equal(readlinkSync(path.join(parent, link)), path.join(parent, target));
       assert.deepEqual(readdirSync(path.join(parent, target)), ['file']);
     } finally {
