@@ -97,7 +97,7 @@ export async function sweepStaleOutputDirectories(parent: string): Promise<strin
     const match = OUTPUT_DIR_NAME.exec(name);
     if (!match || match[1] !== OWN_SCOPE) continue;
     const pid = Number(match[2]);
-    if (pid === process.pid || alive(pid)) continue;
+    if (alive(pid)) continue; // (this process's own among them)
     const where = path.join(parent, name);
     const stat = await lstat(where).catch(() => null);
     if (!stat?.isDirectory() || stat.uid !== uid) continue;

@@ -153,13 +153,26 @@ describe("init.sh's watchdog (run on this host with its own sh, against a direct
     });
     const lines: string[] = [];
     const seen = (what: RegExp, after = 0) => lines.slice(after).findIndex((line) => what.test(line));
-    createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line));
+    // Each new line (or the watchdog's exit) wakes whoever waits in until().
+    let wake = (): void => undefined;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      lines.push(line);
+      wake();
+    });
+    child.on('exit', () => wake());
     const until = async (what: string, check: () => boolean) => {
       const deadline = Date.now() + 60_000;
       while (!check()) {
-        if (child.exitCode !== null) throw new Error(`the watchdog exited (${child.exitCode}) before ${what}:\n${lines.join('\n')}`);
-        if (Date.now() > deadline) throw new Error(`no ${what} in 60 s:\n${lines.slice(-20).join('\n')}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the watchdog exited (${child.exitCode ?? child.signalCode}) before ${what}:\n${lines.join('\n')}`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`no ${what} in 60 s:\n${lines.slice(-20).join('\n')}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
     };
     try {

@@ -11,7 +11,7 @@
 # powers off at once: the host then finds no summary.json and reports the run as failed.
 #
 # Names shared with protocol.ts: the mount tags "host", "ctl" and "repo", the serial "jobworker-fs", the
-# mount points, and the console marker.
+# mount points, the console marker, and the watchdog's heartbeat and session-id files in /run.
 
 [ "$1" = watchdog ] || /bin/busybox --install -s /bin
 export PATH=/bin
@@ -29,7 +29,8 @@ CTL=/run/jobworker-vm
 # `setsid /bin/sh /init watchdog`, and it writes its session id to /run/jobworker-vm-watchdog.sid.
 # (BEAT_S, STALL_TICKS and WATCHDOG_ROOT are for test/unit/vm-harness.test.ts, which runs the
 # watchdog on the host against a directory of its own.)
-HEARTBEAT="${WATCHDOG_ROOT:-$NEW}/run/jobworker-vm-heartbeat"
+WATCHDOG_RUN="${WATCHDOG_ROOT:-$NEW}/run"
+HEARTBEAT="$WATCHDOG_RUN/jobworker-vm-heartbeat"
 BEAT_S=${BEAT_S:-20}
 STALL_TICKS=${STALL_TICKS:-6}
 dump_tasks() {
@@ -51,7 +52,7 @@ dump_tasks() {
   grep -H . /proc/pressure/* 2>/dev/null | sed "s/^/[vm-watchdog] /"
 }
 watchdog() {
-  echo $$ >"${WATCHDOG_ROOT:-$NEW}/run/jobworker-vm-watchdog.sid"
+  echo $$ >"$WATCHDOG_RUN/jobworker-vm-watchdog.sid"
   seen=
   same=0
   dumped=

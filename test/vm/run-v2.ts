@@ -270,8 +270,7 @@ async function main(): Promise<number> {
   log(`timings${notes.length > 0 ? ' (of the last VM)' : ''}: ${phases.join(', ')}`);
   log(`logs: ${path.relative(REPO, runDir)}/ (console*.log, control*/logs/, control*/summary.json, control*/dmesg.txt)`);
 
-  const all = results;
-  const totals = all.reduce(
+  const totals = results.reduce(
     (acc, r) => ({
       tests: acc.tests + (r.counts?.tests ?? 0),
       fail: acc.fail + (r.counts?.fail ?? 0),
@@ -280,7 +279,7 @@ async function main(): Promise<number> {
     }),
     { tests: 0, fail: 0, cancelled: 0, skipped: 0 },
   );
-  const scope = `${all.filter((r) => r.passed).length}/${runs.length} file runs passed (${files.length} files × ${layouts.join(' + ')}), ${totals.tests} tests, ${totals.fail} failed, ${totals.cancelled} cancelled, ${totals.skipped} skipped, kernel ${summary?.kernel ?? kernel.release}, pure cgroup v2`;
+  const scope = `${results.filter((r) => r.passed).length}/${runs.length} file runs passed (${files.length} files × ${layouts.join(' + ')}), ${totals.tests} tests, ${totals.fail} failed, ${totals.cancelled} cancelled, ${totals.skipped} skipped, kernel ${summary?.kernel ?? kernel.release}, pure cgroup v2`;
   if (problems.length > 0) {
     for (const p of problems) log(`FAILURE: ${p}`);
     log(`test:v2 FAILED: ${scope}`);
