@@ -16,6 +16,7 @@ import { NO_LABELS } from './job-labels';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
 import { scratchDirOp } from './scratch';
+import { chargedLogBytes } from './identity-ledger';
 import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
 import { LiveLog } from './live-log';
@@ -348,7 +349,9 @@ export class Job {
       native.kill('SIGKILL');
       await native.exited;
       native.closeCapture();
-      await native.closed;
+      const close = await native.closed;
+      // The capture charged what the job wrote to its identity's budget; the log goes below.
+      this.#logBudget?.release(chargedLogBytes(close.logBytes));
       await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
       await this.#leaveSlice(plan);
       await this.#forget();

@@ -607,8 +607,13 @@ export class Worker {
     for (const listener of this.#listeners) listener(event);
   }
 
-  /** Drops a finished job from the registry: its name is free again, its log bytes no longer count. */
+  /**
+   * Drops a finished job from the registry: its name is free again, its log bytes no longer count.
+   * Once only: two RemoveJob calls for one job, or one racing retention, both get here, and a log's
+   * bytes released twice would let its identity write past its quota.
+   */
   #forget(job: Job): void {
+    if (this.#jobs.get(job.id) !== job) return;
     this.#jobs.delete(job.id);
     this.#finished.delete(job.id);
     this.#releaseName(job.owner, job.name, job.id);

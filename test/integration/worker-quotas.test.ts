@@ -70,6 +70,25 @@ describe('identity quotas', requireRoot, () => {
     assert.equal((await (await worker.start({ command: 'echo', args: ['again'], owner: 'alice' })).wait()).state, 'exited');
   });
 
+  it('log bytes: three removals of one job at once free its log once, so the quota still holds after', async () => {
+    const quota = 150_000;
+    const { worker } = await open('quota-logs-removals', { identityLimits: { logBytes: quota } });
+    const keepsAccount = await sleeper(worker, 'alice'); // the identity's account stays while it runs
+    const first = await worker.start({ command: 'head', args: ['-c', '100000', '/dev/zero'], owner: 'alice' });
+    await first.wait();
+    const removals = await Promise.allSettled([worker.remove(first.id), worker.remove(first.id), worker.remove(first.id)]);
+    assert.ok(removals.some((r) => r.status === 'fulfilled'), 'one removal at least succeeded');
+    for (const r of removals) {
+      if (r.status === 'rejected') assert.ok(r.reason instanceof JobworkerError && r.reason.kind === 'not-found', String(r.reason));
+    }
+    // Freed twice, the 100,000 bytes would make room for 250,000: this job would not be cut at the quota.
+    const second = await (await worker.start({ command: 'head', args: ['-c', '300000', '/dev/zero'], owner: 'alice' })).wait();
+    assert.equal(second.log.truncated, true, 'the identity\'s quota cut the log');
+    const used = worker.quotaUsage('alice').logBytes;
+    assert.ok(used <= quota + 128 && used >= quota - 64, `${used} bytes of logs for a quota of ${quota}`);
+    await keepsAccount.stop({ graceMs: 0 });
+  });
+
   it('log bytes already on disk count after a restart', async () => {
     const options = testWorkerOptions('quota-logs-restart', { identityLimits: { logBytes: 1 << 20 } });
     try {
