@@ -239,10 +239,10 @@ export class Journal {
       // the tail replays whatever changed after a record was written.
       await writeRecords(next, [...this.#live.values()].map((live) => live.record), () => undefined);
       await this.#inTurn(async () => {
-        writeSync(next.fd, this.#takeTail());
+        writeWholeSync(next.fd, this.#takeTail());
         await next.datasync();
         // From here to the swap, nothing may be appended that the new file would miss: no await.
-        writeSync(next.fd, this.#takeTail());
+        writeWholeSync(next.fd, this.#takeTail());
         renameSync(temp, this.path);
         const old = this.#file;
         this.#file = next;
@@ -279,9 +279,29 @@ async function writeRecords(file: FileHandle, records: Iterable<JobRecord>, writ
     batch.push(line);
     written(record, Buffer.byteLength(line));
     if (batch.length >= SNAPSHOT_BATCH) {
-      await file.write(batch.join(''));
+      await writeWhole(file, batch.join(''));
       batch = [];
     }
   }
-  if (batch.length > 0) await file.write(batch.join(''));
+  if (batch.length > 0) await writeWhole(file, batch.join(''));
+}
+
+// A rewritten journal replaces the old one, so every byte of it must be there: one write call may
+// write less than asked (a disk that fills, a file size limit) without failing, and a file missing
+// its end would lose those jobs' records at the rename.
+
+function shortWrite(written: number, wanted: number): Error {
+  return Object.assign(new Error(`short write: ${written} of ${wanted} bytes (disk full?)`), { code: 'ENOSPC' });
+}
+
+function writeWholeSync(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  const written = writeSync(fd, bytes);
+  if (written !== bytes.length) throw shortWrite(written, bytes.length);
+}
+
+async function writeWhole(file: FileHandle, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  const { bytesWritten } = await file.write(bytes);
+  if (bytesWritten !== bytes.length) throw shortWrite(bytesWritten, bytes.length);
 }

@@ -2,6 +2,7 @@
 // entries, reading as a stream (lines across read chunks, a torn tail, oversized damage), the
 // format 1 migration, damaged lines copied aside, and compaction while appends go on. No root.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -263,6 +264,42 @@ describe('compaction while running', () => {
     assert.deepEqual(again.records.get(r.id), r);
     assert.equal(readFileSync(journalPath(), 'utf8'), before);
     assert.deepEqual(readdirSync(dir).sort(), ['journal', 'logs']);
+    await again.store.close();
+  });
+});
+
+describe('a rewrite that cannot write everything', () => {
+  it('a journal rewritten at open but cut short (a file size limit: the write is short, not failed) replaces nothing', async () => {
+    const first = await openStore();
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const r = finished(record(id()));
+      ids.push(r.id);
+      await first.store.write(r, false);
+    }
+    await first.store.close();
+    // Opened once more: the journal on disk is now exactly what a rewrite at open writes.
+    await (await openStore()).store.close();
+    const before = readFileSync(journalPath());
+    // A child opens the store with a file size limit 10 bytes short of that: the rewrite's last
+    // write is short (Node ignores SIGXFSZ, and a write that crosses the limit writes up to it).
+    const child = spawnSync('prlimit', [`--fsize=${before.length - 10}`, '--', process.execPath, '-e', `
+      const { StateStore } = require(${JSON.stringify(path.join(__dirname, '../../src/worker/state-store.js'))});
+      (async () => {
+        const store = new StateStore(process.argv[1]);
+        await store.init();
+        const contents = await store.readAll();
+        await store.open(contents.journal.records.values());
+        await store.close();
+        console.log('opened');
+      })().catch((error) => { console.log(String(error.message)); process.exit(3); });
+    `, dir], { encoding: 'utf8' });
+    assert.equal(child.status, 3, `the open failed: ${child.stdout}${child.stderr}`);
+    assert.match(child.stdout, /rewrite journal .*: ENOSPC/);
+    assert.deepEqual(readFileSync(journalPath()), before, 'the journal is the one before');
+    const again = await openStore();
+    assert.equal(again.contents.journal.damage.count, 0);
+    assert.deepEqual([...again.records.keys()].sort(), ids.sort());
     await again.store.close();
   });
 });
