@@ -76,6 +76,35 @@ async function wholeDisk(field: string, what: string, id: { major: number; minor
   return { major: Number(match[1]), minor: Number(match[2]), name };
 }
 
+/** A path in a message: at most 256 characters of it (a request may send up to 4096). */
+function quotedPath(target: string): string {
+  return target.length > 256 ? `${target.slice(0, 256)}…` : target;
+}
+
+/**
+ * Whether every user may look `target` up: each directory on the way to it, as named and after its
+ * symbolic links are resolved, is searchable by others (ACLs aside).
+ */
+async function everyoneCanReach(target: string): Promise<boolean> {
+  let real: string;
+  try {
+    real = await fsp.realpath(target);
+  } catch {
+    return false;
+  }
+  for (const named of new Set([path.resolve(target), real])) {
+    for (let dir = path.dirname(named); ; dir = path.dirname(dir)) {
+      try {
+        if ((Number((await fsp.stat(dir)).mode) & 0o001) === 0) return false;
+      } catch {
+        return false;
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+  return true;
+}
+
 async function exists(file: string): Promise<boolean> {
   try {
     await fsp.access(file);
@@ -90,6 +119,11 @@ export interface DeviceResolveOptions {
   sysRoot?: string;
   /** For error messages: the request field that named the device. */
   field?: string;
+  /**
+   * A job's request (not the operator's configuration): a path must be one every user may look up,
+   * or the daemon, resolving it as root, would tell a client whether a hidden file exists.
+   */
+  fromClient?: boolean;
 }
 
 /**
@@ -141,13 +175,18 @@ async function findBlockDevice(spec: string | undefined, cwd: string, options: D
   const target = spec ?? cwd;
   const what = spec === undefined ? `the working directory ${cwd} is on` : undefined;
   if (!path.isAbsolute(target)) throw new ValidationError(field, `must be an absolute path or MAJ:MIN, got ${JSON.stringify(target)}`);
+  if (spec !== undefined && options.fromClient === true && !(await everyoneCanReach(target))) {
+    // One answer for "missing" and "hidden": which of the two it is is not the client's to learn.
+    throw new ValidationError(field, `${quotedPath(target)} does not exist or is not a path every user may look up (each directory on the way searchable by all); name a device node (/dev/sda), MAJ:MIN, or a path on the disk outside private directories`);
+  }
   let stat;
   try {
     stat = await fsp.stat(target, { bigint: true });
   } catch (error) {
     const code = errorCode(error);
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ValidationError(field, `${target} does not exist`);
-    throw systemError('stat', target, error, code === 'EACCES' ? 'permission-denied' : 'internal');
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ValidationError(field, `${quotedPath(target)} does not exist`);
+    if (code !== undefined) throw new ValidationError(field, `${quotedPath(target)} cannot be looked up (${code})`);
+    throw systemError('stat', target, error);
   }
   if (stat.isBlockDevice()) return wholeDisk(field, what ?? `${target} is`, splitDev(stat.rdev), sysRoot);
   if (stat.isCharacterDevice()) throw new ValidationError(field, `${target} is a character device, not a block device`);

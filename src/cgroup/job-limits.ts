@@ -30,7 +30,7 @@ export async function prepareLimits(
   validateLimits(limits);
   checkWithinSlice(limits, slice);
   checkControllers(limits, available);
-  const io = await resolveIoLimits(limits.io, cwd, sysRoot === undefined ? {} : { sysRoot });
+  const io = await resolveIoLimits(limits.io, cwd, { fromClient: true, ...(sysRoot === undefined ? {} : { sysRoot }) });
   return resolvedLimits(limits, io, Math.min(DEFAULT_PIDS_MAX, slice.pids ?? DEFAULT_PIDS_MAX));
 }
 

@@ -56,6 +56,9 @@ function checkNumber(field: string, value: unknown, min: number, max: number, in
   }
 }
 
+/** PATH_MAX less its NUL: no longer path can be looked up. */
+const MAX_DEVICE_CHARS = 4095;
+
 const IO_RATES = ['readBps', 'writeBps', 'readIops', 'writeIops'] as const;
 
 function validateIoLimit(field: string, limit: IoLimit): void {
@@ -63,6 +66,7 @@ function validateIoLimit(field: string, limit: IoLimit): void {
   if (limit.device !== undefined) {
     if (typeof limit.device !== 'string' || limit.device === '') throw new ValidationError(`${field}.device`, 'must be a non-empty string');
     if (limit.device.includes('\0')) throw new ValidationError(`${field}.device`, 'must not contain NUL bytes');
+    if (limit.device.length > MAX_DEVICE_CHARS) throw new ValidationError(`${field}.device`, `must be at most ${MAX_DEVICE_CHARS} characters (a path), got ${limit.device.length}`);
     if (!/^\d+:\d+$/.test(limit.device) && !limit.device.startsWith('/')) {
       throw new ValidationError(`${field}.device`, `must be an absolute path or MAJ:MIN, got ${JSON.stringify(limit.device)}`);
     }

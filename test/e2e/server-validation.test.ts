@@ -1,6 +1,8 @@
 // Bad requests: each answers its documented code and a message naming the field; nothing starts.
 import assert from 'node:assert/strict';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { create, toBinary } from '@bufbuild/protobuf';
@@ -41,6 +43,13 @@ async function drain(iterable: AsyncIterable<unknown>): Promise<void> {
 
 const big = 'x'.repeat(128 * 1024 + 1);
 
+// A file that exists in a directory only root may enter (mkdtemp makes it 0700): the daemon must
+// not tell a client that it exists.
+const privateDir = mkdtempSync(path.join(tmpdir(), 'jobworker-validation-'));
+const hiddenFile = path.join(privateDir, 'secret');
+writeFileSync(hiddenFile, 'x');
+const unreachable = /^limits\.io\[0\]\.device: \S+ does not exist or is not a path every user may look up/;
+
 const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['empty command', { command: '' }, 'INVALID_ARGUMENT', /^command: must not be empty$/],
   ['NUL in the command', { command: 'a\0b' }, 'INVALID_ARGUMENT', /^command: must not contain NUL bytes$/],
@@ -70,6 +79,9 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['a name that is a job id', { command: 'true', name: '3f2a9c1e-5b7d-4c1e-9a43-2b8e1c0d7f11' }, 'INVALID_ARGUMENT', /^name: must be 1-64 letters, digits, '_', '\.' or '-', starting with a letter or digit, and not a UUID, got "3f2a9c1e-/],
   ['a label key with a space', { command: 'true', labels: { 'bad key': 'x' } }, 'INVALID_ARGUMENT', /^labels: label key "bad key" must be 1-63 letters/],
   ['33 labels', { command: 'true', labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) }, 'INVALID_ARGUMENT', /^labels: has 33 labels; at most 32$/],
+  ['io on a path that does not exist', { command: 'true', limits: { io: [{ device: '/nonexistent/disk', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
+  ['io on a file in a private directory (answered as if missing)', { command: 'true', limits: { io: [{ device: hiddenFile, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
+  ['io on a device path over 4095 characters', { command: 'true', limits: { io: [{ device: `/${'a/'.repeat(3000)}`, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be at most 4095 characters/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
 
@@ -84,6 +96,7 @@ describe('request validation', requireRoot, () => {
   });
   after(async () => {
     await t?.close();
+    rmSync(privateDir, { recursive: true, force: true });
   });
 
   for (const [name, request, code, message] of startCases) {
