@@ -42,6 +42,8 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
   const wanted = new Set<StreamName>([...(options.streams ?? ['stdout', 'stderr']), 'marker']);
   let offset = options.from ?? FILE_HEADER_SIZE;
   if (!Number.isSafeInteger(offset) || offset < 0) throw new ValidationError('from', 'must be a non-negative integer');
+  // 0 is "from the first record" (the request's default); 1 to 15 fall inside the file header.
+  if (offset > 0 && offset < FILE_HEADER_SIZE) throw new ValidationError('from', `offset ${offset} is not the start of a record (the first is at ${FILE_HEADER_SIZE})`);
   if (offset < FILE_HEADER_SIZE) offset = FILE_HEADER_SIZE;
   if (offset > source.committed()) throw new ValidationError('from', `offset ${offset} is beyond the end of the log (${source.committed()} bytes)`);
 
@@ -72,6 +74,9 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
         }
         throw error;
       }
+      // readRecords reads to `until` or throws: short of it, the next pass would read the same bytes
+      // again at once, forever, without the event loop ever turning.
+      if (offset < until) throw new CorruptLogError(offset, `reading stopped short of the committed end at byte ${until}`);
       if (!options.follow || (complete && offset >= until)) return;
       if (offset >= until) await source.waitBeyond(offset, options.signal);
     }

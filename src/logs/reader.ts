@@ -83,12 +83,17 @@ export async function openLog(path: string): Promise<FileHandle> {
 }
 
 /**
- * Yields the complete records in [from, until). A record cut short by `until` or the end of the file
- * (a torn tail after a crash) ends the iteration; its offset is where a follower resumes.
+ * Yields the complete records in [from, until). Without `until` (read to the end of the file), a
+ * record cut short by the end of the file (a torn tail after a crash) ends the iteration. With it,
+ * `until` is a committed record boundary: a record that runs past it, or a file that ends before
+ * it, is a CorruptLogError at that record (a `from` that is no boundary, or a file cut under its
+ * reader), never a quiet end a follower would take for "nothing new yet".
  */
 export async function* readRecords(file: FileHandle, range: ReadRange = {}): AsyncGenerator<LogRecord> {
   let offset = Math.max(range.from ?? FILE_HEADER_SIZE, FILE_HEADER_SIZE);
+  const strict = range.until !== undefined;
   const until = range.until ?? (await file.stat()).size;
+  const shortOf = (what: string): CorruptLogError => new CorruptLogError(offset, `${what} before the log's committed end at byte ${until}`);
   const scratch = range.scratch;
   let buf = scratch?.buffer ?? Buffer.alloc(0);
   let start = 0; // buf[start..end) holds file bytes from `offset`
@@ -96,12 +101,21 @@ export async function* readRecords(file: FileHandle, range: ReadRange = {}): Asy
   let cachedRun = 0; // bytes read from the cache since the event loop last had a turn
   while (offset < until) {
     if (end - start < RECORD_HEADER_SIZE) {
-      if (!(await refill(RECORD_HEADER_SIZE))) return;
+      if (!(await refill(RECORD_HEADER_SIZE))) {
+        if (strict) throw shortOf(until - offset < RECORD_HEADER_SIZE ? `${until - offset} bytes, less than a record header,` : 'the file ends');
+        return;
+      }
     }
     const header = decodeRecordHeader(buf, start, offset);
     const size = RECORD_HEADER_SIZE + header.length;
-    if (offset + size > until) return;
-    if (end - start < size && !(await refill(size))) return;
+    if (offset + size > until) {
+      if (strict) throw shortOf(`a record of ${size} bytes does not end`);
+      return;
+    }
+    if (end - start < size && !(await refill(size))) {
+      if (strict) throw shortOf('the file ends');
+      return;
+    }
     // A view, not a copy: without a scratch buffer, refill() never writes into a buffer it has
     // handed out; with one, the consumer has promised to be done with it by the next record.
     const data = buf.subarray(start + RECORD_HEADER_SIZE, start + size);

@@ -115,9 +115,36 @@ describe('log follower', () => {
     const file = logFile(record(1, 'hello'));
     const source = new CompleteLog(file, 16 + 29);
     await assert.rejects(collect(source, { from: 18 }), (e: unknown) => e instanceof ValidationError && e.field === 'from');
+    for (const from of [1, 15]) {
+      await assert.rejects(collect(source, { from }), (e: unknown) => e instanceof ValidationError && /not the start of a record \(the first is at 16\)/.test(e.message), `from ${from}`);
+    }
     await assert.rejects(collect(source, { from: 1000 }), /beyond the end/);
     await assert.rejects(collect(source, { from: -1 }), /non-negative/);
     assert.deepEqual(await collect(source, { from: 16 + 29 }), []);
+  });
+
+  it('an offset a few bytes short of the end is refused, followed or not, and never spins (less than a record header left)', async () => {
+    const file = logFile(record(1, 'hello'), record(1, 'world'));
+    const end = 16 + 29 + 29;
+    for (const from of [end - 3, end - 23, end - 24]) {
+      for (const follow of [false, true]) {
+        await assert.rejects(collect(new CompleteLog(file, end), { from, follow }), (e: unknown) => e instanceof ValidationError && e.field === 'from', `from ${from}, follow ${follow}`);
+      }
+    }
+  });
+
+  it('a log file shorter than its committed size (cut under its reader) is damage at the first missing record, followed or not', async () => {
+    const file = logFile(record(1, 'hello'), record(1, 'world'));
+    for (const follow of [false, true]) {
+      const seen: string[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const r of followLog(new CompleteLog(file, 16 + 29 + 29 + 29), { follow })) seen.push(r.data.toString());
+        })(),
+        (e: unknown) => e instanceof CorruptLogError && !(e instanceof ValidationError) && e.offset === 16 + 29 + 29 && /before the log's committed end at byte 103/.test(e.message),
+      );
+      assert.deepEqual(seen, ['hello', 'world']);
+    }
   });
 
   it('a damaged first record is damage (CorruptLogError), not a bad offset, whether or not the start was asked for', async () => {
