@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from '../cgroup';
-import { JobworkerError, ValidationError, systemError } from '../errors';
+import { JobworkerError, NotFoundError, ValidationError, errorCode, systemError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
@@ -190,6 +190,9 @@ export class Job {
   #launchError: unknown = undefined;
   /** Its identity's log budget, which its capture draws from (a launch only). */
   #logBudget: LogBudget | undefined;
+  /** Followers and tail scans of the log now (see beginRemoval). */
+  #logReaders = 0;
+  #removing = false;
   /** Who asked for a stop (once one was asked for), and the stop everyone then shares. */
   #stop: { by: string; done: Promise<StopResult> } | null = null;
   /** Fires at its maximum runtime, while it runs. */
@@ -588,6 +591,30 @@ export class Job {
   async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
     await this.#launched;
     this.#throwIfNeverStarted();
+    if (this.#removing) throw new NotFoundError(`job ${this.id} not found (removed)`);
+    this.#logReaders++;
+    try {
+      yield* this.#readLogs(options);
+    } catch (error) {
+      // Removed while this reader was on its way to the file: it is gone, as the job is.
+      if (this.#removing && errorCode(error) === 'ENOENT') throw new NotFoundError(`job ${this.id} not found (removed)`);
+      throw error;
+    } finally {
+      this.#logReaders--;
+    }
+  }
+
+  /**
+   * The job is being removed: no new reader may open its log. Returns whether a reader has it open
+   * now; then the file must be deleted, never emptied and recycled as a spare for another job's log
+   * (the reader would go on to read that job's output). `cancel` undoes it (the removal failed).
+   */
+  beginRemoval(): { readersOpen: boolean; cancel(): void } {
+    this.#removing = true;
+    return { readersOpen: this.#logReaders > 0, cancel: () => (this.#removing = false) };
+  }
+
+  async *#readLogs(options: LogOptions): AsyncGenerator<LogRecord> {
     const { tailLines, scanSlot, ...follow } = options;
     if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
       throw new ValidationError('tailLines', 'must be a non-negative integer');

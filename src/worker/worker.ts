@@ -536,8 +536,14 @@ export class Worker {
     if (!isFinal(job.state)) {
       throw new JobworkerError('failed-precondition', `job ${id} is ${job.state}; stop it before removing it`);
     }
-    // Recorded first: if the state directory refuses (full, read-only), nothing has changed.
-    await this.#store.remove(id, { logBytes: job.logBytes, specFile: job.hasSpecFile });
+    const removal = job.beginRemoval();
+    try {
+      // Recorded first: if the state directory refuses (full, read-only), nothing has changed.
+      await this.#store.remove(id, { ...(removal.readersOpen ? {} : { logBytes: job.logBytes }), specFile: job.hasSpecFile });
+    } catch (error) {
+      removal.cancel();
+      throw error;
+    }
     this.#forget(job);
   }
 
@@ -630,8 +636,9 @@ export class Worker {
       const oldest = this.#jobs.get(id)!;
       const tooOld = maxAge !== undefined && now - (oldest.finishedAt?.getTime() ?? now) > maxAge;
       if (this.#finished.size <= maxCount && !tooOld) break;
+      const { readersOpen } = oldest.beginRemoval();
       this.#forget(oldest); // deleting the entry being visited is safe for a Set iterator
-      removals.push(this.#store.remove(id, { logBytes: oldest.logBytes, specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
+      removals.push(this.#store.remove(id, { ...(readersOpen ? {} : { logBytes: oldest.logBytes }), specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
     }
     return Promise.all(removals);
   }

@@ -58,6 +58,29 @@ describe('reading logs', requireRoot, () => {
     }, /beyond the end of the log/);
   });
 
+  it('a job removed under an open follower: the follower reads on to the removed job\'s last byte, never the next job\'s output; a new reader is refused', async () => {
+    // ~690 KB: more than a reader buffers, less than the size up to which a removed log is recycled
+    // for a new job (the file the follower holds would be the next job's, overwritten in place).
+    const lines = (tag: string) => ['sh', '-c', `seq -f '${tag}-%06g' 1 60000`];
+    const removed = await t.worker.start({ command: lines('A')[0]!, args: lines('A').slice(1) });
+    await removed.wait();
+    const follower = removed.logs({ follow: true })[Symbol.asyncIterator]();
+    const first = await follower.next();
+    assert.equal(first.done, false);
+    await t.worker.remove(removed.id);
+    await assert.rejects(async () => {
+      for await (const _ of removed.logs()) void _;
+    }, /not found \(removed\)/);
+    const next = await t.worker.start({ command: lines('B')[0]!, args: lines('B').slice(1) });
+    await next.wait();
+    let text = first.value!.data.toString();
+    for (let r = await follower.next(); !r.done; r = await follower.next()) text += r.value.data.toString();
+    const expected = Array.from({ length: 60000 }, (_, i) => `A-${String(i + 1).padStart(6, '0')}\n`).join('');
+    assert.equal(text.length, expected.length);
+    assert.ok(text === expected, 'the follower read the removed job\'s output, all of it, and nothing else');
+    await t.worker.remove(next.id);
+  });
+
   it('follow ends exactly when the job has finished and the last byte is delivered', async () => {
     const job = await t.worker.start({ command: 'sh', args: ['-c', 'for i in $(seq 1 50); do echo line $i; sleep 0.01; done'] });
     let out = '';
