@@ -155,6 +155,7 @@ const REQUEST_FIELDS: [RegExp, string][] = [
   [/^isolation\.network/, 'network'],
   [/^user\.name$/, 'user_name'],
   [/^user\.group$/, 'group_name'],
+  [/^from$/, 'from_offset'],
 ];
 
 export function protoFieldPath(field: string): string {

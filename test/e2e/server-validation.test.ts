@@ -122,7 +122,7 @@ describe('request validation', requireRoot, () => {
     ['ListJobs with a bad label selector term', () => client.listJobs({ labels: ['tier=web', 'a b'] }), 'INVALID_ARGUMENT', /^label_selector\[1\]: label key "a b" must be/],
     ['ListJobs with a bad name', () => client.listJobs({ name: '-x' }), 'INVALID_ARGUMENT', /^name: must be 1-64 letters/],
     ['GetJob by a name no job has', () => client.getJob('no-such-name'), 'NOT_FOUND', /^no job named no-such-name$/],
-    ['StreamLogs from a non-boundary offset', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 17 })), 'INVALID_ARGUMENT', /^from: offset 17 is not the start of a record$/],
+    ['StreamLogs from a non-boundary offset', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 17 })), 'INVALID_ARGUMENT', /^from_offset: offset 17 is not the start of a record$/],
     ['StreamLogs beyond the end', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 1 << 30 })), 'INVALID_ARGUMENT', /beyond the end of the log/],
     ['StreamLogs with too many tail lines', () => drain(client.streamLogs({ jobId: finishedJob.id, tailLines: 100_001 })), 'INVALID_ARGUMENT', /^tail_lines: must be at most 100000$/],
     ['RemoveJob of a running job', async () => {

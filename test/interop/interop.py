@@ -201,7 +201,7 @@ def error_codes(s: Suite):
          lambda: jobs.StartJob(pb.StartJobRequest(command="true", limits=pb.Limits(io=[pb.IoLimit(read_iops=2**53)])), timeout=TIMEOUT)),
         ("INVALID_ARGUMENT: from_offset 2^63", "INVALID_ARGUMENT", f"from_offset: {2**63} is above {MAX_SAFE}",
          lambda: jobs.StreamLogs(pb.StreamLogsRequest(job_id=finished.id, from_offset=2**63), timeout=TIMEOUT)),
-        ("INVALID_ARGUMENT: from_offset inside a record", "INVALID_ARGUMENT", "from: offset 17 is not the start of a record",
+        ("INVALID_ARGUMENT: from_offset inside a record", "INVALID_ARGUMENT", "from_offset: offset 17 is not the start of a record",
          lambda: jobs.StreamLogs(pb.StreamLogsRequest(job_id=finished.id, from_offset=17), timeout=TIMEOUT)),
         ("NOT_FOUND: an unknown job", "NOT_FOUND", "job ", lambda: jobs.GetJob(pb.GetJobRequest(job_id=UNKNOWN_ID), timeout=TIMEOUT)),
         ("PERMISSION_DENIED: a reader starting a job", "PERMISSION_DENIED", "alice (role reader) may not call StartJob",
