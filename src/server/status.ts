@@ -27,8 +27,31 @@ export interface StatusError {
   metadata?: Record<string, string>;
 }
 
+/**
+ * The most of a status message sent. It travels in the HTTP/2 trailers (percent-encoded, so up to 3x
+ * longer), and Node refuses a header block over 64 KiB: the call then never ends, and nor does any
+ * later call on that connection. Messages that quote a request's own values (a PATH, a path) could
+ * otherwise grow that large.
+ */
+export const MAX_DETAILS_BYTES = 4096;
+
 /** The status for any error thrown by a handler. Unknown errors are INTERNAL with a generic message. */
 export function statusOf(error: unknown): StatusError {
+  const status = unboundedStatusOf(error);
+  return { ...status, details: boundedDetails(status.details) };
+}
+
+/** `details`, cut to MAX_DETAILS_BYTES (at a character) with a note of its whole length. */
+export function boundedDetails(details: string): string {
+  const length = Buffer.byteLength(details);
+  if (length <= MAX_DETAILS_BYTES) return details;
+  const note = ` … (cut: ${length} bytes in all)`;
+  // toString() of a cut buffer ends in U+FFFD where it split a character: drop that.
+  const head = Buffer.from(details).subarray(0, MAX_DETAILS_BYTES - Buffer.byteLength(note)).toString().replace(/\uFFFD+$/, '');
+  return `${head}${note}`;
+}
+
+function unboundedStatusOf(error: unknown): StatusError {
   if (error instanceof ValidationError) {
     const reason = error.related.reduce((text, field) => text.split(field).join(protoFieldPath(field)), error.reason);
     return { code: CODES[error.kind], details: `${protoFieldPath(error.field)}: ${reason}` };

@@ -50,11 +50,16 @@ export function commandError(command: string, pathVariable: string, error: Spawn
       const why = `${candidate} (${error.code}): it exists on the daemon's host but not in the job's view (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
       return new CommandError('not-found', `not found: ${why}`, error.code, null, { cause: error });
     }
-    const where = searched === null ? `${candidate} (${error.code})` : `${JSON.stringify(command)} is in none of the PATH directories ${searched}`;
+    const where = searched === null ? `${candidate} (${error.code})` : `${JSON.stringify(command)} is in none of the PATH directories ${quotedSearchPath(searched)}`;
     return new CommandError('not-found', `not found: ${where}`, error.code, searched, { cause: error });
   }
-  const found = searched === null ? candidate : `${candidate} (found in PATH ${searched})`;
+  const found = searched === null ? candidate : `${candidate} (found in PATH ${quotedSearchPath(searched)})`;
   return new CommandError('not-executable', `not executable: ${found}: ${WHY[error.code] ?? error.code}`, error.code, searched, { cause: error });
+}
+
+/** A job's PATH in a message: at most 1024 characters of it (a request may send 128 KiB). */
+function quotedSearchPath(searched: string): string {
+  return searched.length > 1024 ? `${searched.slice(0, 1024)}… (${searched.split(':').length} entries)` : searched;
 }
 
 /** The interpreter a script's #! line names, if the file is one (null otherwise, or unreadable). */

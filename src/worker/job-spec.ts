@@ -102,6 +102,12 @@ export const SPEC_BOUNDS = {
   envCount: 4096,
   envNameBytes: 1024,
   pathBytes: 4096,
+  /**
+   * A command name is tried in each PATH directory in turn (execvp's rule): the paths that makes,
+   * together. PATH is one bounded string, but 128 KiB of empty entries times a 4 KiB command would
+   * be half a gigabyte of paths.
+   */
+  searchPathBytes: 1024 * 1024,
   ownerBytes: 256,
   groups: 64,
   /** setTimeout's longest delay (2^31-1 ms, 24.8 days): a longer one would fire at once. */
@@ -158,6 +164,19 @@ export function checkJobUser(field: string, user: JobUserChoice): JobUserChoice 
   return out;
 }
 
+/** Refuses a PATH whose directories, each joined to `command`, would make too many bytes of paths to try. */
+function checkSearchPath(command: string, searchPath: string): void {
+  const entries = searchPath.split(':');
+  let candidateBytes = 0;
+  for (const dir of entries) candidateBytes += bytes(dir) + 1 + bytes(command);
+  if (candidateBytes > SPEC_BOUNDS.searchPathBytes) {
+    throw new ValidationError(
+      'env.PATH',
+      `its ${entries.length} directories, each joined to the command's ${bytes(command)} bytes, make ${candidateBytes} bytes of paths to try (at most ${SPEC_BOUNDS.searchPathBytes}); use a shorter PATH, or give the command as a path`,
+    );
+  }
+}
+
 /** Validates everything but the limits (the cgroup driver validates those) and applies defaults. */
 export function resolveJobSpec(spec: JobSpec, naming: JobNaming = {}): ResolvedJobSpec {
   if (typeof spec !== 'object' || spec === null) throw new ValidationError('spec', 'must be an object');
@@ -193,6 +212,7 @@ export function resolveJobSpec(spec: JobSpec, naming: JobNaming = {}): ResolvedJ
   if (total > SPEC_BOUNDS.totalBytes) {
     throw new ValidationError('args', `argv and env together exceed ${SPEC_BOUNDS.totalBytes} bytes`);
   }
+  if (!command.includes('/')) checkSearchPath(command, env.PATH!);
 
   const cwd = spec.cwd === undefined ? null : checkString('cwd', spec.cwd, SPEC_BOUNDS.pathBytes, false);
   if (cwd !== null && !path.isAbsolute(cwd)) throw new ValidationError('cwd', 'must be an absolute path');

@@ -54,6 +54,7 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['empty command', { command: '' }, 'INVALID_ARGUMENT', /^command: must not be empty$/],
   ['NUL in the command', { command: 'a\0b' }, 'INVALID_ARGUMENT', /^command: must not contain NUL bytes$/],
   ['NUL in an argument', { command: 'echo', args: ['ok', 'b\0d'] }, 'INVALID_ARGUMENT', /^args\[1\]: must not contain NUL bytes$/],
+  ['a PATH whose directories joined to the command make over 1 MiB of paths to try', { command: 'a'.repeat(4096), env: { PATH: ':'.repeat(131_000) } }, 'INVALID_ARGUMENT', /^env\.PATH: its 131001 directories, each joined to the command's 4096 bytes, make \d+ bytes of paths to try \(at most 1048576\); use a shorter PATH, or give the command as a path$/],
   ['an argument over 128 KiB', { command: 'echo', args: [big] }, 'INVALID_ARGUMENT', /^args\[0\]: is longer than 131072 bytes$/],
   ['too many arguments', { command: 'echo', args: Array(4097).fill('a') }, 'INVALID_ARGUMENT', /^args: has more than 4096 entries$/],
   ['"=" in an env name', { command: 'env', env: { 'A=B': 'x' } }, 'INVALID_ARGUMENT', /^env\.A=B: name must not contain "="$/],
@@ -109,6 +110,15 @@ describe('request validation', requireRoot, () => {
       assert.deepEqual(await t.worker.worker.cgroupDriver.listJobs(), []);
     });
   }
+
+  it('a refusal that would quote 75 KB of the request (a PATH) is cut to 4 KiB, and the connection goes on', async () => {
+    const searchPath = Array(25_000).fill('/x').join(':');
+    const error = await rejection(client.startJob({ command: 'no-such-command', env: { PATH: searchPath } }));
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.details, /^command: not found: "no-such-command" is in none of the PATH directories \/x:\/x:.*… \(25000 entries\)$/);
+    assert.ok(Buffer.byteLength(error.details) <= 4096, `${Buffer.byteLength(error.details)} bytes`);
+    assert.equal((await client.getJob(finishedJob.id)).id, finishedJob.id, 'the same connection answers the next call');
+  });
 
   const otherCases: [string, () => Promise<unknown>, string, RegExp][] = [
     ['StopJob with a malformed id', () => client.stopJob('../../etc'), 'INVALID_ARGUMENT', /^job_id: must be a job id/],
