@@ -190,6 +190,8 @@ export class Job {
   #launchError: unknown = undefined;
   /** Its identity's log budget, which its capture draws from (a launch only). */
   #logBudget: LogBudget | undefined;
+  /** The final resource snapshot, once taken (undefined before). */
+  #settledStats: CgroupStats | null | undefined;
   /** Followers and tail scans of the log now (see beginRemoval). */
   #logReaders = 0;
   #removing = false;
@@ -406,8 +408,6 @@ export class Job {
         this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
       }
     }
-    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir: this.#record.scratchDir ?? null, emptied });
-    await this.#leaveSlice(plan);
     const { state, outcome } = finalStateOf({
       exitCode: exit.code,
       signal: exit.signal,
@@ -415,18 +415,31 @@ export class Job {
       stoppedBy: this.#timedOut ? null : (this.#stop?.by ?? null),
       timedOutAfterMs: this.#timedOut ? (this.#record.spec.maxRuntimeMs ?? null) : null,
     });
-    this.#record.outcome = outcome;
-    this.#record.finishedAt = exit.exitedAt.toISOString();
-    this.#record.stats = stats;
-    this.#record.log = {
-      bytes: close.logBytes,
-      droppedBytes: close.droppedBytes,
-      truncated: close.truncated,
-      writeError: close.writeError,
+    const final: Pick<JobRecord, 'outcome' | 'finishedAt' | 'stats' | 'log'> = {
+      outcome,
+      finishedAt: exit.exitedAt.toISOString(),
+      stats,
+      log: { bytes: close.logBytes, droppedBytes: close.droppedBytes, truncated: close.truncated, writeError: close.writeError },
     };
+    this.#settledStats = stats;
+    const scratchDir = this.#record.scratchDir ?? null;
+    let recorded = false;
+    if (scratchDir !== null) {
+      // On disk before the scratch directory goes: removing one of many files takes seconds, and a
+      // daemon killed meanwhile must still know how the job ended (its next open sweeps the rest).
+      // The job's own record changes (and everyone is told) once that is done, as before. What is
+      // written is a copy: this.#record must not read as final until then.
+      recorded = await this.#ctx.store.write({ ...this.#record, ...final, state }, true).then(
+        () => true,
+        (error: unknown) => (this.#ctx.warn('final job record not written', { job: this.id, error: String(error) }), false),
+      );
+    }
+    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir, emptied });
+    await this.#leaveSlice(plan);
+    Object.assign(this.#record, final);
     this.#running = null;
     try {
-      await this.#transition(state, true);
+      await this.#transition(state, recorded ? 'written' : true);
     } catch (error) {
       // The state dir failed (disk full?): the job is finished all the same; say so, keep it in memory.
       this.#ctx.warn('final job record not written', { job: this.id, error: String(error) });
@@ -454,13 +467,17 @@ export class Job {
     this.#phase = phase;
   }
 
-  /** Records the new state (the order is the lifecycle's: an illegal step is a bug and throws). */
-  async #transition(state: JobState, durable: boolean): Promise<void> {
+  /**
+   * Records the new state (the order is the lifecycle's: an illegal step is a bug and throws).
+   * `written`: the journal has this very record already (the final one, written ahead of a slow
+   * cleanup): only the job's own state changes, and everyone is told.
+   */
+  async #transition(state: JobState, durable: boolean | 'written'): Promise<void> {
     const previous = this.#record.state;
     assertTransition(this.id, previous, state);
     this.#record.state = state;
     try {
-      await this.#ctx.store.write(this.#record, durable);
+      if (durable !== 'written') await this.#ctx.store.write(this.#record, durable);
     } finally {
       this.#ctx.onStateChange(this, previous);
     }
@@ -566,6 +583,8 @@ export class Job {
         // Raced with the exit: the final snapshot is on its way.
       }
     }
+    // Settling: the final snapshot is taken before the scratch directory goes (which may take seconds).
+    if (this.#settledStats !== undefined) return this.#settledStats === null ? null : copyStats(this.#settledStats);
     await this.#finished;
     return this.#record.stats === null ? null : copyStats(this.#record.stats);
   }

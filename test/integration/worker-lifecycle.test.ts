@@ -1,7 +1,7 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +11,7 @@ import { JobworkerError, ValidationError } from '../../src/errors';
 import { FILE_HEADER_SIZE } from '../../src/logs/format';
 import { SpawnError } from '../../src/native';
 import { CommandError, DEFAULT_JOB_PATH, Worker, type Job } from '../../src/worker';
+import { decodeJournalLine } from '../../src/worker/journal-codec';
 import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
 import { requireRoot } from '../helpers/root';
 import { openTestWorker, type TestWorker } from '../helpers/worker';
@@ -353,6 +354,38 @@ describe('job user', requireRoot, () => {
     } finally {
       rmSync(victimDir, { recursive: true, force: true });
     }
+  });
+
+  it('how a job ended is on disk before its scratch directory of many files is removed (a daemon killed meanwhile keeps it)', async () => {
+    const journal = path.join(t.stateDir, 'journal');
+    const job = await t.worker.start({ command: 'sh', args: ['-c', 'mkdir d && cd d && seq 1 20000 | xargs touch && exit 3'], owner: 'erin' });
+    const scratch = job.status().scratchDir!;
+    const exitCodeOnDisk = (): number | null | undefined => {
+      let code: number | null | undefined;
+      for (const line of readFileSync(journal, 'utf8').split('\n')) {
+        const entry = line === '' ? undefined : decodeJournalLine(Buffer.from(line))?.entry;
+        if (entry?.op === 'put' && entry.record.id === job.id && entry.record.state === 'failed') code = entry.record.outcome?.exitCode;
+      }
+      return code;
+    };
+    // Woken by every append to the journal (inotify): the first that records the end is looked at.
+    const seen = await new Promise<{ code: number | null | undefined; scratchLeft: boolean }>((resolve, reject) => {
+      const watcher = watch(journal, () => {
+        const code = exitCodeOnDisk();
+        if (code === undefined) return;
+        watcher.close();
+        resolve({ code, scratchLeft: existsSync(scratch) });
+      });
+      job.wait().then(() => {
+        watcher.close();
+        reject(new Error(`the job finished with its end ${exitCodeOnDisk() === undefined ? 'never' : 'only then'} seen on disk`));
+      }, reject);
+    });
+    assert.equal(seen.code, 3);
+    assert.equal(seen.scratchLeft, true, 'recorded while the scratch directory was still there');
+    const status = await job.wait();
+    assert.equal(status.outcome?.exitCode, 3);
+    assert.equal(existsSync(scratch), false, 'and then removed, before wait() resolved');
   });
 
   it('a start that fails gives its dynamic uid and scratch directory back', async () => {
