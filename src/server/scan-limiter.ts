@@ -2,8 +2,9 @@
 // `since_unix_micros`): how many run at once in all, and per identity. A scan walks the record
 // headers with reads on libuv's threadpool (4 threads, shared with every spawn and file operation
 // of the daemon), so 20 at once pushed everyone's StartJob from milliseconds to hundreds of
-// milliseconds. Requests beyond the bounds wait their turn (in order), holding nothing but their
-// stream slot; a waiter whose client goes away leaves the queue.
+// milliseconds. Requests beyond the bounds wait their turn, holding nothing but their stream slot:
+// identities take turns (each one's own requests in order), so one identity's long queue does not
+// hold the others back; a waiter whose client goes away leaves the queue.
 import { JobworkerError } from '../errors';
 
 export const DEFAULT_MAX_SCANS = 1;
@@ -19,7 +20,9 @@ export class ScanLimiter {
   readonly maxPerIdentity: number;
   #running = 0;
   #perIdentity = new Map<string, number>();
-  #waiting: Waiter[] = [];
+  /** Each waiting identity's requests, oldest first; the identity whose turn is next first. */
+  #queues = new Map<string, Waiter[]>();
+  #waitingCount = 0;
 
   constructor(max = DEFAULT_MAX_SCANS, maxPerIdentity = DEFAULT_MAX_SCANS_PER_IDENTITY) {
     if (!(max >= 1 && maxPerIdentity >= 1)) throw new JobworkerError('invalid-argument', `scan limits must be at least 1 (got ${max}, ${maxPerIdentity} per identity)`);
@@ -34,7 +37,7 @@ export class ScanLimiter {
 
   /** Scans waiting for a turn. */
   get waiting(): number {
-    return this.#waiting.length;
+    return this.#waitingCount;
   }
 
   /**
@@ -52,11 +55,20 @@ export class ScanLimiter {
         },
       };
       const onAbort = () => {
-        this.#waiting = this.#waiting.filter((w) => w !== waiter);
+        const queue = this.#queues.get(identity) ?? [];
+        const at = queue.indexOf(waiter);
+        if (at >= 0) {
+          queue.splice(at, 1);
+          this.#waitingCount--;
+          if (queue.length === 0) this.#queues.delete(identity);
+        }
         reject(signal.reason);
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      this.#waiting.push(waiter);
+      const queue = this.#queues.get(identity);
+      if (queue === undefined) this.#queues.set(identity, [waiter]);
+      else queue.push(waiter);
+      this.#waitingCount++;
       this.#admitWaiting();
     });
   }
@@ -65,18 +77,26 @@ export class ScanLimiter {
     return this.#running < this.max && (this.#perIdentity.get(identity) ?? 0) < this.maxPerIdentity;
   }
 
-  /** Starts every waiter that fits, oldest first (one identity's queue does not block others). */
+  /**
+   * Starts waiters while there is room: identities in turn, the oldest request of each. An identity
+   * admitted goes to the back of the turns (one identity's long queue does not block the others).
+   */
   #admitWaiting(): void {
-    for (let i = 0; i < this.#waiting.length && this.#running < this.max; ) {
-      const waiter = this.#waiting[i]!;
-      if (!this.#fits(waiter.identity)) {
-        i++;
-        continue;
+    let admitted = true;
+    while (admitted && this.#running < this.max) {
+      admitted = false;
+      for (const [identity, queue] of this.#queues) {
+        if (!this.#fits(identity)) continue;
+        const waiter = queue.shift()!;
+        this.#waitingCount--;
+        this.#queues.delete(identity);
+        if (queue.length > 0) this.#queues.set(identity, queue); // to the back of the turns
+        this.#running++;
+        this.#perIdentity.set(identity, (this.#perIdentity.get(identity) ?? 0) + 1);
+        waiter.admit();
+        admitted = true;
+        break; // the turns changed: look again from the front
       }
-      this.#waiting.splice(i, 1);
-      this.#running++;
-      this.#perIdentity.set(waiter.identity, (this.#perIdentity.get(waiter.identity) ?? 0) + 1);
-      waiter.admit();
     }
   }
 

@@ -80,6 +80,31 @@ describe('tail/since scans', () => {
   });
 });
 
+describe('tail/since scans, taking turns', () => {
+  it('identities take turns: five queued by one, then one by another, the other goes second', async () => {
+    const scans = new ScanLimiter(1, 1);
+    const never = new AbortController().signal;
+    const order: string[] = [];
+    const first = await scans.acquire('alice', never);
+    const queued = [
+      ...[0, 1, 2, 3, 4].map((i) => ({ name: `alice${i}`, identity: 'alice' })),
+      { name: 'bob0', identity: 'bob' },
+      { name: 'bob1', identity: 'bob' },
+    ].map(({ name, identity }) =>
+      scans.acquire(identity, never).then((release) => {
+        order.push(name);
+        release(); // the next one's turn, synchronously
+      }),
+    );
+    assert.equal(scans.waiting, 7);
+    first();
+    await Promise.all(queued);
+    assert.deepEqual(order, ['alice0', 'bob0', 'alice1', 'bob1', 'alice2', 'alice3', 'alice4']);
+    assert.equal(scans.running, 0);
+    assert.equal(scans.waiting, 0);
+  });
+});
+
 describe('aggregated audit lines', () => {
   it('the first refusal per key at once, the rest as one counted line per interval', () => {
     const lines: Record<string, unknown>[] = [];
