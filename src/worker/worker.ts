@@ -28,6 +28,7 @@ import { checkJobUser, resolveJobSpec, type JobNaming, type JobRunAs, type JobSp
 import { isFinal, type JobState } from './job-state';
 import { recover, type RecoveryReport } from './recovery';
 import { resolveRunAs } from './run-as';
+import { FinishedJobs } from './finished-jobs';
 import { ScratchDirs } from './scratch';
 import { StateLock } from './state-lock';
 import type { CompactionPolicy, JournalStats } from './journal';
@@ -225,7 +226,7 @@ export class Worker {
   #startTimes = new Map<string, bigint>();
   #listeners = new Set<(event: JobEvent) => void>();
   /** Ids of the finished jobs still kept, the earliest finished first. */
-  #finished = new Set<string>();
+  #finished = new FinishedJobs();
   /** Names of the jobs kept, per owner. */
   #names = new JobNames();
   #defaultUser: JobUserChoice;
@@ -294,7 +295,7 @@ export class Worker {
       if (holder !== null) warn('two jobs of one owner have the same name: the older one keeps it', { name, owner: record.spec.owner, kept: holder, job: record.id });
     }
     const byFinish = records.filter((r) => r.finishedAt !== null).sort((a, b) => (a.finishedAt! < b.finishedAt! ? -1 : a.finishedAt! > b.finishedAt! ? 1 : 0));
-    this.#finished = new Set(byFinish.map((r) => r.id));
+    for (const r of byFinish) this.#finished.add(r.id, r.spec.owner);
   }
 
   /** Opens the state directory (one worker per directory), recovers from a crash, sweeps orphans. */
@@ -604,7 +605,7 @@ export class Worker {
       this.#running--;
       this.#admissions.get(job.id)?.();
       this.#admissions.delete(job.id);
-      this.#finished.add(job.id);
+      this.#finished.add(job.id, job.owner);
       void this.#applyRetention();
     }
     if (this.#listeners.size === 0) return; // a status snapshot is a deep copy: only for someone
@@ -621,25 +622,33 @@ export class Worker {
   #forget(job: Job): void {
     if (this.#jobs.get(job.id) !== job) return;
     this.#jobs.delete(job.id);
-    this.#finished.delete(job.id);
+    this.#finished.delete(job.id, job.owner);
     this.#releaseName(job.owner, job.name, job.id);
     this.#ledger.releaseLog(job.owner, job.logBytes);
   }
 
-  /** Removes the oldest finished jobs beyond the count limit, and those past the age limit. */
+  /**
+   * Removes the finished jobs past the age limit (the oldest first, whoever owns them), then, beyond
+   * the count limit, the oldest of the owner with the most finished jobs, one at a time.
+   */
   #applyRetention(): Promise<unknown> {
     const removals: Promise<unknown>[] = [];
     const maxCount = this.#options.retention?.maxFinishedJobs ?? DEFAULTS.maxFinishedJobs;
     const maxAge = this.#options.retention?.maxAgeMs;
     const now = Date.now();
-    for (const id of this.#finished) {
-      const oldest = this.#jobs.get(id)!;
-      const tooOld = maxAge !== undefined && now - (oldest.finishedAt?.getTime() ?? now) > maxAge;
-      if (this.#finished.size <= maxCount && !tooOld) break;
-      const { readersOpen } = oldest.beginRemoval();
-      this.#forget(oldest); // deleting the entry being visited is safe for a Set iterator
-      removals.push(this.#store.remove(id, { ...(readersOpen ? {} : { logBytes: oldest.logBytes }), specFile: oldest.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: id, error: String(error) })));
+    const removeOld = (job: Job): void => {
+      const { readersOpen } = job.beginRemoval();
+      this.#forget(job);
+      removals.push(this.#store.remove(job.id, { ...(readersOpen ? {} : { logBytes: job.logBytes }), specFile: job.hasSpecFile }).catch((error: unknown) => this.#ctx.warn('could not remove an old job', { job: job.id, error: String(error) })));
+    };
+    if (maxAge !== undefined) {
+      for (const id of this.#finished.inOrder()) {
+        const oldest = this.#jobs.get(id)!;
+        if (now - (oldest.finishedAt?.getTime() ?? now) <= maxAge) break;
+        removeOld(oldest); // deleting the entry being visited is safe for a Set iterator
+      }
     }
+    while (this.#finished.size > maxCount) removeOld(this.#jobs.get(this.#finished.nextToEvict()!)!);
     return Promise.all(removals);
   }
 }

@@ -509,6 +509,24 @@ describe('retention', requireRoot, () => {
     }
   });
 
+  it("beyond the count, one identity's many jobs push out its own oldest, not another identity's", async () => {
+    const r = await openTestWorker('retention-owners', { retention: { maxFinishedJobs: 5 } });
+    try {
+      const bob = await r.worker.start({ command: 'sh', args: ['-c', 'exit 7'], owner: 'bob' });
+      await bob.wait();
+      const alice: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const job = await r.worker.start({ command: 'true', owner: 'alice' });
+        await job.wait();
+        alice.push(job.id);
+      }
+      assert.deepEqual(r.worker.list().map((j) => j.id), [bob.id, ...alice.slice(4)], "bob's job stays; alice keeps her newest four");
+      assert.equal(r.worker.job(bob.id).status().outcome?.exitCode, 7);
+    } finally {
+      await r.cleanup();
+    }
+  });
+
   it("a removed job's log is cut to its header at once and taken over by the next job, without a trace of its output", async () => {
     const r = await openTestWorker('spare-logs');
     try {
