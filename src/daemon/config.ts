@@ -73,6 +73,8 @@ export interface DaemonConfig {
     reserve?: number;
     /** Share of the budget one identity's running jobs may hold, 0–1. Default 0.5. */
     identityJobShare?: number;
+    /** Share of the budget one identity's log streams may hold, 0–1. Default 0.25. */
+    identityStreamShare?: number;
   };
   /** StreamLogs tail/since scans at once (they share libuv's 4 threads with every spawn). */
   logScans: { max?: number; maxPerIdentity?: number };
@@ -210,6 +212,7 @@ const FILE_CONFIG_SHAPE = {
       t.isObject({
         reserve: t.isOptional(isNonNegativeInteger),
         identityJobShare: t.isOptional(t.cascade(t.isNumber(), [t.isInInclusiveRange(0.01, 1)])),
+        identityStreamShare: t.isOptional(t.cascade(t.isNumber(), [t.isInInclusiveRange(0.01, 1)])),
       }),
     ),
     logScans: t.isOptional(t.isObject({ max: t.isOptional(isPositiveInteger), maxPerIdentity: t.isOptional(isPositiveInteger) })),

@@ -10,8 +10,9 @@
 // metrics scrapes); the rest is the budget. Counting what each holder takes is exact and free;
 // listing /proc/self/fd on every request would be neither. Connections may hold at most half of the
 // budget (accepted connections are counted before TLS, so anyone who can reach the port can take
-// them), and one identity's running jobs at most `identityJobShare` of it, so neither a
-// connection storm nor one writer's jobs leave nothing for the others.
+// them), one identity's running jobs at most `identityJobShare` of it and its log streams at most
+// `identityStreamShare`, so neither a connection storm nor one identity's jobs or streams leave
+// nothing for the others.
 import { readdirSync, readFileSync } from 'node:fs';
 
 import { JobworkerError } from '../errors';
@@ -29,6 +30,8 @@ export const FDS_PER_LOG_STREAM = 1;
 export const DEFAULT_FD_RESERVE = 256;
 /** Default share of the budget one identity's running jobs may hold, so others can still start. */
 export const DEFAULT_IDENTITY_JOB_SHARE = 0.5;
+/** Default share of the budget one identity's log streams may hold. */
+export const DEFAULT_IDENTITY_STREAM_SHARE = 0.25;
 /**
  * Share of the budget connections may hold: a storm of connections (unauthenticated ones
  * included: they are counted from accept, before TLS) must leave room for jobs.
@@ -67,6 +70,8 @@ export interface FdBudgetOptions {
   reserved: number;
   /** Share of the budget one identity's running jobs may hold (0–1]. */
   identityJobShare?: number;
+  /** Share of the budget one identity's log streams may hold (0–1]. */
+  identityStreamShare?: number;
 }
 
 export type FdUse = 'job' | 'connection' | 'log stream';
@@ -77,6 +82,7 @@ export class FdBudget {
   /** What jobs, connections and log streams may hold in all. */
   readonly total: number;
   readonly identityJobShare: number;
+  readonly identityStreamShare: number;
   #holders: FdHolders;
 
   constructor(options: FdBudgetOptions, holders: FdHolders) {
@@ -84,6 +90,7 @@ export class FdBudget {
     this.reserved = options.reserved;
     this.total = Math.max(0, options.limit - options.reserved);
     this.identityJobShare = options.identityJobShare ?? DEFAULT_IDENTITY_JOB_SHARE;
+    this.identityStreamShare = options.identityStreamShare ?? DEFAULT_IDENTITY_STREAM_SHARE;
     this.#holders = holders;
   }
 
@@ -108,10 +115,10 @@ export class FdBudget {
   }
 
   /**
-   * Throws RESOURCE_EXHAUSTED naming the budget if one more `use` does not fit, or (for a job) if
-   * `identityJobs` running jobs of the caller already hold its share.
+   * Throws RESOURCE_EXHAUSTED naming the budget if one more `use` does not fit, or (a job, a log
+   * stream) if the caller's own of that kind, `identity.holding`, already take its share.
    */
-  check(use: FdUse, identity?: { name: string; runningJobs: number }): void {
+  check(use: FdUse, identity?: { name: string; holding: number }): void {
     const now = this.inUse();
     if (now.total + costOf(use) > this.total) {
       throw new JobworkerError(
@@ -121,16 +128,17 @@ export class FdBudget {
           `RLIMIT_NOFILE ${this.limit}, ${this.reserved} kept for the daemon); a ${use} needs ${costOf(use)}`,
       );
     }
-    if (use === 'job' && identity !== undefined) {
-      const share = Math.floor((this.total * this.identityJobShare) / FDS_PER_JOB);
-      if (identity.runningJobs >= share) {
-        throw new JobworkerError(
-          'resource-exhausted',
-          `${identity.name} has ${identity.runningJobs} jobs running, the most one identity may run within the daemon's ` +
-            `file descriptor budget (${Math.round(this.identityJobShare * 100)}% of ${this.total} fds, ${FDS_PER_JOB} per job)`,
-        );
-      }
-    }
+    if (use === 'connection' || identity === undefined) return;
+    const shareOf = use === 'job' ? this.identityJobShare : this.identityStreamShare;
+    const share = Math.floor((this.total * shareOf) / costOf(use));
+    if (identity.holding < share) return;
+    const what = use === 'job' ? `${identity.holding} jobs running` : `${identity.holding} log streams open`;
+    const setting = use === 'job' ? 'identityJobShare' : 'identityStreamShare';
+    throw new JobworkerError(
+      'resource-exhausted',
+      `${identity.name} has ${what}, the most one identity may hold within the daemon's file descriptor budget ` +
+        `(${Math.round(shareOf * 100)}% of ${this.total} fds, ${costOf(use)} per ${use}; fileDescriptors.${setting})`,
+    );
   }
 }
 

@@ -109,7 +109,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       let startFailed: (() => void) | undefined;
       try {
         // Checked and counted in the same turn as the Worker counts the job: concurrent starts cannot both fit.
-        fds.check('job', { name: identity.name, runningJobs: ownerJobs.running(identity.name) });
+        fds.check('job', { name: identity.name, holding: ownerJobs.running(identity.name) });
         startFailed = ownerJobs.starting(identity.name);
         const job = await worker.start(
           {

@@ -57,7 +57,7 @@ export interface JobworkerServerOptions {
   /** Connections: caps applied at accept, before TLS; the TLS handshake's time limit; streams per connection. */
   connections?: ServerConnectionLimits;
   /** The fd budget (./fd-budget.ts). */
-  fileDescriptors?: { limit?: number; reserve?: number; identityJobShare?: number };
+  fileDescriptors?: { limit?: number; reserve?: number; identityJobShare?: number; identityStreamShare?: number };
   /** Concurrent tail/since scans (./scan-limiter.ts). */
   logScans?: { max?: number; maxPerIdentity?: number };
   /** Interval of the aggregated audit lines for refusals (./refusal-log.ts). Default 10 s. */
@@ -180,6 +180,7 @@ export class JobworkerServer {
         limit: fdOptions.limit ?? openFilesLimit().soft,
         reserved: openFileCount() + (fdOptions.reserve ?? DEFAULT_FD_RESERVE),
         ...(fdOptions.identityJobShare === undefined ? {} : { identityJobShare: fdOptions.identityJobShare }),
+        ...(fdOptions.identityStreamShare === undefined ? {} : { identityStreamShare: fdOptions.identityStreamShare }),
       },
       { runningJobs: () => options.worker.runningJobs, connections: () => listeners.reduce((sum, listener) => sum + listener.connections, 0), logStreams: () => streams.openOf(STREAM_LOGS) },
     );
@@ -193,7 +194,7 @@ export class JobworkerServer {
       },
       admitStream: (method, identity) => {
         try {
-          if (method === STREAM_LOGS) fds.check('log stream');
+          if (method === STREAM_LOGS) fds.check('log stream', { name: identity.name, holding: streams.openByOf(identity.name, STREAM_LOGS) });
           const release = streams.admit(identity.name, method);
           const rpc = method.slice(method.lastIndexOf('/') + 1);
           metrics.activeStreams.inc({ rpc });

@@ -12,6 +12,8 @@ export class StreamRegistry {
   #open = new Set<AbortController>();
   #perIdentity = new Map<string, number>();
   #perMethod = new Map<string, number>();
+  /** Per identity and method: "identity\nmethod". */
+  #perIdentityMethod = new Map<string, number>();
 
   constructor(maxPerIdentity: number) {
     this.maxPerIdentity = maxPerIdentity;
@@ -34,18 +36,26 @@ export class StreamRegistry {
     }
     this.#perIdentity.set(identity, open + 1);
     this.#perMethod.set(method, (this.#perMethod.get(method) ?? 0) + 1);
+    const both = `${identity}\n${method}`;
+    this.#perIdentityMethod.set(both, (this.#perIdentityMethod.get(both) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       decrement(this.#perIdentity, identity);
       decrement(this.#perMethod, method);
+      decrement(this.#perIdentityMethod, both);
     };
   }
 
   /** Open streams of `method` ("/jobworker.v1.JobService/StreamLogs"). */
   openOf(method: string): number {
     return this.#perMethod.get(method) ?? 0;
+  }
+
+  /** Open streams of `method` that `identity` holds. */
+  openByOf(identity: string, method: string): number {
+    return this.#perIdentityMethod.get(`${identity}\n${method}`) ?? 0;
   }
 
   /** Open streams of `identity`. */

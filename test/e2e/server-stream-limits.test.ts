@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import type { JobworkerClient, LogMessageView } from '../../src/client';
+import { ClientError, type JobworkerClient, type LogMessageView } from '../../src/client';
+import { openFileCount } from '../../src/server/fd-budget';
 import { requireRoot } from '../helpers/root';
 import { codeOf, startTestServer, type TestServer } from '../helpers/test-server';
 
@@ -58,5 +59,43 @@ describe('streams per identity', requireRoot, () => {
       }
     }
     second.abort();
+  });
+});
+
+describe('log streams within the fd budget', requireRoot, () => {
+  it("one identity's log streams stop at its share of the fd budget, saying so; another identity's stream still opens", async () => {
+    // A budget of ~60 fds (what is open now is kept for the daemon), a tenth of it per identity's streams.
+    const fdServer = await startTestServer('stream-fd-share', { server: { fileDescriptors: { limit: openFileCount() + 60, reserve: 0, identityStreamShare: 0.1 } } });
+    const open: AbortController[] = [];
+    try {
+      const eve = await fdServer.client('eve', ['admin']);
+      const carol = await fdServer.client('carol', ['admin']);
+      const job = (await eve.startJob({ command: 'sh', args: ['-c', 'echo hi; exec sleep 1000'] })).id;
+      const follow = async (client: JobworkerClient, controller: AbortController): Promise<void> => {
+        await client.streamLogs({ jobId: job, follow: true }, controller.signal)[Symbol.asyncIterator]().next();
+      };
+      let refusal: ClientError | undefined;
+      for (let i = 0; i < 40 && refusal === undefined; i++) {
+        const controller = new AbortController();
+        try {
+          await follow(eve, controller);
+          open.push(controller);
+        } catch (error) {
+          assert.ok(error instanceof ClientError, String(error));
+          refusal = error;
+        }
+      }
+      assert.ok(refusal !== undefined, 'eve was never refused');
+      assert.equal(refusal.codeName, 'RESOURCE_EXHAUSTED');
+      assert.match(refusal.details, new RegExp(`^eve has ${open.length} log streams open, the most one identity may hold within the daemon's file descriptor budget \\(10% of \\d+ fds, 1 per log stream; fileDescriptors\\.identityStreamShare\\)$`));
+      assert.ok(open.length >= 3 && open.length <= 8, `${open.length} streams admitted`);
+      const carols = new AbortController();
+      await follow(carol, carols);
+      carols.abort();
+      await eve.stopJob(job, { graceMs: 0 });
+    } finally {
+      for (const controller of open) controller.abort();
+      await fdServer.close();
+    }
   });
 });

@@ -39,13 +39,15 @@ describe('the fd budget', () => {
     assert.ok(openFilesLimit().soft > 0);
   });
 
-  it('refuses a job past the budget or past one identity\'s share, naming the budget; connections get half', () => {
+  it('refuses a job or a log stream past the budget or past one identity\'s share, naming the budget; connections get half', () => {
     const held = { jobs: 0, connections: 0, logStreams: 0 };
     const budget = new FdBudget({ limit: 1124, reserved: 124 }, { runningJobs: () => held.jobs, connections: () => held.connections, logStreams: () => held.logStreams });
     assert.equal(budget.total, 1000);
     assert.equal(budget.connectionShare, 500);
-    budget.check('job', { name: 'alice', runningJobs: 99 });
-    assert.throws(() => budget.check('job', { name: 'alice', runningJobs: 100 }), /alice has 100 jobs running.*50% of 1000 fds, 5 per job/);
+    budget.check('job', { name: 'alice', holding: 99 });
+    assert.throws(() => budget.check('job', { name: 'alice', holding: 100 }), /alice has 100 jobs running.*50% of 1000 fds, 5 per job; fileDescriptors\.identityJobShare/);
+    budget.check('log stream', { name: 'eve', holding: 249 });
+    assert.throws(() => budget.check('log stream', { name: 'eve', holding: 250 }), /eve has 250 log streams open, the most one identity may hold .*25% of 1000 fds, 1 per log stream; fileDescriptors\.identityStreamShare/);
     held.connections = 500;
     assert.equal(budget.allows('connection'), false, 'connections stop at half the budget');
     held.jobs = Math.floor(500 / FDS_PER_JOB);
