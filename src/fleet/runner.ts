@@ -6,6 +6,7 @@
 // this daemon was cut off) gets its job stopped here.
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 
+import { JobworkerError } from '../errors';
 import type { Logger } from '../logger';
 import { isFinal, type JobStatus, type Worker } from '../worker';
 import type { CapacityGauge } from './capacity';
@@ -177,6 +178,10 @@ export class PoolRunner {
     try {
       // A retry on a host that ran an earlier attempt: that attempt's local record and log make way.
       const earlier = this.worker.get(record.id);
+      // Another identity's job of this host under the same id (a client chose it): never touched.
+      if (earlier !== undefined && earlier.owner !== record.owner) {
+        throw new JobworkerError('already-exists', `job id ${record.id} is another identity's job on this host`);
+      }
       if (earlier !== undefined && isFinal(earlier.state)) await this.worker.remove(record.id);
       await this.worker.start(
         {

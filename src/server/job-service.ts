@@ -81,7 +81,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   /** The job (by id or name: ./job-refs.ts) if the caller may see it; NOT_FOUND otherwise, whether or not it exists. */
   function visibleJob(identity: PeerIdentity, field: string, ref: string): LocatedJob {
     const id = jobIdOf(worker, identity, field, ref);
-    const located = locateJob(worker, deps.fleet(), id);
+    const located = locateJob(worker, deps.fleet(), id, identity.name);
     if (located === undefined || !canSeeJob(identity, ownerOf(located))) throw new NotFoundError(`job ${id} not found`);
     return located;
   }
@@ -97,6 +97,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         // isolation (or the uid an admin gave): names and isolation choices are not carried yet.
         if (request.userName !== '' || request.groupName !== '') throw new ValidationError('user_name', 'not for pool jobs (give user by number)');
         if (Object.keys(isolation).length > 0) throw new ValidationError('pool', 'pool jobs run with the runner daemon\'s default isolation: network, mounts, read_only_root and host_namespaces are not for pool jobs');
+        // An id chosen by the client must not be another identity's job here: its owner would lose
+        // sight of it behind the pool job's record (./job-sources.ts). Other hosts' runners check theirs.
+        if (request.jobId !== '' && (worker.get(request.jobId)?.owner ?? identity.name) !== identity.name) {
+          throw new JobworkerError('already-exists', `job id ${request.jobId} is already in use; choose another`);
+        }
         const job = await submitPoolJob(deps.fleet(), request, identity).catch((error: unknown) => {
           metrics.starts.inc({ result: 'error' });
           refusals.note('pool job not queued', identity.name, { who: identity.name, action: 'start', pool: request.pool, command: request.command.slice(0, 256), result: statusOf(error).details });
@@ -106,11 +111,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
         audit.info('pool job queued', { who: identity.name, action: 'start', job: job.id, pool: request.pool, command: request.command, result: 'ok' });
         return { job };
       }
-      let startFailed: (() => void) | undefined;
+      let startSettled: (() => void) | undefined;
       try {
-        // Checked and counted in the same turn as the Worker counts the job: concurrent starts cannot both fit.
+        // Checked and counted in one turn: concurrent starts cannot both fit (./owner-jobs.ts).
         fds.check('job', { name: identity.name, holding: ownerJobs.running(identity.name) });
-        startFailed = ownerJobs.starting(identity.name);
+        startSettled = ownerJobs.starting(identity.name);
         const job = await worker.start(
           {
             command: request.command,
@@ -125,11 +130,12 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
           },
           { ...(request.name === '' ? {} : { name: request.name }), labels: request.labels },
         );
+        startSettled();
         metrics.starts.inc({ result: 'ok' });
         audit.info('job started', { who: identity.name, action: 'start', job: job.id, ...(job.name === null ? {} : { name: job.name }), command: request.command, result: 'ok' });
         return { job: jobToPb(job.status()) };
       } catch (error) {
-        startFailed?.();
+        startSettled?.();
         metrics.starts.inc({ result: 'error' });
         if (error instanceof QuotaExceededError) metrics.quotaRefusals.inc({ quota: error.quota });
         // A writer can fail starts in a loop: aggregated per identity (./refusal-log.ts).

@@ -10,9 +10,23 @@ const FINAL: readonly PoolJobState[] = ['exited', 'failed', 'stopped', 'lost'];
 
 export type LocatedJob = { where: 'here'; job: Job; pool: PoolJob | undefined } | { where: 'pool'; pool: PoolJob };
 
-export function locateJob(worker: Worker, fleet: Fleet | null, id: string): LocatedJob | undefined {
-  const local = worker.get(id);
-  const pool = fleet?.get(id);
+/**
+ * A local job is a pool job's run here only if both have one owner: the runner starts it as the
+ * pool job's owner, and refuses an id another identity's job has here. Different owners: two jobs
+ * under one id (a client chose it on another host); `viewer` is answered the one it owns, anyone
+ * else (an admin) the local one.
+ */
+function isRunOf(local: Job, pool: PoolJob): boolean {
+  return local.owner === pool.status.owner;
+}
+
+export function locateJob(worker: Worker, fleet: Fleet | null, id: string, viewer?: string): LocatedJob | undefined {
+  let local = worker.get(id);
+  let pool = fleet?.get(id);
+  if (local !== undefined && pool !== undefined && !isRunOf(local, pool)) {
+    if (viewer === pool.status.owner) local = undefined;
+    else pool = undefined;
+  }
   if (pool === undefined) return local === undefined ? undefined : { where: 'here', job: local, pool };
   // Runs here, or ran here and is over (this daemon has its log).
   const ranHere = pool.placement.runnerHost === fleet!.host && isFinal(local?.state ?? 'starting') && FINAL.includes(pool.status.state);
@@ -67,12 +81,12 @@ function listedPool(pool: PoolJob): ListedJob {
 
 /** This daemon's own jobs (pool jobs are the fleet source's). */
 export function workerSource(worker: Worker, fleet: Fleet | null): JobSource {
-  const isPoolJob = (id: string) => fleet?.get(id) !== undefined;
+  const isPoolRun = (id: string, owner: string) => fleet?.get(id)?.status.owner === owner;
   return {
-    list: () => worker.list().filter((job) => !isPoolJob(job.id)).map((job) => listedLocal(job, undefined)),
+    list: () => worker.list().filter((job) => !isPoolRun(job.id, job.owner)).map((job) => listedLocal(job, undefined)),
     subscribe: (listener) =>
       worker.subscribe((event) => {
-        if (isPoolJob(event.status.id)) return;
+        if (isPoolRun(event.status.id, event.status.owner)) return;
         const status = event.status;
         listener({ id: status.id, owner: status.owner, name: status.name, labels: status.labels, state: status.state, createdAt: status.createdAt, bytes: () => statusBytes(status), toPb: () => jobToPb(status) }, event.previousState);
       }),

@@ -1,35 +1,32 @@
-// Running jobs per owner, as the server started them: what the fd budget's per-identity share is
-// checked against. Counted from the admission (before the Worker's start, so concurrent starts
-// cannot both slip under the share) to the job's final state (or the start's failure).
-import { isFinal, type Worker } from '../worker';
+// Running jobs per owner, for the fd budget's per-identity share: every running job of the owner
+// (the Worker's own count, pool jobs this daemon runs included: each holds its fds), plus the
+// server's starts of that owner's in flight (checked and counted in one turn, so that concurrent
+// starts cannot both slip under the share before the Worker counts them). A start in flight is
+// counted twice once the Worker has it, until it settles: the share is then met a moment early,
+// never passed.
+import type { Worker } from '../worker';
 
 export class OwnerJobCounts {
-  #running = new Map<string, number>();
-  #unsubscribe: () => void;
+  #starting = new Map<string, number>();
 
-  constructor(worker: Worker) {
-    this.#unsubscribe = worker.subscribe((event) => {
-      if (isFinal(event.status.state) && !isFinal(event.previousState)) this.#decrement(event.status.owner);
-    });
-  }
+  constructor(private readonly worker: Worker) {}
 
   running(owner: string): number {
-    return this.#running.get(owner) ?? 0;
+    return this.worker.quotaUsage(owner).runningJobs + (this.#starting.get(owner) ?? 0);
   }
 
-  /** Counts a start of `owner`'s; call the returned function if the start failed. */
+  /** Counts a start of `owner`'s in flight; call the returned function once it has settled, either way. */
   starting(owner: string): () => void {
-    this.#running.set(owner, this.running(owner) + 1);
-    return () => this.#decrement(owner);
+    this.#starting.set(owner, (this.#starting.get(owner) ?? 0) + 1);
+    let settled = false;
+    return () => {
+      if (settled) return;
+      settled = true;
+      const left = (this.#starting.get(owner) ?? 1) - 1;
+      if (left <= 0) this.#starting.delete(owner);
+      else this.#starting.set(owner, left);
+    };
   }
 
-  close(): void {
-    this.#unsubscribe();
-  }
-
-  #decrement(owner: string): void {
-    const left = this.running(owner) - 1;
-    if (left <= 0) this.#running.delete(owner);
-    else this.#running.set(owner, left);
-  }
+  close(): void {}
 }

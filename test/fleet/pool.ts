@@ -249,6 +249,25 @@ describe('a fleet of three daemons fed through NATS JetStream', requireRoot, () 
     assert.equal(stopped.job.outcome.stoppedBy, 'alice');
   });
 
+  it("a pool job id chosen to be another identity's local job never hides, removes or takes over that job", async () => {
+    const local = await bob[0]!.startJob({ command: 'sh', args: ['-c', 'echo bob; exit 7'] });
+    await watchUntil(bob[0]!, [local.id], isFinal, 20_000);
+    // Where the local job is, the id is refused at once.
+    assert.equal(await codeOf(alice[0]!.startJob(poolJob('sh', ['-c', 'echo alice'], { jobId: local.id }))), 'ALREADY_EXISTS');
+    // Elsewhere it is queued (that daemon cannot know): if it lands where bob's job is, that runner refuses it.
+    const pooled = await alice[1]!.startJob(poolJob('sh', ['-c', 'echo alice'], { jobId: local.id }));
+    const final = (await watchUntil(alice[1]!, [local.id], isFinal, 30_000)).get(local.id)!;
+    if (final.pool!.runnerHost === members[0]!.host) assert.match(final.outcome.reason ?? '', /another identity's job on this host/);
+    else assert.equal(final.state, 'exited');
+    assert.equal(pooled.id, local.id);
+    // Bob still sees his own job, exit code and output, from its daemon; alice sees hers there too.
+    const bobs = await bob[0]!.getJob(local.id);
+    assert.deepEqual([bobs.owner, bobs.state, bobs.outcome.exitCode], ['bob', 'failed', 7]);
+    assert.equal((await outputOf(bob[0]!, local.id)).stdout, 'bob\n');
+    assert.ok((await bob[0]!.listAllJobs()).some((j) => j.id === local.id && j.owner === 'bob'));
+    assert.equal((await alice[0]!.getJob(local.id)).owner, 'alice');
+  });
+
   it('a stop of a queued job takes it out of the queue', async () => {
     // 2 GiB fits no daemon (1 GiB each): it stays queued.
     const job = await alice[1]!.startJob(poolJob('true', [], { limits: { memoryBytes: 2 * 1024 ** 3 } }));
