@@ -43,7 +43,8 @@ export class SpawnError extends NativeError {}
 function nativeErrorKind(stage: NativeStage, code: string): ErrorKind {
   if (stage === 'exec' || stage === 'chdir' || stage === 'credentials') return 'invalid-argument';
   // A path of the request (a bind's source or target, a directory to hide or keep writable).
-  if (stage === 'mount' && ['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP'].includes(code)) return 'invalid-argument';
+  // EINVAL: a directory bound onto a file or a file onto a directory.
+  if (stage === 'mount' && ['ENOENT', 'ENOTDIR', 'EACCES', 'ELOOP', 'ENAMETOOLONG', 'EINVAL'].includes(code)) return 'invalid-argument';
   if (code === 'EAGAIN' || code === 'ENOMEM' || code === 'EMFILE' || code === 'ENFILE') return 'resource-exhausted';
   if (code === 'ENOSPC' || code === 'EDQUOT') return 'resource-exhausted';
   // The state directory's filesystem was made read-only: the daemon serves reads, not starts.

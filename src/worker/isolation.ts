@@ -1,6 +1,7 @@
 // How a job is isolated from the host and from other jobs: which namespaces it gets, its network,
 // a read-only root, bind mounts. The Worker applies its defaults and the rules that make the
 // combination safe; who may ask for what is the server's business (src/server/isolation-policy.ts).
+import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { ValidationError } from '../errors';
@@ -64,11 +65,25 @@ function isNetworkMode(value: unknown): value is NetworkMode {
   return value === 'host' || value === 'none';
 }
 
+/** PATH_MAX less its NUL, and NAME_MAX: the kernel refuses longer (ENAMETOOLONG). */
+const PATH_BYTES = 4095;
+const NAME_BYTES = 255;
+
 function checkPath(field: string, value: unknown): string {
   if (typeof value !== 'string' || !path.isAbsolute(value)) throw new ValidationError(field, 'must be an absolute path');
   if (value.includes('\0')) throw new ValidationError(field, 'must not contain NUL bytes');
-  if (Buffer.byteLength(value) > 4096) throw new ValidationError(field, 'is longer than 4096 bytes');
+  if (Buffer.byteLength(value) > PATH_BYTES) throw new ValidationError(field, `is longer than ${PATH_BYTES} bytes`);
+  if (value.split('/').some((name) => Buffer.byteLength(name) > NAME_BYTES)) throw new ValidationError(field, `has a name longer than ${NAME_BYTES} bytes`);
   return path.resolve(value);
+}
+
+/** `p` with its symbolic links resolved; `p` itself if it cannot be (the bind then fails, saying why). */
+function realPathOrSelf(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
 }
 
 const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith('/') ? outer : `${outer}/`);
@@ -122,9 +137,12 @@ export function resolveIsolation(spec: JobIsolationSpec | undefined, context: Is
     const source = checkPath(`${field}.source`, mount?.source);
     const target = checkPath(`${field}.target`, mount?.target);
     if (target === '/') throw new ValidationError(`${field}.target`, 'must not be / (use readOnlyRoot for the root)');
-    for (const hidden of context.hiddenPaths) {
-      if (within(source, hidden) || within(hidden, source)) {
-        throw new ValidationError(`${field}.source`, `${source} would show ${hidden}, which no job may see`);
+    // As named and after its links (the bind follows them): a link to the state directory is it.
+    for (const named of new Set([source, realPathOrSelf(source)])) {
+      for (const hidden of context.hiddenPaths) {
+        if (within(named, hidden) || within(hidden, named)) {
+          throw new ValidationError(`${field}.source`, `${source} would show ${hidden}, which no job may see`);
+        }
       }
     }
     return { source, target, readOnly: mount.readOnly === true };

@@ -10,7 +10,7 @@ import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
-import { HOST_ISOLATION, type JobIsolation } from './isolation';
+import { HOST_ISOLATION, type BindMount, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
 import { NO_LABELS } from './job-labels';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
@@ -173,8 +173,18 @@ function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs, ownMounts: bo
   let why: string;
   if (error.code === 'EACCES' || error.code === 'EPERM') why = `${user} cannot enter it (${error.code})`;
   else if ((error.code === 'ENOENT' || error.code === 'ENOTDIR') && ownMounts && isHostDirectory(cwd)) why = `not a directory in the job's view of the host (${error.code}): /tmp, /var/tmp and /dev/shm are private to each job, and the daemon's own directories are hidden`;
-  else return undefined;
+  else return new ValidationError('cwd', `${cwd} is not a directory the job can enter (${error.code}); give an existing directory, or no cwd for a scratch directory of its own`, { cause: error });
   return new JobworkerError('failed-precondition', `cwd ${cwd}: ${why}; give a directory that user may use, or no cwd for a scratch directory of its own`, { cause: error });
+}
+
+/** A bind the spawn could not make, as the request's field (`isolation.mounts[i].source` or `.target`). */
+function unusableMount(error: unknown, mounts: readonly BindMount[]): ValidationError | undefined {
+  if (!(error instanceof SpawnError) || error.stage !== 'mount' || error.kind !== 'invalid-argument' || error.path === undefined) return undefined;
+  const at = mounts.findIndex((m) => m.source === error.path || m.target === error.path);
+  if (at < 0) return undefined;
+  const end = mounts[at]!.source === error.path ? 'source' : 'target';
+  const why = error.code === 'EINVAL' ? 'a directory can be bound only onto a directory, and a file onto a file' : error.code === 'ENOENT' ? 'no such file or directory' : error.code;
+  return new ValidationError(`isolation.mounts[${at}].${end}`, `${error.path}: ${why} (${error.code})`, { cause: error });
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
@@ -337,6 +347,7 @@ export class Job {
       await this.#forget(); // at most a header was written
       throw (
         unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
+        unusableMount(error, this.#record.isolation!.mounts) ??
         (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
       );
     }

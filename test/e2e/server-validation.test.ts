@@ -1,6 +1,6 @@
 // Bad requests: each answers its documented code and a message naming the field; nothing starts.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -48,6 +48,9 @@ const big = 'x'.repeat(128 * 1024 + 1);
 const privateDir = mkdtempSync(path.join(tmpdir(), 'jobworker-validation-'));
 const hiddenFile = path.join(privateDir, 'secret');
 writeFileSync(hiddenFile, 'x');
+// A link to a directory no job may see (the daemon's state directory; made once the server runs):
+// binding it would bind what it points to.
+const linkToHidden = path.join(privateDir, 'link');
 const unreachable = /^limits\.io\[0\]\.device: \S+ does not exist or is not a path every user may look up/;
 
 const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
@@ -62,7 +65,7 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['missing program', { command: '/nonexistent/tool' }, 'INVALID_ARGUMENT', /^command: not found: \/nonexistent\/tool \(ENOENT\)$/],
   ['a program in no PATH directory', { command: 'no-such-tool', env: { PATH: '/usr/bin:/bin' } }, 'INVALID_ARGUMENT', /^command: not found: "no-such-tool" is in none of the PATH directories \/usr\/bin:\/bin$/],
   ['a file that is not executable', { command: '/proc/version' }, 'INVALID_ARGUMENT', /^command: not executable: \/proc\/version: EACCES: permission denied/],
-  ['cwd that does not exist', { command: 'true', cwd: '/nonexistent' }, 'INVALID_ARGUMENT', /chdir to \/nonexistent: ENOENT/],
+  ['cwd that does not exist', { command: 'true', cwd: '/nonexistent' }, 'INVALID_ARGUMENT', /^cwd: \/nonexistent is not a directory the job can enter \(ENOENT\); give an existing directory, or no cwd for a scratch directory of its own$/],
   ['negative-looking huge cpu', { command: 'true', limits: { cpu: -1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be between/],
   ['more CPUs than the host has', { command: 'true', limits: { cpu: availableParallelism() + 1, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be at most \d+ \(the CPUs of this host\)/],
   ['NaN cpu', { command: 'true', limits: { cpu: Number.NaN, io: [] } }, 'INVALID_ARGUMENT', /^limits\.cpu: must be a finite number$/],
@@ -83,12 +86,18 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['io on a path that does not exist', { command: 'true', limits: { io: [{ device: '/nonexistent/disk', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
   ['io on a file in a private directory (answered as if missing)', { command: 'true', limits: { io: [{ device: hiddenFile, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
   ['io on a device path over 4095 characters', { command: 'true', limits: { io: [{ device: `/${'a/'.repeat(3000)}`, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be at most 4095 characters/],
+  ['a bind whose source does not exist', { command: 'true', mounts: [{ source: '/nonexistent-src', target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: \/nonexistent-src: no such file or directory \(ENOENT\)$/],
+  ['a directory bound onto a file', { command: 'true', mounts: [{ source: '/usr', target: '/etc/hostname', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.target: \/etc\/hostname: a directory can be bound only onto a directory, and a file onto a file \(EINVAL\)$/],
+  ['a bind path with a name over 255 bytes', { command: 'true', mounts: [{ source: `/${'a'.repeat(256)}`, target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: has a name longer than 255 bytes$/],
+  ['a bind path over 4095 bytes', { command: 'true', mounts: [{ source: '/usr', target: `/${'b/'.repeat(2048)}`, readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.target: is longer than 4095 bytes$/],
+  ['a bind of a link to a hidden directory', { command: 'true', mounts: [{ source: linkToHidden, target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: \S+ would show \S+, which no job may see$/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
 
 describe('request validation', requireRoot, () => {
   before(async () => {
     t = await startTestServer('validation');
+    symlinkSync(t.worker.stateDir, linkToHidden);
     client = await t.client('val', ['admin']);
     const files = await t.pki.client({ name: 'val-raw', roles: ['admin'] });
     rawStub = t.stub(rawChannelCredentialsFromFiles(files));

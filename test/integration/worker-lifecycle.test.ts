@@ -119,7 +119,7 @@ describe('worker lifecycle', requireRoot, () => {
 describe('start failures leave nothing behind', requireRoot, () => {
   const cases: [string, Parameters<TestWorker['worker']['start']>[0], (e: unknown) => boolean][] = [
     ['missing binary', { command: '/nonexistent/tool' }, (e) => e instanceof CommandError && e.problem === 'not-found' && e.code === 'ENOENT' && e.cause instanceof SpawnError],
-    ['bad cwd', { command: 'true', cwd: '/nonexistent' }, (e) => e instanceof SpawnError && e.stage === 'chdir'],
+    ['bad cwd', { command: 'true', cwd: '/nonexistent' }, (e) => e instanceof ValidationError && e.field === 'cwd' && e.cause instanceof SpawnError && e.cause.stage === 'chdir'],
     ['empty command', { command: '' }, (e) => e instanceof ValidationError && e.field === 'command'],
     ['NUL in an argument', { command: 'echo', args: ['a\0b'] }, (e) => e instanceof ValidationError && e.field === 'args[0]'],
     ['relative cwd', { command: 'true', cwd: 'tmp' }, (e) => e instanceof ValidationError && e.field === 'cwd'],
