@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 
 import { JobworkerError, ValidationError } from '../errors';
 import type { Logger } from '../logger';
-import { resolveJobSpec, validateLimits, type JobOutcome, type JobStatus, type Worker } from '../worker';
+import { checkJobUser, resolveJobSpec, validateLimits, type JobOutcome, type JobStatus, type Worker } from '../worker';
 import { CapacityGauge, type CapacityConfig } from './capacity';
 import { Heartbeat, heartbeatTimings, openHostsBucket } from './heartbeat';
 import { PoolJobTable } from './job-table';
@@ -134,6 +134,8 @@ export class Fleet {
     }
     resolveJobSpec({ command: spec.command, args: spec.args, ...(spec.env === null ? {} : { env: spec.env }), ...(spec.cwd === null ? {} : { cwd: spec.cwd }), owner: submission.owner });
     validateLimits(spec.limits);
+    // Checked here, not first on the runner: a bad user would be queued and fail only there.
+    if (spec.user !== null) checkJobUser('user', { ...spec.user, kind: 'requested' });
     if (!(await this.#queue.exists(pool))) {
       throw new JobworkerError('failed-precondition', `pool ${pool}: no daemon serves it (no daemon has it in fleet.pools)`);
     }

@@ -69,6 +69,10 @@ export function userChoiceOf(request: pb.StartJobRequest, identity: PeerIdentity
     if (request.groupName !== '') throw new ValidationError('group_name', 'only with user_name');
     if (request.user.name !== '') throw new ValidationError('user.name', 'is set by the daemon in a Job; ask by name with user_name');
     if (request.user.kind !== pb.UserKind.USER_KIND_UNSPECIFIED) throw new ValidationError('user.kind', 'is set by the daemon in a Job');
+    if (request.user.uid !== 0 && request.user.gid === 0) {
+      // Unset and 0 are one on the wire: a client that gave a uid alone would get root's group.
+      throw new ValidationError('user.gid', `give the primary group of uid ${request.user.uid} too (0, root's group, cannot be told from unset here; ask for it by name with user_name and group_name)`);
+    }
     return { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups, kind: 'requested' };
   }
   if (request.userName !== '') {

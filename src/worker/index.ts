@@ -5,7 +5,7 @@ export type { RecoveryReport, StateDamage } from './recovery';
 export type { CompactionPolicy, JournalStats } from './journal';
 export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
 export { CommandError, type CommandProblem } from './command-error';
-export { type JobSpec, type JobNaming, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, resolveJobSpec } from './job-spec';
+export { type JobSpec, type JobNaming, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, checkJobUser, resolveJobSpec } from './job-spec';
 export { LABEL_BOUNDS, checkJobName, checkLabels, parseLabelSelector, matchesLabels, type LabelTerm } from './job-labels';
 export { NAMESPACE_NAMES, ISOLATION_BOUNDS, type NamespaceName, type NetworkMode, type BindMount, type JobIsolationSpec, type JobIsolation, type IsolationDefaults } from './isolation';
 export { DEFAULT_DYNAMIC_UID_RANGE, checkDynamicUidRange, type DynamicUidRange } from './dynamic-uids';

@@ -91,6 +91,7 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['a bind path with a name over 255 bytes', { command: 'true', mounts: [{ source: `/${'a'.repeat(256)}`, target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: has a name longer than 255 bytes$/],
   ['a bind path over 4095 bytes', { command: 'true', mounts: [{ source: '/usr', target: `/${'b/'.repeat(2048)}`, readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.target: is longer than 4095 bytes$/],
   ['a bind of a link to a hidden directory', { command: 'true', mounts: [{ source: linkToHidden, target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: \S+ would show \S+, which no job may see$/],
+  ['a uid without its group (0 and unset are one on the wire)', { command: 'id', user: { uid: 1000, gid: 0 } }, 'INVALID_ARGUMENT', /^user\.gid: give the primary group of uid 1000 too \(0, root's group, cannot be told from unset here; ask for it by name with user_name and group_name\)$/],
   ['io on a relative device', { command: 'true', limits: { io: [{ device: 'vda', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be an absolute path or MAJ:MIN/],
 ];
 

@@ -682,7 +682,11 @@ export interface StartJobRequest_LabelsEntry {
 export interface JobUser {
   /** User id, 0..4294967294. */
   uid: number;
-  /** Primary group id, 0..4294967294. */
+  /**
+   * Primary group id, 0..4294967294. Required in a request with a uid other than 0: proto3 cannot
+   * tell 0 (root's group) from unset, so that pair is refused; ask for group 0 by name instead
+   * (user_name + group_name).
+   */
   gid: number;
   /** Supplementary group ids (at most 64); empty: none. */
   groups: number[];
