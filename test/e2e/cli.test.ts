@@ -291,6 +291,7 @@ describe('job-cli against a daemon', requireRoot, () => {
       assert.deepEqual(await only(['--stdout']).then((r) => [r.stdout, r.stderr]), ['1\n2\n3\n4\n5\n', '']);
       assert.deepEqual(await only(['--stderr']).then((r) => [r.stdout, r.stderr]), ['', 'e1\ne2\n']);
       assert.equal((await only(['--stdout', '--tail', '2'])).stdout, '4\n5\n');
+      assert.deepEqual(await only(['--tail', '0']).then((r) => [r.stdout, r.stderr]), ['', ''], 'none of the output so far, as tail -n 0');
       assert.equal((await only(['--since', '1h'])).stdout, '1\n2\n3\n4\n5\n');
       assert.equal((await only(['--since', new Date(Date.now() + 3_600_000).toISOString()])).stdout, '');
       const stamped = await only(['--timestamps', '--stdout', '--no-follow']);

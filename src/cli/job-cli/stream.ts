@@ -43,7 +43,7 @@ export class StreamCommand extends ClientCommand {
   stdoutOnly = Option.Boolean('--stdout', false, { description: 'only the job\'s stdout' });
   stderrOnly = Option.Boolean('--stderr', false, { description: 'only the job\'s stderr' });
   timestamps = Option.Boolean('--timestamps', false, { description: 'start each line with the time it was captured (RFC 3339, UTC)' });
-  tail = Option.String('--tail', { description: 'start N lines before the end of the output so far' });
+  tail = Option.String('--tail', { description: 'start N lines before the end of the output so far (0: only what comes next)' });
   since = Option.String('--since', { description: 'only output captured since: a duration ago (10m, 1h) or an RFC 3339 time' });
   job = Option.String({ name: 'JOB' });
 
@@ -57,6 +57,12 @@ export class StreamCommand extends ClientCommand {
 
     const client = await this.connect();
     request.jobId = await this.resolveJobId(client, this.job);
+    if (request.tailLines === 0) {
+      // The API reads tail_lines 0 as "no tail" (the whole log); `--tail 0` means none of the
+      // output so far, as with tail -n 0: start at the log's end now (a record boundary).
+      delete request.tailLines;
+      request.fromOffset = (await client.getJob(request.jobId)).log.sizeBytes;
+    }
     const abort = new AbortController();
     const onPipeError = (error: NodeJS.ErrnoException) => {
       if (error.code === 'EPIPE') abort.abort();
