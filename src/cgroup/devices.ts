@@ -83,17 +83,18 @@ function quotedPath(target: string): string {
 
 /**
  * Whether every user may look `target` up: each directory on the way to it, as named and after its
- * symbolic links are resolved, is searchable by others (ACLs aside).
+ * symbolic links are resolved, is searchable by others (ACLs aside). A missing target is judged by
+ * its directory: that it is missing is then no secret.
  */
 async function everyoneCanReach(target: string): Promise<boolean> {
-  let real: string;
+  const directories = new Set([path.dirname(path.resolve(target))]);
   try {
-    real = await fsp.realpath(target);
+    directories.add(path.dirname(await fsp.realpath(target)));
   } catch {
-    return false;
+    // missing (or a dangling link): the directory it would be in decides
   }
-  for (const named of new Set([path.resolve(target), real])) {
-    for (let dir = path.dirname(named); ; dir = path.dirname(dir)) {
+  for (const directory of directories) {
+    for (let dir = directory; ; dir = path.dirname(dir)) {
       try {
         if ((Number((await fsp.stat(dir)).mode) & 0o001) === 0) return false;
       } catch {
@@ -176,7 +177,8 @@ async function findBlockDevice(spec: string | undefined, cwd: string, options: D
   const what = spec === undefined ? `the working directory ${cwd} is on` : undefined;
   if (!path.isAbsolute(target)) throw new ValidationError(field, `must be an absolute path or MAJ:MIN, got ${JSON.stringify(target)}`);
   if (spec !== undefined && options.fromClient === true && !(await everyoneCanReach(target))) {
-    // One answer for "missing" and "hidden": which of the two it is is not the client's to learn.
+    // One answer for "missing" and "hidden" behind a private directory: which of the two it is is
+    // not the client's to learn.
     throw new ValidationError(field, `${quotedPath(target)} does not exist or is not a path every user may look up (each directory on the way searchable by all); name a device node (/dev/sda), MAJ:MIN, or a path on the disk outside private directories`);
   }
   let stat;

@@ -622,9 +622,41 @@ export class Job {
     await this.#launched;
     this.#throwIfNeverStarted();
     if (this.#removing) throw new NotFoundError(`job ${this.id} not found (removed)`);
+    // Counted for beginRemoval(); in this very generator (another one in between would cost every
+    // record a promise more).
     this.#logReaders++;
     try {
-      yield* this.#readLogs(options);
+      const { tailLines, scanSlot, ...follow } = options;
+      if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
+        throw new ValidationError('tailLines', 'must be a non-negative integer');
+      }
+      const source = this.#log.log;
+      if (tailLines === undefined && follow.sinceNs === undefined) {
+        yield* followLog(source, follow);
+        return;
+      }
+      const release = await scanSlot?.();
+      let start: LogStart;
+      try {
+        start = await findStart(source.path, {
+          from: follow.from,
+          until: source.committed(),
+          tailLines,
+          sinceNs: follow.sinceNs,
+          streams: follow.streams,
+        });
+      } finally {
+        release?.();
+      }
+      let skip = start.skip;
+      for await (const record of followLog(source, { ...follow, from: start.from })) {
+        if (skip > 0) {
+          yield { ...record, data: record.data.subarray(skip) };
+          skip = 0;
+        } else {
+          yield record;
+        }
+      }
     } catch (error) {
       // Removed while this reader was on its way to the file: it is gone, as the job is.
       if (this.#removing && errorCode(error) === 'ENOENT') throw new NotFoundError(`job ${this.id} not found (removed)`);
@@ -642,40 +674,6 @@ export class Job {
   beginRemoval(): { readersOpen: boolean; cancel(): void } {
     this.#removing = true;
     return { readersOpen: this.#logReaders > 0, cancel: () => (this.#removing = false) };
-  }
-
-  async *#readLogs(options: LogOptions): AsyncGenerator<LogRecord> {
-    const { tailLines, scanSlot, ...follow } = options;
-    if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
-      throw new ValidationError('tailLines', 'must be a non-negative integer');
-    }
-    const source = this.#log.log;
-    if (tailLines === undefined && follow.sinceNs === undefined) {
-      yield* followLog(source, follow);
-      return;
-    }
-    const release = await scanSlot?.();
-    let start: LogStart;
-    try {
-      start = await findStart(source.path, {
-        from: follow.from,
-        until: source.committed(),
-        tailLines,
-        sinceNs: follow.sinceNs,
-        streams: follow.streams,
-      });
-    } finally {
-      release?.();
-    }
-    let skip = start.skip;
-    for await (const record of followLog(source, { ...follow, from: start.from })) {
-      if (skip > 0) {
-        yield { ...record, data: record.data.subarray(skip) };
-        skip = 0;
-      } else {
-        yield record;
-      }
-    }
   }
 
   /**
