@@ -94,9 +94,14 @@ async function serveStream<Req, Res>(
   call.on('cancelled', onCancel);
   call.on('error', onCancel);
   const untrack = context.streams.track(abort);
+  let expiry: { cancel(): void } | undefined;
   try {
     const identity = peerIdentityOf(call);
     checkAvailable(context);
+    // A stream lasts as long as its client wants: not past the certificate it was admitted with.
+    expiry = atTime(identity.notAfter, () =>
+      abort.abort(new JobworkerError('unauthenticated', `the certificate of ${identity.name} expired on ${identity.notAfter.toISOString()}; reconnect with a renewed one`)),
+    );
     const control: StreamControl<Res> = { write: backPressuredWriter(call, abort.signal), signal: abort.signal, end: (error) => abort.abort(error) };
     await body(decoded(call.request), identity, control);
     metrics.requests.inc({ method: rpc, code: 'OK' });
@@ -111,7 +116,23 @@ async function serveStream<Req, Res>(
       call.emit('error', serviceError(status));
     }
   } finally {
+    expiry?.cancel();
     untrack();
     call.off('cancelled', onCancel);
   }
+}
+
+/** setTimeout's longest delay (~24.8 days): a longer wait is made of several. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** Calls `fire` at `when` (at once if it is past), without keeping the process alive for it. */
+export function atTime(when: Date, fire: () => void): { cancel(): void } {
+  let timer: NodeJS.Timeout;
+  const arm = (): void => {
+    const left = when.getTime() - Date.now();
+    if (left <= 0) return fire();
+    timer = setTimeout(arm, Math.min(left, LONGEST_TIMER_MS)).unref();
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
 }

@@ -164,6 +164,13 @@ export class GrpcListener {
     return closed;
   }
 
+  /** Closes every connection open now (new ones are accepted as before); returns how many. */
+  closeConnections(): number {
+    const open = [...this.#sockets];
+    for (const socket of open) socket.destroy();
+    return open.length;
+  }
+
   /** Stops accepting connections (open ones are left to grpc-js's shutdown). */
   stopAccepting(): void {
     this.#net.close();

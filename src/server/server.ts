@@ -308,11 +308,18 @@ export class JobworkerServer {
     return new JobworkerServer({ server, listeners, port: listeners[0]!.port, credentials, health, metrics, streams, shuttingDown, logger, refusals, ownerJobs, fds, fleet });
   }
 
-  /** Re-reads the TLS files (SIGHUP). New connections get them; established ones and jobs are untouched. */
+  /**
+   * Re-reads the TLS files (SIGHUP). New connections get them; jobs are untouched. Established
+   * connections are kept, unless the client CAs changed: each was verified against the old ones
+   * only, so they are closed (their clients reconnect, and are verified against the new ones).
+   */
   async reloadTls(): Promise<void> {
+    const caBefore = this.#credentials.material.caPem;
     const material = await reloadServerCredentials(this.#credentials);
     for (const warning of material.warnings) this.#logger.warn(warning, { file: material.paths.certificatePath });
-    this.#logger.info('TLS certificates reloaded', { certificate: material.paths.certificatePath });
+    let closed = 0;
+    if (material.caPem !== caBefore) for (const listener of this.#listeners) closed += listener.closeConnections();
+    this.#logger.info('TLS certificates reloaded', { certificate: material.paths.certificatePath, ...(material.caPem !== caBefore ? { caChanged: true, connectionsClosed: closed } : {}) });
   }
 
   /**

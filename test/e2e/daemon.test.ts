@@ -135,6 +135,48 @@ describe('the daemon process', requireRoot, () => {
     });
   });
 
+  it('SIGHUP with new client CAs closes the connections verified under the old ones: an old client is cut off, a new CA\'s client connects', async () => {
+    // Files of its own: the test PKI's CA file is every other test's too.
+    const own = mkdtempSync(path.join(dir, 'rotate-'));
+    const first = await pki.server(undefined, 'rotating-server');
+    const tls = { caPath: path.join(own, 'ca.pem'), certificatePath: path.join(own, 'server.pem'), privateKeyPath: path.join(own, 'server-key.pem') };
+    const install = (files: { caPath: string; certificatePath: string; privateKeyPath: string }) => {
+      copyFileSync(files.caPath, tls.caPath);
+      copyFileSync(files.certificatePath, tls.certificatePath);
+      copyFileSync(files.privateKeyPath, tls.privateKeyPath);
+    };
+    install(first);
+    const daemon = startDaemonProcess({ ...setup(), tls: { ...first, ...tls } });
+    const next = await createTestPki();
+    try {
+      const port = await daemon.port();
+      const old = await clientFor(port);
+      const watching = (async () => {
+        try {
+          for await (const _ of old.watchJobs({})) void _;
+          return 'ended';
+        } catch (error) {
+          return (error as { codeName?: string }).codeName ?? String(error);
+        }
+      })();
+      await old.listJobs();
+      install(await next.server(undefined, 'new-ca-server'));
+      daemon.child.kill('SIGHUP');
+      const reloaded = await daemon.waitFor((l) => l.msg === 'TLS certificates reloaded');
+      assert.equal(reloaded.caChanged, true);
+      assert.ok(Number(reloaded.connectionsClosed) >= 1, JSON.stringify(reloaded));
+      assert.equal(await watching, 'UNAVAILABLE', 'the open stream ended');
+      await assert.rejects(old.listJobs(), (error: unknown) => (error as { codeName?: string }).codeName === 'UNAVAILABLE', 'its certificate is not trusted any more');
+      old.close();
+      const fresh = await JobworkerClient.connect({ address: `localhost:${port}`, tls: await next.client({ name: 'ops', roles: ['admin'] }) });
+      assert.ok(Array.isArray(await fresh.listAllJobs()));
+      fresh.close();
+    } finally {
+      await daemon.stop();
+      next.remove();
+    }
+  });
+
   it('SIGTERM stops running jobs (recorded as stopped), ends streams, removes cgroups; a restart keeps the history', async () => {
     const base = setup();
     const tls = await pki.server();

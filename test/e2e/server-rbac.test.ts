@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 
 import type { ChannelCredentials } from '@grpc/grpc-js';
 
-import { ClientError, type JobworkerClient, type JobView, type LogMessageView, type JobChangeView } from '../../src/client';
+import { ClientError, JobworkerClient, type JobView, type LogMessageView, type JobChangeView } from '../../src/client';
 import { HealthCheckResponse_ServingStatus as ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
 import * as reflectionV1 from '../../src/gen/grpc/reflection/v1/reflection';
 import * as reflectionV1alpha from '../../src/gen/grpc/reflection/v1alpha/reflection';
@@ -165,6 +165,30 @@ describe('role-based access', requireRoot, () => {
     let out = '';
     for await (const message of admin.streamLogs({ jobId: job.id, follow: true })) for (const c of message.chunks) out += c.data.toString();
     assert.equal(out, '65534\n');
+  });
+
+  it('an open stream ends UNAUTHENTICATED when the certificate it was admitted with expires', async () => {
+    const notAfter = new Date(Math.ceil(Date.now() / 1000) * 1000 + 3000); // a certificate's times are whole seconds
+    const brief = await craftCertificate({ subject: [{ CN: ['brief'] }], issuer: t.pki.ca, roles: ['admin'], notAfter });
+    const files = await t.pki.write(brief, 'brief');
+    const client = await JobworkerClient.connect({ address: t.address, tls: files });
+    try {
+      const ended = (async () => {
+        try {
+          for await (const _ of client.watchJobs({})) void _;
+          return { code: 'OK', details: '' };
+        } catch (error) {
+          assert.ok(error instanceof ClientError, String(error));
+          return { code: error.codeName, details: error.details };
+        }
+      })();
+      const { code, details } = await ended;
+      assert.ok(Date.now() >= notAfter.getTime(), 'not before the certificate expired');
+      assert.equal(code, 'UNAUTHENTICATED');
+      assert.equal(details, `the certificate of brief expired on ${notAfter.toISOString()}; reconnect with a renewed one`);
+    } finally {
+      client.close();
+    }
   });
 
   it('a certificate without roles may call nothing on the job service', async () => {
