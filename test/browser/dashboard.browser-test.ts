@@ -153,6 +153,8 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     await error.filter({ hasText: /^--memory: (?!"MB" is ambiguous)/ }).waitFor();
     await screenshot(page, 'start');
     await page.fill('input[name="memory"]', '64M');
+    await page.fill('input[name="name"]', 'from-the-form');
+    await page.fill('textarea[name="label"]', 'tier=front\n\nnote=two words');
     await page.click('button[type="submit"]');
     await page.waitForURL(/#\/jobs\/alpha\/[0-9a-f-]{36}$/);
     const id = page.url().split('/').at(-1)!;
@@ -163,6 +165,8 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
     const job = await onAlpha.getJob(id);
     assert.equal(job.owner, 'ada');
     assert.equal(job.limits.memoryBytes, 64 * MiB);
+    assert.equal(job.name, 'from-the-form');
+    assert.deepEqual(job.labels, { tier: 'front', note: 'two words' });
   });
 
   it('lists a job with a long command line in part, saying how many arguments are left out; its page shows every one, also after a change', async () => {

@@ -109,6 +109,8 @@ function withoutBlanks(form: JobSpecFlags): JobSpecFlags {
     user: text(form.user),
     pool: text(form.pool),
     retries: text(form.retries),
+    name: text(form.name),
+    label: lines(form.label)?.map((line) => line.trim()),
   };
 }
 
