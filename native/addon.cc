@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include <cerrno>
@@ -17,6 +18,13 @@
 #include "log_writer.h"
 #include "reactor.h"
 #include "spawn.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 namespace jw {
 namespace {
@@ -613,6 +621,34 @@ Napi::Value ReadCached(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n < 0 ? -1.0 : static_cast<double>(n));
 }
 
+// pidfdOpen(pid) -> an fd that names that process and no other (pidfd_open), or -1 if no process
+// has the pid now. The caller closes it. With pidfdSendSignal, signalling a pid read from a list
+// cannot reach a process that took the pid over after the list was read (see job-processes.ts).
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "pidfdOpen(pid): a pid is required");
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  if (pid <= 0) throw Napi::RangeError::New(env, "pidfdOpen: the pid must be positive");
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd >= 0) {
+    // pidfd_open's fds are close-on-exec already (O_CLOEXEC is implied); said here for the reader.
+    return Napi::Number::New(env, fd);
+  }
+  if (errno == ESRCH) return Napi::Number::New(env, -1);
+  throw native_error_to_js(env, NativeError{Stage::kFsOps, errno, "pidfd_open"});
+}
+
+// pidfdSendSignal(fd, signo) -> true if sent, false if that process has exited.
+Napi::Value PidfdSendSignal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "pidfdSendSignal(fd, signo) required");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int signo = info[1].As<Napi::Number>().Int32Value();
+  if (syscall(SYS_pidfd_send_signal, fd, signo, nullptr, 0) == 0) return Napi::Boolean::New(env, true);
+  if (errno == ESRCH) return Napi::Boolean::New(env, false);
+  throw native_error_to_js(env, NativeError{Stage::kFsOps, errno, "pidfd_send_signal"});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
@@ -628,6 +664,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("LogBudget", budget_class);
   exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
   exports.Set("readCached", Napi::Function::New(env, ReadCached, "readCached"));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
+  exports.Set("pidfdSendSignal", Napi::Function::New(env, PidfdSendSignal, "pidfdSendSignal"));
   return exports;
 }
 

@@ -62,8 +62,11 @@ export interface JobCgroup {
   readonly path: string;
   /** A snapshot of its resource use, read in one batch. */
   stats(): Promise<CgroupStats>;
-  /** Sends `signal` to every process in the job; returns how many were signalled. */
-  signalAll(signal: NodeJS.Signals): Promise<number>;
+  /**
+   * Sends `signal` to every process in the job through `signaller` (which pins each process before
+   * it is signalled); returns how many were signalled.
+   */
+  signalAll(signal: NodeJS.Signals, signaller: PinnedSignaller): Promise<number>;
   /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */
   kill(): Promise<void>;
   /** Resolves true once no process is left (cgroup.events "populated 0"), false on timeout. */
@@ -158,3 +161,16 @@ export interface CgroupDriver {
 
 /** Default pids.max, so a fork bomb in one job cannot exhaust the host's pids. */
 export const DEFAULT_PIDS_MAX = 4096;
+
+/**
+ * Signals a process named by a handle taken while it had the pid (a pidfd: native/), so that a
+ * signal never reaches a process that took the pid over later. The cgroup layer spawns nothing and
+ * signals nothing by number; the worker hands it this.
+ */
+export interface PinnedSignaller {
+  /** A handle naming the process that has `pid` now; null if none has. Released with release(). */
+  pin(pid: number): number | null;
+  /** True if sent, false if that process has exited. */
+  send(handle: number, signal: NodeJS.Signals): boolean;
+  release(handle: number): void;
+}

@@ -152,6 +152,10 @@ export interface Binding {
   tryLockExclusive(fd: number): boolean;
   /** preadv2(RWF_NOWAIT) on the calling thread: bytes read, or -1 when not served from the page cache. */
   readCached(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number;
+  /** pidfd_open(pid): an fd naming that very process (close it), or -1 if no process has the pid. */
+  pidfdOpen(pid: number): number;
+  /** pidfd_send_signal: true if sent, false if the process has exited. */
+  pidfdSendSignal(fd: number, signo: number): boolean;
 }
 
 /** Whether `error` was made by the addon (native_error_to_js). */

@@ -1,4 +1,7 @@
 // The typed face of the native core (native/): spawning, capture, exit, filesystem ops.
+import { closeSync } from 'node:fs';
+import { constants } from 'node:os';
+
 import { binding } from './binding';
 
 export { execCandidates, DEFAULT_PATH } from './exec-path';
@@ -31,6 +34,24 @@ export function readCached(fd: number, buffer: Uint8Array, offset: number, lengt
 }
 
 /** Gives the C allocator's free memory back to the kernel (glibc malloc_trim); true if any was. */
+/** A pidfd for `pid` (close it with fs.closeSync), or null if no process has that pid now. */
+export function pidfdOpen(pid: number): number | null {
+  const fd = binding.pidfdOpen(pid);
+  return fd < 0 ? null : fd;
+}
+
+/** Sends `signal` to the process `pidfd` names; false if it has exited. */
+export function pidfdSendSignal(pidfd: number, signal: NodeJS.Signals): boolean {
+  return binding.pidfdSendSignal(pidfd, constants.signals[signal]);
+}
+
+/** The cgroup layer's PinnedSignaller, by pidfds. */
+export const PIDFD_SIGNALLER = {
+  pin: pidfdOpen,
+  send: pidfdSendSignal,
+  release: (pidfd: number): void => closeSync(pidfd),
+};
+
 export function trimNativeHeap(): boolean {
   return binding.trimNativeHeap();
 }

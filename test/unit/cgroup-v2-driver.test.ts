@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { CgroupHost } from '../../src/cgroup/host';
 import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError, ValidationError } from '../../src/errors';
+import { PIDFD_SIGNALLER } from '../../src/native';
 import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
@@ -264,6 +265,30 @@ describe('cgroup v2 job cgroups', () => {
     assert.equal(kernel.writes.length, writes);
   });
 
+  it('signalAll signals a pid only if the job still lists it once pinned: a pid that left the job meanwhile is never signalled', async () => {
+    await boot();
+    const driver = await open();
+    const job = await createJobCgroup(driver, 'job-pinned', {}, '/');
+    const procs = path.join(job.path, 'cgroup.procs');
+    writeFileSync(procs, '101\n102\n');
+    const sent: number[] = [];
+    const released: number[] = [];
+    const signaller = {
+      // While 102 is pinned, it dies and its pid goes to a process outside the job.
+      pin: (pid: number) => {
+        if (pid === 102) writeFileSync(procs, '101\n');
+        return pid + 1000;
+      },
+      send: (handle: number) => (sent.push(handle - 1000), true),
+      release: (handle: number) => void released.push(handle - 1000),
+    };
+    assert.equal(await job.signalAll('SIGTERM', signaller), 1);
+    assert.deepEqual(sent, [101]);
+    assert.deepEqual(released.sort(), [101, 102], 'every pin released');
+    writeFileSync(procs, '');
+    await job.destroy();
+  });
+
   it('a kill that meets the cgroup being removed (ENODEV, or ENOENT once gone) is not an error: it has nothing left to kill', async () => {
     await boot();
     const driver = await open();
@@ -272,7 +297,7 @@ describe('cgroup v2 job cgroups', () => {
       kernel.failWrites.set('cgroup.kill', errno);
       kernel.failWrites.set('cgroup.freeze', errno);
       await job.kill();
-      assert.equal(await job.signalAll('SIGTERM'), 0);
+      assert.equal(await job.signalAll('SIGTERM', PIDFD_SIGNALLER), 0);
     }
     kernel.failWrites.set('cgroup.kill', 'EACCES');
     await assert.rejects(job.kill(), /cgroup.kill: EACCES/);
