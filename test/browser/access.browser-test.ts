@@ -1,9 +1,9 @@
 // Who may make the dashboard act. `job-cli ui` acts with the user's certificate, so it must serve
-// only the page it printed the URL of: requests without the token or cookie, for another Host, from
-// another Origin, or changes without the page's CSRF token are refused — from a plain HTTP client
-// and from a hostile page on another port in the same (signed-in) browser. And a reader's page
-// offers no start, stop or remove, while the daemon refuses them anyway when the page's own
-// script sends them.
+// only the page it printed the URL of: API requests and the WebSocket without the page's session,
+// for another Host, from another Origin, are refused — from a plain HTTP client and from a hostile
+// page on another port in the same (signed-in) browser, which gets no credential at all (there is no
+// cookie: cookies ignore ports). And a reader's page offers no start, stop or remove, while the
+// daemon refuses them anyway when the page's own script sends them.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -55,20 +55,25 @@ function send(ui: UiProcess, method: string, target: string, headers: Record<str
   });
 }
 
-/** The session cookie, as the token URL sets it. */
+/** The session, as the page opened with the token gets it (written into the page, never a cookie). */
 async function signIn(ui: UiProcess): Promise<string> {
   const answer = await send(ui, 'GET', ui.url, {});
-  assert.equal(answer.status, 303);
-  assert.equal(answer.headers.location, '/');
-  const cookie = answer.headers['set-cookie']?.[0] ?? '';
-  assert.match(cookie, /HttpOnly; SameSite=Strict/);
-  return cookie.split(';')[0]!;
+  assert.equal(answer.status, 200);
+  assert.equal(answer.headers['set-cookie'], undefined, 'no cookie');
+  assert.equal(answer.headers['cache-control'], 'no-store');
+  return /name="jobworker-session" content="([^"]+)"/.exec(answer.body)![1]!;
 }
+
+const sessionHeader = (session: string) => ({ 'x-jobworker-session': session });
+const socketSession = (session: string) => ({ 'sec-websocket-protocol': `jobworker, jobworker-session.${session}` });
 
 /** Opens the WebSocket with these headers: the HTTP status of a refusal, or the first message. */
 function openSocket(ui: UiProcess, headers: Record<string, string>): Promise<{ status: number } | { message: string }> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`${ui.origin.replace('http', 'ws')}/api/ws`, { headers });
+    // The subprotocols (the session's) as a browser offers them, so that the client expects the answer.
+    const { 'sec-websocket-protocol': offered, ...rest } = headers;
+    const protocols = offered === undefined ? [] : offered.split(',').map((protocol) => protocol.trim());
+    const socket = new WebSocket(`${ui.origin.replace('http', 'ws')}/api/ws`, protocols, { headers: rest });
     socket.once('unexpected-response', (_req, res) => {
       resolve({ status: res.statusCode! });
       res.resume();
@@ -146,61 +151,67 @@ describe('who may make job-cli ui act', { ...requireRoot, ...requireChromium }, 
     await page.close();
   });
 
-  it('refuses every request without the token or the cookie, and a wrong token', async () => {
-    for (const target of ['/', '/index.html', '/assets/app.js', '/api/hosts/main/jobs/' + finished.id + '/log']) {
+  it('serves the page shell to anyone (it holds no secret); refuses the API and the WebSocket without the session, with a wrong one, or with a wrong token', async () => {
+    const session = await signIn(writerUi);
+    for (const target of ['/', '/index.html']) {
       const answer = await send(writerUi, 'GET', target, {});
-      assert.equal(answer.status, 401, target);
-      assert.doesNotMatch(answer.body, /csrf|<script/i);
+      assert.equal(answer.status, 200, target);
+      assert.match(answer.body, /name="jobworker-session" content=""/);
+      assert.ok(!answer.body.includes(session), 'the session is only in the page opened with the token');
     }
+    const log = `/api/hosts/main/jobs/${finished.id}/log`;
+    assert.equal((await send(writerUi, 'GET', log, {})).status, 401);
+    assert.equal((await send(writerUi, 'GET', log, sessionHeader('guess'))).status, 401);
+    assert.equal((await send(writerUi, 'GET', log, { cookie: `jobworker-ui-${new URL(writerUi.origin).port}=${session}` })).status, 401, 'a cookie is no credential');
     assert.equal((await send(writerUi, 'GET', '/?token=not-the-token', {})).status, 401);
-    assert.equal((await send(writerUi, 'GET', '/', { cookie: `${(await signIn(writerUi)).split('=')[0]}=guess` })).status, 401);
     assert.deepEqual(await openSocket(writerUi, { origin: writerUi.origin }), { status: 401 });
+    assert.deepEqual(await openSocket(writerUi, { origin: writerUi.origin, ...socketSession('guess') }), { status: 401 });
     const before = await jobCount();
     assert.equal((await send(writerUi, 'POST', '/api/hosts/main/jobs', { origin: writerUi.origin, 'content-type': 'application/json' }, '{"command":["true"]}')).status, 401);
     assert.equal(await jobCount(), before);
   });
 
-  it('with the cookie: refuses another Host (DNS rebinding), another Origin, a WebSocket without Origin', async () => {
-    const cookie = await signIn(writerUi);
-    const page = await send(writerUi, 'GET', '/', { cookie });
-    assert.equal(page.status, 200);
+  it('with the session: refuses another Host (DNS rebinding), another Origin, a WebSocket without Origin', async () => {
+    const session = await signIn(writerUi);
+    const page = await send(writerUi, 'GET', '/', {});
     assert.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/);
     const port = new URL(writerUi.origin).port;
-    assert.equal((await send(writerUi, 'GET', '/', { cookie, host: `rebound.example:${port}` })).status, 403);
-    assert.equal((await send(writerUi, 'GET', '/', { cookie, origin: 'http://localhost:9999' })).status, 403);
-    assert.equal((await send(writerUi, 'GET', `/api/hosts/main/jobs/${finished.id}/log`, { cookie, 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors' })).status, 403);
-    assert.deepEqual(await openSocket(writerUi, { cookie, origin: 'http://localhost:9999' }), { status: 403 });
-    assert.deepEqual(await openSocket(writerUi, { cookie }), { status: 403 });
-    const opened = await openSocket(writerUi, { cookie, origin: writerUi.origin });
-    assert.ok('message' in opened && JSON.parse(opened.message).type === 'hosts', 'the same socket with the right cookie and Origin opens');
+    const log = `/api/hosts/main/jobs/${finished.id}/log`;
+    assert.equal((await send(writerUi, 'GET', log, sessionHeader(session))).status, 200);
+    assert.equal((await send(writerUi, 'GET', log, { ...sessionHeader(session), host: `rebound.example:${port}` })).status, 403);
+    assert.equal((await send(writerUi, 'GET', log, { ...sessionHeader(session), origin: 'http://localhost:9999' })).status, 403);
+    assert.equal((await send(writerUi, 'GET', log, { ...sessionHeader(session), 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors' })).status, 403);
+    assert.deepEqual(await openSocket(writerUi, { ...socketSession(session), origin: 'http://localhost:9999' }), { status: 403 });
+    assert.deepEqual(await openSocket(writerUi, socketSession(session)), { status: 403 });
+    const opened = await openSocket(writerUi, { ...socketSession(session), origin: writerUi.origin });
+    assert.ok('message' in opened && JSON.parse(opened.message).type === 'hosts', 'the same socket with the session and the Origin opens');
   });
 
-  it('with the cookie: refuses a change without the CSRF token or from another Origin (a forged request)', async () => {
-    const cookie = await signIn(writerUi);
-    const csrf = /name="jobworker-csrf" content="([^"]+)"/.exec((await send(writerUi, 'GET', '/', { cookie })).body)![1]!;
+  it('with the session: refuses a change without it or from another Origin (a forged request)', async () => {
+    const session = await signIn(writerUi);
     const json = { 'content-type': 'application/json' };
     const body = JSON.stringify({ command: ['true'] });
     const before = await jobCount();
     const forged = [
-      await send(writerUi, 'POST', '/api/hosts/main/jobs', { cookie, origin: writerUi.origin, ...json }, body),
-      await send(writerUi, 'POST', '/api/hosts/main/jobs', { cookie, origin: writerUi.origin, 'x-jobworker-csrf': 'guess', ...json }, body),
-      await send(writerUi, 'POST', '/api/hosts/main/jobs', { cookie, origin: 'http://localhost:9999', 'x-jobworker-csrf': csrf, ...json }, body),
-      await send(writerUi, 'POST', '/api/hosts/main/jobs', { cookie, 'x-jobworker-csrf': csrf, ...json }, body),
-      await send(writerUi, 'POST', `/api/hosts/main/jobs/${running.id}/stop`, { cookie, origin: writerUi.origin, ...json }, '{}'),
-      await send(writerUi, 'DELETE', `/api/hosts/main/jobs/${finished.id}`, { cookie, origin: 'http://localhost:9999', 'x-jobworker-csrf': csrf }),
+      await send(writerUi, 'POST', '/api/hosts/main/jobs', { origin: writerUi.origin, ...json }, body),
+      await send(writerUi, 'POST', '/api/hosts/main/jobs', { origin: writerUi.origin, ...sessionHeader('guess'), ...json }, body),
+      await send(writerUi, 'POST', '/api/hosts/main/jobs', { origin: 'http://localhost:9999', ...sessionHeader(session), ...json }, body),
+      await send(writerUi, 'POST', '/api/hosts/main/jobs', { ...sessionHeader(session), ...json }, body),
+      await send(writerUi, 'POST', `/api/hosts/main/jobs/${running.id}/stop`, { origin: writerUi.origin, ...json }, '{}'),
+      await send(writerUi, 'DELETE', `/api/hosts/main/jobs/${finished.id}`, { origin: 'http://localhost:9999', ...sessionHeader(session) }),
     ];
-    assert.deepEqual(forged.map((answer) => answer.status), [403, 403, 403, 403, 403, 403]);
+    assert.deepEqual(forged.map((answer) => answer.status), [401, 401, 403, 403, 401, 403]);
     assert.equal(await jobCount(), before);
     assert.equal((await asWriter.getJob(running.id)).state, 'running');
     // The same request with all of it is the page's, and goes through (so the refusals above are the guard's).
-    const real = await send(writerUi, 'POST', '/api/hosts/main/jobs', { cookie, origin: writerUi.origin, 'x-jobworker-csrf': csrf, ...json }, body);
+    const real = await send(writerUi, 'POST', '/api/hosts/main/jobs', { origin: writerUi.origin, ...sessionHeader(session), ...json }, body);
     assert.equal(real.status, 201, real.body);
     assert.equal(await jobCount(), before + 1);
   });
 
   it('a hostile page on another port of the same host, in the signed-in browser, cannot make it act', async () => {
     const page = await browser.context.newPage();
-    await page.goto(writerUi.url); // signed in: the browser holds the cookie, which other ports get too
+    await page.goto(writerUi.url); // signed in: the page keeps its session where only its origin reads it
     await page.locator('[data-role="link"][data-state="live"]').waitFor();
     const target = writerUi.origin;
     const hostile = `<!doctype html><body><script>
@@ -223,7 +234,13 @@ describe('who may make job-cli ui act', { ...requireRoot, ...requireChromium }, 
       const field = document.createElement('input'); field.name = '{"command":["true"],"x":"'; field.value = '"}';
       form.append(field); document.body.append(Object.assign(document.createElement('iframe'), { name: 'sink' }), form); form.submit();
     </script></body>`;
-    const server: Server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(hostile));
+    // What the browser sends the hostile server: with a cookie session, the UI's cookie went along
+    // (cookies ignore ports), and with it a non-browser client could act as the user.
+    const cookiesSeen: string[] = [];
+    const server: Server = createServer((req, res) => {
+      if (req.headers.cookie !== undefined) cookiesSeen.push(req.headers.cookie);
+      res.writeHead(200, { 'content-type': 'text/html' }).end(hostile);
+    });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const before = await jobCount();
@@ -244,6 +261,7 @@ describe('who may make job-cli ui act', { ...requireRoot, ...requireChromium }, 
       server.closeAllConnections();
     }
     assert.equal(await jobCount(), before, 'no job was started by the hostile page');
+    assert.deepEqual(cookiesSeen, [], 'the browser gave the hostile server no credential of the UI');
     await page.close();
   });
 });

@@ -89,7 +89,7 @@ describe('job-cli ui in Chromium', { ...requireRoot, ...requireChromium }, () =>
   });
 
   it('opens with the token (which leaves the URL) and shows every daemon: two up, the unreachable one down', async () => {
-    assert.equal(new URL(page.url()).search, '', 'the token is traded for a cookie and dropped from the address');
+    assert.equal(new URL(page.url()).search, '', 'the token opens the page and is dropped from the address');
     await page.locator('.host[data-host="alpha"][data-status="up"]').waitFor();
     await page.locator('.host[data-host="beta"][data-status="up"]').waitFor();
     const gone = page.locator('.host[data-host="gone"][data-status="down"]');

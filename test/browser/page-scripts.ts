@@ -22,10 +22,11 @@ export const RECORDED_OUTPUT = `(async () => {
   return { sha256: [...digest].map((byte) => byte.toString(16).padStart(2, '0')).join(''), bytes: all.length, gaps, text: all.length < (1 << 20) ? new TextDecoder().decode(all) : null };
 })()`;
 
-/** The SHA-256 and length of what a GET of `url` answers (same origin, the page's cookie). */
+/** The SHA-256 and length of what a GET of `url` answers (same origin, the page's session). */
 export function fetchDigest(url: string): string {
   return `(async () => {
-    const bytes = new Uint8Array(await (await fetch(${JSON.stringify(url)})).arrayBuffer());
+    const headers = { 'x-jobworker-session': localStorage.getItem('jobworker-session') };
+    const bytes = new Uint8Array(await (await fetch(${JSON.stringify(url)}, { headers })).arrayBuffer());
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
     return { bytes: bytes.length, sha256: [...digest].map((byte) => byte.toString(16).padStart(2, '0')).join('') };
   })()`;
@@ -39,11 +40,11 @@ export function chartSeries(name: string): string {
   })()`;
 }
 
-/** A request made by the page's own script, with the CSRF token it carries: { status, body }. */
+/** A request made by the page's own script, with the session it keeps: { status, body }. */
 export function pageRequest(method: string, url: string, body: unknown): string {
   return `(async () => {
-    const csrf = document.querySelector('meta[name="jobworker-csrf"]').content;
-    const response = await fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)}, headers: { 'content-type': 'application/json', 'x-jobworker-csrf': csrf }, body: ${JSON.stringify(JSON.stringify(body))} });
+    const session = localStorage.getItem('jobworker-session');
+    const response = await fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)}, headers: { 'content-type': 'application/json', 'x-jobworker-session': session }, body: ${JSON.stringify(JSON.stringify(body))} });
     return { status: response.status, body: await response.json() };
   })()`;
 }

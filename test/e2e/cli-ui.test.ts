@@ -28,7 +28,8 @@ describe('job-cli ui (the process)', () => {
       assert.ok(url !== undefined, ui.stdout);
       assert.match(ui.stderr, /serving default \(localhost:1\) on http:\/\/127\.0\.0\.1:\d+\//);
       const page = await fetch(url, { redirect: 'manual' });
-      assert.equal(page.status, 303, 'the token opens the page');
+      assert.equal(page.status, 200, 'the token opens the page');
+      assert.match(await page.text(), /name="jobworker-session" content="[A-Za-z0-9_-]{43}"/, 'with the session written into it');
       ui.child.kill(signal);
       const result = await ui.result;
       assert.equal(result.code, 0, show(result));

@@ -115,18 +115,17 @@ async function checkDashboard(home: string, pathVariable: string, port: number):
   try {
     await ui.waitFor('\n');
     const { url } = JSON.parse(ui.stdout) as { url: string };
-    const signIn = await fetch(url, { redirect: 'manual' });
-    assert.equal(signIn.status, 303);
-    const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
-    const origin = new URL(url).origin;
-    const page = await fetch(origin, { headers: { cookie } });
+    // The token opens the page with the session written into it (docs/ui.md, "Security model").
+    const page = await fetch(url, { redirect: 'manual' });
     assert.equal(page.status, 200);
+    const origin = new URL(url).origin;
     // Nothing is fetched from elsewhere: the policy allows only this server, and nothing names another.
     assert.match(page.headers.get('content-security-policy') ?? '', /^default-src 'none'; script-src 'self'; style-src 'self'[^;]*; img-src 'self' data:; font-src 'self'; connect-src 'self' ws:\/\/127\.0\.0\.1:\d+;/);
     const texts = [await page.text()];
-    assert.match(texts[0]!, /<meta name="jobworker-csrf" content="[A-Za-z0-9_-]{43}">/);
+    const session = /<meta name="jobworker-session" content="([A-Za-z0-9_-]{43})">/.exec(texts[0]!)?.[1];
+    assert.ok(session !== undefined, texts[0]);
     for (const asset of ['/assets/app.js', '/assets/app.css']) {
-      const answer = await fetch(`${origin}${asset}`, { headers: { cookie } });
+      const answer = await fetch(`${origin}${asset}`);
       assert.equal(answer.status, 200, asset);
       const text = await answer.text();
       assert.ok(text.length > 1000, asset);
@@ -134,7 +133,7 @@ async function checkDashboard(home: string, pathVariable: string, port: number):
     }
     const elsewhere = texts.flatMap((text) => text.match(/(?:https?:|wss?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"'`)]*/gi) ?? []).filter((address) => !/^https?:\/\/www\.w3\.org\//.test(address));
     assert.deepEqual(elsewhere, [], 'the page and its assets load nothing from another server (XML namespace names aside)');
-    const socket = new WebSocket(`${origin.replace('http', 'ws')}/api/ws`, { headers: { cookie, origin } });
+    const socket = new WebSocket(`${origin.replace('http', 'ws')}/api/ws`, ['jobworker', `jobworker-session.${session}`], { headers: { origin } });
     await new Promise<void>((resolve, reject) => {
       // The two arrive in either order: the job list can come while the host still shows
       // "connecting" (its watch answered before its first health check), the job as a 'jobs' list

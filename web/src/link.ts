@@ -1,7 +1,37 @@
 // The page's line to the UI server: one WebSocket (JSON messages, and binary frames of log output),
 // reconnected after a drop with a growing delay; whoever subscribed to something subscribes again
-// on each (re)connection. And the actions, as JSON requests carrying the CSRF token.
-import { decodeFrame, type ClientMessage, type LogFrame, type ServerMessage } from '../../src/cli/ui/protocol';
+// on each (re)connection. And the actions and downloads, as requests carrying the session.
+//
+// The session: the page opened with the URL job-cli ui printed has it written into a <meta>; the
+// page keeps it in this origin's localStorage (other ports, other origins, cannot read it) for
+// reloads and other tabs, and takes the spent token out of the address bar.
+import {
+  decodeFrame,
+  SESSION_HEADER,
+  SESSION_PROTOCOL_PREFIX,
+  WEBSOCKET_PROTOCOL,
+  type ClientMessage,
+  type LogFrame,
+  type ServerMessage,
+} from '../../src/cli/ui/protocol';
+
+const SESSION_KEY = 'jobworker-session';
+
+/** Takes the session from the page (when opened with the token) into storage; true if there is one. */
+export function takeSession(): boolean {
+  const meta = document.querySelector<HTMLMetaElement>('meta[name="jobworker-session"]');
+  const given = meta?.content ?? '';
+  meta?.remove();
+  if (given !== '') {
+    localStorage.setItem(SESSION_KEY, given);
+    history.replaceState(null, '', `${location.pathname}${location.hash}`);
+  }
+  return session() !== '';
+}
+
+function session(): string {
+  return localStorage.getItem(SESSION_KEY) ?? '';
+}
 
 export type LinkState = 'connecting' | 'live' | 'reconnecting';
 
@@ -19,7 +49,7 @@ export class Link {
   }
 
   connect(): void {
-    const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/ws`);
+    const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/ws`, [WEBSOCKET_PROTOCOL, `${SESSION_PROTOCOL_PREFIX}${session()}`]);
     socket.binaryType = 'arraybuffer';
     this.#socket = socket;
     socket.addEventListener('open', () => {
@@ -85,13 +115,11 @@ export interface ApiAnswer<T> {
   body: T & { error?: string; field?: string | null };
 }
 
-const csrfToken = () => document.querySelector<HTMLMetaElement>('meta[name="jobworker-csrf"]')?.content ?? '';
-
-/** A request to the UI server's API, with the CSRF token; the answer's JSON whatever the status. */
+/** A request to the UI server's API, with the session; the answer's JSON whatever the status. */
 export async function api<T>(method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<ApiAnswer<T>> {
   const response = await fetch(path, {
     method,
-    headers: { 'content-type': 'application/json', 'x-jobworker-csrf': csrfToken() },
+    headers: { 'content-type': 'application/json', [SESSION_HEADER]: session() },
     body: body === undefined ? null : JSON.stringify(body),
     credentials: 'same-origin',
   });
@@ -108,4 +136,21 @@ export async function api<T>(method: 'POST' | 'DELETE', path: string, body?: unk
 /** The path of a job's API resources. */
 export function jobPath(host: string, id?: string): string {
   return `/api/hosts/${encodeURIComponent(host)}/jobs${id === undefined ? '' : `/${encodeURIComponent(id)}`}`;
+}
+
+/**
+ * Saves what a GET of `path` answers as the file `name`: fetched with the session (a plain link
+ * could not carry it), then handed to the browser's download as a blob. Resolves to an error's
+ * text, or null.
+ */
+export async function download(path: string, name: string): Promise<string | null> {
+  const response = await fetch(path, { headers: { [SESSION_HEADER]: session() }, credentials: 'omit' });
+  if (!response.ok) return `${response.status} ${(await response.text()) || response.statusText}`;
+  const url = URL.createObjectURL(await response.blob());
+  const anchor = Object.assign(document.createElement('a'), { href: url, download: name });
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return null;
 }

@@ -14,7 +14,7 @@ import { Terminal, type IDecoration, type IMarker } from '@xterm/xterm';
 import type { LogFrame, UiJob } from '../../src/cli/ui/protocol';
 import { h, replace } from './dom';
 import { formatBytes } from './format';
-import { jobPath, type Link } from './link';
+import { download, jobPath, type Link } from './link';
 
 type Streams = 'both' | 'stdout' | 'stderr';
 
@@ -327,14 +327,23 @@ export class LogView {
 
   #renderDownloads(): void {
     const base = `${jobPath(this.#host, this.#job)}/log`;
+    // Links for what they are (copyable, and the tests read them); a click fetches with the session.
+    const link = (href: string, name: string, text: string, role?: string) => {
+      const anchor = h('a', { href, download: name, ...(role === undefined ? {} : { 'data-role': role }) }, text);
+      anchor.addEventListener('click', (event) => {
+        event.preventDefault();
+        void download(href, name).then((error) => error !== null && this.#note(`download failed: ${error}`));
+      });
+      return anchor;
+    };
     replace(
       this.#downloads,
       'Download: ',
-      h('a', { href: base, download: `job-${this.#job}.log`, 'data-role': 'download' }, 'output'),
+      link(base, `job-${this.#job}.log`, 'output', 'download'),
       ' · ',
-      h('a', { href: `${base}?streams=stdout`, download: `job-${this.#job}-stdout.log` }, 'stdout'),
+      link(`${base}?streams=stdout`, `job-${this.#job}-stdout.log`, 'stdout'),
       ' · ',
-      h('a', { href: `${base}?streams=stderr`, download: `job-${this.#job}-stderr.log` }, 'stderr'),
+      link(`${base}?streams=stderr`, `job-${this.#job}-stderr.log`, 'stderr'),
     );
   }
 

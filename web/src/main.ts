@@ -7,7 +7,7 @@ import { h, replace } from './dom';
 import { formatDuration } from './format';
 import { filtersFrom, JobsPage } from './jobs-page';
 import { JobPage } from './job-page';
-import { Link, type LinkState } from './link';
+import { Link, takeSession, type LinkState } from './link';
 import { StartPage } from './start-page';
 import { canStart, Store } from './store';
 
@@ -54,9 +54,15 @@ function route(): void {
   replace(main, page.element);
 }
 
-store.onChange(renderHeader);
-setInterval(renderHeader, 1000);
-link.onState(showLink);
-window.addEventListener('hashchange', route);
-link.connect();
-route();
+if (takeSession()) {
+  store.onChange(renderHeader);
+  setInterval(renderHeader, 1000);
+  link.onState(showLink);
+  window.addEventListener('hashchange', route);
+  link.connect();
+  route();
+} else {
+  // Opened without the token (and never with it in this browser): nothing to show.
+  startLink.hidden = true;
+  replace(main, h('p', { class: 'signed-out', 'data-role': 'signed-out' }, 'Not signed in: open the URL job-cli ui printed (it carries the access token).'));
+}

@@ -1,37 +1,38 @@
 // Who may talk to the UI server. It acts with the user's own certificates, so anything that can
-// make it act is the user: every request must prove it comes from the page the user opened.
+// make it act is the user: every request that reads or changes something must prove it comes from
+// the page the user opened.
 //
-// - A secret token, in the URL `job-cli ui` prints (as Jupyter does). Opening that URL trades it
-//   for a cookie (HttpOnly, SameSite=Strict) and redirects to the same page without it, so the token
-//   stays out of the history. Every request — pages, assets, the API, the WebSocket — needs the
-//   cookie (or the token); without it: 401.
+// - A secret token, in the URL `job-cli ui` prints (as Jupyter does). Opening that URL answers the
+//   page with the session secret written into it; the page keeps the session in its origin's
+//   localStorage (origins include the port: no page of another port, nor another local user's
+//   server there, can read it) and drops the token from the address bar.
+// - The session secret goes with every API request in a header (SESSION_HEADER) and with the
+//   WebSocket as a subprotocol (SESSION_PROTOCOL_PREFIX + secret): both only a script of this origin
+//   can send. No cookie: cookies ignore ports, so any server on another port of this host would get
+//   one (another local user's, too), and with it act as the user.
+// - The page shell and its assets hold no secret and are served without one.
 // - The Host header must name this server (a loopback name and our port): a DNS name an attacker
 //   points at 127.0.0.1 (DNS rebinding) is refused.
 // - An Origin header, when there is one, must be this server's; the WebSocket handshake and every
-//   request that changes something must carry one. Sub-resource requests from other sites (an
-//   <img> on another localhost port: cookies ignore ports, so SameSite does not stop those) are
+//   request that changes something must carry one. Sub-resource requests from other sites are
 //   refused by their Sec-Fetch-Site.
-// - Requests that change something also carry a CSRF token that only the page has (it is in the
-//   page, which other origins cannot read), in a header that forms cannot set.
 // Pure: the server passes the request's method, URL and headers.
 import { timingSafeEqual } from 'node:crypto';
 
-export const CSRF_HEADER = 'x-jobworker-csrf';
+import { SESSION_HEADER, SESSION_PROTOCOL_PREFIX } from './protocol';
+
+export { SESSION_HEADER, SESSION_PROTOCOL_PREFIX, WEBSOCKET_PROTOCOL } from './protocol';
 export const TOKEN_PARAMETER = 'token';
 
 export interface AccessSecrets {
-  /** In the URL printed at start. */
+  /** In the URL printed at start: good for opening the page only. */
   token: string;
-  /** The cookie's value (not the token: the token may end up in a terminal's scrollback, the cookie never does). */
+  /** The page's credential (not the token: the token may end up in a terminal's scrollback). */
   session: string;
-  /** What the page sends in CSRF_HEADER with every request that changes something. */
-  csrf: string;
 }
 
 export interface AccessPolicy {
   secrets: AccessSecrets;
-  /** Cookie names are per port: cookies ignore ports, and two UIs on one host must not clobber each other's. */
-  cookieName: string;
   /** Host header values that name this server, lower case ("127.0.0.1:8080", "localhost:8080"). */
   hosts: ReadonlySet<string>;
 }
@@ -46,9 +47,10 @@ export interface RequestFacts {
 }
 
 export type AccessVerdict =
-  | { allow: true }
-  /** The right token in the URL: set the cookie, and redirect to `location` (the URL without it). */
-  | { allow: false; login: true; location: string }
+  /** `page`: the page shell or an asset (no secret in it, none needed). */
+  | { allow: true; page: boolean }
+  /** The right token in the URL: answer the page with the session written into it. */
+  | { allow: false; login: true }
   | { allow: false; login: false; status: 401 | 403; reason: string };
 
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
@@ -66,11 +68,11 @@ export function sameSecret(given: string | undefined | null, expected: string): 
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** A cookie's value from a Cookie header ("a=1; b=2"). */
-export function cookieValue(cookieHeader: string | undefined, name: string): string | undefined {
-  for (const part of (cookieHeader ?? '').split(';')) {
-    const at = part.indexOf('=');
-    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
+/** The session a WebSocket handshake offers among its subprotocols ("jobworker, jobworker-session.S"). */
+export function sessionOfProtocols(protocolHeader: string | undefined): string | undefined {
+  for (const protocol of (protocolHeader ?? '').split(',')) {
+    const name = protocol.trim();
+    if (name.startsWith(SESSION_PROTOCOL_PREFIX)) return name.slice(SESSION_PROTOCOL_PREFIX.length);
   }
   return undefined;
 }
@@ -93,21 +95,18 @@ export function checkAccess(facts: RequestFacts, policy: AccessPolicy): AccessVe
   if (site !== undefined && site !== 'same-origin' && site !== 'none' && !navigation) return refuse(403, `a ${site} request is not accepted`);
 
   const url = new URL(facts.url, 'http://ui.invalid');
+  const api = url.pathname.startsWith('/api/');
   const token = url.searchParams.get(TOKEN_PARAMETER);
   if (token !== null) {
     if (!sameSecret(token, policy.secrets.token)) return refuse(401, 'wrong token; open the URL job-cli ui printed');
-    if (changes || facts.upgrade) return refuse(403, 'the token is for opening the page');
-    url.searchParams.delete(TOKEN_PARAMETER);
-    return { allow: false, login: true, location: `${url.pathname}${url.search}` };
+    if (changes || facts.upgrade || api) return refuse(403, 'the token is for opening the page');
+    return { allow: false, login: true };
   }
-  if (!sameSecret(cookieValue(header(facts, 'cookie'), policy.cookieName), policy.secrets.session)) {
-    return refuse(401, 'not signed in; open the URL job-cli ui printed (it carries the token)');
+  if (!api && !facts.upgrade) {
+    if (changes) return refuse(403, `${facts.method} is not accepted here`);
+    return { allow: true, page: true };
   }
-  if (changes && !sameSecret(header(facts, CSRF_HEADER), policy.secrets.csrf)) return refuse(403, `missing or wrong ${CSRF_HEADER} header`);
-  return { allow: true };
-}
-
-/** The Set-Cookie header that signs the browser in. */
-export function sessionCookie(policy: AccessPolicy): string {
-  return `${policy.cookieName}=${policy.secrets.session}; Path=/; HttpOnly; SameSite=Strict`;
+  const session = facts.upgrade ? sessionOfProtocols(header(facts, 'sec-websocket-protocol')) : header(facts, SESSION_HEADER);
+  if (!sameSecret(session, policy.secrets.session)) return refuse(401, 'not signed in; open the URL job-cli ui printed (it carries the token)');
+  return { allow: true, page: false };
 }

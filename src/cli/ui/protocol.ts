@@ -10,6 +10,13 @@ import type { JobReport } from '../job-cli/job-report';
  */
 export type UiJob = JobReport & { readonly [field: string]: unknown };
 
+/** The page's credential goes with every API request in this header (docs/ui.md, "Access"). */
+export const SESSION_HEADER = 'x-jobworker-session';
+/** The WebSocket subprotocol the server answers with. */
+export const WEBSOCKET_PROTOCOL = 'jobworker';
+/** The other subprotocol a page offers: this prefix, then the session secret (base64url). */
+export const SESSION_PROTOCOL_PREFIX = 'jobworker-session.';
+
 export type HostStatus = 'connecting' | 'up' | 'down';
 
 export interface UiHost {

@@ -29,7 +29,7 @@ const secret = () => randomBytes(32).toString('base64url');
 
 export async function runUi(options: UiOptions): Promise<number> {
   const assets = new StaticAssets();
-  const secrets: AccessSecrets = { token: secret(), session: secret(), csrf: secret() };
+  const secrets: AccessSecrets = { token: secret(), session: secret() };
   const hosts = new Map<string, HostRuntime>();
   for (const { name, connection } of options.hosts) {
     const host = new HostConnection(name, connection, options.timeoutMs);

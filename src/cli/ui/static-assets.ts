@@ -1,6 +1,6 @@
 // The page and its assets, as the build left them in dist/web (bundled by esbuild from web/ and the
-// packages it uses: xterm.js, uPlot); read once at start. The page gets the CSRF token written
-// into it: only a script of this origin can read it from there.
+// packages it uses: xterm.js, uPlot); read once at start. The page opened with the token gets the
+// session secret written into it (./access-guard.ts); every other copy of it has none.
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ServerResponse } from 'node:http';
@@ -17,7 +17,7 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
 };
-const CSRF_PLACEHOLDER = '%CSRF_TOKEN%';
+const SESSION_PLACEHOLDER = '%SESSION%';
 
 export class StaticAssets {
   readonly #files = new Map<string, { type: string; bytes: Buffer }>();
@@ -37,9 +37,9 @@ export class StaticAssets {
     }
   }
 
-  serve(pathname: string, response: ServerResponse, page: { csrf: string }): void {
+  serve(pathname: string, response: ServerResponse, page: { session: string | null }): void {
     if (pathname === '/' || pathname === '/index.html') {
-      response.writeHead(200, { 'content-type': TYPES['.html']! }).end(this.#page.replace(CSRF_PLACEHOLDER, page.csrf));
+      response.writeHead(200, { 'content-type': TYPES['.html']! }).end(this.#page.replace(SESSION_PLACEHOLDER, page.session ?? ''));
       return;
     }
     const file = this.#files.get(pathname);

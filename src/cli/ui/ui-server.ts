@@ -9,7 +9,7 @@ import { WebSocketServer } from 'ws';
 
 import { isJobId } from '../../job-id';
 import { CliError } from '../run';
-import { checkAccess, sessionCookie, TOKEN_PARAMETER, type AccessPolicy, type AccessSecrets } from './access-guard';
+import { checkAccess, TOKEN_PARAMETER, WEBSOCKET_PROTOCOL, type AccessPolicy, type AccessSecrets } from './access-guard';
 import { ActionError, removeJob, startJob, stopJob, toActionError } from './actions';
 import { acceptedHosts, urlHost, type ListenAddress } from './listen-address';
 import { PageSession, type HostRuntime } from './page-session';
@@ -47,7 +47,13 @@ export interface UiServerOptions {
 
 export class UiServer {
   readonly #server: Server;
-  readonly #sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false });
+  // The page offers two subprotocols: ours, and one that carries its session (./access-guard.ts).
+  readonly #sockets = new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(WEBSOCKET_PROTOCOL) ? WEBSOCKET_PROTOCOL : false),
+  });
   readonly #options: UiServerOptions;
   #policy: AccessPolicy;
   #address: ListenAddress;
@@ -101,7 +107,7 @@ export class UiServer {
   }
 
   #policyFor(address: ListenAddress): AccessPolicy {
-    return { secrets: this.#options.secrets, cookieName: `jobworker-ui-${address.port}`, hosts: acceptedHosts(address) };
+    return { secrets: this.#options.secrets, hosts: acceptedHosts(address) };
   }
 
   #upgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -122,19 +128,15 @@ export class UiServer {
     // The Host is one of ours once the guard let the request through.
     response.setHeader('content-security-policy', contentSecurityPolicy(verdict.allow ? request.headers.host : undefined));
     if (!verdict.allow) {
-      if (verdict.login) {
-        response.writeHead(303, { location: verdict.location, 'set-cookie': sessionCookie(this.#policy) }).end();
-        return;
-      }
+      // The token opens the page, with the session written into it (no-store: never cached).
+      if (verdict.login) return this.#options.assets.serve('/', response, { session: this.#options.secrets.session });
       this.#reply(response, verdict.status, { error: verdict.reason, field: null });
       return;
     }
     const url = new URL(request.url ?? '/', 'http://ui.invalid');
+    if (verdict.page) return this.#options.assets.serve(url.pathname, response, { session: null });
     const api = /^\/api\/hosts\/([^/]+)\/jobs(?:\/([^/]+)(?:\/(stop|log))?)?$/.exec(url.pathname);
-    if (api === null) {
-      if (method !== 'GET' && method !== 'HEAD') return this.#reply(response, 405, { error: `${method} ${url.pathname} is not supported`, field: null });
-      return this.#options.assets.serve(url.pathname, response, { csrf: this.#options.secrets.csrf });
-    }
+    if (api === null) return this.#reply(response, 404, { error: `no ${url.pathname} here`, field: null });
     const [hostName, id, action] = [decodeURIComponent(api[1]!), api[2] === undefined ? undefined : decodeURIComponent(api[2]), api[3]];
     if (id !== undefined && !isJobId(id)) return this.#reply(response, 400, { error: `${JSON.stringify(id)} is not a job id`, field: null });
     const host = this.#options.hosts.get(hostName);
