@@ -125,8 +125,8 @@ export class UiServer {
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
     const method = request.method ?? 'GET';
     const verdict = checkAccess({ method, url: request.url ?? '/', headers: request.headers, upgrade: false }, this.#policy);
-    // The Host is one of ours once the guard let the request through.
-    response.setHeader('content-security-policy', contentSecurityPolicy(verdict.allow ? request.headers.host : undefined));
+    // The Host is one of ours once the guard let the request through (or opened the page for the token).
+    response.setHeader('content-security-policy', contentSecurityPolicy(verdict.allow || verdict.login ? request.headers.host : undefined));
     if (!verdict.allow) {
       // The token opens the page, with the session written into it (no-store: never cached).
       if (verdict.login) return this.#options.assets.serve('/', response, { session: this.#options.secrets.session });
