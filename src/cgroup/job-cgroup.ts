@@ -166,7 +166,10 @@ export class CgroupPlan implements JobCgroupPlan {
     const { populated } = this.#parts;
     const text = results.text(populated.file);
     if (text === null || text === undefined) throw new JobworkerError('not-found', `job ${this.id}: its cgroup ${this.#parts.path} is gone`);
-    return { empty: !isPopulated(populated, text), stats: this.#parts.readStats(results.files()), removed: results.failed === undefined };
+    // Removed means empty: rmdir refuses a cgroup with a process in it. (The read said populated:
+    // its last processes were dying; the stats are from just before.)
+    const removed = results.failed === undefined;
+    return { empty: removed || !isPopulated(populated, text), stats: this.#parts.readStats(results.files()), removed };
   }
 }
 

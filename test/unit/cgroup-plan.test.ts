@@ -184,6 +184,18 @@ describe('settle on a legacy (v1-only) host', () => {
     assert.deepEqual(await driver.listJobs(), []);
   });
 
+  it('processes that die between the read and the removal: removed means empty (no kill, no wait, no stats of a cgroup that is gone)', async () => {
+    const { kernel, host } = await bootFakeV1Host(tmp, 'legacy');
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const job = await createJobCgroup(driver, 'job-l3', {}, '/');
+    writeFileSync(path.join(job.path, 'cgroup.procs'), '4242\n');
+    const whileBusy = await kernel.run(job.plan.settleOps); // the reads see the process; the removal fails
+    writeFileSync(path.join(job.path, 'cgroup.procs'), '');
+    const afterItDied = await kernel.run(job.plan.settleOps); // the removal goes through
+    const settled = job.plan.settled({ ...afterItDied, reads: whileBusy.reads });
+    assert.deepEqual([settled.empty, settled.removed], [true, true]);
+  });
+
   it('a cgroup that is gone is reported as gone, not as empty', async () => {
     const { kernel, host } = await bootFakeV1Host(tmp, 'legacy');
     const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
