@@ -34,10 +34,17 @@ export function urlHost(address: ListenAddress): string {
   return withPort(host, address.port);
 }
 
-/** Host header values that name this server (lower case): its address, localhost, and for a wildcard every local address and the host's name. */
+/**
+ * Host header values that name this server (lower case): its address, and for a wildcard also
+ * localhost, every local address and the host's name. Not localhost for one address: localhost may
+ * resolve to the other loopback family, where another local user's server could listen on the same
+ * port; a page it served would have this page's origin (http://localhost:PORT), and so its storage,
+ * the session included.
+ */
 export function acceptedHosts(address: ListenAddress): Set<string> {
-  const names = new Set<string>([address.host, 'localhost']);
+  const names = new Set<string>([address.host]);
   if (address.host === '0.0.0.0' || address.host === '::') {
+    names.add('localhost');
     names.add(hostname().toLowerCase());
     for (const entries of Object.values(networkInterfaces())) {
       for (const entry of entries ?? []) if (address.host === '::' || entry.family === 'IPv4') names.add(entry.address);
