@@ -20,6 +20,7 @@ export { resolveBlockDevice, resolveIoLimits, deviceId, type BlockDevice } from 
 export { discoverHost, type CgroupHost } from './host';
 export { RESOURCE_CONTROLLERS } from './job-limits';
 export { DEFAULT_ROOT_NAME } from './delegation';
+export { useKillSignaller } from './job-processes';
 export { nodeCgroupFs, runOpsOneByOne, OpsResults, type CgroupFs, type CgroupOp, type OpsReport } from './cgroup-fs';
 
 export interface CgroupDriverOptions {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 
 import { errorCode, systemError } from '../errors';
 import { cgroupFsError, isCgroupGone, type CgroupFs } from './cgroup-fs';
+import type { PinnedSignaller } from './types';
 
 export interface JobProcesses {
   /** Pids of every process in the job now. */
@@ -66,18 +67,38 @@ export async function listProcs(fs: CgroupFs, dir: string): Promise<number[]> {
 
 const KILL_ROUNDS = 100;
 
+/** By pid number: only until a process sets a better one (the Worker sets the addon's pidfds). */
+const BY_NUMBER: PinnedSignaller = { pin: (pid) => pid, send: (pid, signal) => signalPid(pid, signal), release: () => undefined };
+let killSignaller: PinnedSignaller = BY_NUMBER;
+
+/** What freezeKillThaw signals through, for the whole process; returns the one it replaces. */
+export function useKillSignaller(signaller: PinnedSignaller): PinnedSignaller {
+  const before = killSignaller;
+  killSignaller = signaller;
+  return before;
+}
+
 /**
- * Kill without cgroup.kill: freeze (so nothing forks or exits while we look), SIGKILL each pid,
- * thaw (a v1-frozen task dies only once thawed); again until the list comes back empty.
+ * Kill without cgroup.kill (v1-only hosts, kernels before 5.14): freeze (so nothing forks or exits
+ * while we look), SIGKILL each pid, thaw (a v1-frozen task dies only once thawed); again until the
+ * list comes back empty. A freeze can fail and a frozen task can die (the OOM killer), its pid free
+ * for another process: each pid is pinned first and killed only if the job still lists it then.
  */
 export async function freezeKillThaw(processes: Pick<JobProcesses, 'freeze' | 'thaw' | 'list'>): Promise<void> {
   for (let round = 0; round < KILL_ROUNDS; round++) {
     await processes.freeze();
     let pids: number[];
+    const pinned = new Map<number, number>();
     try {
       pids = await processes.list();
-      for (const pid of pids) signalPid(pid, 'SIGKILL');
+      for (const pid of pids) {
+        const handle = killSignaller.pin(pid);
+        if (handle !== null) pinned.set(pid, handle);
+      }
+      const stillListed = new Set(await processes.list());
+      for (const [pid, handle] of pinned) if (stillListed.has(pid)) killSignaller.send(handle, 'SIGKILL');
     } finally {
+      for (const handle of pinned.values()) killSignaller.release(handle);
       await processes.thaw();
     }
     if (pids.length === 0) return;

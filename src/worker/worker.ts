@@ -8,6 +8,7 @@ import {
   nodeCgroupFs,
   openCgroupDriver,
   prepareSliceLimits,
+  useKillSignaller,
   type CgroupDriverOptions,
   type CgroupFs,
   type CgroupStats,
@@ -15,7 +16,7 @@ import {
   type OpenedCgroupDriver,
 } from '../cgroup';
 import { JobworkerError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
-import { fsOps, SpawnError, tryLockPath } from '../native';
+import { fsOps, PIDFD_SIGNALLER, SpawnError, tryLockPath } from '../native';
 import { IdentityLedger, type QuotaUsage } from './identity-ledger';
 import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type IdentityLimits } from './identity-policy';
 import { isJobId } from '../job-id';
@@ -323,6 +324,8 @@ export class Worker {
     let driver: OpenedCgroupDriver | undefined;
     try {
       const cgroup = options.cgroup?.root === undefined && options.cgroup?.rootName === undefined ? { ...options.cgroup, rootName: defaultRootName(options.stateDir) } : options.cgroup;
+      // Where a cgroup has no cgroup.kill, its processes are killed one by one: through pidfds.
+      useKillSignaller(PIDFD_SIGNALLER);
       driver = await openCgroupDriver({ ...cgroup, fs: CGROUP_FS, sliceLimits: (identity) => policy.sliceLimits(identity) });
       for (const { field, limits } of policy.configured()) await prepareSliceLimits(limits, field, driver.controllers, options.cgroup?.sysRoot, driver.mode);
       const recovery = await recover(store, driver, warn);

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { runOpsOneByOne, type CgroupFs, type CgroupOp } from '../../src/cgroup/cgroup-fs';
 import type { CgroupHost } from '../../src/cgroup/host';
-import { openCgroupDriver } from '../../src/cgroup/index';
+import { openCgroupDriver, useKillSignaller } from '../../src/cgroup/index';
 import { JobworkerError, SystemError } from '../../src/errors';
 import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { bootFakeV1Host, FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
@@ -194,6 +194,37 @@ describe('settle on a legacy (v1-only) host', () => {
     const afterItDied = await kernel.run(job.plan.settleOps); // the removal goes through
     const settled = job.plan.settled({ ...afterItDied, reads: whileBusy.reads });
     assert.deepEqual([settled.empty, settled.removed], [true, true]);
+  });
+
+  it('kill without cgroup.kill pins each pid and kills it only if the job still lists it then (a pid that left the job is never signalled)', async () => {
+    const { kernel, host } = await bootFakeV1Host(tmp, 'legacy');
+    const driver = await openCgroupDriver({ host, fs: kernel, rootName: 'jw' });
+    const job = await createJobCgroup(driver, 'job-l4', {}, '/');
+    const procs = path.join(job.path, 'cgroup.procs');
+    writeFileSync(procs, '101\n102\n');
+    const killed: number[] = [];
+    const released: number[] = [];
+    const before = useKillSignaller({
+      // While 102 is pinned, it dies and its pid goes to a process outside the job.
+      pin: (pid) => {
+        if (pid === 102) writeFileSync(procs, '101\n');
+        return pid + 1000;
+      },
+      send: (handle) => {
+        killed.push(handle - 1000);
+        writeFileSync(procs, ''); // the kill works: the job is empty
+        return true;
+      },
+      release: (handle) => void released.push(handle - 1000),
+    });
+    try {
+      await job.kill();
+    } finally {
+      useKillSignaller(before);
+    }
+    assert.deepEqual(killed, [101]);
+    assert.deepEqual(released.sort(), [101, 102], 'every pin released');
+    await job.destroy();
   });
 
   it('a cgroup that is gone is reported as gone, not as empty', async () => {
