@@ -16,9 +16,9 @@ import {
   type ControlWrite,
   type OpsReport,
 } from './cgroup-fs';
-import type { JobProcesses } from './job-processes';
+import { signalListed, type JobProcesses } from './job-processes';
 import type { SliceLease } from './slices';
-import type { CgroupStats, CreateOutcome, JobCgroup, JobCgroupName, JobCgroupPlan, Limits, PinnedSignaller, SettledCgroup, SpawnPlacementPaths } from './types';
+import type { CgroupStats, CreateOutcome, JobCgroup, JobCgroupName, JobCgroupPlan, Limits, SettledCgroup, SpawnPlacementPaths } from './types';
 
 /** How long destroy() waits for killed processes to go (only a task stuck in the kernel takes long). */
 export const DESTROY_WAIT_MS = 10_000;
@@ -195,26 +195,14 @@ export class CgroupOfJob implements JobCgroup {
     return readStats(await readFiles(fs, statFiles()));
   }
 
-  async signalAll(signal: NodeJS.Signals, signaller: PinnedSignaller): Promise<number> {
+  async signalAll(signal: NodeJS.Signals): Promise<number> {
     const { processes } = this.#parts;
-    // Frozen, the job's processes neither fork nor exit while we look (the signal is delivered when
-    // they thaw). But a freeze can fail (a task in uninterruptible sleep) and a frozen task can
-    // still die (SIGKILL, the OOM killer), its pid free for another process: so each pid is pinned
-    // first, and signalled only if the job still lists it after that. A pid listed again belongs
-    // to the pinned process or, if that one died, to another process of the job.
+    // Frozen, the job's processes neither fork nor exit while we look; the signal is delivered when
+    // they thaw (signalListed says why a freeze alone is not trusted).
     await processes.freeze();
-    const pinned = new Map<number, number>();
     try {
-      for (const pid of await processes.list()) {
-        const handle = signaller.pin(pid);
-        if (handle !== null) pinned.set(pid, handle);
-      }
-      const stillListed = new Set(await processes.list());
-      let signalled = 0;
-      for (const [pid, handle] of pinned) if (stillListed.has(pid) && signaller.send(handle, signal)) signalled++;
-      return signalled;
+      return (await signalListed(processes, signal)).signalled;
     } finally {
-      for (const handle of pinned.values()) signaller.release(handle);
       await processes.thaw();
     }
   }

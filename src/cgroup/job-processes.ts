@@ -71,7 +71,7 @@ const KILL_ROUNDS = 100;
 const BY_NUMBER: PinnedSignaller = { pin: (pid) => pid, send: (pid, signal) => signalPid(pid, signal), release: () => undefined };
 let killSignaller: PinnedSignaller = BY_NUMBER;
 
-/** What freezeKillThaw signals through, for the whole process; returns the one it replaces. */
+/** What signalAll and freezeKillThaw signal through, for the whole process; returns the one it replaces. */
 export function useKillSignaller(signaller: PinnedSignaller): PinnedSignaller {
   const before = killSignaller;
   killSignaller = signaller;
@@ -79,29 +79,44 @@ export function useKillSignaller(signaller: PinnedSignaller): PinnedSignaller {
 }
 
 /**
+ * Sends `signal` to every process the job lists, while the caller holds it frozen. A freeze can fail
+ * (a task in uninterruptible sleep) and a frozen task can still die (SIGKILL, the OOM killer), its
+ * pid free for another process: so each pid is pinned first, and signalled only if the job still
+ * lists it after that (a pid listed again belongs to the pinned process or, if that one died, to
+ * another process of the job). Returns the pids listed, and how many were signalled.
+ */
+export async function signalListed(processes: Pick<JobProcesses, 'list'>, signal: NodeJS.Signals): Promise<{ listed: number; signalled: number }> {
+  const pinned = new Map<number, number>();
+  try {
+    const pids = await processes.list();
+    for (const pid of pids) {
+      const handle = killSignaller.pin(pid);
+      if (handle !== null) pinned.set(pid, handle);
+    }
+    const stillListed = new Set(await processes.list());
+    let signalled = 0;
+    for (const [pid, handle] of pinned) if (stillListed.has(pid) && killSignaller.send(handle, signal)) signalled++;
+    return { listed: pids.length, signalled };
+  } finally {
+    for (const handle of pinned.values()) killSignaller.release(handle);
+  }
+}
+
+/**
  * Kill without cgroup.kill (v1-only hosts, kernels before 5.14): freeze (so nothing forks or exits
  * while we look), SIGKILL each pid, thaw (a v1-frozen task dies only once thawed); again until the
- * list comes back empty. A freeze can fail and a frozen task can die (the OOM killer), its pid free
- * for another process: each pid is pinned first and killed only if the job still lists it then.
+ * list comes back empty.
  */
 export async function freezeKillThaw(processes: Pick<JobProcesses, 'freeze' | 'thaw' | 'list'>): Promise<void> {
   for (let round = 0; round < KILL_ROUNDS; round++) {
     await processes.freeze();
-    let pids: number[];
-    const pinned = new Map<number, number>();
+    let listed: number;
     try {
-      pids = await processes.list();
-      for (const pid of pids) {
-        const handle = killSignaller.pin(pid);
-        if (handle !== null) pinned.set(pid, handle);
-      }
-      const stillListed = new Set(await processes.list());
-      for (const [pid, handle] of pinned) if (stillListed.has(pid)) killSignaller.send(handle, 'SIGKILL');
+      ({ listed } = await signalListed(processes, 'SIGKILL'));
     } finally {
-      for (const handle of pinned.values()) killSignaller.release(handle);
       await processes.thaw();
     }
-    if (pids.length === 0) return;
+    if (listed === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

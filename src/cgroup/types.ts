@@ -63,10 +63,10 @@ export interface JobCgroup {
   /** A snapshot of its resource use, read in one batch. */
   stats(): Promise<CgroupStats>;
   /**
-   * Sends `signal` to every process in the job through `signaller` (which pins each process before
-   * it is signalled); returns how many were signalled.
+   * Sends `signal` to every process in the job, each pinned before it is signalled (the process's
+   * PinnedSignaller: useKillSignaller); returns how many were signalled.
    */
-  signalAll(signal: NodeJS.Signals, signaller: PinnedSignaller): Promise<number>;
+  signalAll(signal: NodeJS.Signals): Promise<number>;
   /** Kills every process in the job, escaped double-forks included (cgroup.kill or freeze-kill-thaw). */
   kill(): Promise<void>;
   /** Resolves true once no process is left (cgroup.events "populated 0"), false on timeout. */
@@ -165,7 +165,7 @@ export const DEFAULT_PIDS_MAX = 4096;
 /**
  * Signals a process named by a handle taken while it had the pid (a pidfd: native/), so that a
  * signal never reaches a process that took the pid over later. The cgroup layer spawns nothing and
- * signals nothing by number; the worker hands it this.
+ * signals nothing by number once the worker has handed it this (useKillSignaller).
  */
 export interface PinnedSignaller {
   /** A handle naming the process that has `pid` now; null if none has. Released with release(). */

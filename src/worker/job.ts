@@ -8,7 +8,7 @@ import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from
 import { JobworkerError, NotFoundError, ValidationError, errorCode, systemError } from '../errors';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
-import { PIDFD_SIGNALLER, SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
+import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError } from './command-error';
 import { HOST_ISOLATION, type BindMount, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
@@ -732,7 +732,7 @@ export class Job {
       // In a PID namespace of its own, the job's init forwards the signal to every process of
       // the job: signalling each process as well would deliver it twice.
       if (running.throughInit) running.native.kill(signal);
-      else await running.cgroup.signalAll(signal, PIDFD_SIGNALLER);
+      else await running.cgroup.signalAll(signal);
     } catch (error) {
       this.#ctx.warn('could not signal a job', { job: this.id, signal, error: String(error) });
     }

@@ -324,7 +324,7 @@ export class Worker {
     let driver: OpenedCgroupDriver | undefined;
     try {
       const cgroup = options.cgroup?.root === undefined && options.cgroup?.rootName === undefined ? { ...options.cgroup, rootName: defaultRootName(options.stateDir) } : options.cgroup;
-      // Where a cgroup has no cgroup.kill, its processes are killed one by one: through pidfds.
+      // A job's processes are signalled one by one (a stop's SIGTERM; a kill without cgroup.kill): through pidfds.
       useKillSignaller(PIDFD_SIGNALLER);
       driver = await openCgroupDriver({ ...cgroup, fs: CGROUP_FS, sliceLimits: (identity) => policy.sliceLimits(identity) });
       for (const { field, limits } of policy.configured()) await prepareSliceLimits(limits, field, driver.controllers, options.cgroup?.sysRoot, driver.mode);

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { CGROUP2_SUPER_MAGIC, type CgroupHost, discoverHost, v1HierarchyOf } from '../../src/cgroup/host';
-import type { OpenedCgroupDriver } from '../../src/cgroup/index';
+import { useKillSignaller, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, ValidationError } from '../../src/errors';
 import { PIDFD_SIGNALLER } from '../../src/native';
 import {
@@ -37,6 +37,7 @@ function jobId(label: string): string {
 
 describe('cgroup driver on this host', requireRoot, () => {
   before(async () => {
+    useKillSignaller(PIDFD_SIGNALLER); // as the Worker does: real processes are signalled through pidfds
     host = discoverHost();
     driver = await openTestDriver();
   });
@@ -98,7 +99,7 @@ describe('cgroup driver on this host', requireRoot, () => {
     try {
       const running = runInJob(job, logs, 'sh', ['-c', 'sleep 1000 & sleep 1000 & echo ready; wait']);
       await waitForStdout(running, 'ready');
-      assert.equal(await job.signalAll('SIGTERM', PIDFD_SIGNALLER), 3);
+      assert.equal(await job.signalAll('SIGTERM'), 3);
       assert.equal((await running.proc.exited).signal, 'SIGTERM');
       assert.equal(await job.waitEmpty(10_000), true);
       // (pids.current may still count the orphaned sleeps until init reaps them: not asserted.)
@@ -122,7 +123,7 @@ describe('cgroup driver on this host', requireRoot, () => {
     const started = new Map(listed.map((pid) => [pid, startTimeOf(pid)]));
 
     // Graceful first: the main process goes, the daemons stay.
-    assert.ok((await job.signalAll('SIGTERM', PIDFD_SIGNALLER)) >= 3);
+    assert.ok((await job.signalAll('SIGTERM')) >= 3);
     assert.equal((await running.proc.exited).signal, 'SIGTERM');
     assert.equal(await job.waitEmpty(300), false, 'the daemons ignore SIGTERM');
 
@@ -162,7 +163,7 @@ describe('cgroup driver on this host', requireRoot, () => {
     assert.deepEqual(findCgroupDirs(`${TEST_ROOT_NAME}/jobs/${TEST_SLICE}/${id}`), []);
     assert.equal(await driver.open({ id, slice: TEST_SLICE }), undefined);
     // A handle on a removed job does no harm.
-    assert.equal(await job.signalAll('SIGTERM', PIDFD_SIGNALLER), 0);
+    assert.equal(await job.signalAll('SIGTERM'), 0);
     await job.kill();
     assert.equal(await job.waitEmpty(0), true);
     await assert.rejects(job.stats(), (error: unknown) => error instanceof JobworkerError && error.kind === 'not-found');

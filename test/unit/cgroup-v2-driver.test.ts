@@ -8,9 +8,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import type { CgroupHost } from '../../src/cgroup/host';
-import { openCgroupDriver, type OpenedCgroupDriver } from '../../src/cgroup/index';
+import { openCgroupDriver, useKillSignaller, type OpenedCgroupDriver } from '../../src/cgroup/index';
 import { JobworkerError, SystemError, ValidationError } from '../../src/errors';
-import { PIDFD_SIGNALLER } from '../../src/native';
 import { createJobCgroup, TEST_SLICE } from '../helpers/cgroup-plan';
 import { FakeCgroupKernel } from '../helpers/fake-cgroup-kernel';
 
@@ -282,7 +281,12 @@ describe('cgroup v2 job cgroups', () => {
       send: (handle: number) => (sent.push(handle - 1000), true),
       release: (handle: number) => void released.push(handle - 1000),
     };
-    assert.equal(await job.signalAll('SIGTERM', signaller), 1);
+    const before = useKillSignaller(signaller);
+    try {
+      assert.equal(await job.signalAll('SIGTERM'), 1);
+    } finally {
+      useKillSignaller(before);
+    }
     assert.deepEqual(sent, [101]);
     assert.deepEqual(released.sort(), [101, 102], 'every pin released');
     writeFileSync(procs, '');
@@ -297,7 +301,7 @@ describe('cgroup v2 job cgroups', () => {
       kernel.failWrites.set('cgroup.kill', errno);
       kernel.failWrites.set('cgroup.freeze', errno);
       await job.kill();
-      assert.equal(await job.signalAll('SIGTERM', PIDFD_SIGNALLER), 0);
+      assert.equal(await job.signalAll('SIGTERM'), 0);
     }
     kernel.failWrites.set('cgroup.kill', 'EACCES');
     await assert.rejects(job.kill(), /cgroup.kill: EACCES/);
