@@ -335,6 +335,9 @@ struct SpawnCall {
   std::vector<std::string> join_tasks_paths;
   // Filesystem ops run first, on the same thread (creating the job's cgroups and writing its limits).
   std::vector<FsOp> setup;
+  // Filesystem ops run on the same thread once the child has exec'd (memory.oom.group: see
+  // src/cgroup/v2/memory.ts); if one fails the child is killed and reaped.
+  std::vector<FsOp> started;
   // Filesystem ops the reactor runs when the process has exited (see Job::exit_ops).
   std::vector<FsOp> exit_ops;
   // An existing (emptied) file to rename to log_path: reusing an inode is much cheaper than
@@ -379,6 +382,8 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   call.join_tasks_paths = string_array(options, "joinTasksPaths");
   Napi::Value setup = options.Get("setupOps");
   if (!setup.IsUndefined()) call.setup = parse_fs_ops(env, setup, "setupOps");
+  Napi::Value started = options.Get("startedOps");
+  if (!started.IsUndefined()) call.started = parse_fs_ops(env, started, "startedOps");
   Napi::Value exit_ops = options.Get("exitOps");
   if (!exit_ops.IsUndefined()) call.exit_ops = parse_fs_ops(env, exit_ops, "exitOps");
   if ((!call.cgroup_path.empty() && req.cgroup_fd >= 0) || (!call.join_tasks_paths.empty() && !req.join_tasks_fds.empty()))
@@ -457,6 +462,14 @@ void run_spawn(SpawnCall& call, SpawnOutcome& out) {
       out.child = spawn_process(req);
     } catch (const NativeError& error) {
       out.error = error;
+    }
+  }
+  if (!out.error && !call.started.empty()) {
+    FsOpsOutcome started = run_fs_ops(call.started, Stage::kStartedOps);
+    if (started.error) {
+      // The job must not run without what they set: it ends here, like a failed spawn.
+      kill_and_reap(out.child);
+      out.error = started.error;
     }
   }
   if (out.error) out.log->finish();

@@ -31,6 +31,7 @@ const char* stage_name(Stage stage) {
     case Stage::kReactor: return "reactor";
     case Stage::kSignal: return "signal";
     case Stage::kCapture: return "capture";
+    case Stage::kStartedOps: return "started-ops";
   }
   return "unknown";
 }
@@ -55,6 +56,7 @@ std::string what_failed(const NativeError& e) {
     case Stage::kWatch: return "cannot watch the job's pidfd and pipes (epoll_ctl)";
     case Stage::kFsOps: return "fs op " + op + " failed at" + at;
     case Stage::kExitOps: return "exit op " + op + " failed at" + at;
+    case Stage::kStartedOps: return "started op " + op + " failed at" + at;
     case Stage::kReactor: return "cannot start the capture thread";
     case Stage::kSignal: return "cannot signal the process (pidfd_send_signal)";
     case Stage::kCapture: return "capture thread:" + at;

@@ -38,6 +38,8 @@ enum class Stage : int {
   kSignal,       // pidfd_send_signal
   kCapture,      // its own descriptors (epoll_wait, the wake eventfd, a job's pipe): fatal, see
                  // fatal(); path says which call failed
+  // A spawn again: its startedOps, run once the process has exec'd (it is then killed): index = the op.
+  kStartedOps,
 };
 
 struct NativeError {

@@ -509,6 +509,13 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
 }  // namespace
 
+void kill_and_reap(SpawnedChild& child) {
+  if (!child.pidfd.valid()) return;
+  syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0);  // ESRCH: it has exited; reaped below
+  reap(child.pidfd.get());
+  child.pidfd.reset();
+}
+
 SpawnedChild spawn_process(const SpawnRequest& req) {
   SpawnedChild child;
   UniqueFd stdout_write, stderr_write;

@@ -45,4 +45,8 @@ struct SpawnedChild {
 // process is left behind, and nothing of the job ever ran.
 SpawnedChild spawn_process(const SpawnRequest& req);
 
+// SIGKILL through the child's pidfd, then reaps it (with isolation.pid, init's end takes the whole
+// namespace with it). For a spawn that succeeded but must not go on.
+void kill_and_reap(SpawnedChild& child);
+
 }  // namespace jw

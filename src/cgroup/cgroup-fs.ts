@@ -201,6 +201,11 @@ export interface ControlWrite {
   value: string;
   /** Skip silently when the kernel does not have the file (e.g. memory.swap.max without swap accounting). */
   optional?: boolean;
+  /**
+   * Written once the job's process has exec'd, not before: a setting that must not reach the spawn's
+   * own processes while they still share the daemon's memory (memory.oom.group, see v2/memory.ts).
+   */
+  afterStart?: boolean;
 }
 
 /**

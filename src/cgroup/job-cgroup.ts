@@ -51,16 +51,25 @@ export interface JobCgroupParts {
   readStats(files: ControlFiles): CgroupStats;
 }
 
-/** The ops that create a job's directories and write their limits, in order. */
+/** The ops that create a job's directories and write their limits (all but those afterStart), in order. */
 export function createOpsOf(plan: readonly JobDirPlan[]): CgroupOp[] {
   const ops: CgroupOp[] = [];
   for (const { dir, writes } of plan) {
     ops.push({ op: 'mkdir', path: dir });
     for (const write of writes) {
-      ops.push({ op: 'write', path: childPath(dir, write.file), value: write.value, optional: write.optional === true });
+      if (write.afterStart !== true) ops.push(writeOp(dir, write));
     }
   }
   return ops;
+}
+
+/** The writes made once the job's process has exec'd (ControlWrite.afterStart), in order. */
+export function startedOpsOf(plan: readonly JobDirPlan[]): CgroupOp[] {
+  return plan.flatMap(({ dir, writes }) => writes.filter((write) => write.afterStart === true).map((write) => writeOp(dir, write)));
+}
+
+function writeOp(dir: string, write: ControlWrite): CgroupOp {
+  return { op: 'write', path: childPath(dir, write.file), value: write.value, optional: write.optional === true };
 }
 
 /** Whether a process is left, from the text of the PopulatedFile. */
@@ -106,6 +115,7 @@ export class CgroupPlan implements JobCgroupPlan {
   #parts: KeptParts;
   #slice: SliceLease;
   #createOps: readonly CgroupOp[];
+  readonly startedOps: readonly CgroupOp[];
 
   constructor(parts: JobCgroupParts, limits: Limits, slice: SliceLease) {
     this.id = parts.id;
@@ -116,6 +126,7 @@ export class CgroupPlan implements JobCgroupPlan {
     this.placement = parts.placement;
     // The slice first (when this job makes it): its directories must exist before the job's.
     this.#createOps = [...slice.createOps, ...createOpsOf(parts.dirs)];
+    this.startedOps = startedOpsOf(parts.dirs);
     this.cgroup = new CgroupOfJob(this.#parts);
   }
 

@@ -103,6 +103,11 @@ export interface JobCgroupPlan {
   readonly limits: Limits;
   /** mkdirs and limit writes, in order. A runner that fails part-way must remove the directories it made. */
   readonly createOps: readonly CgroupOp[];
+  /**
+   * Limit writes made once the job's process has exec'd (and, with a PID namespace, its init too):
+   * those that must not apply while the spawn's processes still share the daemon's memory.
+   */
+  readonly startedOps: readonly CgroupOp[];
   /** Whether a process is left and the stats (reads), then the removal (rmdirs; EBUSY if a process is left). */
   readonly settleOps: readonly CgroupOp[];
   readonly placement: SpawnPlacementPaths;

@@ -16,6 +16,8 @@ export interface BindingSpawnOptions {
   joinTasksPaths?: string[];
   /** Filesystem ops (encodeFsOps) run first on the same thread (undone if one fails: stage "setup", index). */
   setupOps?: string;
+  /** Filesystem ops (encodeFsOps) run once the process has exec'd, before the spawn returns (stage "started-ops"). */
+  startedOps?: string;
   /** Filesystem ops run once the process is reaped and its output is on disk; the outcome comes with "exit". */
   exitOps?: string;
   logPath: string;
@@ -58,7 +60,9 @@ export type NativeStage =
   | 'exit-ops'
   // The capture thread: starting it, signalling a process.
   | 'reactor'
-  | 'signal';
+  | 'signal'
+  // A spawn's startedOps (after the exec; the process was killed).
+  | 'started-ops';
 
 /** The fields of every error the addon throws or reports. */
 export interface BindingErrorFields {

@@ -40,6 +40,13 @@ export interface SpawnOptions {
    */
   setupOps?: readonly FsOp[];
   /**
+   * Filesystem ops run once the process has exec'd (with isolation.pid, once its init has too), on
+   * the same trip, before the spawn resolves: settings that must not apply to the spawn's own
+   * processes, which share this process's memory until then. If one fails the process is killed and
+   * reaped, and the spawn rejects with a SpawnError of stage "started-ops" whose `index` is the op.
+   */
+  startedOps?: readonly FsOp[];
+  /**
    * Filesystem ops run as soon as the process has exited and its output is on disk (reading the
    * final stats, removing the cgroup), on a thread of their own: ExitInfo.exitOps says what they
    * did, and `exited` resolves only after they ran.
@@ -196,6 +203,7 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     cgroupPath: options.cgroupPath,
     joinTasksPaths: options.joinTasksPaths ? [...options.joinTasksPaths] : undefined,
     setupOps: options.setupOps ? encodeFsOps(options.setupOps) : undefined,
+    startedOps: options.startedOps && options.startedOps.length > 0 ? encodeFsOps(options.startedOps) : undefined,
     exitOps: options.exitOps ? encodeFsOps(options.exitOps) : undefined,
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,

@@ -4,6 +4,7 @@
 // executable: …"; docs/api.md).
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 
+import { describeBytes } from '../byte-size';
 import { ValidationError } from '../errors';
 import type { SpawnError } from '../native';
 
@@ -55,6 +56,43 @@ export function commandError(command: string, pathVariable: string, error: Spawn
   }
   const found = searched === null ? candidate : `${candidate} (found in PATH ${quotedSearchPath(searched)})`;
   return new CommandError('not-executable', `not executable: ${found}: ${WHY[error.code] ?? error.code}`, error.code, searched, { cause: error });
+}
+
+/**
+ * An exec that ran out of memory, or whose arguments and environment could not be copied. The job's
+ * memory limit is in force from before the exec, and the program, its arguments and its environment
+ * count against it: a limit too small for them is the request's to change, not a command that
+ * "cannot be run". A failed charge while copying the arguments comes back as E2BIG, like arguments
+ * over the kernel's ARG_MAX (a quarter of the stack limit); the message names both.
+ */
+export function execOutOfMemory(command: string, memoryBytes: number | null, error: SpawnError): ValidationError | null {
+  if ((error.stage !== 'exec' && error.stage !== 'init') || (error.code !== 'ENOMEM' && error.code !== 'E2BIG')) return null;
+  const limit = memoryBytes === null ? null : describeBytes(memoryBytes);
+  if (error.stage === 'init') {
+    // The job's PID 1 (jobworker-init) is exec'd in the job's cgroup after the command.
+    if (limit === null) return null;
+    return new ValidationError(
+      'limits.memoryBytes',
+      `${limit} is too little to start ${command}: the exec of the job's init (its PID 1) ran out of memory (${error.code}); raise the limit`,
+      { cause: error },
+    );
+  }
+  const program = error.path ?? command;
+  if (error.code === 'ENOMEM') {
+    if (limit === null) return null;
+    return new ValidationError(
+      'limits.memoryBytes',
+      `${limit} is too little to start ${program}: its exec ran out of memory (ENOMEM) loading the program, its arguments and its environment; raise the limit, or pass less`,
+      { cause: error },
+    );
+  }
+  const memory = limit === null ? '' : `do not fit in limits.memoryBytes, ${limit}, or `;
+  const fix = limit === null ? 'pass less' : 'raise the limit or pass less';
+  return new ValidationError(
+    'args',
+    `the exec of ${program} could not copy its arguments and environment (E2BIG): they ${memory}are more than the kernel takes (ARG_MAX, a quarter of the daemon's stack limit); ${fix}`,
+    { related: ['env', ...(limit === null ? [] : ['limits.memoryBytes'])], cause: error },
+  );
 }
 
 /** A job's PATH in a message: at most 1024 characters of it (a request may send 128 KiB). */

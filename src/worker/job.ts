@@ -9,7 +9,7 @@ import { JobworkerError, NotFoundError, ValidationError, errorCode, systemError 
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
-import { commandError } from './command-error';
+import { commandError, execOutOfMemory } from './command-error';
 import { HOST_ISOLATION, type BindMount, type JobIsolation } from './isolation';
 import { copyIsolation, copyLimits, copyOutcome, copyRunAs, copyStats } from './record-copies';
 import { NO_LABELS } from './job-labels';
@@ -312,6 +312,7 @@ export class Job {
         env: spec.env,
         cwd,
         setupOps: scratchDir === null ? plan.createOps : [...plan.createOps, scratchDirOp(scratchDir, runAs)],
+        startedOps: plan.startedOps,
         exitOps: plan.settleOps,
         ...plan.placement,
         logPath: store.logPath(this.id),
@@ -348,6 +349,7 @@ export class Job {
       throw (
         unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
         unusableMount(error, this.#record.isolation!.mounts) ??
+        (error instanceof SpawnError ? execOutOfMemory(spec.command, spec.limits.memoryBytes ?? null, error) : null) ??
         (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
       );
     }

@@ -27,6 +27,9 @@ export async function createJobCgroup(driver: CgroupDriver, id: string, limits: 
     await plan.release();
     throw plan.creationError(report);
   }
+  // What the spawn writes once the job's process has exec'd.
+  const started = await driver.fs.run(plan.startedOps);
+  if (started.error !== undefined) throw started.error;
   // Destroying it also lets its slice go, as the Worker does once a job's cgroup is gone.
   const cgroup = plan.cgroup;
   const destroy = cgroup.destroy.bind(cgroup);

@@ -433,6 +433,33 @@ describe('exit ops and the order of events', () => {
   });
 });
 
+describe('started ops (once the process has exec\'d)', () => {
+  it('have run, in order, when the spawn resolves; the process runs as usual', async () => {
+    const marker = path.join(dir, 'started-op-marker');
+    const proc = await spawnProcessAsync({
+      command: 'echo',
+      args: ['ran'],
+      env: ENV,
+      logPath: logPath(),
+      startedOps: [{ op: 'create', path: marker }, { op: 'write', path: marker, value: 'written' }],
+    });
+    assert.equal(readFileSync(marker, 'utf8'), 'written');
+    assert.equal((await proc.exited).code, 0);
+    await proc.closed;
+  });
+
+  it('a failed one kills and reaps the process: the spawn rejects with stage "started-ops", the op and its errno', async () => {
+    const missing = path.join(dir, 'no-such-dir', 'file');
+    const before = openFdCount();
+    await assert.rejects(
+      spawnProcessAsync({ command: 'sleep', args: ['1000'], env: ENV, logPath: logPath(), startedOps: [{ op: 'write', path: missing, value: '1', optional: false }] }),
+      (error) => error instanceof SpawnError && error.stage === 'started-ops' && error.code === 'ENOENT' && error.path === missing && error.index === 0,
+    );
+    assert.deepEqual(zombieChildren(), []);
+    assert.equal(openFdCount(), before);
+  });
+});
+
 describe('signals', () => {
   it('delivers a signal through the pidfd to a job that traps it', async () => {
     const { proc, log } = run({

@@ -72,14 +72,14 @@ describe('cgroup v2 file values', () => {
     assert.deepEqual(cpuWrites({ cpu: 2, pids: 1, io: [] }), [{ file: 'cpu.max', value: '200000 100000' }]);
   });
 
-  it('memory: max, no swap, high, and OOM takes the whole job', () => {
+  it('memory: max, no swap, high, and OOM takes the whole job (once its process has exec\'d)', () => {
     assert.deepEqual(memoryWrites(limits), [
       { file: 'memory.max', value: String(64 << 20) },
       { file: 'memory.swap.max', value: '0', optional: true },
       { file: 'memory.high', value: String(48 << 20) },
-      { file: 'memory.oom.group', value: '1', optional: true },
+      { file: 'memory.oom.group', value: '1', optional: true, afterStart: true },
     ]);
-    assert.deepEqual(memoryWrites({ pids: 1, io: [] }), [{ file: 'memory.oom.group', value: '1', optional: true }]);
+    assert.deepEqual(memoryWrites({ pids: 1, io: [] }), [{ file: 'memory.oom.group', value: '1', optional: true, afterStart: true }]);
   });
 
   it('io: one io.max line per device, only the keys given', () => {

@@ -18,7 +18,11 @@ export function memoryWrites(limits: ResolvedLimits, oomGroup = true): ControlWr
   if (limits.memoryHighBytes !== undefined) writes.push({ file: 'memory.high', value: String(limits.memoryHighBytes) });
   // An OOM kill takes the whole job, not one process of it: a job missing a process is worse than
   // a job that failed (kernel >= 4.19; older kernels kill one process).
-  if (oomGroup) writes.push({ file: 'memory.oom.group', value: '1', optional: true });
+  // Only once the job's process has exec'd: until then the spawn's processes in the cgroup share
+  // the daemon's memory (clone with CLONE_VM), and a group kill takes every process sharing a
+  // victim's memory, the daemon included. A plain OOM kill spares them (the kernel skips a vfork
+  // child), so an OOM during the exec kills the process that exec'd, or fails the exec.
+  if (oomGroup) writes.push({ file: 'memory.oom.group', value: '1', optional: true, afterStart: true });
   return writes;
 }
 
