@@ -14,17 +14,21 @@
 // parent's other threads could be holding.
 //
 // Isolation (isolation.h) adds the namespace flags to either clone, and steps after the cgroup
-// joins. With a PID namespace the child is PID 1 of it: it clones the command's process (CLONE_VM |
-// CLONE_VFORK again, so the command's exec failure comes back through memory as without a
-// namespace), and once the command has exec'd, it execs jobworker-init (init.c) in its place. The
-// spawn returns when init runs: by then the command has exec'd, or the spawn has failed and nothing
-// of the job runs.
+// joins. With a PID namespace the child is PID 1 of it and execs jobworker-init (init.c) at once,
+// with the command's candidates, argv and environment; init forks the command's process and
+// reports on its status pipe whether the exec happened. The spawn returns on that report: by then
+// the command has exec'd, or the spawn has failed and nothing of the job runs. Nothing of the job
+// ever runs while a process in its cgroup shares the daemon's memory: an OOM kill picks a victim by
+// its memory and then kills every process sharing that memory, and the kernel spares only a vfork
+// child that has not reached its exec (not one between releasing its parent and switching to its
+// new memory, nor any member of a group kill).
 #include "spawn.h"
 
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -58,36 +62,38 @@
 namespace jw {
 namespace {
 
+static_assert(JW_INIT_STAGE_PIPES == static_cast<int>(Stage::kPipes) && JW_INIT_STAGE_CLONE == static_cast<int>(Stage::kClone) &&
+                  JW_INIT_STAGE_SESSION == static_cast<int>(Stage::kSession) && JW_INIT_STAGE_EXEC == static_cast<int>(Stage::kExec),
+              "init_protocol.h's stages are the addon's");
+
 constexpr size_t kChildStackSize = 64 * 1024;
 constexpr size_t kGuardSize = 4096;
 
-// The stacks a spawn's children run on until they exec: the child's (PID 1's, with a PID namespace)
-// and, under init, the command's process's. One pair per spawning thread (the JS thread, each
+// The stack a spawn's child runs on until it execs. One per spawning thread (the JS thread, each
 // threadpool thread), mapped at its first spawn and kept: a mapping per spawn costs an munmap,
 // which flushes the TLB of every CPU running one of the daemon's threads, and fresh page faults
-// every time. Reuse is safe: once the vfork returns, no child runs on them any more (each has
-// exec'd into its own memory, or exited), and in the fallback PID 1 has its own copy.
+// every time. Reuse is safe: once the vfork returns, no child runs on it any more (it has exec'd
+// into its own memory, or exited), and in the fallback the child has its own copy. A guard page
+// below it: an overflow faults instead of writing whatever is mapped there.
 class ChildStacks {
  public:
   ~ChildStacks() {
-    if (base_ != nullptr) munmap(base_, 2 * kChildStackSize + kGuardSize);  // cannot fail: our mapping
+    if (base_ != nullptr) munmap(base_, kChildStackSize + kGuardSize);  // cannot fail: our mapping
   }
-  // Throws NativeError (stage kClone) if the stacks cannot be mapped.
+  // Throws NativeError (stage kClone) if the stack cannot be mapped.
   void map() {
     if (base_ != nullptr) return;
-    void* base = mmap(nullptr, 2 * kChildStackSize + kGuardSize, PROT_READ | PROT_WRITE,
+    void* base = mmap(nullptr, kChildStackSize + kGuardSize, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED) throw NativeError{Stage::kClone, errno};
-    // A page between them: an overflow of the command's stack faults instead of writing PID 1's.
-    if (mprotect(static_cast<char*>(base) + kChildStackSize, kGuardSize, PROT_NONE) < 0) {
+    if (mprotect(base, kGuardSize, PROT_NONE) < 0) {
       int e = errno;
-      munmap(base, 2 * kChildStackSize + kGuardSize);
+      munmap(base, kChildStackSize + kGuardSize);
       throw NativeError{Stage::kClone, e};
     }
     base_ = static_cast<char*>(base);
   }
-  char* child_stack() const { return base_ + kChildStackSize + kGuardSize; }  // the lowest address
-  char* command_stack_top() const { return base_ + kChildStackSize; }
+  char* child_stack() const { return base_ + kGuardSize; }  // the lowest address
 
  private:
   char* base_ = nullptr;
@@ -118,16 +124,9 @@ struct ChildArgs {
   int fd_scan_limit;   // if close_range is missing: close up to this fd number
   const IsolationPlan* isolation;  // nullptr: the daemon's namespaces
   bool drop_bounding_set;          // isolation, for a job whose uid is not 0
-  // isolation.pid: the write end of init's status pipe; the stack of the command's process; init's
-  // argv (its second entry points at command_pid_text, which PID 1 fills in).
+  // isolation.pid: the write end of init's status pipe, and init's argv (init_protocol.h).
   int init_status_fd;
-  void* command_stack_top;
-  char* init_argv[3];
-  char command_pid_text[24];
-  // Written by the command's process (CLONE_VM) when it could not exec, read by PID 1.
-  volatile int command_fail_stage;
-  volatile int command_fail_errno;
-  volatile int command_fail_candidate;
+  char* const* init_argv;
   // Written by the child under CLONE_VM, read by the parent after the vfork returns. `fail_candidate`
   // is the exec candidate (stage exec) or the mount step (stage mount).
   volatile int fail_stage;
@@ -214,43 +213,12 @@ int exec_command(const ChildArgs* a, int* candidate_out) {
   return saw_eacces ? EACCES : reported;
 }
 
-// isolation.pid: the command's process, PID 2 of the namespace, sharing PID 1's memory until it
-// execs. A failure is left where PID 1 reads it.
-int command_main(void* arg) {
-  ChildArgs* a = static_cast<ChildArgs*>(arg);
-  // Its own session and process group, as without a namespace (PID 1 has the first one).
-  if (setsid() < 0) {
-    a->command_fail_errno = errno;
-    a->command_fail_candidate = -1;
-    a->command_fail_stage = static_cast<int>(Stage::kSession);
-    _exit(127);
-  }
-  unblock_all_signals();
-  int candidate = -1;
-  int e = exec_command(a, &candidate);
-  a->command_fail_errno = e;
-  a->command_fail_candidate = candidate;
-  a->command_fail_stage = static_cast<int>(Stage::kExec);
-  _exit(127);
-}
-
-// isolation.pid, in PID 1 with the job's credentials already: the command first, then init in
-// this process's place. Signals stay blocked here: init takes them synchronously, and whatever
-// arrives before it runs waits for it.
+// isolation.pid, in PID 1 with the job's credentials and stdio already: init in this process's place,
+// at once. It starts the command itself (init.c). Signals stay blocked: init takes them
+// synchronously, and whatever arrives before it runs waits for it.
 [[noreturn]] void run_under_init(ChildArgs* a) {
-  int pid = clone(command_main, a->command_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
-  if (pid < 0) child_fail(a, Stage::kClone, errno);
-  if (a->command_fail_stage != 0)  // it has exited: the kernel reaps it with the namespace
-    child_fail(a, static_cast<Stage>(a->command_fail_stage), a->command_fail_errno, a->command_fail_candidate);
-
-  char digits[16];
-  int n = 0;
-  for (unsigned value = static_cast<unsigned>(pid); value != 0 || n == 0; value /= 10) digits[n++] = static_cast<char>('0' + value % 10);
-  for (int i = 0; i < n; i++) a->command_pid_text[i] = digits[n - 1 - i];
-  a->command_pid_text[n] = '\0';
-
   // init's status pipe goes to JW_INIT_STATUS_FD. Every other descriptor above 2 is close-on-exec
-  // already, and init closes 0 to 2 (the job's stdio) itself.
+  // already; 0 to 2 are the job's stdio, which init hands to the command and then closes.
   int init_fd = a->isolation->init_fd;
   if (init_fd == JW_INIT_STATUS_FD && (init_fd = fcntl(init_fd, F_DUPFD_CLOEXEC, JW_INIT_STATUS_FD + 1)) < 0)
     child_fail(a, Stage::kInit, errno);
@@ -259,9 +227,7 @@ int command_main(void* arg) {
   } else if (dup2(a->init_status_fd, JW_INIT_STATUS_FD) < 0) {
     child_fail(a, Stage::kInit, errno);
   }
-  static char* const no_environment[] = {nullptr};
-  syscall(SYS_execveat, init_fd, "", a->init_argv, no_environment, AT_EMPTY_PATH);
-  // The command is running: it dies with the namespace when this process exits.
+  syscall(SYS_execveat, init_fd, "", a->init_argv, a->envp, AT_EMPTY_PATH);
   child_fail(a, Stage::kInit, errno);
 }
 
@@ -499,6 +465,28 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
   return static_cast<pid_t>(pid);
 }
 
+// isolation.pid, once init runs: waits for its first record (init_protocol.h), which says whether
+// the command exec'd. A failure is thrown (init exits after it, and is reaped here). No record at
+// all means init died first (killed: an OOM of the job's cgroup, say); then the spawn stands, and
+// the capture thread reports init's end as the job's.
+void await_command_start(const ChildArgs& args, SpawnedChild& child, UniqueFd& init_status_write) {
+  init_status_write.reset();  // ours: end of file must mean init's end
+  jw_init_started started;
+  ssize_t n;
+  for (;;) {
+    n = read(child.init_status.get(), &started, sizeof started);
+    if (n >= 0 || (errno != EINTR && errno != EAGAIN)) break;
+    if (errno == EINTR) continue;
+    struct pollfd readable = {child.init_status.get(), POLLIN, 0};
+    while (poll(&readable, 1, -1) < 0 && errno == EINTR) {
+    }
+  }
+  if (n != static_cast<ssize_t>(sizeof started) || started.magic != JW_INIT_STARTED_MAGIC || started.stage == 0) return;
+  reap(child.pidfd.get());
+  child.pidfd.reset();
+  throw child_failure(args, started.stage, started.err, started.candidate);
+}
+
 std::vector<char*> c_strings(const std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);
@@ -561,9 +549,11 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   args.fd_scan_limit = current.rlim_cur > 65536 ? 65536 : static_cast<int>(current.rlim_cur);
 
   // Isolation: the plan (strings and steps the child walks), and with a PID namespace init's status
-  // pipe and a stack for the command's process.
+  // pipe and argv: { "jobworker-init", "<n>", the n candidates, the command's argv } (init_protocol.h).
   std::optional<IsolationPlan> plan;
   UniqueFd init_status_write;
+  std::string candidate_count_text = std::to_string(candidates.size());
+  std::vector<char*> init_argv;
   args.init_status_fd = -1;
   if (req.isolation) {
     plan.emplace(*req.isolation, req.cgroup_fd, req.join_tasks_fds);
@@ -573,11 +563,12 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
       make_pipe(child.init_status, init_status_write);
       if (fcntl(child.init_status.get(), F_SETFL, O_NONBLOCK) < 0) throw NativeError{Stage::kPipes, errno};
       args.init_status_fd = init_status_write.get();
-      child_stacks.map();
-      args.command_stack_top = child_stacks.command_stack_top();
-      args.init_argv[0] = const_cast<char*>("jobworker-init");
-      args.init_argv[1] = args.command_pid_text;
-      args.init_argv[2] = nullptr;
+      init_argv.reserve(2 + candidates.size() + argv.size());
+      init_argv.push_back(const_cast<char*>("jobworker-init"));
+      init_argv.push_back(candidate_count_text.data());
+      for (const char* candidate : candidates) init_argv.push_back(const_cast<char*>(candidate));
+      init_argv.insert(init_argv.end(), argv.begin(), argv.end());  // ends with argv's nullptr
+      args.init_argv = init_argv.data();
     }
   }
   uint64_t namespace_flags = plan ? plan->clone_flags : 0;
@@ -594,6 +585,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
         reap(pidfd);
         throw child_failure(args, args.fail_stage, args.fail_errno, args.fail_candidate);
       }
+      if (child.init_status.valid()) await_command_start(args, child, init_status_write);
       return child;
     }
     int e = static_cast<int>(-ret);
@@ -609,6 +601,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
 #endif
   child.pid = spawn_gated(args, req.cgroup_fd, namespace_flags, child.pidfd);
   child.gated_fork = true;
+  if (child.init_status.valid()) await_command_start(args, child, init_status_write);
   return child;
 }
 

@@ -229,6 +229,34 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
     assert.deepEqual(processesOfUid(job.user!.uid), [], 'nothing of the job runs after its stop');
   });
 
+  it('a job out of memory while it is being started kills the job, never the daemon whose memory the spawn shares until exec', async () => {
+    // 1 MiB of memory and ~1 MiB of arguments: copying them for the exec goes over the limit while
+    // the spawn's processes still share the daemon's memory (clone with CLONE_VM, up to init's exec).
+    // On pure v2 a group OOM kill (memory.oom.group) reaching one of them killed the daemon too.
+    const big = 'a'.repeat(120_000);
+    for (let i = 0; i < 8; i++) {
+      let id: string;
+      try {
+        id = (await bob.startJob({ command: '/bin/true', args: Array.from({ length: 8 }, () => big), limits: { memoryBytes: 1024 * 1024 } })).id;
+      } catch (error) {
+        // Refused at its exec (ENOMEM) is an answer too, naming the limit; the daemon must still be there to give it.
+        // (A failed charge while the arguments are copied is E2BIG.)
+        assert.match(
+          String(error),
+          /limits\.memory_bytes: 1 MiB \(1048576 bytes\) is too little to start \/bin\/true: (its|the exec of the job's init \(its PID 1\)) (exec )?ran out of memory|args: the exec of \/bin\/true could not copy its arguments and environment \(E2BIG\): they do not fit in limits\.memory_bytes, 1 MiB/,
+          String(error),
+        );
+        assert.equal((error as { code?: unknown }).code, 3, 'INVALID_ARGUMENT');
+        continue;
+      }
+      const { job } = await finished(bob, id);
+      assert.ok(job.outcome.oomKilled || job.outcome.exitCode === 0, JSON.stringify(job.outcome));
+    }
+    assert.equal(daemon.child.exitCode, null, daemon.stderrText);
+    assert.equal(daemon.child.signalCode, null, daemon.stderrText);
+    assert.equal((await run(alice, 'echo still-here')).stdout, 'still-here\n');
+  });
+
   it('exit codes, OOM and output are unchanged; the scratch directory and the dynamic uid are gone after the end', async () => {
     const exited = await run(bob, 'exit 42');
     assert.equal(exited.job.outcome.exitCode, 42);
