@@ -13,7 +13,8 @@
         "native/crc32.cc",
         "native/log_writer.cc",
         "native/reactor.cc",
-        "native/spawn.cc"
+        "native/spawn.cc",
+        "native/spawn_deadline.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FORTIFY_SOURCE=2"],

@@ -42,6 +42,7 @@
 
 #include "clone3_vm.h"
 #include "init_protocol.h"
+#include "spawn_deadline.h"
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -127,6 +128,7 @@ struct ChildArgs {
   // isolation.pid: the write end of init's status pipe, and init's argv (init_protocol.h).
   int init_status_fd;
   char* const* init_argv;
+  bool hold_before_exec;  // tests (SpawnRequest::hold_before_exec)
   // Written by the child under CLONE_VM, read by the parent after the vfork returns. `fail_candidate`
   // is the exec candidate (stage exec) or the mount step (stage mount).
   volatile int fail_stage;
@@ -323,6 +325,12 @@ int child_main(void* arg) {
 
   if (a->cwd != nullptr && chdir(a->cwd) < 0) child_fail(a, Stage::kChdir, errno);
 
+  // Where a SIGSTOP from another process of the job's user would hold it: after the uid switch.
+  // (Not SIGSTOP itself: a namespace's PID 1 ignores it from inside.) Only SIGKILL ends the wait.
+  if (a->hold_before_exec) {
+    for (;;) syscall(SYS_pause);
+  }
+
   if (a->isolation != nullptr && a->isolation->init_fd >= 0) run_under_init(a);
 
   unblock_all_signals();
@@ -365,8 +373,10 @@ std::atomic<bool> fast_path_unsupported{false};
 
 #if JW_HAVE_CLONE3_VM
 // Returns -errno when clone3 itself failed; otherwise the pid (the child has exec'd or failed).
-long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* pidfd_out) {
+// `timed_out`: the deadline's watchdog killed the child before it exec'd.
+long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* pidfd_out, std::chrono::milliseconds limit, bool* timed_out) {
   child_stacks.map();
+  *pidfd_out = -1;  // the kernel writes it before the child runs; the watchdog skips -1
   struct clone_args ca;
   std::memset(&ca, 0, sizeof ca);
   ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND | namespace_flags;
@@ -378,8 +388,11 @@ long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* 
     ca.flags |= CLONE_INTO_CGROUP;
     ca.cgroup = static_cast<uint64_t>(cgroup_fd);
   }
+  SpawnDeadline deadline(pidfd_out, limit);
   BlockAllSignals blocked;
-  return clone3_vm(&ca, sizeof ca, child_main, &args);
+  long ret = clone3_vm(&ca, sizeof ca, child_main, &args);
+  *timed_out = deadline.fired();
+  return ret;
 }
 #endif
 
@@ -409,7 +422,7 @@ void abandon_gated(UniqueFd& gate_write, int pidfd) {
 }
 
 // The fallback. Returns the pid; failures are thrown.
-pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, UniqueFd& pidfd) {
+pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, UniqueFd& pidfd, std::chrono::milliseconds limit) {
   UniqueFd gate_read, gate_write, error_read, error_write;
   make_pipe(gate_read, gate_write);
   make_pipe(error_read, error_write);
@@ -456,11 +469,21 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
   // EOF: the child exec'd (the pipe was close-on-exec). A message: it failed and exits.
   ErrorMessage msg;
   ssize_t n;
-  do n = read(error_read.get(), &msg, sizeof msg);
-  while (n < 0 && errno == EINTR);
+  bool timed_out;
+  {
+    int watched_pidfd = pidfd.get();
+    SpawnDeadline deadline(&watched_pidfd, limit);
+    do n = read(error_read.get(), &msg, sizeof msg);
+    while (n < 0 && errno == EINTR);
+    timed_out = deadline.fired();
+  }
   if (n == static_cast<ssize_t>(sizeof msg)) {
     reap(pidfd.get());
     throw child_failure(args, msg.stage, msg.err, msg.candidate);
+  }
+  if (timed_out) {
+    reap(pidfd.get());
+    throw NativeError{Stage::kClone, ETIMEDOUT};
   }
   return static_cast<pid_t>(pid);
 }
@@ -469,16 +492,24 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
 // the command exec'd. A failure is thrown (init exits after it, and is reaped here). No record at
 // all means init died first (killed: an OOM of the job's cgroup, say); then the spawn stands, and
 // the capture thread reports init's end as the job's.
-void await_command_start(const ChildArgs& args, SpawnedChild& child, UniqueFd& init_status_write) {
+void await_command_start(const ChildArgs& args, SpawnedChild& child, UniqueFd& init_status_write, std::chrono::milliseconds limit) {
   init_status_write.reset();  // ours: end of file must mean init's end
+  auto deadline = std::chrono::steady_clock::now() + limit;
   jw_init_started started;
   ssize_t n;
   for (;;) {
     n = read(child.init_status.get(), &started, sizeof started);
     if (n >= 0 || (errno != EINTR && errno != EAGAIN)) break;
     if (errno == EINTR) continue;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     struct pollfd readable = {child.init_status.get(), POLLIN, 0};
-    while (poll(&readable, 1, -1) < 0 && errno == EINTR) {
+    int ready = left.count() > 0 ? poll(&readable, 1, static_cast<int>(left.count()) + 1) : 0;
+    if (ready == 0) {
+      // Held before the command's exec (spawn_deadline.h): init takes the namespace with it.
+      syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0);
+      reap(child.pidfd.get());
+      child.pidfd.reset();
+      throw NativeError{Stage::kInit, ETIMEDOUT};
     }
   }
   if (n != static_cast<ssize_t>(sizeof started) || started.magic != JW_INIT_STARTED_MAGIC || started.stage == 0) return;
@@ -555,6 +586,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   std::string candidate_count_text = std::to_string(candidates.size());
   std::vector<char*> init_argv;
   args.init_status_fd = -1;
+  args.hold_before_exec = req.hold_before_exec;
   if (req.isolation) {
     plan.emplace(*req.isolation, req.cgroup_fd, req.join_tasks_fds);
     args.isolation = &*plan;
@@ -577,7 +609,8 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
 #if JW_HAVE_CLONE3_VM
   if (use_fast_path) {
     int pidfd = -1;
-    long ret = spawn_vfork(args, req.cgroup_fd, namespace_flags, &pidfd);
+    bool timed_out = false;
+    long ret = spawn_vfork(args, req.cgroup_fd, namespace_flags, &pidfd, req.start_timeout, &timed_out);
     if (ret > 0) {
       child.pid = static_cast<pid_t>(ret);
       child.pidfd.reset(pidfd);
@@ -585,7 +618,11 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
         reap(pidfd);
         throw child_failure(args, args.fail_stage, args.fail_errno, args.fail_candidate);
       }
-      if (child.init_status.valid()) await_command_start(args, child, init_status_write);
+      if (timed_out) {
+        reap(pidfd);
+        throw NativeError{Stage::kClone, ETIMEDOUT};
+      }
+      if (child.init_status.valid()) await_command_start(args, child, init_status_write, req.start_timeout);
       return child;
     }
     int e = static_cast<int>(-ret);
@@ -599,9 +636,9 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
 #else
   (void)use_fast_path;
 #endif
-  child.pid = spawn_gated(args, req.cgroup_fd, namespace_flags, child.pidfd);
+  child.pid = spawn_gated(args, req.cgroup_fd, namespace_flags, child.pidfd, req.start_timeout);
   child.gated_fork = true;
-  if (child.init_status.valid()) await_command_start(args, child, init_status_write);
+  if (child.init_status.valid()) await_command_start(args, child, init_status_write, req.start_timeout);
   return child;
 }
 

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,11 @@ struct SpawnRequest {
   long long nofile_soft = -1;        // RLIMIT_NOFILE soft limit for the job; -1: inherit
   std::optional<IsolationRequest> isolation;  // namespaces, mounts, no_new_privs (isolation.h)
   bool force_gated_fork = false;     // tests: take the fallback path even where clone3 works
+  // How long the spawn waits for its child to exec (see spawn_deadline.h) before it kills it and
+  // fails with ETIMEDOUT.
+  std::chrono::milliseconds start_timeout{10'000};
+  // Tests: the child waits before its exec until killed, as a SIGSTOP from the job's user holds it.
+  bool hold_before_exec = false;
 };
 
 struct SpawnedChild {

@@ -16,6 +16,10 @@ export interface BindingSpawnOptions {
   joinTasksPaths?: string[];
   /** Filesystem ops (encodeFsOps) run first on the same thread (undone if one fails: stage "setup", index). */
   setupOps?: string;
+  /** How long the child may take to exec before it is killed (stage clone or init, ETIMEDOUT); default 10 s. */
+  startTimeoutMs?: number;
+  /** Tests: the child waits before its exec until killed (as a SIGSTOP from the job's user would hold it). */
+  holdBeforeExecForTest?: boolean;
   /** Filesystem ops (encodeFsOps) run once the process has exec'd, before the spawn returns (stage "started-ops"). */
   startedOps?: string;
   /** Filesystem ops run once the process is reaped and its output is on disk; the outcome comes with "exit". */

@@ -47,6 +47,15 @@ export interface SpawnOptions {
    */
   startedOps?: readonly FsOp[];
   /**
+   * How long the child may take from its clone to its exec (with isolation.pid: to the command's
+   * exec) before it is killed and the spawn rejects with code ETIMEDOUT (stage "clone" or "init").
+   * A process of the job's user can SIGSTOP the child after its uid switch; without a deadline the
+   * spawning thread would wait for ever. Default 10 s.
+   */
+  startTimeoutMs?: number;
+  /** Tests only: the child waits before its exec until killed, where a SIGSTOP would hold it. */
+  holdBeforeExecForTest?: boolean;
+  /**
    * Filesystem ops run as soon as the process has exited and its output is on disk (reading the
    * final stats, removing the cgroup), on a thread of their own: ExitInfo.exitOps says what they
    * did, and `exited` resolves only after they ran.
@@ -204,6 +213,8 @@ function bindingOptions(options: SpawnOptions): BindingSpawnOptions {
     joinTasksPaths: options.joinTasksPaths ? [...options.joinTasksPaths] : undefined,
     setupOps: options.setupOps ? encodeFsOps(options.setupOps) : undefined,
     startedOps: options.startedOps && options.startedOps.length > 0 ? encodeFsOps(options.startedOps) : undefined,
+    startTimeoutMs: options.startTimeoutMs,
+    holdBeforeExecForTest: options.holdBeforeExecForTest,
     exitOps: options.exitOps ? encodeFsOps(options.exitOps) : undefined,
     logPath: options.logPath,
     logRecycleFrom: options.logRecycleFrom,

@@ -187,6 +187,26 @@ function unusableMount(error: unknown, mounts: readonly BindMount[]): Validation
   return new ValidationError(`isolation.mounts[${at}].${end}`, `${error.path}: ${why} (${error.code})`, { cause: error });
 }
 
+/**
+ * A spawn whose child did not reach its exec by the addon's deadline (SpawnOptions.startTimeoutMs)
+ * and was killed: nothing of the job ran. A process of the job's user can hold the child there with
+ * SIGSTOP (a host login of a mapped user, or another job of a fixed --user); so can a file system
+ * that does not answer.
+ */
+function stalledStart(error: unknown, runAs: JobRunAs): JobworkerError | undefined {
+  if (!(error instanceof SpawnError) || error.code !== 'ETIMEDOUT' || (error.stage !== 'clone' && error.stage !== 'init')) return undefined;
+  const who = runAs.name === null ? `uid ${runAs.uid}` : `${runAs.name} (uid ${runAs.uid})`;
+  return new JobworkerError(
+    'unavailable',
+    `the job did not start: its first process did not reach its exec within ${START_TIMEOUT_MS / 1000} s and was killed. ` +
+      `Another process of the job's user, ${who}, may have stopped it (SIGSTOP), or a file system it needs does not answer; nothing of the job ran`,
+    { cause: error },
+  );
+}
+
+/** How long a spawn's child may take to reach its exec before it is killed (SpawnOptions.startTimeoutMs). */
+const START_TIMEOUT_MS = 10_000;
+
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
 const KILL_WAIT_MS = 10_000;
 
@@ -313,6 +333,7 @@ export class Job {
         cwd,
         setupOps: scratchDir === null ? plan.createOps : [...plan.createOps, scratchDirOp(scratchDir, runAs)],
         startedOps: plan.startedOps,
+        startTimeoutMs: START_TIMEOUT_MS,
         exitOps: plan.settleOps,
         ...plan.placement,
         logPath: store.logPath(this.id),
@@ -348,6 +369,7 @@ export class Job {
       await this.#forget(); // at most a header was written
       throw (
         unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
+        stalledStart(error, runAs) ??
         unusableMount(error, this.#record.isolation!.mounts) ??
         (error instanceof SpawnError ? execOutOfMemory(spec.command, spec.limits.memoryBytes ?? null, error) : null) ??
         (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)

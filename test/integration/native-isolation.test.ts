@@ -254,6 +254,16 @@ for (const forceGatedFork of [false, true]) {
       assert.deepEqual(zombieChildren(), []);
       assert.equal(openFdCount(), fds);
     });
+
+    it('PID 1 held before it execs init (where a SIGSTOP from the job\'s user would hold it) is killed at the deadline: ETIMEDOUT', () => {
+      const fds = openFdCount();
+      assert.throws(
+        () => spawnProcess({ command: 'true', env: ENV, ...NOBODY, isolation: NAMESPACES, forceGatedFork, startTimeoutMs: 200, holdBeforeExecForTest: true, logPath: path.join(dir, `held-${seq++}.log`) }),
+        (error) => error instanceof SpawnError && error.stage === 'clone' && error.code === 'ETIMEDOUT',
+      );
+      assert.deepEqual(zombieChildren(), []);
+      assert.equal(openFdCount(), fds);
+    });
   });
 
   describe(`isolation, ${pathName}: the mount namespace`, requireRoot, () => {

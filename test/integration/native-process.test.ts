@@ -460,6 +460,27 @@ describe('started ops (once the process has exec\'d)', () => {
   });
 });
 
+describe('start deadline (a child held before its exec)', () => {
+  for (const forceGatedFork of [false, true]) {
+    it(`kills a child that does not reach its exec in time: ETIMEDOUT, reaped, no fd left (${forceGatedFork ? 'gated fork' : 'clone3'})`, async () => {
+      const before = openFdCount();
+      const started = process.hrtime.bigint();
+      await assert.rejects(
+        spawnProcessAsync({ command: 'true', env: ENV, logPath: logPath(), startTimeoutMs: 200, holdBeforeExecForTest: true, forceGatedFork }),
+        (error) => error instanceof SpawnError && error.stage === 'clone' && error.code === 'ETIMEDOUT',
+      );
+      const waitedMs = Number(process.hrtime.bigint() - started) / 1e6;
+      assert.ok(waitedMs >= 200 && waitedMs < 5_000, `waited ${waitedMs} ms`);
+      assert.deepEqual(zombieChildren(), []);
+      assert.equal(openFdCount(), before);
+      // The thread is free again: the next spawn runs.
+      const next = await spawnProcessAsync({ command: 'true', env: ENV, logPath: logPath(), startTimeoutMs: 200, forceGatedFork });
+      assert.equal((await next.exited).code, 0);
+      await next.closed;
+    });
+  }
+});
+
 describe('signals', () => {
   it('delivers a signal through the pidfd to a job that traps it', async () => {
     const { proc, log } = run({
