@@ -107,7 +107,7 @@ export interface JobContext {
    * Gives back what a job held once nothing of it runs: removes its scratch directory, then frees
    * its dynamic uid. `emptied` false (processes that would not die): the uid stays out of use.
    */
-  releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void>;
+  releaseJob(job: ReleasedJob): Promise<void>;
 }
 
 /** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
@@ -206,6 +206,17 @@ function stalledStart(error: unknown, runAs: JobRunAs): JobworkerError | undefin
 
 /** How long a spawn's child may take to reach its exec before it is killed (SpawnOptions.startTimeoutMs). */
 const START_TIMEOUT_MS = 10_000;
+
+/** What a finished (or never started) job gives back to the worker. */
+export interface ReleasedJob {
+  id: string;
+  runAs: JobRunAs;
+  scratchDir: string | null;
+  /** Nothing of the job is left running. */
+  emptied: boolean;
+  /** Processes outlived the kill and the cgroup is still there: release once they are gone. */
+  leftover?: { cgroup: JobCgroup; leaveSlice: () => Promise<void> } | null;
+}
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
 const KILL_WAIT_MS = 10_000;
@@ -438,8 +449,10 @@ export class Job {
     if (!removed) {
       try {
         await cgroup.destroy();
+        removed = true;
       } catch (error) {
-        // The job is over either way; the next start's orphan sweep retries the removal.
+        // The job is over either way. Processes left (stuck in the kernel): the worker retries in the
+        // background; anything else: the next start's orphan sweep retries the removal.
         this.#ctx.warn('cgroup not removed', { job: this.id, cgroup: cgroup.path, error: String(error) });
       }
     }
@@ -469,8 +482,11 @@ export class Job {
         (error: unknown) => (this.#ctx.warn('final job record not written', { job: this.id, error: String(error) }), false),
       );
     }
-    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir, emptied });
-    await this.#leaveSlice(plan);
+    // Processes still there: the cgroup, the uid and the place in the slice are given back once they
+    // are gone (LeftoverCgroups), not now.
+    const leftover = !emptied && !removed ? { cgroup, leaveSlice: () => this.#leaveSlice(plan) } : null;
+    await this.#ctx.releaseJob({ id: this.id, runAs: this.#record.runAs ?? LEGACY_RUN_AS, scratchDir, emptied, leftover });
+    if (leftover === null) await this.#leaveSlice(plan);
     Object.assign(this.#record, final);
     this.#running = null;
     try {

@@ -22,7 +22,8 @@ import { defaultJobMemoryBytes, hostFacts, IdentityPolicy, type HostFacts, type 
 import { isJobId } from '../job-id';
 import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './dynamic-uids';
 import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
-import { Job, type JobContext, type JobSetup, type JobStatus, type StopResult } from './job';
+import { Job, type JobContext, type JobSetup, type JobStatus, type ReleasedJob, type StopResult } from './job';
+import { LeftoverCgroups } from './leftover-cgroups';
 import { matchesLabels, parseLabelSelector } from './job-labels';
 import { JobNames } from './job-names';
 import { checkJobUser, resolveJobSpec, type JobNaming, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
@@ -222,6 +223,8 @@ export class Worker {
   readonly cgroupDriver: OpenedCgroupDriver;
   #store: StateStore;
   #lock: StateLock;
+  /** Cgroups of finished jobs whose processes outlived the kill (stuck in the kernel), retried. */
+  #leftovers: LeftoverCgroups;
   #options: WorkerOptions;
   #jobs = new Map<string, Job>();
   #startTimes = new Map<string, bigint>();
@@ -274,6 +277,7 @@ export class Worker {
     this.#policy = identities.policy;
     this.#ledger = new IdentityLedger((identity) => identities.policy.quotas(identity));
     this.#defaultJobMemory = options.defaults?.limits?.memoryBytes ?? defaultJobMemoryBytes(identities.host);
+    this.#leftovers = new LeftoverCgroups({ warn });
     this.#ctx = {
       store,
       spareLogs: store.spareLogs,
@@ -431,7 +435,17 @@ export class Worker {
   }
 
   /** Removes a finished job's scratch directory, then frees its dynamic uid (if nothing of it is left). */
-  async #releaseJob(job: { id: string; runAs: JobRunAs; scratchDir: string | null; emptied: boolean }): Promise<void> {
+  async #releaseJob(job: ReleasedJob): Promise<void> {
+    if (job.leftover != null) {
+      // Its scratch directory and uid may not go to anyone while its processes run; its cgroup is
+      // retried in the background, and all of it released once they are gone.
+      const { leaveSlice } = job.leftover;
+      this.#leftovers.adopt(job.id, job.leftover.cgroup, async () => {
+        await this.#releaseJob({ ...job, emptied: true, leftover: null });
+        await leaveSlice();
+      });
+      return;
+    }
     let clean = job.emptied;
     if (job.scratchDir !== null) {
       const outcome = await this.scratch.release(job.scratchDir, job.runAs);
@@ -573,6 +587,7 @@ export class Worker {
    */
   async close(options: { stopJobs?: boolean; graceMs?: number } = {}): Promise<StopResult[]> {
     this.#closing = true;
+    this.#leftovers.close(); // what is left is swept at the next open, as after a crash
     let results: StopResult[] = [];
     if (options.stopJobs ?? true) {
       const active = [...this.#jobs.values()].filter((job) => !isFinal(job.state));
