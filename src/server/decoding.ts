@@ -75,6 +75,50 @@ function findInField(field: DescField, message: ReflectMessage, at: string): { f
   }
 }
 
+/**
+ * The first map field (proto path) with a key "__proto__". The generated decoder fills maps as plain
+ * objects, where that key sets the prototype instead (a string is ignored): the entry would vanish
+ * without a word. The descriptors' decoder keeps it, so it is looked for there.
+ */
+function findProtoKey(message: ReflectMessage, path: string): string | undefined {
+  for (const field of message.fields) {
+    if (!message.isSet(field)) continue;
+    const at = `${path}${path === '' ? '' : '.'}${field.name}`;
+    if (field.fieldKind === 'map') {
+      const map = message.get(field);
+      if (field.mapKey === ScalarType.STRING && map.has('__proto__')) return at;
+      if (field.mapKind === 'message') {
+        for (const [key, item] of map) {
+          const found = findProtoKey(item as ReflectMessage, `${at}.${String(key)}`);
+          if (found !== undefined) return found;
+        }
+      }
+    } else if (field.fieldKind === 'message') {
+      const found = findProtoKey(message.get(field), at);
+      if (found !== undefined) return found;
+    } else if (field.fieldKind === 'list' && field.listKind === 'message') {
+      let i = 0;
+      for (const item of message.get(field)) {
+        const found = findProtoKey(item as ReflectMessage, `${at}[${i++}]`);
+        if (found !== undefined) return found;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A map key "__proto__" in a request that decoded (the bytes are searched first: it is rare). */
+export function protoKeyProblem(schema: DescMessage | undefined, bytes: Uint8Array): { field: string; reason: string } | undefined {
+  if (schema === undefined || Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('__proto__') < 0) return undefined;
+  let field: string | undefined;
+  try {
+    field = findProtoKey(reflect(schema, fromBinary(schema, bytes)), '');
+  } catch {
+    return undefined;
+  }
+  return field === undefined ? undefined : { field, reason: 'has a key named "__proto__", which this server cannot keep (it would be dropped without a word); rename it' };
+}
+
 /** Why a request did not decode, naming the field when one holds a number out of range. */
 export function explainUndecodable(schema: DescMessage | undefined, bytes: Uint8Array, error: unknown): { field: string; reason: string } {
   const generic = { field: 'request', reason: `not a valid protobuf message (${error instanceof Error ? error.message : String(error)})` };
@@ -98,12 +142,15 @@ export function withSafeDecoding<T extends ServiceDefinition>(service: T): T {
     safe[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer): unknown => {
+        let request: unknown;
         try {
-          return method.requestDeserialize(bytes);
+          request = method.requestDeserialize(bytes);
         } catch (error) {
           const schema = requestMessageOf(servedDescriptors(), method.path);
           return { [UNDECODABLE]: explainUndecodable(schema, bytes, error) } satisfies Undecodable;
         }
+        const lost = bytes.indexOf('__proto__') < 0 ? undefined : protoKeyProblem(requestMessageOf(servedDescriptors(), method.path), bytes);
+        return lost === undefined ? request : ({ [UNDECODABLE]: lost } satisfies Undecodable);
       },
     };
   }

@@ -203,6 +203,27 @@ describe('request validation', requireRoot, () => {
     raw.close();
   });
 
+  it('a map key "__proto__" (env, labels), which the generated decoding would drop without a word: INVALID_ARGUMENT naming the field', async () => {
+    const raw = await rawStartJob();
+    const schema = requestMessageOf(servedDescriptors(), '/jobworker.v1.JobService/StartJob')!;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ env: JSON.parse('{"__proto__": "x", "A": "b"}') as Record<string, string> }, 'env: has a key named "__proto__", which this server cannot keep (it would be dropped without a word); rename it'],
+      [{ labels: JSON.parse('{"__proto__": "x"}') as Record<string, string> }, 'labels: has a key named "__proto__", which this server cannot keep (it would be dropped without a word); rename it'],
+    ];
+    for (const [fields, details] of cases) {
+      const bytes = Buffer.from(toBinary(schema, create(schema, { command: 'true', ...fields })));
+      assert.ok(bytes.includes('__proto__'), 'the key is on the wire');
+      const error = await new Promise<ServiceError | null>((resolve) => raw.startJob(bytes, new Metadata(), resolve));
+      assert.equal(error?.code, 3, error?.details);
+      assert.equal(error.details, details);
+    }
+    // The same bytes in a value are nothing special.
+    const fine = Buffer.from(toBinary(schema, create(schema, { command: 'true', env: { A: '__proto__' } })));
+    const ok = await new Promise<ServiceError | null>((resolve) => raw.startJob(fine, new Metadata(), resolve));
+    assert.equal(ok, null);
+    raw.close();
+  });
+
   it('a malformed protobuf message: INVALID_ARGUMENT, not INTERNAL', async () => {
     const raw = await rawStartJob();
     const garbage = [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Buffer.from([0xff, 0xff, 0xff]), Buffer.from([0x0a, 0x05, 0x61])];
