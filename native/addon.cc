@@ -377,7 +377,8 @@ SpawnCall parse_spawn_call(const Napi::CallbackInfo& info, const char* name) {
   req.force_gated_fork = options.Get("forceGatedFork").ToBoolean().Value();
   req.hold_before_exec = options.Get("holdBeforeExecForTest").ToBoolean().Value();
   long long start_timeout = optional_integer(options, "startTimeoutMs", req.start_timeout.count());
-  if (start_timeout < 1) throw Napi::TypeError::New(env, "startTimeoutMs must be at least 1");
+  if (start_timeout < 1 || start_timeout > 86'400'000)
+    throw Napi::TypeError::New(env, "startTimeoutMs must be between 1 and 86400000 (a day)");
   req.start_timeout = std::chrono::milliseconds(start_timeout);
   Napi::Value isolation = options.Get("isolation");
   if (!isolation.IsUndefined() && !isolation.IsNull()) req.isolation = parse_isolation(env, isolation);

@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -113,9 +114,7 @@ struct ChildArgs {
   size_t join_count;
   int stdin_fd, stdout_fd, stderr_fd;
   int gate_fd;         // fallback only: read end of the gate pipe, else -1
-  int gate_write_fd;   // fallback only: the parent's end, closed at once in the child
   int error_fd;        // fallback only: write end of the error pipe, else -1
-  int error_read_fd;   // fallback only: the parent's end
   bool set_nofile;
   struct rlimit nofile;
   long long uid, gid;
@@ -129,6 +128,9 @@ struct ChildArgs {
   int init_status_fd;
   char* const* init_argv;
   bool hold_before_exec;  // tests (SpawnRequest::hold_before_exec)
+  // The descriptors the child uses (keep_fds), ascending; it closes every other one above 2 first.
+  const int* kept_fds;
+  size_t kept_count;
   // Written by the child under CLONE_VM, read by the parent after the vfork returns. `fail_candidate`
   // is the exec candidate (stage exec) or the mount step (stage mount).
   volatile int fail_stage;
@@ -174,6 +176,41 @@ const char* isolation_step_name(int step) {
     a->fail_candidate = candidate;
   }
   _exit(127);
+}
+
+// The descriptors the child needs, for it to close every other one first (close_others): a copy of
+// another spawn's pipe end, taken by this clone while that spawn was in flight, would keep that
+// spawn from seeing end of file (its child's exec) for as long as this child waits, which a
+// process of this job's user can make for ever with SIGSTOP.
+void keep_fds(ChildArgs& a, std::vector<int>& kept) {
+  kept.clear();
+  for (int fd : {a.stdin_fd, a.stdout_fd, a.stderr_fd, a.gate_fd, a.error_fd, a.init_status_fd}) kept.push_back(fd);
+  if (a.isolation != nullptr) kept.push_back(a.isolation->init_fd);
+  kept.insert(kept.end(), a.join_fds, a.join_fds + a.join_count);
+  kept.erase(std::remove_if(kept.begin(), kept.end(), [](int fd) { return fd < 3; }), kept.end());
+  std::sort(kept.begin(), kept.end());
+  kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
+  a.kept_fds = kept.data();
+  a.kept_count = kept.size();
+}
+
+// In the child: closes [first, last]. Without close_range (before 5.9) one by one up to the scan
+// limit; EBADF for the numbers not open is the expected answer.
+void close_span(const ChildArgs* a, unsigned first, unsigned last) {
+  if (syscall(SYS_close_range, first, last, 0U) == 0) return;
+  unsigned end = last < static_cast<unsigned>(a->fd_scan_limit) ? last : static_cast<unsigned>(a->fd_scan_limit);
+  for (unsigned fd = first; fd <= end; fd++) close(static_cast<int>(fd));
+}
+
+// In the child, first: every descriptor above 2 but the kept ones closed.
+void close_others(const ChildArgs* a) {
+  unsigned from = 3;
+  for (size_t i = 0; i < a->kept_count; i++) {
+    unsigned fd = static_cast<unsigned>(a->kept_fds[i]);
+    if (fd > from) close_span(a, from, fd - 1);
+    from = fd + 1;
+  }
+  close_span(a, from, ~0U);
 }
 
 // Moves fd to a number >= 3 so the dup2 onto 0..2 cannot clobber another source (libuv does the same).
@@ -262,11 +299,11 @@ int child_main(void* arg) {
     if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
   }
 
+  // Nothing but what it uses: the parent's ends of the fallback's pipes go too.
+  close_others(a);
+
   if (a->gate_fd >= 0) {
-    // Fallback: wait until the parent has placed us in the job's cgroup. (The parent's ends of the
-    // pipes are closed here, not checked: they are open, and Linux closes an fd even on EINTR.)
-    close(a->gate_write_fd);
-    close(a->error_read_fd);
+    // Fallback: wait until the parent has placed us in the job's cgroup.
     char go;
     ssize_t n;
     do n = read(a->gate_fd, &go, 1);
@@ -388,10 +425,12 @@ long spawn_vfork(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, int* 
     ca.flags |= CLONE_INTO_CGROUP;
     ca.cgroup = static_cast<uint64_t>(cgroup_fd);
   }
+  std::vector<int> kept;
+  keep_fds(args, kept);
   SpawnDeadline deadline(pidfd_out, limit);
   BlockAllSignals blocked;
   long ret = clone3_vm(&ca, sizeof ca, child_main, &args);
-  *timed_out = deadline.fired();
+  *timed_out = deadline.finish();
   return ret;
 }
 #endif
@@ -427,9 +466,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
   make_pipe(gate_read, gate_write);
   make_pipe(error_read, error_write);
   args.gate_fd = gate_read.get();
-  args.gate_write_fd = gate_write.get();
   args.error_fd = error_write.get();
-  args.error_read_fd = error_read.get();
 
   UniqueFd procs;
   if (cgroup_fd >= 0) {
@@ -439,6 +476,8 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
 
   int child_pidfd = -1;
   long pid;
+  std::vector<int> kept;
+  keep_fds(args, kept);
   {
     BlockAllSignals blocked;
     // Fork-like: the child gets a copy of this stack and returns 0 here.
@@ -475,7 +514,7 @@ pid_t spawn_gated(ChildArgs& args, int cgroup_fd, uint64_t namespace_flags, Uniq
     SpawnDeadline deadline(&watched_pidfd, limit);
     do n = read(error_read.get(), &msg, sizeof msg);
     while (n < 0 && errno == EINTR);
-    timed_out = deadline.fired();
+    timed_out = deadline.finish();
   }
   if (n == static_cast<ssize_t>(sizeof msg)) {
     reap(pidfd.get());
@@ -566,7 +605,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
   args.stdin_fd = dev_null.get();
   args.stdout_fd = stdout_write.get();
   args.stderr_fd = stderr_write.get();
-  args.gate_fd = args.gate_write_fd = args.error_fd = args.error_read_fd = -1;
+  args.gate_fd = args.error_fd = -1;
   args.set_nofile = req.nofile_soft >= 0;
   args.nofile.rlim_max = current.rlim_max;
   args.nofile.rlim_cur = req.nofile_soft >= 0 && static_cast<rlim_t>(req.nofile_soft) < current.rlim_max

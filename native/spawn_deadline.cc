@@ -37,18 +37,15 @@ class SpawnWatchdog {
     wake_.notify_one();
   }
 
-  void remove(SpawnDeadline* entry) {
+  // Unlinks the entry and returns whether it fired: one lock, so no kill comes after the answer.
+  bool remove(SpawnDeadline* entry) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (SpawnDeadline** link = &head_; *link != nullptr; link = &(*link)->next_) {
       if (*link == entry) {
         *link = entry->next_;
-        return;
+        break;
       }
     }
-  }
-
-  bool fired(const SpawnDeadline* entry) {
-    std::lock_guard<std::mutex> lock(mutex_);
     return entry->fired_;
   }
 
@@ -91,8 +88,14 @@ SpawnDeadline::SpawnDeadline(const volatile int* pidfd, std::chrono::millisecond
   SpawnWatchdog::instance().add(this);
 }
 
-SpawnDeadline::~SpawnDeadline() { SpawnWatchdog::instance().remove(this); }
+SpawnDeadline::~SpawnDeadline() { finish(); }
 
-bool SpawnDeadline::fired() const { return SpawnWatchdog::instance().fired(this); }
+bool SpawnDeadline::finish() {
+  if (!finished_) {
+    finished_ = true;
+    fired_at_finish_ = SpawnWatchdog::instance().remove(this);
+  }
+  return fired_at_finish_;
+}
 
 }  // namespace jw

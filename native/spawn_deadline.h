@@ -17,18 +17,21 @@ class SpawnDeadline {
   // kernel writes it there before the child runs. -1 (not yet written) is skipped. It must stay
   // open until this object is destroyed.
   SpawnDeadline(const volatile int* pidfd, std::chrono::milliseconds limit);
-  ~SpawnDeadline();
+  ~SpawnDeadline();  // finish(), if not done
   SpawnDeadline(const SpawnDeadline&) = delete;
   SpawnDeadline& operator=(const SpawnDeadline&) = delete;
 
-  // Whether the watchdog killed the child. Read after the wait has ended.
-  bool fired() const;
+  // Ends the watch (no SIGKILL can come after it) and says whether the watchdog killed the child.
+  // Call once the wait has ended.
+  bool finish();
 
  private:
   friend class SpawnWatchdog;
   const volatile int* pidfd_;
   std::chrono::steady_clock::time_point deadline_;
   bool fired_ = false;  // under the watchdog's mutex
+  bool finished_ = false;
+  bool fired_at_finish_ = false;
   SpawnDeadline* next_ = nullptr;
 };
 

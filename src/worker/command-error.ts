@@ -69,7 +69,16 @@ export function execOutOfMemory(command: string, memoryBytes: number | null, err
   if ((error.stage !== 'exec' && error.stage !== 'init') || (error.code !== 'ENOMEM' && error.code !== 'E2BIG')) return null;
   const limit = memoryBytes === null ? null : describeBytes(memoryBytes);
   if (error.stage === 'init') {
-    // The job's PID 1 (jobworker-init) is exec'd in the job's cgroup after the command.
+    // The job's PID 1 (jobworker-init) is exec'd in the job's cgroup with the command's arguments,
+    // environment and PATH candidates (it starts the command).
+    if (error.code === 'E2BIG') {
+      const memory = limit === null ? '' : `do not fit in limits.memoryBytes, ${limit}, or `;
+      return new ValidationError(
+        'args',
+        `the exec of the job's init (its PID 1, which starts ${command}) could not copy the arguments, the environment and the paths to try for the command (E2BIG): they ${memory}are more than the kernel takes (ARG_MAX, a quarter of the daemon's stack limit); pass less, or name the command by its path`,
+        { related: ['env', ...(limit === null ? [] : ['limits.memoryBytes'])], cause: error },
+      );
+    }
     if (limit === null) return null;
     return new ValidationError(
       'limits.memoryBytes',

@@ -229,6 +229,8 @@ export class Job {
   #running: Running | null = null;
   #log: JobLog;
   #launchError: unknown = undefined;
+  /** A failed start's cgroup that could not be removed (#removeFailedStart), for its release. */
+  #startLeftover: ReleasedJob['leftover'] = null;
   /** Its identity's log budget, which its capture draws from (a launch only). */
   #logBudget: LogBudget | undefined;
   /** The final resource snapshot, once taken (undefined before). */
@@ -301,8 +303,10 @@ export class Job {
     try {
       await this.#spawn(spec, setup);
     } catch (error) {
-      // Nothing of the job runs any more: its scratch directory and dynamic uid go back.
-      await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: true });
+      // Its scratch directory and dynamic uid go back: now, or once what outlived the kill is gone.
+      const leftover = this.#startLeftover;
+      this.#startLeftover = null;
+      await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: leftover === null, leftover });
       throw error;
     }
   }
@@ -375,8 +379,7 @@ export class Job {
       }
       // The cgroup was made (the process may have run a few instructions in it): remove it.
       plan.createOpsRan(error instanceof SpawnError ? 'created' : 'unknown');
-      await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await this.#leaveSlice(plan);
+      await this.#removeFailedStart(plan);
       await this.#forget(); // at most a header was written
       throw (
         unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
@@ -403,8 +406,7 @@ export class Job {
       const close = await native.closed;
       // The capture charged what the job wrote to its identity's budget; the log goes below.
       this.#logBudget?.release(chargedLogBytes(close.logBytes));
-      await plan.cgroup.destroy().catch((e: unknown) => this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(e) }));
-      await this.#leaveSlice(plan);
+      await this.#removeFailedStart(plan);
       await this.#forget();
       throw error;
     }
@@ -499,6 +501,21 @@ export class Job {
     this.#log = { kind: 'complete', log: new CompleteLog(this.#ctx.store.logPath(this.id), close.logBytes) };
     this.#enter('finished');
     this.#markFinished();
+  }
+
+  /**
+   * After a start that failed once the cgroup was made: removes it and leaves the slice. If that
+   * fails (a process the job forked outlived the kill), the job's release waits for it (leftover).
+   */
+  async #removeFailedStart(plan: JobCgroupPlan): Promise<void> {
+    try {
+      await plan.cgroup.destroy();
+    } catch (error) {
+      this.#ctx.warn('cgroup not removed after a failed start', { job: this.id, error: String(error) });
+      this.#startLeftover = { cgroup: plan.cgroup, leaveSlice: () => this.#leaveSlice(plan) };
+      return;
+    }
+    await this.#leaveSlice(plan);
   }
 
   /** The job's cgroup is gone (or never was): its identity's slice may go once idle. */

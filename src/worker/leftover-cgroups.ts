@@ -70,6 +70,7 @@ export class LeftoverCgroups {
       this.#schedule(jobId, entry);
       return;
     }
+    if (this.#closed) return; // the worker is closing: its next open sweeps the rest
     this.#entries.delete(jobId);
     this.#options.warn('the processes a finished job left are gone: its cgroup is removed, what it held released', { job: jobId, attempts: entry.attempts });
     await entry.release().catch((error: unknown) => this.#options.warn('could not release what a finished job held', { job: jobId, error: String(error) }));

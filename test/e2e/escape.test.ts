@@ -243,7 +243,7 @@ describe('escape attempts of writers\' jobs through the daemon (default isolatio
         // (A failed charge while the arguments are copied is E2BIG.)
         assert.match(
           String(error),
-          /limits\.memory_bytes: 1 MiB \(1048576 bytes\) is too little to start \/bin\/true: (its|the exec of the job's init \(its PID 1\)) (exec )?ran out of memory|args: the exec of \/bin\/true could not copy its arguments and environment \(E2BIG\): they do not fit in limits\.memory_bytes, 1 MiB/,
+          /limits\.memory_bytes: 1 MiB \(1048576 bytes\) is too little to start \/bin\/true: (its|the exec of the job's init \(its PID 1\)) (exec )?ran out of memory|args: the exec of (\/bin\/true|the job's init \(its PID 1, which starts \/bin\/true\)) could not copy (its|the) arguments,? (and )?(the )?environment.* \(E2BIG\): they do not fit in limits\.memory_bytes, 1 MiB/,
           String(error),
         );
         assert.equal((error as { code?: unknown }).code, 3, 'INVALID_ARGUMENT');

@@ -4,6 +4,19 @@ export function openFdCount(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
+/** The children of `pid` (of every one of its threads), from /proc. */
+export function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      children.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number));
+    } catch {
+      // the thread is gone meanwhile
+    }
+  }
+  return children;
+}
+
 /** Children of this process that are zombies (exited, not reaped). */
 export function zombieChildren(): number[] {
   return zombiesOf(process.pid);

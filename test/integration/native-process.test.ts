@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { openLog, readRecords } from '../../src/logs/reader';
 import { NativeError, SpawnError, spawnProcess, spawnProcessAsync, type NativeProcess, type SpawnOptions } from '../../src/native';
 import { readCapturedOutput, waitForStdout } from '../helpers/log';
-import { openFdCount, zombieChildren } from '../helpers/proc';
+import { childrenOf, openFdCount, zombieChildren } from '../helpers/proc';
 import { requireRoot } from '../helpers/root';
 import { scaled } from '../helpers/scale';
 import { hasV1Controller, TestCgroup, TestV1Cgroup } from '../helpers/test-cgroup';
@@ -477,6 +477,33 @@ describe('start deadline (a child held before its exec)', () => {
       const next = await spawnProcessAsync({ command: 'true', env: ENV, logPath: logPath(), startTimeoutMs: 200, forceGatedFork });
       assert.equal((await next.exited).code, 0);
       await next.closed;
+    });
+
+    it(`a child waiting for its exec holds none of the daemon's descriptors, only its own (${forceGatedFork ? 'gated fork' : 'clone3'})`, { skip: process.arch !== 'x64' && 'reads the pause syscall number of x86-64' }, async () => {
+      // Another spawn's pipe end in its copy of the table would keep that spawn from seeing its own
+      // child's exec for as long as this one is held (a SIGSTOP can hold it for ever).
+      const markerPath = path.join(dir, `daemon-held-${seq++}`);
+      const marker = openSync(markerPath, 'w');
+      const before = new Set(childrenOf(process.pid));
+      const held = spawnProcessAsync({ command: 'true', env: ENV, logPath: logPath(), startTimeoutMs: 5_000, holdBeforeExecForTest: true, forceGatedFork });
+      const settled = held.then(() => 'spawned', (error: unknown) => error);
+      let fds: string[] = [];
+      for (const deadline = Date.now() + 4_000; Date.now() < deadline; ) {
+        const child = childrenOf(process.pid).find((pid) => !before.has(pid));
+        // Syscall 34 is pause: the child has reached its hold, past where it closes what it does not use.
+        if (child !== undefined && readFileSync(`/proc/${child}/syscall`, 'utf8').startsWith('34 ')) {
+          fds = readdirSync(`/proc/${child}/fd`).map((fd) => readlinkSync(`/proc/${child}/fd/${fd}`));
+          break;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      closeSync(marker);
+      assert.ok(fds.length > 0, 'found the held child');
+      assert.ok(!fds.includes(markerPath), `the daemon's file is not in the child: ${fds.join(', ')}`);
+      // stdin (/dev/null), the two capture pipes, and in the fallback its gate and error pipes.
+      assert.ok(fds.length <= 3 + 3 + (forceGatedFork ? 2 : 0), fds.join(', '));
+      const error = await settled;
+      assert.ok(error instanceof SpawnError && error.code === 'ETIMEDOUT', String(error));
     });
   }
 });
