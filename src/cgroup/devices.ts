@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
 import { errorCode, systemError, ValidationError } from '../errors';
+import { everyoneCanReach } from '../request-paths';
 import type { DeviceIoLimit } from './limits';
 import type { IoLimit } from './types';
 
@@ -79,31 +80,6 @@ async function wholeDisk(field: string, what: string, id: { major: number; minor
 /** A path in a message: at most 256 characters of it (a request may send up to 4096). */
 function quotedPath(target: string): string {
   return target.length > 256 ? `${target.slice(0, 256)}…` : target;
-}
-
-/**
- * Whether every user may look `target` up: each directory on the way to it, as named and after its
- * symbolic links are resolved, is searchable by others (ACLs aside). A missing target is judged by
- * its directory: that it is missing is then no secret.
- */
-async function everyoneCanReach(target: string): Promise<boolean> {
-  const directories = new Set([path.dirname(path.resolve(target))]);
-  try {
-    directories.add(path.dirname(await fsp.realpath(target)));
-  } catch {
-    // missing (or a dangling link): the directory it would be in decides
-  }
-  for (const directory of directories) {
-    for (let dir = directory; ; dir = path.dirname(dir)) {
-      try {
-        if ((Number((await fsp.stat(dir)).mode) & 0o001) === 0) return false;
-      } catch {
-        return false;
-      }
-      if (dir === path.dirname(dir)) break;
-    }
-  }
-  return true;
 }
 
 async function exists(file: string): Promise<boolean> {

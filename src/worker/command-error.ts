@@ -2,10 +2,10 @@
 // found but not executable (126). The reason names the command and where it was looked for, and
 // starts with a stable phrase that clients may test ("command: not found: …", "command: not
 // executable: …"; docs/api.md).
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 
 import { describeBytes } from '../byte-size';
 import { ValidationError } from '../errors';
+import { everyoneCanReach, existsForEveryone, readHeadIfRootControlled } from '../request-paths';
 import type { SpawnError } from '../native';
 
 export type CommandProblem = 'not-found' | 'not-executable';
@@ -35,19 +35,23 @@ export class CommandError extends ValidationError {
   }
 }
 
-/** The spawn's exec failure as a CommandError. `pathVariable` is the job's PATH. */
-export function commandError(command: string, pathVariable: string, error: SpawnError): CommandError {
+/**
+ * The spawn's exec failure as a CommandError. `pathVariable` is the job's PATH. The paths it looks
+ * at are the request's: whether one exists on the host is said only of a path every user may look
+ * up, and a script's #! line is read only from a file only root can change (request-paths.ts).
+ */
+export async function commandError(command: string, pathVariable: string, error: SpawnError): Promise<CommandError> {
   const searched = command.includes('/') ? null : pathVariable;
   const candidate = error.path ?? command;
   if (MISSING.has(error.code)) {
     // A script whose #! interpreter is missing fails with ENOENT too, though the file is there.
-    const interpreter = searched === null ? shebangInterpreter(candidate) : null;
-    if (interpreter !== null && !existsSync(interpreter)) {
+    const interpreter = searched === null ? await shebangInterpreter(candidate) : null;
+    if (interpreter !== null && (await everyoneCanReach(interpreter)) && !(await existsForEveryone(interpreter))) {
       return new CommandError('not-executable', `not executable: ${candidate} (its #! interpreter does not exist)`, error.code, null, { cause: error });
     }
-    // There on the daemon's host, not in the job's mount namespace (its /tmp is its own; the
-    // daemon's directories are hidden from it).
-    if (searched === null && existsSync(candidate)) {
+    // There on the daemon's host, not in the job's view (its /tmp is its own; the daemon's
+    // directories are hidden from it).
+    if (searched === null && (await existsForEveryone(candidate))) {
       const why = `${candidate} (${error.code}): it exists on the daemon's host but not in the job's view (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
       return new CommandError('not-found', `not found: ${why}`, error.code, null, { cause: error });
     }
@@ -109,17 +113,10 @@ function quotedSearchPath(searched: string): string {
   return searched.length > 1024 ? `${searched.slice(0, 1024)}… (${searched.split(':').length} entries)` : searched;
 }
 
-/** The interpreter a script's #! line names, if the file is one (null otherwise, or unreadable). */
-function shebangInterpreter(file: string): string | null {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, 'r');
-    const head = Buffer.alloc(256);
-    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n')[0]!;
-    return line.startsWith('#!') ? (line.slice(2).trim().split(/[ \t]/)[0] ?? null) : null;
-  } catch {
-    return null;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+/** The interpreter a script's #! line names, if the file is one only root can change (null otherwise). */
+async function shebangInterpreter(file: string): Promise<string | null> {
+  const head = await readHeadIfRootControlled(file, 256);
+  if (head === null) return null;
+  const line = head.toString('latin1').split('\n')[0]!;
+  return line.startsWith('#!') ? (line.slice(2).trim().split(/[ \t]/)[0] ?? null) : null;
 }

@@ -1,11 +1,12 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
-import { statSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { constants } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from '../cgroup';
 import { JobworkerError, NotFoundError, ValidationError, errorCode, systemError } from '../errors';
+import { everyoneCanReach } from '../request-paths';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
 import type { LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
@@ -154,25 +155,21 @@ function isSignalName(name: string): name is NodeJS.Signals {
 }
 
 /**
- * A working directory the job cannot use is the host's state, not a malformed request:
- * FAILED_PRECONDITION, naming the directory and the user. One the job's mount namespace does not
- * show (under its private /tmp, /var/tmp or /dev/shm, or a hidden directory) is ENOENT there.
+ * Whether `dir` is a directory on the daemon's host, told only of a path every user may look up
+ * (the request names it: a hidden directory's existence is not the client's to learn).
  */
-function isHostDirectory(dir: string): boolean {
-  try {
-    return statSync(dir).isDirectory();
-  } catch {
-    return false;
-  }
+async function isHostDirectory(dir: string): Promise<boolean> {
+  if (!(await everyoneCanReach(dir))) return false;
+  return (await fsp.stat(dir).catch(() => null))?.isDirectory() === true;
 }
 
-function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs, ownMounts: boolean): JobworkerError | undefined {
+async function unusableCwd(error: unknown, cwd: string, runAs: JobRunAs, ownMounts: boolean): Promise<JobworkerError | undefined> {
   if (!(error instanceof SpawnError) || error.stage !== 'chdir') return undefined;
   const who = runAs.name === null ? `uid ${runAs.uid}` : `${runAs.name} (uid ${runAs.uid})`;
   const user = `the job's user, ${who}${runAs.kind === 'dynamic' ? ', a dynamic uid,' : ''}`;
   let why: string;
   if (error.code === 'EACCES' || error.code === 'EPERM') why = `${user} cannot enter it (${error.code})`;
-  else if ((error.code === 'ENOENT' || error.code === 'ENOTDIR') && ownMounts && isHostDirectory(cwd)) why = `not a directory in the job's view of the host (${error.code}): /tmp, /var/tmp and /dev/shm are private to each job, and the daemon's own directories are hidden`;
+  else if ((error.code === 'ENOENT' || error.code === 'ENOTDIR') && ownMounts && (await isHostDirectory(cwd))) why = `not a directory in the job's view of the host (${error.code}): /tmp, /var/tmp and /dev/shm are private to each job, and the daemon's own directories are hidden`;
   else return new ValidationError('cwd', `${cwd} is not a directory the job can enter (${error.code}); give an existing directory, or no cwd for a scratch directory of its own`, { cause: error });
   return new JobworkerError('failed-precondition', `cwd ${cwd}: ${why}; give a directory that user may use, or no cwd for a scratch directory of its own`, { cause: error });
 }
@@ -382,11 +379,11 @@ export class Job {
       await this.#removeFailedStart(plan);
       await this.#forget(); // at most a header was written
       throw (
-        unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount) ??
+        (await unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount)) ??
         stalledStart(error, runAs) ??
         unusableMount(error, this.#record.isolation!.mounts) ??
         (error instanceof SpawnError ? execOutOfMemory(spec.command, spec.limits.memoryBytes ?? null, error) : null) ??
-        (error instanceof SpawnError && error.stage === 'exec' ? commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
+        (error instanceof SpawnError && error.stage === 'exec' ? await commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)
       );
     }
     plan.createOpsRan('created');

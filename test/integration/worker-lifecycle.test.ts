@@ -1,5 +1,6 @@
 // The job lifecycle through the Worker library: real processes, real cgroups, real state directory.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -174,6 +175,25 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
       writeFileSync(path.join(dir, 'tool'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
       chmodSync(dir, 0o755);
       await refused({ command: path.join(dir, 'tool') }, 'not-found', /^command: not found: \S+\/tool \(ENOENT\): it exists on the daemon's host but not in the job's view/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the paths a request names are never opened if someone else could have made them, and a hidden one\'s existence is not told', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'jobworker-exec-'));
+    const secret = path.join(dir, 'secret');
+    try {
+      chmodSync(dir, 0o755);
+      // A FIFO out of the job's view: reading its #! line would wait for a writer for ever, and the
+      // daemon with it. It is not opened: the answer comes, and says only what anyone could see.
+      execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+      await refused({ command: path.join(dir, 'fifo') }, 'not-found', /^command: not found: \S+\/fifo \(ENOENT\): it exists on the daemon's host but not in the job's view/);
+      // Out of the job's view and under a directory only root may search (as the daemon's hidden
+      // ones are): neither that the file exists nor what its first line says.
+      mkdirSync(secret, { mode: 0o700 });
+      writeFileSync(path.join(secret, 'script'), '#!/nonexistent/interpreter\n', { mode: 0o755 });
+      await refused({ command: path.join(secret, 'script') }, 'not-found', /^command: not found: \S+\/script \(ENOENT\)$/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
