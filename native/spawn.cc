@@ -299,8 +299,11 @@ int child_main(void* arg) {
     if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
   }
 
-  // Nothing but what it uses: the parent's ends of the fallback's pipes go too.
+  // Nothing but what it uses: the parent's ends of the fallback's pipes go too. And, isolated, not
+  // the daemon's working directory: /proc/1/cwd in the job's namespace would lead there, under
+  // whatever hides it.
   close_others(a);
+  if (a->isolation != nullptr && chdir("/") < 0) child_fail(a, Stage::kChdir, errno);
 
   if (a->gate_fd >= 0) {
     // Fallback: wait until the parent has placed us in the job's cgroup.

@@ -216,6 +216,11 @@ export function resolveJobSpec(spec: JobSpec, naming: JobNaming = {}): ResolvedJ
 
   const cwd = spec.cwd === undefined ? null : checkString('cwd', spec.cwd, SPEC_BOUNDS.pathBytes, false);
   if (cwd !== null && !path.isAbsolute(cwd)) throw new ValidationError('cwd', 'must be an absolute path');
+  // /proc/<pid>/cwd, /proc/self/fd/<n> and the like lead to where a process is, whatever is mounted
+  // over the way there: out of the job's view (docs/security.md).
+  if (cwd !== null && /^\/+proc(\/|$)/.test(path.posix.normalize(cwd))) {
+    throw new ValidationError('cwd', `${cwd} is under /proc, whose links lead outside the job's view; give a directory elsewhere`);
+  }
 
   const owner = checkString('owner', spec.owner ?? '', SPEC_BOUNDS.ownerBytes);
 

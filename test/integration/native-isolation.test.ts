@@ -103,6 +103,14 @@ for (const forceGatedFork of [false, true]) {
       for (const comm of comms!.trim().split(' ')) assert.ok(['jobworker-init', 'sh', 'cat', 'sleep', 'sort', 'tr'].includes(comm), `host process ${comm} visible`);
     });
 
+    it('the links of /proc lead to nothing of the daemon: /proc/1/cwd is /, /proc/self/fd has only what the job was given', async () => {
+      const cwd = await run({ forceGatedFork, cwd: '/proc/1/cwd', script: 'pwd -P; ls /proc/self/fd | tr "\\n" " "' });
+      assert.equal(cwd.exit.code, 0, cwd.stderr);
+      const [where, fds] = cwd.stdout.split('\n');
+      assert.equal(where, '/', 'the daemon\'s working directory stays out of reach');
+      assert.deepEqual(fds!.trim().split(' ').map(Number).sort((a, b) => a - b).slice(0, 3), [0, 1, 2]);
+    });
+
     it('hostname is the job\'s; the host keeps its own', async () => {
       const { stdout } = await run({ forceGatedFork, isolation: { ...NAMESPACES, hostname: 'job-7f3a' }, script: 'hostname' });
       assert.equal(stdout, 'job-7f3a\n');

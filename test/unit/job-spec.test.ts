@@ -67,6 +67,9 @@ describe('job spec validation', () => {
     rejects({ command: 'echo', env: { A: 'x\0' } }, 'env.A', /NUL/);
     rejects({ command: 'echo', env: ['A=1'] }, 'env', /object/);
     rejects({ command: 'echo', cwd: 'relative' }, 'cwd', /absolute/);
+    rejects({ command: 'echo', cwd: '/proc/1/cwd' }, 'cwd', /under \/proc, whose links lead outside the job's view/);
+    rejects({ command: 'echo', cwd: '//proc/self/fd/18' }, 'cwd', /under \/proc/);
+    rejects({ command: 'echo', cwd: '/tmp/../proc' }, 'cwd', /under \/proc/);
     rejects({ command: 'echo', user: { uid: -1, gid: 0 } }, 'user.uid', /integer/);
     rejects({ command: 'echo', user: { uid: 0, gid: 1.5 } }, 'user.gid', /integer/);
   });
