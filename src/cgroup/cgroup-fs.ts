@@ -208,6 +208,19 @@ export interface ControlWrite {
   afterStart?: boolean;
 }
 
+/** The CPU quota's files (v2 cpu.max; v1 cpu.cfs_period_us, cpu.cfs_quota_us). */
+const QUOTA_FILES: ReadonlySet<string> = new Set(['cpu.max', 'cpu.cfs_period_us', 'cpu.cfs_quota_us']);
+
+/**
+ * A job's CPU quota is written once its process has exec'd (afterStart): until then its cgroup
+ * holds only the spawn's own work (mounts, credentials, init, the PATH search), which at a quota of
+ * 1 % took seconds and held a threadpool thread of the daemon the while. The job's own code runs
+ * under the quota from its first microseconds.
+ */
+export function quotaAfterStart(writes: readonly ControlWrite[]): ControlWrite[] {
+  return writes.map((write) => (QUOTA_FILES.has(write.file) ? { ...write, afterStart: true } : write));
+}
+
 /**
  * Whether a cgroupfs error means the cgroup is gone: ENOENT once it is removed, ENODEV while it is
  * being removed (the kernel refuses control-file access to a dying cgroup), e.g. when a stop's kill

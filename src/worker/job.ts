@@ -17,6 +17,7 @@ import { NO_LABELS } from './job-labels';
 import { newJobRecord, type JobLogInfo, type JobRecord } from './job-record';
 import { DEFAULT_JOB_PATH, type JobRunAs, type ResolvedJobSpec } from './job-spec';
 import { scratchDirOp } from './scratch';
+import type { SpawnSlots } from './spawn-slots';
 import { chargedLogBytes } from './identity-ledger';
 import { isolationSpawnOptions } from './spawn-isolation';
 import { assertTransition, finalStateOf, isFinal, type JobOutcome, type JobState } from './job-state';
@@ -109,6 +110,8 @@ export interface JobContext {
    * its dynamic uid. `emptied` false (processes that would not die): the uid stays out of use.
    */
   releaseJob(job: ReleasedJob): Promise<void>;
+  /** Spawns in flight per identity (spawn-slots.ts). */
+  spawnSlots: SpawnSlots;
 }
 
 /** What the Worker settles for a job as it launches: its user (a dynamic uid is taken then) and scratch directory. */
@@ -329,6 +332,8 @@ export class Job {
     // job is recorded as running only once both are done.
     const specSaved = this.#record.specFile ? store.writeSpec(this.id, spec) : null;
     specSaved?.catch(() => undefined); // awaited below; a spawn failure must not leave it unhandled
+    // A threadpool thread is the spawn's until the child has exec'd: an identity gets a few at once.
+    const releaseSlot = await this.#ctx.spawnSlots.acquire(spec.owner);
     // Taken before the spawn: the process may exit (and be reaped, with its own timestamp) before
     // the spawn even returns.
     const startedAt = new Date();
@@ -357,8 +362,9 @@ export class Job {
         gid: runAs.gid,
         groups: runAs.groups,
         ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }),
-      });
+      }).finally(releaseSlot);
     } catch (error) {
+      releaseSlot(); // (once: a second call does nothing)
       await specSaved?.catch(() => undefined);
       if (error instanceof SpawnError && error.stage === 'setup') {
         // The addon undid what it created and stopped before taking the spare log over; a

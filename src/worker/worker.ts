@@ -24,6 +24,7 @@ import { DEFAULT_DYNAMIC_UID_RANGE, DynamicUids, type DynamicUidRange } from './
 import { resolveIsolation, resolveIsolationDefaults, type IsolationDefaults, type JobIsolation } from './isolation';
 import { Job, type JobContext, type JobSetup, type JobStatus, type ReleasedJob, type StopResult } from './job';
 import { LeftoverCgroups } from './leftover-cgroups';
+import { SpawnSlots } from './spawn-slots';
 import { matchesLabels, parseLabelSelector } from './job-labels';
 import { JobNames } from './job-names';
 import { checkJobUser, resolveJobSpec, type JobNaming, type JobRunAs, type JobSpec, type JobUserChoice } from './job-spec';
@@ -288,6 +289,7 @@ export class Worker {
       onStateChange: (job, previous) => this.#stateChanged(job, previous),
       warn,
       releaseJob: (job) => this.#releaseJob(job),
+      spawnSlots: new SpawnSlots(),
     };
     // Oldest first, as list() promises.
     const records = [...recovery.records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));

@@ -199,6 +199,17 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
     }
   });
 
+  it('a job\'s CPU quota applies to its command, not to its start: a long PATH search at 1 % of a CPU is answered, then the job is held to its quota', async () => {
+    // 60,000 candidates to try: ~0.2 s of exec attempts, which at 1 % of a CPU took longer than the
+    // start's deadline and held a threadpool thread of the daemon meanwhile.
+    const path60k = Array(60_000).fill('/').join(':');
+    await refused({ command: 'x', env: { PATH: path60k }, limits: { cpu: 0.01 } }, 'not-found', /^command: not found: "x" is in none of the PATH directories/);
+    const busy = await t.worker.start({ command: 'timeout', args: ['1', 'sh', '-c', 'while :; do :; done'], limits: { cpu: 0.1 } });
+    const status = await busy.wait();
+    assert.ok(status.stats !== null);
+    assert.ok(status.stats.cpuUsageMicros < 500_000, `1 s of a busy loop at 0.1 CPU used ${status.stats.cpuUsageMicros} µs`);
+  });
+
   it('a job whose environment leaves PATH out gets the default one', async () => {
     const job = await t.worker.start({ command: 'sh', args: ['-c', 'echo "$PATH|$ONLY"'], env: { ONLY: 'this' } });
     await job.wait();

@@ -152,10 +152,11 @@ describe('create ops', () => {
     // The identity's slice first (it does not exist yet: this job makes it), then the job in it.
     assert.deepEqual(
       planned.createOps.map((op) => `${op.op} ${path.basename(op.path)}`),
-      ['mkdir identity.test', 'write cgroup.subtree_control', 'mkdir job-e', 'write cpu.max', 'write pids.max'],
+      ['mkdir identity.test', 'write cgroup.subtree_control', 'mkdir job-e', 'write pids.max'],
     );
-    // The OOM group once the job's process has exec'd: not while the spawn shares the daemon's memory.
-    assert.deepEqual(planned.startedOps.map((op) => `${op.op} ${path.relative(path.dirname(planned.cgroup.path), op.path)}`), ['write job-e/memory.oom.group']);
+    // Once the job's process has exec'd: its CPU quota (the spawn's own work is not the job's to pay
+    // for), and the OOM group (not while the spawn shares the daemon's memory).
+    assert.deepEqual(planned.startedOps.map((op) => `${op.op} ${path.relative(path.dirname(planned.cgroup.path), op.path)}`), ['write job-e/cpu.max', 'write job-e/memory.oom.group']);
     const result = await kernel.run(planned.createOps);
     assert.equal(result.error, undefined);
     planned.createOpsRan('created');

@@ -6,7 +6,7 @@
 
 import { JobworkerError } from '../../errors';
 import { resourceStats } from '../../resource-stats';
-import { childPath, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
+import { childPath, quotaAfterStart, type CgroupFs, type ControlFiles, type ControlWrite } from '../cgroup-fs';
 import type { JobCgroupParts, JobDirPlan } from '../job-cgroup';
 import type { JobProcesses } from '../job-processes';
 import type { ResolvedLimits } from '../limits';
@@ -118,7 +118,7 @@ export class V1Driver extends SlicedDriver<ReadonlyMap<string, ControlWrite[]>> 
   }
 
   protected jobWrites(limits: ResolvedLimits): ReadonlyMap<string, ControlWrite[]> {
-    return v1Writes(this.layout, limits);
+    return new Map([...v1Writes(this.layout, limits)].map(([dir, writes]) => [dir, quotaAfterStart(writes)]));
   }
 
   protected sliceWrites(limits: ResolvedLimits): ReadonlyMap<string, ControlWrite[]> {

@@ -2,7 +2,7 @@
 // limits, the stats, the processes (born into it through clone3) and cgroup.kill; one per identity
 // (its slice) holding the limits all its jobs share.
 import { resourceStats } from '../../resource-stats';
-import { childPath, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
+import { childPath, quotaAfterStart, type CgroupFs, type ControlFiles, type ControlWrite, type StatsPart } from '../cgroup-fs';
 import type { V2Root } from '../delegation';
 import type { JobCgroupParts } from '../job-cgroup';
 import { RESOURCE_CONTROLLERS } from '../job-limits';
@@ -86,7 +86,7 @@ export class V2Driver extends SlicedDriver<ControlWrite[]> {
   }
 
   protected jobWrites(limits: ResolvedLimits): ControlWrite[] {
-    return v2Writes(limits, this.controllers);
+    return quotaAfterStart(v2Writes(limits, this.controllers));
   }
 
   protected sliceWrites(limits: ResolvedLimits): ControlWrite[] {
