@@ -83,7 +83,8 @@ const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
   ['a name that is a job id', { command: 'true', name: '3f2a9c1e-5b7d-4c1e-9a43-2b8e1c0d7f11' }, 'INVALID_ARGUMENT', /^name: must be 1-64 letters, digits, '_', '\.' or '-', starting with a letter or digit, and not a UUID, got "3f2a9c1e-/],
   ['a label key with a space', { command: 'true', labels: { 'bad key': 'x' } }, 'INVALID_ARGUMENT', /^labels: label key "bad key" must be 1-63 letters/],
   ['33 labels', { command: 'true', labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) }, 'INVALID_ARGUMENT', /^labels: has 33 labels; at most 32$/],
-  ['io on a path that does not exist', { command: 'true', limits: { io: [{ device: '/nonexistent/disk', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
+  // Missing where anyone may look: said plainly (a missing directory is as public as its parent).
+  ['io on a path that does not exist', { command: 'true', limits: { io: [{ device: '/nonexistent/disk', readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: \/nonexistent\/disk does not exist; this host's disks: /],
   ['io on a file in a private directory (answered as if missing)', { command: 'true', limits: { io: [{ device: hiddenFile, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', unreachable],
   ['io on a device path over 4095 characters', { command: 'true', limits: { io: [{ device: `/${'a/'.repeat(3000)}`, readBytesPerSecond: 1 << 20 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.device: must be at most 4095 characters/],
   ['a bind whose source does not exist', { command: 'true', mounts: [{ source: '/nonexistent-src', target: '/mnt', readOnly: true }] }, 'INVALID_ARGUMENT', /^mounts\[0\]\.source: \/nonexistent-src: no such file or directory \(ENOENT\)$/],
