@@ -19,7 +19,7 @@ struct SpawnRequest {
   std::vector<std::string> exec_candidates;
   std::vector<std::string> argv;
   std::vector<std::string> envp;     // "NAME=value"
-  std::string cwd;                   // empty: inherit the daemon's
+  std::string cwd;                   // empty: inherit the daemon's (isolated: "/")
   int cgroup_fd = -1;                // cgroup v2 directory to be born into; -1: stay in ours
   std::vector<int> join_tasks_fds;   // v1 `tasks` files the child joins (writes "0") before exec
   long long uid = -1, gid = -1;      // -1: keep

@@ -25,6 +25,7 @@ export interface SpawnOptions {
   argv0?: string;
   /** The job's whole environment; nothing of the daemon's is inherited. */
   env?: Readonly<Record<string, string>>;
+  /** The working directory; absent: this process's, or with `isolation`, `/`. */
   cwd?: string;
   /** A cgroup v2 directory fd: the process is born inside it. */
   cgroupFd?: number;

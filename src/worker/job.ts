@@ -204,6 +204,15 @@ function stalledStart(error: unknown, runAs: JobRunAs): JobworkerError | undefin
   );
 }
 
+/**
+ * A job with its own PID namespace has two processes before its command can fork anything: its init
+ * and the command. With limits.pids 1 init's fork of the command fails with EAGAIN.
+ */
+function pidsTooFewForInit(error: unknown, pids: number | undefined, ownPidNamespace: boolean): ValidationError | undefined {
+  if (!(error instanceof SpawnError) || error.code !== 'EAGAIN' || error.stage !== 'clone' || !ownPidNamespace || pids === undefined || pids >= 2) return undefined;
+  return new ValidationError('limits.pids', `${pids} is too few for a job with a PID namespace of its own: its init (PID 1) takes one and the command another; give at least 2`, { cause: error });
+}
+
 /** How long a spawn's child may take to reach its exec before it is killed (SpawnOptions.startTimeoutMs). */
 const START_TIMEOUT_MS = 10_000;
 
@@ -387,6 +396,7 @@ export class Job {
       throw (
         (await unusableCwd(error, cwd, runAs, this.#record.isolation!.namespaces.mount)) ??
         stalledStart(error, runAs) ??
+        pidsTooFewForInit(error, spec.limits.pids, this.#record.isolation!.namespaces.pid) ??
         unusableMount(error, this.#record.isolation!.mounts) ??
         (error instanceof SpawnError ? execOutOfMemory(spec.command, spec.limits.memoryBytes ?? null, error) : null) ??
         (error instanceof SpawnError && error.stage === 'exec' ? await commandError(spec.command, spec.env.PATH ?? DEFAULT_JOB_PATH, error) : error)

@@ -14,6 +14,7 @@ import { SpawnError } from '../../src/native';
 import { CommandError, DEFAULT_JOB_PATH, Worker, type Job } from '../../src/worker';
 import { decodeJournalLine } from '../../src/worker/journal-codec';
 import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
+import { scaled } from '../helpers/scale';
 import { requireRoot } from '../helpers/root';
 import { openTestWorker, type TestWorker } from '../helpers/worker';
 
@@ -200,14 +201,26 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
   });
 
   it('a job\'s CPU quota applies to its command, not to its start: a long PATH search at 1 % of a CPU is answered, then the job is held to its quota', async () => {
-    // 60,000 candidates to try: ~0.2 s of exec attempts, which at 1 % of a CPU took longer than the
-    // start's deadline and held a threadpool thread of the daemon meanwhile.
-    const path60k = Array(60_000).fill('/').join(':');
-    await refused({ command: 'x', env: { PATH: path60k }, limits: { cpu: 0.01 } }, 'not-found', /^command: not found: "x" is in none of the PATH directories/);
+    // 60,000 candidates to try: ~0.2 s of exec attempts here, which at 1 % of a CPU took longer than
+    // the start's deadline and held a threadpool thread of the daemon meanwhile. (Under emulation an
+    // exec attempt costs ~50x: 6,000 are ~1 s unthrottled there, and would be ~100 s at 1 %.)
+    const longPath = Array(scaled(60_000, 6_000)).fill('/').join(':');
+    await refused({ command: 'x', env: { PATH: longPath }, limits: { cpu: 0.01 } }, 'not-found', /^command: not found: "x" is in none of the PATH directories/);
     const busy = await t.worker.start({ command: 'timeout', args: ['1', 'sh', '-c', 'while :; do :; done'], limits: { cpu: 0.1 } });
     const status = await busy.wait();
     assert.ok(status.stats !== null);
     assert.ok(status.stats.cpuUsageMicros < 500_000, `1 s of a busy loop at 0.1 CPU used ${status.stats.cpuUsageMicros} µs`);
+  });
+
+  it('pids 1 with a PID namespace of its own (the default): refused naming limits.pids, since init takes one', async () => {
+    await assert.rejects(t.worker.start({ command: 'true', limits: { pids: 1 } }), (e: unknown) => {
+      assert.ok(e instanceof ValidationError, String(e));
+      assert.equal(e.field, 'limits.pids');
+      assert.match(e.message, /^limits\.pids: 1 is too few for a job with a PID namespace of its own: its init \(PID 1\) takes one and the command another; give at least 2$/);
+      return true;
+    });
+    const two = await t.worker.start({ command: 'true', limits: { pids: 2 } });
+    assert.equal((await two.wait()).outcome?.exitCode, 0);
   });
 
   it('a job whose environment leaves PATH out gets the default one', async () => {
