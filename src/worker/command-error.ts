@@ -3,10 +3,12 @@
 // starts with a stable phrase that clients may test ("command: not found: …", "command: not
 // executable: …"; docs/api.md).
 
+import { promises as fsp } from 'node:fs';
+
 import { describeBytes } from '../byte-size';
 import { ValidationError } from '../errors';
 import { everyoneCanReach, existsForEveryone, readHeadIfRootControlled } from '../request-paths';
-import type { SpawnError } from '../native';
+import { execCandidates, type SpawnError } from '../native';
 
 export type CommandProblem = 'not-found' | 'not-executable';
 
@@ -14,11 +16,11 @@ export type CommandProblem = 'not-found' | 'not-executable';
 const MISSING = new Set(['ENOENT', 'ENOTDIR']);
 
 const WHY: Record<string, string> = {
-  EACCES: 'EACCES: permission denied; it needs the execute bit, on a filesystem not mounted noexec',
+  EACCES: 'EACCES: permission denied; it needs the execute bit, on a filesystem not mounted noexec, and every directory on the way must be searchable by the job\'s user',
   ENOEXEC: 'ENOEXEC: not a format the kernel runs; a script needs a #! line',
   ETXTBSY: 'ETXTBSY: the file is open for writing',
   EISDIR: 'EISDIR: a directory',
-  ELOOP: 'ELOOP: too many symbolic links',
+  ELOOP: 'ELOOP: too many symbolic links, or #! interpreters nested deeper than the kernel follows',
 };
 
 export class CommandError extends ValidationError {
@@ -42,24 +44,48 @@ export class CommandError extends ValidationError {
  */
 export async function commandError(command: string, pathVariable: string, error: SpawnError): Promise<CommandError> {
   const searched = command.includes('/') ? null : pathVariable;
-  const candidate = error.path ?? command;
   if (MISSING.has(error.code)) {
-    // A script whose #! interpreter is missing fails with ENOENT too, though the file is there.
-    const interpreter = searched === null ? await shebangInterpreter(candidate) : null;
-    if (interpreter !== null && (await everyoneCanReach(interpreter)) && !(await existsForEveryone(interpreter))) {
-      return new CommandError('not-executable', `not executable: ${candidate} (its #! interpreter does not exist)`, error.code, null, { cause: error });
+    // The exec said "no such file" of every candidate. One there on the host anyway is either out of
+    // the job's view (its /tmp is its own; the daemon's directories are hidden) or a script whose
+    // #! interpreter is missing, which fails with ENOENT too.
+    const found = await firstOnHost(searched === null ? [command] : execCandidates(command, searched).slice(0, HOST_CANDIDATES_LOOKED_AT));
+    const at = (file: string) => (searched === null ? file : `${file} (found in PATH ${quotedSearchPath(searched)})`);
+    if (found !== null) {
+      const interpreter = await shebangInterpreter(found);
+      if (interpreter !== null && (await everyoneCanReach(interpreter)) && !(await existsForEveryone(interpreter))) {
+        return new CommandError('not-executable', `not executable: ${at(found)} (its #! interpreter does not exist)`, error.code, searched, { cause: error });
+      }
+      const why = `${at(found)} (${error.code}): it exists on the daemon's host but not in the job's view, or it is a script whose #! interpreter is not there (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
+      return new CommandError('not-found', `not found: ${why}`, error.code, searched, { cause: error });
     }
-    // There on the daemon's host, not in the job's view (its /tmp is its own; the daemon's
-    // directories are hidden from it).
-    if (searched === null && (await existsForEveryone(candidate))) {
-      const why = `${candidate} (${error.code}): it exists on the daemon's host but not in the job's view (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
-      return new CommandError('not-found', `not found: ${why}`, error.code, null, { cause: error });
-    }
-    const where = searched === null ? `${candidate} (${error.code})` : `${JSON.stringify(command)} is in none of the PATH directories ${quotedSearchPath(searched)}`;
+    const where = searched === null ? `${error.path ?? command} (${error.code})` : `${JSON.stringify(command)} is in none of the PATH directories ${quotedSearchPath(searched)}`;
     return new CommandError('not-found', `not found: ${where}`, error.code, searched, { cause: error });
   }
+  const candidate = error.path ?? command;
   const found = searched === null ? candidate : `${candidate} (found in PATH ${quotedSearchPath(searched)})`;
+  if (error.code === 'EACCES') {
+    // A script whose #! interpreter may not be run fails with EACCES too, though the script may.
+    const interpreter = await shebangInterpreter(candidate);
+    if (interpreter !== null && (await everyoneCanReach(interpreter)) && (await notExecutable(interpreter))) {
+      return new CommandError('not-executable', `not executable: ${found}: its #! interpreter ${interpreter} is not executable (EACCES)`, error.code, searched, { cause: error });
+    }
+  }
   return new CommandError('not-executable', `not executable: ${found}: ${WHY[error.code] ?? error.code}`, error.code, searched, { cause: error });
+}
+
+/** How many of a PATH search's candidates are looked for on the host after an ENOENT (each a few stats). */
+const HOST_CANDIDATES_LOOKED_AT = 16;
+
+/** The first of `candidates` that exists on the host where every user may look it up. */
+async function firstOnHost(candidates: readonly string[]): Promise<string | null> {
+  for (const candidate of candidates) if (await existsForEveryone(candidate)) return candidate;
+  return null;
+}
+
+/** Whether `file` is a regular file without any execute bit (as seen by root). */
+async function notExecutable(file: string): Promise<boolean> {
+  const stat = await fsp.stat(file).catch(() => null);
+  return stat !== null && stat.isFile() && (Number(stat.mode) & 0o111) === 0;
 }
 
 /**

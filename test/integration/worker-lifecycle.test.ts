@@ -165,6 +165,11 @@ describe('commands that cannot run, told as a shell tells them', requireRoot, ()
       await refused({ command: 'plain', env: { PATH: dir } }, 'not-executable', /^command: not executable: \S+\/plain \(found in PATH \S+\): EACCES/);
       await refused({ command: path.join(dir, 'garbage') }, 'not-executable', /^command: not executable: \S+\/garbage: ENOEXEC: .*#! line$/);
       await refused({ command: path.join(dir, 'orphan') }, 'not-executable', /^command: not executable: \S+\/orphan \(its #! interpreter does not exist\)$/);
+      // Found through PATH, the same (it is in a PATH directory, not "in none of them").
+      await refused({ command: 'orphan', env: { PATH: `/nonexistent:${dir}` } }, 'not-executable', /^command: not executable: \S+\/orphan \(found in PATH \/nonexistent:\S+\) \(its #! interpreter does not exist\)$/);
+      // An interpreter that may not be run: the interpreter is named, not the script's execute bit.
+      writeFileSync(path.join(dir, 'passwd-script'), '#!/etc/passwd\n', { mode: 0o755 });
+      await refused({ command: path.join(dir, 'passwd-script') }, 'not-executable', /^command: not executable: \S+\/passwd-script: its #! interpreter \/etc\/passwd is not executable \(EACCES\)$/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
