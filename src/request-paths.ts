@@ -30,15 +30,15 @@ export async function everyoneCanReach(target: string): Promise<boolean> {
   return true;
 }
 
+/** Whether `target` exists ('private' unless every user may look it up). */
+export async function lookUp(target: string): Promise<'exists' | 'missing' | 'private'> {
+  if (!(await everyoneCanReach(target))) return 'private';
+  return (await fsp.lstat(target).then(() => true, () => false)) ? 'exists' : 'missing';
+}
+
 /** Whether `target` exists, told only if every user may look it up (else false). */
 export async function existsForEveryone(target: string): Promise<boolean> {
-  if (!(await everyoneCanReach(target))) return false;
-  try {
-    await fsp.lstat(target);
-    return true;
-  } catch {
-    return false;
-  }
+  return (await lookUp(target)) === 'exists';
 }
 
 /**

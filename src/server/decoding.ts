@@ -107,9 +107,9 @@ function findProtoKey(message: ReflectMessage, path: string): string | undefined
   return undefined;
 }
 
-/** A map key "__proto__" in a request that decoded (the bytes are searched first: it is rare). */
+/** A map key "__proto__" in a request that decoded (the caller searches the bytes first: it is rare). */
 export function protoKeyProblem(schema: DescMessage | undefined, bytes: Uint8Array): { field: string; reason: string } | undefined {
-  if (schema === undefined || Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('__proto__') < 0) return undefined;
+  if (schema === undefined) return undefined;
   let field: string | undefined;
   try {
     field = findProtoKey(reflect(schema, fromBinary(schema, bytes)), '');

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 
 import { describeBytes } from '../byte-size';
 import { ValidationError } from '../errors';
-import { everyoneCanReach, existsForEveryone, readHeadIfRootControlled } from '../request-paths';
+import { everyoneCanReach, existsForEveryone, lookUp, readHeadIfRootControlled } from '../request-paths';
 import { execCandidates, type SpawnError } from '../native';
 
 export type CommandProblem = 'not-found' | 'not-executable';
@@ -52,7 +52,7 @@ export async function commandError(command: string, pathVariable: string, error:
     const at = (file: string) => (searched === null ? file : `${file} (found in PATH ${quotedSearchPath(searched)})`);
     if (found !== null) {
       const interpreter = await shebangInterpreter(found);
-      if (interpreter !== null && (await everyoneCanReach(interpreter)) && !(await existsForEveryone(interpreter))) {
+      if (interpreter !== null && (await lookUp(interpreter)) === 'missing') {
         return new CommandError('not-executable', `not executable: ${at(found)} (its #! interpreter does not exist)`, error.code, searched, { cause: error });
       }
       const why = `${at(found)} (${error.code}): it exists on the daemon's host but not in the job's view, or it is a script whose #! interpreter is not there (each job has a private /tmp, /var/tmp and /dev/shm; the daemon's directories are hidden)`;
