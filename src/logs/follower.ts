@@ -1,6 +1,8 @@
 // Follows a log: catches up from disk, then waits for growth, and ends exactly when the log is
 // complete and its last byte delivered. Pull-based: a slow consumer just stops pulling, so nothing is
 // buffered for it beyond the one read in progress (back-pressure, not buffers).
+import type { FileHandle } from 'node:fs/promises';
+
 import { ValidationError } from '../errors';
 import { CorruptLogError, FILE_HEADER_SIZE, type StreamName } from './format';
 import { openLog, readRecords, type LogRecord } from './reader';
@@ -35,6 +37,8 @@ export interface FollowOptions {
    * there is reported as damage, never as a bad offset of the caller's.
    */
   fromIsBoundary?: boolean;
+  /** The log, opened (openLog) by the caller, who keeps it open: read from it, not from `path`. */
+  file?: FileHandle;
   signal?: AbortSignal;
 }
 
@@ -49,7 +53,7 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
 
   // Nothing to read, ever: not even the file (a log recovery found missing is recorded empty).
   if (source.isComplete() && offset >= source.committed()) return;
-  const file = await openLog(source.path);
+  const file = options.file ?? (await openLog(source.path));
   const scratch = options.reuseBuffer ? { buffer: Buffer.alloc(0) } : undefined;
   let first = true;
   try {
@@ -81,7 +85,7 @@ export async function* followLog(source: LogSource, options: FollowOptions = {})
       if (offset >= until) await source.waitBeyond(offset, options.signal);
     }
   } finally {
-    await file.close();
+    if (file !== options.file) await file.close();
   }
 }
 

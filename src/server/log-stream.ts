@@ -11,7 +11,7 @@ import { REQUEST_BOUNDS } from '../api/request-bounds';
 import { ValidationError } from '../errors';
 import * as pb from '../gen/jobworker/v1/jobworker';
 import type { PoolPlacement } from '../fleet';
-import { FILE_HEADER_SIZE, type Job, type LogRecord } from '../worker';
+import { FILE_HEADER_SIZE, type Job, type LogHold, type LogRecord } from '../worker';
 import { jobToPb, streamToPb } from './convert';
 import { framedInPlace } from './preframed-messages';
 import type { ScanLimiter } from './scan-limiter';
@@ -53,10 +53,16 @@ export async function streamJobLogs(
   // stream's messages are its own; a tail's first message may start part-way through a record, so
   // it shares from its second on.
   const share = shared !== undefined && request.follow && request.sinceUnixMicros === 0 ? shared.join(job, [...selected].sort().join(',')) : undefined;
+  let hold: LogHold | undefined;
   try {
-    await sendRecords(job, request, selected, write, signal, scans, share);
+    // A follower that sends others' messages closes its own reader meanwhile, and opens another
+    // where they end: the hold keeps the log its own all along, so a removal of the job in between
+    // neither recycles the file nor refuses that reader (the stream goes on to the last byte).
+    if (share !== undefined) hold = await job.holdLog();
+    await sendRecords(job, request, selected, write, signal, scans, share, hold);
   } finally {
     share?.leave();
+    await hold?.release();
   }
   await write({ chunks: [], finalStatus: jobToPb(job.status(), undefined, placement) });
 }
@@ -84,6 +90,7 @@ async function sendRecords(
   signal: AbortSignal,
   scans: { limiter: ScanLimiter; identity: string },
   share: LogMessageShare | undefined,
+  hold: LogHold | undefined,
 ): Promise<void> {
   const startsMidRecord = request.tailLines > 0 || request.sinceUnixMicros > 0;
   // The Job finds where a tail or `since` starts (record headers only, off this thread; a bounded
@@ -103,6 +110,7 @@ async function sendRecords(
       signal,
       scanSlot: () => scans.limiter.acquire(scans.identity, signal),
       reuseBuffer: true, // each record is copied into a message before the next one is read
+      ...(hold === undefined ? {} : { hold }),
     })[Symbol.asyncIterator]();
     return { records, next: records.next() };
   };

@@ -3,7 +3,7 @@ export { type IdentityLimits, hostDefaults, defaultJobMemoryBytes, hostFacts, ty
 export type { QuotaUsage } from './identity-ledger';
 export type { RecoveryReport, StateDamage } from './recovery';
 export type { CompactionPolicy, JournalStats } from './journal';
-export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions } from './job';
+export { Job, type JobStatus, type StopOptions, type StopResult, type LogOptions, type LogHold } from './job';
 export { CommandError, type CommandProblem } from './command-error';
 export { type JobSpec, type JobNaming, type JobUserSpec, type JobUserChoice, type JobRunAs, SPEC_BOUNDS, DEFAULT_JOB_PATH, checkJobUser, resolveJobSpec } from './job-spec';
 export { LABEL_BOUNDS, checkJobName, checkLabels, parseLabelSelector, matchesLabels, type LabelTerm } from './job-labels';

@@ -1,5 +1,6 @@
 // One job: launches it, follows its process to a final state, stops it, serves its logs and status.
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { constants } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -8,7 +9,7 @@ import type { CgroupDriver, CgroupStats, JobCgroup, JobCgroupPlan, Limits } from
 import { JobworkerError, NotFoundError, ValidationError, errorCode, systemError } from '../errors';
 import { everyoneCanReach } from '../request-paths';
 import { CompleteLog, followLog, type FollowOptions } from '../logs/follower';
-import type { LogRecord } from '../logs/reader';
+import { openLog, type LogRecord } from '../logs/reader';
 import { SpawnError, spawnProcessAsync, type ExitInfo, type LogBudget, type NativeProcess } from '../native';
 import { commandError, execOutOfMemory } from './command-error';
 import { HOST_ISOLATION, type BindMount, type JobIsolation } from './isolation';
@@ -91,6 +92,15 @@ export interface LogOptions extends FollowOptions {
    * resolves with is called once the scan is over (the server bounds concurrent scans with it).
    */
   scanSlot?: () => Promise<() => void>;
+  /** Read through this hold of the log (holdLog()): it goes on after a removal began. */
+  hold?: LogHold;
+}
+
+/** A job's log kept readable for one reader that closes and reopens its reads (Job.holdLog()). */
+export interface LogHold {
+  /** The log, open; undefined if it could not be opened (then each read opens it, and says why not). */
+  readonly file: FileHandle | undefined;
+  release(): Promise<void>;
 }
 
 /** What a job needs from its worker. */
@@ -691,12 +701,15 @@ export class Job {
   async *logs(options: LogOptions = {}): AsyncGenerator<LogRecord> {
     await this.#launched;
     this.#throwIfNeverStarted();
-    if (this.#removing) throw new NotFoundError(`job ${this.id} not found (removed)`);
+    const held = options.hold?.file;
+    // A held log was open before any removal began: its reader reads on, from the open file.
+    if (this.#removing && held === undefined) throw new NotFoundError(`job ${this.id} not found (removed)`);
     // Counted for beginRemoval(); in this very generator (another one in between would cost every
     // record a promise more).
     this.#logReaders++;
     try {
-      const { tailLines, scanSlot, ...follow } = options;
+      const { tailLines, scanSlot, hold, ...rest } = options;
+      const follow: FollowOptions = hold?.file === undefined ? rest : { ...rest, file: hold.file };
       if (tailLines !== undefined && (!Number.isSafeInteger(tailLines) || tailLines < 0)) {
         throw new ValidationError('tailLines', 'must be a non-negative integer');
       }
@@ -734,6 +747,36 @@ export class Job {
     } finally {
       this.#logReaders--;
     }
+  }
+
+  /**
+   * Keeps the log readable for one stream that reads it in several goes, closing its reader in
+   * between (a follower that sends other followers' messages, src/server/log-stream.ts): counted as
+   * a reader until released, so a removal deletes the file instead of recycling it, and holding it
+   * open, so that the stream's later reads (`logs({ hold })`) go on to the last byte after a removal
+   * began, as one reader would.
+   */
+  async holdLog(): Promise<LogHold> {
+    await this.#launched;
+    this.#throwIfNeverStarted();
+    if (this.#removing) throw new NotFoundError(`job ${this.id} not found (removed)`);
+    this.#logReaders++;
+    let file: FileHandle | undefined;
+    try {
+      file = await openLog(this.#log.log.path);
+    } catch {
+      file = undefined; // the reads open it themselves, and report what is wrong
+    }
+    let released = false;
+    return {
+      file,
+      release: async () => {
+        if (released) return;
+        released = true;
+        this.#logReaders--;
+        await file?.close();
+      },
+    };
   }
 
   /**

@@ -133,6 +133,52 @@ describe('streaming output', requireRoot, () => {
     for (const c of readers) c.close();
   });
 
+  it('followers served from each other\'s messages read on to the last byte when the job is removed', { timeout: 120_000 }, async () => {
+    // Within what the daemon keeps of one job's shared messages (32 MiB), and well beyond what flow
+    // control lets a follower's side run ahead of its client (a few MiB).
+    const size = 24 << 20;
+    const job = await client.startJob({ command: 'sh', args: ['-c', `head -c ${size} /dev/urandom; echo written >&2; exec sleep 1000`] });
+    // All of it is in the log before the followers start.
+    for await (const message of client.streamLogs({ jobId: job.id, follow: true, streams: ['stderr'] })) {
+      if (message.chunks.some((chunk) => chunk.data.toString().includes('written'))) break;
+    }
+    const follower = async () => {
+      const c = await t.client('streamer', ['reader']);
+      const messages = c.streamLogs({ jobId: job.id, follow: true, streams: ['stdout'] })[Symbol.asyncIterator]();
+      const got = { hash: createHash('sha256'), bytes: 0, final: null as JobView | null, close: () => c.close() };
+      /** Reads on until `bytes` are in (or the stream ends); false at its end. */
+      const readTo = async (bytes: number): Promise<boolean> => {
+        while (got.bytes < bytes) {
+          const next = await messages.next();
+          if (next.done === true) return false;
+          for (const chunk of next.value.chunks) {
+            got.hash.update(chunk.data);
+            got.bytes += chunk.data.length;
+          }
+          if (next.value.finalStatus !== null) got.final = next.value.finalStatus;
+        }
+        return true;
+      };
+      return { got, readTo };
+    };
+    // One follower takes one message and stops reading (flow control holds its side back); another
+    // reads two thirds of the output and stops: the first one's side will send its messages, then
+    // have to read the rest itself.
+    const behind = await follower();
+    await behind.readTo(1);
+    const ahead = await follower();
+    await ahead.readTo((size * 2) / 3);
+    await client.stopJob(job.id, { graceMs: 0 });
+    await client.removeJob(job.id);
+    for (const { got, readTo } of [behind, ahead]) {
+      while (await readTo(Infinity));
+      assert.equal(got.bytes, size);
+      assert.equal(got.final?.state, 'stopped');
+      got.close();
+    }
+    assert.equal(behind.got.hash.digest('hex'), ahead.got.hash.digest('hex'));
+  });
+
   it('selects streams, resumes from an offset, tails lines, and filters by time', async () => {
     const job = await client.startJob({ command: 'sh', args: ['-c', 'for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.05; done'] });
     const all = await receive(client, { jobId: job.id, follow: true });
