@@ -150,6 +150,11 @@ describe('log output', () => {
 
   it('markers as sentences', () => {
     assert.equal(describeMarker(Buffer.from('{"event":"truncated","limitBytes":1048576}')), "the job's log reached its size cap (1 MiB); later output was not kept");
+    // The identity's log quota is not the job's size cap: it is freed by removing finished jobs.
+    assert.equal(
+      describeMarker(Buffer.from('{"event":"truncated","reason":"identity-quota","limitBytes":3145728}')),
+      "the logs of the job's owner reached their quota (3 MiB), identityLimits.logBytes; later output was not kept; remove finished jobs to free their logs (job-cli remove ID)",
+    );
     assert.equal(describeMarker(Buffer.from('{"event":"dropped","reason":"write-error","error":"ENOSPC","bytes":10}')), "10 B of the job's output could not be written to its log (write error ENOSPC)");
     assert.equal(describeMarker(Buffer.from('{"event":"new"}')), 'log marker: {"event":"new"}');
   });

@@ -45,6 +45,10 @@ export function describeMarker(data: Uint8Array): string {
   }
   if (event.event === 'truncated') {
     const limit = typeof event.limitBytes === 'number' ? ` (${formatBytes(event.limitBytes)})` : '';
+    // Not the job's own cap: its owner's logs together reached their quota (docs/log-format.md).
+    if (event.reason === 'identity-quota') {
+      return `the logs of the job's owner reached their quota${limit}, identityLimits.logBytes; later output was not kept; remove finished jobs to free their logs (job-cli remove ID)`;
+    }
     return `the job's log reached its size cap${limit}; later output was not kept`;
   }
   if (event.event === 'dropped') {
