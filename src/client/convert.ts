@@ -3,11 +3,23 @@
 import { jobStateFromPb, jobStateToPb } from '../api/job-state';
 import { resourceStatsFromPb } from '../api/resource-stats';
 import * as pb from '../gen/jobworker/v1/jobworker';
+import { ClientError, StatusCode } from './client-error';
 import type { LimitsRequest, ListJobsRequest, StartJobRequest, StreamLogsRequest, WatchJobsRequest } from './requests';
 import type { IdentityUsageView, IsolationView, JobChangeView, JobView, LimitsView, LogChunkView, LogMessageView, LogStreamName, NamespaceViewName, OutputStreamName, UserKindName } from './views';
 
 const orNull = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 const emptyToNull = (value: string): string | null => (value === '' ? null : value);
+
+const UINT32_MAX = 0xffff_ffff;
+
+/**
+ * A whole number the wire can carry, else INVALID_ARGUMENT naming the field as the daemon does:
+ * the encoder would throw a bare `invalid uint64: -1` (or a RangeError for 1.5 or NaN).
+ */
+function wholeNumber<T extends number | undefined>(field: string, value: T, max = Number.MAX_SAFE_INTEGER): T {
+  if (value === undefined || (Number.isSafeInteger(value) && value >= 0 && value <= max)) return value;
+  throw new ClientError(StatusCode.INVALID_ARGUMENT, `${field}: must be a whole number from 0 to ${max}, not ${String(value)}`);
+}
 
 function limitsFromPb(limits: pb.Limits | undefined): LimitsView {
   return {
@@ -149,7 +161,21 @@ export function jobChangeFromPb(message: pb.WatchJobsResponse): JobChangeView {
 
 // LimitsRequest names its fields as the message does; only an absent device differs ('' on the wire).
 function limitsToPb(limits: LimitsRequest): pb.Limits {
-  return pb.Limits.fromPartial({ ...limits, io: (limits.io ?? []).map((io) => ({ ...io, device: io.device ?? '' })) });
+  return pb.Limits.fromPartial({
+    ...limits,
+    cpuWeight: wholeNumber('limits.cpu_weight', limits.cpuWeight, UINT32_MAX),
+    memoryBytes: wholeNumber('limits.memory_bytes', limits.memoryBytes),
+    memoryHighBytes: wholeNumber('limits.memory_high_bytes', limits.memoryHighBytes),
+    pids: wholeNumber('limits.pids', limits.pids, UINT32_MAX),
+    io: (limits.io ?? []).map((io, i) => ({
+      ...io,
+      device: io.device ?? '',
+      readBytesPerSecond: wholeNumber(`limits.io[${i}].read_bytes_per_second`, io.readBytesPerSecond),
+      writeBytesPerSecond: wholeNumber(`limits.io[${i}].write_bytes_per_second`, io.writeBytesPerSecond),
+      readIops: wholeNumber(`limits.io[${i}].read_iops`, io.readIops),
+      writeIops: wholeNumber(`limits.io[${i}].write_iops`, io.writeIops),
+    })),
+  });
 }
 
 export function startJobRequestToPb(request: StartJobRequest): pb.StartJobRequest {
@@ -159,7 +185,14 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     env: request.env ?? {},
     cwd: request.cwd ?? '',
     limits: request.limits === undefined ? undefined : limitsToPb(request.limits),
-    user: request.user === undefined ? undefined : { uid: request.user.uid, gid: request.user.gid, groups: request.user.groups ?? [] },
+    user:
+      request.user === undefined
+        ? undefined
+        : {
+            uid: wholeNumber('user.uid', request.user.uid, UINT32_MAX),
+            gid: wholeNumber('user.gid', request.user.gid, UINT32_MAX),
+            groups: (request.user.groups ?? []).map((group, i) => wholeNumber(`user.groups[${i}]`, group, UINT32_MAX)),
+          },
     userName: request.userName ?? '',
     groupName: request.groupName ?? '',
     network: request.network === undefined ? pb.Network.NETWORK_UNSPECIFIED : request.network === 'none' ? pb.Network.NETWORK_NONE : pb.Network.NETWORK_HOST,
@@ -167,9 +200,9 @@ export function startJobRequestToPb(request: StartJobRequest): pb.StartJobReques
     readOnlyRoot: request.readOnlyRoot,
     hostNamespaces: (request.hostNamespaces ?? []).map((name) => NAMESPACES_TO_PB.get(name)!),
     pool: request.pool ?? '',
-    retries: request.retries ?? 0,
+    retries: wholeNumber('retries', request.retries ?? 0, UINT32_MAX),
     jobId: request.jobId ?? '',
-    maxRuntimeMs: request.maxRuntimeMs,
+    maxRuntimeMs: wholeNumber('max_runtime_ms', request.maxRuntimeMs),
     name: request.name ?? '',
     labels: request.labels ?? {},
   });
@@ -181,7 +214,7 @@ export function listJobsRequestToPb(request: ListJobsRequest): pb.ListJobsReques
     owner: request.owner ?? '',
     name: request.name ?? '',
     labelSelector: request.labels ?? [],
-    pageSize: request.pageSize ?? 0,
+    pageSize: wholeNumber('page_size', request.pageSize ?? 0, UINT32_MAX),
     pageToken: request.pageToken ?? '',
   });
 }
@@ -189,11 +222,11 @@ export function listJobsRequestToPb(request: ListJobsRequest): pb.ListJobsReques
 export function streamLogsRequestToPb(request: StreamLogsRequest): pb.StreamLogsRequest {
   return pb.StreamLogsRequest.fromPartial({
     jobId: request.jobId,
-    fromOffset: request.fromOffset ?? 0,
+    fromOffset: wholeNumber('from_offset', request.fromOffset ?? 0),
     follow: request.follow ?? false,
     streams: (request.streams ?? []).map((stream) => STREAMS_TO_PB[stream]),
-    sinceUnixMicros: request.sinceUnixMicros ?? 0,
-    tailLines: request.tailLines ?? 0,
+    sinceUnixMicros: wholeNumber('since_unix_micros', request.sinceUnixMicros ?? 0),
+    tailLines: wholeNumber('tail_lines', request.tailLines ?? 0, UINT32_MAX),
   });
 }
 

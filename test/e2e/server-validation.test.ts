@@ -54,6 +54,8 @@ const linkToHidden = path.join(privateDir, 'link');
 const unreachable = /^limits\.io\[0\]\.device: \S+ does not exist or is not a path every user may look up/;
 
 const startCases: [string, Partial<StartJobRequest>, string, RegExp][] = [
+  ['a negative memory limit (refused by the client library)', { command: 'true', limits: { memoryBytes: -1 } }, 'INVALID_ARGUMENT', /^limits\.memory_bytes: must be a whole number from 0 to 9007199254740991, not -1$/],
+  ['a fractional IO limit (refused by the client library)', { command: 'true', limits: { io: [{ readIops: 0.5 }] } }, 'INVALID_ARGUMENT', /^limits\.io\[0\]\.read_iops: must be a whole number from 0 to 9007199254740991, not 0\.5$/],
   ['empty command', { command: '' }, 'INVALID_ARGUMENT', /^command: must not be empty$/],
   ['NUL in the command', { command: 'a\0b' }, 'INVALID_ARGUMENT', /^command: must not contain NUL bytes$/],
   ['NUL in an argument', { command: 'echo', args: ['ok', 'b\0d'] }, 'INVALID_ARGUMENT', /^args\[1\]: must not contain NUL bytes$/],
@@ -146,6 +148,11 @@ describe('request validation', requireRoot, () => {
     ['StreamLogs from a non-boundary offset', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 17 })), 'INVALID_ARGUMENT', /^from_offset: offset 17 is not the start of a record$/],
     ['StreamLogs beyond the end', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 1 << 30 })), 'INVALID_ARGUMENT', /beyond the end of the log/],
     ['StreamLogs with too many tail lines', () => drain(client.streamLogs({ jobId: finishedJob.id, tailLines: 100_001 })), 'INVALID_ARGUMENT', /^tail_lines: must be at most 100000$/],
+    // Refused by the client library before the wire (the encoder would throw a bare `invalid uint64`).
+    ['StreamLogs from offset -1', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: -1 })), 'INVALID_ARGUMENT', /^from_offset: must be a whole number from 0 to 9007199254740991, not -1$/],
+    ['StreamLogs from offset 1.5', () => drain(client.streamLogs({ jobId: finishedJob.id, fromOffset: 1.5 })), 'INVALID_ARGUMENT', /^from_offset: must be a whole number from 0 to 9007199254740991, not 1\.5$/],
+    ['StreamLogs with NaN tail lines', () => drain(client.streamLogs({ jobId: finishedJob.id, tailLines: Number.NaN })), 'INVALID_ARGUMENT', /^tail_lines: must be a whole number from 0 to 4294967295, not NaN$/],
+    ['ListJobs with a page of -1', () => client.listJobs({ pageSize: -1 }), 'INVALID_ARGUMENT', /^page_size: must be a whole number from 0 to 4294967295, not -1$/],
     ['RemoveJob of a running job', async () => {
       const running = await client.startJob({ command: 'sleep', args: ['1000'] });
       try {
