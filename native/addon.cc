@@ -287,6 +287,7 @@ IsolationRequest parse_isolation(Napi::Env env, Napi::Value value) {
   }
   iso.read_only_root = isolation_flag(env, object, "readOnlyRoot", false);
   iso.private_tmp = isolation_flag(env, object, "privateTmp", false);
+  iso.fresh_user_keyrings = isolation_flag(env, object, "freshUserKeyrings", false);
   iso.hide = isolation_paths(env, object, "hide");
   iso.writable = isolation_paths(env, object, "writable");
   Napi::Value binds = object.Get("binds");

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <linux/keyctl.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -244,6 +245,7 @@ IsolationPlan::IsolationPlan(const IsolationRequest& req, int cgroup_fd, const s
   if (req.uts) clone_flags |= CLONE_NEWUTS;
   if (req.network_none) clone_flags |= CLONE_NEWNET;
   cgroup_namespace = req.cgroup;
+  fresh_user_keyrings = req.fresh_user_keyrings;
   loopback_up = req.network_none;
   if (req.has_hostname) {
     hostname = keep(req.hostname);
@@ -466,5 +468,50 @@ int drop_bounding_set(const IsolationPlan& plan) {
 }
 
 int set_no_new_privs() { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? errno : 0; }
+
+namespace {
+// Keyrings missing from the kernel (ENOSYS) or keyctl refused to the daemon by a seccomp profile
+// (EPERM, as Docker's default profile does): then the job cannot reach any keyring either.
+bool keyrings_unavailable(int err) { return err == ENOSYS || err == EPERM; }
+}  // namespace
+
+bool uid_has_keys(long long uid) {
+  // Lines "<uid>: <usage> <nkeys>/<nikeys> ...", one per uid that owns a key; unreadable: assume so.
+  std::ifstream in("/proc/key-users");
+  if (!in) return true;
+  std::string line;
+  std::string prefix = std::to_string(uid) + ":";
+  while (std::getline(in, line)) {
+    size_t first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line.compare(first, prefix.size(), prefix) == 0) return true;
+  }
+  return !in.eof();
+}
+
+int join_fresh_session_keyring() {
+  if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr) < 0 && !keyrings_unavailable(errno)) return errno;
+  return 0;
+}
+
+int clear_user_keyrings() {
+  for (long ring : {static_cast<long>(KEY_SPEC_USER_KEYRING), static_cast<long>(KEY_SPEC_USER_SESSION_KEYRING)}) {
+    // EDQUOT: the keyring did not exist and the uid's key quota is full; nothing is in it then.
+    if (syscall(SYS_keyctl, KEYCTL_CLEAR, ring) < 0 && !keyrings_unavailable(errno) && errno != EDQUOT) return errno;
+  }
+  // The user-session keyring links the user keyring when the kernel makes it: put that link back.
+  if (syscall(SYS_keyctl, KEYCTL_LINK, static_cast<long>(KEY_SPEC_USER_KEYRING), static_cast<long>(KEY_SPEC_USER_SESSION_KEYRING)) < 0 &&
+      !keyrings_unavailable(errno) && errno != EDQUOT)
+    return errno;
+  // The persistent keyring (kept for days after its last use): reached by linking it into the
+  // session keyring, then invalidated, which unlinks and frees it (a later KEYCTL_GET_PERSISTENT
+  // makes a new, empty one). EOPNOTSUPP: a kernel without persistent keyrings.
+  long persistent = syscall(SYS_keyctl, KEYCTL_GET_PERSISTENT, -1L, static_cast<long>(KEY_SPEC_SESSION_KEYRING));
+  if (persistent < 0) {
+    if (keyrings_unavailable(errno) || errno == EOPNOTSUPP || errno == EDQUOT) return 0;
+    return errno;
+  }
+  if (syscall(SYS_keyctl, KEYCTL_INVALIDATE, persistent) < 0) return errno;
+  return 0;
+}
 
 }  // namespace jw

@@ -29,6 +29,7 @@ struct IsolationRequest {
   bool has_hostname = false;
   std::string hostname;
   bool read_only_root = false, private_tmp = false;
+  bool fresh_user_keyrings = false;
   std::vector<std::string> hide, writable;
   std::vector<BindRequest> binds;
 };
@@ -77,6 +78,7 @@ class IsolationPlan {
   int* tree_fds = nullptr;  // one slot per kOpenTree, filled by the child
   int init_fd = -1;         // jobworker-init, held open for the life of the process; -1 without pid
   int cap_last = 63;        // the highest capability number this kernel knows
+  bool fresh_user_keyrings = false;  // empty the uid's user, user-session and persistent keyrings
 
  private:
   const char* keep(std::string s);
@@ -96,6 +98,20 @@ int bring_loopback_up();
 // The caller switches uid afterwards, which empties the other sets.
 int drop_bounding_set(const IsolationPlan& plan);
 int set_no_new_privs();
+// Keyrings, which no namespace isolates. The parent decides (it may allocate), the child acts:
+// * A process inherits its parent's session keyring: the daemon's (systemd gives each service one;
+//   a container runtime or login session may give it root's user-session keyring, which links
+//   root's user keyring) would be every job's, read and written by all of them. So the child joins
+//   a new, empty session keyring of its own before the uid switch, as runc and systemd's
+//   KeyringMode=private do; its user keyring is not linked in (`keyctl link @u @s` does it).
+// * The kernel keeps a uid's keyrings after its last process is gone, so a uid that goes from one
+//   job to another (a dynamic uid) hands the first job's keys to the next: uid_has_keys() (from
+//   /proc/key-users, so that nothing is created for a uid that owns no key) says whether there is
+//   anything to empty; then the child, as that uid, empties its user and user-session keyrings and
+//   invalidates its persistent keyring.
+bool uid_has_keys(long long uid);
+int join_fresh_session_keyring();
+int clear_user_keyrings();
 
 // Where jobworker-init is looked for: next to the addon (build/Release/jobworker-init).
 std::string init_path();

@@ -124,6 +124,7 @@ struct ChildArgs {
   int fd_scan_limit;   // if close_range is missing: close up to this fd number
   const IsolationPlan* isolation;  // nullptr: the daemon's namespaces
   bool drop_bounding_set;          // isolation, for a job whose uid is not 0
+  bool clear_user_keyrings;        // isolation.fresh_user_keyrings, and the uid owns keys
   // isolation.pid: the write end of init's status pipe, and init's argv (init_protocol.h).
   int init_status_fd;
   char* const* init_argv;
@@ -152,6 +153,8 @@ enum IsolationStep : int {
   kStepLoopback,
   kStepBoundingSet,
   kStepNoNewPrivs,
+  kStepSessionKeyring,
+  kStepUserKeyrings,
 };
 const char* isolation_step_name(int step) {
   switch (step) {
@@ -160,6 +163,8 @@ const char* isolation_step_name(int step) {
     case kStepLoopback: return "the loopback interface (needs CAP_NET_ADMIN)";
     case kStepBoundingSet: return "the capability bounding set (emptying it needs CAP_SETPCAP)";
     case kStepNoNewPrivs: return "no_new_privs";
+    case kStepSessionKeyring: return "a session keyring of its own (keyctl)";
+    case kStepUserKeyrings: return "the user's keyrings (keyctl)";
   }
   return "";
 }
@@ -351,9 +356,15 @@ int child_main(void* arg) {
       if (int err = drop_bounding_set(*a->isolation)) child_fail(a, Stage::kCredentials, err, kStepBoundingSet);
     }
     if (int err = set_no_new_privs()) child_fail(a, Stage::kCredentials, err, kStepNoNewPrivs);
+    // Not the daemon's session keyring, which every job would share (and could read and write).
+    if (int err = join_fresh_session_keyring()) child_fail(a, Stage::kCredentials, err, kStepSessionKeyring);
   }
   if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
     child_fail(a, Stage::kCredentials, errno);
+  // As the job's uid: the keyrings named are its own now (isolation.h).
+  if (a->clear_user_keyrings) {
+    if (int err = clear_user_keyrings()) child_fail(a, Stage::kCredentials, err, kStepUserKeyrings);
+  }
 
   // Nothing but 0..2 may reach the job. Mark the rest close-on-exec rather than closing them, so the
   // fallback's error pipe still works until exec.
@@ -633,6 +644,7 @@ SpawnedChild spawn_process(const SpawnRequest& req) {
     plan.emplace(*req.isolation, req.cgroup_fd, req.join_tasks_fds);
     args.isolation = &*plan;
     args.drop_bounding_set = (req.uid >= 0 ? req.uid : static_cast<long long>(geteuid())) != 0;
+    args.clear_user_keyrings = plan->fresh_user_keyrings && req.uid >= 0 && uid_has_keys(req.uid);
     if (plan->init_fd >= 0) {
       make_pipe(child.init_status, init_status_write);
       if (fcntl(child.init_status.get(), F_SETFL, O_NONBLOCK) < 0) throw NativeError{Stage::kPipes, errno};

@@ -107,6 +107,14 @@ export interface Isolation {
    * that does not exist when the job starts could appear later, unhidden. Needs `mount`.
    */
   hide?: readonly string[];
+  /**
+   * Empty the job's uid's own keyrings (user, user-session and persistent) before exec. The kernel
+   * keeps them after that uid's last process is gone, so a uid that goes from one job to another
+   * (a dynamic uid) would otherwise hand the first job's keys to the next. Only for a uid no other
+   * live process uses: it empties them for everyone of that uid. (Every isolated job also gets a
+   * new, empty session keyring of its own, rather than sharing the daemon's.)
+   */
+  freshUserKeyrings?: boolean;
   /** Host paths shown inside the job (after `hide`, in order). Needs `mount`. */
   binds?: readonly BindMount[];
   /**

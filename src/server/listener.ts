@@ -63,12 +63,25 @@ export interface GrpcListenerOptions {
   onError?: (what: string, error: unknown, failures: number) => void;
 }
 
+/**
+ * The key a connection counts under for the per-address bound: its peer address, except that every
+ * loopback address (127.0.0.0/8, as IPv4 or IPv4-mapped IPv6, and ::1) is one: a process on this
+ * host (a job, whose network is the host's by default) may connect from any of the 16 million
+ * addresses of 127/8, and would otherwise hold `maxConnections` by itself, 128 per source address,
+ * shutting every client out without ever showing a certificate.
+ */
+export function peerAddressKey(address: string): string {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4) || address === '::1') return 'loopback';
+  return address;
+}
+
 /** Accepts TCP connections and hands them to a grpc-js server; see the top of this file. */
 export class GrpcListener {
   readonly port: number;
   #net: NetServer;
   #sockets = new Set<Socket>();
-  /** Open connections per peer address. */
+  /** Open connections per peer address (peerAddressKey: loopback counts as one). */
   #perAddress = new Map<string, number>();
   #timer: PeriodicTask;
   #onSwept: ((closed: number) => void) | undefined;
@@ -124,7 +137,7 @@ export class GrpcListener {
   #accept(socket: Socket): boolean {
     // Errors surface on the TLS socket grpc-js wraps around this one; never let one be uncaught here.
     socket.on('error', () => undefined);
-    const address = socket.remoteAddress ?? 'unknown';
+    const address = peerAddressKey(socket.remoteAddress ?? 'unknown');
     const fromAddress = this.#perAddress.get(address) ?? 0;
     let refusal: string | null = null;
     if (this.#sockets.size >= this.maxConnections) refusal = `${this.#sockets.size} connections open, the limit is ${this.maxConnections}`;

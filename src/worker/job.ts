@@ -380,7 +380,7 @@ export class Job {
         uid: runAs.uid,
         gid: runAs.gid,
         groups: runAs.groups,
-        ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }),
+        ...isolationSpawnOptions(this.#record.isolation!, { hiddenPaths, scratchDir }, { dynamicUid: runAs.kind === 'dynamic' }),
       }).finally(releaseSlot);
     } catch (error) {
       releaseSlot(); // (once: a second call does nothing)

@@ -17,9 +17,11 @@ export interface IsolationPaths {
  * directory is `writable`, which the addon takes before hiding: it stays at its place (the
  * directories leading to it are empty and unlistable), other jobs' scratch directories are gone.
  */
-export function isolationOf(isolation: JobIsolation, paths: IsolationPaths): Isolation {
+export function isolationOf(isolation: JobIsolation, paths: IsolationPaths, options: { dynamicUid?: boolean } = {}): Isolation {
   const { pid, mount, ipc, uts, cgroup } = isolation.namespaces;
   const out: Isolation = { pid, mount, ipc, uts, cgroup, network: isolation.network };
+  // A dynamic uid may have been another identity's job's: the kernel kept that job's keyrings.
+  if (options.dynamicUid === true) out.freshUserKeyrings = true;
   if (!mount) return out;
   out.privateTmp = true;
   out.readOnlyRoot = isolation.readOnlyRoot;
@@ -29,6 +31,6 @@ export function isolationOf(isolation: JobIsolation, paths: IsolationPaths): Iso
   return out;
 }
 
-export function isolationSpawnOptions(isolation: JobIsolation, paths: IsolationPaths): Pick<SpawnOptions, 'isolation'> {
-  return { isolation: isolationOf(isolation, paths) };
+export function isolationSpawnOptions(isolation: JobIsolation, paths: IsolationPaths, options: { dynamicUid?: boolean } = {}): Pick<SpawnOptions, 'isolation'> {
+  return { isolation: isolationOf(isolation, paths, options) };
 }

@@ -20,6 +20,12 @@ const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
 const NOBODY = { uid: 65534, gid: 65534, groups: [] as number[] };
 const NAMESPACES: Isolation = { pid: true, mount: true, ipc: true, uts: true, cgroup: true, network: 'host' };
 
+/** keyctl(2) and add_key(2) by number, for perl's syscall() in the keyring tests. */
+const KEYCTL_SYSCALLS: Partial<Record<NodeJS.Architecture, { addKey: number; keyctl: number }>> = {
+  x64: { addKey: 248, keyctl: 250 },
+  arm64: { addKey: 217, keyctl: 219 },
+};
+
 let dir: string;
 let seq = 0;
 let driver: OpenedCgroupDriver;
@@ -430,6 +436,50 @@ for (const forceGatedFork of [false, true]) {
         code: 'EPERM',
         message: 'spawn failed at credentials: the capability bounding set (emptying it needs CAP_SETPCAP): EPERM (Operation not permitted)',
       });
+    });
+
+    // Keyrings are the kernel's, not a namespace's: they outlive a job (a uid's user keyrings stay
+    // after its last process) and a process inherits its parent's session keyring.
+    const syscalls = KEYCTL_SYSCALLS[process.arch];
+    const keyring = syscalls === undefined ? { skip: `no keyctl syscall numbers for ${process.arch}` } : {};
+
+    it('freshUserKeyrings: a uid\'s keys from its previous job are gone; without it they are there', keyring, async () => {
+      const { addKey, keyctl } = syscalls!;
+      // A uid of its own for this test (each spawn path has one): its user keyring starts empty.
+      const user = { uid: 0x6fff_0000 + (process.pid % 0x7000) * 2 + (forceGatedFork ? 1 : 0), groups: [] as number[] };
+      const as = { ...user, gid: user.uid };
+      const add = await run({ forceGatedFork, ...as, script: `perl -e 'my ($t, $d, $p) = (q(user), q(left-behind), q(secret)); print syscall(${addKey}, $t, $d, $p, 6, -4) > 0 ? "added\\n" : "add: $!\\n"'` });
+      assert.equal(add.stdout, 'added\n', add.stderr);
+      const find = `perl -e 'my ($t, $d) = (q(user), q(left-behind)); print syscall(${keyctl}, 10, -4, $t, $d, 0) > 0 ? "found\\n" : "absent\\n"'`;
+      const next = await run({ forceGatedFork, ...as, script: find });
+      assert.equal(next.stdout, 'found\n', 'the kernel keeps a uid\'s user keyring after its job');
+      const fresh = await run({ forceGatedFork, ...as, isolation: { ...NAMESPACES, freshUserKeyrings: true }, script: find });
+      assert.equal(fresh.stdout, 'absent\n', fresh.stderr);
+      // Its own keys it keeps and reads as ever (in its session keyring, its own).
+      const own = await run({
+        forceGatedFork, ...as, isolation: { ...NAMESPACES, freshUserKeyrings: true },
+        script: `perl -e 'my ($t, $d, $p) = (q(user), q(mine), q(value)); my $k = syscall(${addKey}, $t, $d, $p, 5, -3); my $buf = "\\0" x 16; my $n = syscall(${keyctl}, 11, $k, $buf, 16); print substr($buf, 0, $n), "\\n"'`,
+      });
+      assert.equal(own.stdout, 'value\n', own.stderr);
+      // Leave the uid's keyrings empty.
+      await run({ forceGatedFork, ...as, isolation: { ...NAMESPACES, freshUserKeyrings: true }, script: 'true' });
+    });
+
+    it('a job does not share its spawner\'s session keyring (systemd gives a service one)', keyring, () => {
+      const { addKey, keyctl } = syscalls!;
+      // A Node process in a session keyring of its own holding a key, spawning one isolated job that
+      // looks for that key; its exit status says whether it found it.
+      const script = `
+        const { spawnProcess } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'native'))});
+        const proc = spawnProcess({ command: 'perl', args: ['-e', 'my ($t, $d) = (q(user), q(daemon-key)); exit(syscall(${keyctl}, 10, -3, $t, $d, 0) > 0 ? 1 : 0)'],
+          env: ${JSON.stringify(ENV)}, logPath: ${JSON.stringify(path.join(dir, `session-keyring-${forceGatedFork ? 'fork' : 'clone3'}.log`))},
+          uid: 65534, gid: 65534, groups: [], forceGatedFork: ${forceGatedFork}, isolation: ${JSON.stringify(NAMESPACES)} });
+        proc.exited.then((exit) => console.log(JSON.stringify(exit.code)));`;
+      const joinAndAdd = `my ($t, $d, $p) = (q(user), q(daemon-key), q(x)); syscall(${keyctl}, 1, 0) < 0 and die "join: $!"; syscall(${addKey}, $t, $d, $p, 1, -3) < 0 and die "add: $!"; exec @ARGV`;
+      const control = execFileSync('perl', ['-e', joinAndAdd, '--', 'perl', '-e', `my ($t, $d) = (q(user), q(daemon-key)); print syscall(${keyctl}, 10, -3, $t, $d, 0) > 0 ? "found" : "absent"`]).toString();
+      assert.equal(control, 'found', 'a child process inherits the session keyring');
+      const out = execFileSync('perl', ['-e', joinAndAdd, '--', process.execPath, '-e', script]).toString();
+      assert.equal(out.trim(), '0', 'the job found its spawner\'s key');
     });
 
     it('mount(2) is refused', async () => {

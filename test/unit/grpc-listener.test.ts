@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 
-import { connectionGone, GrpcListener } from '../../src/server/listener';
+import { connectionGone, GrpcListener, peerAddressKey } from '../../src/server/listener';
 import { eventually } from '../helpers/poll';
 
 describe('connectionGone', () => {
@@ -73,5 +73,36 @@ describe('GrpcListener', () => {
       listener.close();
       server.forceShutdown();
     }
+  });
+
+  it('counts every loopback source address as one peer: a local process cannot hold every connection by spreading over 127/8', async () => {
+    const server = new Server();
+    const refused: { address: string; reason: string }[] = [];
+    const listener = await GrpcListener.start(server, ServerCredentials.createInsecure(), {
+      host: '127.0.0.1', port: 0, maxConnections: 10, maxConnectionsPerAddress: 2, onRefused: (address, reason) => refused.push({ address, reason }),
+    });
+    const clients: Socket[] = [];
+    try {
+      // What a hostile job does: each connection from another address of 127/8, never a handshake.
+      for (const localAddress of ['127.0.0.2', '127.0.0.3', '127.0.1.4', '127.9.9.9']) {
+        const client = netConnect({ port: listener.port, host: '127.0.0.1', localAddress });
+        client.on('error', () => undefined);
+        clients.push(client);
+        await once(client, 'connect');
+      }
+      assert.ok(await eventually(() => listener.connections + refused.length === 4, 2000, 20));
+      assert.equal(listener.connections, 2, 'two connections from loopback, whatever their source addresses');
+      assert.deepEqual(refused.map((r) => r.address), ['loopback', 'loopback']);
+      assert.match(refused[0]!.reason, /2 connections open from loopback, the limit per address is 2/);
+    } finally {
+      for (const client of clients) client.destroy();
+      listener.close();
+      server.forceShutdown();
+    }
+  });
+
+  it('peerAddressKey: loopback in every spelling is one key; other addresses are themselves', () => {
+    for (const address of ['127.0.0.1', '127.1.2.3', '::ffff:127.0.0.5', '::1']) assert.equal(peerAddressKey(address), 'loopback', address);
+    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '2001:db8::1', '128.0.0.1', 'unknown']) assert.equal(peerAddressKey(address), address);
   });
 });
