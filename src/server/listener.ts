@@ -20,7 +20,13 @@
 //
 // Holding the sockets also bounds them, before any TLS work: a connection beyond `maxConnections`,
 // beyond `maxConnectionsPerAddress` from one peer address, or that the daemon's fd budget cannot
-// hold (`admit`) is closed at accept, and told to `onRefused`. (TLS handshakes that stall are cut
+// hold (`admit`) is closed at accept, and told to `onRefused`. Except: the oldest connection (from
+// the same peer address, at the per-address cap) that has not made a call yet is closed instead, if
+// there is one, and the new one kept. Connecting needs no certificate, so without that any process that
+// can reach the port (a job, on the host's network by default) could hold every connection with
+// handshakes it never finishes, shutting out every client, the admin who would stop it included.
+// A connection is "in use" once a call on it got past authentication (`markInUse`, from the
+// authentication interceptor, by the call's peer "address:port"): its client showed a certificate. (TLS handshakes that stall are cut
 // by the credentials' handshake timeout, ./tls.ts.) Accept errors (EMFILE when the fd table is
 // full) are reported, never thrown: an 'error' event without a listener would kill the daemon.
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
@@ -59,6 +65,8 @@ export interface GrpcListenerOptions {
   admit?: () => boolean;
   /** Told about each connection closed at accept, and why. */
   onRefused?: (address: string, reason: string) => void;
+  /** Told about each connection closed to make room for a new one (it had made no call), and why. */
+  onEvicted?: (address: string, reason: string) => void;
   /** Told about accept errors and failed sweeps (logged; never thrown). */
   onError?: (what: string, error: unknown, failures: number) => void;
 }
@@ -76,17 +84,35 @@ export function peerAddressKey(address: string): string {
   return address;
 }
 
+/** The peer of a connection as grpc-js's `call.getPeer()` names it: "address:port". */
+export function peerName(address: string | undefined, port: number | undefined): string {
+  return port ? `${address}:${port}` : (address ?? 'unknown');
+}
+
+interface OpenConnection {
+  /** peerAddressKey() of its address: what it counts under for the per-address cap. */
+  address: string;
+  /** peerName(): how a call on it names it. */
+  peer: string;
+  /** A call on it got past authentication (markInUse). */
+  inUse: boolean;
+}
+
 /** Accepts TCP connections and hands them to a grpc-js server; see the top of this file. */
 export class GrpcListener {
   readonly port: number;
   #net: NetServer;
-  #sockets = new Set<Socket>();
+  /** Every open connection, oldest first. */
+  #sockets = new Map<Socket, OpenConnection>();
+  /** The same, by peer name, for markInUse. */
+  #byPeer = new Map<string, OpenConnection>();
   /** Open connections per peer address (peerAddressKey: loopback counts as one). */
   #perAddress = new Map<string, number>();
   #timer: PeriodicTask;
   #onSwept: ((closed: number) => void) | undefined;
   #admit: (() => boolean) | undefined;
   #onRefused: ((address: string, reason: string) => void) | undefined;
+  #onEvicted: ((address: string, reason: string) => void) | undefined;
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
 
@@ -96,6 +122,7 @@ export class GrpcListener {
     this.#onSwept = options.onSwept;
     this.#admit = options.admit;
     this.#onRefused = options.onRefused;
+    this.#onEvicted = options.onEvicted;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.maxConnectionsPerAddress = options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
     const onError = options.onError ?? (() => undefined);
@@ -133,30 +160,73 @@ export class GrpcListener {
     return listener;
   }
 
-  /** Counts a new connection in, or closes it at once (before any TLS) if it does not fit. */
+  /**
+   * Counts a new connection in, or closes it at once (before any TLS) if it does not fit. At a count
+   * cap, an older connection that has made no call makes room for it instead (top of this file).
+   */
   #accept(socket: Socket): boolean {
     // Errors surface on the TLS socket grpc-js wraps around this one; never let one be uncaught here.
     socket.on('error', () => undefined);
     const address = peerAddressKey(socket.remoteAddress ?? 'unknown');
     const fromAddress = this.#perAddress.get(address) ?? 0;
+    // At the per-address cap only a connection from the same address can make room (which makes room
+    // in the total as well).
+    const sameAddress = fromAddress >= this.maxConnectionsPerAddress;
     let refusal: string | null = null;
     if (this.#sockets.size >= this.maxConnections) refusal = `${this.#sockets.size} connections open, the limit is ${this.maxConnections}`;
-    else if (fromAddress >= this.maxConnectionsPerAddress) refusal = `${fromAddress} connections open from ${address}, the limit per address is ${this.maxConnectionsPerAddress}`;
+    else if (sameAddress) refusal = `${fromAddress} connections open from ${address}, the limit per address is ${this.maxConnectionsPerAddress}`;
     else if (this.#admit?.() === false) refusal = "the daemon's file descriptor budget is used up";
+    if (refusal !== null) {
+      const idle = this.#oldestNotInUse(sameAddress ? address : null);
+      if (idle !== null) {
+        // Closing its socket gives its fd back at once (libuv closes the fd in uv_close).
+        const [victim, open] = idle;
+        this.#forget(victim);
+        victim.destroy();
+        this.#onEvicted?.(open.address, `closed to make room (${refusal}): it had made no call`);
+        refusal = null;
+      }
+    }
     if (refusal !== null) {
       socket.destroy();
       this.#onRefused?.(address, refusal);
       return false;
     }
-    this.#sockets.add(socket);
-    this.#perAddress.set(address, fromAddress + 1);
-    socket.once('close', () => {
-      this.#sockets.delete(socket);
-      const left = (this.#perAddress.get(address) ?? 1) - 1;
-      if (left === 0) this.#perAddress.delete(address);
-      else this.#perAddress.set(address, left);
-    });
+    const open: OpenConnection = { address, peer: peerName(socket.remoteAddress, socket.remotePort), inUse: false };
+    this.#sockets.set(socket, open);
+    this.#byPeer.set(open.peer, open);
+    this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
+    socket.once('close', () => this.#forget(socket));
     return true;
+  }
+
+  /** The oldest open connection (from `address`, if given) that has made no call, or null. */
+  #oldestNotInUse(address: string | null): [Socket, OpenConnection] | null {
+    for (const entry of this.#sockets) {
+      if (!entry[1].inUse && (address === null || entry[1].address === address)) return entry;
+    }
+    return null;
+  }
+
+  /** Stops counting `socket` (at its close, or at once when evicted; the second call does nothing). */
+  #forget(socket: Socket): void {
+    const open = this.#sockets.get(socket);
+    if (open === undefined) return;
+    this.#sockets.delete(socket);
+    if (this.#byPeer.get(open.peer) === open) this.#byPeer.delete(open.peer);
+    const left = (this.#perAddress.get(open.address) ?? 1) - 1;
+    if (left === 0) this.#perAddress.delete(open.address);
+    else this.#perAddress.set(open.address, left);
+  }
+
+  /**
+   * A call on the connection from `peer` ("address:port", grpc-js's `call.getPeer()`) got past
+   * authentication: its client holds a certificate, and it is never closed to make room. A peer
+   * that is not one of this listener's connections is ignored.
+   */
+  markInUse(peer: string): void {
+    const open = this.#byPeer.get(peer);
+    if (open !== undefined) open.inUse = true;
   }
 
   /** Open connections (raw TCP sockets). */
@@ -167,7 +237,7 @@ export class GrpcListener {
   /** Destroys the sockets whose connection the kernel has closed; returns how many. */
   sweep(): number {
     let closed = 0;
-    for (const socket of this.#sockets) {
+    for (const socket of this.#sockets.keys()) {
       if (!socket.destroyed && connectionGone(socket)) {
         socket.destroy();
         closed++;
@@ -179,7 +249,7 @@ export class GrpcListener {
 
   /** Closes every connection open now (new ones are accepted as before); returns how many. */
   closeConnections(): number {
-    const open = [...this.#sockets];
+    const open = [...this.#sockets.keys()];
     for (const socket of open) socket.destroy();
     return open.length;
   }
@@ -193,6 +263,6 @@ export class GrpcListener {
   close(): void {
     this.#timer.stop();
     this.#net.close();
-    for (const socket of this.#sockets) socket.destroy();
+    for (const socket of this.#sockets.keys()) socket.destroy();
   }
 }

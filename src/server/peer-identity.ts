@@ -110,6 +110,11 @@ export interface AuthenticationInterceptorOptions {
    * cancelled), or a refusal. Every stream is counted here, whichever service serves it.
    */
   admitStream?: (methodPath: string, identity: PeerIdentity) => (() => void) | CallRefusal;
+  /**
+   * Told the peer ("address:port", `call.getPeer()`) of every call whose client showed a usable
+   * certificate, authorized or not: its connection is a client's, not a bare TCP connection.
+   */
+  onIdentified?: (peer: string) => void;
 }
 
 /**
@@ -135,6 +140,7 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
             let refusal: CallRefusal | null;
             try {
               identity = peerIdentityOf(call);
+              options.onIdentified?.(call.getPeer());
               refusal = options.authorize?.(methodDescriptor.path, identity) ?? null;
               if (refusal === null && methodDescriptor.responseStream && options.admitStream !== undefined) {
                 const admitted = options.admitStream(methodDescriptor.path, identity);

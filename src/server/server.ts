@@ -192,6 +192,10 @@ export class JobworkerServer {
         const who = identity?.name ?? '(no identity)';
         refusals.note('call refused', who, { who: identity?.name ?? null, method, code: GrpcStatus[refusal.code], reason: refusal.details });
       },
+      // Its connection is never closed to make room for another (src/server/listener.ts).
+      onIdentified: (peer) => {
+        for (const listener of listeners) listener.markInUse(peer);
+      },
       admitStream: (method, identity) => {
         try {
           if (method === STREAM_LOGS) fds.check('log stream', { name: identity.name, holding: streams.openByOf(identity.name, STREAM_LOGS) });
@@ -262,6 +266,8 @@ export class JobworkerServer {
 
     // Our own TCP listener, not server.bindAsync: it holds the connections' sockets and closes
     // those the kernel has closed but Node's HTTP/2 session never will (src/server/listener.ts).
+    const connectionsEvicted = new Counter({ name: 'jobworker_connections_evicted_total', help: 'Connections that had made no call, closed at a connection cap to make room for a new one, by cap', labelNames: ['reason'], registers: [metrics.registry] });
+    const connectionCapOf = (reason: string) => (reason.includes('per address') ? 'per address' : reason.includes('budget') ? 'fd budget' : 'total');
     const connectionsRefused = new Counter({ name: 'jobworker_connections_refused_total', help: 'Connections closed at accept, by reason', labelNames: ['reason'], registers: [metrics.registry] });
     try {
       for (const endpoint of endpoints) {
@@ -276,8 +282,12 @@ export class JobworkerServer {
               ...(limits.maxPerAddress === undefined ? {} : { maxConnectionsPerAddress: limits.maxPerAddress }),
               admit: () => fds.allows('connection'),
               onRefused: (address, reason) => {
-                connectionsRefused.inc({ reason: reason.includes('per address') ? 'per address' : reason.includes('budget') ? 'fd budget' : 'total' });
+                connectionsRefused.inc({ reason: connectionCapOf(reason) });
                 refusals.note('connection refused', address, { address, reason });
+              },
+              onEvicted: (address, reason) => {
+                connectionsEvicted.inc({ reason: connectionCapOf(reason) });
+                refusals.note('connection closed to make room', address, { address, reason });
               },
               onSwept: (closed) => logger.info('closed connections the peer had dropped', { connections: closed }),
               onError: onPeriodicError,

@@ -22,6 +22,9 @@ export const auditFlood: Scenario = {
     ctx.defer(async () => assert.deepEqual(await daemon.close(), [], 'cgroups left'));
     const reader = await daemon.client('audit-reader', ['reader']);
     const writer = await daemon.client('audit-writer', ['writer']);
+    // Their connections in use before the bare ones come: those never push out a client's connection
+    // once it has made a call (src/server/listener.ts).
+    await Promise.all([reader.checkHealth(), writer.checkHealth()]);
     const calls = ctx.soak ? 20_000 : 4000;
     const t0 = Date.now();
     const codes = new Map<string, number>();
@@ -35,6 +38,7 @@ export const auditFlood: Scenario = {
       pool(400, 8, async () => {
         const socket = netConnect({ host: '127.0.0.1', port: daemon.port, localAddress: '127.0.0.5' });
         socket.on('error', () => undefined);
+        socket.resume(); // read, so that it learns of the daemon's close
         await once(socket, 'close');
       }),
     ]);
@@ -50,18 +54,19 @@ export const auditFlood: Scenario = {
     };
     const refused = total('call refused');
     const notStarted = total('job not started');
-    const connections = total('connection refused');
+    // Bare connections over the per-address cap push out older bare ones (never a client's in use).
+    const connections = total('connection closed to make room');
     ctx.figure('flood (s)', seconds.toFixed(1));
     ctx.figure('refused calls: made / audit lines / counted / bytes', `${calls} / ${refused.lines} / ${refused.counted} / ${refused.bytes}`);
     ctx.figure('failed starts: made / audit lines / counted', `${calls / 4} / ${notStarted.lines} / ${notStarted.counted}`);
-    ctx.figure('refused connections: audit lines / counted', `${connections.lines} / ${connections.counted}`);
+    ctx.figure('connections closed to make room: audit lines / counted', `${connections.lines} / ${connections.counted}`);
     assert.equal(refused.counted, calls, 'every refused call is counted');
     assert.equal(notStarted.counted, calls / 4, 'every failed start is counted');
     const intervals = Math.ceil((seconds * 1000) / INTERVAL_MS) + 2;
-    for (const [what, t] of [['call refused', refused], ['job not started', notStarted], ['connection refused', connections]] as const) {
+    for (const [what, t] of [['call refused', refused], ['job not started', notStarted], ['connection closed to make room', connections]] as const) {
       assert.ok(t.lines <= 2 * intervals, `${what}: ${t.lines} audit lines in ${intervals} intervals`);
     }
-    assert.ok(connections.counted > 0, 'connections over the per-address cap are refused and counted');
+    assert.ok(connections.counted > 0, 'bare connections over the per-address cap are closed to make room, and counted');
     assert.ok(daemon.alive);
   },
 };

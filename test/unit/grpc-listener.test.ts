@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 
-import { connectionGone, GrpcListener, peerAddressKey } from '../../src/server/listener';
+import { connectionGone, GrpcListener, peerAddressKey, peerName } from '../../src/server/listener';
 import { eventually } from '../helpers/poll';
 
 describe('connectionGone', () => {
@@ -75,31 +75,86 @@ describe('GrpcListener', () => {
     }
   });
 
-  it('counts every loopback source address as one peer: a local process cannot hold every connection by spreading over 127/8', async () => {
+  /** A TCP connection to the listener from `localAddress` that never starts TLS (what a hostile job can do). */
+  async function bareConnection(port: number, localAddress: string): Promise<{ socket: Socket; peer: string; closed: Promise<unknown> }> {
+    const socket = netConnect({ port, host: '127.0.0.1', localAddress });
+    socket.on('error', () => undefined);
+    socket.resume(); // read, so that it learns of the server's close
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await once(socket, 'connect');
+    return { socket, peer: peerName(socket.localAddress, socket.localPort), closed };
+  }
+
+  it('counts every loopback source address as one peer, and at the cap closes the oldest connection that made no call to make room', async () => {
     const server = new Server();
-    const refused: { address: string; reason: string }[] = [];
+    const refused: string[] = [];
+    const evicted: { address: string; reason: string }[] = [];
     const listener = await GrpcListener.start(server, ServerCredentials.createInsecure(), {
-      host: '127.0.0.1', port: 0, maxConnections: 10, maxConnectionsPerAddress: 2, onRefused: (address, reason) => refused.push({ address, reason }),
+      host: '127.0.0.1', port: 0, maxConnections: 10, maxConnectionsPerAddress: 2,
+      onRefused: (_address, reason) => refused.push(reason), onEvicted: (address, reason) => evicted.push({ address, reason }),
     });
     const clients: Socket[] = [];
     try {
-      // What a hostile job does: each connection from another address of 127/8, never a handshake.
+      // Each from another address of 127/8, never a handshake: they count as one peer, and each new
+      // one pushes out the oldest, so no one can hold the cap with connections that never call.
+      const connections = [];
       for (const localAddress of ['127.0.0.2', '127.0.0.3', '127.0.1.4', '127.9.9.9']) {
-        const client = netConnect({ port: listener.port, host: '127.0.0.1', localAddress });
-        client.on('error', () => undefined);
-        clients.push(client);
-        await once(client, 'connect');
+        const connection = await bareConnection(listener.port, localAddress);
+        clients.push(connection.socket);
+        connections.push(connection);
       }
-      assert.ok(await eventually(() => listener.connections + refused.length === 4, 2000, 20));
-      assert.equal(listener.connections, 2, 'two connections from loopback, whatever their source addresses');
-      assert.deepEqual(refused.map((r) => r.address), ['loopback', 'loopback']);
-      assert.match(refused[0]!.reason, /2 connections open from loopback, the limit per address is 2/);
+      await Promise.all([connections[0]!.closed, connections[1]!.closed]);
+      assert.ok(await eventually(() => listener.connections === 2 && evicted.length === 2, 2000, 20));
+      assert.deepEqual(evicted.map((e) => e.address), ['loopback', 'loopback']);
+      assert.match(evicted[0]!.reason, /^closed to make room \(2 connections open from loopback, the limit per address is 2\): it had made no call$/);
+      assert.deepEqual(refused, []);
+      assert.equal(connections[2]!.socket.destroyed, false);
+      assert.equal(connections[3]!.socket.destroyed, false);
     } finally {
       for (const client of clients) client.destroy();
       listener.close();
       server.forceShutdown();
     }
   });
+
+  for (const cap of ['per address', 'total'] as const) {
+    it(`at the ${cap} cap a connection that made a call is never closed to make room; with every one in use, new ones are refused`, async () => {
+      const server = new Server();
+      const refused: string[] = [];
+      const evicted: string[] = [];
+      const listener = await GrpcListener.start(server, ServerCredentials.createInsecure(), {
+        host: '127.0.0.1', port: 0, ...(cap === 'total' ? { maxConnections: 2 } : { maxConnectionsPerAddress: 2 }),
+        onRefused: (_address, reason) => refused.push(reason), onEvicted: (_address, reason) => evicted.push(reason),
+      });
+      const clients: Socket[] = [];
+      const connect = async (localAddress: string) => {
+        const connection = await bareConnection(listener.port, localAddress);
+        clients.push(connection.socket);
+        return connection;
+      };
+      try {
+        const client = await connect('127.0.0.2');
+        listener.markInUse(client.peer); // what the authentication interceptor does at its first call
+        const idle = await connect('127.0.0.3');
+        assert.ok(await eventually(() => listener.connections === 2, 2000, 20));
+        const next = await connect('127.0.0.4');
+        await idle.closed;
+        assert.equal(client.socket.destroyed, false, 'the connection in use is kept');
+        assert.equal(evicted.length, 1);
+        listener.markInUse(next.peer);
+        const late = await connect('127.0.0.5');
+        await late.closed;
+        assert.equal(refused.length, 1, 'every connection in use: the new one is refused');
+        assert.match(refused[0]!, cap === 'total' ? /^2 connections open, the limit is 2$/ : /^2 connections open from loopback, the limit per address is 2$/);
+        assert.equal(listener.connections, 2);
+        assert.equal(client.socket.destroyed || next.socket.destroyed, false);
+      } finally {
+        for (const socket of clients) socket.destroy();
+        listener.close();
+        server.forceShutdown();
+      }
+    });
+  }
 
   it('peerAddressKey: loopback in every spelling is one key; other addresses are themselves', () => {
     for (const address of ['127.0.0.1', '127.1.2.3', '::ffff:127.0.0.5', '::1']) assert.equal(peerAddressKey(address), 'loopback', address);
