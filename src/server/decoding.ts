@@ -6,6 +6,7 @@
 // 2^53−1 cannot be represented and the generated decoder throws without saying where. The request is
 // then decoded again with the generated descriptors (@bufbuild/protobuf, 64-bit integers as bigint)
 // to find the field, so the answer reads `limits.memory_bytes: 18446744073709551615 is above …`.
+import { isAscii } from 'node:buffer';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { fromBinary, ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf';
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
@@ -119,6 +120,64 @@ export function protoKeyProblem(schema: DescMessage | undefined, bytes: Uint8Arr
   return field === undefined ? undefined : { field, reason: 'has a key named "__proto__", which this server cannot keep (it would be dropped without a word); rename it' };
 }
 
+const REPLACEMENT = '\uFFFD';
+
+/**
+ * The first string (proto path) of a decoded request holding U+FFFD, the character the generated
+ * decoder puts in place of bytes that are not UTF-8. Walks the plain object the generated decoder
+ * made, guided by the schema (map keys are kept as they are, field names given as in the .proto).
+ */
+function findReplacement(schema: DescMessage, message: unknown, path: string): string | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  const value = (name: string): unknown => (message as Record<string, unknown>)[name];
+  for (const field of schema.fields) {
+    const at = `${path}${path === '' ? '' : '.'}${field.name}`;
+    const own = value(field.localName);
+    if (own === undefined || own === null) continue;
+    if (field.fieldKind === 'scalar') {
+      if (typeof own === 'string' && own.includes(REPLACEMENT)) return at;
+    } else if (field.fieldKind === 'message') {
+      const found = findReplacement(field.message, own, at);
+      if (found !== undefined) return found;
+    } else if (field.fieldKind === 'list' && Array.isArray(own)) {
+      for (let i = 0; i < own.length; i++) {
+        const item: unknown = own[i];
+        if (field.listKind === 'message') {
+          const found = findReplacement(field.message, item, `${at}[${i}]`);
+          if (found !== undefined) return found;
+        } else if (typeof item === 'string' && item.includes(REPLACEMENT)) return `${at}[${i}]`;
+      }
+    } else if (field.fieldKind === 'map') {
+      for (const [key, item] of Object.entries(own as Record<string, unknown>)) {
+        if (key.includes(REPLACEMENT)) return `${at} (a key)`;
+        if (field.mapKind === 'message') {
+          const found = findReplacement(field.message, item, `${at}.${key}`);
+          if (found !== undefined) return found;
+        } else if (typeof item === 'string' && item.includes(REPLACEMENT)) return `${at}.${key}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A string field of a decoded request that was not valid UTF-8. The generated decoder replaces such
+ * bytes with U+FFFD without a word, so a job would run with other bytes than the client sent; proto3
+ * strings must be UTF-8 (other gRPC servers refuse them). Only a request with a U+FFFD somewhere is
+ * decoded again, strictly, to tell a replaced byte from a U+FFFD the client sent.
+ */
+export function invalidUtf8Problem(schema: DescMessage | undefined, request: unknown, bytes: Uint8Array): { field: string; reason: string } | undefined {
+  if (schema === undefined) return undefined;
+  const field = findReplacement(schema, request, '');
+  if (field === undefined) return undefined;
+  try {
+    fromBinary(schema, bytes);
+    return undefined;
+  } catch {
+    return { field, reason: 'is not valid UTF-8 (protobuf strings must be; the bytes cannot be kept as sent)' };
+  }
+}
+
 /** Why a request did not decode, naming the field when one holds a number out of range. */
 export function explainUndecodable(schema: DescMessage | undefined, bytes: Uint8Array, error: unknown): { field: string; reason: string } {
   const generic = { field: 'request', reason: `not a valid protobuf message (${error instanceof Error ? error.message : String(error)})` };
@@ -149,7 +208,9 @@ export function withSafeDecoding<T extends ServiceDefinition>(service: T): T {
           const schema = requestMessageOf(servedDescriptors(), method.path);
           return { [UNDECODABLE]: explainUndecodable(schema, bytes, error) } satisfies Undecodable;
         }
-        const lost = bytes.indexOf('__proto__') < 0 ? undefined : protoKeyProblem(requestMessageOf(servedDescriptors(), method.path), bytes);
+        const lost =
+          (bytes.indexOf('__proto__') < 0 ? undefined : protoKeyProblem(requestMessageOf(servedDescriptors(), method.path), bytes)) ??
+          (isAscii(bytes) ? undefined : invalidUtf8Problem(requestMessageOf(servedDescriptors(), method.path), request, bytes));
         return lost === undefined ? request : ({ [UNDECODABLE]: lost } satisfies Undecodable);
       },
     };

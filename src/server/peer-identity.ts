@@ -15,6 +15,7 @@ import {
   type ServerInterceptor,
 } from '@grpc/grpc-js';
 
+import type { ReadSlot, RequestReads } from './request-reads';
 import {
   CertificateIdentityError,
   identityFromCertificate,
@@ -115,6 +116,25 @@ export interface AuthenticationInterceptorOptions {
    * certificate, authorized or not: its connection is a client's, not a bare TCP connection.
    */
   onIdentified?: (peer: string) => void;
+  /**
+   * Bounds the calls of one identity reading a request at once (./request-reads.ts): the read of an
+   * authorized call's request starts only once its identity has a slot.
+   */
+  reads?: RequestReads;
+}
+
+/** A call whose reads (grpc-js's startRead, which resumes the HTTP/2 stream) go through `gate`. */
+class ReadGatedCall extends ServerInterceptingCall {
+  readonly #gate: (read: () => void) => void;
+
+  constructor(next: ServerInterceptingCallInterface, responder: ConstructorParameters<typeof ServerInterceptingCall>[1], gate: (read: () => void) => void) {
+    super(next, responder);
+    this.#gate = gate;
+  }
+
+  override startRead(): void {
+    this.#gate(() => super.startRead());
+  }
 }
 
 /**
@@ -126,15 +146,49 @@ export interface AuthenticationInterceptorOptions {
 export function createAuthenticationInterceptor(options: AuthenticationInterceptorOptions = {}): ServerInterceptor {
   return (methodDescriptor, call: ServerInterceptingCallInterface) => {
     let release: (() => void) | null = null;
+    let reader: string | null = null;
+    let slot: ReadSlot | null = null;
+    const readDone = () => {
+      const held = slot;
+      slot = null;
+      held?.release();
+    };
     const ended = () => {
+      readDone();
       const done = release;
       release = null;
       done?.();
     };
-    return new ServerInterceptingCall(call, {
+    const gate = (read: () => void) => {
+      if (options.reads === undefined || reader === null || slot !== null) {
+        read();
+        return;
+      }
+      // A slot granted at once is read from before acquire returns, and the message may already
+      // be there: it is then received (and the slot released) within read(), so `slot` is set
+      // before reading, never after.
+      let granted = false;
+      const acquired = options.reads.acquire(reader, (held) => {
+        granted = true;
+        slot = held;
+        read();
+      });
+      if (!granted) slot = acquired;
+    };
+    return new ReadGatedCall(call, {
       start: (next) => {
         next({
           onCancel: ended,
+          onReceiveMessage: (message, pass) => {
+            // A unary request keeps its slot until its end arrives (a second message must not be
+            // read unbounded); a stream of requests gives it back after each message.
+            if (methodDescriptor.requestStream) readDone();
+            pass(message);
+          },
+          onReceiveHalfClose: (pass) => {
+            readDone();
+            pass();
+          },
           onReceiveMetadata: (metadata, pass) => {
             let identity: PeerIdentity | null = null;
             let refusal: CallRefusal | null;
@@ -157,6 +211,7 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
             }
             if (refusal === null) {
               identityOfCall.set(metadata, identity!);
+              reader = identity!.name;
               pass(metadata);
               return;
             }
@@ -169,6 +224,6 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
         ended();
         next(status);
       },
-    });
+    }, gate);
   };
 }

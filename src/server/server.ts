@@ -29,6 +29,7 @@ import { createAuthenticationInterceptor } from './peer-identity';
 import { installPreframing } from './preframed-messages';
 import { addReflectionServices } from './reflection';
 import { RefusalLog } from './refusal-log';
+import { RequestReads } from './request-reads';
 import { ScanLimiter } from './scan-limiter';
 import { SharedLogMessages } from './shared-log-messages';
 import { statusOf } from './status';
@@ -48,6 +49,8 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open streams (StreamLogs, WatchJobs, health Watch, reflection) per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
+  /** Calls per identity reading their request at once (./request-reads.ts). Default 32. */
+  maxRequestReadsPerIdentity?: number;
   /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
   policy?: JobPolicy;
   /** Jobs with a change a WatchJobs client has not read, at most (./watch.ts). Default 10000. */
@@ -186,6 +189,7 @@ export class JobworkerServer {
     );
     const interceptor = createAuthenticationInterceptor({
       authorize: authorizeMethod,
+      reads: new RequestReads(options.maxRequestReadsPerIdentity),
       onRefused: (method, refusal, identity) => {
         metrics.requests.inc({ method: method.slice(method.lastIndexOf('/') + 1), code: GrpcStatus[refusal.code] });
         // One reader calling in a loop must not fill the log: aggregated per identity (./refusal-log.ts).

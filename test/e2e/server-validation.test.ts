@@ -232,6 +232,35 @@ describe('request validation', requireRoot, () => {
     raw.close();
   });
 
+  it('a string that is not UTF-8, which the generated decoding would turn into U+FFFD without a word: INVALID_ARGUMENT naming the field', async () => {
+    const raw = await rawStartJob();
+    const schema = requestMessageOf(servedDescriptors(), '/jobworker.v1.JobService/StartJob')!;
+    // "@@@" on the wire becomes ff fe 41: not UTF-8.
+    const notUtf8 = (bytes: Uint8Array): Buffer => {
+      const buffer = Buffer.from(bytes);
+      const at = buffer.indexOf('@@@');
+      assert.ok(at >= 0);
+      buffer.set([0xff, 0xfe, 0x41], at);
+      return buffer;
+    };
+    const cases: [Record<string, unknown>, string][] = [
+      [{ args: ['fine', '@@@'] }, 'args[1]'],
+      [{ env: { A: 'b', B: '@@@' } }, 'env.B'],
+      [{ labels: { '@@@': 'x' } }, 'labels (a key)'],
+    ];
+    for (const [fields, field] of cases) {
+      const bytes = notUtf8(toBinary(schema, create(schema, { command: 'true', ...fields })));
+      const error = await new Promise<ServiceError | null>((resolve) => raw.startJob(bytes, new Metadata(), resolve));
+      assert.equal(error?.code, 3, error?.details);
+      assert.equal(error.details, `${field}: is not valid UTF-8 (protobuf strings must be; the bytes cannot be kept as sent)`);
+    }
+    // A U+FFFD the client sent (valid UTF-8) is kept.
+    const fine = Buffer.from(toBinary(schema, create(schema, { command: 'true', args: ['\uFFFD'] })));
+    const ok = await new Promise<ServiceError | null>((resolve) => raw.startJob(fine, new Metadata(), resolve));
+    assert.equal(ok, null);
+    raw.close();
+  });
+
   it('a malformed protobuf message: INVALID_ARGUMENT, not INTERNAL', async () => {
     const raw = await rawStartJob();
     const garbage = [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Buffer.from([0xff, 0xff, 0xff]), Buffer.from([0x0a, 0x05, 0x61])];
