@@ -144,7 +144,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }
       if (config.metricsListen !== null) {
         try {
-          metrics = await MetricsListener.start(server.metrics, config.metricsListen);
+          const { first, count } = worker.dynamicUids.range;
+          metrics = await MetricsListener.start(server.metrics, config.metricsListen, { isJobUid: (uid) => uid >= first && uid < first + count });
         } catch (error) {
           throw error instanceof ListenError ? listenErrorWithFix(error, 'metrics', options.dev) : error;
         }

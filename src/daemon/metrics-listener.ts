@@ -1,10 +1,19 @@
 // The daemon's metrics listener: plain HTTP serving GET /metrics from the server's registry (prom-client
-// does the exposition format). Loopback by default: metrics are not authenticated.
+// does the exposition format). Loopback by default: metrics are not authenticated. But a job on the
+// host's network (the default) reaches loopback too, and the metrics name identities and their use
+// (what GetIdentityUsage shows only to the identity itself and admins): a connection whose other
+// end a job's uid owns (./socket-owner.ts) is answered 403 and closed.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import { errorCode } from '../errors';
 import { ListenError, splitHostPort, type ServerMetrics } from '../server';
+import { tcpPeerUids } from './socket-owner';
+
+export interface MetricsListenerOptions {
+  /** Whether `uid` is one the daemon's jobs run as (its dynamic uids): not served. */
+  isJobUid?: (uid: number) => boolean;
+}
 
 export class MetricsListener {
   /** The port actually bound (useful with port 0). */
@@ -17,9 +26,17 @@ export class MetricsListener {
   }
 
   /** Listens on `address` ("host:port"; port 0 picks a free one); resolves once listening. */
-  static async start(metrics: ServerMetrics, address: string): Promise<MetricsListener> {
+  static async start(metrics: ServerMetrics, address: string, options: MetricsListenerOptions = {}): Promise<MetricsListener> {
     const { host, port } = splitHostPort(address, 'metrics listen');
-    const server = createServer((req, res) => {
+    const fromJob = async (peerPort: number | undefined, localPort: number | undefined): Promise<boolean> => {
+      if (options.isJobUid === undefined || peerPort === undefined || localPort === undefined) return false;
+      return (await tcpPeerUids(peerPort, localPort)).some(options.isJobUid);
+    };
+    const server = createServer(async (req, res) => {
+      if (await fromJob(req.socket.remotePort, req.socket.localPort)) {
+        res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end("metrics are not served to the daemon's jobs\n");
+        return;
+      }
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics\n');
         return;

@@ -116,6 +116,30 @@ describe('the daemon process', requireRoot, () => {
       assert.match(await response.text(), /^jobworker_jobs\{state="running"\} \d+$/m);
     });
 
+    it("does not serve metrics to a job (its dynamic uid owns the connection): 403, while the host's root is served", async () => {
+      const metrics = await daemon.waitFor((l) => l.msg === 'serving');
+      const [host, metricsPort] = String(metrics.metrics).split(':');
+      const client = await clientFor(port, 'metrics-writer', ['writer']);
+      try {
+        // bash's /dev/tcp: a plain HTTP request from inside the job, on the host's network (the default).
+        const script = `id -u; exec 3<>/dev/tcp/${host}/${metricsPort}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`;
+        const job = await client.startJob({ command: 'bash', args: ['-c', script] });
+        const chunks: Buffer[] = [];
+        for await (const message of client.streamLogs({ jobId: job.id, follow: true, streams: ['stdout'] })) {
+          for (const chunk of message.chunks) chunks.push(Buffer.from(chunk.data));
+        }
+        const [uid, status, ...rest] = Buffer.concat(chunks).toString().split('\n');
+        assert.ok(Number(uid) >= 0x7000_0000, `the job runs as a dynamic uid, not ${uid}`);
+        assert.match(status!, /^HTTP\/1\.[01] 403 /);
+        assert.match(rest.join('\n'), /metrics are not served to the daemon's jobs/);
+        assert.doesNotMatch(rest.join('\n'), /jobworker_jobs/);
+      } finally {
+        client.close();
+      }
+      const response = await fetch(`http://${String(metrics.metrics)}/metrics`);
+      assert.equal(response.status, 200);
+    });
+
     it('SIGHUP reloads the certificate for new connections; jobs and open streams are kept', async () => {
       const client = await clientFor(port);
       const job = await client.startJob({ command: 'sleep', args: ['1000'] });
