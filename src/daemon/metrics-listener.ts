@@ -4,7 +4,7 @@
 // (what GetIdentityUsage shows only to the identity itself and admins): a connection whose other
 // end a job's uid owns (./socket-owner.ts) is answered 403 and closed.
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 import { errorCode } from '../errors';
 import { ListenError, splitHostPort, type ServerMetrics } from '../server';
@@ -28,12 +28,14 @@ export class MetricsListener {
   /** Listens on `address` ("host:port"; port 0 picks a free one); resolves once listening. */
   static async start(metrics: ServerMetrics, address: string, options: MetricsListenerOptions = {}): Promise<MetricsListener> {
     const { host, port } = splitHostPort(address, 'metrics listen');
-    const fromJob = async (peerPort: number | undefined, localPort: number | undefined): Promise<boolean> => {
-      if (options.isJobUid === undefined || peerPort === undefined || localPort === undefined) return false;
-      return (await tcpPeerUids(peerPort, localPort)).some(options.isJobUid);
+    const fromJob = async (socket: Socket): Promise<boolean> => {
+      const { remoteAddress, remotePort, localAddress, localPort } = socket;
+      if (options.isJobUid === undefined || remotePort === undefined || localPort === undefined) return false;
+      if (remoteAddress === undefined || localAddress === undefined) return false;
+      return (await tcpPeerUids({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })).some(options.isJobUid);
     };
     const server = createServer(async (req, res) => {
-      if (await fromJob(req.socket.remotePort, req.socket.localPort)) {
+      if (await fromJob(req.socket)) {
         res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end("metrics are not served to the daemon's jobs\n");
         return;
       }
