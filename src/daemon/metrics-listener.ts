@@ -10,9 +10,21 @@ import { errorCode } from '../errors';
 import { ListenError, splitHostPort, type ServerMetrics } from '../server';
 import { tcpPeerUids } from './socket-owner';
 
+/**
+ * Connections open at once, at most (beyond it Node closes a new one at accept). Each is one of the
+ * daemon's fds, outside its fd budget (src/server/fd-budget.ts), and the listener is reachable by
+ * jobs on the host's network: unbounded, one job's 3,000 idle connections were 3,000 daemon fds,
+ * and enough of them fill the daemon's fd table (accept, spawns, the journal: EMFILE).
+ */
+export const METRICS_MAX_CONNECTIONS = 64;
+/** A connection's request must arrive whole within this (Node's default waits 60 s for headers). */
+export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+
 export interface MetricsListenerOptions {
   /** Whether `uid` is one the daemon's jobs run as (its dynamic uids): not served. */
   isJobUid?: (uid: number) => boolean;
+  /** Default METRICS_MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
 
 export class MetricsListener {
@@ -48,6 +60,9 @@ export class MetricsListener {
         () => res.writeHead(500).end(),
       );
     });
+    server.maxConnections = options.maxConnections ?? METRICS_MAX_CONNECTIONS;
+    server.headersTimeout = METRICS_REQUEST_TIMEOUT_MS;
+    server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

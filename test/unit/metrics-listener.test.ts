@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { readdirSync } from 'node:fs';
 import { once } from 'node:events';
 import { endianness } from 'node:os';
 import { describe, it } from 'node:test';
@@ -66,6 +68,30 @@ describe('MetricsListener', requireRoot, () => {
     } finally {
       job.stdin.end();
       await once(job, 'exit');
+      await metrics.close();
+    }
+  });
+
+  it('holds a bounded number of connections: idle ones beyond it are closed at accept', async () => {
+    const metrics = await MetricsListener.start({ registry: new Registry() } as unknown as ServerMetrics, '127.0.0.1:0', { maxConnections: 8 });
+    const sockets: Socket[] = [];
+    try {
+      const fdsBefore = readdirSync('/proc/self/fd').length;
+      const closed: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i++) {
+        const socket = netConnect({ host: '127.0.0.1', port: metrics.port });
+        socket.on('error', () => undefined);
+        socket.resume();
+        closed.push(once(socket, 'close'));
+        sockets.push(socket);
+        await once(socket, 'connect');
+      }
+      // 20 client sockets here, and at most 8 of the listener's: the 12 beyond are closed.
+      await Promise.all(closed.slice(8));
+      assert.ok(readdirSync('/proc/self/fd').length - fdsBefore <= 20 + 8, 'the listener holds at most 8 connections');
+      assert.equal(sockets.slice(0, 8).filter((s) => s.destroyed).length, 0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
       await metrics.close();
     }
   });
