@@ -4,15 +4,27 @@
 // (what GetIdentityUsage shows only to the identity itself and admins): a connection whose other
 // end a job's uid owns (./socket-owner.ts) is answered 403 and closed.
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 import { errorCode } from '../errors';
 import { ListenError, splitHostPort, type ServerMetrics } from '../server';
 import { tcpPeerUids } from './socket-owner';
 
+/**
+ * Connections open at once, at most (beyond it Node closes a new one at accept). Each is one of the
+ * daemon's fds, outside its fd budget (src/server/fd-budget.ts), and the listener is reachable by
+ * jobs on the host's network: unbounded, one job's 3,000 idle connections were 3,000 daemon fds,
+ * and enough of them fill the daemon's fd table (accept, spawns, the journal: EMFILE).
+ */
+export const METRICS_MAX_CONNECTIONS = 64;
+/** A connection's request must arrive whole within this (Node's default waits 60 s for headers). */
+export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+
 export interface MetricsListenerOptions {
   /** Whether `uid` is one the daemon's jobs run as (its dynamic uids): not served. */
   isJobUid?: (uid: number) => boolean;
+  /** Default METRICS_MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
 
 export class MetricsListener {
@@ -28,12 +40,14 @@ export class MetricsListener {
   /** Listens on `address` ("host:port"; port 0 picks a free one); resolves once listening. */
   static async start(metrics: ServerMetrics, address: string, options: MetricsListenerOptions = {}): Promise<MetricsListener> {
     const { host, port } = splitHostPort(address, 'metrics listen');
-    const fromJob = async (peerPort: number | undefined, localPort: number | undefined): Promise<boolean> => {
-      if (options.isJobUid === undefined || peerPort === undefined || localPort === undefined) return false;
-      return (await tcpPeerUids(peerPort, localPort)).some(options.isJobUid);
+    const fromJob = async (socket: Socket): Promise<boolean> => {
+      const { remoteAddress, remotePort, localAddress, localPort } = socket;
+      if (options.isJobUid === undefined || remotePort === undefined || localPort === undefined) return false;
+      if (remoteAddress === undefined || localAddress === undefined) return false;
+      return (await tcpPeerUids({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })).some(options.isJobUid);
     };
     const server = createServer(async (req, res) => {
-      if (await fromJob(req.socket.remotePort, req.socket.localPort)) {
+      if (await fromJob(req.socket)) {
         res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end("metrics are not served to the daemon's jobs\n");
         return;
       }
@@ -46,6 +60,9 @@ export class MetricsListener {
         () => res.writeHead(500).end(),
       );
     });
+    server.maxConnections = options.maxConnections ?? METRICS_MAX_CONNECTIONS;
+    server.headersTimeout = METRICS_REQUEST_TIMEOUT_MS;
+    server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

@@ -121,6 +121,13 @@ export interface AuthenticationInterceptorOptions {
    * authorized call's request starts only once its identity has a slot.
    */
   reads?: RequestReads;
+  /**
+   * The same bound for calls with a stream of requests (reflection): such a call asks for its next
+   * message as soon as it has one, and so holds a slot while it waits for the client's next message,
+   * for as long as the client keeps it open. In `reads`, 32 idle reflection streams (grpcurl's,
+   * a UI's) held every slot of their identity, and all its other calls waited for good.
+   */
+  streamReads?: RequestReads;
 }
 
 /** A call whose reads (grpc-js's startRead, which resumes the HTTP/2 stream) go through `gate`. */
@@ -159,8 +166,9 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
       release = null;
       done?.();
     };
+    const reads = methodDescriptor.requestStream ? options.streamReads : options.reads;
     const gate = (read: () => void) => {
-      if (options.reads === undefined || reader === null || slot !== null) {
+      if (reads === undefined || reader === null || slot !== null) {
         read();
         return;
       }
@@ -168,7 +176,7 @@ export function createAuthenticationInterceptor(options: AuthenticationIntercept
       // be there: it is then received (and the slot released) within read(), so `slot` is set
       // before reading, never after.
       let granted = false;
-      const acquired = options.reads.acquire(reader, (held) => {
+      const acquired = reads.acquire(reader, (held) => {
         granted = true;
         slot = held;
         read();

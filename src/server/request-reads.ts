@@ -10,7 +10,10 @@
 // stops consuming the stream's DATA, so HTTP/2 flow control stops the client at the stream's
 // window (64 KiB). A unary request keeps its slot until the end of the request arrives (a second
 // message is read under the same bound); a request stream (reflection) gives it back after each
-// message; the call's end releases it. Waiting calls get slots in the order they asked.
+// message; the call's end releases it. Waiting calls get slots in the order they asked. A call with
+// a request stream asks for its next message at once, and so holds a slot while it waits for the
+// client to send one, idle: those calls have slots of their own (a second RequestReads, in
+// ./server.ts), or a few idle reflection streams would hold up every other call of their identity.
 export const DEFAULT_MAX_REQUEST_READS_PER_IDENTITY = 32;
 
 export interface ReadSlot {

@@ -49,7 +49,7 @@ export interface JobworkerServerOptions {
   maxRequestBytes?: number;
   /** Open streams (StreamLogs, WatchJobs, health Watch, reflection) per identity. Default 1024. */
   maxStreamsPerIdentity?: number;
-  /** Calls per identity reading their request at once (./request-reads.ts). Default 32. */
+  /** Calls per identity reading their request at once (./request-reads.ts), and as many calls with a request stream (reflection). Default 32. */
   maxRequestReadsPerIdentity?: number;
   /** Who jobs run as (identity → user) and which isolation choices each role may make. Default DEFAULT_JOB_POLICY. */
   policy?: JobPolicy;
@@ -190,6 +190,7 @@ export class JobworkerServer {
     const interceptor = createAuthenticationInterceptor({
       authorize: authorizeMethod,
       reads: new RequestReads(options.maxRequestReadsPerIdentity),
+      streamReads: new RequestReads(options.maxRequestReadsPerIdentity),
       onRefused: (method, refusal, identity) => {
         metrics.requests.inc({ method: method.slice(method.lastIndexOf('/') + 1), code: GrpcStatus[refusal.code] });
         // One reader calling in a loop must not fill the log: aggregated per identity (./refusal-log.ts).

@@ -235,6 +235,22 @@ export interface ReleasedJob {
   emptied: boolean;
   /** Processes outlived the kill and the cgroup is still there: release once they are gone. */
   leftover?: { cgroup: JobCgroup; leaveSlice: () => Promise<void> } | null;
+  /** Its dynamic uid may not go to another job (why): kept out of use until the worker reopens. */
+  unusableUid?: string;
+}
+
+/**
+ * The spawn step (native/spawn.cc, kStepUserKeyrings) that empties a dynamic uid's keyrings before
+ * its job runs. It fails when an earlier job of that uid made its user keyring one it may not write
+ * (`keyctl setperm @u`, which the kernel keeps, with the keys in it, as long as the host runs): no
+ * job may have that uid again, or each would fail to start.
+ */
+const USER_KEYRINGS_STEP = "the user's keyrings (keyctl)";
+/** Starts that found their dynamic uid's keyrings unusable, at most, before the start fails. */
+const UNUSABLE_UID_ATTEMPTS = 3;
+
+function keyringsUnusable(error: unknown, runAs: JobRunAs): boolean {
+  return runAs.kind === 'dynamic' && error instanceof SpawnError && error.stage === 'credentials' && error.message.includes(USER_KEYRINGS_STEP);
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
@@ -318,15 +334,28 @@ export class Job {
   }
 
   async #start(spec: ResolvedJobSpec, setUp: () => Promise<JobSetup>): Promise<void> {
-    const setup = await setUp();
-    try {
-      await this.#spawn(spec, setup);
-    } catch (error) {
-      // Its scratch directory and dynamic uid go back: now, or once what outlived the kill is gone.
-      const leftover = this.#startLeftover;
-      this.#startLeftover = null;
-      await this.#ctx.releaseJob({ id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: leftover === null, leftover });
-      throw error;
+    // A spawn sets the cwd to the scratch directory it makes: a second one makes its own again.
+    const cwd = { spec: spec.cwd, record: this.#record.spec.cwd };
+    for (let attempt = 1; ; attempt++) {
+      spec.cwd = cwd.spec;
+      this.#record.spec.cwd = cwd.record;
+      const setup = await setUp();
+      try {
+        await this.#spawn(spec, setup);
+        return;
+      } catch (error) {
+        // Its scratch directory and dynamic uid go back: now, or once what outlived the kill is gone.
+        const leftover = this.#startLeftover;
+        this.#startLeftover = null;
+        const unusable = keyringsUnusable(error, setup.runAs);
+        await this.#ctx.releaseJob({
+          id: this.id, runAs: setup.runAs, scratchDir: setup.scratchDir, emptied: leftover === null, leftover,
+          ...(unusable ? { unusableUid: `an earlier job of the uid left keyrings it cannot empty (${(error as Error).message})` } : {}),
+        });
+        // Another job's doing, not this one's: it starts with another uid.
+        if (unusable && leftover === null && attempt < UNUSABLE_UID_ATTEMPTS) continue;
+        throw error;
+      }
     }
   }
 

@@ -457,7 +457,8 @@ export class Worker {
       }
     }
     if (job.runAs.kind !== 'dynamic') return;
-    if (clean) this.dynamicUids.release(job.runAs.uid);
+    if (job.unusableUid !== undefined) this.#ctx.warn('dynamic uid kept out of use until the worker reopens', { job: job.id, uid: job.runAs.uid, reason: job.unusableUid });
+    else if (clean) this.dynamicUids.release(job.runAs.uid);
     else this.#ctx.warn('dynamic uid kept out of use until the worker reopens: something of its job is left', { job: job.id, uid: job.runAs.uid });
   }
 

@@ -99,6 +99,29 @@ describe('requests being received, per identity', requireRoot, () => {
     }
   });
 
+  it("idle reflection streams (waiting for the client's next request) do not hold up the identity's other calls", async () => {
+    const dave = await session('dave', ['reader']);
+    try {
+      const reflection = (): ClientHttp2Stream => {
+        const stream = dave.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('error', () => undefined);
+        return stream;
+      };
+      // Each asks for a message it is never sent (as a tool that keeps its reflection stream open).
+      const idle = [reflection(), reflection(), reflection()];
+      const list = framed(Buffer.from([0x3a, 0x01, 0x2a])); // list_services: "*"
+      const answered = new Promise<void>((resolve) => idle[0]!.once('data', () => resolve()));
+      idle[0]!.write(list);
+      await answered; // the server has read from the streams' requests: each asks for more
+      const call = request(dave, 'GetJob', { 'grpc-timeout': '5S' });
+      call.end(getJob);
+      assert.equal(await statusOf(call), 5 /* NOT_FOUND */);
+      for (const stream of idle) stream.close(constants.NGHTTP2_CANCEL);
+    } finally {
+      dave.destroy();
+    }
+  });
+
   it('answers a burst of whole requests from one identity, however many wait for a slot', async () => {
     const erin = await session('erin', ['reader']);
     try {

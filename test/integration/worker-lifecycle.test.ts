@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { resolveBlockDevice } from '../../src/cgroup/devices';
 import { JobworkerError, ValidationError } from '../../src/errors';
 import { FILE_HEADER_SIZE } from '../../src/logs/format';
-import { SpawnError } from '../../src/native';
+import { SpawnError, spawnProcess } from '../../src/native';
 import { CommandError, DEFAULT_JOB_PATH, Worker, type Job } from '../../src/worker';
 import { decodeJournalLine } from '../../src/worker/journal-codec';
 import { mkdtempVisibleToJobs } from '../helpers/job-visible-dir';
@@ -651,6 +651,46 @@ describe('retention', requireRoot, () => {
       await running.stop({ graceMs: 0 });
     } finally {
       await r.cleanup();
+    }
+  });
+});
+
+// The kernel keeps a uid's user keyring, and a job may make its own one it cannot write (`keyctl
+// setperm @u`): the next job of that dynamic uid cannot empty it (native/spawn.cc). That job starts
+// with another uid; the first is kept out of use.
+describe('a dynamic uid whose keyrings a job made unusable', requireRoot, () => {
+  const keyctl = process.arch === 'x64' ? 250 : process.arch === 'arm64' ? 219 : undefined;
+  it('is kept out of use, and the job that drew it starts with another uid', keyctl === undefined ? { skip: `no keyctl syscall number for ${process.arch}` } : {}, async () => {
+    const first = 0x6ffa_0000 + (process.pid % 0x1000) * 2;
+    const warnings: { message: string; details: unknown }[] = [];
+    const u = await openTestWorker('keyring-uid', { users: { dynamicUids: { first, count: 2 } }, warn: (message, details) => warnings.push({ message, details }) });
+    let poisoned: number | undefined;
+    try {
+      // Its user keyring made one that no one may write (0x3b3b0000: all but write, possessor and user).
+      const poison = await u.worker.start({ command: 'perl', args: ['-e', `syscall(${keyctl}, 5, -4, 0x3b3b0000) == 0 or die "setperm: $!"; print "done\\n"`], owner: 'mallory' });
+      poisoned = poison.status().user!.uid;
+      assert.equal((await poison.wait()).outcome?.exitCode, 0, await text(poison, 'stderr'));
+      const other = await u.worker.start({ command: 'true', args: [], owner: 'erin' });
+      assert.notEqual(other.status().user!.uid, poisoned);
+      await other.wait();
+      // Round robin: the next start draws the poisoned uid first.
+      const next = await u.worker.start({ command: 'sh', args: ['-c', 'id -u'], owner: 'erin' });
+      assert.equal((await next.wait()).outcome?.exitCode, 0);
+      assert.equal(await text(next), `${next.status().user!.uid}\n`);
+      assert.notEqual(next.status().user!.uid, poisoned);
+      assert.ok(u.worker.dynamicUids.inUse.has(poisoned), 'the uid is kept out of use');
+      assert.ok(warnings.some((w) => w.message === 'dynamic uid kept out of use until the worker reopens' && (w.details as { uid: number }).uid === poisoned), JSON.stringify(warnings));
+    } finally {
+      if (poisoned !== undefined) {
+        // Give the keyring back to its uid (a process of it, without emptying it first), then the uid.
+        const restore = spawnProcess({
+          command: 'perl', args: ['-e', `syscall(${keyctl}, 5, -4, 0x3f3f0000) == 0 or die "setperm: $!"; syscall(${keyctl}, 7, -4) == 0 or die "clear: $!"`],
+          env: { PATH: DEFAULT_JOB_PATH }, logPath: path.join(u.stateDir, 'restore.log'), uid: poisoned, gid: poisoned, groups: [],
+        });
+        assert.equal((await restore.exited).code, 0);
+        u.worker.dynamicUids.release(poisoned);
+      }
+      await u.cleanup();
     }
   });
 });
