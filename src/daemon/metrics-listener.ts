@@ -40,11 +40,18 @@ export class MetricsListener {
   /** Listens on `address` ("host:port"; port 0 picks a free one); resolves once listening. */
   static async start(metrics: ServerMetrics, address: string, options: MetricsListenerOptions = {}): Promise<MetricsListener> {
     const { host, port } = splitHostPort(address, 'metrics listen');
+    // One look at the kernel's socket table at a time: a job can make the table long (each read
+    // tens of ms on a threadpool thread) and send requests as fast as it likes; in turn, it holds
+    // one thread, not the pool every spawn and file call of the daemon uses.
+    let lookups: Promise<unknown> = Promise.resolve();
     const fromJob = async (socket: Socket): Promise<boolean> => {
       const { remoteAddress, remotePort, localAddress, localPort } = socket;
       if (options.isJobUid === undefined || remotePort === undefined || localPort === undefined) return false;
       if (remoteAddress === undefined || localAddress === undefined) return false;
-      return (await tcpPeerUids({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort })).some(options.isJobUid);
+      const isJobUid = options.isJobUid;
+      const lookup = lookups.then(() => tcpPeerUids({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort }));
+      lookups = lookup.catch(() => undefined);
+      return (await lookup).some(isJobUid);
     };
     const server = createServer(async (req, res) => {
       if (await fromJob(req.socket)) {

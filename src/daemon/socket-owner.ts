@@ -63,9 +63,15 @@ export async function tcpPeerUids(peer: Endpoint, local: Endpoint): Promise<numb
   const peerAddress = canonicalAddress(peer.address);
   const localAddress = canonicalAddress(local.address);
   const uids: number[] = [];
+  // The table can hold tens of thousands of lines (a job can make it so): only the lines whose own
+  // port is the peer's (":PPPP ", four uppercase hex digits) are split and compared.
+  const ownPort = `:${peer.port.toString(16).toUpperCase().padStart(4, '0')} `;
   for (const table of TABLES) {
     const text = await fsp.readFile(table, 'latin1').catch(() => '');
-    for (const line of text.split('\n').slice(1)) {
+    for (let at = text.indexOf(ownPort); at >= 0; at = text.indexOf(ownPort, at + 1)) {
+      const start = text.lastIndexOf('\n', at) + 1;
+      const end = text.indexOf('\n', at);
+      const line = text.slice(start, end < 0 ? text.length : end);
       // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
       const fields = line.trim().split(/\s+/);
       if (fields.length < 8 || !sameEndpoint(fields[1], peer, peerAddress) || !sameEndpoint(fields[2], local, localAddress)) continue;
