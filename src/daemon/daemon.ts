@@ -144,8 +144,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }
       if (config.metricsListen !== null) {
         try {
-          const { first, count } = worker.dynamicUids.range;
-          metrics = await MetricsListener.start(server.metrics, config.metricsListen, { isJobUid: (uid) => uid >= first && uid < first + count });
+          metrics = await MetricsListener.start(server.metrics, config.metricsListen, { isJobUid: (uid) => worker.dynamicUids.contains(uid) });
         } catch (error) {
           throw error instanceof ListenError ? listenErrorWithFix(error, 'metrics', options.dev) : error;
         }

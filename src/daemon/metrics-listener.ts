@@ -43,8 +43,11 @@ export class MetricsListener {
     // One look at the kernel's socket table at a time: a job can make the table long (each read
     // tens of ms on a threadpool thread) and send requests as fast as it likes; in turn, it holds
     // one thread, not the pool every spawn and file call of the daemon uses.
+    // A connection's owner does not change: looked up once, at its first request (a scraper's
+    // keep-alive connection, or a job's, sends many).
     let lookups: Promise<unknown> = Promise.resolve();
-    const fromJob = async (socket: Socket): Promise<boolean> => {
+    const owners = new WeakMap<Socket, Promise<boolean>>();
+    const lookUpOwner = async (socket: Socket): Promise<boolean> => {
       const { remoteAddress, remotePort, localAddress, localPort } = socket;
       if (options.isJobUid === undefined || remotePort === undefined || localPort === undefined) return false;
       if (remoteAddress === undefined || localAddress === undefined) return false;
@@ -52,6 +55,14 @@ export class MetricsListener {
       const lookup = lookups.then(() => tcpPeerUids({ address: remoteAddress, port: remotePort }, { address: localAddress, port: localPort }));
       lookups = lookup.catch(() => undefined);
       return (await lookup).some(isJobUid);
+    };
+    const fromJob = (socket: Socket): Promise<boolean> => {
+      let owner = owners.get(socket);
+      if (owner === undefined) {
+        owner = lookUpOwner(socket);
+        owners.set(socket, owner);
+      }
+      return owner;
     };
     const server = createServer(async (req, res) => {
       if (await fromJob(req.socket)) {

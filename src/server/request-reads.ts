@@ -66,15 +66,6 @@ export class RequestReads {
     return slot;
   }
 
-  /** Calls of `identity` reading a request now. */
-  readingBy(identity: string): number {
-    return this.#reading.get(identity) ?? 0;
-  }
-
-  /** Calls of `identity` waiting for a slot. */
-  waitingBy(identity: string): number {
-    return this.#waiting.get(identity)?.size ?? 0;
-  }
 
   #next(identity: string): void {
     const queue = this.#waiting.get(identity);

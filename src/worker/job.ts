@@ -250,7 +250,7 @@ const USER_KEYRINGS_STEP = "the user's keyrings (keyctl)";
 const UNUSABLE_UID_ATTEMPTS = 3;
 
 function keyringsUnusable(error: unknown, runAs: JobRunAs): boolean {
-  return runAs.kind === 'dynamic' && error instanceof SpawnError && error.stage === 'credentials' && error.message.includes(USER_KEYRINGS_STEP);
+  return runAs.kind === 'dynamic' && error instanceof SpawnError && error.stage === 'credentials' && error.path === USER_KEYRINGS_STEP;
 }
 
 // A stopped job's processes get this long after cgroup.kill to disappear before we stop waiting.
